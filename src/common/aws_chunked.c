@@ -1,0 +1,1 @@
+/* aws_chunked.c: see aws_chunked.h. */

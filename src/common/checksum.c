@@ -1,0 +1,1 @@
+/* checksum.c: see checksum.h. */

@@ -1,0 +1,71 @@
+/* db.h: the embedded database (SQLite in WAL mode) every daemon keeps its
+ * state in.
+ *
+ * Durability: connections run with journal_mode=WAL, synchronous=FULL and
+ * foreign_keys=ON, so a committed transaction survives kill -9 and power
+ * loss.  Writers use BEGIN IMMEDIATE and a busy timeout, so concurrent writers
+ * queue instead of failing.
+ *
+ * Threads: a `struct db` (one connection) is used by one thread at a time.
+ * Servers keep a `struct db_pool` and take a connection per request.
+ * Prepared statements are cached per connection, keyed by the SQL text's
+ * address, so hot queries are prepared once (pass string literals).
+ *
+ * Schema: db_migrate() applies an array of migration scripts in order,
+ * tracking progress in PRAGMA user_version, each in its own transaction.
+ */
+#ifndef KOALA_DB_H
+#define KOALA_DB_H
+
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "error.h"
+
+struct db;
+
+struct db *db_open(const char *path, struct koala_error **err);
+void db_close(struct db *db);
+sqlite3 *db_handle(struct db *db);
+
+int db_exec(struct db *db, const char *sql, struct koala_error **err);
+int db_migrate(struct db *db, const char *const *migrations, size_t n,
+               struct koala_error **err);
+
+/* Returns the cached, reset, unbound statement for sql (a string whose
+ * address stays valid: a literal), or NULL with *err set. */
+sqlite3_stmt *db_stmt(struct db *db, const char *sql,
+                      struct koala_error **err);
+/* Resets and clears bindings of a statement obtained from db_stmt.  Always
+ * call it when done (it is what makes the statement reusable). */
+void db_stmt_done(sqlite3_stmt *stmt);
+
+int db_begin(struct db *db, struct koala_error **err);    /* BEGIN IMMEDIATE */
+int db_commit(struct db *db, struct koala_error **err);
+void db_rollback(struct db *db);                          /* never fails */
+
+/* Turns the last SQLite error of db into *err (code NULL: internal) and
+ * returns -1. */
+int db_error(struct db *db, const char *what, struct koala_error **err);
+
+/* ---- pool ---- */
+struct db_pool;
+
+/* Opens the database once to run the migrations, then lends up to max_conns
+ * connections (opened lazily). */
+struct db_pool *db_pool_new(const char *path, const char *const *migrations,
+                            size_t n_migrations, unsigned max_conns,
+                            struct koala_error **err);
+void db_pool_free(struct db_pool *pool);
+/* Blocks until a connection is free. */
+struct db *db_pool_get(struct db_pool *pool, struct koala_error **err);
+void db_pool_put(struct db_pool *pool, struct db *db);
+
+static inline void db_closep(struct db **d)
+{
+    db_close(*d);
+}
+#define _cleanup_db_ __attribute__((cleanup(db_closep)))
+
+#endif

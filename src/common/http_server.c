@@ -1,0 +1,1 @@
+/* http_server.c: see http_server.h. */

@@ -1,0 +1,1 @@
+/* sigv2.c: see sigv2.h. */

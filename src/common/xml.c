@@ -1,0 +1,1 @@
+/* xml.c: see xml.h. */
