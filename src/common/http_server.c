@@ -1,1 +1,485 @@
-/* http_server.c: see http_server.h. */
+/* http_server.c: the HTTP server on libmicrohttpd (see http_server.h).
+ *
+ * DESIGN: MHD runs one thread per connection, so handlers may block (disk
+ * I/O, fsync, SQLite) without stalling other clients.  MHD calls the access
+ * handler several times per request: once when the headers are in, once per
+ * piece of body, and once more with no data at the end.  We map those calls
+ * onto on_request / on_body / on_complete.  The raw request target comes from
+ * MHD's URI log callback, which sees it before MHD splits or unescapes it;
+ * that callback also allocates our per-request struct.  MHD only accepts a
+ * reply when the headers are in or when the body has ended, so replies are
+ * queued only from on_request and on_complete; a handler that fails in the
+ * middle of a body asks for the rest to be dropped and replies at the end.
+ */
+#define LOG_MODULE "http"
+#include "http_server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "log.h"
+
+struct http_server {
+    struct MHD_Daemon *mhd;
+    struct http_handler handler;
+    void *ctx;
+    size_t max_header_bytes;
+    uint16_t port;
+};
+
+struct reply_header {
+    char *name;
+    char *value;
+};
+
+struct http_request {
+    struct http_server *srv;
+    struct MHD_Connection *conn;
+    const char *method;
+    char *target; /* raw, as sent */
+    char *path;
+    const char *query; /* points into target, or "" */
+    bool started;
+    bool discard;
+    bool replied;
+    bool queue_failed;
+    void *data;
+    struct reply_header *headers;
+    size_t n_headers;
+    char **joined; /* strings returned by http_request_header_joined */
+    size_t n_joined;
+    char peer[INET6_ADDRSTRLEN];
+};
+
+/* ---- request accessors ---- */
+
+const char *http_request_method(const struct http_request *req)
+{
+    return req->method;
+}
+
+const char *http_request_target(const struct http_request *req)
+{
+    return req->target;
+}
+
+const char *http_request_path(const struct http_request *req)
+{
+    return req->path;
+}
+
+const char *http_request_query(const struct http_request *req)
+{
+    return req->query;
+}
+
+const char *http_request_header(const struct http_request *req,
+                                const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+struct join_ctx {
+    const char *name;
+    struct buf out;
+    bool found;
+    bool oom;
+};
+
+static enum MHD_Result join_iter(void *cls, enum MHD_ValueKind kind,
+                                 const char *key, const char *value)
+{
+    struct join_ctx *j = cls;
+    if (strcasecmp(key, j->name) != 0)
+        return MHD_YES;
+    if ((j->found && buf_append_char(&j->out, ',') < 0) ||
+        buf_append_str(&j->out, value ? value : "") < 0)
+        j->oom = true;
+    j->found = true;
+    return MHD_YES;
+}
+
+const char *http_request_header_joined(struct http_request *req,
+                                       const char *name)
+{
+    struct join_ctx j = {.name = name};
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, join_iter, &j);
+    if (!j.found || j.oom) {
+        buf_free(&j.out);
+        return NULL;
+    }
+    char **p = realloc(req->joined, (req->n_joined + 1) * sizeof(*p));
+    if (p == NULL) {
+        buf_free(&j.out);
+        return NULL;
+    }
+    req->joined = p;
+    req->joined[req->n_joined++] = buf_steal(&j.out);
+    return req->joined[req->n_joined - 1];
+}
+
+struct foreach_ctx {
+    int (*fn)(void *ctx, const char *name, const char *value);
+    void *ctx;
+};
+
+static enum MHD_Result foreach_iter(void *cls, enum MHD_ValueKind kind,
+                                    const char *key, const char *value)
+{
+    struct foreach_ctx *f = cls;
+    return f->fn(f->ctx, key, value ? value : "") == 0 ? MHD_YES : MHD_NO;
+}
+
+void http_request_headers_foreach(const struct http_request *req,
+                                  int (*fn)(void *ctx, const char *name,
+                                            const char *value),
+                                  void *ctx)
+{
+    struct foreach_ctx f = {fn, ctx};
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, foreach_iter, &f);
+}
+
+static int sum_iter(void *ctx, const char *name, const char *value)
+{
+    *(size_t *)ctx += strlen(name) + strlen(value) + 4;
+    return 0;
+}
+
+size_t http_request_header_bytes(const struct http_request *req)
+{
+    size_t total = 0;
+    http_request_headers_foreach(req, sum_iter, &total);
+    return total;
+}
+
+bool http_request_content_length(const struct http_request *req,
+                                 uint64_t *len)
+{
+    const char *v = http_request_header(req, "Content-Length");
+    return v && str_to_u64(v, len) == 0;
+}
+
+const char *http_request_peer(const struct http_request *req)
+{
+    return req->peer;
+}
+
+void http_request_set_data(struct http_request *req, void *data)
+{
+    req->data = data;
+}
+
+void *http_request_data(const struct http_request *req)
+{
+    return req->data;
+}
+
+void *http_request_ctx(const struct http_request *req)
+{
+    return req->srv->ctx;
+}
+
+/* ---- replies ---- */
+
+int http_reply_header(struct http_request *req, const char *name,
+                      const char *value)
+{
+    struct reply_header *p =
+        realloc(req->headers, (req->n_headers + 1) * sizeof(*p));
+    if (p == NULL)
+        return -1;
+    req->headers = p;
+    char *n = strdup(name), *v = strdup(value);
+    if (n == NULL || v == NULL) {
+        free(n);
+        free(v);
+        return -1;
+    }
+    req->headers[req->n_headers].name = n;
+    req->headers[req->n_headers].value = v;
+    req->n_headers++;
+    return 0;
+}
+
+bool http_replied(const struct http_request *req)
+{
+    return req->replied;
+}
+
+static int queue(struct http_request *req, unsigned status,
+                 const char *content_type, struct MHD_Response *resp)
+{
+    req->replied = true;
+    if (resp == NULL) {
+        req->queue_failed = true;
+        return -1;
+    }
+    for (size_t i = 0; i < req->n_headers; i++)
+        MHD_add_response_header(resp, req->headers[i].name,
+                                req->headers[i].value);
+    if (content_type)
+        MHD_add_response_header(resp, "Content-Type", content_type);
+    MHD_add_response_header(resp, "Server", "Koala");
+    enum MHD_Result r = MHD_queue_response(req->conn, status, resp);
+    MHD_destroy_response(resp);
+    if (r != MHD_YES) {
+        req->queue_failed = true;
+        return -1;
+    }
+    return 0;
+}
+
+int http_reply_take(struct http_request *req, unsigned status,
+                    const char *content_type, char *data, size_t len)
+{
+    if (req->replied) {
+        free(data);
+        return -1;
+    }
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+    if (resp == NULL)
+        free(data);
+    return queue(req, status, content_type, resp);
+}
+
+int http_reply_buffer(struct http_request *req, unsigned status,
+                      const char *content_type, const void *data, size_t len)
+{
+    char *copy = malloc(len ? len : 1);
+    if (copy == NULL) {
+        req->replied = req->queue_failed = true;
+        return -1;
+    }
+    if (len)
+        memcpy(copy, data, len);
+    return http_reply_take(req, status, content_type, copy, len);
+}
+
+int http_reply_fd(struct http_request *req, unsigned status,
+                  const char *content_type, int fd, uint64_t offset,
+                  uint64_t len)
+{
+    if (req->replied) {
+        close(fd);
+        return -1;
+    }
+    struct MHD_Response *resp =
+        MHD_create_response_from_fd_at_offset64(len, fd, offset);
+    if (resp == NULL)
+        close(fd);
+    return queue(req, status, content_type, resp);
+}
+
+int http_reply_empty(struct http_request *req, unsigned status)
+{
+    return http_reply_take(req, status, NULL, NULL, 0);
+}
+
+/* ---- MHD callbacks ---- */
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    struct http_request *req = calloc(1, sizeof(*req));
+    if (req == NULL)
+        return NULL;
+    req->srv = cls;
+    req->conn = conn;
+    req->target = strdup(uri ? uri : "/");
+    if (req->target == NULL) {
+        free(req);
+        return NULL;
+    }
+    char *q = strchr(req->target, '?');
+    req->path = q ? strndup(req->target, (size_t)(q - req->target))
+                  : strdup(req->target);
+    req->query = q ? q + 1 : "";
+    if (req->path == NULL) {
+        free(req->target);
+        free(req);
+        return NULL;
+    }
+    return req;
+}
+
+static void request_free(struct http_request *req)
+{
+    for (size_t i = 0; i < req->n_headers; i++) {
+        free(req->headers[i].name);
+        free(req->headers[i].value);
+    }
+    free(req->headers);
+    for (size_t i = 0; i < req->n_joined; i++)
+        free(req->joined[i]);
+    free(req->joined);
+    free(req->path);
+    free(req->target);
+    free(req);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn,
+                         void **req_cls, enum MHD_RequestTerminationCode toe)
+{
+    struct http_server *srv = cls;
+    struct http_request *req = *req_cls;
+    if (req == NULL)
+        return;
+    if (req->started && srv->handler.on_done)
+        srv->handler.on_done(req);
+    request_free(req);
+    *req_cls = NULL;
+}
+
+static void fill_peer(struct http_request *req)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+        req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci == NULL || ci->client_addr == NULL)
+        return;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
+                  req->peer, sizeof(req->peer));
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr,
+                  req->peer, sizeof(req->peer));
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
+                                 const char *url, const char *method,
+                                 const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **req_cls)
+{
+    struct http_server *srv = cls;
+    struct http_request *req = *req_cls;
+    if (req == NULL)
+        return MHD_NO; /* out of memory in on_uri */
+    if (!req->started) {
+        req->started = true;
+        req->conn = conn;
+        req->method = method;
+        fill_peer(req);
+        if (http_request_header_bytes(req) > srv->max_header_bytes &&
+            srv->handler.on_oversized)
+            srv->handler.on_oversized(req, srv->ctx);
+        else
+            srv->handler.on_request(req, srv->ctx);
+        return req->queue_failed ? MHD_NO : MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        if (!req->replied && !req->discard &&
+            srv->handler.on_body(req, upload_data, *upload_data_size) < 0)
+            req->discard = true;
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (!req->replied) {
+        srv->handler.on_complete(req);
+        if (!req->replied) {
+            log_error("handler did not reply to %s %s", req->method,
+                      req->target);
+            http_reply_empty(req, 500);
+        }
+    }
+    return req->queue_failed ? MHD_NO : MHD_YES;
+}
+
+static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    /* Keep arguments raw: handlers parse the raw target themselves. */
+    return strlen(s);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    log_vmsg(LOG_LVL_DEBUG, LOG_MODULE, fmt, ap);
+}
+
+struct http_server *http_server_new(const struct http_server_config *cfg,
+                                    const struct http_handler *handler,
+                                    void *ctx, struct koala_error **err)
+{
+    struct http_server *srv = calloc(1, sizeof(*srv));
+    if (srv == NULL) {
+        error_set(err, ENOMEM, NULL, "out of memory");
+        return NULL;
+    }
+    srv->handler = *handler;
+    srv->ctx = ctx;
+    srv->max_header_bytes =
+        cfg->max_header_bytes ? cfg->max_header_bytes : 16 * 1024;
+
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    const char *addr = cfg->address ? cfg->address : "127.0.0.1";
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION |
+                     MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
+                     MHD_USE_ERROR_LOG;
+    if (strchr(addr, ':')) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(cfg->port);
+        if (inet_pton(AF_INET6, addr, &s6->sin6_addr) != 1)
+            goto bad_addr;
+        flags |= MHD_USE_IPv6;
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons(cfg->port);
+        if (inet_pton(AF_INET, addr, &s4->sin_addr) != 1)
+            goto bad_addr;
+    }
+    size_t mem_limit = srv->max_header_bytes * 2 + 64 * 1024;
+    srv->mhd = MHD_start_daemon(
+        flags, cfg->port, NULL, NULL, on_access, srv,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem_limit,
+        MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)(cfg->max_connections ? cfg->max_connections : 1024),
+        MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)(cfg->idle_timeout_s ? cfg->idle_timeout_s : 120),
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+        MHD_OPTION_END);
+    if (srv->mhd == NULL) {
+        error_set(err, EADDRINUSE, NULL, "cannot listen on %s:%u", addr,
+                  (unsigned)cfg->port);
+        free(srv);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *di =
+        MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = di ? di->port : cfg->port;
+    return srv;
+bad_addr:
+    error_set(err, EINVAL, "InvalidConfiguration", "bad listen address '%s'",
+              addr);
+    free(srv);
+    return NULL;
+}
+
+void http_server_free(struct http_server *srv)
+{
+    if (srv == NULL)
+        return;
+    if (srv->mhd)
+        MHD_stop_daemon(srv->mhd);
+    free(srv);
+}
+
+uint16_t http_server_port(const struct http_server *srv)
+{
+    return srv->port;
+}

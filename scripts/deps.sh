@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# scripts/deps.sh: installs the Debian 12 packages Koala builds, runs and is
+# tested with.  Idempotent and quick when everything is already there.
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  gcc libc6-dev pkg-config meson ninja-build
+  libmicrohttpd-dev libcurl4-openssl-dev libxml2-dev libssl-dev
+  libsqlite3-dev libjansson-dev libinih-dev zlib1g-dev
+  # tests
+  libcmocka-dev python3 python3-pytest python3-boto3 awscli s3cmd
+  sqlite3 curl procps iproute2
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+    || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

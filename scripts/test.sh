@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# scripts/test.sh: installs what is missing, builds (plain and with ASan +
+# UBSan), and runs every test: the C unit tests in both builds, then the
+# integration suites against the sanitized daemons with real clients.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+bash scripts/build.sh release asan
+
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+
+echo "== unit tests (release) =="
+meson test -C build --suite unit --print-errorlogs
+echo "== unit tests (asan+ubsan) =="
+meson test -C build-asan --suite unit --print-errorlogs
+
+echo "== integration tests =="
+# Debian's python3 with Debian's pytest and boto3, whatever else is on PATH.
+KOALA_BUILD_DIR="$PWD/build-asan" /usr/bin/python3 -m pytest tests/integration -q -p no:cacheprovider "$@"

@@ -1,0 +1,101 @@
+/* main.c: `koala`, the operators' command line.
+ *
+ *   koala walrus add-user NAME [--data-dir DIR]   new account + access key
+ *   koala walrus list-users [--data-dir DIR]
+ *
+ * Until the CLC exists, Walrus keeps accounts in its own database; these
+ * commands open it directly (SQLite WAL allows it while the daemon runs).
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "walrus.h"
+
+struct db_pool *walrus_open_db(const char *data_dir, unsigned conns,
+                               struct koala_error **err);
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: koala walrus add-user NAME [--data-dir DIR]\n"
+               "       koala walrus list-users [--data-dir DIR]\n");
+}
+
+static int walrus_cmd(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"data-dir", required_argument, NULL, 'd'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *data_dir = "/var/lib/koala/walrus";
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "d:", opts, NULL)) != -1) {
+        if (c == 'd') {
+            data_dir = optarg;
+        } else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind >= argc) {
+        usage(stderr);
+        return 2;
+    }
+    const char *verb = argv[optind];
+    struct koala_error *err = NULL;
+    struct db_pool *pool = NULL;
+    struct db *db = NULL;
+    int rc = 1;
+    if (strcmp(verb, "add-user") == 0 && optind + 1 < argc) {
+        char key[21], secret[41];
+        if ((pool = walrus_open_db(data_dir, 1, &err)) == NULL ||
+            (db = db_pool_get(pool, &err)) == NULL ||
+            meta_add_user(db, argv[optind + 1], key, secret, &err) < 0)
+            goto out;
+        printf("AWS_ACCESS_KEY_ID=%s\nAWS_SECRET_ACCESS_KEY=%s\n", key,
+               secret);
+        rc = 0;
+    } else if (strcmp(verb, "list-users") == 0) {
+        if ((pool = walrus_open_db(data_dir, 1, &err)) == NULL ||
+            (db = db_pool_get(pool, &err)) == NULL)
+            goto out;
+        sqlite3_stmt *st = db_stmt(
+            db, "SELECT a.name, a.canonical_id, k.access_key FROM accounts a"
+                " JOIN access_keys k ON k.account_id = a.id ORDER BY a.name",
+            &err);
+        if (st == NULL)
+            goto out;
+        while (sqlite3_step(st) == SQLITE_ROW)
+            printf("%s\t%s\t%s\n", sqlite3_column_text(st, 0),
+                   sqlite3_column_text(st, 2), sqlite3_column_text(st, 1));
+        db_stmt_done(st);
+        rc = 0;
+    } else {
+        usage(stderr);
+        rc = 2;
+    }
+out:
+    if (err)
+        fprintf(stderr, "koala: %s\n", error_message(err));
+    if (db)
+        db_pool_put(pool, db);
+    db_pool_free(pool);
+    error_free(err);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "walrus") == 0)
+        return walrus_cmd(argc - 1, argv + 1);
+    fprintf(stderr, "koala: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,111 @@
+/* http_server.h: the HTTP server every daemon serves its API with, on
+ * libmicrohttpd (one thread per connection, keep-alive, chunked requests).
+ *
+ * A handler sees a request in three steps, all on the connection's thread:
+ *   on_request   the headers are in.  It may reply at once (an error, or a
+ *                request without a body); then any body is discarded.  If it
+ *                does not reply, the body follows (and a client that sent
+ *                "Expect: 100-continue" is told to go on).
+ *   on_body      a piece of the body, as it arrives: bodies are streamed,
+ *                never gathered by the server.  Returning -1 stops delivery;
+ *                the rest of the body is read and dropped.
+ *   on_complete  the body has ended (also called when there is none, if
+ *                on_request did not reply).  It must reply.
+ *   on_done      the exchange is over (reply sent, or the connection failed):
+ *                free the per-request state.  Always called once per request
+ *                that reached on_request.
+ * The raw request target is kept as sent (not unescaped), because signatures
+ * are computed over it.
+ *
+ * Replies are built by adding headers (http_reply_header) and then sending
+ * one of: a memory buffer, a file descriptor range (sent with sendfile), or
+ * nothing.  Requests whose header section exceeds max_header_bytes get a
+ * reply from the `on_oversized` hook, so the API can answer in its format.
+ */
+#ifndef KOALA_HTTP_SERVER_H
+#define KOALA_HTTP_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "error.h"
+
+struct http_server;
+struct http_request;
+
+struct http_handler {
+    void (*on_request)(struct http_request *req, void *ctx);
+    int (*on_body)(struct http_request *req, const char *data, size_t len);
+    void (*on_complete)(struct http_request *req);
+    void (*on_done)(struct http_request *req);
+    /* The request's headers are too large: reply with an error. */
+    void (*on_oversized)(struct http_request *req, void *ctx);
+};
+
+struct http_server_config {
+    const char *address;        /* "127.0.0.1", "0.0.0.0", "::" */
+    uint16_t port;              /* 0: an ephemeral port */
+    unsigned max_connections;   /* 0: 1024 */
+    size_t max_header_bytes;    /* 0: 16 KiB (headers summed) */
+    unsigned idle_timeout_s;    /* 0: 120 */
+};
+
+struct http_server *http_server_new(const struct http_server_config *cfg,
+                                    const struct http_handler *handler,
+                                    void *ctx, struct koala_error **err);
+/* Stops accepting, waits for the connection threads, frees. NULL-safe. */
+void http_server_free(struct http_server *srv);
+uint16_t http_server_port(const struct http_server *srv);
+
+/* ---- request ---- */
+const char *http_request_method(const struct http_request *req);
+/* Raw target as sent: "/b/k%20x?acl". */
+const char *http_request_target(const struct http_request *req);
+/* Raw path part ("/b/k%20x") and raw query part ("acl", "" if none). */
+const char *http_request_path(const struct http_request *req);
+const char *http_request_query(const struct http_request *req);
+/* First value of a header (case-insensitive name), or NULL. */
+const char *http_request_header(const struct http_request *req,
+                                const char *name);
+/* All values of a header joined with ",", or NULL; owned by the request. */
+const char *http_request_header_joined(struct http_request *req,
+                                       const char *name);
+/* Calls fn for each header (name as sent); stops when fn returns non-zero. */
+void http_request_headers_foreach(const struct http_request *req,
+                                  int (*fn)(void *ctx, const char *name,
+                                            const char *value),
+                                  void *ctx);
+/* Sum of the header names' and values' lengths. */
+size_t http_request_header_bytes(const struct http_request *req);
+/* Content-Length, if the request has one: returns true and sets *len. */
+bool http_request_content_length(const struct http_request *req,
+                                 uint64_t *len);
+/* The peer's address as text ("127.0.0.1"). */
+const char *http_request_peer(const struct http_request *req);
+
+void http_request_set_data(struct http_request *req, void *data);
+void *http_request_data(const struct http_request *req);
+void *http_request_ctx(const struct http_request *req);
+
+/* ---- reply ---- */
+/* Adds a reply header (copied).  0 / -1. */
+int http_reply_header(struct http_request *req, const char *name,
+                      const char *value);
+/* The reply functions return 0, or -1 if a reply was already sent or could
+ * not be queued (the connection is then closed).  Only one per request. */
+int http_reply_buffer(struct http_request *req, unsigned status,
+                      const char *content_type, const void *data, size_t len);
+/* As http_reply_buffer, but takes ownership of a malloc'd body. */
+int http_reply_take(struct http_request *req, unsigned status,
+                    const char *content_type, char *data, size_t len);
+/* Sends len bytes of fd from offset (sendfile); takes ownership of fd (closed
+ * when the reply is done or on failure).  content_type may be NULL. */
+int http_reply_fd(struct http_request *req, unsigned status,
+                  const char *content_type, int fd, uint64_t offset,
+                  uint64_t len);
+int http_reply_empty(struct http_request *req, unsigned status);
+bool http_replied(const struct http_request *req);
+
+#endif

@@ -1,0 +1,131 @@
+/* auth.c: who is calling: SigV4 (header or presigned), SigV2 (header or
+ * presigned) or anonymous.  Keys and secrets come from the accounts in
+ * Walrus' database. */
+#define LOG_MODULE "walrus"
+#include <errno.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "log.h"
+#include "sigv2.h"
+#include "walrus.h"
+
+int s3_authenticate(struct s3_req *r, struct koala_error **err);
+
+static const char *header_fn(void *ctx, const char *lname)
+{
+    return http_request_header_joined(ctx, lname);
+}
+
+static bool is_hex64(const char *s)
+{
+    if (s == NULL || strlen(s) != 64)
+        return false;
+    for (int i = 0; i < 64; i++)
+        if (!strchr("0123456789abcdefABCDEF", s[i]))
+            return false;
+    return true;
+}
+
+static int lookup_secret(struct s3_req *r, const char *access_key,
+                         char **secret, struct koala_error **err)
+{
+    struct db *db = s3_db(r, err);
+    if (db == NULL)
+        return -1;
+    int rc = meta_identity_by_key(db, access_key, secret, &r->who, err);
+    if (rc < 0)
+        return -1;
+    if (rc == 1)
+        return error_set(err, EACCES, "InvalidAccessKeyId",
+                         "The AWS Access Key Id you provided does not exist "
+                         "in our records.");
+    return 0;
+}
+
+static int auth_v4(struct s3_req *r, const struct sigv4_request *sr,
+                   struct koala_error **err)
+{
+    char *secret = NULL;
+    if (lookup_secret(r, r->v4.access_key, &secret, err) < 0)
+        return -1;
+    int rc = sigv4_verify(sr, &r->v4, secret, time(NULL), err);
+    if (rc == 0)
+        sigv4_signing_key(secret, r->v4.date, r->v4.region, r->v4.service,
+                          r->signing_key);
+    free(secret);
+    if (rc < 0)
+        return -1;
+    r->have_v4 = true;
+    const char *ph = r->v4.payload_hash;
+    if (ph == NULL) {
+        if (!r->v4.presigned)
+            return error_set(err, EINVAL, "InvalidRequest",
+                             "Missing required header for this request: "
+                             "x-amz-content-sha256");
+    } else if (is_hex64(ph)) {
+        r->body_sha256 = checksum_new(CHECKSUM_SHA256);
+        if (r->body_sha256 == NULL)
+            return error_set(err, ENOMEM, NULL, "out of memory");
+    } else if (strcmp(ph, SIGV4_UNSIGNED_PAYLOAD) != 0 &&
+               strcmp(ph, SIGV4_STREAMING_PAYLOAD) != 0 &&
+               strcmp(ph, SIGV4_STREAMING_PAYLOAD_TRAILER) != 0 &&
+               strcmp(ph, SIGV4_STREAMING_UNSIGNED_TRAILER) != 0) {
+        return error_set(err, EINVAL, "InvalidArgument",
+                         "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, "
+                         "STREAMING-* or a valid sha256 value.");
+    }
+    return 0;
+}
+
+static int auth_v2(struct s3_req *r, const struct sigv4_request *sr,
+                   struct sigv2_auth *v2, struct koala_error **err)
+{
+    char *secret = NULL;
+    if (lookup_secret(r, v2->access_key, &secret, err) < 0)
+        return -1;
+    struct buf prefix = {0};
+    if (r->virtual_host)
+        buf_printf(&prefix, "/%s", r->bucket);
+    int rc = sigv2_verify(sr, v2, prefix.data ? prefix.data : "", secret,
+                          time(NULL), err);
+    buf_free(&prefix);
+    free(secret);
+    return rc;
+}
+
+int s3_authenticate(struct s3_req *r, struct koala_error **err)
+{
+    struct sigv4_request sr = {
+        .method = http_request_method(r->http),
+        .raw_path = http_request_path(r->http),
+        .raw_query = http_request_query(r->http),
+        .header = header_fn,
+        .header_ctx = r->http,
+    };
+    int rc = sigv4_parse(&sr, &r->v4, err);
+    if (rc < 0)
+        return -1;
+    if (rc == SIGV4_FOUND) {
+        if (auth_v4(r, &sr, err) < 0)
+            return -1;
+        r->signed_request = true;
+        return 0;
+    }
+    struct sigv2_auth v2 = {0};
+    rc = sigv2_parse(&sr, &v2, err);
+    if (rc < 0)
+        return -1;
+    if (rc == 1) {
+        rc = auth_v2(r, &sr, &v2, err);
+        sigv2_auth_clear(&v2);
+        if (rc < 0)
+            return -1;
+        r->signed_request = true;
+        return 0;
+    }
+    memset(&r->who, 0, sizeof(r->who));
+    r->who.anonymous = true;
+    return 0;
+}

@@ -1,0 +1,379 @@
+/* meta.c: Walrus' metadata in SQLite: accounts and their keys, buckets,
+ * objects, multipart uploads and parts, and blobs waiting for removal.
+ *
+ * Keys are TEXT compared with SQLite's BINARY collation, i.e. memcmp of the
+ * UTF-8 bytes: the order S3 lists keys in.
+ */
+#define LOG_MODULE "walrus"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "id.h"
+#include "walrus.h"
+
+static const char schema_v1[] =
+    "CREATE TABLE accounts ("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  canonical_id TEXT NOT NULL UNIQUE,"
+    "  created INTEGER NOT NULL);"
+    "CREATE TABLE access_keys ("
+    "  access_key TEXT PRIMARY KEY,"
+    "  secret TEXT NOT NULL,"
+    "  account_id INTEGER NOT NULL REFERENCES accounts(id),"
+    "  created INTEGER NOT NULL);"
+    "CREATE TABLE buckets ("
+    "  name TEXT PRIMARY KEY,"
+    "  owner INTEGER NOT NULL REFERENCES accounts(id),"
+    "  region TEXT NOT NULL,"
+    "  acl TEXT NOT NULL,"
+    "  created INTEGER NOT NULL);"
+    "CREATE TABLE objects ("
+    "  bucket TEXT NOT NULL REFERENCES buckets(name),"
+    "  key TEXT NOT NULL,"
+    "  blob TEXT NOT NULL,"
+    "  size INTEGER NOT NULL,"
+    "  etag TEXT NOT NULL,"
+    "  mtime_ms INTEGER NOT NULL,"
+    "  headers TEXT NOT NULL,"
+    "  checksum_alg TEXT NOT NULL DEFAULT '',"
+    "  checksum TEXT NOT NULL DEFAULT '',"
+    "  owner INTEGER NOT NULL,"
+    "  acl TEXT NOT NULL,"
+    "  parts INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (bucket, key)) WITHOUT ROWID;"
+    "CREATE INDEX objects_blob ON objects(blob);"
+    "CREATE TABLE uploads ("
+    "  upload_id TEXT PRIMARY KEY,"
+    "  bucket TEXT NOT NULL REFERENCES buckets(name),"
+    "  key TEXT NOT NULL,"
+    "  initiated_ms INTEGER NOT NULL,"
+    "  owner INTEGER NOT NULL,"
+    "  headers TEXT NOT NULL,"
+    "  acl TEXT NOT NULL,"
+    "  checksum_alg TEXT NOT NULL DEFAULT '');"
+    "CREATE INDEX uploads_key ON uploads(bucket, key, upload_id);"
+    "CREATE TABLE parts ("
+    "  upload_id TEXT NOT NULL REFERENCES uploads(upload_id),"
+    "  part_number INTEGER NOT NULL,"
+    "  blob TEXT NOT NULL,"
+    "  size INTEGER NOT NULL,"
+    "  etag TEXT NOT NULL,"
+    "  mtime_ms INTEGER NOT NULL,"
+    "  checksum TEXT NOT NULL DEFAULT '',"
+    "  PRIMARY KEY (upload_id, part_number)) WITHOUT ROWID;"
+    "CREATE INDEX parts_blob ON parts(blob);"
+    "CREATE TABLE dead_blobs ("
+    "  blob TEXT PRIMARY KEY,"
+    "  died_ms INTEGER NOT NULL);";
+
+const char *const walrus_migrations[] = {schema_v1};
+const size_t walrus_n_migrations = ARRAY_SIZE(walrus_migrations);
+
+void object_row_clear(struct object_row *o)
+{
+    free(o->key);
+    free(o->headers);
+    memset(o, 0, sizeof(*o));
+}
+
+static void copy_col(char *dst, size_t size, sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    snprintf(dst, size, "%s", t ? (const char *)t : "");
+}
+
+static int fill_identity(sqlite3_stmt *st, int col, struct identity *who)
+{
+    memset(who, 0, sizeof(*who));
+    who->account_id = sqlite3_column_int64(st, col);
+    copy_col(who->canonical_id, sizeof(who->canonical_id), st, col + 1);
+    copy_col(who->display_name, sizeof(who->display_name), st, col + 2);
+    return 0;
+}
+
+static int step_row(struct db *db, sqlite3_stmt *st, const char *what,
+                    struct koala_error **err)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        return 0;
+    if (rc == SQLITE_DONE)
+        return 1;
+    db_error(db, what, err);
+    return -1;
+}
+
+int meta_identity_by_key(struct db *db, const char *access_key, char **secret,
+                         struct identity *who, struct koala_error **err)
+{
+    sqlite3_stmt *st = db_stmt(db,
+                               "SELECT k.secret, a.id, a.canonical_id, a.name"
+                               " FROM access_keys k JOIN accounts a"
+                               " ON a.id = k.account_id WHERE k.access_key=?",
+                               err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, access_key, -1, SQLITE_STATIC);
+    int rc = step_row(db, st, "looking up access key", err);
+    if (rc == 0) {
+        *secret = strdup((const char *)sqlite3_column_text(st, 0));
+        fill_identity(st, 1, who);
+        if (*secret == NULL)
+            rc = error_set(err, ENOMEM, NULL, "out of memory");
+    }
+    db_stmt_done(st);
+    return rc;
+}
+
+static int identity_where(struct db *db, const char *sql, int64_t id,
+                          const char *text, struct identity *who,
+                          struct koala_error **err)
+{
+    sqlite3_stmt *st = db_stmt(db, sql, err);
+    if (st == NULL)
+        return -1;
+    if (text)
+        sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_int64(st, 1, id);
+    int rc = step_row(db, st, "looking up account", err);
+    if (rc == 0)
+        fill_identity(st, 0, who);
+    db_stmt_done(st);
+    return rc;
+}
+
+int meta_identity_by_id(struct db *db, int64_t account_id,
+                        struct identity *who, struct koala_error **err)
+{
+    return identity_where(
+        db, "SELECT id, canonical_id, name FROM accounts WHERE id=?",
+        account_id, NULL, who, err);
+}
+
+int meta_identity_by_canonical(struct db *db, const char *canonical_id,
+                               struct identity *who, struct koala_error **err)
+{
+    return identity_where(
+        db, "SELECT id, canonical_id, name FROM accounts WHERE canonical_id=?",
+        0, canonical_id, who, err);
+}
+
+/* Access keys look like AWS's: "AKIA" + 16 characters of [A-Z2-7]. */
+static int make_access_key(char out[21])
+{
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    unsigned char rnd[16];
+    if (id_random_bytes(rnd, sizeof(rnd)) < 0)
+        return -1;
+    memcpy(out, "AKIA", 4);
+    for (int i = 0; i < 16; i++)
+        out[4 + i] = alphabet[rnd[i] & 31];
+    out[20] = '\0';
+    return 0;
+}
+
+static int make_secret(char out[41])
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    unsigned char rnd[40];
+    if (id_random_bytes(rnd, sizeof(rnd)) < 0)
+        return -1;
+    for (int i = 0; i < 40; i++)
+        out[i] = alphabet[rnd[i] & 63];
+    out[40] = '\0';
+    return 0;
+}
+
+int meta_add_user(struct db *db, const char *name, char access_key[21],
+                  char secret[41], struct koala_error **err)
+{
+    char canonical[65];
+    if (make_access_key(access_key) < 0 || make_secret(secret) < 0 ||
+        id_random_hex(canonical, 32) < 0)
+        return error_set_errno(err, "getrandom");
+    if (db_begin(db, err) < 0)
+        return -1;
+    sqlite3_stmt *st = db_stmt(
+        db, "INSERT INTO accounts(name, canonical_id, created) VALUES(?,?,?)",
+        err);
+    if (st == NULL)
+        goto fail;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, canonical, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (int64_t)time(NULL));
+    int rc = sqlite3_step(st);
+    db_stmt_done(st);
+    if (rc == SQLITE_CONSTRAINT) {
+        error_set(err, EEXIST, "EntityAlreadyExists",
+                  "user '%s' already exists", name);
+        goto fail;
+    }
+    if (rc != SQLITE_DONE) {
+        db_error(db, "adding account", err);
+        goto fail;
+    }
+    int64_t account = sqlite3_last_insert_rowid(db_handle(db));
+    st = db_stmt(db,
+                 "INSERT INTO access_keys(access_key, secret, account_id,"
+                 " created) VALUES(?,?,?,?)",
+                 err);
+    if (st == NULL)
+        goto fail;
+    sqlite3_bind_text(st, 1, access_key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, secret, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, account);
+    sqlite3_bind_int64(st, 4, (int64_t)time(NULL));
+    rc = sqlite3_step(st);
+    db_stmt_done(st);
+    if (rc != SQLITE_DONE) {
+        db_error(db, "adding access key", err);
+        goto fail;
+    }
+    return db_commit(db, err);
+fail:
+    db_rollback(db);
+    return -1;
+}
+
+int meta_bucket_get(struct db *db, const char *name, struct bucket_row *b,
+                    struct koala_error **err)
+{
+    sqlite3_stmt *st = db_stmt(
+        db, "SELECT name, owner, region, acl, created FROM buckets"
+            " WHERE name=?",
+        err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int rc = step_row(db, st, "looking up bucket", err);
+    if (rc == 0) {
+        copy_col(b->name, sizeof(b->name), st, 0);
+        b->owner = sqlite3_column_int64(st, 1);
+        copy_col(b->region, sizeof(b->region), st, 2);
+        b->created = sqlite3_column_int64(st, 4);
+        if (acl_decode(&b->acl, (const char *)sqlite3_column_text(st, 3)) < 0)
+            rc = error_set(err, EINVAL, NULL, "bad ACL stored for %s", name);
+    }
+    db_stmt_done(st);
+    return rc;
+}
+
+int meta_object_get(struct db *db, const char *bucket, const char *key,
+                    struct object_row *o, struct koala_error **err)
+{
+    sqlite3_stmt *st = db_stmt(
+        db, "SELECT blob, size, etag, mtime_ms, headers, checksum_alg,"
+            " checksum, owner, acl, parts FROM objects"
+            " WHERE bucket=? AND key=?",
+        err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, bucket, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+    memset(o, 0, sizeof(*o));
+    int rc = step_row(db, st, "looking up object", err);
+    if (rc == 0) {
+        copy_col(o->blob, sizeof(o->blob), st, 0);
+        o->size = (uint64_t)sqlite3_column_int64(st, 1);
+        copy_col(o->etag, sizeof(o->etag), st, 2);
+        o->mtime_ms = sqlite3_column_int64(st, 3);
+        o->headers = strdup((const char *)sqlite3_column_text(st, 4));
+        copy_col(o->checksum_alg, sizeof(o->checksum_alg), st, 5);
+        copy_col(o->checksum, sizeof(o->checksum), st, 6);
+        o->owner = sqlite3_column_int64(st, 7);
+        o->parts = sqlite3_column_int(st, 9);
+        o->key = strdup(key);
+        if (o->headers == NULL || o->key == NULL)
+            rc = error_set(err, ENOMEM, NULL, "out of memory");
+        else if (acl_decode(&o->acl,
+                            (const char *)sqlite3_column_text(st, 8)) < 0)
+            rc = error_set(err, EINVAL, NULL, "bad ACL stored for %s", key);
+        if (rc != 0)
+            object_row_clear(o);
+    }
+    db_stmt_done(st);
+    return rc;
+}
+
+/* Marks the current blob of (bucket, key) dead, if there is one. */
+static int retire_current(struct db *db, const char *bucket, const char *key,
+                          bool *existed, struct koala_error **err)
+{
+    sqlite3_stmt *st = db_stmt(
+        db, "SELECT blob FROM objects WHERE bucket=? AND key=?", err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, bucket, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+    char blob[40] = "";
+    int rc = step_row(db, st, "looking up object", err);
+    if (rc == 0)
+        copy_col(blob, sizeof(blob), st, 0);
+    db_stmt_done(st);
+    if (rc < 0)
+        return -1;
+    *existed = rc == 0;
+    return rc == 0 ? blob_mark_dead(db, blob, err) : 0;
+}
+
+int meta_object_put(struct db *db, const char *bucket,
+                    const struct object_row *o, struct koala_error **err)
+{
+    bool existed;
+    if (retire_current(db, bucket, o->key, &existed, err) < 0)
+        return -1;
+    _cleanup_free_ char *acl = acl_encode(&o->acl);
+    if (acl == NULL)
+        return error_set(err, ENOMEM, NULL, "out of memory");
+    sqlite3_stmt *st = db_stmt(
+        db, "INSERT OR REPLACE INTO objects(bucket, key, blob, size, etag,"
+            " mtime_ms, headers, checksum_alg, checksum, owner, acl, parts)"
+            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+        err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, bucket, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, o->key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, o->blob, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, (int64_t)o->size);
+    sqlite3_bind_text(st, 5, o->etag, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, o->mtime_ms);
+    sqlite3_bind_text(st, 7, o->headers ? o->headers : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 8, o->checksum_alg, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 9, o->checksum, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 10, o->owner);
+    sqlite3_bind_text(st, 11, acl, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 12, o->parts);
+    int rc = sqlite3_step(st);
+    db_stmt_done(st);
+    if (rc != SQLITE_DONE)
+        return db_error(db, "storing object", err);
+    return 0;
+}
+
+int meta_object_delete(struct db *db, const char *bucket, const char *key,
+                       struct koala_error **err)
+{
+    bool existed;
+    if (retire_current(db, bucket, key, &existed, err) < 0)
+        return -1;
+    if (!existed)
+        return 1;
+    sqlite3_stmt *st =
+        db_stmt(db, "DELETE FROM objects WHERE bucket=? AND key=?", err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, bucket, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    db_stmt_done(st);
+    if (rc != SQLITE_DONE)
+        return db_error(db, "deleting object", err);
+    return 0;
+}

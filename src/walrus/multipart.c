@@ -1,0 +1,738 @@
+/* multipart.c: multipart uploads: CreateMultipartUpload, UploadPart,
+ * UploadPartCopy, CompleteMultipartUpload, AbortMultipartUpload, ListParts
+ * and ListMultipartUploads.
+ *
+ * Each part is a blob of its own (see blob.c).  Completing concatenates the
+ * chosen parts into a new blob (copy_file_range, so the data does not pass
+ * through user space), and one transaction makes it the object, retires the
+ * part blobs and forgets the upload.
+ */
+#define LOG_MODULE "walrus"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "id.h"
+#include "log.h"
+#include "walrus.h"
+#include "xml.h"
+
+static void fail(struct s3_req *r, struct koala_error *err)
+{
+    s3_reply_error(r, err);
+    error_free(err);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct upload_row {
+    int64_t owner;
+    int64_t initiated_ms;
+    char *headers;
+    char *acl;
+};
+
+static void upload_row_clear(struct upload_row *u)
+{
+    free(u->headers);
+    free(u->acl);
+    memset(u, 0, sizeof(*u));
+}
+
+static int no_such_upload(struct koala_error **err)
+{
+    return error_set(err, ENOENT, "NoSuchUpload",
+                     "The specified upload does not exist. The upload ID may "
+                     "be invalid, or the upload may have been aborted or "
+                     "completed.");
+}
+
+/* Loads the upload named by ?uploadId for this bucket and key. */
+static int load_upload(struct s3_req *r, struct upload_row *u,
+                       struct koala_error **err)
+{
+    memset(u, 0, sizeof(*u));
+    struct db *db = s3_db(r, err);
+    if (db == NULL)
+        return -1;
+    sqlite3_stmt *st = db_stmt(
+        db, "SELECT owner, initiated_ms, headers, acl FROM uploads"
+            " WHERE upload_id=? AND bucket=? AND key=?",
+        err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, s3_param(r, "uploadId"), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, r->bucket, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, r->key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        u->owner = sqlite3_column_int64(st, 0);
+        u->initiated_ms = sqlite3_column_int64(st, 1);
+        u->headers = strdup((const char *)sqlite3_column_text(st, 2));
+        u->acl = strdup((const char *)sqlite3_column_text(st, 3));
+    }
+    db_stmt_done(st);
+    if (rc == SQLITE_DONE)
+        return no_such_upload(err);
+    if (rc != SQLITE_ROW)
+        return db_error(db, "looking up upload", err);
+    if (u->headers == NULL || u->acl == NULL) {
+        upload_row_clear(u);
+        return error_set(err, ENOMEM, NULL, "out of memory");
+    }
+    return 0;
+}
+
+static int part_number(struct s3_req *r, int *out, struct koala_error **err)
+{
+    int64_t n;
+    if (str_to_i64(s3_param(r, "partNumber"), &n) < 0 || n < 1 ||
+        n > WALRUS_MAX_PARTS)
+        return error_set(err, EINVAL, "InvalidArgument",
+                         "Part number must be an integer between 1 and "
+                         "10000, inclusive");
+    *out = (int)n;
+    return 0;
+}
+
+void s3_create_upload(struct s3_req *r)
+{
+    struct koala_error *err = NULL;
+    struct bucket_row b;
+    struct acl acl;
+    bool given;
+    _cleanup_free_ char *headers = NULL;
+    if (s3_bucket_access(r, PERM_WRITE, &b, &err) < 0 ||
+        s3_collect_object_headers(r, &headers, &err) < 0 ||
+        acl_from_headers(r, &acl, &r->who, &b.acl, &given, &err) < 0)
+        return fail(r, err);
+    char upload_id[65];
+    if (id_random_hex(upload_id, 32) < 0) {
+        error_set_errno(&err, "getrandom");
+        return fail(r, err);
+    }
+    _cleanup_free_ char *acl_text = acl_encode(&acl);
+    sqlite3_stmt *st = db_stmt(
+        r->db, "INSERT INTO uploads(upload_id, bucket, key, initiated_ms,"
+               " owner, headers, acl) VALUES(?,?,?,?,?,?,?)",
+        &err);
+    if (st == NULL)
+        return fail(r, err);
+    sqlite3_bind_text(st, 1, upload_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, r->bucket, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, r->key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, now_ms());
+    sqlite3_bind_int64(st, 5, r->who.account_id);
+    sqlite3_bind_text(st, 6, headers, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 7, acl_text ? acl_text : "", -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    db_stmt_done(st);
+    if (rc != SQLITE_DONE) {
+        db_error(r->db, "creating upload", &err);
+        return fail(r, err);
+    }
+    struct xml_writer *x =
+        xml_writer_new("InitiateMultipartUploadResult", S3_XMLNS);
+    xml_text_element(x, "Bucket", r->bucket);
+    xml_text_element(x, "Key", r->key);
+    xml_text_element(x, "UploadId", upload_id);
+    size_t len;
+    char *doc = xml_writer_finish(x, &len);
+    s3_reply_xml(r, 200, doc, len);
+}
+
+int s3_upload_part_precheck(struct s3_req *r, struct koala_error **err)
+{
+    int n;
+    struct upload_row u;
+    if (part_number(r, &n, err) < 0 ||
+        s3_bucket_access(r, PERM_WRITE, &r->bucket_row, err) < 0 ||
+        load_upload(r, &u, err) < 0)
+        return -1;
+    upload_row_clear(&u);
+    return 0;
+}
+
+/* Records part n of the current upload, in one transaction that also checks
+ * the upload still exists; then publishes the blob. */
+static int commit_part(struct s3_req *r, int n, struct blob_writer *bw,
+                       const char *etag, const char *checksum,
+                       struct koala_error **err)
+{
+    struct db *db = r->db;
+    struct upload_row u;
+    if (db_begin(db, err) < 0)
+        return -1;
+    if (load_upload(r, &u, err) < 0)
+        goto fail;
+    upload_row_clear(&u);
+    sqlite3_stmt *st = db_stmt(
+        db, "SELECT blob FROM parts WHERE upload_id=? AND part_number=?", err);
+    if (st == NULL)
+        goto fail;
+    sqlite3_bind_text(st, 1, s3_param(r, "uploadId"), -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, n);
+    char old[40] = "";
+    if (sqlite3_step(st) == SQLITE_ROW)
+        snprintf(old, sizeof(old), "%s", sqlite3_column_text(st, 0));
+    db_stmt_done(st);
+    if (*old && blob_mark_dead(db, old, err) < 0)
+        goto fail;
+    st = db_stmt(db,
+                 "INSERT OR REPLACE INTO parts(upload_id, part_number, blob,"
+                 " size, etag, mtime_ms, checksum) VALUES(?,?,?,?,?,?,?)",
+                 err);
+    if (st == NULL)
+        goto fail;
+    sqlite3_bind_text(st, 1, s3_param(r, "uploadId"), -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, n);
+    sqlite3_bind_text(st, 3, bw->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, (int64_t)bw->size);
+    sqlite3_bind_text(st, 5, etag, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, now_ms());
+    sqlite3_bind_text(st, 7, checksum ? checksum : "", -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    db_stmt_done(st);
+    if (rc != SQLITE_DONE) {
+        db_error(db, "storing part", err);
+        goto fail;
+    }
+    if (db_commit(db, err) < 0)
+        return -1;
+    return blob_writer_publish(r->w, bw, err);
+fail:
+    db_rollback(db);
+    return -1;
+}
+
+void s3_upload_part(struct s3_req *r)
+{
+    struct koala_error *err = NULL;
+    int n;
+    const char *alg, *sum;
+    part_number(r, &n, &err);
+    upload_checksum(r, &alg, &sum);
+    if (commit_part(r, n, upload_blob(r), upload_etag(r), sum, &err) < 0)
+        return fail(r, err);
+    upload_published(r);
+    char quoted[80];
+    snprintf(quoted, sizeof(quoted), "\"%s\"", upload_etag(r));
+    http_reply_header(r->http, "ETag", quoted);
+    if (*alg) {
+        char name[40];
+        snprintf(name, sizeof(name), "x-amz-checksum-%s", alg);
+        http_reply_header(r->http, name, sum);
+    }
+    s3_reply_xml(r, 200, strdup(""), 0);
+}
+
+/* "bytes=first-last" of x-amz-copy-source-range. */
+static int copy_range(struct s3_req *r, uint64_t size, uint64_t *first,
+                      uint64_t *len, struct koala_error **err)
+{
+    const char *h = s3_header(r, "x-amz-copy-source-range");
+    *first = 0;
+    *len = size;
+    if (h == NULL)
+        return 0;
+    unsigned long long a, b;
+    char extra;
+    if (sscanf(h, "bytes=%llu-%llu%c", &a, &b, &extra) != 2 || b < a)
+        return error_set(err, EINVAL, "InvalidArgument",
+                         "The x-amz-copy-source-range value must be of the "
+                         "form bytes=first-last where first and last are the "
+                         "zero-based offsets of the first and last bytes to "
+                         "copy");
+    if (b >= size)
+        return error_set(err, EINVAL, "InvalidRange",
+                         "The requested range is not satisfiable");
+    *first = a;
+    *len = b - a + 1;
+    return 0;
+}
+
+void s3_upload_part_copy(struct s3_req *r)
+{
+    struct koala_error *err = NULL;
+    _cleanup_free_ char *sbucket = NULL, *skey = NULL;
+    struct object_row src = {0};
+    struct blob_writer bw = {.fd = -1};
+    struct checksum *md5 = NULL;
+    int n;
+    uint64_t first, len;
+    if (s3_upload_part_precheck(r, &err) < 0 ||
+        s3_copy_source(r, &sbucket, &skey, &err) < 0 ||
+        s3_copy_source_load(r, sbucket, skey, &src, &err) < 0 ||
+        copy_range(r, src.size, &first, &len, &err) < 0)
+        goto out;
+    part_number(r, &n, &err);
+    if (len > WALRUS_MAX_PUT) {
+        error_set(&err, EINVAL, "InvalidRequest",
+                  "The specified copy range is larger than 5 GiB.");
+        goto out;
+    }
+    md5 = checksum_new(CHECKSUM_MD5);
+    if (md5 == NULL || blob_writer_open(r->w, &bw, &err) < 0 ||
+        blob_copy_range(r->w, src.blob, first, len, &bw, md5, NULL, &err) <
+            0 ||
+        blob_writer_sync(&bw, &err) < 0)
+        goto out;
+    unsigned char d[CHECKSUM_MAX_LEN];
+    char etag[33], quoted[40], date[25];
+    checksum_final(md5, d);
+    str_hex(d, 16, etag);
+    if (commit_part(r, n, &bw, etag, NULL, &err) < 0)
+        goto out;
+    snprintf(quoted, sizeof(quoted), "\"%s\"", etag);
+    struct xml_writer *x = xml_writer_new("CopyPartResult", S3_XMLNS);
+    xml_text_element(x, "LastModified", s3_iso_time(now_ms(), date));
+    xml_text_element(x, "ETag", quoted);
+    size_t dlen;
+    char *doc = xml_writer_finish(x, &dlen);
+    s3_reply_xml(r, 200, doc, dlen);
+out:
+    blob_writer_abort(&bw);
+    checksum_free(md5);
+    object_row_clear(&src);
+    if (err)
+        fail(r, err);
+}
+
+struct chosen_part {
+    int number;
+    char blob[40];
+    uint64_t size;
+    unsigned char md5[16];
+};
+
+static int bad_xml(struct koala_error **err)
+{
+    return error_set(err, EINVAL, "MalformedXML",
+                     "The XML you provided was not well-formed or did not "
+                     "validate against our published schema");
+}
+
+static int hex16(const char *s, unsigned char out[16])
+{
+    for (int i = 0; i < 16; i++) {
+        unsigned v;
+        if (sscanf(s + 2 * i, "%2x", &v) != 1)
+            return -1;
+        out[i] = (unsigned char)v;
+    }
+    return 0;
+}
+
+/* Reads the client's part list and matches it with the stored parts. */
+static int choose_parts(struct s3_req *r, struct chosen_part **out,
+                        size_t *n_out, struct koala_error **err)
+{
+    _cleanup_xml_doc_ struct xml_doc *doc =
+        xml_parse(r->body.data ? r->body.data : "", r->body.len,
+                  WALRUS_MAX_XML_BODY, err);
+    if (doc == NULL)
+        return -1;
+    const struct xml_node *root = xml_root(doc);
+    if (strcmp(xml_name(root), "CompleteMultipartUpload") != 0)
+        return bad_xml(err);
+    size_t n = 0;
+    for (const struct xml_node *p = xml_next_child(root, NULL, "Part"); p;
+         p = xml_next_child(root, p, "Part"))
+        n++;
+    if (n == 0 || n > WALRUS_MAX_PARTS)
+        return bad_xml(err);
+    struct chosen_part *parts = calloc(n, sizeof(*parts));
+    if (parts == NULL)
+        return error_set(err, ENOMEM, NULL, "out of memory");
+    size_t i = 0;
+    int prev = 0;
+    sqlite3_stmt *st = db_stmt(r->db,
+                               "SELECT blob, size, etag FROM parts"
+                               " WHERE upload_id=? AND part_number=?",
+                               err);
+    if (st == NULL)
+        goto fail;
+    for (const struct xml_node *p = xml_next_child(root, NULL, "Part"); p;
+         p = xml_next_child(root, p, "Part"), i++) {
+        _cleanup_free_ char *num = xml_child_text(p, "PartNumber");
+        _cleanup_free_ char *etag = xml_child_text(p, "ETag");
+        int64_t pn;
+        if (num == NULL || etag == NULL ||
+            str_to_i64(str_trim(num), &pn) < 0) {
+            db_stmt_done(st);
+            bad_xml(err);
+            goto fail;
+        }
+        if (pn <= prev) {
+            db_stmt_done(st);
+            error_set(err, EINVAL, "InvalidPartOrder",
+                      "The list of parts was not in ascending order. The "
+                      "parts list must be specified in order by part "
+                      "number.");
+            goto fail;
+        }
+        prev = (int)(pn > WALRUS_MAX_PARTS ? WALRUS_MAX_PARTS + 1 : pn);
+        char *e = str_trim(etag);
+        size_t elen = strlen(e);
+        if (elen >= 2 && e[0] == '"' && e[elen - 1] == '"') {
+            e[elen - 1] = '\0';
+            e++;
+        }
+        sqlite3_reset(st);
+        sqlite3_bind_text(st, 1, s3_param(r, "uploadId"), -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, pn);
+        bool found = sqlite3_step(st) == SQLITE_ROW &&
+                     strcmp((const char *)sqlite3_column_text(st, 2), e) == 0;
+        if (found) {
+            parts[i].number = (int)pn;
+            snprintf(parts[i].blob, sizeof(parts[i].blob), "%s",
+                     sqlite3_column_text(st, 0));
+            parts[i].size = (uint64_t)sqlite3_column_int64(st, 1);
+            found = hex16((const char *)sqlite3_column_text(st, 2),
+                          parts[i].md5) == 0;
+        }
+        if (!found) {
+            db_stmt_done(st);
+            error_set(err, EINVAL, "InvalidPart",
+                      "One or more of the specified parts could not be "
+                      "found.  The part may not have been uploaded, or the "
+                      "specified entity tag may not match the part's entity "
+                      "tag.");
+            goto fail;
+        }
+    }
+    db_stmt_done(st);
+    for (i = 0; i + 1 < n; i++)
+        if (parts[i].size < WALRUS_MIN_PART) {
+            error_set(err, EINVAL, "EntityTooSmall",
+                      "Your proposed upload is smaller than the minimum "
+                      "allowed object size.");
+            goto fail;
+        }
+    *out = parts;
+    *n_out = n;
+    return 0;
+fail:
+    free(parts);
+    return -1;
+}
+
+/* Retires every part blob of the upload and forgets it, in the caller's
+ * transaction. */
+static int drop_upload(struct db *db, const char *upload_id,
+                       struct koala_error **err)
+{
+    sqlite3_stmt *st =
+        db_stmt(db, "SELECT blob FROM parts WHERE upload_id=?", err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, upload_id, -1, SQLITE_STATIC);
+    struct buf blobs = {0};
+    while (sqlite3_step(st) == SQLITE_ROW)
+        buf_printf(&blobs, "%s\n", sqlite3_column_text(st, 0));
+    db_stmt_done(st);
+    int rc = 0;
+    char *save = NULL;
+    for (char *b = blobs.data ? strtok_r(blobs.data, "\n", &save) : NULL;
+         b && rc == 0; b = strtok_r(NULL, "\n", &save))
+        rc = blob_mark_dead(db, b, err);
+    buf_free(&blobs);
+    if (rc < 0)
+        return -1;
+    static const char *const deletes[] = {
+        "DELETE FROM parts WHERE upload_id=?",
+        "DELETE FROM uploads WHERE upload_id=?",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(deletes); i++) {
+        st = db_stmt(db, deletes[i], err);
+        if (st == NULL)
+            return -1;
+        sqlite3_bind_text(st, 1, upload_id, -1, SQLITE_STATIC);
+        int s = sqlite3_step(st);
+        db_stmt_done(st);
+        if (s != SQLITE_DONE)
+            return db_error(db, "dropping upload", err);
+    }
+    return 0;
+}
+
+void s3_complete_upload(struct s3_req *r)
+{
+    struct koala_error *err = NULL;
+    struct bucket_row b;
+    struct upload_row u = {0};
+    struct chosen_part *parts = NULL;
+    size_t n = 0;
+    struct blob_writer bw = {.fd = -1};
+    if (s3_bucket_access(r, PERM_WRITE, &b, &err) < 0 ||
+        load_upload(r, &u, &err) < 0 || choose_parts(r, &parts, &n, &err) < 0)
+        goto out;
+    struct checksum *md5 = checksum_new(CHECKSUM_MD5);
+    if (md5 == NULL || blob_writer_open(r->w, &bw, &err) < 0) {
+        checksum_free(md5);
+        goto out;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        checksum_update(md5, parts[i].md5, 16);
+        rc = blob_writer_append_blob(r->w, &bw, parts[i].blob, parts[i].size,
+                                     &err);
+    }
+    unsigned char d[CHECKSUM_MAX_LEN];
+    checksum_final(md5, d);
+    checksum_free(md5);
+    if (rc < 0 || blob_writer_sync(&bw, &err) < 0)
+        goto out;
+    struct object_row o = {0};
+    str_hex(d, 16, o.etag);
+    snprintf(o.etag + 32, sizeof(o.etag) - 32, "-%zu", n);
+    o.key = r->key;
+    snprintf(o.blob, sizeof(o.blob), "%s", bw.id);
+    o.size = bw.size;
+    o.mtime_ms = now_ms();
+    o.headers = u.headers;
+    o.owner = u.owner;
+    o.parts = (int)n;
+    if (acl_decode(&o.acl, u.acl) < 0) {
+        error_set(&err, EINVAL, NULL, "bad stored ACL");
+        goto out;
+    }
+    struct upload_row again;
+    if (db_begin(r->db, &err) < 0)
+        goto out;
+    if (load_upload(r, &again, &err) < 0 ||
+        meta_object_put(r->db, r->bucket, &o, &err) < 0 ||
+        drop_upload(r->db, s3_param(r, "uploadId"), &err) < 0) {
+        db_rollback(r->db);
+        goto out;
+    }
+    upload_row_clear(&again);
+    if (db_commit(r->db, &err) < 0 ||
+        blob_writer_publish(r->w, &bw, &err) < 0)
+        goto out;
+    char quoted[80];
+    snprintf(quoted, sizeof(quoted), "\"%s\"", o.etag);
+    struct buf loc = {0};
+    buf_printf(&loc, "/%s/", r->bucket);
+    str_uri_encode(&loc, r->key, strlen(r->key), true);
+    struct xml_writer *x =
+        xml_writer_new("CompleteMultipartUploadResult", S3_XMLNS);
+    xml_text_element(x, "Location", loc.data);
+    xml_text_element(x, "Bucket", r->bucket);
+    xml_text_element(x, "Key", r->key);
+    xml_text_element(x, "ETag", quoted);
+    buf_free(&loc);
+    size_t len;
+    char *doc = xml_writer_finish(x, &len);
+    s3_reply_xml(r, 200, doc, len);
+out:
+    blob_writer_abort(&bw);
+    upload_row_clear(&u);
+    free(parts);
+    if (err)
+        fail(r, err);
+}
+
+void s3_abort_upload(struct s3_req *r)
+{
+    struct koala_error *err = NULL;
+    struct bucket_row b;
+    struct upload_row u;
+    if (s3_bucket_access(r, PERM_WRITE, &b, &err) < 0 ||
+        db_begin(r->db, &err) < 0)
+        return fail(r, err);
+    if (load_upload(r, &u, &err) < 0 ||
+        drop_upload(r->db, s3_param(r, "uploadId"), &err) < 0) {
+        db_rollback(r->db);
+        return fail(r, err);
+    }
+    upload_row_clear(&u);
+    if (db_commit(r->db, &err) < 0)
+        return fail(r, err);
+    http_reply_header(r->http, "x-amz-request-id", r->request_id);
+    http_reply_empty(r->http, 204);
+}
+
+static void owner_block(struct s3_req *r, struct xml_writer *x,
+                        const char *name, int64_t owner)
+{
+    struct identity who = {0};
+    struct koala_error *err = NULL;
+    if (meta_identity_by_id(r->db, owner, &who, &err) != 0)
+        error_free(err);
+    xml_start(x, name);
+    xml_text_element(x, "ID", who.canonical_id);
+    xml_text_element(x, "DisplayName", who.display_name);
+    xml_end(x);
+}
+
+static int parse_limit(struct s3_req *r, const char *name, long *out,
+                       struct koala_error **err)
+{
+    const char *v = s3_param(r, name);
+    int64_t n = 1000;
+    if (v && (str_to_i64(v, &n) < 0 || n < 0))
+        return error_set(err, EINVAL, "InvalidArgument",
+                         "Provided %s not an integer or within integer range",
+                         name);
+    *out = n > 1000 ? 1000 : (long)n;
+    return 0;
+}
+
+void s3_list_parts(struct s3_req *r)
+{
+    struct koala_error *err = NULL;
+    struct bucket_row b;
+    struct upload_row u;
+    long max;
+    int64_t marker = 0;
+    const char *m = s3_param(r, "part-number-marker");
+    if (m && (str_to_i64(m, &marker) < 0 || marker < 0)) {
+        error_set(&err, EINVAL, "InvalidArgument",
+                  "Provided part-number-marker not an integer or within "
+                  "integer range");
+        return fail(r, err);
+    }
+    if (parse_limit(r, "max-parts", &max, &err) < 0 ||
+        s3_bucket_access(r, PERM_WRITE, &b, &err) < 0 ||
+        load_upload(r, &u, &err) < 0)
+        return fail(r, err);
+    sqlite3_stmt *st = db_stmt(
+        r->db, "SELECT part_number, size, etag, mtime_ms FROM parts"
+               " WHERE upload_id=? AND part_number>? ORDER BY part_number"
+               " LIMIT ?",
+        &err);
+    if (st == NULL) {
+        upload_row_clear(&u);
+        return fail(r, err);
+    }
+    struct xml_writer *x = xml_writer_new("ListPartsResult", S3_XMLNS);
+    xml_text_element(x, "Bucket", r->bucket);
+    xml_text_element(x, "Key", r->key);
+    xml_text_element(x, "UploadId", s3_param(r, "uploadId"));
+    owner_block(r, x, "Initiator", u.owner);
+    owner_block(r, x, "Owner", u.owner);
+    xml_text_element(x, "StorageClass", "STANDARD");
+    xml_u64_element(x, "PartNumberMarker", (uint64_t)marker);
+    sqlite3_bind_text(st, 1, s3_param(r, "uploadId"), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, marker);
+    sqlite3_bind_int64(st, 3, max + 1);
+    struct buf parts = {0};
+    long count = 0;
+    int64_t last = marker;
+    bool truncated = false;
+    struct xml_writer *px = x;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if (count == max) {
+            truncated = true;
+            break;
+        }
+        count++;
+        last = sqlite3_column_int64(st, 0);
+        (void)px;
+    }
+    xml_u64_element(x, "NextPartNumberMarker", (uint64_t)last);
+    xml_u64_element(x, "MaxParts", (uint64_t)max);
+    xml_bool_element(x, "IsTruncated", truncated);
+    sqlite3_reset(st);
+    long emitted = 0;
+    while (emitted < count && sqlite3_step(st) == SQLITE_ROW) {
+        char date[25], quoted[80];
+        snprintf(quoted, sizeof(quoted), "\"%s\"", sqlite3_column_text(st, 2));
+        xml_start(x, "Part");
+        xml_u64_element(x, "PartNumber",
+                        (uint64_t)sqlite3_column_int64(st, 0));
+        xml_text_element(x, "LastModified",
+                         s3_iso_time(sqlite3_column_int64(st, 3), date));
+        xml_text_element(x, "ETag", quoted);
+        xml_u64_element(x, "Size", (uint64_t)sqlite3_column_int64(st, 1));
+        xml_end(x);
+        emitted++;
+    }
+    db_stmt_done(st);
+    buf_free(&parts);
+    upload_row_clear(&u);
+    size_t len;
+    char *doc = xml_writer_finish(x, &len);
+    s3_reply_xml(r, 200, doc, len);
+}
+
+void s3_list_uploads(struct s3_req *r)
+{
+    struct koala_error *err = NULL;
+    struct bucket_row b;
+    long max;
+    if (parse_limit(r, "max-uploads", &max, &err) < 0 ||
+        s3_bucket_access(r, PERM_WRITE, &b, &err) < 0)
+        return fail(r, err);
+    const char *prefix = s3_param(r, "prefix");
+    const char *key_marker = s3_param(r, "key-marker");
+    const char *id_marker = s3_param(r, "upload-id-marker");
+    sqlite3_stmt *st = db_stmt(
+        r->db, "SELECT key, upload_id, initiated_ms, owner FROM uploads"
+               " WHERE bucket=?1 AND (key>?2 OR (key=?2 AND upload_id>?3))"
+               " AND substr(key, 1, length(?4))=?4"
+               " ORDER BY key, upload_id LIMIT ?5",
+        &err);
+    if (st == NULL)
+        return fail(r, err);
+    sqlite3_bind_text(st, 1, r->bucket, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, key_marker ? key_marker : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, id_marker && key_marker ? id_marker : "", -1,
+                      SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, prefix ? prefix : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, max + 1);
+    struct xml_writer *x =
+        xml_writer_new("ListMultipartUploadsResult", S3_XMLNS);
+    xml_text_element(x, "Bucket", r->bucket);
+    xml_text_element(x, "KeyMarker", key_marker ? key_marker : "");
+    xml_text_element(x, "UploadIdMarker", id_marker ? id_marker : "");
+    xml_text_element(x, "Prefix", prefix ? prefix : "");
+    xml_u64_element(x, "MaxUploads", (uint64_t)max);
+    long count = 0;
+    bool truncated = false;
+    struct buf last_key = {0}, last_id = {0};
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        if (count == max) {
+            truncated = true;
+            break;
+        }
+        count++;
+        char date[25];
+        const char *key = (const char *)sqlite3_column_text(st, 0);
+        const char *id = (const char *)sqlite3_column_text(st, 1);
+        buf_reset(&last_key);
+        buf_reset(&last_id);
+        buf_append_str(&last_key, key);
+        buf_append_str(&last_id, id);
+        xml_start(x, "Upload");
+        xml_text_element(x, "Key", key);
+        xml_text_element(x, "UploadId", id);
+        owner_block(r, x, "Initiator", sqlite3_column_int64(st, 3));
+        owner_block(r, x, "Owner", sqlite3_column_int64(st, 3));
+        xml_text_element(x, "StorageClass", "STANDARD");
+        xml_text_element(x, "Initiated",
+                         s3_iso_time(sqlite3_column_int64(st, 2), date));
+        xml_end(x);
+    }
+    db_stmt_done(st);
+    xml_bool_element(x, "IsTruncated", truncated);
+    if (truncated) {
+        xml_text_element(x, "NextKeyMarker", last_key.data);
+        xml_text_element(x, "NextUploadIdMarker", last_id.data);
+    }
+    buf_free(&last_key);
+    buf_free(&last_id);
+    size_t len;
+    char *doc = xml_writer_finish(x, &len);
+    s3_reply_xml(r, 200, doc, len);
+}

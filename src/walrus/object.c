@@ -1,0 +1,774 @@
+/* object.c: object operations: PutObject, GetObject/HeadObject (ranges,
+ * conditions, response-* overrides), DeleteObject, DeleteObjects,
+ * CopyObject and the object ACL. */
+#define LOG_MODULE "walrus"
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "walrus.h"
+#include "xml.h"
+
+static void fail(struct s3_req *r, struct koala_error *err)
+{
+    s3_reply_error(r, err);
+    error_free(err);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+char *s3_iso_time(int64_t ms, char out[25])
+{
+    struct tm tm;
+    time_t t = (time_t)(ms / 1000);
+    gmtime_r(&t, &tm);
+    snprintf(out, 25, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+             (tm.tm_year + 1900) % 10000, (tm.tm_mon + 1) % 100,
+             tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100,
+             tm.tm_sec % 100, (int)(ms % 1000));
+    return out;
+}
+
+/* ---- stored headers ---- */
+
+static const char *const stored_headers[] = {
+    "content-type",        "content-encoding", "content-disposition",
+    "content-language",    "cache-control",    "expires",
+    "x-amz-website-redirect-location",
+};
+
+struct collect_ctx {
+    struct buf out;
+    size_t meta_bytes;
+    bool bad;
+};
+
+static int collect_iter(void *ctx, const char *name, const char *value)
+{
+    struct collect_ctx *c = ctx;
+    char lname[256];
+    size_t n = strlen(name);
+    if (n >= sizeof(lname))
+        return 0;
+    for (size_t i = 0; i <= n; i++)
+        lname[i] = (char)tolower((unsigned char)name[i]);
+    bool keep = str_has_prefix(lname, "x-amz-meta-");
+    if (keep)
+        c->meta_bytes += n - 11 + strlen(value);
+    for (size_t i = 0; !keep && i < ARRAY_SIZE(stored_headers); i++)
+        keep = strcmp(lname, stored_headers[i]) == 0;
+    if (!keep)
+        return 0;
+    if (strcmp(lname, "content-encoding") == 0) {
+        /* aws-chunked is transport framing, not a property of the object. */
+        struct buf v = {0};
+        _cleanup_free_ char *copy = strdup(value);
+        char *save = NULL;
+        for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t;
+             t = strtok_r(NULL, ",", &save)) {
+            t = str_trim(t);
+            if (*t && strcasecmp(t, "aws-chunked") != 0)
+                buf_printf(&v, "%s%s", v.len ? "," : "", t);
+        }
+        if (v.len)
+            buf_printf(&c->out, "%s: %s\n", lname, v.data);
+        buf_free(&v);
+        return 0;
+    }
+    buf_printf(&c->out, "%s: %s\n", lname, value);
+    return 0;
+}
+
+int s3_collect_object_headers(struct s3_req *r, char **out,
+                              struct koala_error **err)
+{
+    struct collect_ctx c = {0};
+    http_request_headers_foreach(r->http, collect_iter, &c);
+    if (c.meta_bytes > WALRUS_MAX_META) {
+        buf_free(&c.out);
+        return error_set(err, EINVAL, "MetadataTooLarge",
+                         "Your metadata headers exceed the maximum allowed "
+                         "metadata size.");
+    }
+    *out = buf_steal(&c.out);
+    return *out ? 0 : error_set(err, ENOMEM, NULL, "out of memory");
+}
+
+static const char *override_for(struct s3_req *r, const char *lname)
+{
+    static const char *const map[][2] = {
+        {"content-type", "response-content-type"},
+        {"content-language", "response-content-language"},
+        {"expires", "response-expires"},
+        {"cache-control", "response-cache-control"},
+        {"content-disposition", "response-content-disposition"},
+        {"content-encoding", "response-content-encoding"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(map); i++)
+        if (strcmp(lname, map[i][0]) == 0)
+            return s3_param(r, map[i][1]);
+    return NULL;
+}
+
+void s3_emit_object_headers(struct s3_req *r, const char *headers)
+{
+    bool have_type = false;
+    for (const char *p = headers; p && *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        const char *colon = memchr(p, ':', len);
+        if (colon && colon + 2 <= p + len) {
+            char *name = strndup(p, (size_t)(colon - p));
+            char *value = strndup(colon + 2, len - (size_t)(colon - p) - 2);
+            if (name && value && override_for(r, name) == NULL) {
+                http_reply_header(r->http, name, value);
+                have_type |= strcmp(name, "content-type") == 0;
+            }
+            free(name);
+            free(value);
+        }
+        p = nl ? nl + 1 : NULL;
+    }
+    static const char *const names[] = {
+        "content-type",  "content-language",    "expires",
+        "cache-control", "content-disposition", "content-encoding"};
+    for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+        const char *v = override_for(r, names[i]);
+        if (v) {
+            http_reply_header(r->http, names[i], v);
+            have_type |= i == 0;
+        }
+    }
+    if (!have_type)
+        http_reply_header(r->http, "Content-Type", "binary/octet-stream");
+}
+
+/* ---- PutObject ---- */
+
+int s3_upload_precheck(struct s3_req *r, struct koala_error **err);
+int s3_upload_precheck(struct s3_req *r, struct koala_error **err)
+{
+    if (r->op == OP_UPLOAD_PART)
+        return s3_upload_part_precheck(r, err);
+    if (s3_bucket_access(r, PERM_WRITE, &r->bucket_row, err) < 0)
+        return -1;
+    bool given;
+    if (s3_collect_object_headers(r, &r->obj_headers, err) < 0 ||
+        acl_from_headers(r, &r->obj_acl, &r->who, &r->bucket_row.acl, &given,
+                         err) < 0)
+        return -1;
+    return 0;
+}
+
+static void reply_etag(struct s3_req *r, const char *etag)
+{
+    char quoted[80];
+    snprintf(quoted, sizeof(quoted), "\"%s\"", etag);
+    http_reply_header(r->http, "ETag", quoted);
+}
+
+/* Commits an object whose data is in bw and publishes the blob. */
+static int commit_object(struct s3_req *r, struct object_row *o,
+                         struct blob_writer *bw, struct koala_error **err)
+{
+    struct db *db = s3_db(r, err);
+    if (db == NULL || db_begin(db, err) < 0)
+        return -1;
+    if (meta_object_put(db, r->bucket, o, err) < 0) {
+        db_rollback(db);
+        return -1;
+    }
+    if (db_commit(db, err) < 0)
+        return -1;
+    return blob_writer_publish(r->w, bw, err);
+}
+
+void s3_put_object(struct s3_req *r)
+{
+    struct koala_error *err = NULL;
+    struct blob_writer *bw = upload_blob(r);
+    struct object_row o = {0};
+    const char *alg, *sum;
+    upload_checksum(r, &alg, &sum);
+    o.key = r->key;
+    snprintf(o.blob, sizeof(o.blob), "%s", bw->id);
+    o.size = bw->size;
+    snprintf(o.etag, sizeof(o.etag), "%s", upload_etag(r));
+    o.mtime_ms = now_ms();
+    o.headers = r->obj_headers;
+    snprintf(o.checksum_alg, sizeof(o.checksum_alg), "%s", alg);
+    snprintf(o.checksum, sizeof(o.checksum), "%s", sum);
+    o.owner = r->who.account_id;
+    o.acl = r->obj_acl;
+    if (commit_object(r, &o, bw, &err) < 0)
+        return fail(r, err);
+    upload_published(r);
+    reply_etag(r, o.etag);
+    if (*alg) {
+        char name[40];
+        snprintf(name, sizeof(name), "x-amz-checksum-%s", alg);
+        http_reply_header(r->http, name, sum);
+    }
+    s3_reply_xml(r, 200, strdup(""), 0);
+}
+
+/* ---- GetObject / HeadObject ---- */
+
+/* Does an If-Match / If-None-Match list match the ETag? */
+static bool etag_matches(const char *list, const char *etag)
+{
+    _cleanup_free_ char *copy = strdup(list);
+    char *save = NULL;
+    for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t;
+         t = strtok_r(NULL, ",", &save)) {
+        t = str_trim(t);
+        if (str_has_prefix(t, "W/"))
+            t += 2;
+        size_t n = strlen(t);
+        if (n >= 2 && t[0] == '"' && t[n - 1] == '"') {
+            t[n - 1] = '\0';
+            t++;
+        }
+        if (strcmp(t, "*") == 0 || strcmp(t, etag) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* RFC 7232 evaluation as S3 does it.  Returns 0 (go on), or -1 with
+ * PreconditionFailed (412) / NotModified (304) in *err.  `copy` selects the
+ * x-amz-copy-source-if-* headers, which fail with 412 only. */
+static int check_conditions(struct s3_req *r, const struct object_row *o,
+                            bool copy, struct koala_error **err)
+{
+    const char *im = s3_header(r, copy ? "x-amz-copy-source-if-match"
+                                       : "If-Match");
+    const char *inm = s3_header(r, copy ? "x-amz-copy-source-if-none-match"
+                                        : "If-None-Match");
+    const char *ims = s3_header(r, copy ? "x-amz-copy-source-if-modified-since"
+                                        : "If-Modified-Since");
+    const char *ius = s3_header(
+        r, copy ? "x-amz-copy-source-if-unmodified-since"
+                : "If-Unmodified-Since");
+    time_t mtime = (time_t)(o->mtime_ms / 1000), t;
+    bool pre_ok = true, not_modified = false;
+    if (im)
+        pre_ok = etag_matches(im, o->etag);
+    else if (ius && time_parse(ius, &t) == 0 && mtime > t)
+        pre_ok = false;
+    if (!pre_ok)
+        return error_set(err, EINVAL, "PreconditionFailed",
+                         "At least one of the pre-conditions you specified "
+                         "did not hold");
+    if (inm)
+        not_modified = etag_matches(inm, o->etag);
+    else if (ims && time_parse(ims, &t) == 0 && t <= time(NULL) && mtime <= t)
+        not_modified = true;
+    if (not_modified) {
+        if (copy)
+            return error_set(err, EINVAL, "PreconditionFailed",
+                             "At least one of the pre-conditions you "
+                             "specified did not hold");
+        return error_set(err, 0, "NotModified", "Not Modified");
+    }
+    return 0;
+}
+
+/* Parses a single "bytes=" range.  Returns 1 with [*first, *last] set, 0 to
+ * serve the whole object (no or unusable header), -1 if unsatisfiable. */
+static int parse_range(const char *h, uint64_t size, uint64_t *first,
+                       uint64_t *last)
+{
+    if (h == NULL || !str_has_prefix(h, "bytes=") || strchr(h, ','))
+        return 0;
+    const char *spec = h + 6;
+    const char *dash = strchr(spec, '-');
+    if (dash == NULL)
+        return 0;
+    char a[32] = "", b[32] = "";
+    size_t alen = (size_t)(dash - spec);
+    if (alen >= sizeof(a) || strlen(dash + 1) >= sizeof(b))
+        return 0;
+    memcpy(a, spec, alen);
+    strcpy(b, dash + 1);
+    uint64_t x, y;
+    if (*a == '\0') { /* suffix: last y bytes */
+        if (str_to_u64(b, &y) < 0)
+            return 0;
+        if (y == 0 || size == 0)
+            return -1;
+        *first = y >= size ? 0 : size - y;
+        *last = size - 1;
+        return 1;
+    }
+    if (str_to_u64(a, &x) < 0)
+        return 0;
+    if (*b == '\0')
+        y = UINT64_MAX;
+    else if (str_to_u64(b, &y) < 0 || y < x)
+        return 0;
+    if (x >= size)
+        return -1;
+    *first = x;
+    *last = y >= size ? size - 1 : y;
+    return 1;
+}
+
+static void object_reply_headers(struct s3_req *r, const struct object_row *o)
+{
+    char date[30];
+    reply_etag(r, o->etag);
+    http_reply_header(r->http, "Last-Modified",
+                      time_format_http((time_t)(o->mtime_ms / 1000), date));
+    http_reply_header(r->http, "Accept-Ranges", "bytes");
+    http_reply_header(r->http, "x-amz-request-id", r->request_id);
+    http_reply_header(r->http, "x-amz-id-2", r->request_id);
+    s3_emit_object_headers(r, o->headers);
+}
+
+void s3_get_object(struct s3_req *r, bool head)
+{
+    struct koala_error *err = NULL;
+    struct object_row o = {0};
+    struct bucket_row b;
+    if (s3_bucket_access(r, 0, &b, &err) < 0)
+        return fail(r, err);
+    for (size_t i = 0; i < r->n_params; i++)
+        if (str_has_prefix(r->params[i].name, "response-") &&
+            !r->signed_request) {
+            error_set(&err, EINVAL, "InvalidRequest",
+                      "Request specific response headers cannot be used for "
+                      "anonymous GET requests.");
+            return fail(r, err);
+        }
+    int rc = meta_object_get(r->db, r->bucket, r->key, &o, &err);
+    if (rc == 1)
+        error_set(&err, ENOENT, "NoSuchKey",
+                  "The specified key does not exist.");
+    if (rc != 0)
+        return fail(r, err);
+    if (!acl_allows(&o.acl, &r->who, PERM_READ)) {
+        object_row_clear(&o);
+        error_set(&err, EACCES, "AccessDenied", "Access Denied");
+        return fail(r, err);
+    }
+    if (check_conditions(r, &o, false, &err) < 0) {
+        if (strcmp(error_code(err), "NotModified") == 0) {
+            char date[30];
+            reply_etag(r, o.etag);
+            http_reply_header(
+                r->http, "Last-Modified",
+                time_format_http((time_t)(o.mtime_ms / 1000), date));
+        }
+        object_row_clear(&o);
+        return fail(r, err);
+    }
+    uint64_t first = 0, last = o.size ? o.size - 1 : 0;
+    rc = parse_range(s3_header(r, "Range"), o.size, &first, &last);
+    if (rc < 0) {
+        char cr[64];
+        snprintf(cr, sizeof(cr), "bytes */%llu", (unsigned long long)o.size);
+        http_reply_header(r->http, "Content-Range", cr);
+        object_row_clear(&o);
+        error_set(&err, EINVAL, "InvalidRange",
+                  "The requested range is not satisfiable");
+        return fail(r, err);
+    }
+    int fd = blob_open(r->w, o.blob, &err);
+    if (fd < 0) {
+        object_row_clear(&o);
+        return fail(r, err);
+    }
+    object_reply_headers(r, &o);
+    if (rc == 1) {
+        char cr[96];
+        snprintf(cr, sizeof(cr), "bytes %llu-%llu/%llu",
+                 (unsigned long long)first, (unsigned long long)last,
+                 (unsigned long long)o.size);
+        http_reply_header(r->http, "Content-Range", cr);
+    } else if (o.checksum_alg[0]) {
+        const char *mode = s3_header(r, "x-amz-checksum-mode");
+        if (mode && strcasecmp(mode, "ENABLED") == 0) {
+            char name[40];
+            snprintf(name, sizeof(name), "x-amz-checksum-%s", o.checksum_alg);
+            http_reply_header(r->http, name, o.checksum);
+        }
+    }
+    if (o.parts > 0 && s3_has_param(r, "partNumber")) {
+        char n[16];
+        snprintf(n, sizeof(n), "%d", o.parts);
+        http_reply_header(r->http, "x-amz-mp-parts-count", n);
+    }
+    uint64_t len = o.size ? last - first + 1 : 0;
+    (void)head; /* MHD sends no body for HEAD, but the right length */
+    http_reply_fd(r->http, rc == 1 ? 206 : 200, NULL, fd, first, len);
+    object_row_clear(&o);
+}
+
+/* ---- DeleteObject(s) ---- */
+
+static int delete_one(struct s3_req *r, const char *key,
+                      struct koala_error **err)
+{
+    if (db_begin(r->db, err) < 0)
+        return -1;
+    if (meta_object_delete(r->db, r->bucket, key, err) < 0) {
+        db_rollback(r->db);
+        return -1;
+    }
+    return db_commit(r->db, err);
+}
+
+void s3_delete_object(struct s3_req *r)
+{
+    struct koala_error *err = NULL;
+    struct bucket_row b;
+    if (s3_bucket_access(r, PERM_WRITE, &b, &err) < 0 ||
+        delete_one(r, r->key, &err) < 0)
+        return fail(r, err);
+    http_reply_header(r->http, "x-amz-request-id", r->request_id);
+    http_reply_empty(r->http, 204);
+}
+
+void s3_delete_objects(struct s3_req *r)
+{
+    struct koala_error *err = NULL;
+    struct bucket_row b;
+    if (s3_bucket_access(r, PERM_WRITE, &b, &err) < 0)
+        return fail(r, err);
+    _cleanup_xml_doc_ struct xml_doc *doc =
+        xml_parse(r->body.data ? r->body.data : "", r->body.len,
+                  WALRUS_MAX_XML_BODY, &err);
+    if (doc == NULL)
+        return fail(r, err);
+    const struct xml_node *root = xml_root(doc);
+    size_t count = 0;
+    for (const struct xml_node *n = xml_next_child(root, NULL, "Object"); n;
+         n = xml_next_child(root, n, "Object"))
+        count++;
+    if (strcmp(xml_name(root), "Delete") != 0 || count == 0 || count > 1000) {
+        error_set(&err, EINVAL, "MalformedXML",
+                  "The XML you provided was not well-formed or did not "
+                  "validate against our published schema");
+        return fail(r, err);
+    }
+    _cleanup_free_ char *quiet_s = xml_child_text(root, "Quiet");
+    bool quiet = quiet_s && strcasecmp(str_trim(quiet_s), "true") == 0;
+    struct xml_writer *x = xml_writer_new("DeleteResult", S3_XMLNS);
+    for (const struct xml_node *n = xml_next_child(root, NULL, "Object"); n;
+         n = xml_next_child(root, n, "Object")) {
+        _cleanup_free_ char *key = xml_child_text(n, "Key");
+        struct koala_error *e = NULL;
+        if (key == NULL || *key == '\0')
+            error_set(&e, EINVAL, "UserKeyMustBeSpecified",
+                      "The key must be specified.");
+        else if (strlen(key) > WALRUS_MAX_KEY)
+            error_set(&e, EINVAL, "KeyTooLongError", "Your key is too long");
+        else
+            delete_one(r, key, &e);
+        if (e) {
+            xml_start(x, "Error");
+            xml_text_element(x, "Key", key ? key : "");
+            xml_text_element(x, "Code", error_code(e));
+            xml_text_element(x, "Message", error_message(e));
+            xml_end(x);
+            error_free(e);
+        } else if (!quiet) {
+            xml_start(x, "Deleted");
+            xml_text_element(x, "Key", key);
+            xml_end(x);
+        }
+    }
+    size_t len;
+    char *out = xml_writer_finish(x, &len);
+    s3_reply_xml(r, 200, out, len);
+}
+
+/* ---- CopyObject ---- */
+
+int s3_copy_source(struct s3_req *r, char **bucket, char **key,
+                   struct koala_error **err)
+{
+    const char *src = s3_header(r, "x-amz-copy-source");
+    _cleanup_free_ char *dec = NULL;
+    const char *q = strchr(src, '?');
+    size_t len = q ? (size_t)(q - src) : strlen(src);
+    if (q && !str_has_prefix(q, "?versionId=null"))
+        return error_set(err, EINVAL, "NoSuchVersion",
+                         "The specified version does not exist.");
+    dec = str_uri_decode(src, len, false);
+    const char *p = dec;
+    if (p && *p == '/')
+        p++;
+    const char *slash = p ? strchr(p, '/') : NULL;
+    if (slash == NULL || slash == p || slash[1] == '\0')
+        return error_set(err, EINVAL, "InvalidArgument",
+                         "Copy Source must mention the source bucket and key: "
+                         "sourcebucket/sourcekey");
+    *bucket = strndup(p, (size_t)(slash - p));
+    *key = strdup(slash + 1);
+    if (*bucket == NULL || *key == NULL) {
+        free(*bucket);
+        free(*key);
+        return error_set(err, ENOMEM, NULL, "out of memory");
+    }
+    if (strlen(*key) > WALRUS_MAX_KEY) {
+        free(*bucket);
+        free(*key);
+        return error_set(err, EINVAL, "KeyTooLongError",
+                         "Your key is too long");
+    }
+    return 0;
+}
+
+int s3_copy_source_load(struct s3_req *r, const char *bucket, const char *key,
+                        struct object_row *src, struct koala_error **err)
+{
+    struct bucket_row sb;
+    struct db *db = s3_db(r, err);
+    if (db == NULL)
+        return -1;
+    int rc = meta_bucket_get(db, bucket, &sb, err);
+    if (rc == 1)
+        return error_set(err, ENOENT, "NoSuchBucket",
+                         "The specified bucket does not exist");
+    if (rc < 0)
+        return -1;
+    rc = meta_object_get(db, bucket, key, src, err);
+    if (rc == 1)
+        return error_set(err, ENOENT, "NoSuchKey",
+                         "The specified key does not exist.");
+    if (rc < 0)
+        return -1;
+    if (!acl_allows(&src->acl, &r->who, PERM_READ)) {
+        object_row_clear(src);
+        return error_set(err, EACCES, "AccessDenied", "Access Denied");
+    }
+    if (check_conditions(r, src, true, err) < 0) {
+        object_row_clear(src);
+        return -1;
+    }
+    return 0;
+}
+
+int blob_copy_range(struct walrus *w, const char *src_id, uint64_t offset,
+                    uint64_t len, struct blob_writer *bw, struct checksum *md5,
+                    struct checksum *sum, struct koala_error **err)
+{
+    int fd = blob_open(w, src_id, err);
+    if (fd < 0)
+        return -1;
+    size_t bufsize = 1024 * 1024;
+    char *buf = malloc(bufsize);
+    int rc = 0;
+    if (buf == NULL) {
+        close(fd);
+        return error_set(err, ENOMEM, NULL, "out of memory");
+    }
+    while (len > 0 && rc == 0) {
+        size_t want = len < bufsize ? (size_t)len : bufsize;
+        ssize_t n = pread(fd, buf, want, (off_t)offset);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = n < 0 ? error_set_errno(err, "reading blob %s", src_id)
+                       : error_set(err, EIO, NULL, "blob %s is short",
+                                   src_id);
+            break;
+        }
+        checksum_update(md5, buf, (size_t)n);
+        if (sum)
+            checksum_update(sum, buf, (size_t)n);
+        rc = blob_writer_write(bw, buf, (size_t)n, err);
+        offset += (uint64_t)n;
+        len -= (uint64_t)n;
+    }
+    free(buf);
+    close(fd);
+    return rc;
+}
+
+void s3_copy_object(struct s3_req *r)
+{
+    struct koala_error *err = NULL;
+    _cleanup_free_ char *sbucket = NULL, *skey = NULL;
+    struct object_row src = {0}, o = {0};
+    struct blob_writer bw = {.fd = -1};
+    struct checksum *md5 = NULL, *sum = NULL;
+    char *headers = NULL;
+    struct bucket_row b;
+    if (s3_copy_source(r, &sbucket, &skey, &err) < 0 ||
+        s3_bucket_access(r, PERM_WRITE, &b, &err) < 0 ||
+        s3_copy_source_load(r, sbucket, skey, &src, &err) < 0)
+        goto out;
+    const char *directive = s3_header(r, "x-amz-metadata-directive");
+    bool replace = directive && strcasecmp(directive, "REPLACE") == 0;
+    if (directive && !replace && strcasecmp(directive, "COPY") != 0) {
+        error_set(&err, EINVAL, "InvalidArgument",
+                  "Unknown metadata directive.");
+        goto out;
+    }
+    if (!replace && strcmp(sbucket, r->bucket) == 0 &&
+        strcmp(skey, r->key) == 0) {
+        error_set(&err, EINVAL, "InvalidRequest",
+                  "This copy request is illegal because it is trying to copy "
+                  "an object to itself without changing the object's "
+                  "metadata, storage class, website redirect location or "
+                  "encryption attributes.");
+        goto out;
+    }
+    if (src.size > WALRUS_MAX_PUT) {
+        error_set(&err, EINVAL, "InvalidRequest",
+                  "The specified copy source is larger than the maximum "
+                  "allowable size for a copy source: 5368709120");
+        goto out;
+    }
+    bool given;
+    if (replace) {
+        if (s3_collect_object_headers(r, &headers, &err) < 0)
+            goto out;
+    } else {
+        headers = strdup(src.headers);
+    }
+    if (acl_from_headers(r, &o.acl, &r->who, &b.acl, &given, &err) < 0)
+        goto out;
+    md5 = checksum_new(CHECKSUM_MD5);
+    enum checksum_alg alg;
+    if (src.checksum_alg[0] && checksum_alg_parse(src.checksum_alg, &alg) == 0)
+        sum = checksum_new(alg);
+    if (blob_writer_open(r->w, &bw, &err) < 0 ||
+        blob_copy_range(r->w, src.blob, 0, src.size, &bw, md5, sum, &err) <
+            0 ||
+        blob_writer_sync(&bw, &err) < 0)
+        goto out;
+    unsigned char d[CHECKSUM_MAX_LEN];
+    checksum_final(md5, d);
+    str_hex(d, 16, o.etag);
+    if (sum) {
+        size_t n = checksum_final(sum, d);
+        _cleanup_free_ char *b64 = str_base64_encode(d, n);
+        snprintf(o.checksum_alg, sizeof(o.checksum_alg), "%s",
+                 src.checksum_alg);
+        snprintf(o.checksum, sizeof(o.checksum), "%s", b64 ? b64 : "");
+    }
+    o.key = r->key;
+    snprintf(o.blob, sizeof(o.blob), "%s", bw.id);
+    o.size = src.size;
+    o.mtime_ms = now_ms();
+    o.headers = headers;
+    o.owner = r->who.account_id;
+    if (commit_object(r, &o, &bw, &err) < 0)
+        goto out;
+    char date[25], quoted[80];
+    snprintf(quoted, sizeof(quoted), "\"%s\"", o.etag);
+    struct xml_writer *x = xml_writer_new("CopyObjectResult", S3_XMLNS);
+    xml_text_element(x, "LastModified", s3_iso_time(o.mtime_ms, date));
+    xml_text_element(x, "ETag", quoted);
+    size_t len;
+    char *doc = xml_writer_finish(x, &len);
+    s3_reply_xml(r, 200, doc, len);
+out:
+    blob_writer_abort(&bw);
+    checksum_free(md5);
+    checksum_free(sum);
+    free(headers);
+    object_row_clear(&src);
+    if (err)
+        fail(r, err);
+}
+
+/* ---- object ACL ---- */
+
+static int load_object(struct s3_req *r, unsigned perm, struct object_row *o,
+                       struct koala_error **err)
+{
+    struct bucket_row b;
+    if (s3_bucket_access(r, 0, &b, err) < 0)
+        return -1;
+    int rc = meta_object_get(r->db, r->bucket, r->key, o, err);
+    if (rc == 1)
+        return error_set(err, ENOENT, "NoSuchKey",
+                         "The specified key does not exist.");
+    if (rc < 0)
+        return -1;
+    if (!acl_allows(&o->acl, &r->who, perm)) {
+        object_row_clear(o);
+        return error_set(err, EACCES, "AccessDenied", "Access Denied");
+    }
+    return 0;
+}
+
+void s3_get_object_acl(struct s3_req *r)
+{
+    struct koala_error *err = NULL;
+    struct object_row o;
+    if (load_object(r, PERM_READ_ACP, &o, &err) < 0)
+        return fail(r, err);
+    size_t len;
+    char *doc = acl_to_xml(&o.acl, &len);
+    object_row_clear(&o);
+    s3_reply_xml(r, 200, doc, len);
+}
+
+void s3_put_object_acl(struct s3_req *r)
+{
+    struct koala_error *err = NULL;
+    struct object_row o;
+    struct identity owner;
+    struct acl acl;
+    bool given;
+    if (load_object(r, PERM_WRITE_ACP, &o, &err) < 0)
+        return fail(r, err);
+    int rc = meta_identity_by_id(r->db, o.owner, &owner, &err);
+    object_row_clear(&o);
+    if (rc != 0) {
+        if (rc == 1)
+            error_set(&err, ENOENT, NULL, "object owner vanished");
+        return fail(r, err);
+    }
+    struct bucket_row b;
+    if (meta_bucket_get(r->db, r->bucket, &b, &err) != 0 ||
+        acl_from_headers(r, &acl, &owner, &b.acl, &given, &err) < 0)
+        return fail(r, err ? err : NULL);
+    if (r->body.len > 0) {
+        if (given) {
+            error_set(&err, EINVAL, "UnexpectedContent",
+                      "This request does not support content");
+            return fail(r, err);
+        }
+        if (acl_from_xml(r, &acl, r->body.data, r->body.len, &owner, &err) <
+            0)
+            return fail(r, err);
+    } else if (!given) {
+        error_set(&err, EINVAL, "MissingSecurityHeader",
+                  "Your request was missing a required header");
+        return fail(r, err);
+    }
+    _cleanup_free_ char *text = acl_encode(&acl);
+    sqlite3_stmt *st = db_stmt(
+        r->db, "UPDATE objects SET acl=? WHERE bucket=? AND key=?", &err);
+    if (st == NULL)
+        return fail(r, err);
+    sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, r->bucket, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, r->key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    db_stmt_done(st);
+    if (rc != SQLITE_DONE) {
+        db_error(r->db, "updating ACL", &err);
+        return fail(r, err);
+    }
+    http_reply_header(r->http, "x-amz-request-id", r->request_id);
+    http_reply_empty(r->http, 200);
+}

@@ -1,0 +1,318 @@
+/* upload.c: the body of PutObject and UploadPart, streamed to a blob file.
+ *
+ * The pipeline: the raw HTTP body -> aws-chunked decoding (when the client
+ * streams, with chunk signature checks) -> digests (MD5 for the ETag, the
+ * payload SHA-256 when signed, the declared x-amz-checksum-* algorithm) ->
+ * the blob writer.  Every declared digest is checked at the end, before the
+ * blob is made durable and long before it becomes visible; a mismatch
+ * leaves nothing behind.
+ */
+#define LOG_MODULE "walrus"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "aws_chunked.h"
+#include "log.h"
+#include "walrus.h"
+
+struct upload {
+    struct blob_writer blob;
+    bool blob_open;
+    struct aws_chunked *chunked;
+    bool has_decoded_length;
+    uint64_t decoded_length;
+    uint64_t limit;
+    struct checksum *md5;
+    struct checksum *payload_sha256; /* raw body, signed non-streaming */
+    struct checksum *sum;            /* x-amz-checksum-* algorithm */
+    enum checksum_alg sum_alg;
+    char *sum_expected;              /* base64, from a header; NULL: trailer */
+    char *sum_trailer;               /* trailer name carrying it */
+    unsigned char content_md5[16];
+    bool has_content_md5;
+    char etag[33];
+    char sum_value[64];
+};
+
+static int deliver(void *ctx, const char *data, size_t len,
+                   struct koala_error **err)
+{
+    struct upload *u = ctx;
+    if (u->blob.size + len > u->limit)
+        return error_set(err, EFBIG, "EntityTooLarge",
+                         "Your proposed upload exceeds the maximum allowed "
+                         "size");
+    checksum_update(u->md5, data, len);
+    if (u->sum)
+        checksum_update(u->sum, data, len);
+    return blob_writer_write(&u->blob, data, len, err);
+}
+
+void upload_free(struct upload *u)
+{
+    if (u == NULL)
+        return;
+    if (u->blob_open)
+        blob_writer_abort(&u->blob);
+    aws_chunked_free(u->chunked);
+    checksum_free(u->md5);
+    checksum_free(u->payload_sha256);
+    checksum_free(u->sum);
+    free(u->sum_expected);
+    free(u->sum_trailer);
+    free(u);
+}
+
+/* Finds the declared x-amz-checksum-<alg>: a header with the value, or
+ * x-amz-trailer naming the trailer that will carry it. */
+static int setup_checksum(struct s3_req *r, struct upload *u,
+                          struct koala_error **err)
+{
+    static const char *const algs[] = {"crc32", "crc32c", "sha1", "sha256"};
+    int found = 0;
+    for (size_t i = 0; i < ARRAY_SIZE(algs); i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "x-amz-checksum-%s", algs[i]);
+        const char *v = s3_header(r, name);
+        if (v == NULL)
+            continue;
+        if (found++)
+            return error_set(err, EINVAL, "InvalidRequest",
+                             "Expecting a single x-amz-checksum- header. "
+                             "Multiple checksum Types are not allowed.");
+        checksum_alg_parse(algs[i], &u->sum_alg);
+        u->sum_expected = strdup(v);
+    }
+    const char *trailer = s3_header(r, "x-amz-trailer");
+    if (trailer) {
+        char *t = strdup(trailer);
+        if (t == NULL)
+            return error_set(err, ENOMEM, NULL, "out of memory");
+        char *name = str_trim(t);
+        for (char *p = name; *p; p++)
+            *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+        enum checksum_alg alg;
+        if (!str_has_prefix(name, "x-amz-checksum-") ||
+            checksum_alg_parse(name + 15, &alg) < 0 ||
+            alg == CHECKSUM_MD5 || found++ || u->chunked == NULL) {
+            free(t);
+            return error_set(err, EINVAL, "InvalidRequest",
+                             "The value specified in the x-amz-trailer header "
+                             "is not supported");
+        }
+        u->sum_alg = alg;
+        u->sum_trailer = strdup(name);
+        free(t);
+    }
+    const char *sdk = s3_header(r, "x-amz-sdk-checksum-algorithm");
+    if (sdk && !found) {
+        enum checksum_alg alg;
+        if (checksum_alg_parse(sdk, &alg) < 0 || alg == CHECKSUM_MD5)
+            return error_set(err, EINVAL, "InvalidRequest",
+                             "Value for x-amz-sdk-checksum-algorithm header "
+                             "is invalid.");
+        /* Declared but with no value to check: compute and store it. */
+        u->sum_alg = alg;
+        found = 1;
+    }
+    if (found) {
+        u->sum = checksum_new(u->sum_alg);
+        if (u->sum == NULL)
+            return error_set(err, ENOMEM, NULL, "out of memory");
+    }
+    return 0;
+}
+
+static int setup_chunked(struct s3_req *r, struct upload *u,
+                         struct koala_error **err)
+{
+    const char *ph = r->have_v4 ? r->v4.payload_hash : NULL;
+    if (ph == NULL || !str_has_prefix(ph, "STREAMING-"))
+        return 0;
+    enum aws_chunked_mode mode;
+    if (strcmp(ph, SIGV4_STREAMING_PAYLOAD) == 0)
+        mode = AWS_CHUNKED_SIGNED;
+    else if (strcmp(ph, SIGV4_STREAMING_PAYLOAD_TRAILER) == 0)
+        mode = AWS_CHUNKED_SIGNED_TRAILER;
+    else
+        mode = AWS_CHUNKED_UNSIGNED_TRAILER;
+    const char *dl = s3_header(r, "x-amz-decoded-content-length");
+    if (dl) {
+        if (str_to_u64(dl, &u->decoded_length) < 0)
+            return error_set(err, EINVAL, "InvalidArgument",
+                             "Invalid x-amz-decoded-content-length.");
+        u->has_decoded_length = true;
+        if (u->decoded_length > u->limit)
+            return error_set(err, EFBIG, "EntityTooLarge",
+                             "Your proposed upload exceeds the maximum "
+                             "allowed size");
+    } else if (mode == AWS_CHUNKED_SIGNED) {
+        return error_set(err, EINVAL, "MissingContentLength",
+                         "You must provide the Content-Length HTTP header.");
+    }
+    _cleanup_free_ char *scope = sigv4_scope(&r->v4);
+    if (scope == NULL)
+        return error_set(err, ENOMEM, NULL, "out of memory");
+    u->chunked = aws_chunked_new(mode, r->signing_key, r->v4.amz_date, scope,
+                                 r->v4.signature, deliver, u);
+    if (u->chunked == NULL)
+        return error_set(err, ENOMEM, NULL, "out of memory");
+    return 0;
+}
+
+int upload_begin(struct s3_req *r, struct koala_error **err)
+{
+    struct upload *u = calloc(1, sizeof(*u));
+    if (u == NULL)
+        return error_set(err, ENOMEM, NULL, "out of memory");
+    r->upload = u;
+    u->limit = WALRUS_MAX_PUT;
+    uint64_t clen;
+    bool has_len = http_request_content_length(r->http, &clen);
+    const char *te = s3_header(r, "Transfer-Encoding");
+    if (!has_len && !(te && strcasestr(te, "chunked")))
+        return error_set(err, EINVAL, "MissingContentLength",
+                         "You must provide the Content-Length HTTP header.");
+    if (setup_chunked(r, u, err) < 0)
+        return -1;
+    if (has_len && u->chunked == NULL && clen > u->limit)
+        return error_set(err, EFBIG, "EntityTooLarge",
+                         "Your proposed upload exceeds the maximum allowed "
+                         "size");
+    const char *md5 = s3_header(r, "Content-MD5");
+    if (md5) {
+        size_t n = 0;
+        unsigned char *raw = str_base64_decode(md5, &n);
+        if (raw == NULL || n != 16) {
+            free(raw);
+            return error_set(err, EINVAL, "InvalidDigest",
+                             "The Content-MD5 you specified was invalid.");
+        }
+        memcpy(u->content_md5, raw, 16);
+        u->has_content_md5 = true;
+        free(raw);
+    }
+    if (setup_checksum(r, u, err) < 0)
+        return -1;
+    u->md5 = checksum_new(CHECKSUM_MD5);
+    if (u->md5 == NULL)
+        return error_set(err, ENOMEM, NULL, "out of memory");
+    /* The raw body's SHA-256 is checked by server.c for XML bodies; for
+     * uploads it is ours, unless the body is aws-chunked. */
+    if (r->body_sha256 && u->chunked == NULL) {
+        u->payload_sha256 = r->body_sha256;
+        r->body_sha256 = NULL;
+    }
+    if (blob_writer_open(r->w, &u->blob, err) < 0)
+        return -1;
+    u->blob_open = true;
+    return 0;
+}
+
+int upload_feed(struct s3_req *r, const char *data, size_t len,
+                struct koala_error **err)
+{
+    struct upload *u = r->upload;
+    if (u->payload_sha256)
+        checksum_update(u->payload_sha256, data, len);
+    if (u->chunked)
+        return aws_chunked_feed(u->chunked, data, len, err);
+    return deliver(u, data, len, err);
+}
+
+static int check_sum(struct upload *u, const char *expected,
+                     struct koala_error **err)
+{
+    unsigned char d[CHECKSUM_MAX_LEN];
+    size_t n = checksum_final(u->sum, d);
+    checksum_free(u->sum);
+    u->sum = NULL;
+    _cleanup_free_ char *b64 = str_base64_encode(d, n);
+    if (b64 == NULL)
+        return error_set(err, ENOMEM, NULL, "out of memory");
+    snprintf(u->sum_value, sizeof(u->sum_value), "%s", b64);
+    if (expected && strcmp(expected, b64) != 0) {
+        const char *name = checksum_alg_name(u->sum_alg);
+        char upper[16];
+        size_t i;
+        for (i = 0; name[i] && i < sizeof(upper) - 1; i++)
+            upper[i] = (char)(name[i] >= 'a' && name[i] <= 'z' ? name[i] - 32
+                                                               : name[i]);
+        upper[i] = '\0';
+        return error_set(err, EINVAL, "BadDigest",
+                         "The %s you specified did not match the calculated "
+                         "checksum.",
+                         upper);
+    }
+    return 0;
+}
+
+int upload_finish(struct s3_req *r, struct koala_error **err)
+{
+    struct upload *u = r->upload;
+    unsigned char d[CHECKSUM_MAX_LEN];
+    if (u->chunked) {
+        if (aws_chunked_finish(u->chunked, err) < 0)
+            return -1;
+        if (u->has_decoded_length &&
+            aws_chunked_decoded_length(u->chunked) != u->decoded_length)
+            return error_set(err, EINVAL, "IncompleteBody",
+                             "You did not provide the number of bytes "
+                             "specified by the x-amz-decoded-content-length "
+                             "header.");
+    }
+    if (u->payload_sha256) {
+        char hex[65];
+        checksum_final(u->payload_sha256, d);
+        str_hex(d, 32, hex);
+        if (strcasecmp(hex, r->v4.payload_hash) != 0)
+            return error_set(err, EINVAL, "XAmzContentSHA256Mismatch",
+                             "The provided 'x-amz-content-sha256' header "
+                             "does not match what was computed.");
+    }
+    checksum_final(u->md5, d);
+    str_hex(d, 16, u->etag);
+    if (u->has_content_md5 && memcmp(d, u->content_md5, 16) != 0)
+        return error_set(err, EINVAL, "BadDigest",
+                         "The Content-MD5 you specified did not match what "
+                         "we received.");
+    if (u->sum) {
+        const char *expected = u->sum_expected;
+        if (u->sum_trailer) {
+            expected = aws_chunked_trailer(u->chunked, u->sum_trailer);
+            if (expected == NULL)
+                return error_set(err, EINVAL, "InvalidRequest",
+                                 "The trailer %s was declared but not sent.",
+                                 u->sum_trailer);
+        }
+        if (check_sum(u, expected, err) < 0)
+            return -1;
+    }
+    return blob_writer_sync(&u->blob, err);
+}
+
+struct blob_writer *upload_blob(struct s3_req *r)
+{
+    return &r->upload->blob;
+}
+
+const char *upload_etag(struct s3_req *r)
+{
+    return r->upload->etag;
+}
+
+void upload_checksum(struct s3_req *r, const char **alg, const char **value)
+{
+    struct upload *u = r->upload;
+    bool have = u->sum_value[0] != '\0';
+    *alg = have ? checksum_alg_name(u->sum_alg) : "";
+    *value = have ? u->sum_value : "";
+}
+
+void upload_published(struct s3_req *r)
+{
+    r->upload->blob_open = false;
+}

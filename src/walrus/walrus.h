@@ -1,0 +1,353 @@
+/* walrus.h: koala-walrus internals shared by its files: the daemon, the
+ * per-request state, and the interfaces between routing (server.c),
+ * authentication (auth.c), access control (acl.c), metadata (meta.c),
+ * object data (blob.c), upload bodies (upload.c) and the S3 operations
+ * (bucket.c, object.c, list.c, multipart.c).
+ *
+ * Locking: there is no global lock.  Each request thread takes its own SQLite
+ * connection from the pool; metadata changes are SQLite transactions (BEGIN
+ * IMMEDIATE serialises writers).  Object data files are immutable once
+ * written, so readers need no lock: a file replaced or deleted while it is
+ * being sent stays readable through the open descriptor.
+ */
+#ifndef KOALA_WALRUS_H
+#define KOALA_WALRUS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "buf.h"
+#include "checksum.h"
+#include "config.h"
+#include "db.h"
+#include "error.h"
+#include "http_server.h"
+#include "sigv4.h"
+
+#define S3_XMLNS "http://s3.amazonaws.com/doc/2006-03-01/"
+#define WALRUS_MAX_KEY 1024
+#define WALRUS_MAX_XML_BODY (2u * 1024 * 1024)
+#define WALRUS_MAX_META 2048           /* x-amz-meta-* total, as S3 */
+#define WALRUS_MAX_OBJECT (5ull << 40) /* 5 TiB */
+#define WALRUS_MAX_PUT (5ull << 30)    /* single PUT / part: 5 GiB */
+#define WALRUS_MIN_PART (5u << 20)     /* all parts but the last */
+#define WALRUS_MAX_PARTS 10000
+
+struct walrus_options {
+    const char *listen_addr;
+    uint16_t port;
+    const char *data_dir;
+    const char *region;
+    const char *domain;      /* virtual-host suffix, "" for none */
+    unsigned max_connections;
+    size_t max_header_bytes;
+};
+
+struct walrus {
+    struct walrus_options opt;
+    char *data_dir;
+    char *tmp_dir;
+    char *blob_dir;
+    char *region;
+    char *domain;
+    struct db_pool *db;
+    struct http_server *http;
+    struct blob_gc *gc;
+};
+
+/* ---- identities and ACLs (acl.c) ---- */
+struct identity {
+    bool anonymous;
+    int64_t account_id;
+    char canonical_id[65];
+    char display_name[128];
+};
+
+enum acl_perm {
+    PERM_READ = 1,
+    PERM_WRITE = 2,
+    PERM_READ_ACP = 4,
+    PERM_WRITE_ACP = 8,
+    PERM_FULL_CONTROL = 15,
+};
+
+#define ACL_MAX_GRANTS 100
+
+enum grantee_kind { GRANTEE_USER, GRANTEE_ALL_USERS, GRANTEE_AUTH_USERS };
+
+struct acl_grant {
+    enum grantee_kind kind;
+    char id[65];           /* canonical id for GRANTEE_USER */
+    char display_name[128];
+    unsigned perm;         /* one PERM_* value */
+};
+
+struct acl {
+    char owner_id[65];
+    char owner_name[128];
+    size_t n;
+    struct acl_grant grants[ACL_MAX_GRANTS];
+};
+
+/* Builds the ACL of a canned name ("private", "public-read" ...) for owner;
+ * for objects, bucket_owner gives the bucket-owner-* canned ACLs. */
+int acl_canned(struct acl *acl, const char *canned, const struct identity *owner,
+               const struct acl *bucket_acl, struct koala_error **err);
+/* From the request's x-amz-acl or x-amz-grant-* headers (or private). */
+struct s3_req;
+int acl_from_headers(struct s3_req *r, struct acl *acl,
+                     const struct identity *owner,
+                     const struct acl *bucket_acl, bool *given,
+                     struct koala_error **err);
+/* From an AccessControlPolicy XML body; the owner stays `owner`. */
+int acl_from_xml(struct s3_req *r, struct acl *acl, const char *body,
+                 size_t len, const struct identity *owner,
+                 struct koala_error **err);
+/* Serialised form stored in the database, and back. */
+char *acl_encode(const struct acl *acl);
+int acl_decode(struct acl *acl, const char *text);
+/* AccessControlPolicy document. */
+char *acl_to_xml(const struct acl *acl, size_t *len);
+/* Does the identity hold perm through this ACL (owner: always)? */
+bool acl_allows(const struct acl *acl, const struct identity *who,
+                unsigned perm);
+
+/* ---- metadata (meta.c) ---- */
+extern const char *const walrus_migrations[];
+extern const size_t walrus_n_migrations;
+
+struct bucket_row {
+    char name[64];
+    int64_t owner;
+    char region[64];
+    int64_t created; /* unix seconds */
+    struct acl acl;
+};
+
+struct object_row {
+    char *key;
+    char blob[40];
+    uint64_t size;
+    char etag[72];        /* without quotes */
+    int64_t mtime_ms;
+    char *headers;        /* "name: value\n" lines (content-type, x-amz-meta..) */
+    char checksum_alg[8]; /* "" or "crc32" ... */
+    char checksum[64];    /* base64 */
+    int64_t owner;
+    struct acl acl;
+    int parts;            /* number of parts for multipart objects, else 0 */
+};
+void object_row_clear(struct object_row *o);
+
+/* Accounts.  Returns 0 found, 1 not found, -1 error. */
+int meta_identity_by_key(struct db *db, const char *access_key, char **secret,
+                         struct identity *who, struct koala_error **err);
+int meta_identity_by_id(struct db *db, int64_t account_id,
+                        struct identity *who, struct koala_error **err);
+int meta_identity_by_canonical(struct db *db, const char *canonical_id,
+                               struct identity *who, struct koala_error **err);
+/* Creates an account with one access key; prints nothing. */
+int meta_add_user(struct db *db, const char *name, char access_key[21],
+                  char secret[41], struct koala_error **err);
+
+int meta_bucket_get(struct db *db, const char *name, struct bucket_row *b,
+                    struct koala_error **err); /* 0, 1 missing, -1 */
+
+/* ---- object data (blob.c) ---- */
+struct blob_writer {
+    int fd;
+    char id[40];
+    char *tmp_path;
+    uint64_t size;
+    struct buf pending; /* write-behind buffer */
+};
+int blob_dirs_init(struct walrus *w, struct koala_error **err);
+int blob_writer_open(struct walrus *w, struct blob_writer *bw,
+                     struct koala_error **err);
+int blob_writer_write(struct blob_writer *bw, const void *data, size_t len,
+                      struct koala_error **err);
+/* Flushes and fsyncs the temporary file (data durable, not yet visible). */
+int blob_writer_sync(struct blob_writer *bw, struct koala_error **err);
+/* After the metadata commit: moves the file into place and fsyncs its
+ * directory. */
+int blob_writer_publish(struct walrus *w, struct blob_writer *bw,
+                        struct koala_error **err);
+/* Appends a whole published blob (copy_file_range: no copy through user
+ * space where the file system allows). */
+int blob_writer_append_blob(struct walrus *w, struct blob_writer *bw,
+                            const char *src_id, uint64_t len,
+                            struct koala_error **err);
+/* Drops an unfinished blob (temporary file removed). NULL-safe fields. */
+void blob_writer_abort(struct blob_writer *bw);
+/* Opens a published blob read-only; -1 with NoSuchKey-ish error if gone. */
+int blob_open(struct walrus *w, const char *id, struct koala_error **err);
+/* Marks blobs dead inside the caller's transaction; the GC thread removes
+ * their files later. */
+int blob_mark_dead(struct db *db, const char *id, struct koala_error **err);
+/* Startup recovery: rolls forward or removes temporary files, removes dead
+ * blobs.  Then starts the GC thread. */
+int blob_recover(struct walrus *w, struct koala_error **err);
+int blob_gc_start(struct walrus *w, struct koala_error **err);
+void blob_gc_stop(struct walrus *w);
+
+/* ---- per-request state (server.c) ---- */
+enum s3_op {
+    OP_NONE = 0,
+    OP_LIST_BUCKETS,
+    OP_CREATE_BUCKET,
+    OP_DELETE_BUCKET,
+    OP_HEAD_BUCKET,
+    OP_GET_BUCKET_LOCATION,
+    OP_GET_BUCKET_ACL,
+    OP_PUT_BUCKET_ACL,
+    OP_GET_BUCKET_VERSIONING,
+    OP_LIST_OBJECTS,
+    OP_LIST_OBJECTS_V2,
+    OP_LIST_OBJECT_VERSIONS,
+    OP_LIST_UPLOADS,
+    OP_DELETE_OBJECTS,
+    OP_PUT_OBJECT,
+    OP_COPY_OBJECT,
+    OP_GET_OBJECT,
+    OP_HEAD_OBJECT,
+    OP_DELETE_OBJECT,
+    OP_GET_OBJECT_ACL,
+    OP_PUT_OBJECT_ACL,
+    OP_CREATE_UPLOAD,
+    OP_UPLOAD_PART,
+    OP_UPLOAD_PART_COPY,
+    OP_COMPLETE_UPLOAD,
+    OP_ABORT_UPLOAD,
+    OP_LIST_PARTS,
+};
+
+struct query_param {
+    char *name;  /* decoded */
+    char *value; /* decoded; "" when absent */
+    bool has_value;
+};
+
+struct upload; /* upload.c: streaming body state */
+
+struct s3_req {
+    struct walrus *w;
+    struct http_request *http;
+    char request_id[17];
+    enum s3_op op;
+    char *bucket;      /* decoded, NULL for service requests */
+    char *key;         /* decoded, NULL for bucket requests */
+    char *resource;    /* "/bucket/key" for error replies */
+    bool virtual_host;
+    struct query_param *params;
+    size_t n_params;
+    struct identity who;
+    bool signed_request; /* header- or query-signed (not anonymous) */
+    struct sigv4_auth v4;
+    bool have_v4;
+    unsigned char signing_key[32];
+    struct db *db;       /* borrowed from the pool for the request */
+    struct buf body;     /* small (XML) bodies */
+    size_t body_limit;
+    struct checksum *body_sha256; /* when x-amz-content-sha256 is a hash */
+    struct upload *upload;
+    struct koala_error *err; /* failure while receiving the body */
+    /* Checked before a streamed body is accepted (s3_upload_precheck). */
+    struct bucket_row bucket_row;
+    char *obj_headers;
+    struct acl obj_acl;
+};
+
+const char *s3_param(const struct s3_req *r, const char *name);
+bool s3_has_param(const struct s3_req *r, const char *name);
+const char *s3_header(const struct s3_req *r, const char *name);
+
+/* Replies. */
+void s3_reply_error(struct s3_req *r, struct koala_error *err);
+void s3_reply_xml(struct s3_req *r, unsigned status, char *doc, size_t len);
+int s3_status_for(const char *code);
+
+/* Borrows a DB connection for the request (once). */
+struct db *s3_db(struct s3_req *r, struct koala_error **err);
+
+/* ---- body pipeline for PutObject / UploadPart (upload.c) ---- */
+/* Sets up r->upload from the request headers (content encodings, declared
+ * digests, signing).  Errors are reported before any byte is accepted. */
+int upload_begin(struct s3_req *r, struct koala_error **err);
+int upload_feed(struct s3_req *r, const char *data, size_t len,
+                struct koala_error **err);
+/* Ends the body: checks lengths and digests, fsyncs.  The blob is ready
+ * for blob_writer_publish after the metadata commit. */
+int upload_finish(struct s3_req *r, struct koala_error **err);
+struct blob_writer *upload_blob(struct s3_req *r);
+const char *upload_etag(struct s3_req *r);          /* md5 hex */
+/* Checksum to store: alg name ("" none) and base64 value. */
+void upload_checksum(struct s3_req *r, const char **alg, const char **value);
+void upload_free(struct upload *u);
+/* After blob_writer_publish: the upload no longer owns the file. */
+void upload_published(struct s3_req *r);
+
+/* ---- operations ---- */
+void s3_list_buckets(struct s3_req *r);
+void s3_create_bucket(struct s3_req *r);
+void s3_delete_bucket(struct s3_req *r);
+void s3_head_bucket(struct s3_req *r);
+void s3_get_bucket_location(struct s3_req *r);
+void s3_get_bucket_versioning(struct s3_req *r);
+void s3_get_bucket_acl(struct s3_req *r);
+void s3_put_bucket_acl(struct s3_req *r);
+void s3_list_objects(struct s3_req *r, int version); /* 1, 2; 3 versions */
+void s3_list_uploads(struct s3_req *r);
+void s3_delete_objects(struct s3_req *r);
+void s3_put_object(struct s3_req *r);
+void s3_copy_object(struct s3_req *r);
+void s3_get_object(struct s3_req *r, bool head);
+void s3_delete_object(struct s3_req *r);
+void s3_get_object_acl(struct s3_req *r);
+void s3_put_object_acl(struct s3_req *r);
+void s3_create_upload(struct s3_req *r);
+void s3_upload_part(struct s3_req *r);
+void s3_upload_part_copy(struct s3_req *r);
+void s3_complete_upload(struct s3_req *r);
+void s3_abort_upload(struct s3_req *r);
+void s3_list_parts(struct s3_req *r);
+
+/* Checks that the bucket exists and the caller holds perm on it; fills b. */
+int s3_bucket_access(struct s3_req *r, unsigned perm, struct bucket_row *b,
+                     struct koala_error **err);
+/* Stores an object row (replacing any previous version, whose blob is marked
+ * dead) inside the caller's transaction. */
+int meta_object_put(struct db *db, const char *bucket,
+                    const struct object_row *o, struct koala_error **err);
+/* 0 found, 1 missing, -1 error. */
+int meta_object_get(struct db *db, const char *bucket, const char *key,
+                    struct object_row *o, struct koala_error **err);
+/* Deletes (blob marked dead) inside the caller's transaction; 0 or 1
+ * (missing), -1. */
+int meta_object_delete(struct db *db, const char *bucket, const char *key,
+                       struct koala_error **err);
+
+/* Headers stored with an object, from the request (content-type,
+ * content-encoding ..., x-amz-meta-*); malloc'd "name: value\n" lines. */
+int s3_collect_object_headers(struct s3_req *r, char **out,
+                              struct koala_error **err);
+/* Sends stored headers back as reply headers. */
+void s3_emit_object_headers(struct s3_req *r, const char *headers);
+/* Copies len bytes of blob src_id from offset into bw, feeding md5 (and
+ * sum, if not NULL). */
+int blob_copy_range(struct walrus *w, const char *src_id, uint64_t offset,
+                    uint64_t len, struct blob_writer *bw, struct checksum *md5,
+                    struct checksum *sum, struct koala_error **err);
+/* Parses x-amz-copy-source into bucket and key (malloc'd). */
+int s3_copy_source(struct s3_req *r, char **bucket, char **key,
+                   struct koala_error **err);
+/* Loads the copy source, checking READ access and the
+ * x-amz-copy-source-if-* conditions. */
+int s3_copy_source_load(struct s3_req *r, const char *bucket, const char *key,
+                        struct object_row *src, struct koala_error **err);
+/* "YYYY-MM-DDTHH:MM:SS.mmmZ" of a millisecond time. */
+char *s3_iso_time(int64_t ms, char out[25]);
+/* Upload precheck for UploadPart (multipart.c). */
+int s3_upload_part_precheck(struct s3_req *r, struct koala_error **err);
+
+#endif
