@@ -1,0 +1,309 @@
+/* test_http_server.c: the libmicrohttpd-based server: streamed bodies,
+ * early replies, 100-continue, oversized headers, fd replies, keep-alive. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "http_server.h"
+
+struct state {
+    int body_calls;
+    size_t body_bytes;
+    int done_calls;
+    char last_target[256];
+};
+
+struct req_data {
+    struct buf body;
+};
+
+static void on_request(struct http_request *req, void *ctx)
+{
+    struct state *st = ctx;
+    snprintf(st->last_target, sizeof(st->last_target), "%s",
+             http_request_target(req));
+    const char *path = http_request_path(req);
+    if (strcmp(path, "/reject") == 0) {
+        http_reply_header(req, "X-Why", "rejected");
+        http_reply_buffer(req, 403, "text/plain", "no", 2);
+        return;
+    }
+    if (strcmp(path, "/file") == 0) {
+        char tmpl[] = "/tmp/koala-http-test-XXXXXX";
+        int fd = mkstemp(tmpl);
+        assert_true(fd >= 0);
+        unlink(tmpl);
+        assert_int_equal(write(fd, "0123456789", 10), 10);
+        http_reply_fd(req, 200, "application/octet-stream", fd, 2, 5);
+        return;
+    }
+    struct req_data *d = calloc(1, sizeof(*d));
+    http_request_set_data(req, d);
+}
+
+static int on_body(struct http_request *req, const char *data, size_t len)
+{
+    struct state *st = http_request_ctx(req);
+    struct req_data *d = http_request_data(req);
+    st->body_calls++;
+    st->body_bytes += len;
+    buf_append(&d->body, data, len);
+    return 0;
+}
+
+static void on_complete_ok(struct http_request *req)
+{
+    struct req_data *d = http_request_data(req);
+    struct buf out = {0};
+    buf_printf(&out, "%s %s q=%s len=%zu", http_request_method(req),
+               http_request_path(req), http_request_query(req), d->body.len);
+    size_t len = out.len;
+    http_reply_take(req, 200, "text/plain", buf_steal(&out), len);
+}
+
+static void on_done(struct http_request *req)
+{
+    struct state *st = http_request_ctx(req);
+    struct req_data *d = http_request_data(req);
+    st->done_calls++;
+    if (d) {
+        buf_free(&d->body);
+        free(d);
+    }
+}
+
+static void on_oversized(struct http_request *req, void *ctx)
+{
+    http_reply_buffer(req, 400, "text/plain", "too big", 7);
+}
+
+static struct state g_state;
+static struct http_server *g_srv;
+
+static int setup(void **s)
+{
+    static const struct http_handler h = {
+        .on_request = on_request,
+        .on_body = on_body,
+        .on_complete = on_complete_ok,
+        .on_done = on_done,
+        .on_oversized = on_oversized,
+    };
+    struct http_server_config cfg = {.address = "127.0.0.1",
+                                     .max_header_bytes = 4096};
+    struct koala_error *err = NULL;
+    memset(&g_state, 0, sizeof(g_state));
+    g_srv = http_server_new(&cfg, &h, &g_state, &err);
+    assert_non_null(g_srv);
+    assert_true(http_server_port(g_srv) > 0);
+    return 0;
+}
+
+static int teardown(void **s)
+{
+    http_server_free(g_srv);
+    return 0;
+}
+
+static size_t collect(char *p, size_t sz, size_t n, void *ud)
+{
+    buf_append(ud, p, sz * n);
+    return sz * n;
+}
+
+struct upload_src {
+    size_t left;
+};
+
+static size_t read_cb(char *p, size_t sz, size_t n, void *ud)
+{
+    struct upload_src *u = ud;
+    size_t want = sz * n < u->left ? sz * n : u->left;
+    memset(p, 'x', want);
+    u->left -= want;
+    return want;
+}
+
+static long perform(CURL *c, const char *target, struct buf *out)
+{
+    char url[512];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u%s",
+             (unsigned)http_server_port(g_srv), target);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+    assert_int_equal(curl_easy_perform(c), CURLE_OK);
+    long code = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    return code;
+}
+
+static void test_get_raw_target(void **s)
+{
+    CURL *c = curl_easy_init();
+    struct buf out = {0};
+    assert_int_equal(perform(c, "/b/a%20b%2Fc?x=1%2B2&acl", &out), 200);
+    assert_string_equal(out.data, "GET /b/a%20b%2Fc q=x=1%2B2&acl len=0");
+    assert_string_equal(g_state.last_target, "/b/a%20b%2Fc?x=1%2B2&acl");
+    buf_free(&out);
+    curl_easy_cleanup(c);
+}
+
+static void test_streamed_chunked_put(void **s)
+{
+    CURL *c = curl_easy_init();
+    struct buf out = {0};
+    struct upload_src src = {.left = 3 * 1024 * 1024 + 7};
+    struct curl_slist *h = curl_slist_append(NULL, "Transfer-Encoding: chunked");
+    curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, read_cb);
+    curl_easy_setopt(c, CURLOPT_READDATA, &src);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    g_state.body_calls = 0;
+    assert_int_equal(perform(c, "/put", &out), 200);
+    assert_string_equal(out.data, "PUT /put q= len=3145735");
+    /* Delivered in many pieces: never gathered by the server. */
+    assert_true(g_state.body_calls > 3);
+    buf_free(&out);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+}
+
+static void test_early_reject_skips_body(void **s)
+{
+    CURL *c = curl_easy_init();
+    struct buf out = {0};
+    struct upload_src src = {.left = 1024 * 1024};
+    /* Odd casing: the server must still recognise it. */
+    struct curl_slist *h = curl_slist_append(NULL, "Expect: 100-Continue");
+    curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, read_cb);
+    curl_easy_setopt(c, CURLOPT_READDATA, &src);
+    curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)src.left);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_EXPECT_100_TIMEOUT_MS, 5000L);
+    assert_int_equal(perform(c, "/reject", &out), 403);
+    assert_string_equal(out.data, "no");
+    /* The client never got a 100 Continue, so it sent no body. */
+    assert_int_equal(src.left, 1024 * 1024);
+    buf_free(&out);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+}
+
+static void test_100_continue_accepted(void **s)
+{
+    CURL *c = curl_easy_init();
+    struct buf out = {0};
+    struct upload_src src = {.left = 100000};
+    struct curl_slist *h = curl_slist_append(NULL, "Expect: 100-continue");
+    curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, read_cb);
+    curl_easy_setopt(c, CURLOPT_READDATA, &src);
+    curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)src.left);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_EXPECT_100_TIMEOUT_MS, 60000L);
+    assert_int_equal(perform(c, "/ok", &out), 200);
+    assert_string_equal(out.data, "PUT /ok q= len=100000");
+    buf_free(&out);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+}
+
+static void test_oversized_headers(void **s)
+{
+    CURL *c = curl_easy_init();
+    struct buf out = {0};
+    struct buf big = {0};
+    buf_append_str(&big, "X-Big: ");
+    for (int i = 0; i < 5000; i++)
+        buf_append_char(&big, 'a');
+    struct curl_slist *h = curl_slist_append(NULL, big.data);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    assert_int_equal(perform(c, "/x", &out), 400);
+    assert_string_equal(out.data, "too big");
+    buf_free(&out);
+    buf_free(&big);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+}
+
+static size_t header_cb(char *p, size_t sz, size_t n, void *ud)
+{
+    buf_append(ud, p, sz * n);
+    return sz * n;
+}
+
+static void test_fd_reply_and_head(void **s)
+{
+    CURL *c = curl_easy_init();
+    struct buf out = {0}, hdrs = {0};
+    assert_int_equal(perform(c, "/file", &out), 200);
+    assert_string_equal(out.data, "23456");
+    buf_reset(&out);
+    curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &hdrs);
+    assert_int_equal(perform(c, "/file", &out), 200);
+    assert_non_null(strcasestr(hdrs.data, "Content-Length: 5\r\n"));
+    assert_int_equal(out.len, 0);
+    buf_free(&out);
+    buf_free(&hdrs);
+    curl_easy_cleanup(c);
+}
+
+static void test_keepalive_and_done(void **s)
+{
+    CURL *c = curl_easy_init();
+    int before = g_state.done_calls;
+    for (int i = 0; i < 5; i++) {
+        struct buf out = {0};
+        assert_int_equal(perform(c, "/k", &out), 200);
+        buf_free(&out);
+    }
+    long conns = -1;
+    curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &conns);
+    assert_int_equal(conns, 0); /* the last request reused the connection */
+    curl_easy_cleanup(c);
+    for (int i = 0; i < 100 && g_state.done_calls < before + 5; i++)
+        usleep(10000);
+    assert_int_equal(g_state.done_calls, before + 5);
+}
+
+static void test_bad_address(void **s)
+{
+    static const struct http_handler h = {.on_request = on_request};
+    struct http_server_config cfg = {.address = "not-an-ip"};
+    struct koala_error *err = NULL;
+    assert_null(http_server_new(&cfg, &h, NULL, &err));
+    assert_string_equal(error_code(err), "InvalidConfiguration");
+    error_free(err);
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_ALL);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_get_raw_target),
+        cmocka_unit_test(test_streamed_chunked_put),
+        cmocka_unit_test(test_early_reject_skips_body),
+        cmocka_unit_test(test_100_continue_accepted),
+        cmocka_unit_test(test_oversized_headers),
+        cmocka_unit_test(test_fd_reply_and_head),
+        cmocka_unit_test(test_keepalive_and_done),
+        cmocka_unit_test(test_bad_address),
+    };
+    int rc = cmocka_run_group_tests(tests, setup, teardown);
+    curl_global_cleanup();
+    return rc;
+}
