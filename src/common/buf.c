@@ -321,7 +321,9 @@ int str_parse_size(const char *s, uint64_t *out)
     default:
         return -1;
     }
-    if (*end && end[1] != '\0' && !(end[1] == 'i' && end[2] == 'B') &&
+    /* After the unit letter only "B" or "iB" may follow ("10MB", "10MiB"). */
+    if (*end && end[1] != '\0' &&
+        !(end[1] == 'i' && end[2] == 'B' && end[3] == '\0') &&
         !(end[1] == 'B' && end[2] == '\0'))
         return -1;
     if (shift && v > (UINT64_MAX >> shift))
