@@ -119,7 +119,8 @@ int log_enabled(const char *module, enum log_level level)
 
 void log_set_fd(int fd)
 {
-    log_fd = fd;
+    /* Atomic: threads read it while logging, without the lock. */
+    __atomic_store_n(&log_fd, fd, __ATOMIC_RELAXED);
 }
 
 void log_reset(void)
@@ -127,7 +128,7 @@ void log_reset(void)
     pthread_mutex_lock(&log_lock);
     global_level = LOG_LVL_INFO;
     n_modules = 0;
-    log_fd = 2;
+    __atomic_store_n(&log_fd, 2, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&log_lock);
 }
 
@@ -148,6 +149,10 @@ void log_vmsg(enum log_level level, const char *module, const char *fmt,
                      level_names[level], module);
     if (n < 0)
         return;
+    /* snprintf returns the length it wanted: a header longer than the line
+     * (a very long module name) was cut, and the message gets no room. */
+    if ((size_t)n > sizeof(line) - 2)
+        n = (int)sizeof(line) - 2;
     int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
     if (m < 0)
         return;
@@ -155,7 +160,7 @@ void log_vmsg(enum log_level level, const char *module, const char *fmt,
     if (len > sizeof(line) - 2)
         len = sizeof(line) - 2;
     line[len++] = '\n';
-    ssize_t w = write(log_fd, line, len);
+    ssize_t w = write(__atomic_load_n(&log_fd, __ATOMIC_RELAXED), line, len);
     (void)w;
 }
 
