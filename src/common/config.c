@@ -88,40 +88,101 @@ oom:
 static int on_entry(void *user, const char *section, const char *name,
                     const char *value)
 {
+    if (*name == '\0') /* "= value": inih then reports the line */
+        return 0;
     return config_set(user, section, name, value ? value : "") == 0;
 }
 
-static struct config *finish(struct config *cfg, int rc, const char *what,
-                             struct koala_error **err)
+/* Feeds inih one line at a time, from a file or from a string.
+ *
+ * Leading white space is removed first: inih (built with multi-line
+ * entries, as distributions ship it) takes an indented line for the
+ * continuation of the previous value and hands it over under the previous
+ * key, so keys indented under their section header silently replaced each
+ * other.  A line longer than inih's line buffer would be split in two and
+ * its tail parsed as a line of its own; it is remembered and reported. */
+struct line_src {
+    FILE *f;       /* read from f, or else from s */
+    const char *s;
+    int lineno;
+    int too_long;  /* first line that did not fit, or 0 */
+    int max_len;   /* what fits */
+};
+
+static char *next_line(char *str, int num, void *stream)
 {
-    if (rc == 0)
-        return cfg;
-    config_free(cfg);
-    if (rc == -1)
-        error_set(err, errno, "InvalidConfiguration", "%s: cannot open: %s",
-                  what, strerror(errno));
-    else if (rc == -2)
+    struct line_src *src = stream;
+    size_t cap = (size_t)num - 1, n = 0;
+    int c = EOF;
+    src->max_len = num - 2; /* room for the newline and the NUL */
+    for (;;) {
+        if (src->f)
+            c = getc(src->f);
+        else
+            c = *src->s ? (unsigned char)*src->s++ : EOF;
+        if (c == EOF)
+            break;
+        if (n < cap)
+            str[n++] = (char)c;
+        else if (src->too_long == 0)
+            src->too_long = src->lineno + 1;
+        if (c == '\n')
+            break;
+    }
+    if (n == 0 && c == EOF)
+        return NULL;
+    str[n] = '\0';
+    src->lineno++;
+    size_t skip = strspn(str, " \t");
+    memmove(str, str + skip, n - skip + 1);
+    return str;
+}
+
+static struct config *parse(struct line_src *src, const char *what,
+                            struct koala_error **err)
+{
+    struct config *cfg = config_new_empty();
+    if (cfg == NULL) {
         error_set(err, ENOMEM, NULL, "%s: out of memory", what);
-    else
+        return NULL;
+    }
+    int rc = ini_parse_stream(next_line, src, on_entry, cfg);
+    if (src->too_long && (rc == 0 || rc >= src->too_long)) {
+        error_set(err, EINVAL, "InvalidConfiguration",
+                  "%s: line %d: longer than %d characters", what,
+                  src->too_long, src->max_len);
+    } else if (rc == -2) {
+        error_set(err, ENOMEM, NULL, "%s: out of memory", what);
+    } else if (rc != 0) {
         error_set(err, EINVAL, "InvalidConfiguration",
                   "%s: line %d: syntax error", what, rc);
+    } else if (src->f && ferror(src->f)) {
+        error_set(err, EIO, "InvalidConfiguration", "%s: read error", what);
+    } else {
+        return cfg;
+    }
+    config_free(cfg);
     return NULL;
 }
 
 struct config *config_load(const char *path, struct koala_error **err)
 {
-    struct config *cfg = config_new_empty();
-    if (cfg == NULL)
-        return finish(NULL, -2, path, err);
-    return finish(cfg, ini_parse(path, on_entry, cfg), path, err);
+    FILE *f = fopen(path, "re");
+    if (f == NULL) {
+        error_set(err, errno, "InvalidConfiguration", "%s: cannot open: %s",
+                  path, strerror(errno));
+        return NULL;
+    }
+    struct line_src src = {.f = f};
+    struct config *cfg = parse(&src, path, err);
+    fclose(f);
+    return cfg;
 }
 
 struct config *config_parse_string(const char *text, struct koala_error **err)
 {
-    struct config *cfg = config_new_empty();
-    if (cfg == NULL)
-        return finish(NULL, -2, "config", err);
-    return finish(cfg, ini_parse_string(text, on_entry, cfg), "config", err);
+    struct line_src src = {.s = text};
+    return parse(&src, "config", err);
 }
 
 const char *config_get(const struct config *cfg, const char *section,
