@@ -8,8 +8,16 @@
  * network, split anywhere) and hands the payload bytes, never the framing, to
  * a sink.  In the signed modes it checks each chunk's signature, chained from
  * the seed (request) signature, before any of the chunk's bytes reach the
- * sink, so a forged chunk never gets stored.  It keeps at most one chunk
- * header and the trailer in memory, never a whole chunk.
+ * sink, so a forged chunk never gets stored.
+ *
+ * Memory: a chunk's signature can only be checked once all of its bytes are
+ * in, so in the signed modes the decoder holds the current chunk (hashing it
+ * as it arrives) and hands it to the sink in one call once it verifies.
+ * Clients send 64 KiB (aws-cli, boto3) to 1 MiB chunks; a signed chunk
+ * declared larger than AWS_CHUNKED_MAX_SIGNED_CHUNK is refused.  The unsigned
+ * mode holds no data: bytes go to the sink as they arrive.  Besides that it
+ * keeps one chunk header line (at most 4 KiB) and the trailer (at most
+ * 16 KiB).
  */
 #ifndef KOALA_AWS_CHUNKED_H
 #define KOALA_AWS_CHUNKED_H
@@ -19,6 +27,9 @@
 #include <stdint.h>
 
 #include "error.h"
+
+/* The largest chunk accepted in the signed modes (held in memory). */
+#define AWS_CHUNKED_MAX_SIGNED_CHUNK (16u * 1024 * 1024)
 
 enum aws_chunked_mode {
     AWS_CHUNKED_SIGNED,          /* STREAMING-AWS4-HMAC-SHA256-PAYLOAD */

@@ -29,6 +29,13 @@
  * the given lower-case name, or NULL.  The pointer stays valid for the
  * request's life. */
 typedef const char *(*sigv4_header_fn)(void *ctx, const char *lname);
+/* Calls fn(fn_ctx, name, value) for every header (name as sent, one call per
+ * occurrence) until fn returns non-zero. */
+typedef void (*sigv4_header_foreach_fn)(void *ctx,
+                                        int (*fn)(void *fn_ctx,
+                                                  const char *name,
+                                                  const char *value),
+                                        void *fn_ctx);
 
 struct sigv4_request {
     const char *method;    /* "GET" ... */
@@ -36,6 +43,10 @@ struct sigv4_request {
     const char *raw_query; /* "list-type=2&prefix=a", as received; may be "" */
     sigv4_header_fn header;
     void *header_ctx;
+    /* Optional (called with header_ctx): SigV2 signs every x-amz-* header,
+     * which a lookup by name cannot find.  Without it SigV2 only sees the
+     * common x-amz-* headers it knows by name (no x-amz-meta-*). */
+    sigv4_header_foreach_fn header_foreach;
 };
 
 /* What a request's SigV4 authentication says, parsed but not yet checked.
@@ -51,7 +62,13 @@ struct sigv4_auth {
     char *amz_date;        /* "20150830T123600Z" (X-Amz-Date or header) */
     long expires;          /* presigned only: X-Amz-Expires seconds */
     char *payload_hash;    /* x-amz-content-sha256 value, or
-                              "UNSIGNED-PAYLOAD" for presigned URLs */
+                              "UNSIGNED-PAYLOAD" for S3 presigned URLs;
+                              NULL when absent.  Services whose clients
+                              send no such header (EC2) set it, malloc'd,
+                              to the hex SHA-256 of the body before
+                              sigv4_verify; a presigned non-S3 request
+                              left at NULL is taken to have an empty
+                              body. */
 };
 
 enum sigv4_kind {
