@@ -18,6 +18,14 @@ static const char *header_fn(void *ctx, const char *lname)
     return http_request_header_joined(ctx, lname);
 }
 
+static void foreach_fn(void *ctx,
+                       int (*fn)(void *fn_ctx, const char *name,
+                                 const char *value),
+                       void *fn_ctx)
+{
+    http_request_headers_foreach(ctx, fn, fn_ctx);
+}
+
 static bool is_hex64(const char *s)
 {
     if (s == NULL || strlen(s) != 64)
@@ -103,11 +111,23 @@ int s3_authenticate(struct s3_req *r, struct koala_error **err)
         .raw_query = http_request_query(r->http),
         .header = header_fn,
         .header_ctx = r->http,
+        .header_foreach = foreach_fn,
     };
     int rc = sigv4_parse(&sr, &r->v4, err);
     if (rc < 0)
         return -1;
     if (rc == SIGV4_FOUND) {
+        /* Any region is accepted (one endpoint serves every bucket), but a
+         * key scoped to another service is not an S3 credential. */
+        if (strcmp(r->v4.service, "s3") != 0)
+            return error_set(err, EINVAL,
+                             r->v4.presigned
+                                 ? "AuthorizationQueryParametersError"
+                                 : "AuthorizationHeaderMalformed",
+                             "The authorization header is malformed; "
+                             "incorrect service \"%s\". This endpoint "
+                             "belongs to \"s3\".",
+                             r->v4.service);
         if (auth_v4(r, &sr, err) < 0)
             return -1;
         r->signed_request = true;

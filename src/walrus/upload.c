@@ -22,6 +22,7 @@ struct upload {
     struct blob_writer blob;
     bool blob_open;
     struct aws_chunked *chunked;
+    bool has_trailer; /* a -TRAILER streaming mode */
     bool has_decoded_length;
     uint64_t decoded_length;
     uint64_t limit;
@@ -97,7 +98,8 @@ static int setup_checksum(struct s3_req *r, struct upload *u,
         enum checksum_alg alg;
         if (!str_has_prefix(name, "x-amz-checksum-") ||
             checksum_alg_parse(name + 15, &alg) < 0 ||
-            alg == CHECKSUM_MD5 || found++ || u->chunked == NULL) {
+            alg == CHECKSUM_MD5 || found++ || u->chunked == NULL ||
+            !u->has_trailer) {
             free(t);
             return error_set(err, EINVAL, "InvalidRequest",
                              "The value specified in the x-amz-trailer header "
@@ -139,6 +141,7 @@ static int setup_chunked(struct s3_req *r, struct upload *u,
         mode = AWS_CHUNKED_SIGNED_TRAILER;
     else
         mode = AWS_CHUNKED_UNSIGNED_TRAILER;
+    u->has_trailer = mode != AWS_CHUNKED_SIGNED;
     const char *dl = s3_header(r, "x-amz-decoded-content-length");
     if (dl) {
         if (str_to_u64(dl, &u->decoded_length) < 0)
