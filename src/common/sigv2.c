@@ -405,6 +405,22 @@ int sigv2_parse(const struct sigv4_request *req, struct sigv2_auth *auth,
 
 /* ---- verification ---- */
 
+/* 1 when auth's signature is the one for req, 0 when not, -1 on OOM. */
+static int signature_matches(const struct sigv4_request *req,
+                             const struct sigv2_auth *auth,
+                             const char *bucket_prefix, const char *secret,
+                             const char *date_line)
+{
+    _cleanup_free_ char *sts =
+        sigv2_string_to_sign(req, bucket_prefix, date_line);
+    _cleanup_free_ char *want = sts ? sigv2_sign(secret, sts) : NULL;
+    if (want == NULL)
+        return -1;
+    size_t n = strlen(want);
+    return auth->signature && strlen(auth->signature) == n &&
+           CRYPTO_memcmp(auth->signature, want, n) == 0;
+}
+
 int sigv2_verify(const struct sigv4_request *req, const struct sigv2_auth *auth,
                  const char *bucket_prefix, const char *secret, time_t now,
                  struct koala_error **err)
@@ -434,16 +450,25 @@ int sigv2_verify(const struct sigv4_request *req, const struct sigv2_auth *auth,
                              "the current time is too large.");
         date_line = amz ? "" : date;
     }
-    _cleanup_free_ char *sts =
-        sigv2_string_to_sign(req, bucket_prefix, date_line);
-    if (sts == NULL)
+    int rc = signature_matches(req, auth, bucket_prefix, secret, date_line);
+    /* A bucket's own resource is "/bucket/" to botocore and "/bucket" to
+     * others, whatever the request line says: accept either. */
+    const char *path = req->raw_path ? req->raw_path : "";
+    bool bucket_only =
+        bucket_prefix && *bucket_prefix
+            ? *path == '\0'
+            : *path == '/' && path[1] && strchr(path + 1, '/') == NULL;
+    if (rc == 0 && bucket_only) {
+        _cleanup_free_ char *slashed = NULL;
+        if (asprintf(&slashed, "%s/", path) < 0)
+            return error_set(err, ENOMEM, NULL, "out of memory");
+        struct sigv4_request alt = *req;
+        alt.raw_path = slashed;
+        rc = signature_matches(&alt, auth, bucket_prefix, secret, date_line);
+    }
+    if (rc < 0)
         return error_set(err, ENOMEM, NULL, "out of memory");
-    _cleanup_free_ char *want = sigv2_sign(secret, sts);
-    if (want == NULL)
-        return error_set(err, ENOMEM, NULL, "out of memory");
-    size_t n = strlen(want);
-    if (auth->signature == NULL || strlen(auth->signature) != n ||
-        CRYPTO_memcmp(auth->signature, want, n) != 0)
+    if (rc == 0)
         return error_set(err, EACCES, "SignatureDoesNotMatch", msg_mismatch);
     return 0;
 }
