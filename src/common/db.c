@@ -36,6 +36,15 @@
  * the busy handler. */
 #define DB_BUSY_RETRY_MS 10000
 
+/* SQLite's memory statistics take a global mutex on every allocation,
+ * which every request thread would contend for; nothing reads them. */
+static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;
+
+static void sqlite_setup(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 struct stmt_slot {
     const char *sql; /* the key: the address, not the text */
     sqlite3_stmt *stmt;
@@ -124,6 +133,7 @@ struct db *db_open(const char *path, struct koala_error **err)
         error_set(err, ENOMEM, NULL, "out of memory");
         return NULL;
     }
+    pthread_once(&sqlite_once, sqlite_setup);
     int flags =
         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     int rc = sqlite3_open_v2(path, &db->h, flags, NULL);
@@ -282,6 +292,13 @@ int db_begin(struct db *db, struct koala_error **err)
 {
     if (exec_retry(db, "BEGIN IMMEDIATE") != SQLITE_OK)
         return db_error(db, "beginning transaction", err);
+    return 0;
+}
+
+int db_begin_read(struct db *db, struct koala_error **err)
+{
+    if (exec_retry(db, "BEGIN") != SQLITE_OK)
+        return db_error(db, "beginning read transaction", err);
     return 0;
 }
 

@@ -42,12 +42,34 @@ sqlite3_stmt *db_stmt(struct db *db, const char *sql,
 void db_stmt_done(sqlite3_stmt *stmt);
 
 int db_begin(struct db *db, struct koala_error **err);    /* BEGIN IMMEDIATE */
+/* BEGIN (deferred): several reads see one snapshot, and pay for SQLite's
+ * locks once instead of once per statement. */
+int db_begin_read(struct db *db, struct koala_error **err);
 int db_commit(struct db *db, struct koala_error **err);
 void db_rollback(struct db *db);                          /* never fails */
 
 /* Turns the last SQLite error of db into *err (code NULL: internal) and
  * returns -1. */
 int db_error(struct db *db, const char *what, struct koala_error **err);
+
+/* ---- group commit (db_group.c) ---- */
+struct db_group;
+struct db_pool;
+
+/* A job's changes: statements on db, inside a transaction the job shares
+ * with others.  Returns 0, or -1 with *err set (its changes are then rolled
+ * back; the other jobs' are not). */
+typedef int (*db_group_fn)(struct db *db, void *ctx, struct koala_error **err);
+
+/* Commits jobs of concurrent callers together, one fsync for many (see
+ * db_group.c).  Connections come from pool.  max_batch: jobs per
+ * transaction at most (0: 256). */
+struct db_group *db_group_new(struct db_pool *pool, unsigned max_batch);
+void db_group_free(struct db_group *g); /* NULL-safe; no caller may wait */
+/* Runs fn(db, ctx) in a group transaction; returns once it is committed
+ * (durable), 0, or -1 with *err set (the job failed, or the commit). */
+int db_group_run(struct db_group *g, db_group_fn fn, void *ctx,
+                 struct koala_error **err);
 
 /* ---- pool ---- */
 struct db_pool;

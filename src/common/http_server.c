@@ -52,6 +52,12 @@ struct http_request {
     bool discard;
     bool replied;
     bool queue_failed;
+    bool in_first_call; /* inside on_request */
+    /* A reply made by on_request to a request without a body: MHD closes
+     * the connection when a reply is queued on the first call, so it is
+     * queued on the next one, keeping the connection alive. */
+    struct MHD_Response *pending;
+    unsigned pending_status;
     void *data;
     struct reply_header *headers;
     size_t n_headers;
@@ -215,6 +221,14 @@ bool http_replied(const struct http_request *req)
     return req->replied;
 }
 
+static bool request_has_body(const struct http_request *req)
+{
+    uint64_t len;
+    if (http_request_content_length(req, &len))
+        return len > 0;
+    return http_request_header(req, "Transfer-Encoding") != NULL;
+}
+
 static int queue(struct http_request *req, unsigned status,
                  const char *content_type, struct MHD_Response *resp)
 {
@@ -229,6 +243,11 @@ static int queue(struct http_request *req, unsigned status,
     if (content_type)
         MHD_add_response_header(resp, "Content-Type", content_type);
     MHD_add_response_header(resp, "Server", "Koala");
+    if (req->in_first_call && !request_has_body(req)) {
+        req->pending = resp;
+        req->pending_status = status;
+        return 0;
+    }
     enum MHD_Result r = MHD_queue_response(req->conn, status, resp);
     MHD_destroy_response(resp);
     if (r != MHD_YES) {
@@ -313,6 +332,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 
 static void request_free(struct http_request *req)
 {
+    if (req->pending)
+        MHD_destroy_response(req->pending);
     for (size_t i = 0; i < req->n_headers; i++) {
         free(req->headers[i].name);
         free(req->headers[i].value);
@@ -368,12 +389,22 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
         req->conn = conn;
         req->method = method;
         fill_peer(req);
+        req->in_first_call = true;
         if (http_request_header_bytes(req) > srv->max_header_bytes &&
             srv->handler.on_oversized)
             srv->handler.on_oversized(req, srv->ctx);
         else
             srv->handler.on_request(req, srv->ctx);
+        req->in_first_call = false;
         return req->queue_failed ? MHD_NO : MHD_YES;
+    }
+    if (req->pending) {
+        struct MHD_Response *resp = req->pending;
+        req->pending = NULL;
+        enum MHD_Result r =
+            MHD_queue_response(req->conn, req->pending_status, resp);
+        MHD_destroy_response(resp);
+        return r;
     }
     if (*upload_data_size > 0) {
         if (!req->replied && !req->discard &&

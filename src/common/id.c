@@ -2,14 +2,19 @@
  *
  * getrandom(2) without flags blocks only until the pool is first seeded at
  * boot, and never returns weak bytes: ids double as unguessable names
- * (upload ids, request ids), so a userspace PRNG will not do. */
+ * (upload ids, resource ids), so a userspace PRNG will not do.  Request
+ * ids only need to be unique, and every request gets one: they are a
+ * random per-process prefix and a counter, without a system call. */
 #include "id.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 int id_random_bytes(void *buf, size_t n)
 {
@@ -69,12 +74,24 @@ int id_resource(char *out, size_t out_size, const char *prefix)
     return 0;
 }
 
+static uint32_t request_prefix;
+static _Atomic uint32_t request_counter;
+static pthread_once_t request_once = PTHREAD_ONCE_INIT;
+
+static void request_init(void)
+{
+    uint32_t seed[2] = {0, 0};
+    if (id_random_bytes(seed, sizeof(seed)) < 0)
+        seed[0] = (uint32_t)getpid() * 2654435761u; /* still unique enough */
+    request_prefix = seed[0];
+    request_counter = seed[1];
+}
+
 int id_request(char out[17])
 {
-    unsigned char b[8];
-    if (id_random_bytes(b, sizeof(b)) < 0)
-        return -1;
-    to_hex(b, sizeof(b), out, "0123456789ABCDEF");
+    pthread_once(&request_once, request_init);
+    uint32_t n = atomic_fetch_add(&request_counter, 1);
+    snprintf(out, 17, "%08X%08X", request_prefix, n);
     return 0;
 }
 

@@ -423,11 +423,11 @@ static void sign_hex(const unsigned char key[32], const char *sts, char out[65])
 /* Computes the hex signature of a request; -1 with *err on failure. */
 static int compute_signature(const struct sigv4_request *req,
                              const char *signed_headers,
-                             const char *payload_hash, const char *secret,
-                             const char *date, const char *region,
-                             const char *service, const char *amz_date,
-                             bool presigned, char out[65],
-                             struct koala_error **err)
+                             const char *payload_hash,
+                             const unsigned char key[32], const char *date,
+                             const char *region, const char *service,
+                             const char *amz_date, bool presigned,
+                             char out[65], struct koala_error **err)
 {
     struct buf creq = {0};
     if (build_canonical(req, signed_headers, payload_hash, service, presigned,
@@ -445,10 +445,7 @@ static int compute_signature(const struct sigv4_request *req,
     buf_free(&creq);
     if (sts == NULL)
         return error_set(err, ENOMEM, NULL, "out of memory");
-    unsigned char key[32];
-    sigv4_signing_key(secret, date, region, service, key);
     sign_hex(key, sts, out);
-    OPENSSL_cleanse(key, sizeof(key));
     free(sts);
     return 0;
 }
@@ -706,6 +703,20 @@ static int check_time(const struct sigv4_auth *a, time_t now,
 int sigv4_verify(const struct sigv4_request *req, const struct sigv4_auth *auth,
                  const char *secret, time_t now, struct koala_error **err)
 {
+    unsigned char key[32];
+    sigv4_signing_key(secret, auth->date ? auth->date : "",
+                      auth->region ? auth->region : "",
+                      auth->service ? auth->service : "", key);
+    int rc = sigv4_verify_key(req, auth, key, now, err);
+    OPENSSL_cleanse(key, sizeof(key));
+    return rc;
+}
+
+int sigv4_verify_key(const struct sigv4_request *req,
+                     const struct sigv4_auth *auth,
+                     const unsigned char key[32], time_t now,
+                     struct koala_error **err)
+{
     if (auth->access_key == NULL || auth->amz_date == NULL ||
         auth->signature == NULL || auth->signed_headers == NULL)
         return error_set(err, EINVAL, "InvalidRequest",
@@ -721,7 +732,7 @@ int sigv4_verify(const struct sigv4_request *req, const struct sigv4_auth *auth,
         ph = EMPTY_SHA256;
     }
     char want[65];
-    if (compute_signature(req, auth->signed_headers, ph, secret, auth->date,
+    if (compute_signature(req, auth->signed_headers, ph, key, auth->date,
                           auth->region, auth->service, auth->amz_date,
                           auth->presigned, want, err) < 0)
         return -1;
@@ -750,8 +761,12 @@ char *sigv4_sign(const struct sigv4_request *req, const char *access_key,
     date[8] = '\0';
     char sig[65];
     struct koala_error *err = NULL;
-    if (compute_signature(req, signed_headers, payload_hash, secret, date,
-                          region, service, amz_date, false, sig, &err) < 0) {
+    unsigned char key[32];
+    sigv4_signing_key(secret, date, region, service, key);
+    int rc = compute_signature(req, signed_headers, payload_hash, key, date,
+                               region, service, amz_date, false, sig, &err);
+    OPENSSL_cleanse(key, sizeof(key));
+    if (rc < 0) {
         error_free(err);
         return NULL;
     }
@@ -795,9 +810,14 @@ char *sigv4_presign(const struct sigv4_request *req, const char *access_key,
     bool s3 = strcmp(service, "s3") == 0;
     char sig[65];
     struct koala_error *err = NULL;
-    if (compute_signature(
-            &r, "host", s3 ? SIGV4_UNSIGNED_PAYLOAD : EMPTY_SHA256, secret,
-            date, region, service, amz_date, true, sig, &err) < 0) {
+    unsigned char key[32];
+    sigv4_signing_key(secret, date, region, service, key);
+    int rc = compute_signature(&r, "host",
+                               s3 ? SIGV4_UNSIGNED_PAYLOAD : EMPTY_SHA256, key,
+                               date, region, service, amz_date, true, sig,
+                               &err);
+    OPENSSL_cleanse(key, sizeof(key));
+    if (rc < 0) {
         error_free(err);
         goto out;
     }

@@ -97,6 +97,14 @@ int sigv4_verify(const struct sigv4_request *req,
                  const struct sigv4_auth *auth, const char *secret,
                  time_t now, struct koala_error **err);
 
+/* As sigv4_verify, with the signing key (sigv4_signing_key of the secret
+ * for the auth's date, region and service) instead of the secret: servers
+ * cache the key, which costs four HMACs to derive. */
+int sigv4_verify_key(const struct sigv4_request *req,
+                     const struct sigv4_auth *auth,
+                     const unsigned char key[32], time_t now,
+                     struct koala_error **err);
+
 /* The signing key: HMAC chain over date, region, service, "aws4_request". */
 void sigv4_signing_key(const char *secret, const char *date,
                        const char *region, const char *service,

@@ -7,6 +7,11 @@
 #include <strings.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "keycache.h"
 #include "log.h"
 #include "sigv2.h"
 #include "walrus.h"
@@ -36,34 +41,66 @@ static bool is_hex64(const char *s)
     return true;
 }
 
+/* The caller's secret and identity, from the key cache or the database.
+ * *cached says which: a signature that fails with a cached secret is
+ * checked again with the database's (the key may have changed). */
 static int lookup_secret(struct s3_req *r, const char *access_key,
-                         char **secret, struct koala_error **err)
+                         char secret[KEYCACHE_MAX_SECRET], bool *cached,
+                         struct koala_error **err)
 {
+    *cached = keycache_get(r->w->keys, access_key, secret, &r->who,
+                           sizeof(r->who));
+    if (*cached)
+        return 0;
     struct db *db = s3_db(r, err);
     if (db == NULL)
         return -1;
-    int rc = meta_identity_by_key(db, access_key, secret, &r->who, err);
+    char *s = NULL;
+    int rc = meta_identity_by_key(db, access_key, &s, &r->who, err);
     if (rc < 0)
         return -1;
     if (rc == 1)
         return error_set(err, EACCES, "InvalidAccessKeyId",
                          "The AWS Access Key Id you provided does not exist "
                          "in our records.");
+    snprintf(secret, KEYCACHE_MAX_SECRET, "%s", s);
+    keycache_put(r->w->keys, access_key, s, &r->who, sizeof(r->who));
+    OPENSSL_cleanse(s, strlen(s));
+    free(s);
     return 0;
+}
+
+static int verify_v4(struct s3_req *r, const struct sigv4_request *sr,
+                     struct koala_error **err)
+{
+    char secret[KEYCACHE_MAX_SECRET];
+    bool cached;
+    const struct sigv4_auth *a = &r->v4;
+    int rc = lookup_secret(r, a->access_key, secret, &cached, err);
+    for (int attempt = 0; rc == 0; attempt++) {
+        keycache_signing_key(r->w->keys, a->access_key, secret, a->date,
+                             a->region, a->service, r->signing_key);
+        struct koala_error *e = NULL;
+        rc = sigv4_verify_key(sr, a, r->signing_key, time(NULL), &e);
+        if (rc == 0 || !cached || attempt > 0 ||
+            strcmp(error_code(e), "SignatureDoesNotMatch") != 0) {
+            if (rc < 0)
+                error_set(err, e->errnum, e->code, "%s", error_message(e));
+            error_free(e);
+            break;
+        }
+        error_free(e);
+        keycache_forget(r->w->keys, a->access_key);
+        rc = lookup_secret(r, a->access_key, secret, &cached, err);
+    }
+    OPENSSL_cleanse(secret, sizeof(secret));
+    return rc;
 }
 
 static int auth_v4(struct s3_req *r, const struct sigv4_request *sr,
                    struct koala_error **err)
 {
-    char *secret = NULL;
-    if (lookup_secret(r, r->v4.access_key, &secret, err) < 0)
-        return -1;
-    int rc = sigv4_verify(sr, &r->v4, secret, time(NULL), err);
-    if (rc == 0)
-        sigv4_signing_key(secret, r->v4.date, r->v4.region, r->v4.service,
-                          r->signing_key);
-    free(secret);
-    if (rc < 0)
+    if (verify_v4(r, sr, err) < 0)
         return -1;
     r->have_v4 = true;
     const char *ph = r->v4.payload_hash;
@@ -90,16 +127,19 @@ static int auth_v4(struct s3_req *r, const struct sigv4_request *sr,
 static int auth_v2(struct s3_req *r, const struct sigv4_request *sr,
                    struct sigv2_auth *v2, struct koala_error **err)
 {
-    char *secret = NULL;
-    if (lookup_secret(r, v2->access_key, &secret, err) < 0)
+    char secret[KEYCACHE_MAX_SECRET];
+    bool cached;
+    if (lookup_secret(r, v2->access_key, secret, &cached, err) < 0)
         return -1;
     struct buf prefix = {0};
     if (r->virtual_host)
         buf_printf(&prefix, "/%s", r->bucket);
     int rc = sigv2_verify(sr, v2, prefix.data ? prefix.data : "", secret,
                           time(NULL), err);
+    if (rc < 0 && cached) /* the cached secret may be stale */
+        keycache_forget(r->w->keys, v2->access_key);
     buf_free(&prefix);
-    free(secret);
+    OPENSSL_cleanse(secret, sizeof(secret));
     return rc;
 }
 

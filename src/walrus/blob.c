@@ -1,7 +1,12 @@
 /* blob.c: object data on the local file system.
  *
  * DESIGN: every object version and every multipart part is an immutable
- * "blob" file named by a random id, DATA/blobs/<2 hex>/<id>.  Writing one:
+ * "blob" named by a random id.  A blob of an object of at most
+ * WALRUS_INLINE_MAX bytes lives in the database (table inline_blobs), written
+ * in the same transaction as the object's row: a small PUT costs one WAL
+ * fsync, a small GET no file at all.  Larger ones (and every part) are files,
+ * DATA/blobs/<2 hex>/<id>.  The writer buffers the first MiB in memory and
+ * creates the file only when it must.  Writing a file blob:
  *   1. the body streams into DATA/tmp/<id> (never held in memory);
  *   2. fsync of the file;                          (data durable)
  *   3. the metadata transaction that makes it the object's current version
@@ -32,6 +37,7 @@
 #include "walrus.h"
 
 #define BLOB_WRITE_BUFFER (1024 * 1024)
+#define BLOB_WRITEBACK_STEP (8u * 1024 * 1024)
 #define BLOB_GC_DELAY_MS 30000
 #define BLOB_GC_PERIOD_S 2
 
@@ -89,16 +95,26 @@ static void blob_path(const struct walrus *w, const char *id, char *out,
 }
 
 int blob_writer_open(struct walrus *w, struct blob_writer *bw,
-                     struct koala_error **err)
+                     bool allow_inline, struct koala_error **err)
 {
     memset(bw, 0, sizeof(*bw));
     bw->fd = -1;
+    bw->allow_inline = allow_inline;
     if (id_random_hex(bw->id, 16) < 0)
         return error_set_errno(err, "getrandom");
     if (asprintf(&bw->tmp_path, "%s/%s", w->tmp_dir, bw->id) < 0) {
         bw->tmp_path = NULL;
         return error_set(err, ENOMEM, NULL, "out of memory");
     }
+    return 0;
+}
+
+/* The file is created when the first bytes must go to disk: an object
+ * small enough to live in the database never gets one. */
+static int ensure_file(struct blob_writer *bw, struct koala_error **err)
+{
+    if (bw->fd >= 0)
+        return 0;
     bw->fd = open(bw->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
     if (bw->fd < 0)
         return error_set_errno(err, "creating %s", bw->tmp_path);
@@ -121,11 +137,30 @@ static int write_all(int fd, const char *p, size_t len,
     return 0;
 }
 
+/* Writes to the file, and starts the disk writing what has accumulated
+ * (without waiting for it): the fsync at the end of a large upload then
+ * finds most of the data already on disk, instead of all of it to write. */
+static int write_out(struct blob_writer *bw, const char *p, size_t len,
+                     struct koala_error **err)
+{
+    if (ensure_file(bw, err) < 0 || write_all(bw->fd, p, len, err) < 0)
+        return -1;
+    bw->written += len;
+    if (bw->written - bw->writeback >= BLOB_WRITEBACK_STEP) {
+        /* Advisory: a failure here only loses the overlap. */
+        sync_file_range(bw->fd, (off_t)bw->writeback,
+                        (off_t)(bw->written - bw->writeback),
+                        SYNC_FILE_RANGE_WRITE);
+        bw->writeback = bw->written;
+    }
+    return 0;
+}
+
 static int flush(struct blob_writer *bw, struct koala_error **err)
 {
     if (bw->pending.len == 0)
         return 0;
-    int rc = write_all(bw->fd, bw->pending.data, bw->pending.len, err);
+    int rc = write_out(bw, bw->pending.data, bw->pending.len, err);
     buf_reset(&bw->pending);
     return rc;
 }
@@ -137,7 +172,7 @@ int blob_writer_write(struct blob_writer *bw, const void *data, size_t len,
     if (len >= BLOB_WRITE_BUFFER) {
         if (flush(bw, err) < 0)
             return -1;
-        return write_all(bw->fd, data, len, err);
+        return write_out(bw, data, len, err);
     }
     if (bw->pending.len + len > BLOB_WRITE_BUFFER && flush(bw, err) < 0)
         return -1;
@@ -152,7 +187,7 @@ int blob_writer_append_blob(struct walrus *w, struct blob_writer *bw,
                             const char *src_id, uint64_t len,
                             struct koala_error **err)
 {
-    if (flush(bw, err) < 0)
+    if (flush(bw, err) < 0 || ensure_file(bw, err) < 0)
         return -1;
     int fd = blob_open(w, src_id, err);
     if (fd < 0)
@@ -174,12 +209,18 @@ int blob_writer_append_blob(struct walrus *w, struct blob_writer *bw,
     }
     close(fd);
     bw->size += len;
+    bw->written += len;
     return 0;
 }
 
 int blob_writer_sync(struct blob_writer *bw, struct koala_error **err)
 {
-    if (flush(bw, err) < 0)
+    if (bw->fd < 0 && bw->allow_inline && bw->size <= WALRUS_INLINE_MAX) {
+        /* Kept in bw->pending: the metadata commit makes it durable. */
+        bw->is_inline = true;
+        return 0;
+    }
+    if (flush(bw, err) < 0 || ensure_file(bw, err) < 0)
         return -1;
     buf_free(&bw->pending);
     if (fdatasync(bw->fd) < 0)
@@ -190,6 +231,11 @@ int blob_writer_sync(struct blob_writer *bw, struct koala_error **err)
 int blob_writer_publish(struct walrus *w, struct blob_writer *bw,
                         struct koala_error **err)
 {
+    if (bw->is_inline) {
+        free(bw->tmp_path); /* there is no file */
+        bw->tmp_path = NULL;
+        return 0;
+    }
     char dst[4096], dir[4096];
     blob_path(w, bw->id, dst, sizeof(dst));
     snprintf(dir, sizeof(dir), "%s/%.2s", w->blob_dir, bw->id);

@@ -70,13 +70,20 @@ static const char schema_v1[] =
     "  blob TEXT PRIMARY KEY,"
     "  died_ms INTEGER NOT NULL);";
 
-const char *const walrus_migrations[] = {schema_v1};
+/* v2: small objects' data in the database (see blob.c). */
+static const char schema_v2[] =
+    "CREATE TABLE inline_blobs ("
+    "  id TEXT PRIMARY KEY,"
+    "  data BLOB NOT NULL);";
+
+const char *const walrus_migrations[] = {schema_v1, schema_v2};
 const size_t walrus_n_migrations = ARRAY_SIZE(walrus_migrations);
 
 void object_row_clear(struct object_row *o)
 {
     free(o->key);
     free(o->headers);
+    free(o->data);
     memset(o, 0, sizeof(*o));
 }
 
@@ -268,9 +275,10 @@ int meta_object_get(struct db *db, const char *bucket, const char *key,
                     struct object_row *o, struct koala_error **err)
 {
     sqlite3_stmt *st = db_stmt(
-        db, "SELECT blob, size, etag, mtime_ms, headers, checksum_alg,"
-            " checksum, owner, acl, parts FROM objects"
-            " WHERE bucket=? AND key=?",
+        db, "SELECT o.blob, o.size, o.etag, o.mtime_ms, o.headers,"
+            " o.checksum_alg, o.checksum, o.owner, o.acl, o.parts, i.data"
+            " FROM objects o LEFT JOIN inline_blobs i ON i.id = o.blob"
+            " WHERE o.bucket=? AND o.key=?",
         err);
     if (st == NULL)
         return -1;
@@ -289,8 +297,16 @@ int meta_object_get(struct db *db, const char *bucket, const char *key,
         o->owner = sqlite3_column_int64(st, 7);
         o->parts = sqlite3_column_int(st, 9);
         o->key = strdup(key);
-        if (o->headers == NULL || o->key == NULL)
+        o->is_inline = sqlite3_column_type(st, 10) != SQLITE_NULL;
+        size_t n = (size_t)sqlite3_column_bytes(st, 10);
+        if (o->is_inline && (o->data = malloc(n ? n : 1)) != NULL && n)
+            memcpy(o->data, sqlite3_column_blob(st, 10), n);
+        if (o->headers == NULL || o->key == NULL ||
+            (o->is_inline && o->data == NULL))
             rc = error_set(err, ENOMEM, NULL, "out of memory");
+        else if (o->is_inline && n != o->size)
+            rc = error_set(err, EIO, NULL, "inline data of %s: %zu bytes",
+                           key, n);
         else if (acl_decode(&o->acl,
                             (const char *)sqlite3_column_text(st, 8)) < 0)
             rc = error_set(err, EINVAL, NULL, "bad ACL stored for %s", key);
@@ -319,7 +335,21 @@ static int retire_current(struct db *db, const char *bucket, const char *key,
     if (rc < 0)
         return -1;
     *existed = rc == 0;
-    return rc == 0 ? blob_mark_dead(db, blob, err) : 0;
+    if (rc != 0)
+        return 0;
+    /* Inline data goes at once (readers hold their own snapshot); a file
+     * waits for the GC, as a reader may have it open. */
+    st = db_stmt(db, "DELETE FROM inline_blobs WHERE id=?", err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, blob, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    db_stmt_done(st);
+    if (rc != SQLITE_DONE)
+        return db_error(db, "deleting inline blob", err);
+    if (sqlite3_changes(db_handle(db)) > 0)
+        return 0;
+    return blob_mark_dead(db, blob, err);
 }
 
 int meta_object_put(struct db *db, const char *bucket,
@@ -331,6 +361,19 @@ int meta_object_put(struct db *db, const char *bucket,
     _cleanup_free_ char *acl = acl_encode(&o->acl);
     if (acl == NULL)
         return error_set(err, ENOMEM, NULL, "out of memory");
+    if (o->is_inline) {
+        sqlite3_stmt *st = db_stmt(
+            db, "INSERT INTO inline_blobs(id, data) VALUES(?,?)", err);
+        if (st == NULL)
+            return -1;
+        sqlite3_bind_text(st, 1, o->blob, -1, SQLITE_STATIC);
+        sqlite3_bind_blob64(st, 2, o->data ? o->data : "", o->size,
+                            SQLITE_STATIC);
+        int rc = sqlite3_step(st);
+        db_stmt_done(st);
+        if (rc != SQLITE_DONE)
+            return db_error(db, "storing inline blob", err);
+    }
     sqlite3_stmt *st = db_stmt(
         db, "INSERT OR REPLACE INTO objects(bucket, key, blob, size, etag,"
             " mtime_ms, headers, checksum_alg, checksum, owner, acl, parts)"

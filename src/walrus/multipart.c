@@ -56,13 +56,10 @@ static int no_such_upload(struct koala_error **err)
 }
 
 /* Loads the upload named by ?uploadId for this bucket and key. */
-static int load_upload(struct s3_req *r, struct upload_row *u,
-                       struct koala_error **err)
+static int load_upload_db(struct db *db, struct s3_req *r,
+                          struct upload_row *u, struct koala_error **err)
 {
     memset(u, 0, sizeof(*u));
-    struct db *db = s3_db(r, err);
-    if (db == NULL)
-        return -1;
     sqlite3_stmt *st = db_stmt(
         db, "SELECT owner, initiated_ms, headers, acl FROM uploads"
             " WHERE upload_id=? AND bucket=? AND key=?",
@@ -89,6 +86,13 @@ static int load_upload(struct s3_req *r, struct upload_row *u,
         return error_set(err, ENOMEM, NULL, "out of memory");
     }
     return 0;
+}
+
+static int load_upload(struct s3_req *r, struct upload_row *u,
+                       struct koala_error **err)
+{
+    struct db *db = s3_db(r, err);
+    return db ? load_upload_db(db, r, u, err) : -1;
 }
 
 static int part_number(struct s3_req *r, int *out, struct koala_error **err)
@@ -153,64 +157,73 @@ int s3_upload_part_precheck(struct s3_req *r, struct koala_error **err)
 {
     int n;
     struct upload_row u;
+    struct bucket_row b;
     if (part_number(r, &n, err) < 0 ||
-        s3_bucket_access(r, PERM_WRITE, &r->bucket_row, err) < 0 ||
+        s3_bucket_access(r, PERM_WRITE, &b, err) < 0 ||
         load_upload(r, &u, err) < 0)
         return -1;
     upload_row_clear(&u);
     return 0;
 }
 
-/* Records part n of the current upload, in one transaction that also checks
- * the upload still exists; then publishes the blob. */
-static int commit_part(struct s3_req *r, int n, struct blob_writer *bw,
-                       const char *etag, const char *checksum,
-                       struct koala_error **err)
+struct part_job {
+    struct s3_req *r;
+    int n;
+    const struct blob_writer *bw;
+    const char *etag;
+    const char *checksum;
+};
+
+/* Records a part, checking the upload still exists (group commit job). */
+static int part_job_run(struct db *db, void *ctx, struct koala_error **err)
 {
-    struct db *db = r->db;
+    struct part_job *j = ctx;
+    const char *upload_id = s3_param(j->r, "uploadId");
     struct upload_row u;
-    if (db_begin(db, err) < 0)
+    if (load_upload_db(db, j->r, &u, err) < 0)
         return -1;
-    if (load_upload(r, &u, err) < 0)
-        goto fail;
     upload_row_clear(&u);
     sqlite3_stmt *st = db_stmt(
         db, "SELECT blob FROM parts WHERE upload_id=? AND part_number=?", err);
     if (st == NULL)
-        goto fail;
-    sqlite3_bind_text(st, 1, s3_param(r, "uploadId"), -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 2, n);
+        return -1;
+    sqlite3_bind_text(st, 1, upload_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, j->n);
     char old[40] = "";
     if (sqlite3_step(st) == SQLITE_ROW)
         snprintf(old, sizeof(old), "%s", sqlite3_column_text(st, 0));
     db_stmt_done(st);
     if (*old && blob_mark_dead(db, old, err) < 0)
-        goto fail;
+        return -1;
     st = db_stmt(db,
                  "INSERT OR REPLACE INTO parts(upload_id, part_number, blob,"
                  " size, etag, mtime_ms, checksum) VALUES(?,?,?,?,?,?,?)",
                  err);
     if (st == NULL)
-        goto fail;
-    sqlite3_bind_text(st, 1, s3_param(r, "uploadId"), -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 2, n);
-    sqlite3_bind_text(st, 3, bw->id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, (int64_t)bw->size);
-    sqlite3_bind_text(st, 5, etag, -1, SQLITE_STATIC);
+        return -1;
+    sqlite3_bind_text(st, 1, upload_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, j->n);
+    sqlite3_bind_text(st, 3, j->bw->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, (int64_t)j->bw->size);
+    sqlite3_bind_text(st, 5, j->etag, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 6, now_ms());
-    sqlite3_bind_text(st, 7, checksum ? checksum : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 7, j->checksum ? j->checksum : "", -1,
+                      SQLITE_STATIC);
     int rc = sqlite3_step(st);
     db_stmt_done(st);
-    if (rc != SQLITE_DONE) {
-        db_error(db, "storing part", err);
-        goto fail;
-    }
-    if (db_commit(db, err) < 0)
+    return rc == SQLITE_DONE ? 0 : db_error(db, "storing part", err);
+}
+
+/* Records part n of the current upload (in a group commit that also checks
+ * the upload still exists); then publishes the blob. */
+static int commit_part(struct s3_req *r, int n, struct blob_writer *bw,
+                       const char *etag, const char *checksum,
+                       struct koala_error **err)
+{
+    struct part_job j = {r, n, bw, etag, checksum};
+    if (db_group_run(r->w->group, part_job_run, &j, err) < 0)
         return -1;
     return blob_writer_publish(r->w, bw, err);
-fail:
-    db_rollback(db);
-    return -1;
 }
 
 void s3_upload_part(struct s3_req *r)
@@ -280,8 +293,8 @@ void s3_upload_part_copy(struct s3_req *r)
         goto out;
     }
     md5 = checksum_new(CHECKSUM_MD5);
-    if (md5 == NULL || blob_writer_open(r->w, &bw, &err) < 0 ||
-        blob_copy_range(r->w, src.blob, first, len, &bw, md5, NULL, &err) <
+    if (md5 == NULL || blob_writer_open(r->w, &bw, false, &err) < 0 ||
+        blob_copy_range(r->w, &src, first, len, &bw, md5, NULL, &err) <
             0 ||
         blob_writer_sync(&bw, &err) < 0)
         goto out;
@@ -476,7 +489,7 @@ void s3_complete_upload(struct s3_req *r)
         load_upload(r, &u, &err) < 0 || choose_parts(r, &parts, &n, &err) < 0)
         goto out;
     struct checksum *md5 = checksum_new(CHECKSUM_MD5);
-    if (md5 == NULL || blob_writer_open(r->w, &bw, &err) < 0) {
+    if (md5 == NULL || blob_writer_open(r->w, &bw, false, &err) < 0) {
         checksum_free(md5);
         goto out;
     }

@@ -161,11 +161,14 @@ int s3_upload_precheck(struct s3_req *r, struct koala_error **err)
 {
     if (r->op == OP_UPLOAD_PART)
         return s3_upload_part_precheck(r, err);
-    if (s3_bucket_access(r, PERM_WRITE, &r->bucket_row, err) < 0)
+    r->put = malloc(sizeof(*r->put));
+    if (r->put == NULL)
+        return error_set(err, ENOMEM, NULL, "out of memory");
+    if (s3_bucket_access(r, PERM_WRITE, &r->put->bucket, err) < 0)
         return -1;
     bool given;
     if (s3_collect_object_headers(r, &r->obj_headers, err) < 0 ||
-        acl_from_headers(r, &r->obj_acl, &r->who, &r->bucket_row.acl, &given,
+        acl_from_headers(r, &r->put->acl, &r->who, &r->put->bucket.acl, &given,
                          err) < 0)
         return -1;
     return 0;
@@ -178,18 +181,27 @@ static void reply_etag(struct s3_req *r, const char *etag)
     http_reply_header(r->http, "ETag", quoted);
 }
 
-/* Commits an object whose data is in bw and publishes the blob. */
+struct object_job {
+    const char *bucket;
+    const char *key; /* delete */
+    const struct object_row *o; /* put */
+};
+
+static int object_job_run(struct db *db, void *ctx, struct koala_error **err)
+{
+    struct object_job *j = ctx;
+    if (j->o)
+        return meta_object_put(db, j->bucket, j->o, err);
+    return meta_object_delete(db, j->bucket, j->key, err) < 0 ? -1 : 0;
+}
+
+/* Commits an object whose data is in bw (with the concurrent requests'
+ * changes: group commit) and publishes the blob. */
 static int commit_object(struct s3_req *r, struct object_row *o,
                          struct blob_writer *bw, struct koala_error **err)
 {
-    struct db *db = s3_db(r, err);
-    if (db == NULL || db_begin(db, err) < 0)
-        return -1;
-    if (meta_object_put(db, r->bucket, o, err) < 0) {
-        db_rollback(db);
-        return -1;
-    }
-    if (db_commit(db, err) < 0)
+    struct object_job j = {.bucket = r->bucket, .o = o};
+    if (db_group_run(r->w->group, object_job_run, &j, err) < 0)
         return -1;
     return blob_writer_publish(r->w, bw, err);
 }
@@ -210,7 +222,9 @@ void s3_put_object(struct s3_req *r)
     snprintf(o.checksum_alg, sizeof(o.checksum_alg), "%s", alg);
     snprintf(o.checksum, sizeof(o.checksum), "%s", sum);
     o.owner = r->who.account_id;
-    o.acl = r->obj_acl;
+    o.acl = r->put->acl;
+    o.is_inline = bw->is_inline;
+    o.data = bw->pending.data;
     if (commit_object(r, &o, bw, &err) < 0)
         return fail(r, err);
     upload_published(r);
@@ -224,6 +238,8 @@ void s3_put_object(struct s3_req *r)
 }
 
 /* ---- GetObject / HeadObject ---- */
+
+static int pread_all(int fd, char *p, uint64_t len, uint64_t off);
 
 /* Does an If-Match / If-None-Match list match the ETag? */
 static bool etag_matches(const char *list, const char *etag)
@@ -342,8 +358,6 @@ void s3_get_object(struct s3_req *r, bool head)
     struct koala_error *err = NULL;
     struct object_row o = {0};
     struct bucket_row b;
-    if (s3_bucket_access(r, 0, &b, &err) < 0)
-        return fail(r, err);
     for (size_t i = 0; i < r->n_params; i++)
         if (str_has_prefix(r->params[i].name, "response-") &&
             !r->signed_request) {
@@ -352,7 +366,15 @@ void s3_get_object(struct s3_req *r, bool head)
                       "anonymous GET requests.");
             return fail(r, err);
         }
-    int rc = meta_object_get(r->db, r->bucket, r->key, &o, &err);
+    /* The bucket and the object in one snapshot (and one round of SQLite
+     * locking: this is the hot path). */
+    struct db *db = s3_db(r, &err);
+    if (db == NULL || db_begin_read(db, &err) < 0)
+        return fail(r, err);
+    int rc = s3_bucket_access(r, 0, &b, &err);
+    if (rc == 0)
+        rc = meta_object_get(db, r->bucket, r->key, &o, &err);
+    db_rollback(db); /* read only: nothing to commit */
     if (rc == 1)
         error_set(&err, ENOENT, "NoSuchKey",
                   "The specified key does not exist.");
@@ -385,8 +407,8 @@ void s3_get_object(struct s3_req *r, bool head)
                   "The requested range is not satisfiable");
         return fail(r, err);
     }
-    int fd = blob_open(r->w, o.blob, &err);
-    if (fd < 0) {
+    int fd = o.is_inline ? -1 : blob_open(r->w, o.blob, &err);
+    if (fd < 0 && !o.is_inline) {
         object_row_clear(&o);
         return fail(r, err);
     }
@@ -411,9 +433,38 @@ void s3_get_object(struct s3_req *r, bool head)
         http_reply_header(r->http, "x-amz-mp-parts-count", n);
     }
     uint64_t len = o.size ? last - first + 1 : 0;
-    (void)head; /* MHD sends no body for HEAD, but the right length */
-    http_reply_fd(r->http, rc == 1 ? 206 : 200, NULL, fd, first, len);
+    unsigned status = rc == 1 ? 206 : 200;
+    /* Small bodies go out with the headers in one send; larger ones with
+     * sendfile.  (MHD sends no body for HEAD, but the right length.) */
+    char *small = NULL;
+    if (o.is_inline) {
+        http_reply_buffer(r->http, status, NULL, o.data + first, len);
+    } else if (!head && len <= WALRUS_SMALL_REPLY &&
+        (small = malloc(len ? len : 1)) != NULL &&
+        pread_all(fd, small, len, first) == 0) {
+        close(fd);
+        http_reply_take(r->http, status, NULL, small, len);
+    } else {
+        free(small);
+        http_reply_fd(r->http, status, NULL, fd, first, len);
+    }
     object_row_clear(&o);
+}
+
+/* 0 when all len bytes at off were read. */
+static int pread_all(int fd, char *p, uint64_t len, uint64_t off)
+{
+    while (len > 0) {
+        ssize_t n = pread(fd, p, len, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        off += (uint64_t)n;
+        len -= (uint64_t)n;
+    }
+    return 0;
 }
 
 /* ---- DeleteObject(s) ---- */
@@ -421,13 +472,8 @@ void s3_get_object(struct s3_req *r, bool head)
 static int delete_one(struct s3_req *r, const char *key,
                       struct koala_error **err)
 {
-    if (db_begin(r->db, err) < 0)
-        return -1;
-    if (meta_object_delete(r->db, r->bucket, key, err) < 0) {
-        db_rollback(r->db);
-        return -1;
-    }
-    return db_commit(r->db, err);
+    struct object_job j = {.bucket = r->bucket, .key = key};
+    return db_group_run(r->w->group, object_job_run, &j, err);
 }
 
 void s3_delete_object(struct s3_req *r)
@@ -562,10 +608,21 @@ int s3_copy_source_load(struct s3_req *r, const char *bucket, const char *key,
     return 0;
 }
 
-int blob_copy_range(struct walrus *w, const char *src_id, uint64_t offset,
-                    uint64_t len, struct blob_writer *bw, struct checksum *md5,
-                    struct checksum *sum, struct koala_error **err)
+int blob_copy_range(struct walrus *w, const struct object_row *src,
+                    uint64_t offset, uint64_t len, struct blob_writer *bw,
+                    struct checksum *md5, struct checksum *sum,
+                    struct koala_error **err)
 {
+    if (src->is_inline) {
+        if (offset + len > src->size)
+            return error_set(err, EIO, NULL, "inline blob %s is short",
+                             src->blob);
+        checksum_update(md5, src->data + offset, len);
+        if (sum)
+            checksum_update(sum, src->data + offset, len);
+        return blob_writer_write(bw, src->data + offset, len, err);
+    }
+    const char *src_id = src->blob;
     int fd = blob_open(w, src_id, err);
     if (fd < 0)
         return -1;
@@ -647,8 +704,8 @@ void s3_copy_object(struct s3_req *r)
     enum checksum_alg alg;
     if (src.checksum_alg[0] && checksum_alg_parse(src.checksum_alg, &alg) == 0)
         sum = checksum_new(alg);
-    if (blob_writer_open(r->w, &bw, &err) < 0 ||
-        blob_copy_range(r->w, src.blob, 0, src.size, &bw, md5, sum, &err) <
+    if (blob_writer_open(r->w, &bw, true, &err) < 0 ||
+        blob_copy_range(r->w, &src, 0, src.size, &bw, md5, sum, &err) <
             0 ||
         blob_writer_sync(&bw, &err) < 0)
         goto out;
@@ -668,6 +725,8 @@ void s3_copy_object(struct s3_req *r)
     o.mtime_ms = now_ms();
     o.headers = headers;
     o.owner = r->who.account_id;
+    o.is_inline = bw.is_inline;
+    o.data = bw.pending.data;
     if (commit_object(r, &o, &bw, &err) < 0)
         goto out;
     char date[25], quoted[80];

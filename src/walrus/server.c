@@ -540,6 +540,7 @@ static void on_done(struct http_request *http)
     free(r->key);
     free(r->resource);
     free(r->obj_headers);
+    free(r->put);
     sigv4_auth_clear(&r->v4);
     checksum_free(r->body_sha256);
     buf_free(&r->body);

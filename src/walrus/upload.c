@@ -58,6 +58,8 @@ void upload_free(struct upload *u)
         return;
     if (u->blob_open)
         blob_writer_abort(&u->blob);
+    else
+        buf_free(&u->blob.pending); /* published inline data */
     aws_chunked_free(u->chunked);
     checksum_free(u->md5);
     checksum_free(u->payload_sha256);
@@ -209,7 +211,8 @@ int upload_begin(struct s3_req *r, struct koala_error **err)
         u->payload_sha256 = r->body_sha256;
         r->body_sha256 = NULL;
     }
-    if (blob_writer_open(r->w, &u->blob, err) < 0)
+    /* A part is always a file: completing concatenates files. */
+    if (blob_writer_open(r->w, &u->blob, r->op == OP_PUT_OBJECT, err) < 0)
         return -1;
     u->blob_open = true;
     return 0;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "keycache.h"
 #include "log.h"
 #include "walrus.h"
 
@@ -35,7 +36,9 @@ void walrus_free(struct walrus *w)
         return;
     http_server_free(w->http);
     blob_gc_stop(w);
+    db_group_free(w->group);
     db_pool_free(w->db);
+    keycache_free(w->keys);
     free(w->data_dir);
     free(w->tmp_dir);
     free(w->blob_dir);
@@ -63,10 +66,18 @@ struct walrus *walrus_new(const struct walrus_options *opt,
         goto fail;
     }
     unsigned conns = opt->max_connections ? opt->max_connections : 256;
+    /* Keys changed with `koala walrus` take effect within 10 s. */
+    w->keys = keycache_new(4096, 10000);
+    if (w->keys == NULL) {
+        error_set(err, ENOMEM, NULL, "out of memory");
+        goto fail;
+    }
     if (blob_dirs_init(w, err) < 0)
         goto fail;
     w->db = walrus_open_db(w->data_dir, conns + 4, err);
-    if (w->db == NULL || blob_recover(w, err) < 0 ||
+    if (w->db && (w->group = db_group_new(w->db, 0)) == NULL)
+        error_set(err, ENOMEM, NULL, "out of memory");
+    if (w->group == NULL || blob_recover(w, err) < 0 ||
         blob_gc_start(w, err) < 0)
         goto fail;
     struct http_server_config hc = {

@@ -33,6 +33,8 @@
 #define WALRUS_MAX_PUT (5ull << 30)    /* single PUT / part: 5 GiB */
 #define WALRUS_MIN_PART (5u << 20)     /* all parts but the last */
 #define WALRUS_MAX_PARTS 10000
+#define WALRUS_SMALL_REPLY (64u * 1024) /* GET bodies sent from memory */
+#define WALRUS_INLINE_MAX (64u * 1024)  /* objects kept in the database */
 
 struct walrus_options {
     const char *listen_addr;
@@ -52,6 +54,8 @@ struct walrus {
     char *region;
     char *domain;
     struct db_pool *db;
+    struct db_group *group; /* group commit of object writes */
+    struct keycache *keys; /* access keys, see keycache.h */
     struct http_server *http;
     struct blob_gc *gc;
 };
@@ -137,6 +141,10 @@ struct object_row {
     int64_t owner;
     struct acl acl;
     int parts;            /* number of parts for multipart objects, else 0 */
+    /* Inline blob (see blob.c): the data, when `is_inline`.  put: borrowed;
+     * from meta_object_get: owned (freed by object_row_clear). */
+    bool is_inline;
+    char *data;
 };
 void object_row_clear(struct object_row *o);
 
@@ -156,18 +164,24 @@ int meta_bucket_get(struct db *db, const char *name, struct bucket_row *b,
 
 /* ---- object data (blob.c) ---- */
 struct blob_writer {
-    int fd;
+    int fd;             /* -1 until the first bytes go to the file */
+    bool allow_inline;  /* may end up in the database (objects, not parts) */
+    bool is_inline;     /* after sync: the data is `pending`, no file */
     char id[40];
     char *tmp_path;
     uint64_t size;
+    uint64_t written;   /* bytes handed to write(2) */
+    uint64_t writeback; /* bytes whose writeback to disk was started */
     struct buf pending; /* write-behind buffer */
 };
 int blob_dirs_init(struct walrus *w, struct koala_error **err);
 int blob_writer_open(struct walrus *w, struct blob_writer *bw,
-                     struct koala_error **err);
+                     bool allow_inline, struct koala_error **err);
 int blob_writer_write(struct blob_writer *bw, const void *data, size_t len,
                       struct koala_error **err);
-/* Flushes and fsyncs the temporary file (data durable, not yet visible). */
+/* Flushes and fsyncs the temporary file (data durable, not yet visible);
+ * or, for a small blob that may be inline, leaves it in memory and sets
+ * is_inline (the metadata transaction stores it). */
 int blob_writer_sync(struct blob_writer *bw, struct koala_error **err);
 /* After the metadata commit: moves the file into place and fsyncs its
  * directory. */
@@ -252,10 +266,15 @@ struct s3_req {
     struct checksum *body_sha256; /* when x-amz-content-sha256 is a hash */
     struct upload *upload;
     struct koala_error *err; /* failure while receiving the body */
-    /* Checked before a streamed body is accepted (s3_upload_precheck). */
-    struct bucket_row bucket_row;
+    /* PutObject: checked before its body is accepted (s3_upload_precheck);
+     * allocated then, since an ACL is large and most requests need none. */
+    struct put_target *put;
     char *obj_headers;
-    struct acl obj_acl;
+};
+
+struct put_target {
+    struct bucket_row bucket;
+    struct acl acl;
 };
 
 const char *s3_param(const struct s3_req *r, const char *name);
@@ -333,11 +352,12 @@ int s3_collect_object_headers(struct s3_req *r, char **out,
                               struct koala_error **err);
 /* Sends stored headers back as reply headers. */
 void s3_emit_object_headers(struct s3_req *r, const char *headers);
-/* Copies len bytes of blob src_id from offset into bw, feeding md5 (and
- * sum, if not NULL). */
-int blob_copy_range(struct walrus *w, const char *src_id, uint64_t offset,
-                    uint64_t len, struct blob_writer *bw, struct checksum *md5,
-                    struct checksum *sum, struct koala_error **err);
+/* Copies len bytes of object src's data from offset into bw, feeding md5
+ * (and sum, if not NULL). */
+int blob_copy_range(struct walrus *w, const struct object_row *src,
+                    uint64_t offset, uint64_t len, struct blob_writer *bw,
+                    struct checksum *md5, struct checksum *sum,
+                    struct koala_error **err);
 /* Parses x-amz-copy-source into bucket and key (malloc'd). */
 int s3_copy_source(struct s3_req *r, char **bucket, char **key,
                    struct koala_error **err);

@@ -281,6 +281,23 @@ static void test_keepalive_and_done(void **s)
     assert_int_equal(g_state.k_done, 5);
 }
 
+/* A reply made while the headers are in (an error, or a GET answered at
+ * once) keeps the connection alive when there is no body to skip. */
+static void test_early_reply_keeps_connection(void **s)
+{
+    CURL *c = curl_easy_init();
+    for (int i = 0; i < 3; i++) {
+        struct buf out = {0};
+        assert_int_equal(perform(c, "/reject", &out), 403);
+        assert_int_equal(out.len, 2);
+        buf_free(&out);
+    }
+    long conns = -1;
+    curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &conns);
+    assert_int_equal(conns, 0);
+    curl_easy_cleanup(c);
+}
+
 static void test_bad_address(void **s)
 {
     static const struct http_handler h = {.on_request = on_request};
@@ -302,6 +319,7 @@ int main(void)
         cmocka_unit_test(test_oversized_headers),
         cmocka_unit_test(test_fd_reply_and_head),
         cmocka_unit_test(test_keepalive_and_done),
+        cmocka_unit_test(test_early_reply_keeps_connection),
         cmocka_unit_test(test_bad_address),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# bench/s3/run.sh: Walrus against its ceilings and a peer, in one run.
+#
+# For 4 KiB and 64 MiB objects, at 1 and 16 concurrent clients, it measures
+#   PUT  Walrus | raw disk (write + fdatasync + rename) | s3rver (npm)
+#   GET  Walrus | nginx serving the same-sized files from disk | s3rver
+# with bench/s3/s3load (libcurl multi), then prints the ratios.  Everything
+# listens on 127.0.0.1 and lives under bench/s3/.work (same file system for
+# all).  Options: DURATION=seconds per measurement (default 4).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+bash scripts/deps.sh
+# The peers: nginx from Debian, s3rver from npm (Node.js from Debian when
+# the machine has none).
+need=()
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+PEERS=$ROOT/bench/s3/.peers
+if [ ! -x "$PEERS/node_modules/.bin/s3rver" ]; then
+  mkdir -p "$PEERS"
+  (cd "$PEERS" && npm install --silent --no-audit --no-fund s3rver@3.7.1 >/dev/null)
+fi
+bash scripts/build.sh release
+LOAD=$ROOT/build/bench/s3/s3load
+DURATION=${DURATION:-4}
+
+WORK=$ROOT/bench/s3/.work
+rm -rf "$WORK"
+mkdir -p "$WORK"/{walrus,nginx/www/bench,nginx/tmp,s3rver,disk}
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+
+# Walrus (release build), log level warn so logging costs nothing.
+WPORT=$(port)
+build/src/walrus/koala-walrus --listen "127.0.0.1:$WPORT" --data-dir "$WORK/walrus" \
+  --log-level warn >"$WORK/walrus.log" 2>&1 &
+pids+=($!)
+wait_port "$WPORT"
+eval "$(build/src/cli/koala walrus add-user bench --data-dir "$WORK/walrus" | sed 's/^/export /')"
+AK=$AWS_ACCESS_KEY_ID SK=$AWS_SECRET_ACCESS_KEY
+AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null /usr/bin/aws \
+  --endpoint-url "http://127.0.0.1:$WPORT" s3api create-bucket --bucket bench >/dev/null
+
+# nginx: static files with sendfile, as a CDN edge would serve them.
+NPORT=$(port)
+cat >"$WORK/nginx/nginx.conf" <<EOF
+worker_processes auto;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on; tcp_nopush on; tcp_nodelay on;
+  keepalive_requests 100000;
+  client_body_temp_path $WORK/nginx/tmp;
+  proxy_temp_path $WORK/nginx/tmp; fastcgi_temp_path $WORK/nginx/tmp;
+  uwsgi_temp_path $WORK/nginx/tmp; scgi_temp_path $WORK/nginx/tmp;
+  default_type application/octet-stream;
+  server { listen 127.0.0.1:$NPORT; root $WORK/nginx/www; }
+}
+EOF
+"$NGINX" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" -g 'daemon off;' &
+pids+=($!)
+wait_port "$NPORT"
+
+# s3rver: the npm S3 look-alike (fixed credentials S3RVER/S3RVER).
+SPORT=$(port)
+node "$PEERS/node_modules/.bin/s3rver" -d "$WORK/s3rver" -a 127.0.0.1 -p "$SPORT" \
+  --configure-bucket bench --silent >"$WORK/s3rver.log" 2>&1 &
+pids+=($!)
+wait_port "$SPORT"
+
+results=$WORK/results.jsonl
+measure() { # label op size clients objects extra...
+  local label=$1 op=$2 size=$3 clients=$4 objects=$5; shift 5
+  # Writers write every object at least once, so the GETs find them all.
+  local min=$((clients * 2))
+  [ "$op" = get ] || [ "$min" -ge "$objects" ] || min=$objects
+  "$LOAD" --label "$label" --op "$op" --size "$size" --clients "$clients" \
+    --objects "$objects" --duration "$DURATION" --min-requests "$min" \
+    --bucket bench --json "$@" | tee -a "$results"
+}
+
+for size in 4K 64M; do
+  objects=256; [ "$size" = 64M ] && objects=16
+  for clients in 1 16; do
+    measure walrus put "$size" "$clients" "$objects" --endpoint "http://127.0.0.1:$WPORT" --access-key "$AK" --secret "$SK"
+    measure disk disk "$size" "$clients" "$objects" --dir "$WORK/nginx/www/bench"
+    measure s3rver put "$size" "$clients" "$objects" --endpoint "http://127.0.0.1:$SPORT" --access-key S3RVER --secret S3RVER
+    sync
+    measure walrus get "$size" "$clients" "$objects" --endpoint "http://127.0.0.1:$WPORT" --access-key "$AK" --secret "$SK"
+    # nginx ignores the signature; the client does the same work for all.
+    measure nginx get "$size" "$clients" "$objects" --endpoint "http://127.0.0.1:$NPORT" --access-key "$AK" --secret "$SK"
+    measure s3rver get "$size" "$clients" "$objects" --endpoint "http://127.0.0.1:$SPORT" --access-key S3RVER --secret S3RVER
+  done
+done
+
+python3 - "$results" <<'EOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+def find(label, op, size, clients):
+    for r in rows:
+        if (r["label"], r["op"], r["size"], r["clients"]) == (label, op, size, clients):
+            return r
+print()
+print(f"{'size':>6} {'clients':>7} {'op':>4} | {'walrus':>10} {'ceiling':>10} {'ratio':>6} | {'s3rver':>10} {'w/s3rver':>8} | walrus p50/p99 ms")
+for size in sorted({r["size"] for r in rows}):
+    for clients in sorted({r["clients"] for r in rows}):
+        for op, ceil_label, ceil_op in (("put", "disk", "disk"), ("get", "nginx", "get")):
+            w, c, s = find("walrus", op, size, clients), find(ceil_label, ceil_op, size, clients), find("s3rver", op, size, clients)
+            unit, key = ("op/s", "ops") if size < 1 << 20 else ("MB/s", "mbps")
+            print(f"{size:>6} {clients:>7} {op:>4} | {w[key]:>8.1f}{unit[:2]:>2} {c[key]:>8.1f}{unit[:2]:>2} {w[key]/c[key]:>6.2f} |"
+                  f" {s[key]:>8.1f}{unit[:2]:>2} {w[key]/s[key]:>8.2f} | {w['p50_ms']:.2f}/{w['p99_ms']:.2f}")
+print("\nceiling: PUT = raw disk (write+fdatasync+rename), GET = nginx sendfile of same-size files")
+EOF
