@@ -2,11 +2,13 @@
 # bench/s3/run.sh: Walrus against its ceilings and a peer, in one run.
 #
 # For 4 KiB and 64 MiB objects, at 1 and 16 concurrent clients, it measures
-#   PUT  Walrus | raw disk (write + fdatasync + rename) | s3rver (npm)
+#   PUT  Walrus | raw disk (write + fdatasync + rename, no network)
+#               | nginx WebDAV PUT (HTTP, no fsync, no checksum) | s3rver
 #   GET  Walrus | nginx serving the same-sized files from disk | s3rver
 # with bench/s3/s3load (libcurl multi), then prints the ratios.  Everything
 # listens on 127.0.0.1 and lives under bench/s3/.work (same file system for
-# all).  Options: DURATION=seconds per measurement (default 4).
+# all); the page cache is flushed (sync) before each measurement.
+# Options: DURATION=seconds per measurement (default 4).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -34,7 +36,8 @@ DURATION=${DURATION:-4}
 
 WORK=$ROOT/bench/s3/.work
 rm -rf "$WORK"
-mkdir -p "$WORK"/{walrus,nginx/www/bench,nginx/tmp,s3rver,disk}
+mkdir -p "$WORK"/{walrus,nginx/www/bench,nginx/dav/bench,nginx/tmp,s3rver,disk}
+chmod 777 "$WORK/nginx/dav" "$WORK/nginx/dav/bench" "$WORK/nginx/tmp"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -58,7 +61,7 @@ AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null /usr/bin/aws \
   --endpoint-url "http://127.0.0.1:$WPORT" s3api create-bucket --bucket bench >/dev/null
 
 # nginx: static files with sendfile, as a CDN edge would serve them.
-NPORT=$(port)
+NPORT=$(port) DPORT=$(port)
 cat >"$WORK/nginx/nginx.conf" <<EOF
 worker_processes auto;
 pid $WORK/nginx/nginx.pid;
@@ -72,7 +75,10 @@ http {
   proxy_temp_path $WORK/nginx/tmp; fastcgi_temp_path $WORK/nginx/tmp;
   uwsgi_temp_path $WORK/nginx/tmp; scgi_temp_path $WORK/nginx/tmp;
   default_type application/octet-stream;
+  client_max_body_size 0;
   server { listen 127.0.0.1:$NPORT; root $WORK/nginx/www; }
+  server { listen 127.0.0.1:$DPORT; root $WORK/nginx/dav;
+           location / { dav_methods PUT; dav_access user:rw group:r all:r; } }
 }
 EOF
 "$NGINX" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" -g 'daemon off;' &
@@ -92,6 +98,7 @@ measure() { # label op size clients objects extra...
   # Writers write every object at least once, so the GETs find them all.
   local min=$((clients * 2))
   [ "$op" = get ] || [ "$min" -ge "$objects" ] || min=$objects
+  sync
   "$LOAD" --label "$label" --op "$op" --size "$size" --clients "$clients" \
     --objects "$objects" --duration "$DURATION" --min-requests "$min" \
     --bucket bench --json "$@" | tee -a "$results"
@@ -102,8 +109,8 @@ for size in 4K 64M; do
   for clients in 1 16; do
     measure walrus put "$size" "$clients" "$objects" --endpoint "http://127.0.0.1:$WPORT" --access-key "$AK" --secret "$SK"
     measure disk disk "$size" "$clients" "$objects" --dir "$WORK/nginx/www/bench"
+    measure nginx put "$size" "$clients" "$objects" --endpoint "http://127.0.0.1:$DPORT" --access-key "$AK" --secret "$SK"
     measure s3rver put "$size" "$clients" "$objects" --endpoint "http://127.0.0.1:$SPORT" --access-key S3RVER --secret S3RVER
-    sync
     measure walrus get "$size" "$clients" "$objects" --endpoint "http://127.0.0.1:$WPORT" --access-key "$AK" --secret "$SK"
     # nginx ignores the signature; the client does the same work for all.
     measure nginx get "$size" "$clients" "$objects" --endpoint "http://127.0.0.1:$NPORT" --access-key "$AK" --secret "$SK"
@@ -118,14 +125,28 @@ def find(label, op, size, clients):
     for r in rows:
         if (r["label"], r["op"], r["size"], r["clients"]) == (label, op, size, clients):
             return r
+def fmt(r, key):
+    return f"{r[key]:>9.1f}" if r else f"{'-':>9}"
+def ratio(a, b, key):
+    return f"{a[key] / b[key]:>6.2f}" if a and b and b[key] else f"{'-':>6}"
 print()
-print(f"{'size':>6} {'clients':>7} {'op':>4} | {'walrus':>10} {'ceiling':>10} {'ratio':>6} | {'s3rver':>10} {'w/s3rver':>8} | walrus p50/p99 ms")
+print("walrus against its ceilings and a peer (4 KiB: operations/s, 64 MiB: MB/s)")
+print(f"{'size':>6} {'cl':>3} {'op':>4} | {'walrus':>9} | {'nginx':>9} {'ratio':>6} | {'raw disk':>9} {'ratio':>6} | {'s3rver':>9} {'ratio':>6} | walrus p50/p99 ms")
 for size in sorted({r["size"] for r in rows}):
+    key = "ops" if size < 1 << 20 else "mbps"
     for clients in sorted({r["clients"] for r in rows}):
-        for op, ceil_label, ceil_op in (("put", "disk", "disk"), ("get", "nginx", "get")):
-            w, c, s = find("walrus", op, size, clients), find(ceil_label, ceil_op, size, clients), find("s3rver", op, size, clients)
-            unit, key = ("op/s", "ops") if size < 1 << 20 else ("MB/s", "mbps")
-            print(f"{size:>6} {clients:>7} {op:>4} | {w[key]:>8.1f}{unit[:2]:>2} {c[key]:>8.1f}{unit[:2]:>2} {w[key]/c[key]:>6.2f} |"
-                  f" {s[key]:>8.1f}{unit[:2]:>2} {w[key]/s[key]:>8.2f} | {w['p50_ms']:.2f}/{w['p99_ms']:.2f}")
-print("\nceiling: PUT = raw disk (write+fdatasync+rename), GET = nginx sendfile of same-size files")
+        for op in ("put", "get"):
+            w = find("walrus", op, size, clients)
+            n = find("nginx", op, size, clients)
+            d = find("disk", "disk", size, clients) if op == "put" else None
+            s = find("s3rver", op, size, clients)
+            label = "4K" if size < 1 << 20 else f"{size >> 20}M"
+            print(f"{label:>6} {clients:>3} {op:>4} | {fmt(w, key)} | {fmt(n, key)} {ratio(w, n, key)} |"
+                  f" {fmt(d, key)} {ratio(w, d, key)} | {fmt(s, key)} {ratio(w, s, key)} |"
+                  f" {w['p50_ms']:.2f}/{w['p99_ms']:.2f}")
+print()
+print("nginx: GET = sendfile of same-size files; PUT = WebDAV (receives over HTTP,")
+print("       writes a file, no fsync, no checksum).  raw disk: write + fdatasync +")
+print("       rename + directory fsync from memory, no network.  Walrus PUTs are")
+print("       durable (fsync, metadata commit) and MD5-checked, as S3 requires.")
 EOF

@@ -254,8 +254,10 @@ static int run_http(const struct opts *o, const char *payload,
             curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &code);
             curl_multi_remove_handle(multi, c->easy);
             double ms = (now_s() - c->started) * 1000;
-            bool ok = m->data.result == CURLE_OK && code == 200 &&
-                      (put || c->received == o->size);
+            /* A PUT may be answered 201/204 (nginx's WebDAV). */
+            bool ok = m->data.result == CURLE_OK &&
+                      (put ? code >= 200 && code < 300
+                           : code == 200 && c->received == o->size);
             if (ok)
                 stats_add(st, ms, o->size);
             else if (st->errors++ < 5)
@@ -263,7 +265,8 @@ static int run_http(const struct opts *o, const char *payload,
                         "bytes\n", o->op, c->url, m->data.result, code,
                         (unsigned long long)c->received);
             double t = now_s();
-            if (t < deadline || st->n + running - 1 < o->min_requests)
+            if (t < deadline ||
+                st->n + st->errors + running - 1 < o->min_requests)
                 client_start(c, multi, next_key++ % o->objects);
             else
                 running--;

@@ -6,9 +6,20 @@
  * the blob writer.  Every declared digest is checked at the end, before the
  * blob is made durable and long before it becomes visible; a mismatch
  * leaves nothing behind.
+ *
+ * DESIGN (large bodies): MD5, which S3's ETag requires, runs at about the
+ * speed the network delivers and the disk takes data, so doing it on the
+ * connection's thread would add its time to theirs.  Once a body passes
+ * UPLOAD_PIPELINE_AFTER bytes, a worker thread takes over the digests: the
+ * connection's thread copies the body into a ring of UPLOAD_STAGES buffers
+ * of UPLOAD_STAGE_SIZE bytes, writes each full buffer to the blob and hands
+ * it to the worker (waiting when all are out), and the worker digests them
+ * in order.  Memory per upload is bounded by the ring; the body is never
+ * held whole.
  */
 #define LOG_MODULE "walrus"
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +29,30 @@
 #include "log.h"
 #include "walrus.h"
 
+#define UPLOAD_PIPELINE_AFTER (2u << 20)
+#define UPLOAD_STAGE_SIZE (1u << 20)
+#define UPLOAD_STAGES 4
+
+/* The worker and its ring (see DESIGN).  mu guards n_full, finishing and
+ * stop; a stage belongs to the receiver until counted in n_full, then to
+ * the worker until it is uncounted. */
+struct pipeline {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char *stage[UPLOAD_STAGES];
+    size_t stage_len[UPLOAD_STAGES];
+    unsigned fill;   /* receiver: the stage being filled */
+    unsigned next;   /* worker: the next stage to process */
+    unsigned n_full; /* stages handed to the worker */
+    bool finishing;  /* no more stages will come */
+    bool stop;       /* abandon the work (the request failed) */
+};
+
 struct upload {
     struct blob_writer blob;
+    uint64_t received; /* payload bytes accepted (the receiver's count) */
+    struct pipeline *pipe;
     bool blob_open;
     struct aws_chunked *chunked;
     bool has_trailer; /* a -TRAILER streaming mode */
@@ -38,17 +71,146 @@ struct upload {
     char sum_value[64];
 };
 
+/* Digests a piece of the payload (on whichever thread owns the digests at
+ * the time). */
+static void digest(struct upload *u, const char *data, size_t len)
+{
+    checksum_update(u->md5, data, len);
+    if (u->sum)
+        checksum_update(u->sum, data, len);
+}
+
+static void *pipeline_main(void *arg)
+{
+    struct upload *u = arg;
+    struct pipeline *p = u->pipe;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->n_full == 0 && !p->finishing && !p->stop)
+            pthread_cond_wait(&p->cv, &p->mu);
+        if (p->stop || p->n_full == 0)
+            break;
+        unsigned i = p->next;
+        pthread_mutex_unlock(&p->mu);
+        digest(u, p->stage[i], p->stage_len[i]);
+        pthread_mutex_lock(&p->mu);
+        p->next = (i + 1) % UPLOAD_STAGES;
+        p->n_full--;
+        pthread_cond_broadcast(&p->cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static int pipeline_start(struct upload *u, struct koala_error **err)
+{
+    struct pipeline *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return error_set(err, ENOMEM, NULL, "out of memory");
+    for (unsigned i = 0; i < UPLOAD_STAGES; i++)
+        if ((p->stage[i] = malloc(UPLOAD_STAGE_SIZE)) == NULL) {
+            for (unsigned j = 0; j < i; j++)
+                free(p->stage[j]);
+            free(p);
+            return error_set(err, ENOMEM, NULL, "out of memory");
+        }
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    u->pipe = p;
+    if (pthread_create(&p->thread, NULL, pipeline_main, u) != 0) {
+        u->pipe = NULL;
+        for (unsigned i = 0; i < UPLOAD_STAGES; i++)
+            free(p->stage[i]);
+        pthread_mutex_destroy(&p->mu);
+        pthread_cond_destroy(&p->cv);
+        free(p);
+        return error_set(err, EAGAIN, NULL, "cannot start upload worker");
+    }
+    return 0;
+}
+
+/* Writes the stage being filled and hands it to the worker, waiting for a
+ * free one. */
+static int pipeline_push(struct upload *u, struct koala_error **err)
+{
+    struct pipeline *p = u->pipe;
+    if (blob_writer_write(&u->blob, p->stage[p->fill], p->stage_len[p->fill],
+                          err) < 0)
+        return -1;
+    pthread_mutex_lock(&p->mu);
+    p->n_full++;
+    pthread_cond_broadcast(&p->cv);
+    while (p->n_full == UPLOAD_STAGES)
+        pthread_cond_wait(&p->cv, &p->mu);
+    p->fill = (p->fill + 1) % UPLOAD_STAGES;
+    p->stage_len[p->fill] = 0;
+    pthread_mutex_unlock(&p->mu);
+    return 0;
+}
+
+static int pipeline_feed(struct upload *u, const char *data, size_t len,
+                         struct koala_error **err)
+{
+    struct pipeline *p = u->pipe;
+    while (len > 0) {
+        size_t *used = &p->stage_len[p->fill];
+        size_t n = UPLOAD_STAGE_SIZE - *used < len ? UPLOAD_STAGE_SIZE - *used
+                                                   : len;
+        memcpy(p->stage[p->fill] + *used, data, n);
+        *used += n;
+        data += n;
+        len -= n;
+        if (*used == UPLOAD_STAGE_SIZE && pipeline_push(u, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Ends the worker: with finish, after the last stage was written and
+ * everything digested; without, as soon as it can (the request failed).
+ * Afterwards the digests are the caller's again. */
+static int pipeline_end(struct upload *u, bool finish,
+                        struct koala_error **err)
+{
+    struct pipeline *p = u->pipe;
+    if (p == NULL)
+        return 0;
+    int rc = 0;
+    if (finish && p->stage_len[p->fill] > 0)
+        rc = blob_writer_write(&u->blob, p->stage[p->fill],
+                               p->stage_len[p->fill], err);
+    pthread_mutex_lock(&p->mu);
+    if (finish && rc == 0 && p->stage_len[p->fill] > 0)
+        p->n_full++; /* the last, partly filled stage */
+    p->finishing = true;
+    p->stop = !finish || rc < 0;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(p->thread, NULL);
+    for (unsigned i = 0; i < UPLOAD_STAGES; i++)
+        free(p->stage[i]);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p);
+    u->pipe = NULL;
+    return rc;
+}
+
 static int deliver(void *ctx, const char *data, size_t len,
                    struct koala_error **err)
 {
     struct upload *u = ctx;
-    if (u->blob.size + len > u->limit)
+    if (u->received + len > u->limit)
         return error_set(err, EFBIG, "EntityTooLarge",
                          "Your proposed upload exceeds the maximum allowed "
                          "size");
-    checksum_update(u->md5, data, len);
-    if (u->sum)
-        checksum_update(u->sum, data, len);
+    u->received += len;
+    if (u->pipe == NULL && u->received > UPLOAD_PIPELINE_AFTER &&
+        pipeline_start(u, err) < 0)
+        return -1;
+    if (u->pipe) /* everything from here on goes through the ring */
+        return pipeline_feed(u, data, len, err);
+    digest(u, data, len);
     return blob_writer_write(&u->blob, data, len, err);
 }
 
@@ -56,6 +218,7 @@ void upload_free(struct upload *u)
 {
     if (u == NULL)
         return;
+    pipeline_end(u, false, NULL);
     if (u->blob_open)
         blob_writer_abort(&u->blob);
     else
@@ -270,6 +433,8 @@ int upload_finish(struct s3_req *r, struct koala_error **err)
                              "specified by the x-amz-decoded-content-length "
                              "header.");
     }
+    if (pipeline_end(u, true, err) < 0)
+        return -1;
     if (u->payload_sha256) {
         char hex[65];
         checksum_final(u->payload_sha256, d);
