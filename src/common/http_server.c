@@ -1,15 +1,30 @@
 /* http_server.c: the HTTP server on libmicrohttpd (see http_server.h).
  *
- * DESIGN: MHD runs one thread per connection, so handlers may block (disk
- * I/O, fsync, SQLite) without stalling other clients.  MHD calls the access
+ * DESIGN: MHD runs a few event loop threads (epoll), each serving many
+ * connections; a connection never waits for a thread.  MHD calls the access
  * handler several times per request: once when the headers are in, once per
  * piece of body, and once more with no data at the end.  We map those calls
  * onto on_request / on_body / on_complete.  The raw request target comes from
  * MHD's URI log callback, which sees it before MHD splits or unescapes it;
- * that callback also allocates our per-request struct.  MHD only accepts a
- * reply when the headers are in or when the body has ended, so replies are
- * queued only from on_request and on_complete; a handler that fails in the
- * middle of a body asks for the rest to be dropped and replies at the end.
+ * that callback also allocates our per-request struct.
+ *
+ * Work that may block runs on a worker pool (http_request_defer): the
+ * connection is suspended (MHD stops serving it), the job runs and makes
+ * its reply, which is kept as `pending`, and the connection is resumed; MHD
+ * then calls the access handler again, which queues the pending reply.  The
+ * same pending mechanism serves replies made while the headers are in for
+ * requests without a body, since MHD closes the connection when a reply is
+ * queued on the first call.  A body whose handler takes less than it is
+ * offered (backpressure) suspends the connection the same way, until the
+ * handler calls http_request_resume().
+ *
+ * Locking: `srv->mu` guards every request's suspended / resume_requested
+ * flags and the count of suspended connections.  MHD forbids resuming a
+ * connection that is not suspended, and a resume may come from another
+ * thread before the event loop got to suspend: it is then remembered and
+ * honoured right after the suspension.  Everything else about a request is
+ * touched by one thread at a time: its event loop thread, or the worker
+ * running its deferred job while the connection is suspended.
  */
 #define LOG_MODULE "http"
 #include "http_server.h"
@@ -17,16 +32,19 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
 #include "log.h"
+#include "workpool.h"
 
 struct http_server {
     struct MHD_Daemon *mhd;
@@ -34,6 +52,10 @@ struct http_server {
     void *ctx;
     size_t max_header_bytes;
     uint16_t port;
+    struct workpool *workers;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    unsigned n_suspended;
 };
 
 struct reply_header {
@@ -53,9 +75,12 @@ struct http_request {
     bool replied;
     bool queue_failed;
     bool in_first_call; /* inside on_request */
-    /* A reply made by on_request to a request without a body: MHD closes
-     * the connection when a reply is queued on the first call, so it is
-     * queued on the next one, keeping the connection alive. */
+    bool in_worker;     /* a deferred job is running */
+    void (*defer_fn)(struct http_request *req);
+    bool suspended;        /* srv->mu */
+    bool resume_requested; /* srv->mu */
+    /* A reply to queue on the next call of the access handler (see
+     * DESIGN). */
     struct MHD_Response *pending;
     unsigned pending_status;
     void *data;
@@ -243,7 +268,7 @@ static int queue(struct http_request *req, unsigned status,
     if (content_type)
         MHD_add_response_header(resp, "Content-Type", content_type);
     MHD_add_response_header(resp, "Server", "Koala");
-    if (req->in_first_call && !request_has_body(req)) {
+    if (req->in_worker || (req->in_first_call && !request_has_body(req))) {
         req->pending = resp;
         req->pending_status = status;
         return 0;
@@ -375,6 +400,81 @@ static void fill_peer(struct http_request *req)
                   req->peer, sizeof(req->peer));
 }
 
+/* ---- suspension ---- */
+
+/* Suspends the connection (event loop thread, inside the access handler).
+ * A resume that came first is honoured at once. */
+static void suspend(struct http_request *req)
+{
+    struct http_server *srv = req->srv;
+    pthread_mutex_lock(&srv->mu);
+    MHD_suspend_connection(req->conn);
+    if (req->resume_requested) {
+        req->resume_requested = false;
+        MHD_resume_connection(req->conn);
+    } else {
+        req->suspended = true;
+        srv->n_suspended++;
+    }
+    pthread_mutex_unlock(&srv->mu);
+}
+
+void http_request_resume(struct http_request *req)
+{
+    struct http_server *srv = req->srv;
+    pthread_mutex_lock(&srv->mu);
+    if (req->suspended) {
+        req->suspended = false;
+        srv->n_suspended--;
+        MHD_resume_connection(req->conn);
+        pthread_cond_broadcast(&srv->cv);
+    } else {
+        req->resume_requested = true;
+    }
+    pthread_mutex_unlock(&srv->mu);
+}
+
+void http_request_defer(struct http_request *req,
+                        void (*fn)(struct http_request *req))
+{
+    req->defer_fn = fn;
+}
+
+static void run_deferred(void *arg)
+{
+    struct http_request *req = arg;
+    req->in_worker = true;
+    req->defer_fn(req);
+    req->defer_fn = NULL;
+    req->in_worker = false;
+    if (!req->replied) {
+        log_error("deferred handler did not reply to %s %s", req->method,
+                  req->target);
+        http_reply_empty(req, 500);
+    }
+    http_request_resume(req);
+}
+
+/* After a handler callback: starts a deferred job, if one was asked for. */
+static enum MHD_Result after_handler(struct http_request *req)
+{
+    if (req->defer_fn && !req->replied) {
+        suspend(req);
+        if (workpool_submit(req->srv->workers, run_deferred, req) == 0)
+            return MHD_YES;
+        req->defer_fn = NULL;
+        http_request_resume(req);
+        log_error("cannot queue deferred work for %s %s", req->method,
+                  req->target);
+        req->in_worker = true; /* keep the reply pending: resumed above */
+        http_reply_empty(req, 503);
+        req->in_worker = false;
+        return MHD_YES;
+    }
+    req->defer_fn = NULL;
+    return req->queue_failed ? MHD_NO : MHD_YES;
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
                                  const char *url, const char *method,
                                  const char *version, const char *upload_data,
@@ -396,7 +496,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
         else
             srv->handler.on_request(req, srv->ctx);
         req->in_first_call = false;
-        return req->queue_failed ? MHD_NO : MHD_YES;
+        return after_handler(req);
     }
     if (req->pending) {
         struct MHD_Response *resp = req->pending;
@@ -407,19 +507,30 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
         return r;
     }
     if (*upload_data_size > 0) {
-        if (!req->replied && !req->discard &&
-            srv->handler.on_body(req, upload_data, *upload_data_size) < 0)
+        if (req->replied || req->discard) {
+            *upload_data_size = 0;
+            return MHD_YES;
+        }
+        size_t len = *upload_data_size;
+        ssize_t took = srv->handler.on_body(req, upload_data, len);
+        if (took < 0) {
             req->discard = true;
-        *upload_data_size = 0;
+            *upload_data_size = 0;
+        } else {
+            *upload_data_size = len - (size_t)took;
+            if ((size_t)took < len)
+                suspend(req); /* until http_request_resume */
+        }
         return MHD_YES;
     }
     if (!req->replied) {
         srv->handler.on_complete(req);
-        if (!req->replied) {
+        if (!req->replied && req->defer_fn == NULL) {
             log_error("handler did not reply to %s %s", req->method,
                       req->target);
             http_reply_empty(req, 500);
         }
+        return after_handler(req);
     }
     return req->queue_failed ? MHD_NO : MHD_YES;
 }
@@ -452,8 +563,7 @@ struct http_server *http_server_new(const struct http_server_config *cfg,
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
     const char *addr = cfg->address ? cfg->address : "127.0.0.1";
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION |
-                     MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
     if (strchr(addr, ':')) {
         struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
@@ -469,6 +579,19 @@ struct http_server *http_server_new(const struct http_server_config *cfg,
         if (inet_pton(AF_INET, addr, &s4->sin_addr) != 1)
             goto bad_addr;
     }
+    unsigned threads = cfg->threads;
+    if (threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = n > 2 ? (unsigned)n : 2;
+    }
+    pthread_mutex_init(&srv->mu, NULL);
+    pthread_cond_init(&srv->cv, NULL);
+    srv->workers = workpool_new(cfg->workers ? cfg->workers : 32, "http-worker",
+                                err);
+    if (srv->workers == NULL) {
+        http_server_free(srv);
+        return NULL;
+    }
     size_t mem_limit = srv->max_header_bytes * 2 + 64 * 1024;
     srv->mhd = MHD_start_daemon(
         flags, cfg->port, NULL, NULL, on_access, srv,
@@ -483,11 +606,12 @@ struct http_server *http_server_new(const struct http_server_config *cfg,
         MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)(cfg->idle_timeout_s ? cfg->idle_timeout_s : 120),
         MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+        MHD_OPTION_THREAD_POOL_SIZE, threads,
         MHD_OPTION_END);
     if (srv->mhd == NULL) {
         error_set(err, EADDRINUSE, NULL, "cannot listen on %s:%u", addr,
                   (unsigned)cfg->port);
-        free(srv);
+        http_server_free(srv);
         return NULL;
     }
     const union MHD_DaemonInfo *di =
@@ -505,8 +629,33 @@ void http_server_free(struct http_server *srv)
 {
     if (srv == NULL)
         return;
-    if (srv->mhd)
+    MHD_socket listen_fd = MHD_INVALID_SOCKET;
+    if (srv->mhd) {
+        /* MHD must not be stopped with suspended connections: stop taking
+         * new ones, let the deferred jobs finish (they resume theirs), and
+         * give paused bodies a moment to be resumed by their handlers. */
+        listen_fd = MHD_quiesce_daemon(srv->mhd);
+    }
+    workpool_free(srv->workers);
+    srv->workers = NULL;
+    if (srv->mhd) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 10;
+        pthread_mutex_lock(&srv->mu);
+        while (srv->n_suspended > 0 &&
+               pthread_cond_timedwait(&srv->cv, &srv->mu, &until) == 0)
+            ;
+        if (srv->n_suspended > 0)
+            log_error("stopping with %u connections still suspended",
+                      srv->n_suspended);
+        pthread_mutex_unlock(&srv->mu);
         MHD_stop_daemon(srv->mhd);
+        if (listen_fd != MHD_INVALID_SOCKET)
+            close(listen_fd); /* quiescing handed it to us */
+    }
+    pthread_cond_destroy(&srv->cv);
+    pthread_mutex_destroy(&srv->mu);
     free(srv);
 }
 

@@ -1,19 +1,29 @@
 /* http_server.h: the HTTP server every daemon serves its API with, on
- * libmicrohttpd (one thread per connection, keep-alive, chunked requests).
+ * libmicrohttpd: a few event loop threads (epoll) serve every connection,
+ * and a pool of worker threads runs what may block.
  *
- * A handler sees a request in three steps, all on the connection's thread:
+ * A handler sees a request in three steps, on the connection's event loop
+ * thread:
  *   on_request   the headers are in.  It may reply at once (an error, or a
  *                request without a body); then any body is discarded.  If it
  *                does not reply, the body follows (and a client that sent
  *                "Expect: 100-continue" is told to go on).
  *   on_body      a piece of the body, as it arrives: bodies are streamed,
- *                never gathered by the server.  Returning -1 stops delivery;
+ *                never gathered by the server.  It returns how much of the
+ *                piece it took; taking less pauses the body until the
+ *                handler calls http_request_resume() (backpressure), when
+ *                the rest is offered again.  Returning -1 stops delivery;
  *                the rest of the body is read and dropped.
  *   on_complete  the body has ended (also called when there is none, if
- *                on_request did not reply).  It must reply.
+ *                on_request did not reply).  It must reply, or defer.
  *   on_done      the exchange is over (reply sent, or the connection failed):
  *                free the per-request state.  Always called once per request
  *                that reached on_request.
+ * Event loop threads must not block: on_request and on_complete hand
+ * anything that may (fsync, a database write, a call to another server)
+ * to http_request_defer(), which runs it on a worker thread while the
+ * connection waits.
+ *
  * The raw request target is kept as sent (not unescaped), because signatures
  * are computed over it.
  *
@@ -37,7 +47,8 @@ struct http_request;
 
 struct http_handler {
     void (*on_request)(struct http_request *req, void *ctx);
-    int (*on_body)(struct http_request *req, const char *data, size_t len);
+    ssize_t (*on_body)(struct http_request *req, const char *data,
+                       size_t len);
     void (*on_complete)(struct http_request *req);
     void (*on_done)(struct http_request *req);
     /* The request's headers are too large: reply with an error. */
@@ -50,6 +61,8 @@ struct http_server_config {
     unsigned max_connections;   /* 0: 1024 */
     size_t max_header_bytes;    /* 0: 16 KiB (headers summed) */
     unsigned idle_timeout_s;    /* 0: 120 */
+    unsigned threads;           /* event loop threads; 0: one per CPU (>= 2) */
+    unsigned workers;           /* threads for deferred work; 0: 32 */
 };
 
 struct http_server *http_server_new(const struct http_server_config *cfg,
@@ -88,6 +101,15 @@ const char *http_request_peer(const struct http_request *req);
 void http_request_set_data(struct http_request *req, void *data);
 void *http_request_data(const struct http_request *req);
 void *http_request_ctx(const struct http_request *req);
+
+/* Runs fn(req) on a worker thread, where it may block; the connection
+ * waits meanwhile.  Call it from on_request (for a request without a body)
+ * or on_complete, and return right after; fn must reply. */
+void http_request_defer(struct http_request *req,
+                        void (*fn)(struct http_request *req));
+/* After on_body took less than it was offered: offer the rest again.  Any
+ * thread may call it, any number of times. */
+void http_request_resume(struct http_request *req);
 
 /* ---- reply ---- */
 /* Adds a reply header (copied).  0 / -1. */

@@ -400,6 +400,54 @@ static void dispatch(struct s3_req *r)
     }
 }
 
+/* Operations that write (SQLite commits, fsync, copying data) run on a
+ * worker thread; reads run on the event loop (see http_server.h). */
+static bool op_blocks(enum s3_op op)
+{
+    switch (op) {
+    case OP_CREATE_BUCKET:
+    case OP_DELETE_BUCKET:
+    case OP_PUT_BUCKET_ACL:
+    case OP_DELETE_OBJECTS:
+    case OP_PUT_OBJECT:
+    case OP_COPY_OBJECT:
+    case OP_DELETE_OBJECT:
+    case OP_PUT_OBJECT_ACL:
+    case OP_CREATE_UPLOAD:
+    case OP_UPLOAD_PART:
+    case OP_UPLOAD_PART_COPY:
+    case OP_COMPLETE_UPLOAD:
+    case OP_ABORT_UPLOAD:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static void deferred_dispatch(struct http_request *http)
+{
+    dispatch(http_request_data(http));
+}
+
+/* Ends an upload (fsync: on a worker) and runs its operation. */
+static void deferred_upload(struct http_request *http)
+{
+    struct s3_req *r = http_request_data(http);
+    struct koala_error *err = NULL;
+    if (upload_finish(r, &err) < 0)
+        return fail(r, err);
+    dispatch(r);
+}
+
+/* Runs the operation now, or on a worker if it writes. */
+static void run_op(struct s3_req *r)
+{
+    if (op_blocks(r->op))
+        http_request_defer(r->http, deferred_dispatch);
+    else
+        dispatch(r);
+}
+
 static bool op_streams_body(enum s3_op op)
 {
     return op == OP_PUT_OBJECT || op == OP_UPLOAD_PART;
@@ -444,10 +492,11 @@ static void on_request(struct http_request *http, void *ctx)
         r->body_limit = WALRUS_MAX_XML_BODY;
         return; /* the body follows */
     }
-    dispatch(r);
+    run_op(r);
 }
 
-static int on_body(struct http_request *http, const char *data, size_t len)
+static ssize_t on_body(struct http_request *http, const char *data,
+                       size_t len)
 {
     struct s3_req *r = http_request_data(http);
     if (r->upload)
@@ -463,7 +512,7 @@ static int on_body(struct http_request *http, const char *data, size_t len)
         error_set(&r->err, ENOMEM, NULL, "out of memory");
         return -1;
     }
-    return 0;
+    return (ssize_t)len;
 }
 
 static int check_payload_hash(struct s3_req *r, struct koala_error **err)
@@ -512,14 +561,11 @@ static void on_complete(struct http_request *http)
         r->err = NULL;
         return fail(r, err);
     }
-    if (r->upload) {
-        if (upload_finish(r, &err) < 0)
-            return fail(r, err);
-    } else if (check_payload_hash(r, &err) < 0 ||
-               check_body_md5(r, &err) < 0) {
+    if (r->upload)
+        return http_request_defer(http, deferred_upload);
+    if (check_payload_hash(r, &err) < 0 || check_body_md5(r, &err) < 0)
         return fail(r, err);
-    }
-    dispatch(r);
+    run_op(r);
 }
 
 static void on_done(struct http_request *http)

@@ -7,15 +7,18 @@
  * blob is made durable and long before it becomes visible; a mismatch
  * leaves nothing behind.
  *
- * DESIGN (large bodies): MD5, which S3's ETag requires, runs at about the
- * speed the network delivers and the disk takes data, so doing it on the
- * connection's thread would add its time to theirs.  Once a body passes
- * UPLOAD_PIPELINE_AFTER bytes, a worker thread takes over the digests: the
- * connection's thread copies the body into a ring of UPLOAD_STAGES buffers
- * of UPLOAD_STAGE_SIZE bytes, writes each full buffer to the blob and hands
- * it to the worker (waiting when all are out), and the worker digests them
- * in order.  Memory per upload is bounded by the ring; the body is never
- * held whole.
+ * DESIGN (large bodies): the connection's thread is an event loop thread
+ * serving many connections, so it must not wait for the disk; and MD5,
+ * which S3's ETag requires, runs at about the speed the network delivers.
+ * Once a body passes UPLOAD_PIPELINE_AFTER bytes, a worker thread of the
+ * upload's own takes over digesting and writing: the event loop only copies
+ * the body into a ring of UPLOAD_STAGES buffers of UPLOAD_STAGE_SIZE bytes.
+ * When the ring has no room for a piece, upload_feed takes none of it and
+ * the body pauses (http_server's backpressure) until the worker frees a
+ * buffer and resumes it.  Memory per upload is bounded by the ring; the
+ * body is never held whole.  (A burst larger than the ring, which only
+ * the aws-chunked decoder can produce with huge signed chunks, waits for
+ * the worker instead.)
  */
 #define LOG_MODULE "walrus"
 #include <errno.h>
@@ -33,26 +36,32 @@
 #define UPLOAD_STAGE_SIZE (1u << 20)
 #define UPLOAD_STAGES 4
 
-/* The worker and its ring (see DESIGN).  mu guards n_full, finishing and
- * stop; a stage belongs to the receiver until counted in n_full, then to
- * the worker until it is uncounted. */
+/* The worker and its ring (see DESIGN).  Stages are used in ring order:
+ * the receiver fills stage `fill`, the worker processes from `next`; the
+ * n_full stages from `next` on are the worker's, the rest the receiver's.
+ * mu guards n_full, have_fill, want_resume, finishing, stop and err. */
 struct pipeline {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    struct http_request *http; /* to resume a paused body */
     char *stage[UPLOAD_STAGES];
     size_t stage_len[UPLOAD_STAGES];
-    unsigned fill;   /* receiver: the stage being filled */
-    unsigned next;   /* worker: the next stage to process */
-    unsigned n_full; /* stages handed to the worker */
-    bool finishing;  /* no more stages will come */
-    bool stop;       /* abandon the work (the request failed) */
+    unsigned fill;    /* receiver: the stage being filled, if have_fill */
+    bool have_fill;
+    unsigned next;    /* worker: the next stage to process */
+    unsigned n_full;  /* stages handed to the worker */
+    bool want_resume; /* the body paused for room */
+    bool finishing;   /* no more stages will come */
+    bool stop;        /* abandon the work (the request failed) */
+    struct koala_error *err; /* the worker's failure */
 };
 
 struct upload {
     struct blob_writer blob;
     uint64_t received; /* payload bytes accepted (the receiver's count) */
     struct pipeline *pipe;
+    struct http_request *http;
     bool blob_open;
     struct aws_chunked *chunked;
     bool has_trailer; /* a -TRAILER streaming mode */
@@ -71,13 +80,15 @@ struct upload {
     char sum_value[64];
 };
 
-/* Digests a piece of the payload (on whichever thread owns the digests at
- * the time). */
-static void digest(struct upload *u, const char *data, size_t len)
+/* Digests and writes a piece of the payload (on whichever thread owns
+ * the digests and the blob writer at the time). */
+static int consume(struct upload *u, const char *data, size_t len,
+                   struct koala_error **err)
 {
     checksum_update(u->md5, data, len);
     if (u->sum)
         checksum_update(u->sum, data, len);
+    return blob_writer_write(&u->blob, data, len, err);
 }
 
 static void *pipeline_main(void *arg)
@@ -92,11 +103,24 @@ static void *pipeline_main(void *arg)
             break;
         unsigned i = p->next;
         pthread_mutex_unlock(&p->mu);
-        digest(u, p->stage[i], p->stage_len[i]);
+        struct koala_error *e = NULL;
+        consume(u, p->stage[i], p->stage_len[i], &e);
         pthread_mutex_lock(&p->mu);
         p->next = (i + 1) % UPLOAD_STAGES;
         p->n_full--;
+        p->err = e;
         pthread_cond_broadcast(&p->cv);
+        bool resume = p->want_resume;
+        p->want_resume = false;
+        if (resume) {
+            /* The request cannot end while its body is paused, so it is
+             * still there to resume. */
+            pthread_mutex_unlock(&p->mu);
+            http_request_resume(p->http);
+            pthread_mutex_lock(&p->mu);
+        }
+        if (e)
+            break;
     }
     pthread_mutex_unlock(&p->mu);
     return NULL;
@@ -114,6 +138,8 @@ static int pipeline_start(struct upload *u, struct koala_error **err)
             free(p);
             return error_set(err, ENOMEM, NULL, "out of memory");
         }
+    p->http = u->http;
+    p->have_fill = true;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     u->pipe = p;
@@ -129,23 +155,33 @@ static int pipeline_start(struct upload *u, struct koala_error **err)
     return 0;
 }
 
-/* Writes the stage being filled and hands it to the worker, waiting for a
- * free one. */
-static int pipeline_push(struct upload *u, struct koala_error **err)
+/* The worker's error, copied into *err; -1, or 0 if it has none.  Called
+ * with p->mu held. */
+static int worker_failed(struct pipeline *p, struct koala_error **err)
 {
-    struct pipeline *p = u->pipe;
-    if (blob_writer_write(&u->blob, p->stage[p->fill], p->stage_len[p->fill],
-                          err) < 0)
-        return -1;
+    if (p->err == NULL)
+        return 0;
+    return error_set(err, p->err->errnum, p->err->code, "%s",
+                     error_message(p->err));
+}
+
+/* Room for len bytes without waiting?  If not, asks the worker to resume
+ * the body once it freed a stage.  -1 when the worker failed. */
+static int pipeline_room(struct pipeline *p, size_t len,
+                         struct koala_error **err)
+{
     pthread_mutex_lock(&p->mu);
-    p->n_full++;
-    pthread_cond_broadcast(&p->cv);
-    while (p->n_full == UPLOAD_STAGES)
-        pthread_cond_wait(&p->cv, &p->mu);
-    p->fill = (p->fill + 1) % UPLOAD_STAGES;
-    p->stage_len[p->fill] = 0;
+    int rc = worker_failed(p, err);
+    if (rc == 0) {
+        size_t room = (p->have_fill ? UPLOAD_STAGE_SIZE - p->stage_len[p->fill]
+                                    : 0) +
+                      (size_t)(UPLOAD_STAGES - p->n_full - p->have_fill) *
+                          UPLOAD_STAGE_SIZE;
+        rc = room >= len;
+        p->want_resume = rc == 0;
+    }
     pthread_mutex_unlock(&p->mu);
-    return 0;
+    return rc;
 }
 
 static int pipeline_feed(struct upload *u, const char *data, size_t len,
@@ -153,6 +189,22 @@ static int pipeline_feed(struct upload *u, const char *data, size_t len,
 {
     struct pipeline *p = u->pipe;
     while (len > 0) {
+        if (!p->have_fill) {
+            /* The stage after the last one handed over is free once the
+             * worker holds fewer than all of them. */
+            pthread_mutex_lock(&p->mu);
+            while (p->n_full == UPLOAD_STAGES && p->err == NULL)
+                pthread_cond_wait(&p->cv, &p->mu);
+            int rc = worker_failed(p, err);
+            if (rc == 0) {
+                p->fill = (p->fill + 1) % UPLOAD_STAGES;
+                p->stage_len[p->fill] = 0;
+                p->have_fill = true;
+            }
+            pthread_mutex_unlock(&p->mu);
+            if (rc < 0)
+                return -1;
+        }
         size_t *used = &p->stage_len[p->fill];
         size_t n = UPLOAD_STAGE_SIZE - *used < len ? UPLOAD_STAGE_SIZE - *used
                                                    : len;
@@ -160,33 +212,41 @@ static int pipeline_feed(struct upload *u, const char *data, size_t len,
         *used += n;
         data += n;
         len -= n;
-        if (*used == UPLOAD_STAGE_SIZE && pipeline_push(u, err) < 0)
-            return -1;
+        if (*used == UPLOAD_STAGE_SIZE) {
+            pthread_mutex_lock(&p->mu);
+            p->n_full++;
+            p->have_fill = false;
+            pthread_cond_broadcast(&p->cv);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
     return 0;
 }
 
-/* Ends the worker: with finish, after the last stage was written and
- * everything digested; without, as soon as it can (the request failed).
- * Afterwards the digests are the caller's again. */
+/* Ends the worker: with finish, after it processed everything (its error,
+ * if any, is returned); without, as soon as it can (the request failed).
+ * Afterwards the digests and the blob writer are the caller's again. */
 static int pipeline_end(struct upload *u, bool finish,
                         struct koala_error **err)
 {
     struct pipeline *p = u->pipe;
     if (p == NULL)
         return 0;
-    int rc = 0;
-    if (finish && p->stage_len[p->fill] > 0)
-        rc = blob_writer_write(&u->blob, p->stage[p->fill],
-                               p->stage_len[p->fill], err);
     pthread_mutex_lock(&p->mu);
-    if (finish && rc == 0 && p->stage_len[p->fill] > 0)
+    if (finish && p->have_fill && p->stage_len[p->fill] > 0) {
         p->n_full++; /* the last, partly filled stage */
+        p->have_fill = false;
+    }
     p->finishing = true;
-    p->stop = !finish || rc < 0;
+    p->stop = !finish;
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
     pthread_join(p->thread, NULL);
+    int rc = 0;
+    if (p->err) {
+        rc = finish ? worker_failed(p, err) : -1;
+        error_free(p->err);
+    }
     for (unsigned i = 0; i < UPLOAD_STAGES; i++)
         free(p->stage[i]);
     pthread_mutex_destroy(&p->mu);
@@ -210,8 +270,7 @@ static int deliver(void *ctx, const char *data, size_t len,
         return -1;
     if (u->pipe) /* everything from here on goes through the ring */
         return pipeline_feed(u, data, len, err);
-    digest(u, data, len);
-    return blob_writer_write(&u->blob, data, len, err);
+    return consume(u, data, len, err);
 }
 
 void upload_free(struct upload *u)
@@ -337,6 +396,7 @@ int upload_begin(struct s3_req *r, struct koala_error **err)
     if (u == NULL)
         return error_set(err, ENOMEM, NULL, "out of memory");
     r->upload = u;
+    u->http = r->http;
     u->limit = WALRUS_MAX_PUT;
     uint64_t clen;
     bool has_len = http_request_content_length(r->http, &clen);
@@ -381,15 +441,22 @@ int upload_begin(struct s3_req *r, struct koala_error **err)
     return 0;
 }
 
-int upload_feed(struct s3_req *r, const char *data, size_t len,
-                struct koala_error **err)
+ssize_t upload_feed(struct s3_req *r, const char *data, size_t len,
+                    struct koala_error **err)
 {
     struct upload *u = r->upload;
+    if (u->pipe) {
+        /* A piece decodes to at most its own size: if it fits, the whole
+         * of it can be taken; if not, none (the body pauses). */
+        int room = pipeline_room(u->pipe, len, err);
+        if (room <= 0)
+            return room;
+    }
     if (u->payload_sha256)
         checksum_update(u->payload_sha256, data, len);
-    if (u->chunked)
-        return aws_chunked_feed(u->chunked, data, len, err);
-    return deliver(u, data, len, err);
+    int rc = u->chunked ? aws_chunked_feed(u->chunked, data, len, err)
+                        : deliver(u, data, len, err);
+    return rc < 0 ? -1 : (ssize_t)len;
 }
 
 static int check_sum(struct upload *u, const char *expected,

@@ -293,8 +293,10 @@ struct db *s3_db(struct s3_req *r, struct koala_error **err);
 /* Sets up r->upload from the request headers (content encodings, declared
  * digests, signing).  Errors are reported before any byte is accepted. */
 int upload_begin(struct s3_req *r, struct koala_error **err);
-int upload_feed(struct s3_req *r, const char *data, size_t len,
-                struct koala_error **err);
+/* Takes a piece of the body: returns len, 0 when there is no room for it
+ * yet (the body pauses until the upload resumes it), or -1. */
+ssize_t upload_feed(struct s3_req *r, const char *data, size_t len,
+                    struct koala_error **err);
 /* Ends the body: checks lengths and digests, fsyncs.  The blob is ready
  * for blob_writer_publish after the metadata commit. */
 int upload_finish(struct s3_req *r, struct koala_error **err);

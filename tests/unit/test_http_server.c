@@ -8,6 +8,7 @@
 
 #include <curl/curl.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,28 @@ struct state {
 
 struct req_data {
     struct buf body;
+    int pauses;          /* "/pause*": times on_body declined a piece */
+    int calls;
 };
+
+/* Deferred work: runs on a worker thread, may block. */
+static void deferred_reply(struct http_request *req)
+{
+    struct req_data *d = http_request_data(req);
+    usleep(300 * 1000);
+    struct buf out = {0};
+    buf_printf(&out, "deferred %s len=%zu", http_request_path(req),
+               d ? d->body.len : 0);
+    size_t len = out.len;
+    http_reply_take(req, 200, "text/plain", buf_steal(&out), len);
+}
+
+static void *resume_later(void *arg)
+{
+    usleep(20 * 1000);
+    http_request_resume(arg);
+    return NULL;
+}
 
 static void on_request(struct http_request *req, void *ctx)
 {
@@ -49,24 +71,45 @@ static void on_request(struct http_request *req, void *ctx)
     }
     struct req_data *d = calloc(1, sizeof(*d));
     http_request_set_data(req, d);
+    if (strcmp(path, "/defer") == 0)
+        http_request_defer(req, deferred_reply);
 }
 
-static int on_body(struct http_request *req, const char *data, size_t len)
+static ssize_t on_body(struct http_request *req, const char *data,
+                       size_t len)
 {
     struct state *st = http_request_ctx(req);
     struct req_data *d = http_request_data(req);
+    const char *path = http_request_path(req);
+    /* "/pause-later": every third piece is declined, and resumed from
+     * another thread; "/pause-now": declined and resumed at once, before
+     * the server got to suspend (the race http_server must survive). */
+    if (str_has_prefix(path, "/pause") && d->calls++ % 3 == 1) {
+        d->pauses++;
+        if (strcmp(path, "/pause-now") == 0) {
+            http_request_resume(req);
+        } else {
+            pthread_t t;
+            assert_int_equal(pthread_create(&t, NULL, resume_later, req), 0);
+            pthread_detach(t);
+        }
+        return 0;
+    }
     st->body_calls++;
     st->body_bytes += len;
     buf_append(&d->body, data, len);
-    return 0;
+    return (ssize_t)len;
 }
 
 static void on_complete_ok(struct http_request *req)
 {
     struct req_data *d = http_request_data(req);
+    if (strcmp(http_request_path(req), "/defer-body") == 0)
+        return http_request_defer(req, deferred_reply);
     struct buf out = {0};
-    buf_printf(&out, "%s %s q=%s len=%zu", http_request_method(req),
-               http_request_path(req), http_request_query(req), d->body.len);
+    buf_printf(&out, "%s %s q=%s len=%zu pauses=%d", http_request_method(req),
+               http_request_path(req), http_request_query(req), d->body.len,
+               d->pauses);
     size_t len = out.len;
     http_reply_take(req, 200, "text/plain", buf_steal(&out), len);
 }
@@ -155,7 +198,8 @@ static void test_get_raw_target(void **s)
     CURL *c = curl_easy_init();
     struct buf out = {0};
     assert_int_equal(perform(c, "/b/a%20b%2Fc?x=1%2B2&acl", &out), 200);
-    assert_string_equal(out.data, "GET /b/a%20b%2Fc q=x=1%2B2&acl len=0");
+    assert_string_equal(out.data,
+                        "GET /b/a%20b%2Fc q=x=1%2B2&acl len=0 pauses=0");
     assert_string_equal(g_state.last_target, "/b/a%20b%2Fc?x=1%2B2&acl");
     buf_free(&out);
     curl_easy_cleanup(c);
@@ -173,7 +217,7 @@ static void test_streamed_chunked_put(void **s)
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     g_state.body_calls = 0;
     assert_int_equal(perform(c, "/put", &out), 200);
-    assert_string_equal(out.data, "PUT /put q= len=3145735");
+    assert_string_equal(out.data, "PUT /put q= len=3145735 pauses=0");
     /* Delivered in many pieces: never gathered by the server. */
     assert_true(g_state.body_calls > 3);
     buf_free(&out);
@@ -216,7 +260,7 @@ static void test_100_continue_accepted(void **s)
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_EXPECT_100_TIMEOUT_MS, 60000L);
     assert_int_equal(perform(c, "/ok", &out), 200);
-    assert_string_equal(out.data, "PUT /ok q= len=100000");
+    assert_string_equal(out.data, "PUT /ok q= len=100000 pauses=0");
     buf_free(&out);
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
@@ -298,6 +342,83 @@ static void test_early_reply_keeps_connection(void **s)
     curl_easy_cleanup(c);
 }
 
+/* Deferred work runs off the event loop: other requests are served
+ * meanwhile, and the deferred reply keeps the connection alive. */
+struct bg_get {
+    struct buf out;
+    long code;
+    double seconds;
+};
+
+static void *get_in_background(void *arg)
+{
+    struct bg_get *g = arg;
+    CURL *c = curl_easy_init();
+    g->code = perform(c, "/defer", &g->out);
+    curl_easy_getinfo(c, CURLINFO_TOTAL_TIME, &g->seconds);
+    curl_easy_cleanup(c);
+    return NULL;
+}
+
+static void test_defer(void **s)
+{
+    struct bg_get bg = {{0}, 0, 0};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, get_in_background, &bg), 0);
+    usleep(10 * 1000);
+    CURL *c = curl_easy_init();
+    struct buf out = {0};
+    assert_int_equal(perform(c, "/quick", &out), 200);
+    double quick;
+    curl_easy_getinfo(c, CURLINFO_TOTAL_TIME, &quick);
+    pthread_join(t, NULL);
+    assert_int_equal(bg.code, 200);
+    assert_string_equal(bg.out.data, "deferred /defer len=0");
+    assert_true(bg.seconds >= 0.3);
+    assert_true(quick < 0.25); /* not stuck behind the 300 ms job */
+    buf_reset(&out);
+    /* Deferred from on_complete, after a body; on the same connection. */
+    struct upload_src src = {.left = 200000};
+    curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, read_cb);
+    curl_easy_setopt(c, CURLOPT_READDATA, &src);
+    curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)src.left);
+    assert_int_equal(perform(c, "/defer-body", &out), 200);
+    assert_string_equal(out.data, "deferred /defer-body len=200000");
+    long conns = -1;
+    curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &conns);
+    assert_int_equal(conns, 0);
+    buf_free(&out);
+    buf_free(&bg.out);
+    curl_easy_cleanup(c);
+}
+
+/* A handler that declines pieces of a body pauses it; resumed, the rest
+ * arrives whole and in order, however the resume races the pause. */
+static void put_paused(const char *path)
+{
+    CURL *c = curl_easy_init();
+    struct buf out = {0};
+    struct upload_src src = {.left = 2 * 1024 * 1024 + 3};
+    curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, read_cb);
+    curl_easy_setopt(c, CURLOPT_READDATA, &src);
+    curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)src.left);
+    assert_int_equal(perform(c, path, &out), 200);
+    char want[128];
+    snprintf(want, sizeof(want), "PUT %s q= len=2097155 pauses=", path);
+    assert_true(str_has_prefix(out.data, want));
+    assert_true(atoi(out.data + strlen(want)) >= 1);
+    buf_free(&out);
+    curl_easy_cleanup(c);
+}
+
+static void test_body_backpressure(void **s)
+{
+    put_paused("/pause-later");
+    put_paused("/pause-now");
+}
+
 static void test_bad_address(void **s)
 {
     static const struct http_handler h = {.on_request = on_request};
@@ -320,6 +441,8 @@ int main(void)
         cmocka_unit_test(test_fd_reply_and_head),
         cmocka_unit_test(test_keepalive_and_done),
         cmocka_unit_test(test_early_reply_keeps_connection),
+        cmocka_unit_test(test_defer),
+        cmocka_unit_test(test_body_backpressure),
         cmocka_unit_test(test_bad_address),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
