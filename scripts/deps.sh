@@ -7,7 +7,7 @@ PACKAGES=(
   # build
   gcc libc6-dev pkg-config meson ninja-build
   libmicrohttpd-dev libcurl4-openssl-dev libxml2-dev libssl-dev
-  libsqlite3-dev libjansson-dev libinih-dev zlib1g-dev
+  libsqlite3-dev libjansson-dev libinih-dev zlib1g-dev libgnutls28-dev
   # tests
   libcmocka-dev python3 python3-pytest python3-boto3 awscli s3cmd
   sqlite3 curl procps iproute2
@@ -18,6 +18,10 @@ for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
     || missing+=("$p")
 done
+# Node.js runs the AWS SDK for JavaScript tests; a machine may already have
+# it from elsewhere (NodeSource), whose nodejs conflicts with Debian's npm.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]}"
   SUDO=""

@@ -2,6 +2,9 @@
  *
  *   koala walrus add-user NAME [--data-dir DIR]   new account + access key
  *   koala walrus list-users [--data-dir DIR]
+ *   koala ca create DIR [--name NAME]              a new certificate authority
+ *   koala ca issue DIR NAME --cert F --key F [--san IP:a|DNS:h]...
+ *                  [--server] [--client] [--days N] a certificate signed by it
  *
  * Until the CLC exists, Walrus keeps accounts in its own database; these
  * commands open it directly (SQLite WAL allows it while the daemon runs).
@@ -11,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ca.h"
 #include "db.h"
 #include "walrus.h"
 
@@ -20,7 +24,66 @@ struct db_pool *walrus_open_db(const char *data_dir, unsigned conns,
 static void usage(FILE *f)
 {
     fprintf(f, "usage: koala walrus add-user NAME [--data-dir DIR]\n"
-               "       koala walrus list-users [--data-dir DIR]\n");
+               "       koala walrus list-users [--data-dir DIR]\n"
+               "       koala ca create DIR [--name NAME]\n"
+               "       koala ca issue DIR NAME --cert FILE --key FILE\n"
+               "                [--san IP:ADDR|DNS:NAME]... [--server] "
+               "[--client] [--days N]\n");
+}
+
+static int ca_cmd(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"name", required_argument, NULL, 'n'},
+        {"cert", required_argument, NULL, 'c'},
+        {"key", required_argument, NULL, 'k'},
+        {"san", required_argument, NULL, 's'},
+        {"server", no_argument, NULL, 'S'},
+        {"client", no_argument, NULL, 'C'},
+        {"days", required_argument, NULL, 'd'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *name = "Koala CA", *cert = NULL, *key = NULL;
+    const char *sans[17] = {NULL};
+    size_t n_sans = 0;
+    struct ca_request rq = {0};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'n': name = optarg; break;
+        case 'c': cert = optarg; break;
+        case 'k': key = optarg; break;
+        case 's':
+            if (n_sans + 1 >= ARRAY_SIZE(sans)) {
+                fprintf(stderr, "koala: too many --san\n");
+                return 2;
+            }
+            sans[n_sans++] = optarg;
+            break;
+        case 'S': rq.server = true; break;
+        case 'C': rq.client = true; break;
+        case 'd': rq.days = (unsigned)atoi(optarg); break;
+        default: usage(stderr); return 2;
+        }
+    }
+    struct koala_error *err = NULL;
+    int rc;
+    if (optind + 2 == argc && strcmp(argv[optind], "create") == 0) {
+        rc = ca_create(argv[optind + 1], name, rq.days, &err);
+    } else if (optind + 3 == argc && strcmp(argv[optind], "issue") == 0 &&
+               cert && key) {
+        rq.cn = argv[optind + 2];
+        rq.sans = sans;
+        rc = ca_issue(argv[optind + 1], &rq, cert, key, &err);
+    } else {
+        usage(stderr);
+        return 2;
+    }
+    if (rc < 0)
+        fprintf(stderr, "koala: %s\n", error_message(err));
+    error_free(err);
+    return rc < 0 ? 1 : 0;
 }
 
 static int walrus_cmd(int argc, char **argv)
@@ -95,6 +158,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "walrus") == 0)
         return walrus_cmd(argc - 1, argv + 1);
+    if (strcmp(argv[1], "ca") == 0)
+        return ca_cmd(argc - 1, argv + 1);
     fprintf(stderr, "koala: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

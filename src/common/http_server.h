@@ -63,6 +63,13 @@ struct http_server_config {
     unsigned idle_timeout_s;    /* 0: 120 */
     unsigned threads;           /* event loop threads; 0: one per CPU (>= 2) */
     unsigned workers;           /* threads for deferred work; 0: 32 */
+    /* HTTPS: the server's certificate chain and key (PEM files); NULL for
+     * plain HTTP. */
+    const char *tls_cert_file;
+    const char *tls_key_file;
+    /* Mutual TLS: when set, only clients presenting a certificate issued
+     * by this CA (PEM) are served; others get 403. */
+    const char *tls_client_ca_file;
 };
 
 struct http_server *http_server_new(const struct http_server_config *cfg,
@@ -97,6 +104,9 @@ bool http_request_content_length(const struct http_request *req,
                                  uint64_t *len);
 /* The peer's address as text ("127.0.0.1"). */
 const char *http_request_peer(const struct http_request *req);
+/* With mutual TLS: the common name of the client's verified certificate;
+ * otherwise NULL. */
+const char *http_request_peer_name(const struct http_request *req);
 
 void http_request_set_data(struct http_request *req, void *data);
 void *http_request_data(const struct http_request *req);

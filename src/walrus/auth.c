@@ -104,6 +104,9 @@ static int auth_v4(struct s3_req *r, const struct sigv4_request *sr,
         return -1;
     r->have_v4 = true;
     const char *ph = r->v4.payload_hash;
+    log_debug("%s %s: SigV4 %s, payload %s", http_request_method(r->http),
+              http_request_path(r->http),
+              r->v4.presigned ? "presigned" : "header", ph ? ph : "-");
     if (ph == NULL) {
         if (!r->v4.presigned)
             return error_set(err, EINVAL, "InvalidRequest",

@@ -21,6 +21,7 @@ static void usage(FILE *f)
             "usage: koala-walrus [--config FILE] [--listen ADDR:PORT]\n"
             "                    [--data-dir DIR] [--region NAME]\n"
             "                    [--domain DOMAIN] [--log-level SPEC]\n"
+            "                    [--tls-cert FILE --tls-key FILE]\n"
             "Serves the S3 API.  Command line options override the [walrus]\n"
             "section of the configuration file.\n");
 }
@@ -53,6 +54,8 @@ int main(int argc, char **argv)
         {"region", required_argument, NULL, 'r'},
         {"domain", required_argument, NULL, 'D'},
         {"log-level", required_argument, NULL, 'v'},
+        {"tls-cert", required_argument, NULL, 'C'},
+        {"tls-key", required_argument, NULL, 'K'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -60,7 +63,7 @@ int main(int argc, char **argv)
     const char *config_path = NULL;
     struct config *cfg = config_new_empty();
     int c;
-    while ((c = getopt_long(argc, argv, "c:l:d:r:D:v:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:l:d:r:D:v:C:K:h", opts, NULL)) != -1) {
         const char *key = NULL;
         switch (c) {
         case 'c': config_path = optarg; break;
@@ -69,6 +72,8 @@ int main(int argc, char **argv)
         case 'r': key = "region"; break;
         case 'D': key = "domain"; break;
         case 'v': key = "log_level"; break;
+        case 'C': key = "tls_cert"; break;
+        case 'K': key = "tls_key"; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -90,6 +95,8 @@ int main(int argc, char **argv)
         .data_dir = GET("data_dir", "/var/lib/koala/walrus"),
         .region = GET("region", "us-east-1"),
         .domain = GET("domain", ""),
+        .tls_cert = GET("tls_cert", NULL),
+        .tls_key = GET("tls_key", NULL),
     };
     char *addr = NULL;
     if (split_listen(GET("listen", "127.0.0.1:8773"), &addr, &opt.port) < 0) {
@@ -117,7 +124,8 @@ int main(int argc, char **argv)
         log_error("cannot start: %s", error_message(err));
         return 1;
     }
-    log_info("listening on http://%s:%u (data in %s)", addr,
+    log_info("listening on %s://%s:%u (data in %s)",
+             opt.tls_cert ? "https" : "http", addr,
              (unsigned)http_server_port(w->http), opt.data_dir);
     int sig = 0;
     sigwait(&set, &sig);

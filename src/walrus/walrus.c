@@ -85,6 +85,8 @@ struct walrus *walrus_new(const struct walrus_options *opt,
         .port = opt->port,
         .max_connections = conns,
         .max_header_bytes = opt->max_header_bytes,
+        .tls_cert_file = opt->tls_cert,
+        .tls_key_file = opt->tls_key,
     };
     w->http = http_server_new(&hc, &walrus_http_handler, w, err);
     if (w->http == NULL)

@@ -44,6 +44,8 @@ struct walrus_options {
     const char *domain;      /* virtual-host suffix, "" for none */
     unsigned max_connections;
     size_t max_header_bytes;
+    const char *tls_cert; /* HTTPS when set (PEM files) */
+    const char *tls_key;
 };
 
 struct walrus {
