@@ -71,6 +71,10 @@ char *time_format_http(time_t t, char out[30]);
 /* Parses any of the three forms above (and RFC 850 / asctime as HTTP allows);
  * returns -1 when it is not a date. */
 int time_parse(const char *s, time_t *out);
+/* Milliseconds: of the wall clock since the epoch (timestamps that are
+ * stored), and of the monotonic clock (deadlines and ages). */
+int64_t time_now_ms(void);
+int64_t time_mono_ms(void);
 
 /* Cleanup attributes. */
 static inline void freep(void *p)

@@ -27,46 +27,23 @@ static int ssl_error(struct koala_error **err, const char *what)
     return error_set(err, EIO, NULL, "%s: %s", what, msg[0] ? msg : "failed");
 }
 
-/* Opens path for writing, creating it with mode (never replacing). */
-static FILE *create_file(const char *path, mode_t mode,
-                         struct koala_error **err)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-    if (fd < 0) {
-        error_set_errno(err, "creating %s", path);
-        return NULL;
-    }
-    FILE *f = fdopen(fd, "w");
-    if (f == NULL) {
-        error_set_errno(err, "%s", path);
-        close(fd);
-    }
-    return f;
-}
-
-static int write_key(const char *path, EVP_PKEY *key,
+/* Writes a key (mode 0600) or a certificate (0644) as PEM into a new
+ * file (never replacing one), durably. */
+static int write_pem(const char *path, EVP_PKEY *key, X509 *cert,
                      struct koala_error **err)
 {
-    FILE *f = create_file(path, 0600, err);
-    if (f == NULL)
-        return -1;
-    int ok = PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0)
-        ok = 0;
-    fclose(f);
-    if (!ok) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+                  key ? 0600 : 0644);
+    if (fd < 0)
+        return error_set_errno(err, "creating %s", path);
+    FILE *f = fdopen(fd, "w");
+    if (f == NULL) {
+        close(fd);
         unlink(path);
-        return ssl_error(err, path);
+        return error_set_errno(err, "%s", path);
     }
-    return 0;
-}
-
-static int write_cert(const char *path, X509 *x, struct koala_error **err)
-{
-    FILE *f = create_file(path, 0644, err);
-    if (f == NULL)
-        return -1;
-    int ok = PEM_write_X509(f, x);
+    int ok = key ? PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL)
+                 : PEM_write_X509(f, cert);
     if (fflush(f) != 0 || fsync(fileno(f)) != 0)
         ok = 0;
     fclose(f);
@@ -141,9 +118,9 @@ int ca_create(const char *dir, const char *name, unsigned days,
         ssl_error(err, "making the CA certificate");
         goto out;
     }
-    if (write_key(key_path, key, err) < 0)
+    if (write_pem(key_path, key, NULL, err) < 0)
         goto out;
-    if (write_cert(cert_path, x, err) < 0) {
+    if (write_pem(cert_path, NULL, x, err) < 0) {
         unlink(key_path);
         goto out;
     }
@@ -213,9 +190,9 @@ int ca_issue(const char *ca_dir, const struct ca_request *rq,
         ssl_error(err, "issuing a certificate");
         goto out;
     }
-    if (write_key(key_out, key, err) < 0)
+    if (write_pem(key_out, key, NULL, err) < 0)
         goto out;
-    if (write_cert(cert_out, x, err) < 0) {
+    if (write_pem(cert_out, NULL, x, err) < 0) {
         unlink(key_out);
         goto out;
     }

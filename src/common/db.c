@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "log.h"
 
 #define DB_BUSY_TIMEOUT_MS 10000
@@ -265,22 +266,15 @@ void db_stmt_done(sqlite3_stmt *stmt)
 
 /* ---- transactions ---- */
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Runs a transaction control statement, retrying while the database is
  * busy, with a growing pause (1, 2, 4 ... 64 ms). */
 static int exec_retry(struct db *db, const char *sql)
 {
-    int64_t deadline = now_ms() + DB_BUSY_RETRY_MS;
+    int64_t deadline = time_mono_ms() + DB_BUSY_RETRY_MS;
     useconds_t pause = 1000;
     for (;;) {
         int rc = sqlite3_exec(db->h, sql, NULL, NULL, NULL);
-        if ((rc & 0xff) != SQLITE_BUSY || now_ms() >= deadline)
+        if ((rc & 0xff) != SQLITE_BUSY || time_mono_ms() >= deadline)
             return rc;
         usleep(pause);
         if (pause < 64000)

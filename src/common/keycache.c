@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "buf.h"
 #include "sigv4.h"
 
 struct slot {
@@ -31,13 +32,6 @@ struct keycache {
     unsigned ttl_ms;
     struct slot *slots;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static size_t slot_of(const struct keycache *kc, const char *key)
 {
@@ -79,7 +73,7 @@ static struct slot *find(struct keycache *kc, const char *key)
     struct slot *s = &kc->slots[slot_of(kc, key)];
     if (!s->used || strcmp(s->access_key, key) != 0)
         return NULL;
-    if (now_ms() - s->stored_ms >= (int64_t)kc->ttl_ms) {
+    if (time_mono_ms() - s->stored_ms >= (int64_t)kc->ttl_ms) {
         OPENSSL_cleanse(s, sizeof(*s));
         return NULL;
     }
@@ -116,7 +110,7 @@ void keycache_put(struct keycache *kc, const char *access_key,
     if (!same)
         OPENSSL_cleanse(s, sizeof(*s));
     s->used = true;
-    s->stored_ms = now_ms();
+    s->stored_ms = time_mono_ms();
     snprintf(s->access_key, sizeof(s->access_key), "%s", access_key);
     snprintf(s->secret, sizeof(s->secret), "%s", secret);
     memcpy(s->owner, owner, owner_len);

@@ -345,3 +345,22 @@ bool acl_allows(const struct acl *acl, const struct identity *who,
     }
     return false;
 }
+
+int acl_from_request(struct s3_req *r, struct acl *acl,
+                     const struct identity *owner, const struct acl *bucket_acl,
+                     struct koala_error **err)
+{
+    bool given;
+    if (acl_from_headers(r, acl, owner, bucket_acl, &given, err) < 0)
+        return -1;
+    if (r->body.len > 0) {
+        if (given)
+            return error_set(err, EINVAL, "UnexpectedContent",
+                             "This request does not support content");
+        return acl_from_xml(r, acl, r->body.data, r->body.len, owner, err);
+    }
+    if (!given)
+        return error_set(err, EINVAL, "MissingSecurityHeader",
+                         "Your request was missing a required header");
+    return 0;
+}

@@ -48,13 +48,6 @@ struct blob_gc {
     bool stop;
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int mkdir_p(const char *path, struct koala_error **err)
 {
     if (mkdir(path, 0750) < 0 && errno != EEXIST)
@@ -284,7 +277,7 @@ int blob_mark_dead(struct db *db, const char *id, struct koala_error **err)
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, now_ms());
+    sqlite3_bind_int64(st, 2, time_now_ms());
     int rc = sqlite3_step(st);
     db_stmt_done(st);
     return rc == SQLITE_DONE ? 0 : db_error(db, "marking blob dead", err);
@@ -417,7 +410,7 @@ static void *gc_main(void *arg)
         struct koala_error *err = NULL;
         struct db *db = db_pool_get(w->db, &err);
         if (db) {
-            while (collect(w, db, now_ms() - BLOB_GC_DELAY_MS, &err) == 256)
+            while (collect(w, db, time_now_ms() - BLOB_GC_DELAY_MS, &err) == 256)
                 ;
             db_pool_put(w->db, db);
         }

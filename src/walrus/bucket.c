@@ -14,12 +14,6 @@
 #include "walrus.h"
 #include "xml.h"
 
-static void fail(struct s3_req *r, struct koala_error *err)
-{
-    s3_reply_error(r, err);
-    error_free(err);
-}
-
 static int deny(struct koala_error **err)
 {
     return error_set(err, EACCES, "AccessDenied", "Access Denied");
@@ -73,15 +67,15 @@ void s3_list_buckets(struct s3_req *r)
 {
     struct koala_error *err = NULL;
     if (r->who.anonymous)
-        return (void)(deny(&err), fail(r, err));
+        return (void)(deny(&err), s3_fail(r, err));
     struct db *db = s3_db(r, &err);
     if (db == NULL)
-        return fail(r, err);
+        return s3_fail(r, err);
     sqlite3_stmt *st = db_stmt(
         db, "SELECT name, created FROM buckets WHERE owner=? ORDER BY name",
         &err);
     if (st == NULL)
-        return fail(r, err);
+        return s3_fail(r, err);
     sqlite3_bind_int64(st, 1, r->who.account_id);
     struct xml_writer *x = xml_writer_new("ListAllMyBucketsResult", S3_XMLNS);
     xml_start(x, "Owner");
@@ -105,7 +99,7 @@ void s3_list_buckets(struct s3_req *r)
     if (rc != SQLITE_DONE) {
         free(doc);
         db_error(db, "listing buckets", &err);
-        return fail(r, err);
+        return s3_fail(r, err);
     }
     s3_reply_xml(r, 200, doc, len);
 }
@@ -138,21 +132,21 @@ void s3_create_bucket(struct s3_req *r)
 {
     struct koala_error *err = NULL;
     if (r->who.anonymous)
-        return (void)(deny(&err), fail(r, err));
+        return (void)(deny(&err), s3_fail(r, err));
     if (!bucket_name_valid(r->bucket)) {
         error_set(&err, EINVAL, "InvalidBucketName",
                   "The specified bucket is not valid.");
-        return fail(r, err);
+        return s3_fail(r, err);
     }
     struct acl acl;
     bool given;
     if (parse_location(r, &err) < 0 ||
         acl_from_headers(r, &acl, &r->who, NULL, &given, &err) < 0)
-        return fail(r, err);
+        return s3_fail(r, err);
     struct db *db = s3_db(r, &err);
     _cleanup_free_ char *acl_text = acl_encode(&acl);
     if (db == NULL || db_begin(db, &err) < 0)
-        return fail(r, err);
+        return s3_fail(r, err);
     struct bucket_row existing;
     int rc = meta_bucket_get(db, r->bucket, &existing, &err);
     if (rc == 0) {
@@ -167,7 +161,7 @@ void s3_create_bucket(struct s3_req *r)
                       "bucket namespace is shared by all users of the "
                       "system. Please select a different name and try "
                       "again.");
-        return fail(r, err);
+        return s3_fail(r, err);
     }
     sqlite3_stmt *st =
         rc < 0 ? NULL
@@ -177,7 +171,7 @@ void s3_create_bucket(struct s3_req *r)
                          &err);
     if (st == NULL) {
         db_rollback(db);
-        return fail(r, err);
+        return s3_fail(r, err);
     }
     sqlite3_bind_text(st, 1, r->bucket, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, r->who.account_id);
@@ -189,10 +183,10 @@ void s3_create_bucket(struct s3_req *r)
     if (rc != SQLITE_DONE) {
         db_error(db, "creating bucket", &err);
         db_rollback(db);
-        return fail(r, err);
+        return s3_fail(r, err);
     }
     if (db_commit(db, &err) < 0)
-        return fail(r, err);
+        return s3_fail(r, err);
     struct buf loc = {0};
     buf_printf(&loc, "/%s", r->bucket);
     http_reply_header(r->http, "Location", loc.data);
@@ -218,12 +212,12 @@ void s3_delete_bucket(struct s3_req *r)
     struct koala_error *err = NULL;
     struct bucket_row b;
     if (s3_bucket_access(r, 0, &b, &err) < 0)
-        return fail(r, err);
+        return s3_fail(r, err);
     if (r->who.anonymous || b.owner != r->who.account_id)
-        return (void)(deny(&err), fail(r, err));
+        return (void)(deny(&err), s3_fail(r, err));
     struct db *db = r->db;
     if (db_begin(db, &err) < 0)
-        return fail(r, err);
+        return s3_fail(r, err);
     int64_t objects = 0, uploads = 0;
     if (count_rows(db, "SELECT count(*) FROM (SELECT 1 FROM objects"
                        " WHERE bucket=? LIMIT 1)", r->bucket, &objects,
@@ -232,18 +226,18 @@ void s3_delete_bucket(struct s3_req *r)
                        " WHERE bucket=? LIMIT 1)", r->bucket, &uploads,
                    &err) < 0) {
         db_rollback(db);
-        return fail(r, err);
+        return s3_fail(r, err);
     }
     if (objects || uploads) {
         db_rollback(db);
         error_set(&err, ENOTEMPTY, "BucketNotEmpty",
                   "The bucket you tried to delete is not empty");
-        return fail(r, err);
+        return s3_fail(r, err);
     }
     sqlite3_stmt *st = db_stmt(db, "DELETE FROM buckets WHERE name=?", &err);
     if (st == NULL) {
         db_rollback(db);
-        return fail(r, err);
+        return s3_fail(r, err);
     }
     sqlite3_bind_text(st, 1, r->bucket, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
@@ -251,10 +245,10 @@ void s3_delete_bucket(struct s3_req *r)
     if (rc != SQLITE_DONE) {
         db_error(db, "deleting bucket", &err);
         db_rollback(db);
-        return fail(r, err);
+        return s3_fail(r, err);
     }
     if (db_commit(db, &err) < 0)
-        return fail(r, err);
+        return s3_fail(r, err);
     http_reply_header(r->http, "x-amz-request-id", r->request_id);
     http_reply_empty(r->http, 204);
 }
@@ -264,7 +258,7 @@ void s3_head_bucket(struct s3_req *r)
     struct koala_error *err = NULL;
     struct bucket_row b;
     if (s3_bucket_access(r, PERM_READ, &b, &err) < 0)
-        return fail(r, err);
+        return s3_fail(r, err);
     http_reply_header(r->http, "x-amz-bucket-region", b.region);
     http_reply_header(r->http, "x-amz-request-id", r->request_id);
     http_reply_empty(r->http, 200);
@@ -280,9 +274,9 @@ void s3_get_bucket_location(struct s3_req *r)
     struct koala_error *err = NULL;
     struct bucket_row b;
     if (s3_bucket_access(r, 0, &b, &err) < 0)
-        return fail(r, err);
+        return s3_fail(r, err);
     if (!is_owner(r, &b))
-        return (void)(deny(&err), fail(r, err));
+        return (void)(deny(&err), s3_fail(r, err));
     struct xml_writer *x = xml_writer_new("LocationConstraint", S3_XMLNS);
     /* us-east-1 is the empty constraint, for historical reasons. */
     size_t len;
@@ -307,9 +301,9 @@ void s3_get_bucket_versioning(struct s3_req *r)
     struct koala_error *err = NULL;
     struct bucket_row b;
     if (s3_bucket_access(r, 0, &b, &err) < 0)
-        return fail(r, err);
+        return s3_fail(r, err);
     if (!is_owner(r, &b))
-        return (void)(deny(&err), fail(r, err));
+        return (void)(deny(&err), s3_fail(r, err));
     size_t len;
     char *doc =
         xml_writer_finish(xml_writer_new("VersioningConfiguration", S3_XMLNS),
@@ -322,7 +316,7 @@ void s3_get_bucket_acl(struct s3_req *r)
     struct koala_error *err = NULL;
     struct bucket_row b;
     if (s3_bucket_access(r, PERM_READ_ACP, &b, &err) < 0)
-        return fail(r, err);
+        return s3_fail(r, err);
     size_t len;
     char *doc = acl_to_xml(&b.acl, &len);
     s3_reply_xml(r, 200, doc, len);
@@ -333,44 +327,29 @@ void s3_put_bucket_acl(struct s3_req *r)
     struct koala_error *err = NULL;
     struct bucket_row b;
     if (s3_bucket_access(r, PERM_WRITE_ACP, &b, &err) < 0)
-        return fail(r, err);
+        return s3_fail(r, err);
     struct identity owner;
     int rc = meta_identity_by_id(r->db, b.owner, &owner, &err);
     if (rc != 0) {
         if (rc == 1)
             error_set(&err, ENOENT, NULL, "bucket owner vanished");
-        return fail(r, err);
+        return s3_fail(r, err);
     }
     struct acl acl;
-    bool given;
-    if (acl_from_headers(r, &acl, &owner, NULL, &given, &err) < 0)
-        return fail(r, err);
-    if (r->body.len > 0) {
-        if (given) {
-            error_set(&err, EINVAL, "UnexpectedContent",
-                      "This request does not support content");
-            return fail(r, err);
-        }
-        if (acl_from_xml(r, &acl, r->body.data, r->body.len, &owner, &err) <
-            0)
-            return fail(r, err);
-    } else if (!given) {
-        error_set(&err, EINVAL, "MissingSecurityHeader",
-                  "Your request was missing a required header");
-        return fail(r, err);
-    }
+    if (acl_from_request(r, &acl, &owner, NULL, &err) < 0)
+        return s3_fail(r, err);
     _cleanup_free_ char *text = acl_encode(&acl);
     sqlite3_stmt *st =
         db_stmt(r->db, "UPDATE buckets SET acl=? WHERE name=?", &err);
     if (st == NULL)
-        return fail(r, err);
+        return s3_fail(r, err);
     sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, r->bucket, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
     db_stmt_done(st);
     if (rc != SQLITE_DONE) {
         db_error(r->db, "updating ACL", &err);
-        return fail(r, err);
+        return s3_fail(r, err);
     }
     http_reply_header(r->http, "x-amz-request-id", r->request_id);
     http_reply_empty(r->http, 200);

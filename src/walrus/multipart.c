@@ -20,19 +20,6 @@
 #include "walrus.h"
 #include "xml.h"
 
-static void fail(struct s3_req *r, struct koala_error *err)
-{
-    s3_reply_error(r, err);
-    error_free(err);
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 struct upload_row {
     int64_t owner;
     int64_t initiated_ms;
@@ -117,11 +104,11 @@ void s3_create_upload(struct s3_req *r)
     if (s3_bucket_access(r, PERM_WRITE, &b, &err) < 0 ||
         s3_collect_object_headers(r, &headers, &err) < 0 ||
         acl_from_headers(r, &acl, &r->who, &b.acl, &given, &err) < 0)
-        return fail(r, err);
+        return s3_fail(r, err);
     char upload_id[65];
     if (id_random_hex(upload_id, 32) < 0) {
         error_set_errno(&err, "getrandom");
-        return fail(r, err);
+        return s3_fail(r, err);
     }
     _cleanup_free_ char *acl_text = acl_encode(&acl);
     sqlite3_stmt *st = db_stmt(
@@ -129,11 +116,11 @@ void s3_create_upload(struct s3_req *r)
                " owner, headers, acl) VALUES(?,?,?,?,?,?,?)",
         &err);
     if (st == NULL)
-        return fail(r, err);
+        return s3_fail(r, err);
     sqlite3_bind_text(st, 1, upload_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, r->bucket, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, r->key, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, now_ms());
+    sqlite3_bind_int64(st, 4, time_now_ms());
     sqlite3_bind_int64(st, 5, r->who.account_id);
     sqlite3_bind_text(st, 6, headers, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 7, acl_text ? acl_text : "", -1, SQLITE_STATIC);
@@ -141,7 +128,7 @@ void s3_create_upload(struct s3_req *r)
     db_stmt_done(st);
     if (rc != SQLITE_DONE) {
         db_error(r->db, "creating upload", &err);
-        return fail(r, err);
+        return s3_fail(r, err);
     }
     struct xml_writer *x =
         xml_writer_new("InitiateMultipartUploadResult", S3_XMLNS);
@@ -206,7 +193,7 @@ static int part_job_run(struct db *db, void *ctx, struct koala_error **err)
     sqlite3_bind_text(st, 3, j->bw->id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, (int64_t)j->bw->size);
     sqlite3_bind_text(st, 5, j->etag, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 6, now_ms());
+    sqlite3_bind_int64(st, 6, time_now_ms());
     sqlite3_bind_text(st, 7, j->checksum ? j->checksum : "", -1,
                       SQLITE_STATIC);
     int rc = sqlite3_step(st);
@@ -234,7 +221,7 @@ void s3_upload_part(struct s3_req *r)
     part_number(r, &n, &err);
     upload_checksum(r, &alg, &sum);
     if (commit_part(r, n, upload_blob(r), upload_etag(r), sum, &err) < 0)
-        return fail(r, err);
+        return s3_fail(r, err);
     upload_published(r);
     char quoted[80];
     snprintf(quoted, sizeof(quoted), "\"%s\"", upload_etag(r));
@@ -306,7 +293,7 @@ void s3_upload_part_copy(struct s3_req *r)
         goto out;
     snprintf(quoted, sizeof(quoted), "\"%s\"", etag);
     struct xml_writer *x = xml_writer_new("CopyPartResult", S3_XMLNS);
-    xml_text_element(x, "LastModified", s3_iso_time(now_ms(), date));
+    xml_text_element(x, "LastModified", s3_iso_time(time_now_ms(), date));
     xml_text_element(x, "ETag", quoted);
     size_t dlen;
     char *doc = xml_writer_finish(x, &dlen);
@@ -316,7 +303,7 @@ out:
     checksum_free(md5);
     object_row_clear(&src);
     if (err)
-        fail(r, err);
+        s3_fail(r, err);
 }
 
 struct chosen_part {
@@ -510,7 +497,7 @@ void s3_complete_upload(struct s3_req *r)
     o.key = r->key;
     snprintf(o.blob, sizeof(o.blob), "%s", bw.id);
     o.size = bw.size;
-    o.mtime_ms = now_ms();
+    o.mtime_ms = time_now_ms();
     o.headers = u.headers;
     o.owner = u.owner;
     o.parts = (int)n;
@@ -551,7 +538,7 @@ out:
     upload_row_clear(&u);
     free(parts);
     if (err)
-        fail(r, err);
+        s3_fail(r, err);
 }
 
 void s3_abort_upload(struct s3_req *r)
@@ -561,15 +548,15 @@ void s3_abort_upload(struct s3_req *r)
     struct upload_row u;
     if (s3_bucket_access(r, PERM_WRITE, &b, &err) < 0 ||
         db_begin(r->db, &err) < 0)
-        return fail(r, err);
+        return s3_fail(r, err);
     if (load_upload(r, &u, &err) < 0 ||
         drop_upload(r->db, s3_param(r, "uploadId"), &err) < 0) {
         db_rollback(r->db);
-        return fail(r, err);
+        return s3_fail(r, err);
     }
     upload_row_clear(&u);
     if (db_commit(r->db, &err) < 0)
-        return fail(r, err);
+        return s3_fail(r, err);
     http_reply_header(r->http, "x-amz-request-id", r->request_id);
     http_reply_empty(r->http, 204);
 }
@@ -612,12 +599,12 @@ void s3_list_parts(struct s3_req *r)
         error_set(&err, EINVAL, "InvalidArgument",
                   "Provided part-number-marker not an integer or within "
                   "integer range");
-        return fail(r, err);
+        return s3_fail(r, err);
     }
     if (parse_limit(r, "max-parts", &max, &err) < 0 ||
         s3_bucket_access(r, PERM_WRITE, &b, &err) < 0 ||
         load_upload(r, &u, &err) < 0)
-        return fail(r, err);
+        return s3_fail(r, err);
     sqlite3_stmt *st = db_stmt(
         r->db, "SELECT part_number, size, etag, mtime_ms FROM parts"
                " WHERE upload_id=? AND part_number>? ORDER BY part_number"
@@ -625,7 +612,7 @@ void s3_list_parts(struct s3_req *r)
         &err);
     if (st == NULL) {
         upload_row_clear(&u);
-        return fail(r, err);
+        return s3_fail(r, err);
     }
     struct xml_writer *x = xml_writer_new("ListPartsResult", S3_XMLNS);
     xml_text_element(x, "Bucket", r->bucket);
@@ -685,7 +672,7 @@ void s3_list_uploads(struct s3_req *r)
     long max;
     if (parse_limit(r, "max-uploads", &max, &err) < 0 ||
         s3_bucket_access(r, PERM_WRITE, &b, &err) < 0)
-        return fail(r, err);
+        return s3_fail(r, err);
     const char *prefix = s3_param(r, "prefix");
     const char *key_marker = s3_param(r, "key-marker");
     const char *id_marker = s3_param(r, "upload-id-marker");
@@ -696,7 +683,7 @@ void s3_list_uploads(struct s3_req *r)
                " ORDER BY key, upload_id LIMIT ?5",
         &err);
     if (st == NULL)
-        return fail(r, err);
+        return s3_fail(r, err);
     sqlite3_bind_text(st, 1, r->bucket, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, key_marker ? key_marker : "", -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, id_marker && key_marker ? id_marker : "", -1,

@@ -15,19 +15,6 @@
 #include "walrus.h"
 #include "xml.h"
 
-static void fail(struct s3_req *r, struct koala_error *err)
-{
-    s3_reply_error(r, err);
-    error_free(err);
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 char *s3_iso_time(int64_t ms, char out[25])
 {
     struct tm tm;
@@ -217,7 +204,7 @@ void s3_put_object(struct s3_req *r)
     snprintf(o.blob, sizeof(o.blob), "%s", bw->id);
     o.size = bw->size;
     snprintf(o.etag, sizeof(o.etag), "%s", upload_etag(r));
-    o.mtime_ms = now_ms();
+    o.mtime_ms = time_now_ms();
     o.headers = r->obj_headers;
     snprintf(o.checksum_alg, sizeof(o.checksum_alg), "%s", alg);
     snprintf(o.checksum, sizeof(o.checksum), "%s", sum);
@@ -226,7 +213,7 @@ void s3_put_object(struct s3_req *r)
     o.is_inline = bw->is_inline;
     o.data = bw->pending.data;
     if (commit_object(r, &o, bw, &err) < 0)
-        return fail(r, err);
+        return s3_fail(r, err);
     upload_published(r);
     reply_etag(r, o.etag);
     if (*alg) {
@@ -364,13 +351,13 @@ void s3_get_object(struct s3_req *r, bool head)
             error_set(&err, EINVAL, "InvalidRequest",
                       "Request specific response headers cannot be used for "
                       "anonymous GET requests.");
-            return fail(r, err);
+            return s3_fail(r, err);
         }
     /* The bucket and the object in one snapshot (and one round of SQLite
      * locking: this is the hot path). */
     struct db *db = s3_db(r, &err);
     if (db == NULL || db_begin_read(db, &err) < 0)
-        return fail(r, err);
+        return s3_fail(r, err);
     int rc = s3_bucket_access(r, 0, &b, &err);
     if (rc == 0)
         rc = meta_object_get(db, r->bucket, r->key, &o, &err);
@@ -379,11 +366,11 @@ void s3_get_object(struct s3_req *r, bool head)
         error_set(&err, ENOENT, "NoSuchKey",
                   "The specified key does not exist.");
     if (rc != 0)
-        return fail(r, err);
+        return s3_fail(r, err);
     if (!acl_allows(&o.acl, &r->who, PERM_READ)) {
         object_row_clear(&o);
         error_set(&err, EACCES, "AccessDenied", "Access Denied");
-        return fail(r, err);
+        return s3_fail(r, err);
     }
     if (check_conditions(r, &o, false, &err) < 0) {
         if (strcmp(error_code(err), "NotModified") == 0) {
@@ -394,7 +381,7 @@ void s3_get_object(struct s3_req *r, bool head)
                 time_format_http((time_t)(o.mtime_ms / 1000), date));
         }
         object_row_clear(&o);
-        return fail(r, err);
+        return s3_fail(r, err);
     }
     uint64_t first = 0, last = o.size ? o.size - 1 : 0;
     rc = parse_range(s3_header(r, "Range"), o.size, &first, &last);
@@ -405,12 +392,12 @@ void s3_get_object(struct s3_req *r, bool head)
         object_row_clear(&o);
         error_set(&err, EINVAL, "InvalidRange",
                   "The requested range is not satisfiable");
-        return fail(r, err);
+        return s3_fail(r, err);
     }
     int fd = o.is_inline ? -1 : blob_open(r->w, o.blob, &err);
     if (fd < 0 && !o.is_inline) {
         object_row_clear(&o);
-        return fail(r, err);
+        return s3_fail(r, err);
     }
     object_reply_headers(r, &o);
     if (rc == 1) {
@@ -482,7 +469,7 @@ void s3_delete_object(struct s3_req *r)
     struct bucket_row b;
     if (s3_bucket_access(r, PERM_WRITE, &b, &err) < 0 ||
         delete_one(r, r->key, &err) < 0)
-        return fail(r, err);
+        return s3_fail(r, err);
     http_reply_header(r->http, "x-amz-request-id", r->request_id);
     http_reply_empty(r->http, 204);
 }
@@ -492,12 +479,12 @@ void s3_delete_objects(struct s3_req *r)
     struct koala_error *err = NULL;
     struct bucket_row b;
     if (s3_bucket_access(r, PERM_WRITE, &b, &err) < 0)
-        return fail(r, err);
+        return s3_fail(r, err);
     _cleanup_xml_doc_ struct xml_doc *doc =
         xml_parse(r->body.data ? r->body.data : "", r->body.len,
                   WALRUS_MAX_XML_BODY, &err);
     if (doc == NULL)
-        return fail(r, err);
+        return s3_fail(r, err);
     const struct xml_node *root = xml_root(doc);
     size_t count = 0;
     for (const struct xml_node *n = xml_next_child(root, NULL, "Object"); n;
@@ -507,7 +494,7 @@ void s3_delete_objects(struct s3_req *r)
         error_set(&err, EINVAL, "MalformedXML",
                   "The XML you provided was not well-formed or did not "
                   "validate against our published schema");
-        return fail(r, err);
+        return s3_fail(r, err);
     }
     _cleanup_free_ char *quiet_s = xml_child_text(root, "Quiet");
     bool quiet = quiet_s && strcasecmp(str_trim(quiet_s), "true") == 0;
@@ -722,7 +709,7 @@ void s3_copy_object(struct s3_req *r)
     o.key = r->key;
     snprintf(o.blob, sizeof(o.blob), "%s", bw.id);
     o.size = src.size;
-    o.mtime_ms = now_ms();
+    o.mtime_ms = time_now_ms();
     o.headers = headers;
     o.owner = r->who.account_id;
     o.is_inline = bw.is_inline;
@@ -744,7 +731,7 @@ out:
     free(headers);
     object_row_clear(&src);
     if (err)
-        fail(r, err);
+        s3_fail(r, err);
 }
 
 /* ---- object ACL ---- */
@@ -773,7 +760,7 @@ void s3_get_object_acl(struct s3_req *r)
     struct koala_error *err = NULL;
     struct object_row o;
     if (load_object(r, PERM_READ_ACP, &o, &err) < 0)
-        return fail(r, err);
+        return s3_fail(r, err);
     size_t len;
     char *doc = acl_to_xml(&o.acl, &len);
     object_row_clear(&o);
@@ -786,39 +773,27 @@ void s3_put_object_acl(struct s3_req *r)
     struct object_row o;
     struct identity owner;
     struct acl acl;
-    bool given;
     if (load_object(r, PERM_WRITE_ACP, &o, &err) < 0)
-        return fail(r, err);
+        return s3_fail(r, err);
     int rc = meta_identity_by_id(r->db, o.owner, &owner, &err);
     object_row_clear(&o);
     if (rc != 0) {
         if (rc == 1)
             error_set(&err, ENOENT, NULL, "object owner vanished");
-        return fail(r, err);
+        return s3_fail(r, err);
     }
     struct bucket_row b;
-    if (meta_bucket_get(r->db, r->bucket, &b, &err) != 0 ||
-        acl_from_headers(r, &acl, &owner, &b.acl, &given, &err) < 0)
-        return fail(r, err ? err : NULL);
-    if (r->body.len > 0) {
-        if (given) {
-            error_set(&err, EINVAL, "UnexpectedContent",
-                      "This request does not support content");
-            return fail(r, err);
-        }
-        if (acl_from_xml(r, &acl, r->body.data, r->body.len, &owner, &err) <
-            0)
-            return fail(r, err);
-    } else if (!given) {
-        error_set(&err, EINVAL, "MissingSecurityHeader",
-                  "Your request was missing a required header");
-        return fail(r, err);
-    }
+    rc = meta_bucket_get(r->db, r->bucket, &b, &err);
+    if (rc == 1)
+        error_set(&err, ENOENT, "NoSuchBucket",
+                  "The specified bucket does not exist");
+    if (rc != 0 || acl_from_request(r, &acl, &owner, &b.acl, &err) < 0)
+        return s3_fail(r, err);
     _cleanup_free_ char *text = acl_encode(&acl);
     sqlite3_stmt *st = db_stmt(
         r->db, "UPDATE objects SET acl=? WHERE bucket=? AND key=?", &err);
     if (st == NULL)
-        return fail(r, err);
+        return s3_fail(r, err);
     sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, r->bucket, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, r->key, -1, SQLITE_STATIC);
@@ -826,7 +801,7 @@ void s3_put_object_acl(struct s3_req *r)
     db_stmt_done(st);
     if (rc != SQLITE_DONE) {
         db_error(r->db, "updating ACL", &err);
-        return fail(r, err);
+        return s3_fail(r, err);
     }
     http_reply_header(r->http, "x-amz-request-id", r->request_id);
     http_reply_empty(r->http, 200);

@@ -156,7 +156,7 @@ void s3_reply_error(struct s3_req *r, struct koala_error *err)
     s3_reply_xml(r, status, doc, len);
 }
 
-static void fail(struct s3_req *r, struct koala_error *err)
+void s3_fail(struct s3_req *r, struct koala_error *err)
 {
     s3_reply_error(r, err);
     error_free(err);
@@ -396,7 +396,7 @@ static void dispatch(struct s3_req *r)
     if (!http_replied(r->http)) {
         struct koala_error *err = NULL;
         error_set(&err, 0, NULL, "operation gave no reply");
-        fail(r, err);
+        s3_fail(r, err);
     }
 }
 
@@ -435,7 +435,7 @@ static void deferred_upload(struct http_request *http)
     struct s3_req *r = http_request_data(http);
     struct koala_error *err = NULL;
     if (upload_finish(r, &err) < 0)
-        return fail(r, err);
+        return s3_fail(r, err);
     dispatch(r);
 }
 
@@ -477,15 +477,15 @@ static void on_request(struct http_request *http, void *ctx)
     http_request_set_data(http, r);
     id_request(r->request_id);
     if (parse_target(r, &err) < 0)
-        return fail(r, err);
+        return s3_fail(r, err);
     r->op = route(r, http_request_method(http), &err);
     if (r->op == OP_NONE)
-        return fail(r, err);
+        return s3_fail(r, err);
     if (s3_authenticate(r, &err) < 0)
-        return fail(r, err);
+        return s3_fail(r, err);
     if (op_streams_body(r->op)) {
         if (s3_upload_precheck(r, &err) < 0 || upload_begin(r, &err) < 0)
-            return fail(r, err);
+            return s3_fail(r, err);
         return; /* the body follows */
     }
     if (op_takes_xml(r->op)) {
@@ -559,12 +559,12 @@ static void on_complete(struct http_request *http)
     if (r->err) {
         err = r->err;
         r->err = NULL;
-        return fail(r, err);
+        return s3_fail(r, err);
     }
     if (r->upload)
         return http_request_defer(http, deferred_upload);
     if (check_payload_hash(r, &err) < 0 || check_body_md5(r, &err) < 0)
-        return fail(r, err);
+        return s3_fail(r, err);
     run_op(r);
 }
 
@@ -609,7 +609,7 @@ static void on_oversized(struct http_request *http, void *ctx)
     error_set(&err, EINVAL, "RequestHeaderSectionTooLarge",
               "Your request header section exceeds the maximum allowed "
               "size.");
-    fail(r, err);
+    s3_fail(r, err);
 }
 
 const struct http_handler walrus_http_handler = {

@@ -110,6 +110,11 @@ int acl_from_headers(struct s3_req *r, struct acl *acl,
 int acl_from_xml(struct s3_req *r, struct acl *acl, const char *body,
                  size_t len, const struct identity *owner,
                  struct koala_error **err);
+/* The ACL a PUT ?acl asks for: from its x-amz-acl / x-amz-grant-*
+ * headers or from its AccessControlPolicy body, exactly one of them. */
+int acl_from_request(struct s3_req *r, struct acl *acl,
+                     const struct identity *owner, const struct acl *bucket_acl,
+                     struct koala_error **err);
 /* Serialised form stored in the database, and back. */
 char *acl_encode(const struct acl *acl);
 int acl_decode(struct acl *acl, const char *text);
@@ -285,6 +290,8 @@ const char *s3_header(const struct s3_req *r, const char *name);
 
 /* Replies. */
 void s3_reply_error(struct s3_req *r, struct koala_error *err);
+/* Replies with err and frees it: where a request ends in failure. */
+void s3_fail(struct s3_req *r, struct koala_error *err);
 void s3_reply_xml(struct s3_req *r, unsigned status, char *doc, size_t len);
 int s3_status_for(const char *code);
 
