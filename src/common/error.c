@@ -2,6 +2,7 @@
 #include "error.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,4 +102,30 @@ const char *error_code(const struct koala_error *err)
 const char *error_message(const struct koala_error *err)
 {
     return err && err->message ? err->message : "unknown error";
+}
+
+static pthread_mutex_t intern_mu = PTHREAD_MUTEX_INITIALIZER;
+static char *interned[512];
+static size_t n_interned;
+
+const char *error_intern_code(const char *code)
+{
+    const char *out = "InternalError";
+    pthread_mutex_lock(&intern_mu);
+    for (size_t i = 0; i < n_interned; i++)
+        if (strcmp(interned[i], code) == 0) {
+            out = interned[i];
+            goto done;
+        }
+    if (n_interned < sizeof(interned) / sizeof(interned[0]) &&
+        strlen(code) < 128) {
+        char *copy = strdup(code);
+        if (copy) {
+            interned[n_interned++] = copy;
+            out = copy;
+        }
+    }
+done:
+    pthread_mutex_unlock(&intern_mu);
+    return out;
 }

@@ -44,6 +44,10 @@ void error_free(struct koala_error *err);
 void error_clear(struct koala_error **err);
 
 const char *error_code(const struct koala_error *err);  /* never NULL */
+/* A code that arrived from elsewhere (another component's fault) made into
+ * a string that lives as long as the process, as codes must.  Codes are
+ * few; past 512 distinct ones, "InternalError" is returned. */
+const char *error_intern_code(const char *code);
 const char *error_message(const struct koala_error *err); /* never NULL */
 
 static inline void error_freep(struct koala_error **e)
