@@ -1,0 +1,342 @@
+/* cc.c: starting and stopping koala-cc: its options, data directory and
+ * database, nodes, the cluster network (bridge, DHCP, NAT), the poller,
+ * the CLC notifier and the SOAP server. */
+#define LOG_MODULE "cc"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cc.h"
+#include "log.h"
+
+/* ---- options ---- */
+
+static int opt_str(const struct config *cfg, const char *key, const char *def,
+                   char **out, struct koala_error **err)
+{
+    const char *v = config_get(cfg, "cc", key, def);
+    if (v == NULL || *v == '\0') {
+        *out = NULL;
+        return 0;
+    }
+    *out = strdup(v);
+    return *out ? 0 : error_set(err, ENOMEM, NULL, "out of memory");
+}
+
+/* Seconds, fractions allowed ("0.5"), into milliseconds. */
+static int opt_seconds(const struct config *cfg, const char *key, double def,
+                       double min, int64_t *ms, struct koala_error **err)
+{
+    const char *v = config_get(cfg, "cc", key, NULL);
+    double s = def;
+    if (v) {
+        char *end = NULL;
+        s = strtod(v, &end);
+        if (end == v || *str_trim(end) != '\0' || s < min || s > 86400)
+            return error_set(err, EINVAL, "InvalidParameterValue",
+                             "cc.%s: '%s' is not a number of seconds (>= %g)",
+                             key, v, min);
+    }
+    *ms = (int64_t)(s * 1000 + 0.5);
+    return 0;
+}
+
+static int split_listen(const char *s, char **addr, uint16_t *port)
+{
+    const char *colon = strrchr(s, ':');
+    int64_t p;
+    if (colon == NULL || str_to_i64(colon + 1, &p) < 0 || p < 0 || p > 65535)
+        return -1;
+    const char *a = s;
+    size_t alen = (size_t)(colon - s);
+    if (alen >= 2 && a[0] == '[' && a[alen - 1] == ']') {
+        a++;
+        alen -= 2;
+    }
+    *addr = strndup(a, alen);
+    *port = (uint16_t)p;
+    return *addr ? 0 : -1;
+}
+
+int cc_options_load(const struct config *cfg, struct cc_options *opt,
+                    struct koala_error **err)
+{
+    memset(opt, 0, sizeof(*opt));
+    const char *listen = config_get(cfg, "cc", "listen", "127.0.0.1:8774");
+    if (split_listen(listen, &opt->listen_addr, &opt->port) < 0)
+        return error_set(err, EINVAL, "InvalidParameterValue",
+                         "cc.listen: '%s' is not ADDRESS:PORT", listen);
+    if (opt_str(cfg, "data_dir", "/var/lib/koala/cc", &opt->data_dir, err) ||
+        opt_str(cfg, "name", "cluster1", &opt->name, err) ||
+        opt_str(cfg, "tls_cert", NULL, &opt->tls_cert, err) ||
+        opt_str(cfg, "tls_key", NULL, &opt->tls_key, err) ||
+        opt_str(cfg, "ca", NULL, &opt->ca, err) ||
+        opt_str(cfg, "clc_endpoint", NULL, &opt->clc_endpoint, err) ||
+        opt_str(cfg, "nodes", NULL, &opt->nodes, err) ||
+        opt_str(cfg, "netns", NULL, &opt->netns, err) ||
+        opt_str(cfg, "bridge", "klan0", &opt->bridge, err) ||
+        opt_str(cfg, "subnet", "10.111.0.0/16", &opt->subnet, err) ||
+        opt_str(cfg, "router", NULL, &opt->router, err) ||
+        opt_str(cfg, "dns", NULL, &opt->dns, err) ||
+        opt_str(cfg, "uplink", NULL, &opt->uplink, err) ||
+        opt_str(cfg, "node_bridge", NULL, &opt->node_bridge, err) ||
+        opt_str(cfg, "dhcp_lease", "12h", &opt->dhcp_lease, err) ||
+        opt_str(cfg, "dnsmasq", "dnsmasq", &opt->dnsmasq, err))
+        return -1;
+    const char *sched = config_get(cfg, "cc", "scheduler", "GREEDY");
+    if (str_equal_nocase(sched, "GREEDY"))
+        opt->policy = CC_SCHED_GREEDY;
+    else if (str_equal_nocase(sched, "ROUNDROBIN"))
+        opt->policy = CC_SCHED_ROUNDROBIN;
+    else
+        return error_set(err, EINVAL, "InvalidParameterValue",
+                         "cc.scheduler: '%s' is not GREEDY or ROUNDROBIN",
+                         sched);
+    int64_t v;
+    if (opt_seconds(cfg, "poll_interval", 2, 0.05, &opt->poll_interval_ms,
+                    err) < 0 ||
+        opt_seconds(cfg, "nc_timeout", 10, 0.1, &opt->nc_timeout_ms, err) < 0 ||
+        config_get_int(cfg, "cc", "node_fail_threshold", 3,
+                       &opt->fail_threshold, err) < 0 ||
+        config_get_int(cfg, "cc", "terminated_keep", 3600,
+                       &opt->terminated_keep_s, err) < 0 ||
+        config_get_int(cfg, "cc", "workers", 16, &v, err) < 0 ||
+        config_get_bool(cfg, "cc", "manage_network", true,
+                        &opt->manage_network, err) < 0)
+        return -1;
+    if (opt->fail_threshold < 1)
+        opt->fail_threshold = 1;
+    opt->workers = v < 1 ? 1 : v > 256 ? 256 : (unsigned)v;
+    if (!node_name_valid(opt->name ? opt->name : ""))
+        return error_set(err, EINVAL, "InvalidParameterValue",
+                         "cc.name: '%s' is not a valid cluster name",
+                         opt->name ? opt->name : "");
+    return 0;
+}
+
+void cc_options_clear(struct cc_options *opt)
+{
+    char **strs[] = {&opt->listen_addr, &opt->data_dir, &opt->name,
+                     &opt->tls_cert, &opt->tls_key, &opt->ca,
+                     &opt->clc_endpoint, &opt->nodes, &opt->netns,
+                     &opt->bridge, &opt->subnet, &opt->router, &opt->dns,
+                     &opt->uplink, &opt->node_bridge, &opt->dhcp_lease,
+                     &opt->dnsmasq};
+    for (size_t i = 0; i < ARRAY_SIZE(strs); i++) {
+        free(*strs[i]);
+        *strs[i] = NULL;
+    }
+}
+
+static char *dup_opt(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static int copy_options(struct cc_options *dst, const struct cc_options *src)
+{
+    *dst = *src;
+    char **strs[] = {&dst->listen_addr, &dst->data_dir, &dst->name,
+                     &dst->tls_cert, &dst->tls_key, &dst->ca,
+                     &dst->clc_endpoint, &dst->nodes, &dst->netns,
+                     &dst->bridge, &dst->subnet, &dst->router, &dst->dns,
+                     &dst->uplink, &dst->node_bridge, &dst->dhcp_lease,
+                     &dst->dnsmasq};
+    int rc = 0;
+    for (size_t i = 0; i < ARRAY_SIZE(strs); i++) {
+        const char *s = *strs[i];
+        *strs[i] = dup_opt(s);
+        if (s && *strs[i] == NULL)
+            rc = -1;
+    }
+    return rc;
+}
+
+/* ---- running jobs in parallel ---- */
+
+struct latch {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t remaining;
+};
+
+struct pjob {
+    size_t i;
+    void (*fn)(size_t i, void *ctx);
+    void *ctx;
+    struct latch *latch;
+};
+
+static void pjob_run(void *arg)
+{
+    struct pjob *j = arg;
+    j->fn(j->i, j->ctx);
+    pthread_mutex_lock(&j->latch->mu);
+    if (--j->latch->remaining == 0)
+        pthread_cond_signal(&j->latch->cv);
+    pthread_mutex_unlock(&j->latch->mu);
+}
+
+void cc_parallel(struct cc *cc, struct workpool *pool, size_t n,
+                 void (*fn)(size_t i, void *ctx), void *ctx)
+{
+    struct pjob *jobs = n > 1 ? calloc(n, sizeof(*jobs)) : NULL;
+    if (jobs == NULL || pool == NULL) {
+        for (size_t i = 0; i < n; i++)
+            fn(i, ctx);
+        free(jobs);
+        return;
+    }
+    struct latch l = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+                      n};
+    for (size_t i = 0; i < n; i++) {
+        jobs[i] = (struct pjob){i, fn, ctx, &l};
+        if (workpool_submit(pool, pjob_run, &jobs[i]) < 0)
+            pjob_run(&jobs[i]);
+    }
+    pthread_mutex_lock(&l.mu);
+    while (l.remaining > 0)
+        pthread_cond_wait(&l.cv, &l.mu);
+    pthread_mutex_unlock(&l.mu);
+    pthread_mutex_destroy(&l.mu);
+    pthread_cond_destroy(&l.cv);
+    free(jobs);
+}
+
+int cc_dhcp_sync(struct cc *cc, struct db *db, struct koala_error **err)
+{
+    if (cc->net.dhcp == NULL)
+        return 0;
+    _cleanup_buf_ struct buf hosts = {0};
+    if (store_dhcp_hosts(db, cc->net.name, &hosts, err) < 0)
+        return -1;
+    return dhcp_update(cc->net.dhcp, &hosts, err);
+}
+
+/* ---- the daemon ---- */
+
+void cc_free(struct cc *cc)
+{
+    if (cc == NULL)
+        return;
+    http_server_free(cc->http);
+    nodes_poller_stop(cc);
+    workpool_free(cc->pool);
+    workpool_free(cc->poll_pool);
+    notifier_free(cc->notify);
+    dhcp_free(cc->net.dhcp);
+    db_pool_free(cc->db);
+    pthread_mutex_destroy(&cc->lock);
+    pthread_mutex_destroy(&cc->sched_lock);
+    pthread_mutex_destroy(&cc->poll_mu);
+    cc_options_clear(&cc->opt);
+    free(cc);
+}
+
+static int setup_network(struct cc *cc, struct db *db,
+                         struct koala_error **err)
+{
+    struct cc_network *net = &cc->net;
+    if (!cc->opt.manage_network) {
+        log_info("network management is off: no bridge, DHCP or NAT");
+        return 0;
+    }
+    _cleanup_free_ char *ip_bin = proc_find("ip");
+    _cleanup_free_ char *nft_bin = proc_find("nft");
+    _cleanup_free_ char *dnsmasq = proc_find(cc->opt.dnsmasq);
+    if (net_setup(net, ip_bin, nft_bin, err) < 0)
+        return -1;
+    struct dhcp_config dc = {
+        .dnsmasq = dnsmasq,
+        .netns = cc->opt.netns,
+        .bridge = net->bridge,
+        .subnet = &net->subnet,
+        .dns = cc->opt.dns,
+        .lease = cc->opt.dhcp_lease,
+        .dir = cc->opt.data_dir,
+    };
+    net->dhcp = dhcp_new(&dc, err);
+    if (net->dhcp == NULL)
+        return -1;
+    return cc_dhcp_sync(cc, db, err);
+}
+
+struct cc *cc_new(const struct cc_options *opt, struct koala_error **err)
+{
+    struct cc *cc = calloc(1, sizeof(*cc));
+    if (cc == NULL) {
+        error_set(err, ENOMEM, NULL, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&cc->lock, NULL);
+    pthread_mutex_init(&cc->sched_lock, NULL);
+    pthread_mutex_init(&cc->poll_mu, NULL);
+    struct db *db = NULL;
+    if (copy_options(&cc->opt, opt) < 0) {
+        error_set(err, ENOMEM, NULL, "out of memory");
+        goto fail;
+    }
+    if (cc->opt.tls_cert == NULL || cc->opt.tls_key == NULL ||
+        cc->opt.ca == NULL) {
+        error_set(err, EINVAL, "InvalidParameterValue",
+                  "cc.tls_cert, cc.tls_key and cc.ca are required: the CC "
+                  "speaks only mutual TLS");
+        goto fail;
+    }
+    cc->tls = (struct http_client_tls){cc->opt.ca, cc->opt.tls_cert,
+                                       cc->opt.tls_key, false};
+    if (mkdir(cc->opt.data_dir, 0700) < 0 && errno != EEXIST) {
+        error_set_errno(err, "data directory %s", cc->opt.data_dir);
+        goto fail;
+    }
+    _cleanup_free_ char *path = NULL;
+    if (asprintf(&path, "%s/cc.db", cc->opt.data_dir) < 0) {
+        error_set(err, ENOMEM, NULL, "out of memory");
+        goto fail;
+    }
+    cc->db = db_pool_new(path, cc_migrations, cc_n_migrations,
+                         cc->opt.workers + 48, err);
+    if (cc->db == NULL || (db = db_pool_get(cc->db, err)) == NULL)
+        goto fail;
+    snprintf(cc->net.name, sizeof(cc->net.name), CC_DEFAULT_NETWORK);
+    cc->net.netns = cc->opt.netns;
+    cc->net.bridge = cc->opt.bridge;
+    cc->net.uplink = cc->opt.uplink;
+    if (cc_subnet_parse(cc->opt.subnet, cc->opt.router, &cc->net.subnet,
+                        err) < 0 ||
+        nodes_load(cc, db, err) < 0 ||
+        (cc->opt.nodes &&
+         nodes_configure_static(cc, db, cc->opt.nodes, err) < 0))
+        goto fail;
+    cc->pool = workpool_new(cc->opt.workers, "ccwork", err);
+    cc->poll_pool = cc->pool ? workpool_new(8, "ccpoll", err) : NULL;
+    cc->notify = cc->poll_pool ? notifier_new(cc, err) : NULL;
+    if (cc->notify == NULL || setup_network(cc, db, err) < 0)
+        goto fail;
+    cc->net_ok = true;
+    db_pool_put(cc->db, db);
+    db = NULL;
+    if (nodes_poller_start(cc, err) < 0)
+        goto fail;
+    struct http_server_config hc = {
+        .address = cc->opt.listen_addr,
+        .port = cc->opt.port,
+        .max_connections = 512,
+        .tls_cert_file = cc->opt.tls_cert,
+        .tls_key_file = cc->opt.tls_key,
+        .tls_client_ca_file = cc->opt.ca,
+        .workers = 64,
+    };
+    cc->http = http_server_new(&hc, &cc_http_handler, cc, err);
+    if (cc->http == NULL)
+        goto fail;
+    return cc;
+fail:
+    if (db)
+        db_pool_put(cc->db, db);
+    cc_free(cc);
+    return NULL;
+}

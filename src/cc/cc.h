@@ -1,0 +1,425 @@
+/* cc.h: koala-cc internals shared by its files: the daemon, its nodes, the
+ * instances it placed, and the interfaces between the SOAP routing
+ * (server.c), the CLC-facing operations (ops.c, run.c), the node table and
+ * its poller (nodes.c), calls to the NCs (ncwire.c), the scheduler
+ * (sched.c), address allocation (alloc.c), the database (store.c), the
+ * cluster network (net.c, dhcp.c, proc.c) and notifications to the CLC
+ * (notify.c).
+ *
+ * Locking rules:
+ *   cc->sched_lock  serialises placement: held from reading the nodes' free
+ *                   resources until the new instances' rows (which count as
+ *                   reservations, see store_reserved) are committed.  Taken
+ *                   before cc->lock, never while calling a peer.
+ *   cc->lock        the node table (cc->nodes) and the round-robin cursor.
+ *                   Held briefly; never across a network call or a database
+ *                   transaction.
+ *   dhcp->lock      (dhcp.c) the hosts file and the dnsmasq child.
+ * The database is the truth for instances and addresses: each thread takes
+ * its own connection from cc->db and changes rows in BEGIN IMMEDIATE
+ * transactions.  Nodes are kept in memory and written through to the
+ * database, so a restart keeps them.
+ */
+#ifndef KOALA_CC_H
+#define KOALA_CC_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "buf.h"
+#include "config.h"
+#include "db.h"
+#include "error.h"
+#include "http_client.h"
+#include "http_server.h"
+#include "workpool.h"
+#include "xml.h"
+
+#define CC_NS "urn:koala:cc"
+#define NC_NS "urn:koala:nc"
+#define CLC_NS "urn:koala:clc"
+#define CC_MAX_NODES 256
+#define CC_MAX_INSTANCES 256      /* per request */
+#define CC_MAX_BODY (4u << 20)    /* SOAP request bodies */
+#define CC_DEFAULT_NETWORK "default"
+
+/* ---- options (cc.c: cc_options_load) ---- */
+enum cc_policy { CC_SCHED_GREEDY = 0, CC_SCHED_ROUNDROBIN };
+
+struct cc_options {
+    char *listen_addr;
+    uint16_t port;
+    char *data_dir;
+    char *name;            /* the cluster (availability zone) */
+    char *tls_cert, *tls_key, *ca;
+    char *clc_endpoint;    /* NULL: no notifications */
+    enum cc_policy policy;
+    char *nodes;           /* static "name=url,..." or NULL */
+    int64_t poll_interval_ms;
+    int64_t fail_threshold;  /* failed polls in a row before BROKEN */
+    int64_t nc_timeout_ms;   /* per call to an NC */
+    int64_t terminated_keep_s; /* terminated instances kept this long */
+    unsigned workers;        /* threads calling NCs */
+    /* network */
+    bool manage_network;   /* false: no bridge, DHCP or NAT at all */
+    char *netns;           /* NULL: the host's namespace */
+    char *bridge;
+    char *subnet;          /* CIDR */
+    char *router;          /* NULL: the subnet's first host */
+    char *dns;             /* "a,b" handed out by DHCP, or NULL */
+    char *uplink;          /* NULL: no NAT */
+    char *node_bridge;     /* told to NCs in netConfig; NULL: theirs */
+    char *dhcp_lease;      /* dnsmasq lease time ("12h") */
+    char *dnsmasq;         /* program (PATH searched) */
+};
+
+/* Reads [cc] of cfg (every key has a default, see docs).  0 / -1. */
+int cc_options_load(const struct config *cfg, struct cc_options *opt,
+                    struct koala_error **err);
+void cc_options_clear(struct cc_options *opt);
+
+/* ---- resources and instance types ---- */
+struct cc_res {
+    int64_t cores, memory_mb, disk_gb;
+};
+
+struct cc_itype {
+    char name[64];
+    int64_t cores, memory_mb, disk_gb;
+};
+
+/* ---- nodes (nodes.c) ---- */
+enum cc_node_state { CC_NODE_NOTREADY = 0, CC_NODE_ENABLED, CC_NODE_BROKEN };
+const char *cc_node_state_name(enum cc_node_state s);
+
+struct cc_node {
+    char name[64];
+    char endpoint[256];
+    enum cc_node_state state;
+    char hypervisor[16];
+    struct cc_res max, avail;  /* as the NC last reported them */
+    int64_t instance_count;
+    int fails;                 /* failed polls in a row */
+    int64_t last_seen_ms;      /* wall clock of the last answer; 0 never */
+    char last_error[200];
+};
+
+/* ---- scheduler (sched.c): pure functions, no locks ---- */
+struct sched_node {
+    const char *name;
+    bool usable;          /* ENABLED */
+    struct cc_res max;
+    struct cc_res free;   /* available less reservations */
+};
+
+/* How many instances of t fit into r (0 when t asks for nothing). */
+int64_t sched_fits(const struct cc_res *r, const struct cc_itype *t);
+/* Per type: max = sum over usable nodes of fits(max), available = sum of
+ * fits(free). */
+void sched_capacity(const struct sched_node *nodes, size_t n,
+                    const struct cc_itype *t, int64_t *max,
+                    int64_t *available);
+/* Places count instances of t: out[i] is the index (into nodes, which are
+ * in a stable order) of instance i's node.  GREEDY takes the first node
+ * with room; ROUNDROBIN starts after *cursor (the index last used, or
+ * SIZE_MAX) and moves it.  nodes' free resources are reduced by what was
+ * placed.  Returns 0, or -1 when not every instance fits: then nothing
+ * (neither nodes nor cursor) is changed. */
+int sched_place(enum cc_policy policy, struct sched_node *nodes, size_t n,
+                const struct cc_itype *t, size_t count, size_t *cursor,
+                size_t *out);
+
+/* ---- addresses (alloc.c) ---- */
+struct cc_subnet {
+    uint32_t network;   /* host byte order */
+    unsigned prefix;
+    uint32_t router;
+    uint32_t broadcast;
+};
+
+/* "10.111.0.0/16" (host bits must be zero; prefix 8..30); router NULL:
+ * the first host. */
+int cc_subnet_parse(const char *cidr, const char *router,
+                    struct cc_subnet *out, struct koala_error **err);
+void cc_ip_format(uint32_t ip, char out[16]);
+/* The instance's MAC: d0:0d: and 4 bytes of the instance id (its last 8
+ * hex digits, or a hash of it); attempt > 0 gives other candidates for
+ * when that one is taken. */
+void cc_mac_for(const char *instance_id, unsigned attempt, char out[18]);
+/* Allocates a MAC and the first free IP of the network for an instance,
+ * inside the caller's transaction.  No free address: -1 with
+ * InsufficientAddressCapacity. */
+int alloc_address(struct db *db, const char *network,
+                  const struct cc_subnet *sn, const char *instance_id,
+                  char mac[18], char ip[16], struct koala_error **err);
+/* Frees the instance's address (inside the caller's transaction);
+ * *freed tells whether there was one. */
+int alloc_release(struct db *db, const char *instance_id, bool *freed,
+                  struct koala_error **err);
+
+/* ---- instances (store.c) ---- */
+struct cc_instance {
+    char id[32];
+    char reservation[32];
+    char owner[64];
+    int64_t launch_index;
+    char state[16];
+    char reason_code[64];
+    char reason_message[256];
+    struct cc_itype type;
+    char image_id[32], kernel_id[32], ramdisk_id[32];
+    char node[64];
+    char mac[18];
+    char ip[16];
+    char network[32];
+    int64_t launch_ms;
+    char hypervisor[8];
+    bool seen;                /* listed by its NC since it was placed */
+    bool terminate_requested;
+    int64_t updated_ms;
+};
+
+extern const char *const cc_migrations[];
+extern const size_t cc_n_migrations;
+
+/* 0 found, 1 missing, -1 error. */
+int store_instance_get(struct db *db, const char *id, struct cc_instance *out,
+                       struct koala_error **err);
+/* Inserts a new instance (inside the caller's transaction). */
+int store_instance_insert(struct db *db, const struct cc_instance *in,
+                          struct koala_error **err);
+/* Writes the mutable fields (state, reason, hypervisor, seen,
+ * terminate_requested, node) of in. */
+int store_instance_update(struct db *db, const struct cc_instance *in,
+                          struct koala_error **err);
+/* All instances (ids NULL) or the named ones (missing ones skipped), in
+ * launch order; *out malloc'd. */
+int store_instance_list(struct db *db, const char *const *ids, size_t n_ids,
+                        struct cc_instance **out, size_t *n,
+                        struct koala_error **err);
+/* The live instances placed on node. */
+int store_instances_on_node(struct db *db, const char *node,
+                            struct cc_instance **out, size_t *n,
+                            struct koala_error **err);
+/* Resources of instances placed on node that its NC has not listed yet
+ * (they are not in its reported availability). */
+int store_reserved(struct db *db, const char *node, struct cc_res *out,
+                   struct koala_error **err);
+/* Deletes terminated instances last changed before before_ms. */
+int store_purge_terminated(struct db *db, int64_t before_ms, int *purged,
+                           struct koala_error **err);
+
+/* Nodes as persisted. */
+int store_node_put(struct db *db, const struct cc_node *n,
+                   struct koala_error **err);
+int store_node_delete(struct db *db, const char *name,
+                      struct koala_error **err);
+int store_node_list(struct db *db, struct cc_node **out, size_t *n,
+                    struct koala_error **err);
+
+/* One "mac,ip,hostname" line per allocation of network, by IP. */
+int store_dhcp_hosts(struct db *db, const char *network, struct buf *out,
+                     struct koala_error **err);
+
+/* ---- processes (proc.c) ---- */
+/* Finds a program in PATH, /usr/sbin and /sbin; malloc'd path or NULL. */
+char *proc_find(const char *prog);
+/* Runs argv (argv[0] a path) inside netns (NULL: this one), feeding it
+ * input (may be NULL), waits.  Fails with its output when it exits
+ * non-zero. */
+int proc_run(const char *netns, const char *const *argv, const char *input,
+             struct koala_error **err);
+/* Starts argv inside netns with stdout/stderr to log_fd (-1: /dev/null);
+ * it gets SIGTERM when this process dies.  Returns its pid or -1. */
+pid_t proc_spawn(const char *netns, const char *const *argv, int log_fd,
+                 struct koala_error **err);
+/* Writes "1" to /proc/sys/net/ipv4/ip_forward of netns. */
+int proc_enable_forwarding(const char *netns, struct koala_error **err);
+
+/* ---- the cluster network (net.c) and DHCP (dhcp.c) ---- */
+struct dhcp;
+
+/* One cluster network: a subnet behind a router (bridge address), with
+ * DHCP handing out fixed leases.  Today there is one, "default"; per
+ * security group networks, elastic IPs and the metadata redirect add to
+ * this. */
+struct cc_network {
+    char name[32];
+    struct cc_subnet subnet;
+    char *netns;    /* borrowed from the options */
+    char *bridge;
+    char *uplink;
+    struct dhcp *dhcp;
+};
+
+/* Brings up the bridge with the router address, forwarding and NAT. */
+int net_setup(struct cc_network *net, const char *ip_bin, const char *nft_bin,
+              struct koala_error **err);
+
+struct dhcp_config {
+    const char *dnsmasq;    /* program path */
+    const char *netns;
+    const char *bridge;
+    const struct cc_subnet *subnet;
+    const char *dns;        /* comma separated, or NULL */
+    const char *lease;      /* "12h" */
+    const char *dir;        /* files: dhcp-hosts, dnsmasq.{leases,pid,log} */
+};
+
+/* Formats the hosts file dnsmasq reads (pure; for tests). */
+int dhcp_hosts_format(const char *const *macs, const char *const *ips,
+                      const char *const *names, size_t n, struct buf *out);
+/* Writes path atomically (temporary file, fsync, rename). */
+int dhcp_write_file(const char *path, const char *data, size_t len,
+                    struct koala_error **err);
+struct dhcp *dhcp_new(const struct dhcp_config *cfg, struct koala_error **err);
+/* Writes the hosts file from these lines; starts dnsmasq, or tells the
+ * running one to reload it (SIGHUP). */
+int dhcp_update(struct dhcp *d, const struct buf *hosts,
+                struct koala_error **err);
+/* Restarts dnsmasq if it died (called from the poller).  Returns its
+ * state: true running. */
+bool dhcp_check(struct dhcp *d);
+pid_t dhcp_pid(struct dhcp *d);
+/* Stops dnsmasq (SIGTERM to its pid, waits) and frees. NULL-safe. */
+void dhcp_free(struct dhcp *d);
+
+/* ---- the daemon (cc.c) ---- */
+struct notifier;
+
+struct cc {
+    struct cc_options opt;
+    struct db_pool *db;
+    struct http_server *http;
+    struct workpool *pool;        /* calls to NCs for requests */
+    struct workpool *poll_pool;   /* the poller's calls to NCs */
+    struct http_client_tls tls;   /* our certificate, for calling peers */
+    pthread_mutex_t lock;
+    pthread_mutex_t sched_lock;
+    struct cc_node nodes[CC_MAX_NODES]; /* by name */
+    size_t n_nodes;
+    char rr_last[64];             /* ROUNDROBIN: node used last */
+    struct cc_network net;
+    bool net_ok;
+    char net_error[200];
+    struct notifier *notify;
+    /* the poller */
+    pthread_t poller;
+    bool poller_started;
+    pthread_mutex_t poll_mu;
+    pthread_cond_t poll_cv;
+    bool stopping;
+    bool poll_now;
+};
+
+struct cc *cc_new(const struct cc_options *opt, struct koala_error **err);
+void cc_free(struct cc *cc);
+
+/* Runs fn(i, ctx) for i in [0, n) on pool, waits for all of them (runs
+ * them here when the pool cannot take them). */
+void cc_parallel(struct cc *cc, struct workpool *pool, size_t n,
+                 void (*fn)(size_t i, void *ctx), void *ctx);
+/* Rewrites the DHCP hosts of the default network from the database. */
+int cc_dhcp_sync(struct cc *cc, struct db *db, struct koala_error **err);
+
+/* ---- node table and poller (nodes.c) ---- */
+/* "name=https://host:port/,..." -> nodes added or updated.  0 / -1. */
+int nodes_configure_static(struct cc *cc, struct db *db, const char *spec,
+                           struct koala_error **err);
+/* Adds a node or changes its endpoint. */
+int nodes_put(struct cc *cc, struct db *db, const char *name,
+              const char *endpoint, struct koala_error **err);
+int nodes_remove(struct cc *cc, struct db *db, const char *name,
+                 struct koala_error **err);
+int nodes_load(struct cc *cc, struct db *db, struct koala_error **err);
+/* Copies the node table (under cc->lock). Returns the count. */
+size_t nodes_snapshot(struct cc *cc, struct cc_node *out);
+/* Finds a node's endpoint; false if there is no such node. */
+bool nodes_endpoint(struct cc *cc, const char *name, char out[256]);
+bool node_name_valid(const char *name);
+int nodes_poller_start(struct cc *cc, struct koala_error **err);
+void nodes_poller_stop(struct cc *cc);
+/* Wakes the poller for a round now. */
+void nodes_poll_soon(struct cc *cc);
+
+/* ---- calls to NCs and instance records (ncwire.c) ---- */
+/* One call: builds the client, sends, parses.  *doc must be freed. */
+int nc_call(struct cc *cc, const char *endpoint, const char *op, char *req,
+            size_t len, unsigned timeout_ms, struct xml_doc **doc,
+            const struct xml_node **body, struct koala_error **err);
+/* What an NC says about one instance. */
+struct nc_report {
+    char id[32];
+    char state[16];
+    char reason_code[64];
+    char reason_message[256];
+    char hypervisor[8];
+};
+int nc_report_parse(const struct xml_node *n, struct nc_report *out,
+                    struct koala_error **err);
+/* Sends an instance operation taking just instanceId (ncTerminateInstance,
+ * ncRebootInstance, ncStopInstance, ncStartInstance) and parses the
+ * instance in the reply. */
+int nc_instance_op(struct cc *cc, const char *endpoint, const char *op,
+                   const char *instance_id, struct nc_report *out,
+                   struct koala_error **err);
+/* Writes an instance element (named elem) as the CC reports it. */
+void cc_instance_write(struct xml_writer *w, const char *elem,
+                       const struct cc_instance *in);
+/* Applies an NC's report to the instance in the database (instance
+ * belonging to node; other nodes' instances are left alone).  Frees the
+ * address when it is terminated, tells the CLC when something changed.
+ * *dhcp_dirty is set when the DHCP hosts must be rewritten. */
+int cc_apply_report(struct cc *cc, struct db *db, const char *node,
+                    const struct nc_report *r, bool mark_seen,
+                    bool *dhcp_dirty, struct koala_error **err);
+bool cc_state_valid(const char *state);
+/* Instance ids: "i-" and 8 or 17 hex digits. */
+bool cc_instance_id_valid(const char *id);
+
+/* ---- CLC notifications (notify.c) ---- */
+struct notifier *notifier_new(struct cc *cc, struct koala_error **err);
+/* Queues an instance's record for NotifyInstanceState (coalesced per
+ * instance; best effort). */
+void notifier_push(struct notifier *n, const struct cc_instance *in);
+void notifier_free(struct notifier *n);
+/* Records sent, failures (for tests and logs). */
+void notifier_counts(struct notifier *n, uint64_t *sent, uint64_t *failed);
+
+/* ---- operations (ops.c, run.c) and routing (server.c) ---- */
+struct cc_req {
+    struct cc *cc;
+    struct http_request *http;
+    struct buf body;
+    bool too_big;
+    struct xml_doc *doc;
+    const struct xml_node *op;  /* the Body's element */
+    struct db *db;              /* borrowed for the request */
+};
+
+extern const struct http_handler cc_http_handler;
+/* An instanceType element (name, cores, memoryMb, diskGb). */
+int cc_parse_itype(const struct xml_node *n, struct cc_itype *t,
+                   struct koala_error **err);
+/* The scheduler's view: the nodes (copied into nodes) with their free
+ * resources less reservations.  Returns the count, SIZE_MAX on error. */
+size_t cc_sched_view(struct cc *cc, struct db *db, struct cc_node *nodes,
+                     struct sched_node *view, struct koala_error **err);
+/* Each replies (a response or a fault). */
+void cc_op_run_instances(struct cc_req *r);
+void cc_op_instances_action(struct cc_req *r, const char *op);
+void cc_op_describe_instances(struct cc_req *r);
+void cc_op_describe_resources(struct cc_req *r);
+void cc_op_get_console_output(struct cc_req *r);
+void cc_op_configure_nodes(struct cc_req *r);
+void cc_op_notify_instance_state(struct cc_req *r);
+void cc_op_describe_service(struct cc_req *r);
+/* Replies with a fault for err and frees it. */
+void cc_fail(struct cc_req *r, struct koala_error *err);
+/* Replies with a finished document. */
+void cc_reply(struct cc_req *r, struct xml_writer *w);
+struct db *cc_req_db(struct cc_req *r, struct koala_error **err);
+
+#endif

@@ -1,0 +1,207 @@
+/* proc.c: the programs koala-cc runs for the cluster network (ip, nft,
+ * dnsmasq), inside the cluster's network namespace when one is configured.
+ *
+ * A child joins the namespace with setns(2) on /run/netns/NAME between
+ * fork and exec; only async-signal-safe calls happen there, since the
+ * parent has threads.  Children are waited for by their pid only, so
+ * nothing else this process started is ever reaped by mistake.
+ */
+#define LOG_MODULE "cc"
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cc.h"
+#include "log.h"
+
+char *proc_find(const char *prog)
+{
+    if (strchr(prog, '/'))
+        return access(prog, X_OK) == 0 ? strdup(prog) : NULL;
+    const char *path = getenv("PATH");
+    _cleanup_free_ char *dirs = NULL;
+    if (asprintf(&dirs, "%s:/usr/sbin:/sbin:/usr/bin:/bin",
+                 path ? path : "") < 0)
+        return NULL;
+    char *save = NULL;
+    for (char *d = strtok_r(dirs, ":", &save); d;
+         d = strtok_r(NULL, ":", &save)) {
+        char full[PATH_MAX];
+        snprintf(full, sizeof(full), "%s/%s", d, prog);
+        if (*d && access(full, X_OK) == 0)
+            return strdup(full);
+    }
+    return NULL;
+}
+
+/* Opens the namespace file (-1 with *err set when it does not exist). */
+static int open_netns(const char *netns, struct koala_error **err)
+{
+    if (netns == NULL || *netns == '\0')
+        return -2; /* none: stay where we are */
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "/run/netns/%s", netns);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        error_set_errno(err, "network namespace %s (%s)", netns, path);
+    return fd;
+}
+
+/* In the child: joins the namespace; exits 127 when it cannot. */
+static void child_enter(int nsfd)
+{
+    if (nsfd >= 0 && setns(nsfd, CLONE_NEWNET) < 0)
+        _exit(127);
+}
+
+int proc_run(const char *netns, const char *const *argv, const char *input,
+             struct koala_error **err)
+{
+    int nsfd = open_netns(netns, err);
+    if (nsfd == -1)
+        return -1;
+    int in[2] = {-1, -1}, out[2] = {-1, -1};
+    if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) {
+        error_set_errno(err, "pipe");
+        goto fail;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        error_set_errno(err, "fork");
+        goto fail;
+    }
+    if (pid == 0) {
+        child_enter(nsfd);
+        if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 || dup2(out[1], 2) < 0)
+            _exit(127);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    in[0] = out[1] = -1;
+    if (nsfd >= 0)
+        close(nsfd);
+    nsfd = -1;
+    if (input) {
+        size_t len = strlen(input), off = 0;
+        while (off < len) {
+            ssize_t w = write(in[1], input + off, len - off);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                break;
+            off += (size_t)w;
+        }
+    }
+    close(in[1]);
+    in[1] = -1;
+    struct buf output = {0};
+    char chunk[1024];
+    for (;;) {
+        ssize_t r = read(out[0], chunk, sizeof(chunk));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        if (output.len < 4096)
+            buf_append(&output, chunk, (size_t)r);
+    }
+    close(out[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    int rc = 0;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        const char *msg = output.data ? str_trim(output.data) : "";
+        rc = error_set(err, EIO, NULL, "%s%s%s exited with %d: %s",
+                       argv[0], netns ? " in netns " : "",
+                       netns ? netns : "",
+                       WIFEXITED(status) ? WEXITSTATUS(status) : -1, msg);
+    }
+    buf_free(&output);
+    return rc;
+fail:
+    for (int i = 0; i < 2; i++) {
+        if (in[i] >= 0)
+            close(in[i]);
+        if (out[i] >= 0)
+            close(out[i]);
+    }
+    if (nsfd >= 0)
+        close(nsfd);
+    return -1;
+}
+
+pid_t proc_spawn(const char *netns, const char *const *argv, int log_fd,
+                 struct koala_error **err)
+{
+    int nsfd = open_netns(netns, err);
+    if (nsfd == -1)
+        return -1;
+    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        error_set_errno(err, "fork");
+    } else if (pid == 0) {
+        /* Gone with us: a crashed koala-cc leaves no dnsmasq behind. */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent)
+            _exit(0);
+        child_enter(nsfd);
+        int o = log_fd >= 0 ? log_fd : devnull;
+        if (dup2(devnull, 0) < 0 || dup2(o, 1) < 0 || dup2(o, 2) < 0)
+            _exit(127);
+        /* Signals blocked by the daemon's threads are not the child's. */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    if (devnull >= 0)
+        close(devnull);
+    if (nsfd >= 0)
+        close(nsfd);
+    return pid;
+}
+
+int proc_enable_forwarding(const char *netns, struct koala_error **err)
+{
+    int nsfd = open_netns(netns, err);
+    if (nsfd == -1)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0) {
+        if (nsfd >= 0)
+            close(nsfd);
+        return error_set_errno(err, "fork");
+    }
+    if (pid == 0) {
+        child_enter(nsfd);
+        /* /proc/sys/net is the namespace of the task that opens it. */
+        int fd = open("/proc/sys/net/ipv4/ip_forward", O_WRONLY);
+        if (fd < 0 || write(fd, "1\n", 2) != 2)
+            _exit(1);
+        _exit(0);
+    }
+    if (nsfd >= 0)
+        close(nsfd);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return error_set(err, EIO, NULL,
+                         "cannot enable IPv4 forwarding%s%s",
+                         netns ? " in netns " : "", netns ? netns : "");
+    return 0;
+}

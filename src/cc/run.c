@@ -1,0 +1,453 @@
+/* run.c: RunInstances, the CC's part of a launch (compute.md, step 3):
+ * validate again, place every instance on a node (all or none:
+ * InsufficientInstanceCapacity with nothing started), allocate each a MAC
+ * and a private IP and record it (one transaction), give DHCP its fixed
+ * lease, then send the NCs ncRunInstance in parallel.  An instance its NC
+ * refused ends terminated with the NC's reason.
+ *
+ * Retries are safe: instances of the same reservation that are already
+ * recorded are reported as they are and not placed again. */
+#define LOG_MODULE "cc"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cc.h"
+#include "log.h"
+#include "soap.h"
+
+struct image_ref {
+    char *id, *url, *size, *sha256;
+};
+
+struct run_req {
+    char *reservation, *owner, *user_data, *key_name, *public_key;
+    struct cc_itype type;
+    struct image_ref image, kernel, ramdisk;
+    bool have_kernel, have_ramdisk;
+    size_t n;
+    char ids[CC_MAX_INSTANCES][32];
+    int64_t launch_index[CC_MAX_INSTANCES];
+    bool is_new[CC_MAX_INSTANCES];
+    struct cc_instance placed[CC_MAX_INSTANCES];
+};
+
+static void image_clear(struct image_ref *r)
+{
+    free(r->id);
+    free(r->url);
+    free(r->size);
+    free(r->sha256);
+}
+
+static void run_req_free(struct run_req *q)
+{
+    if (q == NULL)
+        return;
+    free(q->reservation);
+    free(q->owner);
+    free(q->user_data);
+    free(q->key_name);
+    free(q->public_key);
+    image_clear(&q->image);
+    image_clear(&q->kernel);
+    image_clear(&q->ramdisk);
+    free(q);
+}
+
+int cc_parse_itype(const struct xml_node *n, struct cc_itype *t,
+                   struct koala_error **err)
+{
+    _cleanup_free_ char *name = soap_text(n, "name", err);
+    if (name == NULL)
+        return -1;
+    long long c, m, d;
+    if (soap_int(n, "cores", 1, &c, err) < 0 ||
+        soap_int(n, "memoryMb", 0, &m, err) < 0 ||
+        soap_int(n, "diskGb", 0, &d, err) < 0)
+        return -1;
+    str_trim(name);
+    if (*name == '\0' || strlen(name) >= sizeof(t->name) || c < 1 ||
+        c > 4096 || m < 1 || m > (1LL << 32) || d < 0 || d > (1LL << 24))
+        return error_set(err, EINVAL, "InvalidParameterValue",
+                         "instance type '%s' needs a name, cores >= 1, "
+                         "memoryMb >= 1 and diskGb >= 0", name);
+    snprintf(t->name, sizeof(t->name), "%s", name);
+    t->cores = c;
+    t->memory_mb = m;
+    t->disk_gb = d;
+    return 0;
+}
+
+static int parse_image(const struct xml_node *n, const char *what,
+                       struct image_ref *r, struct koala_error **err)
+{
+    r->id = xml_child_text(n, "id");
+    r->url = xml_child_text(n, "url");
+    r->size = xml_child_text(n, "size");
+    r->sha256 = xml_child_text(n, "sha256");
+    if (r->id == NULL || *str_trim(r->id) == '\0' || strlen(r->id) >= 32 ||
+        r->url == NULL || *str_trim(r->url) == '\0')
+        return error_set(err, EINVAL, "InvalidParameterValue",
+                         "%s needs an id and a url", what);
+    return 0;
+}
+
+static int parse_run(const struct xml_node *op, struct run_req *q,
+                     struct koala_error **err)
+{
+    q->reservation = soap_text(op, "reservationId", err);
+    q->owner = q->reservation ? soap_text(op, "ownerId", err) : NULL;
+    if (q->owner == NULL)
+        return -1;
+    if (*str_trim(q->reservation) == '\0' || strlen(q->reservation) >= 32 ||
+        *str_trim(q->owner) == '\0' || strlen(q->owner) >= 64)
+        return error_set(err, EINVAL, "InvalidParameterValue",
+                         "reservationId and ownerId must be short and "
+                         "not empty");
+    const struct xml_node *t = xml_child(op, "instanceType");
+    const struct xml_node *img = xml_child(op, "image");
+    if (t == NULL || img == NULL)
+        return error_set(err, EINVAL, "MissingParameter",
+                         "The request must contain the parameter %s",
+                         t ? "image" : "instanceType");
+    if (cc_parse_itype(t, &q->type, err) < 0 ||
+        parse_image(img, "image", &q->image, err) < 0)
+        return -1;
+    const struct xml_node *k = xml_child(op, "kernel");
+    const struct xml_node *rd = xml_child(op, "ramdisk");
+    if ((k && parse_image(k, "kernel", &q->kernel, err) < 0) ||
+        (rd && parse_image(rd, "ramdisk", &q->ramdisk, err) < 0))
+        return -1;
+    q->have_kernel = k != NULL;
+    q->have_ramdisk = rd != NULL;
+    q->user_data = xml_child_text(op, "userData");
+    q->key_name = xml_child_text(op, "keyName");
+    q->public_key = xml_child_text(op, "publicKey");
+    for (const struct xml_node *i = xml_next_child(op, NULL, "instance"); i;
+         i = xml_next_child(op, i, "instance")) {
+        if (q->n == CC_MAX_INSTANCES)
+            return error_set(err, EINVAL, "InvalidParameterValue",
+                             "at most %d instances per request",
+                             CC_MAX_INSTANCES);
+        _cleanup_free_ char *id = soap_text(i, "instanceId", err);
+        long long li;
+        if (id == NULL || soap_int(i, "launchIndex", (long long)q->n, &li,
+                                   err) < 0)
+            return -1;
+        str_trim(id);
+        if (!cc_instance_id_valid(id))
+            return error_set(err, EINVAL, "InvalidInstanceID.Malformed",
+                             "Invalid id: \"%s\"", id);
+        for (size_t j = 0; j < q->n; j++)
+            if (strcmp(q->ids[j], id) == 0)
+                return error_set(err, EINVAL, "InvalidParameterValue",
+                                 "instance %s is listed twice", id);
+        snprintf(q->ids[q->n], sizeof(q->ids[0]), "%s", id);
+        q->launch_index[q->n++] = li;
+    }
+    if (q->n == 0)
+        return error_set(err, EINVAL, "MissingParameter",
+                         "The request must contain the parameter instance");
+    return 0;
+}
+
+size_t cc_sched_view(struct cc *cc, struct db *db, struct cc_node *nodes,
+                     struct sched_node *view, struct koala_error **err)
+{
+    size_t n = nodes_snapshot(cc, nodes);
+    for (size_t i = 0; i < n; i++) {
+        struct cc_res res = {0};
+        if (store_reserved(db, nodes[i].name, &res, err) < 0)
+            return SIZE_MAX;
+        view[i] = (struct sched_node){
+            .name = nodes[i].name,
+            .usable = nodes[i].state == CC_NODE_ENABLED,
+            .max = nodes[i].max,
+            .free = {nodes[i].avail.cores - res.cores,
+                     nodes[i].avail.memory_mb - res.memory_mb,
+                     nodes[i].avail.disk_gb - res.disk_gb},
+        };
+    }
+    return n;
+}
+
+/* Picks nodes and addresses and records the new instances; sched_lock
+ * makes placement and recording one step. */
+static int place(struct cc *cc, struct db *db, struct run_req *q,
+                 size_t *n_new, struct koala_error **err)
+{
+    struct cc_node *nodes = malloc(CC_MAX_NODES * sizeof(*nodes));
+    struct sched_node *view = malloc(CC_MAX_NODES * sizeof(*view));
+    size_t idx[CC_MAX_INSTANCES], which[CC_MAX_INSTANCES];
+    int rc = -1;
+    if (nodes == NULL || view == NULL) {
+        error_set(err, ENOMEM, NULL, "out of memory");
+        goto out_free;
+    }
+    *n_new = 0;
+    for (size_t i = 0; i < q->n; i++)
+        if (q->is_new[i])
+            which[(*n_new)++] = i;
+    if (*n_new == 0) {
+        rc = 0; /* a retry: everything is recorded already */
+        goto out_free;
+    }
+    pthread_mutex_lock(&cc->sched_lock);
+    size_t n = cc_sched_view(cc, db, nodes, view, err);
+    if (n == SIZE_MAX)
+        goto out;
+    bool fits_somewhere = false;
+    for (size_t i = 0; i < n; i++)
+        fits_somewhere |= view[i].usable && sched_fits(&view[i].max,
+                                                       &q->type) > 0;
+    if (!fits_somewhere) {
+        error_set(err, ENOSPC, "InsufficientInstanceCapacity",
+                  "There is no node in cluster %s that can hold an instance "
+                  "of type %s", cc->opt.name, q->type.name);
+        goto out;
+    }
+    pthread_mutex_lock(&cc->lock);
+    size_t cursor = SIZE_MAX;
+    for (size_t i = 0; i < n && cc->rr_last[0]; i++)
+        if (strcmp(view[i].name, cc->rr_last) <= 0)
+            cursor = i; /* the last node at or before the one used last */
+    pthread_mutex_unlock(&cc->lock);
+    if (sched_place(cc->opt.policy, view, n, &q->type, *n_new, &cursor,
+                    idx) < 0) {
+        int64_t max, avail;
+        sched_capacity(view, n, &q->type, &max, &avail);
+        error_set(err, ENOSPC, "InsufficientInstanceCapacity",
+                  "There is not enough capacity in cluster %s for %zu "
+                  "instances of type %s (room for %lld)", cc->opt.name,
+                  *n_new, q->type.name, (long long)(avail < 0 ? 0 : avail));
+        goto out;
+    }
+    if (db_begin(db, err) < 0)
+        goto out;
+    int64_t now = time_now_ms();
+    for (size_t k = 0; k < *n_new; k++) {
+        size_t i = which[k];
+        struct cc_instance *in = &q->placed[i];
+        memset(in, 0, sizeof(*in));
+        memcpy(in->id, q->ids[i], sizeof(in->id));
+        snprintf(in->reservation, sizeof(in->reservation), "%s",
+                 q->reservation);
+        snprintf(in->owner, sizeof(in->owner), "%s", q->owner);
+        in->launch_index = q->launch_index[i];
+        snprintf(in->state, sizeof(in->state), "pending");
+        in->type = q->type;
+        snprintf(in->image_id, sizeof(in->image_id), "%s", q->image.id);
+        if (q->have_kernel)
+            snprintf(in->kernel_id, sizeof(in->kernel_id), "%s",
+                     q->kernel.id);
+        if (q->have_ramdisk)
+            snprintf(in->ramdisk_id, sizeof(in->ramdisk_id), "%s",
+                     q->ramdisk.id);
+        snprintf(in->node, sizeof(in->node), "%s", view[idx[k]].name);
+        snprintf(in->network, sizeof(in->network), "%s", cc->net.name);
+        in->launch_ms = now;
+        in->updated_ms = now;
+        if (alloc_address(db, cc->net.name, &cc->net.subnet, in->id, in->mac,
+                          in->ip, err) < 0 ||
+            store_instance_insert(db, in, err) < 0) {
+            db_rollback(db);
+            goto out;
+        }
+    }
+    if (db_commit(db, err) < 0)
+        goto out;
+    if (cc->opt.policy == CC_SCHED_ROUNDROBIN && *n_new > 0) {
+        pthread_mutex_lock(&cc->lock);
+        snprintf(cc->rr_last, sizeof(cc->rr_last), "%s", view[cursor].name);
+        pthread_mutex_unlock(&cc->lock);
+    }
+    rc = 0;
+out:
+    pthread_mutex_unlock(&cc->sched_lock);
+out_free:
+    free(nodes);
+    free(view);
+    return rc;
+}
+
+static void write_image(struct xml_writer *w, const char *elem,
+                        const struct image_ref *r)
+{
+    xml_start(w, elem);
+    xml_text_element(w, "id", r->id);
+    xml_text_element(w, "url", r->url);
+    if (r->size)
+        xml_text_element(w, "size", r->size);
+    if (r->sha256)
+        xml_text_element(w, "sha256", r->sha256);
+    xml_end(w);
+}
+
+/* "Server.InternalError" and the like, for an instance's state reason. */
+static void reason_code(const struct koala_error *e, char *out, size_t size)
+{
+    const char *code = error_code(e);
+    if (strchr(code, '.') &&
+        (str_has_prefix(code, "Server.") || str_has_prefix(code, "Client.")))
+        snprintf(out, size, "%s", code);
+    else if (strcmp(code, "ServiceUnavailable") == 0)
+        snprintf(out, size, "Server.InternalError");
+    else if (strcmp(code, "InsufficientInstanceCapacity") == 0 ||
+             strcmp(code, "InternalError") == 0)
+        snprintf(out, size, "Server.%s", code);
+    else
+        snprintf(out, size, "Client.%s", code);
+}
+
+struct run_job {
+    struct cc *cc;
+    struct run_req *q;
+    size_t which[CC_MAX_INSTANCES];
+    bool dirty[CC_MAX_INSTANCES];
+};
+
+static void run_one(size_t k, void *ctx)
+{
+    struct run_job *job = ctx;
+    struct cc *cc = job->cc;
+    struct run_req *q = job->q;
+    const struct cc_instance *in = &q->placed[job->which[k]];
+    struct koala_error *e = NULL;
+    struct nc_report r;
+    char endpoint[256];
+    if (!nodes_endpoint(cc, in->node, endpoint)) {
+        error_set(&e, ENOENT, NULL, "node %s was removed", in->node);
+    } else {
+        struct xml_writer *w = soap_start("ncRunInstance", NC_NS);
+        xml_text_element(w, "instanceId", in->id);
+        xml_text_element(w, "reservationId", in->reservation);
+        xml_text_element(w, "ownerId", in->owner);
+        xml_u64_element(w, "launchIndex", (uint64_t)in->launch_index);
+        xml_start(w, "instanceType");
+        xml_text_element(w, "name", q->type.name);
+        xml_u64_element(w, "cores", (uint64_t)q->type.cores);
+        xml_u64_element(w, "memoryMb", (uint64_t)q->type.memory_mb);
+        xml_u64_element(w, "diskGb", (uint64_t)q->type.disk_gb);
+        xml_end(w);
+        write_image(w, "image", &q->image);
+        if (q->have_kernel)
+            write_image(w, "kernel", &q->kernel);
+        if (q->have_ramdisk)
+            write_image(w, "ramdisk", &q->ramdisk);
+        xml_start(w, "net");
+        xml_text_element(w, "macAddress", in->mac);
+        xml_text_element(w, "privateIp", in->ip);
+        xml_text_element(w, "network", in->network);
+        xml_text_element(w, "bridge",
+                         cc->opt.node_bridge ? cc->opt.node_bridge : "");
+        xml_end(w);
+        if (q->user_data)
+            xml_text_element(w, "userData", q->user_data);
+        if (q->key_name)
+            xml_text_element(w, "keyName", q->key_name);
+        if (q->public_key)
+            xml_text_element(w, "publicKey", q->public_key);
+        size_t len;
+        char *req = soap_finish(w, &len);
+        struct xml_doc *doc = NULL;
+        const struct xml_node *body = NULL;
+        /* Launching may fetch nothing yet (the NC answers pending), but
+         * give it more time than a poll. */
+        if (nc_call(cc, endpoint, "ncRunInstance", req, len,
+                    (unsigned)(cc->opt.nc_timeout_ms * 3), &doc, &body,
+                    &e) == 0) {
+            const struct xml_node *x = xml_child(body, "instance");
+            nc_report_parse(x ? x : body, &r, &e);
+            xml_doc_free(doc);
+        }
+    }
+    if (e) {
+        log_warn("ncRunInstance %s on %s: %s", in->id, in->node,
+                 error_message(e));
+        memset(&r, 0, sizeof(r));
+        snprintf(r.id, sizeof(r.id), "%s", in->id);
+        snprintf(r.state, sizeof(r.state), "terminated");
+        reason_code(e, r.reason_code, sizeof(r.reason_code));
+        snprintf(r.reason_message, sizeof(r.reason_message), "%s",
+                 error_message(e));
+        error_clear(&e);
+    }
+    struct db *db = db_pool_get(cc->db, &e);
+    if (db == NULL ||
+        cc_apply_report(cc, db, in->node, &r, false, &job->dirty[k], &e) < 0)
+        log_error("instance %s: %s", in->id, error_message(e));
+    if (db)
+        db_pool_put(cc->db, db);
+    error_free(e);
+}
+
+void cc_op_run_instances(struct cc_req *r)
+{
+    struct cc *cc = r->cc;
+    struct koala_error *err = NULL;
+    struct run_req *q = calloc(1, sizeof(*q));
+    struct run_job *job = calloc(1, sizeof(*job));
+    struct db *db;
+    if (q == NULL || job == NULL) {
+        error_set(&err, ENOMEM, NULL, "out of memory");
+        goto fail;
+    }
+    if (parse_run(r->op, q, &err) < 0 || (db = cc_req_db(r, &err)) == NULL)
+        goto fail;
+    for (size_t i = 0; i < q->n; i++) {
+        struct cc_instance old;
+        int found = store_instance_get(db, q->ids[i], &old, &err);
+        if (found < 0)
+            goto fail;
+        if (found == 0 && strcmp(old.reservation, q->reservation) != 0) {
+            error_set(&err, EEXIST, "InvalidParameterValue",
+                      "instance %s already belongs to reservation %s",
+                      q->ids[i], old.reservation);
+            goto fail;
+        }
+        q->is_new[i] = found == 1;
+    }
+    size_t n_new = 0;
+    if (place(cc, db, q, &n_new, &err) < 0)
+        goto fail;
+    if (n_new > 0) {
+        /* The lease is there before the guest asks for it. */
+        if (cc_dhcp_sync(cc, db, &err) < 0) {
+            log_error("DHCP hosts: %s", error_message(err));
+            error_clear(&err);
+        }
+        job->cc = cc;
+        job->q = q;
+        size_t k = 0;
+        for (size_t i = 0; i < q->n; i++)
+            if (q->is_new[i])
+                job->which[k++] = i;
+        cc_parallel(cc, cc->pool, n_new, run_one, job);
+        bool dirty = false;
+        for (size_t i = 0; i < n_new; i++)
+            dirty |= job->dirty[i];
+        if (dirty && cc_dhcp_sync(cc, db, &err) < 0) {
+            log_error("DHCP hosts: %s", error_message(err));
+            error_clear(&err);
+        }
+        log_info("RunInstances %s: %zu instances of %s placed", q->reservation,
+                 n_new, q->type.name);
+    }
+    struct xml_writer *w = soap_start("RunInstancesResponse", CC_NS);
+    for (size_t i = 0; i < q->n; i++) {
+        struct cc_instance in;
+        if (store_instance_get(db, q->ids[i], &in, &err) == 0)
+            cc_instance_write(w, "instance", &in);
+        error_clear(&err);
+    }
+    cc_reply(r, w);
+    run_req_free(q);
+    free(job);
+    return;
+fail:
+    run_req_free(q);
+    free(job);
+    cc_fail(r, err);
+}
