@@ -5,6 +5,10 @@
  *   koala ca create DIR [--name NAME]              a new certificate authority
  *   koala ca issue DIR NAME --cert F --key F [--san IP:a|DNS:h]...
  *                  [--server] [--client] [--days N] a certificate signed by it
+ *   koala init [--data-dir DIR]                    a new cloud (CA, CLC, admin)
+ *   koala account create NAME [--data-dir DIR]     an account + access key
+ *   koala register KIND NAME --endpoint URL [--cluster C] [--data-dir DIR]
+ *   koala services [--data-dir DIR]                the components and states
  *
  * Until the CLC exists, Walrus keeps accounts in its own database; these
  * commands open it directly (SQLite WAL allows it while the daemon runs).
@@ -15,6 +19,7 @@
 #include <string.h>
 
 #include "ca.h"
+#include "cli.h"
 #include "db.h"
 #include "walrus.h"
 
@@ -28,7 +33,63 @@ static void usage(FILE *f)
                "       koala ca create DIR [--name NAME]\n"
                "       koala ca issue DIR NAME --cert FILE --key FILE\n"
                "                [--san IP:ADDR|DNS:NAME]... [--server] "
-               "[--client] [--days N]\n");
+               "[--client] [--days N]\n"
+               "       koala init [--data-dir DIR]\n"
+               "       koala account create NAME [--data-dir DIR]\n"
+               "       koala register cluster|node|walrus|sc NAME "
+               "--endpoint URL\n"
+               "                [--cluster CLUSTER] [--data-dir DIR]\n"
+               "       koala services [--data-dir DIR]\n"
+               "DIR defaults to $KOALA_HOME, or /var/lib/koala.\n");
+}
+
+/* The cloud commands: init, account, register, services. */
+static int cloud_cmd(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"data-dir", required_argument, NULL, 'd'},
+        {"endpoint", required_argument, NULL, 'e'},
+        {"cluster", required_argument, NULL, 'c'},
+        {"admin", required_argument, NULL, 'a'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *dir = getenv("KOALA_HOME");
+    const char *endpoint = NULL, *cluster = NULL, *admin = "admin";
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': dir = optarg; break;
+        case 'e': endpoint = optarg; break;
+        case 'c': cluster = optarg; break;
+        case 'a': admin = optarg; break;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (dir == NULL)
+        dir = "/var/lib/koala";
+    const char *cmd = argv[0];
+    int left = argc - optind;
+    char **args = argv + optind;
+    struct koala_error *err = NULL;
+    int rc = -2;
+    if (strcmp(cmd, "init") == 0 && left == 0)
+        rc = cli_init(dir, admin, &err);
+    else if (strcmp(cmd, "account") == 0 && left == 2 &&
+             strcmp(args[0], "create") == 0)
+        rc = cli_account_create(dir, args[1], &err);
+    else if (strcmp(cmd, "register") == 0 && left == 2 && endpoint)
+        rc = cli_register(dir, args[0], args[1], endpoint, cluster, &err);
+    else if (strcmp(cmd, "services") == 0 && left == 0)
+        rc = cli_services(dir, &err);
+    if (rc == -2) {
+        usage(stderr);
+        return 2;
+    }
+    if (rc < 0)
+        fprintf(stderr, "koala: %s\n", error_message(err));
+    error_free(err);
+    return rc < 0 ? 1 : 0;
 }
 
 static int ca_cmd(int argc, char **argv)
@@ -160,6 +221,11 @@ int main(int argc, char **argv)
         return walrus_cmd(argc - 1, argv + 1);
     if (strcmp(argv[1], "ca") == 0)
         return ca_cmd(argc - 1, argv + 1);
+    static const char *const cloud[] = {"init", "account", "register",
+                                        "services"};
+    for (size_t i = 0; i < ARRAY_SIZE(cloud); i++)
+        if (strcmp(argv[1], cloud[i]) == 0)
+            return cloud_cmd(argc - 1, argv + 1);
     fprintf(stderr, "koala: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

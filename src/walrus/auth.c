@@ -57,6 +57,8 @@ static int lookup_secret(struct s3_req *r, const char *access_key,
         return -1;
     char *s = NULL;
     int rc = meta_identity_by_key(db, access_key, &s, &r->who, err);
+    if (rc == 1 && r->w->opt.clc_endpoint)
+        rc = walrus_clc_lookup(r->w, db, access_key, &s, &r->who, err);
     if (rc < 0)
         return -1;
     if (rc == 1)

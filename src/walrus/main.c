@@ -22,6 +22,8 @@ static void usage(FILE *f)
             "                    [--data-dir DIR] [--region NAME]\n"
             "                    [--domain DOMAIN] [--log-level SPEC]\n"
             "                    [--tls-cert FILE --tls-key FILE]\n"
+            "                    [--clc URL --ca FILE --clc-cert FILE "
+            "--clc-key FILE]\n"
             "Serves the S3 API.  Command line options override the [walrus]\n"
             "section of the configuration file.\n");
 }
@@ -56,6 +58,10 @@ int main(int argc, char **argv)
         {"log-level", required_argument, NULL, 'v'},
         {"tls-cert", required_argument, NULL, 'C'},
         {"tls-key", required_argument, NULL, 'K'},
+        {"clc", required_argument, NULL, 'L'},
+        {"ca", required_argument, NULL, 'A'},
+        {"clc-cert", required_argument, NULL, 'E'},
+        {"clc-key", required_argument, NULL, 'F'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -63,7 +69,7 @@ int main(int argc, char **argv)
     const char *config_path = NULL;
     struct config *cfg = config_new_empty();
     int c;
-    while ((c = getopt_long(argc, argv, "c:l:d:r:D:v:C:K:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:l:d:r:D:v:C:K:L:A:E:F:h", opts, NULL)) != -1) {
         const char *key = NULL;
         switch (c) {
         case 'c': config_path = optarg; break;
@@ -74,6 +80,10 @@ int main(int argc, char **argv)
         case 'v': key = "log_level"; break;
         case 'C': key = "tls_cert"; break;
         case 'K': key = "tls_key"; break;
+        case 'L': key = "clc_endpoint"; break;
+        case 'A': key = "ca"; break;
+        case 'E': key = "clc_cert"; break;
+        case 'F': key = "clc_key"; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -97,6 +107,10 @@ int main(int argc, char **argv)
         .domain = GET("domain", ""),
         .tls_cert = GET("tls_cert", NULL),
         .tls_key = GET("tls_key", NULL),
+        .clc_endpoint = GET("clc_endpoint", NULL),
+        .ca = GET("ca", NULL),
+        .clc_cert = GET("clc_cert", NULL),
+        .clc_key = GET("clc_key", NULL),
     };
     char *addr = NULL;
     if (split_listen(GET("listen", "127.0.0.1:8773"), &addr, &opt.port) < 0) {

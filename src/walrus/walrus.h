@@ -46,6 +46,11 @@ struct walrus_options {
     size_t max_header_bytes;
     const char *tls_cert; /* HTTPS when set (PEM files) */
     const char *tls_key;
+    /* The CLC, which owns the cloud's accounts: keys unknown here are
+     * looked up there (GetAccessKey over mutual TLS, with this identity). */
+    const char *clc_endpoint;
+    const char *ca;
+    const char *clc_cert, *clc_key;
 };
 
 struct walrus {
@@ -162,6 +167,12 @@ int meta_identity_by_id(struct db *db, int64_t account_id,
                         struct identity *who, struct koala_error **err);
 int meta_identity_by_canonical(struct db *db, const char *canonical_id,
                                struct identity *who, struct koala_error **err);
+/* An access key of the CLC's accounts (clc.c): looks it up at the CLC
+ * and makes sure the account exists here too (by its canonical id).  0,
+ * 1 unknown, -1. */
+int walrus_clc_lookup(struct walrus *w, struct db *db, const char *access_key,
+                      char **secret, struct identity *who,
+                      struct koala_error **err);
 /* Creates an account with one access key; prints nothing. */
 int meta_add_user(struct db *db, const char *name, char access_key[21],
                   char secret[41], struct koala_error **err);

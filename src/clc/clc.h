@@ -1,0 +1,343 @@
+/* clc.h: koala-clc internals shared by its files: the daemon, the EC2
+ * request, and the interfaces between the EC2 API plumbing (api.c,
+ * params.c, reply.c), the operations (images.c, instances.c, describe.c,
+ * keypairs.c, tags.c, zones.c), the data (meta.c, accounts.c), the
+ * clusters (cluster.c) and the components' SOAP interface (soap_api.c).
+ *
+ * Threads: EC2 requests run on http_server's worker threads, each with a
+ * database connection of its own from the pool.  Launches continue on the
+ * launch pool after RunInstances answered.  A poller thread keeps the
+ * components' states and reconciles instance states with the clusters.
+ */
+#ifndef KOALA_CLC_H
+#define KOALA_CLC_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "buf.h"
+#include "db.h"
+#include "error.h"
+#include "http_client.h"
+#include "http_server.h"
+#include "keycache.h"
+#include "sigv4.h"
+#include "workpool.h"
+#include "xml.h"
+
+#define EC2_XMLNS "http://ec2.amazonaws.com/doc/2016-11-15/"
+#define CLC_NS "urn:koala:clc"
+#define CC_NS "urn:koala:cc"
+#define EC2_MAX_BODY (1024 * 1024)
+
+struct clc_options {
+    const char *data_dir;
+    const char *api_addr; /* EC2 Query API */
+    uint16_t api_port;
+    const char *api_tls_cert, *api_tls_key; /* HTTPS for users, optional */
+    const char *soap_addr; /* components (mutual TLS) */
+    uint16_t soap_port;
+    const char *tls_cert, *tls_key, *ca; /* the CLC's component identity */
+    const char *region;
+    unsigned poll_interval_ms;
+    unsigned pending_timeout_s;
+};
+
+struct clc {
+    struct clc_options opt;
+    char *data_dir;
+    char *region;
+    struct db_pool *db;
+    struct keycache *keys;
+    struct http_server *api;
+    struct http_server *soap;
+    struct workpool *launcher;
+    struct http_client_tls tls; /* to CCs and Walrus (strings in opt) */
+    pthread_t poller;
+    pthread_mutex_t poll_mu;
+    pthread_cond_t poll_cv;
+    bool stopping;
+    bool poller_started;
+    bool poll_mu_ready;
+};
+
+/* ---- identities ---- */
+struct account {
+    int64_t id;
+    char number[13];     /* 12 digits: EC2 ownerId */
+    char canonical[65];  /* S3 canonical id */
+    char name[128];
+};
+
+/* ---- an EC2 request ---- */
+struct ec2_param {
+    char *name;
+    char *value;
+};
+
+struct ec2_req {
+    struct clc *clc;
+    struct http_request *http;
+    char request_id[37];
+    struct buf body;
+    struct ec2_param *params;
+    size_t n_params;
+    const char *action;
+    struct account who;
+    struct db *db;
+    bool dry_run;
+    bool too_big; /* the body passed EC2_MAX_BODY */
+};
+
+/* params.c: EC2 query parameters ("InstanceId.1", "Filter.1.Value.2"). */
+int ec2_parse_params(struct ec2_req *r, const char *text, size_t len,
+                     struct koala_error **err);
+const char *ec2_param(const struct ec2_req *r, const char *name);
+/* name with printf-style numbering: ec2_paramf(r, "Filter.%d.Name", i). */
+const char *ec2_paramf(const struct ec2_req *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* The values of "prefix.1", "prefix.2" ... (stops at the first gap);
+ * returns how many, *out points into the request (free only the array). */
+size_t ec2_param_list(const struct ec2_req *r, const char *prefix,
+                      const char ***out);
+int ec2_param_int(const struct ec2_req *r, const char *name, long long def,
+                  long long min, long long max, long long *out,
+                  struct koala_error **err);
+int ec2_param_bool(const struct ec2_req *r, const char *name, bool def,
+                   bool *out, struct koala_error **err);
+/* A required parameter, or MissingParameter. */
+const char *ec2_required(const struct ec2_req *r, const char *name,
+                         struct koala_error **err);
+
+/* Filters ("Filter.N.Name" / "Filter.N.Value.M"). */
+struct ec2_filter {
+    const char *name;
+    const char **values;
+    size_t n_values;
+};
+struct ec2_filters {
+    struct ec2_filter *f;
+    size_t n;
+};
+int ec2_parse_filters(const struct ec2_req *r, const char *const *known,
+                      struct ec2_filters *out, struct koala_error **err);
+void ec2_filters_free(struct ec2_filters *fs);
+/* Does value match one of the filter's values (EC2 wildcards * and ?)? */
+bool ec2_filter_match(const struct ec2_filter *f, const char *value);
+
+/* reply.c */
+struct xml_writer *ec2_reply_start(struct ec2_req *r, const char *action);
+void ec2_reply_finish(struct ec2_req *r, struct xml_writer *w);
+void ec2_reply_error(struct ec2_req *r, const struct koala_error *err);
+/* Replies with err and frees it. */
+void ec2_fail(struct ec2_req *r, struct koala_error *err);
+/* DryRun: after the checks an operation makes, answers DryRunOperation
+ * and returns true when the request was a dry run. */
+bool ec2_dry_run(struct ec2_req *r);
+int ec2_status_for(const char *code);
+/* "2026-11-25T08:41:16.000Z" of a millisecond time. */
+char *ec2_time(int64_t ms, char out[25]);
+
+/* ---- data (meta.c) ---- */
+/* Runs sql binding the NULL-terminated string arguments in order (a string
+ * "#123" binds the integer 123).  A constraint violation is
+ * EntityAlreadyExists (errnum EEXIST). */
+int clc_exec(struct db *db, const char *sql, const char *what,
+             struct koala_error **err, ...) __attribute__((sentinel));
+/* Steps a statement expecting at most one row: 0 a row, 1 none, -1. */
+int clc_one_row(struct db *db, sqlite3_stmt *st, const char *what,
+                struct koala_error **err);
+/* Copies a text column (NULL as ""). */
+void clc_col(char *dst, size_t size, sqlite3_stmt *st, int col);
+extern const char *const clc_migrations[];
+extern const size_t clc_n_migrations;
+struct db_pool *clc_open_db(const char *data_dir, unsigned conns,
+                            struct koala_error **err);
+/* 0 found, 1 missing, -1 error. */
+int clc_account_by_key(struct db *db, const char *access_key, char **secret,
+                       struct account *a, struct koala_error **err);
+int clc_account_by_name(struct db *db, const char *name, struct account *a,
+                        struct koala_error **err);
+int clc_account_by_id(struct db *db, int64_t id, struct account *a,
+                      struct koala_error **err);
+/* A new account with a user "admin" and one access key. */
+int clc_account_create(struct db *db, const char *name, char access_key[21],
+                       char secret[41], struct koala_error **err);
+/* The secret of one of the account's active keys (for presigning on the
+ * account's behalf); 0 / 1 none / -1. */
+int clc_account_any_key(struct db *db, int64_t account, char key[21],
+                        char secret[41], struct koala_error **err);
+
+/* Services (components) registered with the cloud. */
+struct service {
+    char kind[16];      /* cluster, node, walrus, sc */
+    char name[64];
+    char partition[64]; /* the cluster of a node */
+    char endpoint[256];
+    char state[16];     /* ENABLED, NOTREADY, BROKEN */
+    char message[256];
+    int64_t last_seen_ms;
+};
+int clc_service_register(struct db *db, const struct service *s,
+                         struct koala_error **err);
+/* Calls fn for each registered service of kind (NULL: all). */
+int clc_services_each(struct db *db, const char *kind,
+                      int (*fn)(void *ctx, const struct service *s),
+                      void *ctx, struct koala_error **err);
+int clc_service_set_state(struct db *db, const char *kind, const char *name,
+                          const char *state, const char *message,
+                          struct koala_error **err);
+
+/* Instance types. */
+struct instance_type {
+    char name[32];
+    int cores;
+    int memory_mb;
+    int disk_gb;
+};
+int clc_instance_type(struct db *db, const char *name,
+                      struct instance_type *t, struct koala_error **err);
+
+/* ---- images (images.c) ---- */
+struct clc_image_ref {
+    char id[32];
+    int64_t owner;
+    char kind[16]; /* machine, kernel, ramdisk */
+    char location[1100];
+    uint64_t size;
+    char sha256[65];
+    char kernel_id[32];
+    char ramdisk_id[32];
+};
+/* An available image the viewer may use: 0, or -1 (InvalidAMIID.NotFound,
+ * InvalidAMIID.Unavailable ...). */
+int clc_image_get(struct db *db, const char *id, int64_t viewer,
+                  struct clc_image_ref *ref, struct koala_error **err);
+int clc_check_boot_image(struct db *db, const char *id, const char *kind,
+                         int64_t viewer, struct koala_error **err);
+
+/* ---- instances (describe.c) ---- */
+struct instance_row {
+    char id[32];
+    char reservation[32];
+    int64_t owner;
+    char owner_number[13];
+    int launch_index;
+    char image_id[32];
+    char kernel_id[32];
+    char ramdisk_id[32];
+    char type[32];
+    char key_name[256];
+    char cluster[64];
+    char node[64];
+    char state[16];
+    char reason_code[64];
+    char reason_message[256];
+    char transition_reason[256];
+    char private_ip[48];
+    char mac[24];
+    char hypervisor[16];
+    char client_token[68];
+    int64_t launch_time;
+    int64_t updated;
+};
+int ec2_state_code(const char *state);
+void clc_read_instance(sqlite3_stmt *st, struct instance_row *x);
+/* The owner's instances (of one reservation, or all), in launch order;
+ * *rows is malloc'd. */
+int clc_load_instances(struct db *db, int64_t owner, const char *reservation,
+                       struct instance_row **rows, size_t *n,
+                       struct koala_error **err);
+void ec2_write_state(struct xml_writer *w, const char *element,
+                     const char *state);
+int ec2_write_instance(struct ec2_req *r, struct xml_writer *w,
+                       const struct instance_row *x, struct koala_error **err);
+/* reservationId, ownerId, groupSet and instancesSet of rows. */
+int ec2_write_reservation(struct ec2_req *r, struct xml_writer *w,
+                          const struct instance_row *rows, size_t n,
+                          struct koala_error **err);
+
+/* ---- operations ---- */
+void ec2_describe_regions(struct ec2_req *r);
+void ec2_describe_availability_zones(struct ec2_req *r);
+void ec2_describe_instance_types(struct ec2_req *r);
+void ec2_create_key_pair(struct ec2_req *r);
+void ec2_import_key_pair(struct ec2_req *r);
+void ec2_describe_key_pairs(struct ec2_req *r);
+void ec2_delete_key_pair(struct ec2_req *r);
+void ec2_create_tags(struct ec2_req *r);
+void ec2_delete_tags(struct ec2_req *r);
+void ec2_describe_tags(struct ec2_req *r);
+void ec2_register_image(struct ec2_req *r);
+void ec2_describe_images(struct ec2_req *r);
+void ec2_deregister_image(struct ec2_req *r);
+void ec2_run_instances(struct ec2_req *r);
+void ec2_describe_instances(struct ec2_req *r);
+void ec2_terminate_instances(struct ec2_req *r);
+void ec2_reboot_instances(struct ec2_req *r);
+void ec2_stop_instances(struct ec2_req *r);
+void ec2_start_instances(struct ec2_req *r);
+void ec2_get_console_output(struct ec2_req *r);
+
+/* Tags of a resource, as a <tagSet> (tags.c). */
+int ec2_write_tag_set(struct ec2_req *r, struct xml_writer *w,
+                      const char *resource_id, struct koala_error **err);
+/* TagSpecification.N for resource_type applied to id, inside the caller's
+ * transaction. */
+int ec2_apply_tag_specs(struct ec2_req *r, const char *resource_type,
+                        const char *id, struct koala_error **err);
+int ec2_check_tag_specs(struct ec2_req *r, const char *const *types,
+                        struct koala_error **err);
+/* A tag:KEY, tag-key or tag-value filter against a resource's tags. */
+bool ec2_tag_filter(struct ec2_req *r, const char *resource_id,
+                    const struct ec2_filter *f);
+/* Is this filter one of the tag filters? */
+static inline bool ec2_is_tag_filter(const char *name)
+{
+    return str_has_prefix(name, "tag:") || strcmp(name, "tag-key") == 0 ||
+           strcmp(name, "tag-value") == 0;
+}
+
+/* ---- clusters (cluster.c) ---- */
+struct soap_client;
+/* A SOAP client for the cluster's CC (NULL with *err if unknown). */
+struct soap_client *clc_cc_client(struct clc *clc, struct db *db,
+                                  const char *cluster,
+                                  struct koala_error **err);
+int clc_poller_start(struct clc *clc, struct koala_error **err);
+void clc_poller_stop(struct clc *clc);
+/* Applies instance states reported by a cluster (NotifyInstanceState or
+ * polling): body is the element holding <instance> children. */
+int clc_apply_instance_states(struct clc *clc, struct db *db,
+                              const char *cluster,
+                              const struct xml_node *parent,
+                              bool complete, struct koala_error **err);
+/* Sends the clusters the orders their instances still need (terminate,
+ * stop, start: what the user wants and the cluster has not done). */
+void clc_resend_orders(struct clc *clc, struct db *db);
+/* Ends the instances of a reservation (or one instance) with a reason
+ * from why (instances.c). */
+int clc_fail_instances(struct db *db, const char *reservation,
+                       const char *instance, const struct koala_error *why);
+
+/* soap_api.c: the components' interface. */
+extern const struct http_handler clc_soap_handler;
+extern const struct http_handler clc_api_handler;
+
+/* Walrus access for the CLC (walrus.c): reads the first bytes / the whole
+ * of an object as its owner, and presigns GETs for NCs. */
+int clc_walrus_endpoint(struct db *db, char *out, size_t size,
+                        struct koala_error **err);
+char *clc_presign(struct clc *clc, struct db *db, int64_t owner,
+                  const char *location, long expires_s,
+                  struct koala_error **err);
+/* Reads a whole object as its owner: its first bytes (up to 4 KiB), size
+ * and SHA-256 (hex). */
+int clc_walrus_digest(struct clc *clc, struct db *db, int64_t owner,
+                      const char *location, unsigned char head[4096],
+                      size_t *head_len, uint64_t *size, char sha256[65],
+                      struct koala_error **err);
+
+#endif

@@ -1,0 +1,866 @@
+/* instances.c: RunInstances (validation, capacity, the reservation, and
+ * the launch that continues after the reply), TerminateInstances,
+ * RebootInstances, StopInstances, StartInstances and GetConsoleOutput.
+ *
+ * DESIGN: the CLC answers RunInstances as soon as the reservation and its
+ * `pending` instances are committed; a job on the launch pool then sends
+ * the CC RunInstances with presigned URLs for the images.  From then on the
+ * instances move as their cluster reports (NotifyInstanceState, polling:
+ * see cluster.c).  Terminate/Stop/Start/Reboot likewise change the state
+ * here first and send the CC the order from a job; the poller sends it
+ * again while the cluster disagrees, so a lost message only delays.
+ */
+#define LOG_MODULE "clc"
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clc.h"
+#include "id.h"
+#include "log.h"
+#include "soap.h"
+
+#define MAX_PER_REQUEST 100
+#define MAX_USER_DATA (16 * 1024)
+#define PRESIGN_SECONDS 3600
+
+/* ---- capacity ---- */
+
+struct cluster_choice {
+    struct ec2_req *r;
+    const struct instance_type *type;
+    const char *zone; /* Placement.AvailabilityZone, or NULL */
+    char best[64];
+    long long best_available;
+    bool any;
+    struct koala_error *last_err;
+};
+
+static void write_type(struct xml_writer *w, const struct instance_type *t)
+{
+    xml_start(w, "instanceType");
+    xml_text_element(w, "name", t->name);
+    xml_u64_element(w, "cores", (uint64_t)t->cores);
+    xml_u64_element(w, "memoryMb", (uint64_t)t->memory_mb);
+    xml_u64_element(w, "diskGb", (uint64_t)t->disk_gb);
+    xml_end(w);
+}
+
+/* How many instances of the type the cluster can take now. */
+static int cluster_available(struct clc *clc, struct db *db,
+                             const char *cluster,
+                             const struct instance_type *t, long long *out,
+                             struct koala_error **err)
+{
+    struct soap_client *c = clc_cc_client(clc, db, cluster, err);
+    if (c == NULL)
+        return -1;
+    struct xml_writer *w = soap_start("DescribeResources", CC_NS);
+    write_type(w, t);
+    size_t len;
+    char *rq = soap_finish(w, &len);
+    struct xml_doc *doc = NULL;
+    const struct xml_node *body;
+    int rc = soap_call(c, "DescribeResources", rq, len, &doc, &body, err);
+    soap_client_free(c);
+    if (rc < 0)
+        return -1;
+    *out = 0;
+    for (const struct xml_node *n = xml_next_child(body, NULL, "resource"); n;
+         n = xml_next_child(body, n, "resource")) {
+        _cleanup_free_ char *name = xml_child_text(n, "instanceType");
+        long long avail;
+        if (name && strcmp(str_trim(name), t->name) == 0 &&
+            soap_int(n, "available", 0, &avail, err) == 0)
+            *out = avail;
+    }
+    xml_doc_free(doc);
+    return 0;
+}
+
+static int consider_cluster(void *ctx, const struct service *s)
+{
+    struct cluster_choice *c = ctx;
+    if (c->zone && strcmp(c->zone, s->name) != 0)
+        return 0;
+    c->any = true;
+    long long avail = 0;
+    struct koala_error *e = NULL;
+    if (cluster_available(c->r->clc, c->r->db, s->name, c->type, &avail,
+                          &e) < 0) {
+        log_warn("cluster %s: %s", s->name, error_message(e));
+        error_free(c->last_err);
+        c->last_err = e;
+        return 0;
+    }
+    if (avail > c->best_available) {
+        c->best_available = avail;
+        snprintf(c->best, sizeof(c->best), "%s", s->name);
+    }
+    return 0;
+}
+
+/* ---- RunInstances ---- */
+
+struct run_args {
+    const char *image_id;
+    struct clc_image_ref image;
+    const char *kernel_id, *ramdisk_id;
+    struct instance_type type;
+    const char *key_name;
+    const char *user_data;
+    const char *token;
+    const char *zone;
+    long long min, max;
+};
+
+static int check_run_args(struct ec2_req *r, struct run_args *a,
+                          struct koala_error **err)
+{
+    static const char *const tag_types[] = {"instance", NULL};
+    const char *type = ec2_param(r, "InstanceType");
+    memset(a, 0, sizeof(*a));
+    a->image_id = ec2_required(r, "ImageId", err);
+    if (a->image_id == NULL ||
+        ec2_param_int(r, "MinCount", -1, 1, MAX_PER_REQUEST, &a->min, err) <
+            0 ||
+        ec2_param_int(r, "MaxCount", -1, 1, LLONG_MAX, &a->max, err) < 0)
+        return -1;
+    if (a->min < 0 || a->max < 0)
+        return error_set(err, EINVAL, "MissingParameter",
+                         "The request must contain the parameters MinCount "
+                         "and MaxCount");
+    if (a->min > a->max)
+        return error_set(err, EINVAL, "InvalidParameterValue",
+                         "MinCount (%lld) may not exceed MaxCount (%lld)",
+                         a->min, a->max);
+    if (a->min > MAX_PER_REQUEST)
+        return error_set(err, EINVAL, "InstanceLimitExceeded",
+                         "Your quota allows for at most %d instances in one "
+                         "request",
+                         MAX_PER_REQUEST);
+    if (a->max > MAX_PER_REQUEST)
+        a->max = MAX_PER_REQUEST;
+    int rc = clc_instance_type(r->db, type ? type : "m1.small", &a->type, err);
+    if (rc == 1)
+        return error_set(err, EINVAL, "InvalidParameterValue",
+                         "Invalid value '%s' for InstanceType.", type);
+    if (rc < 0 || clc_image_get(r->db, a->image_id, r->who.id, &a->image,
+                                err) < 0)
+        return -1;
+    if (strcmp(a->image.kind, "machine") != 0)
+        return error_set(err, EINVAL, "InvalidParameterValue",
+                         "%s is a %s image, not a machine image",
+                         a->image_id, a->image.kind);
+    a->kernel_id = ec2_param(r, "KernelId");
+    a->ramdisk_id = ec2_param(r, "RamdiskId");
+    if (a->kernel_id == NULL && *a->image.kernel_id)
+        a->kernel_id = a->image.kernel_id;
+    if (a->ramdisk_id == NULL && *a->image.ramdisk_id)
+        a->ramdisk_id = a->image.ramdisk_id;
+    if ((a->kernel_id && clc_check_boot_image(r->db, a->kernel_id, "kernel",
+                                              r->who.id, err) < 0) ||
+        (a->ramdisk_id && clc_check_boot_image(r->db, a->ramdisk_id, "ramdisk",
+                                               r->who.id, err) < 0))
+        return -1;
+    if (a->ramdisk_id && a->kernel_id == NULL)
+        return error_set(err, EINVAL, "InvalidParameterCombination",
+                         "A RamdiskId needs a KernelId");
+    a->key_name = ec2_param(r, "KeyName");
+    if (a->key_name) {
+        sqlite3_stmt *st = db_stmt(
+            r->db, "SELECT 1 FROM keypairs WHERE owner = ? AND name = ?", err);
+        if (st == NULL)
+            return -1;
+        sqlite3_bind_int64(st, 1, r->who.id);
+        sqlite3_bind_text(st, 2, a->key_name, -1, SQLITE_STATIC);
+        rc = clc_one_row(r->db, st, "looking up key pair", err);
+        db_stmt_done(st);
+        if (rc == 1)
+            return error_set(err, ENOENT, "InvalidKeyPair.NotFound",
+                             "The key pair '%s' does not exist", a->key_name);
+        if (rc < 0)
+            return -1;
+    }
+    a->user_data = ec2_param(r, "UserData");
+    if (a->user_data) {
+        size_t n = 0;
+        unsigned char *raw = str_base64_decode(a->user_data, &n);
+        free(raw);
+        if (raw == NULL && *a->user_data)
+            return error_set(err, EINVAL, "InvalidParameterValue",
+                             "Invalid BASE64 encoding of user data.");
+        if (n > MAX_USER_DATA)
+            return error_set(err, EINVAL, "InvalidParameterValue",
+                             "User data is limited to %d bytes",
+                             MAX_USER_DATA);
+    }
+    a->token = ec2_param(r, "ClientToken");
+    if (a->token && (strlen(a->token) > 64 || *a->token == '\0'))
+        return error_set(err, EINVAL, "InvalidParameterValue",
+                         "ClientToken must be 1 to 64 ASCII characters");
+    a->zone = ec2_param(r, "Placement.AvailabilityZone");
+    const char *behaviour = ec2_param(r, "InstanceInitiatedShutdownBehavior");
+    if (behaviour && strcmp(behaviour, "stop") != 0 &&
+        strcmp(behaviour, "terminate") != 0)
+        return error_set(err, EINVAL, "InvalidParameterValue",
+                         "InstanceInitiatedShutdownBehavior is stop or "
+                         "terminate");
+    if (ec2_param(r, "BlockDeviceMapping.1.DeviceName"))
+        return error_set(err, EINVAL, "InvalidParameterCombination",
+                         "Block device mappings need the storage controller, "
+                         "which this cloud does not have yet");
+    return ec2_check_tag_specs(r, tag_types, err);
+}
+
+static void reply_reservation(struct ec2_req *r, const char *reservation)
+{
+    struct koala_error *err = NULL;
+    struct instance_row *rows = NULL;
+    size_t n = 0;
+    if (clc_load_instances(r->db, r->who.id, reservation, &rows, &n, &err) < 0)
+        return ec2_fail(r, err);
+    struct xml_writer *w = ec2_reply_start(r, "RunInstances");
+    if (n > 0 && ec2_write_reservation(r, w, rows, n, &err) < 0) {
+        free(rows);
+        xml_writer_free(w);
+        return ec2_fail(r, err);
+    }
+    free(rows);
+    ec2_reply_finish(r, w);
+}
+
+/* The reservation a ClientToken already made, if any: 0 found, 1 none. */
+static int token_reservation(struct ec2_req *r, const char *token, char *out,
+                             size_t size, struct koala_error **err)
+{
+    sqlite3_stmt *st = db_stmt(
+        r->db, "SELECT id FROM reservations WHERE owner = ? AND"
+               " client_token = ?",
+        err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, r->who.id);
+    sqlite3_bind_text(st, 2, token, -1, SQLITE_STATIC);
+    int rc = clc_one_row(r->db, st, "looking up client token", err);
+    if (rc == 0)
+        clc_col(out, size, st, 0);
+    db_stmt_done(st);
+    return rc;
+}
+
+struct launch_job {
+    struct clc *clc;
+    char reservation[32];
+};
+
+static void launch(void *arg);
+
+static int insert_reservation(struct ec2_req *r, const struct run_args *a,
+                              const char *cluster, long long count,
+                              char reservation[32], struct koala_error **err)
+{
+    char owner[24], now[24], idx[24];
+    int64_t t = time_now_ms();
+    snprintf(owner, sizeof(owner), "#%lld", (long long)r->who.id);
+    snprintf(now, sizeof(now), "#%lld", (long long)t);
+    if (id_resource(reservation, 32, "r") < 0)
+        return error_set_errno(err, "getrandom");
+    if (db_begin(r->db, err) < 0)
+        return -1;
+    if (clc_exec(r->db,
+                 "INSERT INTO reservations(id, owner, client_token, created)"
+                 " VALUES(?,?,NULLIF(?, ''),?)",
+                 "storing reservation", err, reservation, owner,
+                 a->token ? a->token : "", now, NULL) < 0)
+        goto fail;
+    for (long long i = 0; i < count; i++) {
+        char id[32];
+        if (id_resource(id, sizeof(id), "i") < 0) {
+            error_set_errno(err, "getrandom");
+            goto fail;
+        }
+        snprintf(idx, sizeof(idx), "#%lld", i);
+        if (clc_exec(r->db,
+                     "INSERT INTO instances(id, reservation, owner,"
+                     " launch_index, image_id, kernel_id, ramdisk_id,"
+                     " instance_type, key_name, user_data, cluster, state,"
+                     " client_token, launch_time, updated) VALUES(?,?,?,?,?,"
+                     " NULLIF(?, ''), NULLIF(?, ''),?,NULLIF(?, ''),"
+                     " NULLIF(?, ''),?,'pending',NULLIF(?, ''),?,?)",
+                     "storing instance", err, id, reservation, owner, idx,
+                     a->image_id, a->kernel_id ? a->kernel_id : "",
+                     a->ramdisk_id ? a->ramdisk_id : "", a->type.name,
+                     a->key_name ? a->key_name : "",
+                     a->user_data ? a->user_data : "", cluster,
+                     a->token ? a->token : "", now, now, NULL) < 0 ||
+            ec2_apply_tag_specs(r, "instance", id, err) < 0)
+            goto fail;
+    }
+    return db_commit(r->db, err);
+fail:
+    db_rollback(r->db);
+    return -1;
+}
+
+void ec2_run_instances(struct ec2_req *r)
+{
+    struct koala_error *err = NULL;
+    struct run_args a;
+    if (check_run_args(r, &a, &err) < 0)
+        return ec2_fail(r, err);
+    char reservation[32];
+    if (a.token) {
+        int rc = token_reservation(r, a.token, reservation,
+                                   sizeof(reservation), &err);
+        if (rc < 0)
+            return ec2_fail(r, err);
+        if (rc == 0) /* the same request again: the same answer */
+            return reply_reservation(r, reservation);
+    }
+    struct cluster_choice c = {.r = r, .type = &a.type, .zone = a.zone,
+                               .best_available = -1};
+    if (clc_services_each(r->db, "cluster", consider_cluster, &c, &err) < 0)
+        return ec2_fail(r, err);
+    if (a.zone && !c.any) {
+        error_free(c.last_err);
+        error_set(&err, EINVAL, "InvalidParameterValue",
+                  "Invalid availability zone: [%s]", a.zone);
+        return ec2_fail(r, err);
+    }
+    if (c.best_available < a.min) {
+        if (c.best_available < 0 && c.last_err)
+            error_set(&err, EIO, "InsufficientInstanceCapacity",
+                      "There is not enough capacity to fulfill your request: "
+                      "no cluster answered (%s)",
+                      error_message(c.last_err));
+        else
+            error_set(&err, ENOSPC, "InsufficientInstanceCapacity",
+                      "There is not enough capacity to fulfill your request: "
+                      "%lld %s at most",
+                      c.best_available < 0 ? 0 : c.best_available,
+                      a.type.name);
+        error_free(c.last_err);
+        return ec2_fail(r, err);
+    }
+    error_free(c.last_err);
+    if (ec2_dry_run(r))
+        return;
+    long long count = c.best_available < a.max ? c.best_available : a.max;
+    if (insert_reservation(r, &a, c.best, count, reservation, &err) < 0) {
+        /* A concurrent request with the same ClientToken won the race. */
+        if (a.token && err && err->errnum == EEXIST &&
+            token_reservation(r, a.token, reservation, sizeof(reservation),
+                              NULL) == 0) {
+            error_free(err);
+            return reply_reservation(r, reservation);
+        }
+        return ec2_fail(r, err);
+    }
+    struct launch_job *job = calloc(1, sizeof(*job));
+    if (job) {
+        job->clc = r->clc;
+        snprintf(job->reservation, sizeof(job->reservation), "%s",
+                 reservation);
+        if (workpool_submit(r->clc->launcher, launch, job) < 0) {
+            free(job);
+            job = NULL;
+        }
+    }
+    if (job == NULL)
+        log_error("%s: cannot queue its launch; the pending timeout will end "
+                  "it",
+                  reservation);
+    reply_reservation(r, reservation);
+}
+
+/* ---- the launch, after the reply ---- */
+
+static int write_image_ref(struct clc *clc, struct db *db,
+                           struct xml_writer *w, const char *element,
+                           const char *id, int64_t viewer,
+                           struct koala_error **err)
+{
+    struct clc_image_ref ref;
+    if (clc_image_get(db, id, viewer, &ref, err) < 0)
+        return -1;
+    _cleanup_free_ char *url =
+        clc_presign(clc, db, ref.owner, ref.location, PRESIGN_SECONDS, err);
+    if (url == NULL)
+        return -1;
+    xml_start(w, element);
+    xml_text_element(w, "id", ref.id);
+    xml_text_element(w, "url", url);
+    xml_u64_element(w, "size", ref.size);
+    xml_text_element(w, "sha256", ref.sha256);
+    xml_end(w);
+    return 0;
+}
+
+/* Ends instances that could not be launched, with a reason. */
+int clc_fail_instances(struct db *db, const char *reservation,
+                       const char *instance, const struct koala_error *why)
+{
+    const char *code = error_code(why);
+    char reason[64];
+    snprintf(reason, sizeof(reason), "Server.%s",
+             strcmp(code, "InsufficientInstanceCapacity") == 0
+                 ? "InsufficientInstanceCapacity"
+                 : "InternalError");
+    char now[24];
+    snprintf(now, sizeof(now), "#%lld", (long long)time_now_ms());
+    struct koala_error *e = NULL;
+    int rc = clc_exec(
+        db,
+        "UPDATE instances SET state = 'terminated', reason_code = ?,"
+        " reason_message = ?, transition_reason = 'Server error', updated = ?"
+        " WHERE (reservation = ?4 OR id = ?5) AND state != 'terminated'",
+        "failing instances", &e, reason, error_message(why), now,
+        reservation ? reservation : "", instance ? instance : "", NULL);
+    if (rc < 0) {
+        log_error("cannot record failed launch: %s", error_message(e));
+        error_free(e);
+    }
+    return rc;
+}
+
+static int public_key_of(struct db *db, int64_t owner, const char *name,
+                         char *out, size_t size)
+{
+    sqlite3_stmt *st = db_stmt(
+        db, "SELECT public_key FROM keypairs WHERE owner = ? AND name = ?",
+        NULL);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, owner);
+    sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st) == SQLITE_ROW ? 0 : -1;
+    if (rc == 0)
+        clc_col(out, size, st, 0);
+    db_stmt_done(st);
+    return rc;
+}
+
+static int send_launch(struct clc *clc, struct db *db, const char *reservation,
+                       struct koala_error **err)
+{
+    /* What the reservation still needs launched (a terminate may have come
+     * first). */
+    static const char sql[] =
+        "SELECT i.id, i.launch_index, i.owner, a.number, i.image_id,"
+        " i.kernel_id, i.ramdisk_id, i.instance_type, i.key_name,"
+        " i.user_data, i.cluster FROM instances i JOIN accounts a ON"
+        " a.id = i.owner WHERE i.reservation = ? AND i.state = 'pending' AND"
+        " i.node = '' ORDER BY i.launch_index";
+    sqlite3_stmt *st = db_stmt(db, sql, err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, reservation, -1, SQLITE_STATIC);
+    struct xml_writer *w = NULL;
+    char cluster[64] = "", image[32] = "", kernel[32] = "", ramdisk[32] = "",
+         type[32] = "", key[256] = "", owner_number[16] = "";
+    int64_t owner = 0;
+    struct buf user_data = {0}, instances = {0};
+    int n = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if (n++ == 0) {
+            owner = sqlite3_column_int64(st, 2);
+            clc_col(owner_number, sizeof(owner_number), st, 3);
+            clc_col(image, sizeof(image), st, 4);
+            clc_col(kernel, sizeof(kernel), st, 5);
+            clc_col(ramdisk, sizeof(ramdisk), st, 6);
+            clc_col(type, sizeof(type), st, 7);
+            clc_col(key, sizeof(key), st, 8);
+            const unsigned char *ud = sqlite3_column_text(st, 9);
+            buf_append_str(&user_data, ud ? (const char *)ud : "");
+            clc_col(cluster, sizeof(cluster), st, 10);
+        }
+        buf_printf(&instances, "%s %d\n",
+                   (const char *)sqlite3_column_text(st, 0),
+                   sqlite3_column_int(st, 1));
+    }
+    db_stmt_done(st);
+    int rc = -1;
+    struct instance_type t;
+    struct soap_client *c = NULL;
+    struct xml_doc *doc = NULL;
+    if (n == 0) {
+        rc = 0;
+        goto out;
+    }
+    if (clc_instance_type(db, type, &t, err) != 0) {
+        error_set(err, EINVAL, NULL, "instance type %s vanished", type);
+        goto out;
+    }
+    w = soap_start("RunInstances", CC_NS);
+    xml_text_element(w, "reservationId", reservation);
+    xml_text_element(w, "ownerId", owner_number);
+    write_type(w, &t);
+    if (write_image_ref(clc, db, w, "image", image, owner, err) < 0 ||
+        (*kernel &&
+         write_image_ref(clc, db, w, "kernel", kernel, owner, err) < 0) ||
+        (*ramdisk &&
+         write_image_ref(clc, db, w, "ramdisk", ramdisk, owner, err) < 0))
+        goto out;
+    if (user_data.len)
+        xml_text_element(w, "userData", user_data.data);
+    if (*key) {
+        char pub[2048];
+        xml_text_element(w, "keyName", key);
+        if (public_key_of(db, owner, key, pub, sizeof(pub)) == 0)
+            xml_text_element(w, "publicKey", pub);
+    }
+    for (char *line = instances.data, *save = NULL;
+         (line = strtok_r(line, "\n", &save)) != NULL; line = NULL) {
+        char id[32];
+        int index;
+        if (sscanf(line, "%31s %d", id, &index) != 2)
+            continue;
+        xml_start(w, "instance");
+        xml_text_element(w, "instanceId", id);
+        xml_u64_element(w, "launchIndex", (uint64_t)index);
+        xml_end(w);
+    }
+    size_t len;
+    char *rq = soap_finish(w, &len);
+    w = NULL;
+    c = clc_cc_client(clc, db, cluster, err);
+    const struct xml_node *body;
+    if (c == NULL || soap_call(c, "RunInstances", rq, len, &doc, &body,
+                               err) < 0) {
+        if (c == NULL)
+            free(rq);
+        goto out;
+    }
+    rc = clc_apply_instance_states(clc, db, cluster, body, false, err);
+out:
+    xml_writer_free(w);
+    xml_doc_free(doc);
+    soap_client_free(c);
+    buf_free(&user_data);
+    buf_free(&instances);
+    return rc;
+}
+
+static void launch(void *arg)
+{
+    struct launch_job *job = arg;
+    struct koala_error *err = NULL;
+    struct db *db = db_pool_get(job->clc->db, &err);
+    if (db && send_launch(job->clc, db, job->reservation, &err) < 0) {
+        log_warn("%s: launch failed: %s: %s", job->reservation,
+                 error_code(err), error_message(err));
+        clc_fail_instances(db, job->reservation, NULL, err);
+    }
+    if (db == NULL)
+        log_error("%s: launch: %s", job->reservation, error_message(err));
+    else
+        /* A terminate that came while the launch was on its way. */
+        clc_resend_orders(job->clc, db);
+    error_free(err);
+    db_pool_put(job->clc->db, db);
+    free(job);
+}
+
+/* ---- Terminate / Stop / Start / Reboot ---- */
+
+struct change {
+    char id[32];
+    char cluster[64];
+    char node[64];
+    char previous[16];
+    char current[16];
+};
+
+/* Loads the listed instances of the caller; all must exist. */
+static int load_listed(struct ec2_req *r, struct change **out, size_t *n_out,
+                       struct koala_error **err)
+{
+    const char **ids = NULL;
+    size_t n = ec2_param_list(r, "InstanceId", &ids);
+    *out = NULL;
+    *n_out = 0;
+    if (n == 0) {
+        free(ids);
+        return error_set(err, EINVAL, "MissingParameter",
+                         "The request must contain the parameter InstanceId");
+    }
+    struct change *ch = calloc(n, sizeof(*ch));
+    struct buf missing = {0};
+    int rc = ch ? 0 : error_set(err, ENOMEM, NULL, "out of memory");
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        sqlite3_stmt *st = db_stmt(
+            r->db, "SELECT cluster, node, state FROM instances WHERE id = ?"
+                   " AND owner = ?",
+            err);
+        if (st == NULL) {
+            rc = -1;
+            break;
+        }
+        sqlite3_bind_text(st, 1, ids[i], -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, r->who.id);
+        int found = clc_one_row(r->db, st, "looking up instance", err);
+        if (found == 0) {
+            snprintf(ch[i].id, sizeof(ch[i].id), "%s", ids[i]);
+            clc_col(ch[i].cluster, sizeof(ch[i].cluster), st, 0);
+            clc_col(ch[i].node, sizeof(ch[i].node), st, 1);
+            clc_col(ch[i].previous, sizeof(ch[i].previous), st, 2);
+        } else if (found == 1) {
+            buf_printf(&missing, "%s%s", missing.len ? ", " : "", ids[i]);
+        } else {
+            rc = -1;
+        }
+        db_stmt_done(st);
+    }
+    if (rc == 0 && missing.len)
+        rc = error_set(err, ENOENT, "InvalidInstanceID.NotFound",
+                       "The instance ID%s '%s' do%s not exist",
+                       strchr(missing.data, ',') ? "s" : "", missing.data,
+                       strchr(missing.data, ',') ? "" : "es");
+    buf_free(&missing);
+    free(ids);
+    if (rc < 0) {
+        free(ch);
+        return -1;
+    }
+    *out = ch;
+    *n_out = n;
+    return 0;
+}
+
+static void reply_changes(struct ec2_req *r, const char *action,
+                          const struct change *ch, size_t n)
+{
+    struct xml_writer *w = ec2_reply_start(r, action);
+    xml_start(w, "instancesSet");
+    for (size_t i = 0; i < n; i++) {
+        xml_start(w, "item");
+        xml_text_element(w, "instanceId", ch[i].id);
+        ec2_write_state(w, "currentState", ch[i].current);
+        ec2_write_state(w, "previousState", ch[i].previous);
+        xml_end(w);
+    }
+    xml_end(w);
+    ec2_reply_finish(r, w);
+}
+
+struct order_job {
+    struct clc *clc;
+};
+
+static void orders(void *arg)
+{
+    struct order_job *job = arg;
+    struct koala_error *err = NULL;
+    struct db *db = db_pool_get(job->clc->db, &err);
+    if (db)
+        clc_resend_orders(job->clc, db);
+    error_free(err);
+    db_pool_put(job->clc->db, db);
+    free(job);
+}
+
+/* Sends the pending orders to the clusters now, off the request. */
+static void kick_orders(struct clc *clc)
+{
+    struct order_job *job = calloc(1, sizeof(*job));
+    if (job == NULL)
+        return;
+    job->clc = clc;
+    if (workpool_submit(clc->launcher, orders, job) < 0)
+        free(job);
+}
+
+/* Applies a state change to the listed instances: `to` for those in one of
+ * the `from` states (NULL-terminated); others must be in an `ok` state
+ * (which they keep) or the request fails with IncorrectInstanceState. */
+static void change_states(struct ec2_req *r, const char *action,
+                          const char *const *from, const char *to,
+                          const char *desired, const char *const *ok,
+                          const char *reason)
+{
+    struct koala_error *err = NULL;
+    struct change *ch = NULL;
+    size_t n = 0;
+    if (load_listed(r, &ch, &n, &err) < 0)
+        return ec2_fail(r, err);
+    for (size_t i = 0; i < n && err == NULL; i++) {
+        bool moves = false, stays = false;
+        for (const char *const *f = from; *f; f++)
+            moves |= strcmp(ch[i].previous, *f) == 0;
+        for (const char *const *o = ok; o && *o; o++)
+            stays |= strcmp(ch[i].previous, *o) == 0;
+        snprintf(ch[i].current, sizeof(ch[i].current), "%s",
+                 moves ? to : ch[i].previous);
+        if (!moves && !stays)
+            error_set(&err, EINVAL, "IncorrectInstanceState",
+                      "The instance '%s' is not in a state from which it "
+                      "can be %s (%s).",
+                      ch[i].id, reason, ch[i].previous);
+    }
+    if (err || ec2_dry_run(r)) {
+        free(ch);
+        if (err)
+            ec2_fail(r, err);
+        return;
+    }
+    char now[24];
+    snprintf(now, sizeof(now), "#%lld", (long long)time_now_ms());
+    if (db_begin(r->db, &err) < 0) {
+        free(ch);
+        return ec2_fail(r, err);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(ch[i].current, ch[i].previous) == 0)
+            continue;
+        /* Never sent to a node: nothing to stop there. */
+        const char *state = ch[i].current;
+        if (strcmp(to, "shutting-down") == 0 && *ch[i].node == '\0')
+            state = "terminated";
+        snprintf(ch[i].current, sizeof(ch[i].current), "%s", state);
+        if (clc_exec(r->db,
+                     "UPDATE instances SET state = ?, desired = ?,"
+                     " transition_reason = ?, updated = ? WHERE id = ?",
+                     "changing instance state", &err, state, desired, reason,
+                     now, ch[i].id, NULL) < 0) {
+            db_rollback(r->db);
+            free(ch);
+            return ec2_fail(r, err);
+        }
+    }
+    if (db_commit(r->db, &err) < 0) {
+        free(ch);
+        return ec2_fail(r, err);
+    }
+    kick_orders(r->clc);
+    reply_changes(r, action, ch, n);
+    free(ch);
+}
+
+void ec2_terminate_instances(struct ec2_req *r)
+{
+    static const char *const from[] = {"pending", "running", "stopping",
+                                       "stopped", NULL};
+    static const char *const ok[] = {"shutting-down", "terminated", NULL};
+    change_states(r, "TerminateInstances", from, "shutting-down", "terminated",
+                  ok, "User initiated");
+}
+
+void ec2_stop_instances(struct ec2_req *r)
+{
+    static const char *const from[] = {"running", NULL};
+    static const char *const ok[] = {"stopping", "stopped", NULL};
+    change_states(r, "StopInstances", from, "stopping", "stopped", ok,
+                  "User initiated");
+}
+
+void ec2_start_instances(struct ec2_req *r)
+{
+    static const char *const from[] = {"stopped", NULL};
+    static const char *const ok[] = {"pending", "running", NULL};
+    change_states(r, "StartInstances", from, "pending", "running", ok,
+                  "User initiated");
+}
+
+void ec2_reboot_instances(struct ec2_req *r)
+{
+    struct koala_error *err = NULL;
+    struct change *ch = NULL;
+    size_t n = 0;
+    if (load_listed(r, &ch, &n, &err) < 0)
+        return ec2_fail(r, err);
+    for (size_t i = 0; i < n && err == NULL; i++)
+        if (strcmp(ch[i].previous, "running") != 0)
+            error_set(&err, EINVAL, "IncorrectInstanceState",
+                      "The instance '%s' is not running (%s).", ch[i].id,
+                      ch[i].previous);
+    if (err || ec2_dry_run(r)) {
+        free(ch);
+        if (err)
+            ec2_fail(r, err);
+        return;
+    }
+    /* A reboot is no state: it is sent at once. */
+    for (size_t i = 0; i < n && err == NULL; i++) {
+        struct soap_client *c = clc_cc_client(r->clc, r->db, ch[i].cluster,
+                                              &err);
+        if (c == NULL)
+            break;
+        struct xml_writer *w = soap_start("RebootInstances", CC_NS);
+        xml_text_element(w, "instanceId", ch[i].id);
+        size_t len;
+        char *rq = soap_finish(w, &len);
+        struct xml_doc *doc = NULL;
+        const struct xml_node *body;
+        soap_call(c, "RebootInstances", rq, len, &doc, &body, &err);
+        xml_doc_free(doc);
+        soap_client_free(c);
+    }
+    free(ch);
+    if (err)
+        return ec2_fail(r, err);
+    struct xml_writer *w = ec2_reply_start(r, "RebootInstances");
+    xml_bool_element(w, "return", true);
+    ec2_reply_finish(r, w);
+}
+
+void ec2_get_console_output(struct ec2_req *r)
+{
+    struct koala_error *err = NULL;
+    const char *id = ec2_required(r, "InstanceId", &err);
+    if (id == NULL)
+        return ec2_fail(r, err);
+    sqlite3_stmt *st = db_stmt(
+        r->db, "SELECT cluster, node, state FROM instances WHERE id = ? AND"
+               " owner = ?",
+        &err);
+    if (st == NULL)
+        return ec2_fail(r, err);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, r->who.id);
+    char cluster[64] = "", node[64] = "";
+    int rc = clc_one_row(r->db, st, "looking up instance", &err);
+    if (rc == 0) {
+        clc_col(cluster, sizeof(cluster), st, 0);
+        clc_col(node, sizeof(node), st, 1);
+    }
+    db_stmt_done(st);
+    if (rc == 1)
+        error_set(&err, ENOENT, "InvalidInstanceID.NotFound",
+                  "The instance ID '%s' does not exist", id);
+    if (err || ec2_dry_run(r)) {
+        if (err)
+            ec2_fail(r, err);
+        return;
+    }
+    char *output = NULL, *timestamp = NULL;
+    struct xml_doc *doc = NULL;
+    if (*node) {
+        struct soap_client *c = clc_cc_client(r->clc, r->db, cluster, &err);
+        if (c == NULL)
+            return ec2_fail(r, err);
+        struct xml_writer *w = soap_start("GetConsoleOutput", CC_NS);
+        xml_text_element(w, "instanceId", id);
+        size_t len;
+        char *rq = soap_finish(w, &len);
+        const struct xml_node *body;
+        rc = soap_call(c, "GetConsoleOutput", rq, len, &doc, &body, &err);
+        soap_client_free(c);
+        if (rc < 0)
+            return ec2_fail(r, err);
+        output = xml_child_text(body, "output");
+        timestamp = xml_child_text(body, "timestamp");
+    }
+    char t[25];
+    struct xml_writer *w = ec2_reply_start(r, "GetConsoleOutput");
+    xml_text_element(w, "instanceId", id);
+    xml_text_element(w, "timestamp",
+                     timestamp ? timestamp : ec2_time(time_now_ms(), t));
+    xml_text_element(w, "output", output ? output : "");
+    free(output);
+    free(timestamp);
+    xml_doc_free(doc);
+    ec2_reply_finish(r, w);
+}

@@ -1,0 +1,433 @@
+/* meta.c: the CLC's database: its schema, and the accounts, access keys,
+ * services (registered components) and instance types in it.  Images,
+ * instances, key pairs and tags have their own files. */
+#define LOG_MODULE "clc"
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "clc.h"
+#include "id.h"
+
+static const char schema_v1[] =
+    "CREATE TABLE accounts ("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  number TEXT NOT NULL UNIQUE,"
+    "  canonical_id TEXT NOT NULL UNIQUE,"
+    "  created INTEGER NOT NULL);"
+    "CREATE TABLE users ("
+    "  id INTEGER PRIMARY KEY,"
+    "  account INTEGER NOT NULL REFERENCES accounts(id),"
+    "  name TEXT NOT NULL,"
+    "  created INTEGER NOT NULL,"
+    "  UNIQUE(account, name));"
+    "CREATE TABLE access_keys ("
+    "  access_key TEXT PRIMARY KEY,"
+    "  secret TEXT NOT NULL,"
+    "  user INTEGER NOT NULL REFERENCES users(id),"
+    "  active INTEGER NOT NULL DEFAULT 1,"
+    "  created INTEGER NOT NULL);"
+    "CREATE TABLE services ("
+    "  kind TEXT NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  partition TEXT NOT NULL DEFAULT '',"
+    "  endpoint TEXT NOT NULL,"
+    "  state TEXT NOT NULL DEFAULT 'NOTREADY',"
+    "  message TEXT NOT NULL DEFAULT '',"
+    "  last_seen INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY(kind, name));"
+    "CREATE TABLE instance_types ("
+    "  name TEXT PRIMARY KEY,"
+    "  cores INTEGER NOT NULL,"
+    "  memory_mb INTEGER NOT NULL,"
+    "  disk_gb INTEGER NOT NULL);"
+    /* Eucalyptus' VM types, with memory sized for small test guests. */
+    "INSERT INTO instance_types VALUES"
+    "  ('t1.micro', 1, 128, 1), ('m1.small', 1, 256, 5),"
+    "  ('m1.medium', 1, 512, 10), ('c1.medium', 2, 512, 10),"
+    "  ('m1.large', 2, 1024, 20), ('m1.xlarge', 4, 2048, 20),"
+    "  ('c1.xlarge', 4, 2048, 20);"
+    "CREATE TABLE images ("
+    "  id TEXT PRIMARY KEY,"
+    "  owner INTEGER NOT NULL REFERENCES accounts(id),"
+    "  kind TEXT NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  description TEXT NOT NULL DEFAULT '',"
+    "  location TEXT NOT NULL,"
+    "  format TEXT NOT NULL DEFAULT '',"
+    "  size INTEGER NOT NULL DEFAULT 0,"
+    "  sha256 TEXT NOT NULL DEFAULT '',"
+    "  kernel_id TEXT,"
+    "  ramdisk_id TEXT,"
+    "  architecture TEXT NOT NULL DEFAULT 'x86_64',"
+    "  root_device_name TEXT NOT NULL DEFAULT '/dev/sda1',"
+    "  state TEXT NOT NULL,"
+    "  state_reason TEXT NOT NULL DEFAULT '',"
+    "  public INTEGER NOT NULL DEFAULT 0,"
+    "  created INTEGER NOT NULL,"
+    "  UNIQUE(owner, name));"
+    "CREATE TABLE keypairs ("
+    "  id TEXT PRIMARY KEY,"
+    "  owner INTEGER NOT NULL REFERENCES accounts(id),"
+    "  name TEXT NOT NULL,"
+    "  fingerprint TEXT NOT NULL,"
+    "  public_key TEXT NOT NULL,"
+    "  key_type TEXT NOT NULL,"
+    "  created INTEGER NOT NULL,"
+    "  UNIQUE(owner, name));"
+    "CREATE TABLE reservations ("
+    "  id TEXT PRIMARY KEY,"
+    "  owner INTEGER NOT NULL REFERENCES accounts(id),"
+    "  client_token TEXT,"
+    "  created INTEGER NOT NULL);"
+    "CREATE UNIQUE INDEX reservations_token ON reservations(owner,"
+    "  client_token) WHERE client_token IS NOT NULL;"
+    "CREATE TABLE instances ("
+    "  id TEXT PRIMARY KEY,"
+    "  reservation TEXT NOT NULL REFERENCES reservations(id),"
+    "  owner INTEGER NOT NULL REFERENCES accounts(id),"
+    "  launch_index INTEGER NOT NULL,"
+    "  image_id TEXT NOT NULL,"
+    "  kernel_id TEXT,"
+    "  ramdisk_id TEXT,"
+    "  instance_type TEXT NOT NULL,"
+    "  key_name TEXT,"
+    "  user_data TEXT,"
+    "  cluster TEXT NOT NULL,"
+    "  node TEXT NOT NULL DEFAULT '',"
+    "  state TEXT NOT NULL,"
+    "  reason_code TEXT NOT NULL DEFAULT '',"
+    "  reason_message TEXT NOT NULL DEFAULT '',"
+    "  transition_reason TEXT NOT NULL DEFAULT '',"
+    "  private_ip TEXT NOT NULL DEFAULT '',"
+    "  mac TEXT NOT NULL DEFAULT '',"
+    "  hypervisor TEXT NOT NULL DEFAULT '',"
+    /* What the user asked for (running, stopped, terminated) and what the
+     * cluster last said: orders are resent while they differ. */
+    "  desired TEXT NOT NULL DEFAULT 'running',"
+    "  reported TEXT NOT NULL DEFAULT '',"
+    "  client_token TEXT,"
+    "  launch_time INTEGER NOT NULL,"
+    "  updated INTEGER NOT NULL);"
+    "CREATE INDEX instances_owner ON instances(owner, launch_time, id);"
+    "CREATE INDEX instances_state ON instances(state);"
+    "CREATE TABLE tags ("
+    "  resource_id TEXT NOT NULL,"
+    "  resource_type TEXT NOT NULL,"
+    "  owner INTEGER NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  value TEXT NOT NULL,"
+    "  PRIMARY KEY(resource_id, key));"
+    "CREATE INDEX tags_owner ON tags(owner, key);";
+
+const char *const clc_migrations[] = {schema_v1};
+const size_t clc_n_migrations = ARRAY_SIZE(clc_migrations);
+
+struct db_pool *clc_open_db(const char *data_dir, unsigned conns,
+                            struct koala_error **err)
+{
+    _cleanup_free_ char *path = NULL;
+    if (asprintf(&path, "%s/clc.db", data_dir) < 0) {
+        error_set(err, ENOMEM, NULL, "out of memory");
+        return NULL;
+    }
+    return db_pool_new(path, clc_migrations, clc_n_migrations, conns, err);
+}
+
+void clc_col(char *dst, size_t size, sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    snprintf(dst, size, "%s", t ? (const char *)t : "");
+}
+
+int clc_one_row(struct db *db, sqlite3_stmt *st, const char *what,
+                struct koala_error **err)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        return 0;
+    if (rc == SQLITE_DONE)
+        return 1;
+    return db_error(db, what, err);
+}
+
+static void fill_account(sqlite3_stmt *st, int col, struct account *a)
+{
+    memset(a, 0, sizeof(*a));
+    a->id = sqlite3_column_int64(st, col);
+    clc_col(a->number, sizeof(a->number), st, col + 1);
+    clc_col(a->canonical, sizeof(a->canonical), st, col + 2);
+    clc_col(a->name, sizeof(a->name), st, col + 3);
+}
+
+int clc_account_by_key(struct db *db, const char *access_key, char **secret,
+                       struct account *a, struct koala_error **err)
+{
+    sqlite3_stmt *st = db_stmt(
+        db, "SELECT k.secret, a.id, a.number, a.canonical_id, a.name"
+            " FROM access_keys k JOIN users u ON u.id = k.user"
+            " JOIN accounts a ON a.id = u.account"
+            " WHERE k.access_key = ? AND k.active = 1",
+        err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, access_key, -1, SQLITE_STATIC);
+    int rc = clc_one_row(db, st, "looking up access key", err);
+    if (rc == 0) {
+        fill_account(st, 1, a);
+        *secret = strdup((const char *)sqlite3_column_text(st, 0));
+        if (*secret == NULL)
+            rc = error_set(err, ENOMEM, NULL, "out of memory");
+    }
+    db_stmt_done(st);
+    return rc;
+}
+
+static int account_where(struct db *db, const char *sql, const char *text,
+                         int64_t id, struct account *a,
+                         struct koala_error **err)
+{
+    sqlite3_stmt *st = db_stmt(db, sql, err);
+    if (st == NULL)
+        return -1;
+    if (text)
+        sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_int64(st, 1, id);
+    int rc = clc_one_row(db, st, "looking up account", err);
+    if (rc == 0)
+        fill_account(st, 0, a);
+    db_stmt_done(st);
+    return rc;
+}
+
+int clc_account_by_name(struct db *db, const char *name, struct account *a,
+                        struct koala_error **err)
+{
+    return account_where(db,
+                         "SELECT id, number, canonical_id, name FROM accounts"
+                         " WHERE name = ?",
+                         name, 0, a, err);
+}
+
+int clc_account_by_id(struct db *db, int64_t id, struct account *a,
+                      struct koala_error **err)
+{
+    return account_where(db,
+                         "SELECT id, number, canonical_id, name FROM accounts"
+                         " WHERE id = ?",
+                         NULL, id, a, err);
+}
+
+/* Access keys look like AWS's: "AKIA" + 16 of [A-Z2-7]; secrets 40 of the
+ * base64 alphabet. */
+static int make_keys(char key[21], char secret[41])
+{
+    static const char b32[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    static const char b64[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    unsigned char rnd[56];
+    if (id_random_bytes(rnd, sizeof(rnd)) < 0)
+        return -1;
+    memcpy(key, "AKIA", 4);
+    for (int i = 0; i < 16; i++)
+        key[4 + i] = b32[rnd[i] & 31];
+    key[20] = '\0';
+    for (int i = 0; i < 40; i++)
+        secret[i] = b64[rnd[16 + i] & 63];
+    secret[40] = '\0';
+    return 0;
+}
+
+int clc_exec(struct db *db, const char *sql, const char *what,
+             struct koala_error **err, ...)
+{
+    sqlite3_stmt *st = db_stmt(db, sql, err);
+    if (st == NULL)
+        return -1;
+    va_list ap;
+    va_start(ap, err);
+    int i = 1;
+    for (const char *v = va_arg(ap, const char *); v;
+         v = va_arg(ap, const char *), i++) {
+        if (v[0] == '#')
+            sqlite3_bind_int64(st, i, strtoll(v + 1, NULL, 10));
+        else
+            sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+    }
+    va_end(ap);
+    int rc = sqlite3_step(st);
+    db_stmt_done(st);
+    if (rc == SQLITE_CONSTRAINT)
+        return error_set(err, EEXIST, "EntityAlreadyExists", "%s: exists",
+                         what);
+    return rc == SQLITE_DONE ? 0 : db_error(db, what, err);
+}
+
+int clc_account_create(struct db *db, const char *name, char access_key[21],
+                       char secret[41], struct koala_error **err)
+{
+    char number[13], canonical[65];
+    unsigned char rnd[6];
+    if (make_keys(access_key, secret) < 0 || id_random_hex(canonical, 32) < 0 ||
+        id_random_bytes(rnd, sizeof(rnd)) < 0)
+        return error_set_errno(err, "getrandom");
+    /* Account numbers are 12 decimal digits, as AWS's. */
+    uint64_t v = 0;
+    for (int i = 0; i < 6; i++)
+        v = v << 8 | rnd[i];
+    snprintf(number, sizeof(number), "%012llu",
+             (unsigned long long)(v % 1000000000000ull));
+    char now[24], acct[24], user[24];
+    snprintf(now, sizeof(now), "#%lld", (long long)time(NULL));
+    if (db_begin(db, err) < 0)
+        return -1;
+    if (clc_exec(db,
+                   "INSERT INTO accounts(name, number, canonical_id, created)"
+                   " VALUES(?,?,?,?)",
+                   "account", err, name, number, canonical, now, NULL) < 0)
+        goto fail;
+    snprintf(acct, sizeof(acct), "#%lld",
+             (long long)sqlite3_last_insert_rowid(db_handle(db)));
+    if (clc_exec(db,
+                   "INSERT INTO users(account, name, created) VALUES(?,?,?)",
+                   "user", err, acct, "admin", now, NULL) < 0)
+        goto fail;
+    snprintf(user, sizeof(user), "#%lld",
+             (long long)sqlite3_last_insert_rowid(db_handle(db)));
+    if (clc_exec(db,
+                   "INSERT INTO access_keys(access_key, secret, user, created)"
+                   " VALUES(?,?,?,?)",
+                   "access key", err, access_key, secret, user, now,
+                   NULL) < 0)
+        goto fail;
+    return db_commit(db, err);
+fail:
+    db_rollback(db);
+    if (err && *err && (*err)->errnum == EEXIST)
+        error_prefix(*err, "account '%s'", name);
+    return -1;
+}
+
+int clc_account_any_key(struct db *db, int64_t account, char key[21],
+                        char secret[41], struct koala_error **err)
+{
+    sqlite3_stmt *st = db_stmt(
+        db, "SELECT k.access_key, k.secret FROM access_keys k"
+            " JOIN users u ON u.id = k.user WHERE u.account = ? AND"
+            " k.active = 1 ORDER BY k.created LIMIT 1",
+        err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, account);
+    int rc = clc_one_row(db, st, "looking up an access key", err);
+    if (rc == 0) {
+        clc_col(key, 21, st, 0);
+        clc_col(secret, 41, st, 1);
+    }
+    db_stmt_done(st);
+    return rc;
+}
+
+/* ---- services ---- */
+
+int clc_service_register(struct db *db, const struct service *s,
+                         struct koala_error **err)
+{
+    return clc_exec(db,
+                      "INSERT INTO services(kind, name, partition, endpoint)"
+                      " VALUES(?,?,?,?) ON CONFLICT(kind, name) DO UPDATE"
+                      " SET partition = excluded.partition,"
+                      " endpoint = excluded.endpoint",
+                      "registering service", err, s->kind, s->name,
+                      s->partition, s->endpoint, NULL);
+}
+
+int clc_services_each(struct db *db, const char *kind,
+                      int (*fn)(void *ctx, const struct service *s),
+                      void *ctx, struct koala_error **err)
+{
+    sqlite3_stmt *st = db_stmt(
+        db, "SELECT kind, name, partition, endpoint, state, message,"
+            " last_seen FROM services WHERE ?1 IS NULL OR kind = ?1"
+            " ORDER BY kind, name",
+        err);
+    if (st == NULL)
+        return -1;
+    if (kind)
+        sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
+    int rc;
+    struct service *all = NULL;
+    size_t n = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct service *na = realloc(all, (n + 1) * sizeof(*na));
+        if (na == NULL)
+            break;
+        all = na;
+        struct service *s = &all[n++];
+        clc_col(s->kind, sizeof(s->kind), st, 0);
+        clc_col(s->name, sizeof(s->name), st, 1);
+        clc_col(s->partition, sizeof(s->partition), st, 2);
+        clc_col(s->endpoint, sizeof(s->endpoint), st, 3);
+        clc_col(s->state, sizeof(s->state), st, 4);
+        clc_col(s->message, sizeof(s->message), st, 5);
+        s->last_seen_ms = sqlite3_column_int64(st, 6);
+    }
+    db_stmt_done(st);
+    int out = 0;
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        out = db_error(db, "listing services", err);
+    else if (rc == SQLITE_ROW)
+        out = error_set(err, ENOMEM, NULL, "out of memory");
+    /* The statement is finished before the callbacks run: they may use
+     * the connection themselves. */
+    for (size_t i = 0; out == 0 && i < n; i++)
+        if (fn(ctx, &all[i]) != 0)
+            break;
+    free(all);
+    return out;
+}
+
+int clc_service_set_state(struct db *db, const char *kind, const char *name,
+                          const char *state, const char *message,
+                          struct koala_error **err)
+{
+    char now[24];
+    snprintf(now, sizeof(now), "#%lld", (long long)time_now_ms());
+    const char *msg = message ? message : "";
+    if (strcmp(state, "ENABLED") == 0)
+        return clc_exec(db,
+                          "UPDATE services SET state = ?, message = ?,"
+                          " last_seen = ? WHERE kind = ? AND name = ?",
+                          "updating service", err, state, msg, now, kind,
+                          name, NULL);
+    return clc_exec(db,
+                      "UPDATE services SET state = ?, message = ?"
+                      " WHERE kind = ? AND name = ?",
+                      "updating service", err, state, msg, kind, name, NULL);
+}
+
+int clc_instance_type(struct db *db, const char *name,
+                      struct instance_type *t, struct koala_error **err)
+{
+    sqlite3_stmt *st = db_stmt(
+        db, "SELECT name, cores, memory_mb, disk_gb FROM instance_types"
+            " WHERE name = ?",
+        err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int rc = clc_one_row(db, st, "looking up instance type", err);
+    if (rc == 0) {
+        clc_col(t->name, sizeof(t->name), st, 0);
+        t->cores = sqlite3_column_int(st, 1);
+        t->memory_mb = sqlite3_column_int(st, 2);
+        t->disk_gb = sqlite3_column_int(st, 3);
+    }
+    db_stmt_done(st);
+    return rc;
+}

@@ -1,0 +1,211 @@
+/* params.c: the parameters of an EC2 Query request (form-encoded body or
+ * query string): lookups by name, numbered lists ("InstanceId.1") and
+ * filters ("Filter.1.Name", "Filter.1.Value.1"), typed with EC2's errors. */
+#include <errno.h>
+#include <fnmatch.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "clc.h"
+
+int ec2_parse_params(struct ec2_req *r, const char *text, size_t len,
+                     struct koala_error **err)
+{
+    const char *p = text, *end = text + len;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        size_t n = amp ? (size_t)(amp - p) : (size_t)(end - p);
+        if (n > 0) {
+            const char *eq = memchr(p, '=', n);
+            size_t nlen = eq ? (size_t)(eq - p) : n;
+            struct ec2_param *np =
+                realloc(r->params, (r->n_params + 1) * sizeof(*np));
+            if (np == NULL)
+                return error_set(err, ENOMEM, NULL, "out of memory");
+            r->params = np;
+            struct ec2_param *pp = &r->params[r->n_params];
+            pp->name = str_uri_decode(p, nlen, true);
+            pp->value = eq ? str_uri_decode(eq + 1, n - nlen - 1, true)
+                           : strdup("");
+            if (pp->name == NULL || pp->value == NULL) {
+                free(pp->name);
+                free(pp->value);
+                return error_set(err, EINVAL, "MalformedQueryString",
+                                 "The query string is malformed.");
+            }
+            r->n_params++;
+        }
+        p += n + 1;
+    }
+    return 0;
+}
+
+const char *ec2_param(const struct ec2_req *r, const char *name)
+{
+    for (size_t i = 0; i < r->n_params; i++)
+        if (strcmp(r->params[i].name, name) == 0)
+            return r->params[i].value;
+    return NULL;
+}
+
+const char *ec2_paramf(const struct ec2_req *r, const char *fmt, ...)
+{
+    char name[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof(name), fmt, ap);
+    va_end(ap);
+    return ec2_param(r, name);
+}
+
+size_t ec2_param_list(const struct ec2_req *r, const char *prefix,
+                      const char ***out)
+{
+    size_t n = 0, cap = 0;
+    const char **v = NULL;
+    for (int i = 1;; i++) {
+        const char *s = ec2_paramf(r, "%s.%d", prefix, i);
+        if (s == NULL)
+            break;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            const char **nv = realloc(v, cap * sizeof(*nv));
+            if (nv == NULL)
+                break;
+            v = nv;
+        }
+        v[n++] = s;
+    }
+    *out = v;
+    return n;
+}
+
+int ec2_param_int(const struct ec2_req *r, const char *name, long long def,
+                  long long min, long long max, long long *out,
+                  struct koala_error **err)
+{
+    const char *s = ec2_param(r, name);
+    if (s == NULL) {
+        *out = def;
+        return 0;
+    }
+    int64_t v;
+    if (str_to_i64(s, &v) < 0)
+        return error_set(err, EINVAL, "InvalidParameterValue",
+                         "Invalid value '%s' for %s: not an integer", s, name);
+    if (v < min || v > max)
+        return error_set(err, EINVAL, "InvalidParameterValue",
+                         "Value (%lld) for parameter %s is invalid. It must "
+                         "be between %lld and %lld.",
+                         (long long)v, name, min, max);
+    *out = v;
+    return 0;
+}
+
+int ec2_param_bool(const struct ec2_req *r, const char *name, bool def,
+                   bool *out, struct koala_error **err)
+{
+    const char *s = ec2_param(r, name);
+    if (s == NULL) {
+        *out = def;
+        return 0;
+    }
+    if (strcasecmp(s, "true") == 0) {
+        *out = true;
+        return 0;
+    }
+    if (strcasecmp(s, "false") == 0) {
+        *out = false;
+        return 0;
+    }
+    return error_set(err, EINVAL, "InvalidParameterValue",
+                     "Invalid value '%s' for %s: expected true or false", s,
+                     name);
+}
+
+const char *ec2_required(const struct ec2_req *r, const char *name,
+                         struct koala_error **err)
+{
+    const char *s = ec2_param(r, name);
+    if (s == NULL || *s == '\0')
+        error_set(err, EINVAL, "MissingParameter",
+                  "The request must contain the parameter %s", name);
+    return s && *s ? s : NULL;
+}
+
+/* ---- filters ---- */
+
+void ec2_filters_free(struct ec2_filters *fs)
+{
+    for (size_t i = 0; i < fs->n; i++)
+        free(fs->f[i].values);
+    free(fs->f);
+    fs->f = NULL;
+    fs->n = 0;
+}
+
+static bool filter_known(const char *name, const char *const *known)
+{
+    if (str_has_prefix(name, "tag:"))
+        return true;
+    for (const char *const *k = known; *k; k++)
+        if (strcmp(*k, name) == 0)
+            return true;
+    return false;
+}
+
+int ec2_parse_filters(const struct ec2_req *r, const char *const *known,
+                      struct ec2_filters *out, struct koala_error **err)
+{
+    memset(out, 0, sizeof(*out));
+    for (int i = 1;; i++) {
+        const char *name = ec2_paramf(r, "Filter.%d.Name", i);
+        if (name == NULL)
+            break;
+        if (!filter_known(name, known)) {
+            ec2_filters_free(out);
+            return error_set(err, EINVAL, "InvalidParameterValue",
+                             "The filter '%s' is invalid", name);
+        }
+        struct ec2_filter *nf = realloc(out->f, (out->n + 1) * sizeof(*nf));
+        if (nf == NULL) {
+            ec2_filters_free(out);
+            return error_set(err, ENOMEM, NULL, "out of memory");
+        }
+        out->f = nf;
+        char prefix[64];
+        snprintf(prefix, sizeof(prefix), "Filter.%d.Value", i);
+        struct ec2_filter *f = &out->f[out->n++];
+        f->name = name;
+        f->n_values = ec2_param_list(r, prefix, &f->values);
+        if (f->n_values == 0) {
+            ec2_filters_free(out);
+            return error_set(err, EINVAL, "InvalidParameterValue",
+                             "The filter '%s' has no values", name);
+        }
+    }
+    return 0;
+}
+
+bool ec2_filter_match(const struct ec2_filter *f, const char *value)
+{
+    if (value == NULL)
+        return false;
+    /* EC2 filter values take * and ? wildcards (and \\ escapes them):
+     * exactly fnmatch's rules without special [ ]. */
+    for (size_t i = 0; i < f->n_values; i++) {
+        const char *pat = f->values[i];
+        if (strpbrk(pat, "*?\\") == NULL) {
+            if (strcmp(pat, value) == 0)
+                return true;
+        } else if (strchr(pat, '[') == NULL && fnmatch(pat, value, 0) == 0) {
+            return true;
+        } else if (strcmp(pat, value) == 0) {
+            return true;
+        }
+    }
+    return false;
+}

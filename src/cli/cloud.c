@@ -1,0 +1,209 @@
+/* cloud.c: `koala init`, `koala account`, `koala register` and `koala
+ * services`: the operator's side of the CLC.  They run on the CLC's host
+ * and work on its data directory directly (SQLite WAL lets them while
+ * koala-clc runs):
+ *
+ *   DIR/ca/ca.pem, ca.key       the cloud's certificate authority
+ *   DIR/clc/clc.db              the CLC's database
+ *   DIR/certs/KIND-NAME.pem|key the components' certificates
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ca.h"
+#include "clc.h"
+#include "cli.h"
+
+static int mkdirs(const char *path, struct koala_error **err)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s", path);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+                return error_set_errno(err, "mkdir %s", tmp);
+            *p = '/';
+        }
+    if (mkdir(tmp, 0750) < 0 && errno != EEXIST)
+        return error_set_errno(err, "mkdir %s", tmp);
+    return 0;
+}
+
+static struct db_pool *open_clc(const char *dir, struct db **db,
+                                struct koala_error **err)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/clc", dir);
+    struct db_pool *pool = clc_open_db(path, 1, err);
+    *db = pool ? db_pool_get(pool, err) : NULL;
+    if (pool && *db == NULL) {
+        db_pool_free(pool);
+        return NULL;
+    }
+    return pool;
+}
+
+static void close_clc(struct db_pool *pool, struct db *db)
+{
+    if (db)
+        db_pool_put(pool, db);
+    db_pool_free(pool);
+}
+
+/* The host part of an endpoint URL ("https://10.0.0.5:8775/" ->
+ * "10.0.0.5"), as a subjectAltName ("IP:10.0.0.5" or "DNS:host"). */
+static void endpoint_san(const char *url, char *out, size_t size)
+{
+    const char *h = strstr(url, "://");
+    h = h ? h + 3 : url;
+    size_t n = strcspn(h, ":/");
+    bool ip = n > 0;
+    for (size_t i = 0; i < n; i++)
+        ip &= (h[i] >= '0' && h[i] <= '9') || h[i] == '.';
+    snprintf(out, size, "%s:%.*s", ip ? "IP" : "DNS", (int)n, h);
+}
+
+/* Issues DIR/certs/NAME.pem|key unless they exist. */
+static int component_cert(const char *dir, const char *file, const char *cn,
+                          const char *endpoint, struct koala_error **err)
+{
+    char certs[4096], cert[4200], key[4200], san[300];
+    snprintf(certs, sizeof(certs), "%s/certs", dir);
+    snprintf(cert, sizeof(cert), "%s/%s.pem", certs, file);
+    snprintf(key, sizeof(key), "%s/%s.key", certs, file);
+    if (access(cert, F_OK) == 0 && access(key, F_OK) == 0)
+        return 0;
+    if (mkdirs(certs, err) < 0)
+        return -1;
+    endpoint_san(endpoint, san, sizeof(san));
+    const char *sans[] = {san, "IP:127.0.0.1", NULL};
+    struct ca_request rq = {.cn = cn, .sans = sans, .server = true,
+                            .client = true};
+    char ca[4096];
+    snprintf(ca, sizeof(ca), "%s/ca", dir);
+    return ca_issue(ca, &rq, cert, key, err);
+}
+
+int cli_init(const char *dir, const char *admin, struct koala_error **err)
+{
+    char ca[4096], clc[4096];
+    snprintf(ca, sizeof(ca), "%s/ca", dir);
+    snprintf(clc, sizeof(clc), "%s/clc", dir);
+    if (mkdirs(ca, err) < 0 || mkdirs(clc, err) < 0)
+        return -1;
+    char pem[4200];
+    snprintf(pem, sizeof(pem), "%s/ca.pem", ca);
+    if (access(pem, F_OK) != 0 && ca_create(ca, "Koala cloud CA", 3650, err) < 0)
+        return -1;
+    if (component_cert(dir, "clc", "koala-clc", "https://127.0.0.1:8777/",
+                       err) < 0)
+        return -1;
+    struct db *db = NULL;
+    struct db_pool *pool = open_clc(dir, &db, err);
+    if (pool == NULL)
+        return -1;
+    struct account a;
+    int rc = clc_account_by_name(db, admin, &a, err);
+    if (rc == 1) {
+        char key[21], secret[41];
+        rc = clc_account_create(db, admin, key, secret, err);
+        if (rc == 0)
+            printf("AWS_ACCESS_KEY_ID=%s\nAWS_SECRET_ACCESS_KEY=%s\n", key,
+                   secret);
+    } else if (rc == 0) {
+        fprintf(stderr, "koala: %s is already initialised\n", dir);
+    }
+    close_clc(pool, db);
+    return rc < 0 ? -1 : 0;
+}
+
+int cli_account_create(const char *dir, const char *name,
+                       struct koala_error **err)
+{
+    struct db *db = NULL;
+    struct db_pool *pool = open_clc(dir, &db, err);
+    if (pool == NULL)
+        return -1;
+    char key[21], secret[41];
+    int rc = clc_account_create(db, name, key, secret, err);
+    if (rc == 0)
+        printf("AWS_ACCESS_KEY_ID=%s\nAWS_SECRET_ACCESS_KEY=%s\n", key,
+               secret);
+    close_clc(pool, db);
+    return rc;
+}
+
+int cli_register(const char *dir, const char *kind, const char *name,
+                 const char *endpoint, const char *cluster,
+                 struct koala_error **err)
+{
+    static const char *const kinds[] = {"cluster", "node", "walrus", "sc",
+                                        NULL};
+    bool ok = false;
+    for (const char *const *k = kinds; *k; k++)
+        ok |= strcmp(*k, kind) == 0;
+    if (!ok)
+        return error_set(err, EINVAL, NULL,
+                         "unknown component kind '%s' (cluster, node, "
+                         "walrus, sc)",
+                         kind);
+    if (strcmp(kind, "node") == 0 && cluster == NULL)
+        return error_set(err, EINVAL, NULL, "a node needs --cluster");
+    char cn[160], file[160];
+    snprintf(cn, sizeof(cn), "koala-%s-%s", kind, name);
+    snprintf(file, sizeof(file), "%s-%s", kind, name);
+    if (component_cert(dir, file, cn, endpoint, err) < 0)
+        return -1;
+    struct db *db = NULL;
+    struct db_pool *pool = open_clc(dir, &db, err);
+    if (pool == NULL)
+        return -1;
+    struct service s = {0};
+    snprintf(s.kind, sizeof(s.kind), "%s", kind);
+    snprintf(s.name, sizeof(s.name), "%s", name);
+    snprintf(s.partition, sizeof(s.partition), "%s", cluster ? cluster : "");
+    snprintf(s.endpoint, sizeof(s.endpoint), "%s", endpoint);
+    int rc = clc_service_register(db, &s, err);
+    close_clc(pool, db);
+    if (rc == 0)
+        printf("registered %s %s at %s\n  certificate: %s/certs/%s.pem\n"
+               "  key:         %s/certs/%s.key\n  cloud CA:    %s/ca/ca.pem\n",
+               kind, name, endpoint, dir, file, dir, file, dir);
+    return rc;
+}
+
+static int print_service(void *ctx, const struct service *s)
+{
+    char seen[32] = "never";
+    if (s->last_seen_ms) {
+        time_t t = (time_t)(s->last_seen_ms / 1000);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(seen, sizeof(seen), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
+    printf("%-8s %-16s %-12s %-9s %-22s %s%s%s\n", s->kind, s->name,
+           *s->partition ? s->partition : "-", s->state, seen, s->endpoint,
+           *s->message ? "  " : "", s->message);
+    return 0;
+}
+
+int cli_services(const char *dir, struct koala_error **err)
+{
+    struct db *db = NULL;
+    struct db_pool *pool = open_clc(dir, &db, err);
+    if (pool == NULL)
+        return -1;
+    printf("%-8s %-16s %-12s %-9s %-22s %s\n", "KIND", "NAME", "CLUSTER",
+           "STATE", "LAST SEEN", "ENDPOINT");
+    printf("%-8s %-16s %-12s %-9s %-22s %s\n", "clc", "clc", "-", "ENABLED",
+           "-", "(this host)");
+    int rc = clc_services_each(db, NULL, print_service, NULL, err);
+    close_clc(pool, db);
+    return rc;
+}
