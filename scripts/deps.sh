@@ -10,7 +10,7 @@ PACKAGES=(
   libsqlite3-dev libjansson-dev libinih-dev zlib1g-dev libgnutls28-dev
   # tests
   libcmocka-dev python3 python3-pytest python3-boto3 awscli s3cmd
-  sqlite3 curl procps iproute2
+  sqlite3 curl procps iproute2 openssh-client
 )
 
 missing=()

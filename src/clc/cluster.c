@@ -324,8 +324,11 @@ static int poll_cluster(void *ctx, const struct service *s)
     const struct xml_node *body;
     const char *state = "BROKEN";
     if (c) {
-        /* The nodes registered in this cluster. */
-        struct xml_writer *w = soap_start("ConfigureNodes", CC_NS);
+        /* The nodes registered in this cluster: the CLC's registry is
+         * the truth, once it has any (a CC may start with nodes of its
+         * own configuration). */
+        struct buf nodes = {0};
+        size_t n_nodes = 0;
         sqlite3_stmt *st = db_stmt(
             p->db, "SELECT name, endpoint FROM services WHERE kind = 'node'"
                    " AND partition = ? ORDER BY name",
@@ -333,15 +336,27 @@ static int poll_cluster(void *ctx, const struct service *s)
         if (st) {
             sqlite3_bind_text(st, 1, s->name, -1, SQLITE_STATIC);
             while (sqlite3_step(st) == SQLITE_ROW) {
-                xml_start(w, "node");
-                xml_text_element(w, "name",
-                                 (const char *)sqlite3_column_text(st, 0));
-                xml_text_element(w, "endpoint",
-                                 (const char *)sqlite3_column_text(st, 1));
-                xml_end(w);
+                buf_printf(&nodes, "%s\t%s\n", sqlite3_column_text(st, 0),
+                           sqlite3_column_text(st, 1));
+                n_nodes++;
             }
             db_stmt_done(st);
         }
+        struct xml_writer *w = soap_start("ConfigureNodes", CC_NS);
+        if (n_nodes)
+            xml_text_element(w, "replace", "true");
+        for (char *line = nodes.data, *save = NULL;
+             (line = strtok_r(line, "\n", &save)) != NULL; line = NULL) {
+            char *tab = strchr(line, '\t');
+            if (tab == NULL)
+                continue;
+            *tab = '\0';
+            xml_start(w, "node");
+            xml_text_element(w, "name", line);
+            xml_text_element(w, "endpoint", tab + 1);
+            xml_end(w);
+        }
+        buf_free(&nodes);
         size_t len;
         char *rq = soap_finish(w, &len);
         if (soap_call(c, "ConfigureNodes", rq, len, &doc, &body, &err) == 0) {

@@ -311,6 +311,10 @@ void ec2_run_instances(struct ec2_req *r)
     struct run_args a;
     if (check_run_args(r, &a, &err) < 0)
         return ec2_fail(r, err);
+    /* DryRun answers whether the caller may do it; capacity is not a
+     * permission. */
+    if (ec2_dry_run(r))
+        return;
     char reservation[32];
     if (a.token) {
         int rc = token_reservation(r, a.token, reservation,
@@ -346,8 +350,6 @@ void ec2_run_instances(struct ec2_req *r)
         return ec2_fail(r, err);
     }
     error_free(c.last_err);
-    if (ec2_dry_run(r))
-        return;
     long long count = c.best_available < a.max ? c.best_available : a.max;
     if (insert_reservation(r, &a, c.best, count, reservation, &err) < 0) {
         /* A concurrent request with the same ClientToken won the race. */

@@ -1,0 +1,269 @@
+"""A whole Koala cloud for the integration tests, started from the build
+directory: `koala init`, then Walrus, the CLC, clusters (CCs) and nodes
+(NCs) registered and started with their certificates.  Instance networks
+live in network namespaces this module creates (and deletes): one per
+cluster (its router: bridge klan0, DHCP, NAT) and one per node (bridge
+kbr0), wired to the cluster's with a veth pair, as hosts on a LAN.
+
+Every process is started here and stopped by its PID; nothing else is
+ever signalled.
+"""
+import os
+import secrets
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import boto3
+import botocore.config
+
+from conftest import BUILD, KOALA_BIN, ROOT, free_port, wait_port
+
+CLC_BIN = BUILD / "src" / "clc" / "koala-clc"
+CC_BIN = BUILD / "src" / "cc" / "koala-cc"
+NC_BIN = BUILD / "src" / "nc" / "koala-nc"
+WALRUS_BIN = BUILD / "src" / "walrus" / "koala-walrus"
+IMAGES = Path(os.environ.get("KOALA_IMAGES", ROOT / "build" / "images"))
+REGION = "koala-1"
+
+
+def sh(*cmd, check=True):
+    return subprocess.run([str(c) for c in cmd], check=check,
+                          capture_output=True, text=True)
+
+
+class Daemon:
+    def __init__(self, name, argv, log_path, port):
+        self.name, self.argv, self.log_path, self.port = name, argv, log_path, port
+        self.proc = None
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([str(a) for a in self.argv],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        wait_port(self.port, self.proc)
+        return self
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        rc, self.proc = self.proc.returncode, None
+        self.log.close()
+        return rc
+
+    def log_text(self):
+        return Path(self.log_path).read_text(errors="replace")
+
+
+class Cloud:
+    def __init__(self, base, n_nodes=1, scheduler="GREEDY", node_cores=4,
+                 node_memory_mb=2048, cluster="zone-a", hypervisor="tcg",
+                 with_cluster=True):
+        self.base = Path(base)
+        self.dir = self.base / "cloud"
+        self.tag = "kt" + secrets.token_hex(3)
+        self.cluster = cluster
+        self.scheduler = scheduler
+        self.n_nodes = n_nodes if with_cluster else 0
+        self.with_cluster = with_cluster
+        self.node_cores = node_cores
+        self.node_memory_mb = node_memory_mb
+        self.hypervisor = hypervisor
+        self.daemons = {}
+        self.netns = []
+        self.ports = {k: free_port() for k in ("walrus", "clc", "clc_soap",
+                                               "cc")}
+        self.nodes = {}
+
+    # ---- lifecycle ----
+
+    def start(self):
+        out = sh(KOALA_BIN, "init", "--data-dir", self.dir).stdout
+        kv = dict(line.split("=", 1) for line in out.split())
+        self.key, self.secret = kv["AWS_ACCESS_KEY_ID"], kv["AWS_SECRET_ACCESS_KEY"]
+        self.ca = self.dir / "ca" / "ca.pem"
+        if self.with_cluster:
+            self._networks()
+        self._register("walrus", "w1", f"http://127.0.0.1:{self.ports['walrus']}")
+        if self.with_cluster:
+            self._register("cluster", self.cluster,
+                           f"https://127.0.0.1:{self.ports['cc']}/")
+        for i in range(1, self.n_nodes + 1):
+            port = free_port()
+            name = f"nc{i}"
+            self.nodes[name] = port
+            self._register("node", name, f"https://127.0.0.1:{port}/",
+                           "--cluster", self.cluster)
+        self._start_clc()
+        self._start_walrus()
+        if self.with_cluster:
+            self._start_cc()
+        for name in self.nodes:
+            self.start_nc(name)
+        self.wait_enabled()
+        return self
+
+    def stop(self):
+        rcs = {}
+        for name in reversed(list(self.daemons)):
+            rcs[name] = self.daemons[name].stop()
+        for ns in reversed(self.netns):
+            sh("ip", "netns", "del", ns, check=False)
+        return rcs
+
+    def certs(self, kind, name):
+        d = self.dir / "certs"
+        return d / f"{kind}-{name}.pem", d / f"{kind}-{name}.key"
+
+    def _register(self, kind, name, endpoint, *extra):
+        sh(KOALA_BIN, "register", kind, name, "--endpoint", endpoint,
+           "--data-dir", self.dir, *extra)
+
+    def _networks(self):
+        cns = f"{self.tag}-c"
+        sh("ip", "netns", "add", cns)
+        self.netns.append(cns)
+        sh("ip", "-n", cns, "link", "set", "lo", "up")
+        sh("ip", "-n", cns, "link", "add", "klan0", "type", "bridge")
+        sh("ip", "-n", cns, "link", "set", "klan0", "up")
+        self.cluster_ns = cns
+        self.node_ns = {}
+        for i in range(1, self.n_nodes + 1):
+            ns = f"{self.tag}-n{i}"
+            sh("ip", "netns", "add", ns)
+            self.netns.append(ns)
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+            sh("ip", "-n", ns, "link", "add", "kbr0", "type", "bridge")
+            sh("ip", "-n", ns, "link", "set", "kbr0", "up")
+            # the node's "cable" to the cluster's LAN
+            sh("ip", "-n", ns, "link", "add", "uplink", "type", "veth",
+               "peer", "name", f"to-n{i}", "netns", cns)
+            sh("ip", "-n", ns, "link", "set", "uplink", "master", "kbr0", "up")
+            sh("ip", "-n", cns, "link", "set", f"to-n{i}", "master", "klan0",
+               "up")
+            self.node_ns[f"nc{i}"] = ns
+
+    def _daemon(self, name, argv, port):
+        d = Daemon(name, argv, self.base / f"{name}.log", port).start()
+        self.daemons[name] = d
+        return d
+
+    def _start_clc(self):
+        cert, key = self.dir / "certs" / "clc.pem", self.dir / "certs" / "clc.key"
+        self._daemon("clc", [
+            CLC_BIN, "--data-dir", self.dir / "clc",
+            "--listen", f"127.0.0.1:{self.ports['clc']}",
+            "--soap-listen", f"127.0.0.1:{self.ports['clc_soap']}",
+            "--tls-cert", cert, "--tls-key", key, "--ca", self.ca,
+            "--region", REGION, "--log-level", "info"],
+            self.ports["clc"])
+        self.ec2_endpoint = f"http://127.0.0.1:{self.ports['clc']}"
+
+    def _start_walrus(self):
+        cert, key = self.certs("walrus", "w1")
+        self._daemon("walrus", [
+            WALRUS_BIN, "--listen", f"127.0.0.1:{self.ports['walrus']}",
+            "--data-dir", self.dir / "walrus",
+            "--clc", f"https://127.0.0.1:{self.ports['clc_soap']}/",
+            "--ca", self.ca, "--clc-cert", cert, "--clc-key", key],
+            self.ports["walrus"])
+        self.s3_endpoint = f"http://127.0.0.1:{self.ports['walrus']}"
+
+    def _start_cc(self):
+        cert, key = self.certs("cluster", self.cluster)
+        conf = self.base / "cc.conf"
+        conf.write_text(
+            "[cc]\n"
+            f"listen = 127.0.0.1:{self.ports['cc']}\n"
+            f"data_dir = {self.dir / 'cc'}\n"
+            f"name = {self.cluster}\n"
+            f"tls_cert = {cert}\ntls_key = {key}\nca = {self.ca}\n"
+            f"clc_endpoint = https://127.0.0.1:{self.ports['clc_soap']}/\n"
+            f"scheduler = {self.scheduler}\n"
+            f"netns = {self.cluster_ns}\nbridge = klan0\n"
+            "subnet = 10.111.0.0/16\n"
+            "poll_interval = 1\n")
+        self._daemon("cc", [CC_BIN, "--config", conf], self.ports["cc"])
+
+    def start_nc(self, name):
+        cert, key = self.certs("node", name)
+        port = self.nodes[name]
+        conf = self.base / f"{name}.conf"
+        conf.write_text(
+            "[nc]\n"
+            f"listen = 127.0.0.1:{port}\n"
+            f"data_dir = {self.dir / name}\n"
+            f"name = {name}\n"
+            f"tls_cert = {cert}\ntls_key = {key}\nca = {self.ca}\n"
+            f"cc_endpoint = https://127.0.0.1:{self.ports['cc']}/\n"
+            f"netns = {self.node_ns[name]}\nbridge = kbr0\n"
+            f"max_cores = {self.node_cores}\n"
+            f"max_memory_mb = {self.node_memory_mb}\n"
+            "max_disk_gb = 100\n"
+            f"hypervisor = {self.hypervisor}\n")
+        return self._daemon(name, [NC_BIN, "--config", conf], port)
+
+    def wait_enabled(self, timeout=60):
+        ec2 = self.ec2()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            zones = ec2.describe_availability_zones()["AvailabilityZones"]
+            if (zones or not self.with_cluster) and \
+                    all(z["State"] == "available" for z in zones):
+                out = sh(KOALA_BIN, "services", "--data-dir", self.dir).stdout
+                if "BROKEN" not in out and "NOTREADY" not in out:
+                    return
+            time.sleep(0.3)
+        raise AssertionError("components never all ENABLED:\n" +
+                             sh(KOALA_BIN, "services", "--data-dir",
+                                self.dir).stdout)
+
+    # ---- clients ----
+
+    def env(self):
+        return {"AWS_ACCESS_KEY_ID": self.key,
+                "AWS_SECRET_ACCESS_KEY": self.secret,
+                "AWS_DEFAULT_REGION": REGION}
+
+    def ec2(self, key=None, secret=None):
+        return boto3.client(
+            "ec2", endpoint_url=self.ec2_endpoint, region_name=REGION,
+            aws_access_key_id=key or self.key,
+            aws_secret_access_key=secret or self.secret,
+            config=botocore.config.Config(retries={"max_attempts": 1}))
+
+    def s3(self):
+        return boto3.client(
+            "s3", endpoint_url=self.s3_endpoint, region_name="us-east-1",
+            aws_access_key_id=self.key, aws_secret_access_key=self.secret,
+            config=botocore.config.Config(s3={"addressing_style": "path"}))
+
+    def upload_images(self, bucket="images"):
+        """The test guest (tests/images/build.sh) into Walrus, registered as
+        a kernel, a ramdisk and a machine image booted with them."""
+        s3 = self.s3()
+        s3.create_bucket(Bucket=bucket)
+        for f in ("vmlinuz", "initrd.img", "root.img"):
+            s3.upload_file(str(IMAGES / f), bucket, f)
+        ec2 = self.ec2()
+        aki = ec2.register_image(Name="koala-test-kernel",
+                                 ImageLocation=f"{bucket}/vmlinuz")["ImageId"]
+        ari = ec2.register_image(Name="koala-test-ramdisk",
+                                 ImageLocation=f"{bucket}/initrd.img")["ImageId"]
+        ami = ec2.register_image(Name="koala-test", KernelId=aki,
+                                 RamdiskId=ari,
+                                 ImageLocation=f"{bucket}/root.img")["ImageId"]
+        return ami, aki, ari
+
+    def netns_exec(self, ns, *cmd, check=True, timeout=30):
+        return subprocess.run(["ip", "netns", "exec", ns, *map(str, cmd)],
+                              check=check, capture_output=True, text=True,
+                              timeout=timeout)
