@@ -13,5 +13,13 @@ int cli_register(const char *dir, const char *kind, const char *name,
                  const char *endpoint, const char *cluster,
                  struct koala_error **err);
 int cli_services(const char *dir, struct koala_error **err);
+/* cli_register without the report on stdout. */
+int cli_register_quiet(const char *dir, const char *kind, const char *name,
+                       const char *endpoint, const char *cluster,
+                       struct koala_error **err);
+
+/* up.c: the all-in-one cloud on this host. */
+int cli_up(const char *dir, const char *image_dir, struct koala_error **err);
+int cli_down(const char *dir, struct koala_error **err);
 
 #endif

@@ -139,9 +139,10 @@ int cli_account_create(const char *dir, const char *name,
     return rc;
 }
 
-int cli_register(const char *dir, const char *kind, const char *name,
-                 const char *endpoint, const char *cluster,
-                 struct koala_error **err)
+static int register_service(const char *dir, const char *kind,
+                            const char *name, const char *endpoint,
+                            const char *cluster, bool verbose,
+                            struct koala_error **err)
 {
     static const char *const kinds[] = {"cluster", "node", "walrus", "sc",
                                         NULL};
@@ -171,11 +172,25 @@ int cli_register(const char *dir, const char *kind, const char *name,
     snprintf(s.endpoint, sizeof(s.endpoint), "%s", endpoint);
     int rc = clc_service_register(db, &s, err);
     close_clc(pool, db);
-    if (rc == 0)
+    if (rc == 0 && verbose)
         printf("registered %s %s at %s\n  certificate: %s/certs/%s.pem\n"
                "  key:         %s/certs/%s.key\n  cloud CA:    %s/ca/ca.pem\n",
                kind, name, endpoint, dir, file, dir, file, dir);
     return rc;
+}
+
+int cli_register(const char *dir, const char *kind, const char *name,
+                 const char *endpoint, const char *cluster,
+                 struct koala_error **err)
+{
+    return register_service(dir, kind, name, endpoint, cluster, true, err);
+}
+
+int cli_register_quiet(const char *dir, const char *kind, const char *name,
+                       const char *endpoint, const char *cluster,
+                       struct koala_error **err)
+{
+    return register_service(dir, kind, name, endpoint, cluster, false, err);
 }
 
 static int print_service(void *ctx, const struct service *s)

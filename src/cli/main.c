@@ -40,6 +40,8 @@ static void usage(FILE *f)
                "--endpoint URL\n"
                "                [--cluster CLUSTER] [--data-dir DIR]\n"
                "       koala services [--data-dir DIR]\n"
+               "       koala up [--data-dir DIR] [--images DIR]\n"
+               "       koala down [--data-dir DIR]\n"
                "DIR defaults to $KOALA_HOME, or /var/lib/koala.\n");
 }
 
@@ -51,10 +53,12 @@ static int cloud_cmd(int argc, char **argv)
         {"endpoint", required_argument, NULL, 'e'},
         {"cluster", required_argument, NULL, 'c'},
         {"admin", required_argument, NULL, 'a'},
+        {"images", required_argument, NULL, 'i'},
         {NULL, 0, NULL, 0},
     };
     const char *dir = getenv("KOALA_HOME");
     const char *endpoint = NULL, *cluster = NULL, *admin = "admin";
+    const char *image_dir = NULL;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -63,6 +67,7 @@ static int cloud_cmd(int argc, char **argv)
         case 'e': endpoint = optarg; break;
         case 'c': cluster = optarg; break;
         case 'a': admin = optarg; break;
+        case 'i': image_dir = optarg; break;
         default: usage(stderr); return 2;
         }
     }
@@ -82,6 +87,10 @@ static int cloud_cmd(int argc, char **argv)
         rc = cli_register(dir, args[0], args[1], endpoint, cluster, &err);
     else if (strcmp(cmd, "services") == 0 && left == 0)
         rc = cli_services(dir, &err);
+    else if (strcmp(cmd, "up") == 0 && left == 0)
+        rc = cli_up(dir, image_dir, &err);
+    else if (strcmp(cmd, "down") == 0 && left == 0)
+        rc = cli_down(dir, &err);
     if (rc == -2) {
         usage(stderr);
         return 2;
@@ -222,7 +231,7 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "ca") == 0)
         return ca_cmd(argc - 1, argv + 1);
     static const char *const cloud[] = {"init", "account", "register",
-                                        "services"};
+                                        "services", "up", "down"};
     for (size_t i = 0; i < ARRAY_SIZE(cloud); i++)
         if (strcmp(argv[1], cloud[i]) == 0)
             return cloud_cmd(argc - 1, argv + 1);
