@@ -8,9 +8,10 @@
  *
  * Locking rules:
  *   cc->sched_lock  serialises placement: held from reading the nodes' free
- *                   resources until the new instances' rows (which count as
- *                   reservations, see store_reserved) are committed.  Taken
- *                   before cc->lock, never while calling a peer.
+ *                   resources until the new instances' rows (which count
+ *                   against their nodes at once, see cc_sched_view) are
+ *                   committed.  Taken before cc->lock, never while calling
+ *                   a peer.
  *   cc->lock        the node table (cc->nodes) and the round-robin cursor.
  *                   Held briefly; never across a network call or a database
  *                   transaction.
@@ -100,6 +101,9 @@ struct cc_node {
     enum cc_node_state state;
     char hypervisor[16];
     struct cc_res max, avail;  /* as the NC last reported them */
+    /* Use the NC reports beyond the instances this CC placed there (what
+     * it listed), seen in two polls in a row; and the last poll's figure. */
+    struct cc_res foreign, foreign_last;
     int64_t instance_count;
     int fails;                 /* failed polls in a row */
     int64_t last_seen_ms;      /* wall clock of the last answer; 0 never */
@@ -203,10 +207,10 @@ int store_instance_list(struct db *db, const char *const *ids, size_t n_ids,
 int store_instances_on_node(struct db *db, const char *node,
                             struct cc_instance **out, size_t *n,
                             struct koala_error **err);
-/* Resources of instances placed on node that its NC has not listed yet
- * (they are not in its reported availability). */
-int store_reserved(struct db *db, const char *node, struct cc_res *out,
-                   struct koala_error **err);
+/* Resources of the instances placed on node that are not terminated (what
+ * they use there, as the NC counts it). */
+int store_node_usage(struct db *db, const char *node, struct cc_res *out,
+                     struct koala_error **err);
 /* Deletes terminated instances last changed before before_ms. */
 int store_purge_terminated(struct db *db, int64_t before_ms, int *purged,
                            struct koala_error **err);
@@ -404,7 +408,8 @@ extern const struct http_handler cc_http_handler;
 int cc_parse_itype(const struct xml_node *n, struct cc_itype *t,
                    struct koala_error **err);
 /* The scheduler's view: the nodes (copied into nodes) with their free
- * resources less reservations.  Returns the count, SIZE_MAX on error. */
+ * resources: the maximum less this CC's live instances there less the
+ * node's foreign use.  Returns the count, SIZE_MAX on error. */
 size_t cc_sched_view(struct cc *cc, struct db *db, struct cc_node *nodes,
                      struct sched_node *view, struct koala_error **err);
 /* Each replies (a response or a fault). */

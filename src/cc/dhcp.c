@@ -11,6 +11,8 @@
  * again by dhcp_check() (the poller calls it every round); on shutdown it
  * gets SIGTERM by its pid and is waited for.  It also gets SIGTERM if
  * koala-cc dies (PR_SET_PDEATHSIG), so a crash leaves none behind.
+ * In --no-daemon mode dnsmasq neither forks, nor writes its pid file (the
+ * CC writes <dir>/dnsmasq.pid), nor changes its user.
  */
 #define LOG_MODULE "cc"
 #include <errno.h>
@@ -172,8 +174,8 @@ static int start_locked(struct dhcp *d, struct koala_error **err)
     snprintf(a_pid, sizeof(a_pid), "--pid-file=%s", d->pid_path);
     snprintf(a_router, sizeof(a_router), "--dhcp-option=option:router,%s",
              router);
-    /* dnsmasq drops to "nobody" by default, who may not read the data
-     * directory; it keeps the privileges koala-cc runs with instead. */
+    /* Were it to drop privileges (it does not with --no-daemon) it would
+     * become "nobody", who may not read the data directory. */
     struct passwd pw, *pwp = NULL;
     char pwbuf[1024];
     getpwuid_r(geteuid(), &pw, pwbuf, sizeof(pwbuf), &pwp);
@@ -212,6 +214,14 @@ static int start_locked(struct dhcp *d, struct koala_error **err)
     d->pid = pid;
     d->started_ms = time_mono_ms();
     d->starts++;
+    /* dnsmasq writes no pid file in --no-daemon mode: ours, for operators
+     * (the CC itself only trusts the pid it holds). */
+    char text[24];
+    int len = snprintf(text, sizeof(text), "%d\n", (int)pid);
+    struct koala_error *e = NULL;
+    if (dhcp_write_file(d->pid_path, text, (size_t)len, &e) < 0)
+        log_warn("%s", error_message(e));
+    error_free(e);
     log_info("dnsmasq started (pid %d) on %s%s%s", (int)pid, d->bridge,
              d->netns ? " in netns " : "", d->netns ? d->netns : "");
     return 0;

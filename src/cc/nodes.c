@@ -3,10 +3,14 @@
  * ConfigureNodes), and the poller.
  *
  * DESIGN: every poll_interval the poller asks every node, in parallel,
- * for ncDescribeInstances and then ncDescribeResource (in that order: an
- * instance started between the two calls is then counted twice, which
- * errs on the safe side, see store_reserved).  An answer makes the node
- * ENABLED and refreshes its resources and its instances' states; a node
+ * for ncDescribeInstances and then ncDescribeResource.  An answer makes
+ * the node ENABLED and refreshes its resources and its instances' states.
+ * The scheduler counts this CC's own instances on a node exactly (from the
+ * database, at once when they are placed), so it does not depend on when
+ * the NC last reported; what the NC reports in use beyond the instances of
+ * ours it listed is "foreign" use (instances this CC does not know), and is
+ * subtracted only when two polls in a row saw it, so an instance started
+ * between a poll's two calls is not counted twice.  A node
  * that failed fail_threshold polls in a row becomes BROKEN: the scheduler
  * skips it and its instances keep their last known state, until it
  * answers again.  Instances the node listed before and no longer lists are
@@ -81,7 +85,8 @@ int nodes_load(struct cc *cc, struct db *db, struct koala_error **err)
         return -1;
     pthread_mutex_lock(&cc->lock);
     cc->n_nodes = n < CC_MAX_NODES ? n : CC_MAX_NODES;
-    memcpy(cc->nodes, list, cc->n_nodes * sizeof(*list));
+    if (cc->n_nodes)
+        memcpy(cc->nodes, list, cc->n_nodes * sizeof(*list));
     pthread_mutex_unlock(&cc->lock);
     free(list);
     return 0;
@@ -118,6 +123,7 @@ int nodes_put(struct cc *cc, struct db *db, const char *name,
         snprintf(nd->endpoint, sizeof(nd->endpoint), "%s", endpoint);
         nd->state = CC_NODE_NOTREADY;
         nd->fails = 0;
+        nd->foreign = nd->foreign_last = (struct cc_res){0};
         log_info("node %s at %s %s", name, endpoint,
                  found ? "moved" : "added");
     }
@@ -171,7 +177,8 @@ size_t nodes_snapshot(struct cc *cc, struct cc_node *out)
 {
     pthread_mutex_lock(&cc->lock);
     size_t n = cc->n_nodes;
-    memcpy(out, cc->nodes, n * sizeof(*out));
+    if (n)
+        memcpy(out, cc->nodes, n * sizeof(*out));
     pthread_mutex_unlock(&cc->lock);
     return n;
 }
@@ -319,8 +326,57 @@ static bool listed(const struct poll_result *pr, const char *id,
     return false;
 }
 
+static int64_t clamp0(int64_t v)
+{
+    return v > 0 ? v : 0;
+}
+
+static int64_t min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* Use the node reports beyond our (live) instances it listed. */
+static void update_foreign(struct cc *cc, const struct cc_node *polled,
+                           const struct poll_result *pr,
+                           const struct cc_instance *live, size_t n)
+{
+    struct cc_res ours = {0};
+    for (size_t i = 0; i < n; i++) {
+        const char *state = NULL;
+        if (listed(pr, live[i].id, &state) &&
+            strcmp(state, "terminated") != 0) {
+            ours.cores += live[i].type.cores;
+            ours.memory_mb += live[i].type.memory_mb;
+            ours.disk_gb += live[i].type.disk_gb;
+        }
+    }
+    struct cc_res f = {
+        clamp0(pr->max.cores - pr->avail.cores - ours.cores),
+        clamp0(pr->max.memory_mb - pr->avail.memory_mb - ours.memory_mb),
+        clamp0(pr->max.disk_gb - pr->avail.disk_gb - ours.disk_gb)};
+    bool found;
+    pthread_mutex_lock(&cc->lock);
+    size_t i = find_locked(cc, polled->name, &found);
+    if (found && strcmp(cc->nodes[i].endpoint, polled->endpoint) == 0) {
+        struct cc_node *nd = &cc->nodes[i];
+        struct cc_res was = nd->foreign;
+        nd->foreign = (struct cc_res){
+            min64(f.cores, nd->foreign_last.cores),
+            min64(f.memory_mb, nd->foreign_last.memory_mb),
+            min64(f.disk_gb, nd->foreign_last.disk_gb)};
+        nd->foreign_last = f;
+        if (memcmp(&was, &nd->foreign, sizeof(was)) != 0)
+            log_info("node %s: in use by others: %lld cores, %lld MB, "
+                     "%lld GB", nd->name, (long long)nd->foreign.cores,
+                     (long long)nd->foreign.memory_mb,
+                     (long long)nd->foreign.disk_gb);
+    }
+    pthread_mutex_unlock(&cc->lock);
+}
+
 /* The node's instances against its listing: vanished ones end, ones asked
- * to terminate are asked again. */
+ * to terminate are asked again; and its foreign use. */
 static void reconcile(struct cc *cc, struct db *db, const struct cc_node *nd,
                       const struct poll_result *pr, bool *dirty)
 {
@@ -332,6 +388,7 @@ static void reconcile(struct cc *cc, struct db *db, const struct cc_node *nd,
         error_free(e);
         return;
     }
+    update_foreign(cc, nd, pr, live, n);
     for (size_t i = 0; i < n; i++) {
         struct cc_instance *in = &live[i];
         const char *state = NULL;

@@ -158,16 +158,18 @@ size_t cc_sched_view(struct cc *cc, struct db *db, struct cc_node *nodes,
 {
     size_t n = nodes_snapshot(cc, nodes);
     for (size_t i = 0; i < n; i++) {
-        struct cc_res res = {0};
-        if (store_reserved(db, nodes[i].name, &res, err) < 0)
+        struct cc_res used = {0};
+        const struct cc_node *nd = &nodes[i];
+        if (store_node_usage(db, nd->name, &used, err) < 0)
             return SIZE_MAX;
         view[i] = (struct sched_node){
-            .name = nodes[i].name,
-            .usable = nodes[i].state == CC_NODE_ENABLED,
-            .max = nodes[i].max,
-            .free = {nodes[i].avail.cores - res.cores,
-                     nodes[i].avail.memory_mb - res.memory_mb,
-                     nodes[i].avail.disk_gb - res.disk_gb},
+            .name = nd->name,
+            .usable = nd->state == CC_NODE_ENABLED,
+            .max = nd->max,
+            .free = {nd->max.cores - used.cores - nd->foreign.cores,
+                     nd->max.memory_mb - used.memory_mb -
+                         nd->foreign.memory_mb,
+                     nd->max.disk_gb - used.disk_gb - nd->foreign.disk_gb},
         };
     }
     return n;

@@ -81,6 +81,22 @@ static void dispatch(struct http_request *http)
     cc_fail(r, err);
 }
 
+/* A fault document with an HTTP status other than SOAP's 500: for what
+ * is not a SOAP request at all. */
+static void reply_http_error(struct cc_req *r, unsigned status,
+                             const char *msg)
+{
+    struct koala_error *err = NULL;
+    error_set_status(&err, (int)status, "InvalidRequest", "%s", msg);
+    size_t len = 0;
+    char *doc = soap_fault(err, &len);
+    if (doc)
+        http_reply_take(r->http, status, "text/xml; charset=utf-8", doc, len);
+    else
+        http_reply_empty(r->http, status);
+    error_free(err);
+}
+
 static void on_request(struct http_request *http, void *ctx)
 {
     struct cc_req *r = calloc(1, sizeof(*r));
@@ -91,20 +107,12 @@ static void on_request(struct http_request *http, void *ctx)
     r->cc = ctx;
     r->http = http;
     http_request_set_data(http, r);
-    if (strcmp(http_request_method(http), "POST") != 0) {
-        struct koala_error *err = NULL;
-        error_set_status(&err, 405, "InvalidRequest",
-                         "the cluster controller takes SOAP requests "
-                         "(POST)");
-        cc_fail(r, err);
-        return;
-    }
+    if (strcmp(http_request_method(http), "POST") != 0)
+        return reply_http_error(r, 405, "the cluster controller takes SOAP "
+                                        "requests (POST)");
     uint64_t len;
-    if (http_request_content_length(http, &len) && len > CC_MAX_BODY) {
-        struct koala_error *err = NULL;
-        error_set_status(&err, 413, "InvalidRequest", "request too large");
-        cc_fail(r, err);
-    }
+    if (http_request_content_length(http, &len) && len > CC_MAX_BODY)
+        reply_http_error(r, 413, "request too large");
 }
 
 static ssize_t on_body(struct http_request *http, const char *data,
@@ -123,11 +131,8 @@ static ssize_t on_body(struct http_request *http, const char *data,
 static void on_complete(struct http_request *http)
 {
     struct cc_req *r = http_request_data(http);
-    if (r->too_big) {
-        struct koala_error *err = NULL;
-        error_set_status(&err, 413, "InvalidRequest", "request too large");
-        return cc_fail(r, err);
-    }
+    if (r->too_big)
+        return reply_http_error(r, 413, "request too large");
     http_request_defer(http, dispatch);
 }
 

@@ -272,14 +272,14 @@ int store_instances_on_node(struct db *db, const char *node,
     return rc;
 }
 
-int store_reserved(struct db *db, const char *node, struct cc_res *out,
-                   struct koala_error **err)
+int store_node_usage(struct db *db, const char *node, struct cc_res *out,
+                     struct koala_error **err)
 {
     sqlite3_stmt *st = db_stmt(
         db,
         "SELECT COALESCE(SUM(cores), 0), COALESCE(SUM(memory_mb), 0), "
         "COALESCE(SUM(disk_gb), 0) FROM instances WHERE node = ? AND "
-        "seen = 0 AND state != 'terminated'",
+        "state != 'terminated'",
         err);
     if (st == NULL)
         return -1;
@@ -292,7 +292,7 @@ int store_reserved(struct db *db, const char *node, struct cc_res *out,
     }
     db_stmt_done(st);
     if (rc != SQLITE_ROW)
-        return db_error(db, "summing reservations", err);
+        return db_error(db, "summing a node's instances", err);
     return 0;
 }
 

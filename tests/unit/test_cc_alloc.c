@@ -2,7 +2,7 @@
  * subnets, MACs derived from instance ids (and unique when two ids share
  * their last digits), first-free IPs that skip the network, router and
  * broadcast addresses, exhaustion, reuse after free, persistence across a
- * reopen; and the reservations the scheduler subtracts. */
+ * reopen; and what a node's instances use, as the scheduler counts it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -191,7 +191,7 @@ static struct cc_instance inst(const char *id, const char *node, bool seen,
     return in;
 }
 
-static void test_reserved(void **s)
+static void test_node_usage(void **s)
 {
     struct db *db = open_db();
     struct koala_error *err = NULL;
@@ -204,23 +204,29 @@ static void test_reserved(void **s)
     assert_int_equal(store_instance_insert(db, &c, &err), 0);
     assert_int_equal(store_instance_insert(db, &d, &err), 0);
     struct cc_res r;
-    /* only placed, not yet listed, not over */
-    assert_int_equal(store_reserved(db, "nc1", &r, &err), 0);
-    assert_int_equal(r.cores, 1);
-    assert_int_equal(r.memory_mb, 256);
-    assert_int_equal(r.disk_gb, 5);
+    /* what nc1's live instances use, listed by the NC or not yet */
+    assert_int_equal(store_node_usage(db, "nc1", &r, &err), 0);
+    assert_int_equal(r.cores, 2);
+    assert_int_equal(r.memory_mb, 512);
+    assert_int_equal(r.disk_gb, 10);
     a.seen = true;
     assert_int_equal(store_instance_update(db, &a, &err), 0);
-    assert_int_equal(store_reserved(db, "nc1", &r, &err), 0);
+    assert_int_equal(store_node_usage(db, "nc1", &r, &err), 0);
+    assert_int_equal(r.cores, 2);
+    snprintf(b.state, sizeof(b.state), "terminated");
+    assert_int_equal(store_instance_update(db, &b, &err), 0);
+    assert_int_equal(store_node_usage(db, "nc1", &r, &err), 0);
+    assert_int_equal(r.cores, 1);
+    assert_int_equal(store_node_usage(db, "nc3", &r, &err), 0);
     assert_int_equal(r.cores, 0);
     struct cc_instance *list;
     size_t n;
     assert_int_equal(store_instances_on_node(db, "nc1", &list, &n, &err), 0);
-    assert_int_equal(n, 2);
+    assert_int_equal(n, 1);
     free(list);
     int purged = 0;
     assert_int_equal(store_purge_terminated(db, INT64_MAX, &purged, &err), 0);
-    assert_int_equal(purged, 1);
+    assert_int_equal(purged, 2);
     struct cc_instance got;
     assert_int_equal(store_instance_get(db, "i-00000003", &got, &err), 1);
     assert_int_equal(store_instance_get(db, "i-00000001", &got, &err), 0);
@@ -237,7 +243,7 @@ int main(void)
         cmocka_unit_test(test_alloc_exhaust_reuse),
         cmocka_unit_test(test_alloc_router_in_middle_and_mac_clash),
         cmocka_unit_test(test_persistence),
-        cmocka_unit_test(test_reserved),
+        cmocka_unit_test(test_node_usage),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
