@@ -11,6 +11,8 @@ PACKAGES=(
   # tests
   libcmocka-dev python3 python3-pytest python3-boto3 awscli s3cmd
   sqlite3 curl procps iproute2 openssh-client
+  # the cluster controller's network: DHCP server, NAT
+  dnsmasq-base nftables
 )
 
 missing=()
@@ -22,6 +24,9 @@ done
 # it from elsewhere (NodeSource), whose nodejs conflicts with Debian's npm.
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+# busybox's udhcpc is the DHCP client of the CC suite; busybox and
+# busybox-static conflict, either will do.
+command -v busybox >/dev/null || missing+=(busybox-static)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]}"
   SUDO=""
