@@ -1,6 +1,37 @@
 /* cc.c: starting and stopping koala-cc: its options, data directory and
  * database, nodes, the cluster network (bridge, DHCP, NAT), the poller,
- * the CLC notifier and the SOAP server. */
+ * the CLC notifier and the SOAP server.
+ *
+ * Configuration, section [cc] (defaults in brackets):
+ *   listen              ADDR:PORT of the SOAP endpoint [127.0.0.1:8774]
+ *   data_dir            cc.db, dhcp-hosts, dnsmasq.* [/var/lib/koala/cc]
+ *   name                the cluster / availability zone [cluster1]
+ *   tls_cert, tls_key   this CC's certificate (server and client) [required]
+ *   ca                  the cloud CA: peers must hold a certificate from it
+ *   clc_endpoint        where NotifyInstanceState goes [none: not sent]
+ *   scheduler           GREEDY | ROUNDROBIN [GREEDY]
+ *   nodes               static nodes "name=https://host:port/,..." added
+ *                       at every start (ConfigureNodes adds to them and
+ *                       is persisted) [none]
+ *   poll_interval       seconds between polls of the NCs, fractions
+ *                       allowed [2]
+ *   node_fail_threshold failed polls in a row that make a node BROKEN [3]
+ *   nc_timeout          seconds per call to an NC (ncRunInstance: 3x) [10]
+ *   terminated_keep     seconds terminated instances stay listed [3600]
+ *   workers             threads calling NCs for requests [16]
+ *   manage_network      false: no bridge, DHCP or NAT at all [true]
+ *   netns               network namespace of the cluster's router [none:
+ *                       the host's own]
+ *   bridge              the cluster LAN bridge [klan0]
+ *   subnet              the instances' subnet [10.111.0.0/16]
+ *   router              the bridge's address [the subnet's first host]
+ *   dns                 DNS servers handed out by DHCP, "a,b" [none]
+ *   uplink              interface for outbound NAT of the subnet [none]
+ *   node_bridge         bridge named to NCs in netConfig [empty: theirs]
+ *   dhcp_lease          lease time [12h]
+ *   dnsmasq             the DHCP server program [dnsmasq]
+ *   log_level           "info", "info,cc=debug" ... [info]
+ */
 #define LOG_MODULE "cc"
 #include <errno.h>
 #include <stdio.h>
@@ -297,8 +328,13 @@ struct cc *cc_new(const struct cc_options *opt, struct koala_error **err)
         error_set(err, ENOMEM, NULL, "out of memory");
         goto fail;
     }
+    /* One connection for each thread that may hold one while another
+     * waits for one: the SOAP workers (whose operations wait for jobs on
+     * cc->pool), cc->pool's and the poller's threads, and the poller. */
     cc->db = db_pool_new(path, cc_migrations, cc_n_migrations,
-                         cc->opt.workers + 48, err);
+                         CC_HTTP_WORKERS + cc->opt.workers + CC_POLL_WORKERS +
+                             4,
+                         err);
     if (cc->db == NULL || (db = db_pool_get(cc->db, err)) == NULL)
         goto fail;
     snprintf(cc->net.name, sizeof(cc->net.name), CC_DEFAULT_NETWORK);
@@ -312,7 +348,8 @@ struct cc *cc_new(const struct cc_options *opt, struct koala_error **err)
          nodes_configure_static(cc, db, cc->opt.nodes, err) < 0))
         goto fail;
     cc->pool = workpool_new(cc->opt.workers, "ccwork", err);
-    cc->poll_pool = cc->pool ? workpool_new(8, "ccpoll", err) : NULL;
+    cc->poll_pool =
+        cc->pool ? workpool_new(CC_POLL_WORKERS, "ccpoll", err) : NULL;
     cc->notify = cc->poll_pool ? notifier_new(cc, err) : NULL;
     if (cc->notify == NULL || setup_network(cc, db, err) < 0)
         goto fail;
@@ -328,7 +365,7 @@ struct cc *cc_new(const struct cc_options *opt, struct koala_error **err)
         .tls_cert_file = cc->opt.tls_cert,
         .tls_key_file = cc->opt.tls_key,
         .tls_client_ca_file = cc->opt.ca,
-        .workers = 64,
+        .workers = CC_HTTP_WORKERS,
     };
     cc->http = http_server_new(&hc, &cc_http_handler, cc, err);
     if (cc->http == NULL)

@@ -44,6 +44,8 @@
 #define CC_MAX_NODES 256
 #define CC_MAX_INSTANCES 256      /* per request */
 #define CC_MAX_BODY (4u << 20)    /* SOAP request bodies */
+#define CC_HTTP_WORKERS 64        /* threads running SOAP operations */
+#define CC_POLL_WORKERS 8         /* threads polling nodes */
 #define CC_DEFAULT_NETWORK "default"
 
 /* ---- options (cc.c: cc_options_load) ---- */

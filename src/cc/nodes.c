@@ -393,7 +393,8 @@ static void reconcile(struct cc *cc, struct db *db, const struct cc_node *nd,
         struct cc_instance *in = &live[i];
         const char *state = NULL;
         bool on_node = listed(pr, in->id, &state);
-        if (!on_node && in->seen) {
+        /* Gone from the node: listed before, or asked to go. */
+        if (!on_node && (in->seen || in->terminate_requested)) {
             struct nc_report r = {0};
             snprintf(r.id, sizeof(r.id), "%s", in->id);
             snprintf(r.state, sizeof(r.state), "terminated");

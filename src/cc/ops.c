@@ -119,11 +119,20 @@ static void action_one(size_t i, void *ctx)
     } else if (nc_instance_op(cc, endpoint, a->op, in->id, &rep, &e) < 0) {
         if (!terminate)
             goto out;
+        if (strcmp(error_code(e), "InvalidInstanceID.NotFound") == 0) {
+            /* The node does not have it (any more): nothing to stop. */
+            error_clear(&e);
+            memset(&rep, 0, sizeof(rep));
+            snprintf(rep.id, sizeof(rep.id), "%s", in->id);
+            snprintf(rep.state, sizeof(rep.state), "terminated");
+            goto apply;
+        }
         log_warn("%s %s on %s: %s (will retry)", a->op, in->id, in->node,
                  error_message(e));
         error_clear(&e);
         snprintf(rep.state, sizeof(rep.state), "shutting-down");
     }
+apply:
     cc_apply_report(cc, db, in->node, &rep, false, &a->dirty[i], &e);
 out:
     if (e)
@@ -438,6 +447,19 @@ void cc_op_notify_instance_state(struct cc_req *r)
         error_set(&err, ENOENT, "InvalidParameterValue",
                   "node '%s' is not a node of cluster %s", node,
                   cc->opt.name);
+        return cc_fail(r, err);
+    }
+    /* A node's certificate (koala-node-NAME, koala-nc-NAME) speaks only
+     * for that node. */
+    const char *peer = http_request_peer_name(r->http);
+    const char *claimed = NULL;
+    if (peer && str_has_prefix(peer, "koala-node-"))
+        claimed = peer + strlen("koala-node-");
+    else if (peer && str_has_prefix(peer, "koala-nc-"))
+        claimed = peer + strlen("koala-nc-");
+    if (claimed && strcmp(claimed, node) != 0) {
+        error_set(&err, EPERM, "UnauthorizedOperation",
+                  "%s may not report the instances of node %s", peer, node);
         return cc_fail(r, err);
     }
     bool dirty = false;

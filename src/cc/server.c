@@ -69,7 +69,8 @@ static void dispatch(struct http_request *http)
     for (size_t i = 0; i < ARRAY_SIZE(ops); i++) {
         if (strcmp(ops[i].name, name) != 0)
             continue;
-        log_debug("%s from %s", name, http_request_peer_name(http));
+        const char *peer = http_request_peer_name(http);
+        log_debug("%s from %s", name, peer ? peer : "?");
         if (ops[i].fn)
             ops[i].fn(r);
         else

@@ -31,7 +31,7 @@ from conftest import BUILD, KOALA_BIN, ROOT, free_port, wait_port
 
 CC_BIN = BUILD / "src" / "cc" / "koala-cc"
 NC_BIN = BUILD / "src" / "nc" / "koala-nc"
-IMAGES = Path(os.environ.get("KOALA_IMAGES_DIR", ROOT / "build" / "images"))
+IMAGES = Path(os.environ.get("KOALA_IMAGES", ROOT / "build" / "images"))
 CC_NS, NC_NS, CLC_NS = "urn:koala:cc", "urn:koala:nc", "urn:koala:clc"
 
 SMALL = ("m1.small", 1, 256, 5)
@@ -620,13 +620,18 @@ def test_notify_updates_at_once_and_is_forwarded(cluster):
     assert name == "zone-a"
     assert rec["node"] == "nc1" and rec["privateIp"] == "10.111.0.2"
     assert rec["macAddress"].startswith("d0:0d:")
-    # A push about an instance of another node changes nothing.
+    # An unknown node, a node speaking for another: refused.
     with pytest.raises(SoapFault) as e:
         call(cc.url, "NotifyInstanceState", CC_NS,
-             [("node", "nope"), ("instance", [])],
-             ctx=cluster.pki.ctx("koala-nc-nc2"))
+             [("node", "nope"), ("instance", [])], ctx=cc.ctx)
     assert e.value.code == "InvalidParameterValue"
     rec2 = cluster.nc1.record(cluster.nc1.instances[iid])
+    with pytest.raises(SoapFault) as e:
+        call(cc.url, "NotifyInstanceState", CC_NS,
+             [("node", "nc1"), ("instance", rec2)],
+             ctx=cluster.pki.ctx("koala-nc-nc2"))
+    assert e.value.code == "UnauthorizedOperation"
+    # A push about an instance of another node changes nothing.
     rec2 = [(k, "stopped" if k == "state" else v) for k, v in rec2]
     call(cc.url, "NotifyInstanceState", CC_NS,
          [("node", "nc2"), ("instance", rec2)],
@@ -652,6 +657,28 @@ def test_terminate_frees_address(cluster):
         a["instanceId"]]["state"] == "terminated"
     c = cc.run(1, first=2, reservation="r-2")[0]
     assert c["privateIp"] == a["privateIp"]
+
+
+def test_instance_gone_from_node(cluster):
+    cc = cluster.make_cc()
+    cc.wait_nodes({"nc1": "ENABLED", "nc2": "ENABLED"})
+    a, b = cc.run(2)
+    wait_until(lambda: all(d["state"] == "running"
+                           for d in cc.describe().values()), what="running")
+    # The node lost one it had listed: the CC ends it.
+    with cluster.nc1.lock:
+        del cluster.nc1.instances[a["instanceId"]]
+    wait_until(lambda: cc.describe(a["instanceId"])[a["instanceId"]]["state"]
+               == "terminated", what="vanished -> terminated")
+    d = cc.describe(a["instanceId"])[a["instanceId"]]
+    assert d["stateReasonCode"] == "Server.InternalError"
+    assert a["macAddress"] not in cc.dhcp_hosts()
+    # Terminating one the node does not know ends it at once.
+    with cluster.nc1.lock:
+        del cluster.nc1.instances[b["instanceId"]]
+    out = cc.action("TerminateInstances", b["instanceId"])
+    assert out[b["instanceId"]]["state"] == "terminated"
+    assert b["macAddress"] not in cc.dhcp_hosts()
 
 
 def test_terminate_while_node_down_is_retried(cluster):
@@ -1001,6 +1028,13 @@ def test_real_nc_boots_guest_with_cc_lease(cluster, tmp_path):
         wait_until(lambda: inst["macAddress"] not in cc.dhcp_hosts(),
                    what="lease removed")
     finally:
+        # koala-nc leaves its QEMUs running when it stops (by design): end
+        # the guest this test started, by the pid its NC recorded.
+        for pidfile in (tmp_path / "nc" / "instances").glob("*/qemu.pid"):
+            try:
+                os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
+            except (ValueError, OSError):
+                pass
         if nc_proc is not None:
             nc_proc.send_signal(signal.SIGTERM)
             try:
