@@ -242,9 +242,12 @@ int cc_dhcp_sync(struct cc *cc, struct db *db, struct koala_error **err)
     if (cc->net.dhcp == NULL)
         return 0;
     _cleanup_buf_ struct buf hosts = {0};
-    if (store_dhcp_hosts(db, cc->net.name, &hosts, err) < 0)
-        return -1;
-    return dhcp_update(cc->net.dhcp, &hosts, err);
+    pthread_mutex_lock(&cc->dhcp_sync_lock);
+    int rc = store_dhcp_hosts(db, cc->net.name, &hosts, err);
+    if (rc == 0)
+        rc = dhcp_update(cc->net.dhcp, &hosts, err);
+    pthread_mutex_unlock(&cc->dhcp_sync_lock);
+    return rc;
 }
 
 /* ---- the daemon ---- */
@@ -262,6 +265,7 @@ void cc_free(struct cc *cc)
     db_pool_free(cc->db);
     pthread_mutex_destroy(&cc->lock);
     pthread_mutex_destroy(&cc->sched_lock);
+    pthread_mutex_destroy(&cc->dhcp_sync_lock);
     pthread_mutex_destroy(&cc->poll_mu);
     cc_options_clear(&cc->opt);
     free(cc);
@@ -304,6 +308,7 @@ struct cc *cc_new(const struct cc_options *opt, struct koala_error **err)
     }
     pthread_mutex_init(&cc->lock, NULL);
     pthread_mutex_init(&cc->sched_lock, NULL);
+    pthread_mutex_init(&cc->dhcp_sync_lock, NULL);
     pthread_mutex_init(&cc->poll_mu, NULL);
     struct db *db = NULL;
     if (copy_options(&cc->opt, opt) < 0) {

@@ -15,6 +15,9 @@
  *   cc->lock        the node table (cc->nodes) and the round-robin cursor.
  *                   Held briefly; never across a network call or a database
  *                   transaction.
+ *   cc->dhcp_sync_lock  makes reading the allocations and rewriting the
+ *                   DHCP hosts one step, so an older reading never
+ *                   replaces a newer file.  Taken before dhcp->lock.
  *   dhcp->lock      (dhcp.c) the hosts file and the dnsmasq child.
  * The database is the truth for instances and addresses: each thread takes
  * its own connection from cc->db and changes rows in BEGIN IMMEDIATE
@@ -304,6 +307,7 @@ struct cc {
     struct http_client_tls tls;   /* our certificate, for calling peers */
     pthread_mutex_t lock;
     pthread_mutex_t sched_lock;
+    pthread_mutex_t dhcp_sync_lock; /* reading the hosts + writing them */
     struct cc_node nodes[CC_MAX_NODES]; /* by name */
     size_t n_nodes;
     char rr_last[64];             /* ROUNDROBIN: node used last */
