@@ -940,6 +940,90 @@ def test_bad_config_is_refused(cluster):
         assert words in p.stderr, p.stderr
 
 
+# ---- with the real koala-nc --------------------------------------------------
+
+class RealNC:
+    """A koala-nc process (no instances launched by the tests using it
+    this way), with its resources set by configuration."""
+
+    def __init__(self, pki, name, tmp, cores, memory_mb, disk_gb, **conf):
+        self.name = name
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}/"
+        cert, key = pki.issue(f"koala-nc-{name}")
+        self.dir = Path(tmp) / f"nc-{name}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        c = {"listen": f"127.0.0.1:{self.port}", "data_dir": self.dir / "data",
+             "name": name, "tls_cert": cert, "tls_key": key, "ca": pki.ca,
+             "max_cores": cores, "max_memory_mb": memory_mb,
+             "max_disk_gb": disk_gb, "hypervisor": "tcg"}
+        c.update(conf)
+        self.conf = self.dir / "nc.conf"
+        self.conf.write_text("[nc]\n" + "".join(f"{k} = {v}\n"
+                                                 for k, v in c.items()))
+        self.proc = None
+
+    def start(self):
+        self.log = open(self.dir / "nc.log", "ab")
+        self.proc = subprocess.Popen([str(NC_BIN), "--config",
+                                      str(self.conf)], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        wait_port(self.port, self.proc)
+        return self
+
+    def stop(self):
+        if self.proc is None:
+            return None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        rc, self.proc = self.proc.returncode, None
+        self.log.close()
+        return rc
+
+
+@pytest.mark.skipif(not NC_BIN.exists(), reason="koala-nc is not built")
+def test_real_nc_capacity_and_failure(pki, tmp_path):
+    """The CC against two real koala-nc processes (nothing launched):
+    polling, capacity numbers, InsufficientInstanceCapacity before any
+    node is asked, a node that stops is BROKEN and skipped, and comes back
+    when it runs again."""
+    ns = Netns("r")
+    nc1 = RealNC(pki, "nc1", tmp_path, 4, 4096, 100).start()
+    nc2 = RealNC(pki, "nc2", tmp_path, 2, 1024, 20).start()
+    cc = CC(pki, tmp_path / "cc", ns, nodes=f"nc1={nc1.url},nc2={nc2.url}")
+    try:
+        cc.start()
+        cc.wait_nodes({"nc1": "ENABLED", "nc2": "ENABLED"}, timeout=30)
+        res, nodes = cc.resources(SMALL, LARGE)
+        assert res == {"m1.small": (6, 6), "m1.large": (3, 3)}
+        assert nodes["nc1"]["coresAvailable"] == "4"
+        assert nodes["nc2"]["hypervisor"] == "tcg"
+        with pytest.raises(SoapFault) as e:
+            cc.run(7)
+        assert e.value.code == "InsufficientInstanceCapacity"
+        assert cc.describe() == {} and cc.dhcp_hosts() == ""
+        assert nc2.stop() == 0
+        cc.wait_nodes({"nc1": "ENABLED", "nc2": "BROKEN"}, timeout=30)
+        assert cc.resources(SMALL)[0]["m1.small"] == (4, 4)
+        with pytest.raises(SoapFault) as e:
+            cc.run(5)
+        assert e.value.code == "InsufficientInstanceCapacity"
+        nc2.start()
+        cc.wait_nodes({"nc1": "ENABLED", "nc2": "ENABLED"}, timeout=30)
+        assert cc.resources(SMALL)[0]["m1.small"] == (6, 6)
+        assert text(cc.call("DescribeService"), "state") == "ENABLED"
+    finally:
+        rc = cc.stop()
+        nc1.stop()
+        nc2.stop()
+        ns.delete()
+    assert rc == 0
+
+
 # ---- end to end with the real koala-nc --------------------------------------
 
 def _real_nc_ready():
