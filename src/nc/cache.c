@@ -482,6 +482,11 @@ int nc_cache_get(struct nc_cache *c, const struct nc_image_ref *ref,
     return rc;
 }
 
+char *nc_cache_path(const struct nc_cache *c, const char *sha256)
+{
+    return entry_path(c, sha256);
+}
+
 int nc_cache_pin(struct nc_cache *c, const char *sha256, char **path,
                  const char **format)
 {

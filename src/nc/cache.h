@@ -61,6 +61,8 @@ int nc_cache_get(struct nc_cache *c, const struct nc_image_ref *ref,
 int nc_cache_pin(struct nc_cache *c, const char *sha256, char **path,
                  const char **format);
 void nc_cache_unpin(struct nc_cache *c, const char *sha256);
+/* The file an image is (or would be) cached in (malloc'd). */
+char *nc_cache_path(const struct nc_cache *c, const char *sha256);
 /* Evicts LRU unpinned images until the cache fits max_bytes. */
 void nc_cache_trim(struct nc_cache *c);
 /* Makes running and future downloads fail (ECANCELED): shutting down. */

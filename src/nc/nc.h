@@ -1,0 +1,286 @@
+/* nc.h: koala-nc internals shared by its files: the daemon (nc.c), the
+ * instances and their state files (instance.c), the lifecycle jobs and
+ * the watchers (lifecycle.c), QEMU, disks and taps (vm.c), the choice of
+ * KVM or TCG (hv.c), notifications to the CC (notify.c) and the SOAP
+ * operations (server.c).  The image cache (cache.h), the QMP client
+ * (qmp.h) and the helper runner (exec.h) stand on their own.
+ *
+ * DESIGN.  An instance is a directory instances/<id>/ (instance.json, the
+ * disks, console.log, qmp.sock, qemu.pid) and a `struct nc_instance` in
+ * the node's list.  QEMU runs daemonized (it outlives koala-nc), in the
+ * node's network namespace when one is configured.  Each live QEMU has a
+ * watcher thread that reads its QMP events and checks its pid; it only
+ * records what it saw (guest_shutdown, qemu_gone) and kicks the instance.
+ * Everything that takes time (downloading, making disks, starting or
+ * stopping QEMU, cleaning up) runs in a job: a thread of its own, at most
+ * one per instance at a time (`busy`).  When a job ends, and whenever the
+ * instance is kicked while no job runs, the instance is settled: a wanted
+ * terminate, a guest that powered off (-> stopped) and a QEMU that died
+ * (-> terminated, Server.InternalError) are dealt with, in that order.
+ * SOAP requests run on the HTTP server's workers: they change the list and
+ * start jobs, and answer at once.
+ *
+ * LOCKING.  One mutex, nc->lock, guards the list and every field of every
+ * instance, the hypervisor choice and the counters; nc->cond is broadcast
+ * on any change a thread may wait for (a job ended, a watcher stopped,
+ * stopping).  It is never held across anything that blocks: I/O, QMP,
+ * running a program.  A job or watcher may use its instance's fields
+ * without the lock only where they cannot change while it runs (the id,
+ * the directory, the request's fields).  instance.json is written under
+ * inst->save_lock (taken before nc->lock), so writes of one instance
+ * happen in the order of the states they hold.  Instances leave the list
+ * only when terminated, idle (no job, no watcher) and older than
+ * terminated_ttl.
+ */
+#ifndef KOALA_NC_H
+#define KOALA_NC_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "buf.h"
+#include "cache.h"
+#include "error.h"
+#include "http_server.h"
+#include "qmp.h"
+#include "xml.h"
+
+#define NC_XMLNS "urn:koala:nc"
+#define CC_XMLNS "urn:koala:cc"
+#define NC_CONSOLE_MAX (64u * 1024) /* bytes GetConsoleOutput returns */
+#define NC_USERDATA_MAX (16u * 1024) /* decoded, as EC2 */
+
+struct nc_options {
+    const char *listen_addr;
+    uint16_t port;
+    const char *data_dir;
+    const char *name;        /* node name; NULL: the host name */
+    const char *tls_cert;    /* PEM: this node's certificate and key */
+    const char *tls_key;
+    const char *ca;          /* the cloud CA: verifies peers both ways */
+    const char *cc_endpoint; /* NotifyInstanceState goes here; optional */
+    int64_t max_cores;       /* 0: the host's CPUs */
+    int64_t max_memory_mb;   /* 0: MemTotal minus a reserve */
+    int64_t max_disk_gb;     /* 0: free space of data_dir */
+    uint64_t cache_max;      /* bytes; 0: no limit */
+    const char *bridge;      /* default kbr0 */
+    const char *netns;       /* NULL: koala-nc's own namespace */
+    const char *hypervisor;  /* auto | kvm | tcg */
+    const char *qemu;        /* qemu-system-x86_64 */
+    const char *qemu_img;    /* qemu-img */
+    const char *kvm_probe_kernel; /* optional */
+    const char *kvm_probe_initrd;
+    unsigned kvm_probe_timeout_s; /* console output within; default 20 */
+    unsigned stop_timeout_s;      /* powerdown grace; default 30 */
+    unsigned terminated_ttl_s;    /* kept in memory; default 3600 */
+};
+
+enum nc_state {
+    NC_PENDING = 0,
+    NC_RUNNING,
+    NC_STOPPING,
+    NC_STOPPED,
+    NC_SHUTTING_DOWN,
+    NC_TERMINATED,
+};
+
+enum nc_hv {
+    NC_HV_TCG = 0,
+    NC_HV_KVM,
+};
+
+struct nc_type {
+    char *name;
+    int64_t cores;
+    int64_t memory_mb;
+    int64_t disk_gb;
+};
+
+struct nc_instance {
+    /* ---- from the request, fixed ---- */
+    char id[32];
+    char *reservation_id;
+    char *owner_id;
+    int64_t launch_index;
+    struct nc_type type;
+    struct nc_image_ref image;
+    struct nc_image_ref kernel;  /* id NULL: none (whole-disk boot) */
+    struct nc_image_ref ramdisk; /* id NULL: none */
+    char *mac;
+    char *private_ip;
+    char *network;
+    char *bridge;     /* the request's, or the node's */
+    char *user_data;  /* base64, as received */
+    char *key_name;
+    char *public_key;
+    int64_t launch_time_ms;
+    char tap[16];
+    char *dir;        /* data_dir/instances/<id> */
+
+    /* ---- state (instance.json) ---- */
+    enum nc_state state;
+    char *reason_code;    /* stateReasonCode, or NULL */
+    char *reason_message;
+    enum nc_hv hv;        /* what it runs (or will run) with */
+    bool booted;          /* its disks exist and it has run */
+    pid_t pid;            /* QEMU's, 0: none */
+
+    /* ---- runtime ---- */
+    pthread_mutex_t save_lock;
+    struct qmp *qmp;      /* while QEMU runs */
+    bool watching;        /* a watcher thread runs */
+    bool busy;            /* a job runs */
+    bool want_terminate;  /* terminate once the running job is done */
+    bool guest_shutdown;  /* the guest powered off (SHUTDOWN, guest) */
+    bool qemu_gone;       /* QEMU exited (QMP EOF, pid gone) */
+    bool pinned[3];       /* image, kernel, ramdisk pinned in the cache */
+    char *console;        /* last console output, kept once terminated */
+    size_t console_len;
+    int64_t terminated_ms; /* monotonic */
+    struct nc_instance *next;
+};
+
+struct nc_notifier;
+
+struct nc {
+    struct nc_options opt;
+    char *data_dir;
+    char *inst_dir;   /* data_dir/instances */
+    char *name;
+    char *bridge;
+    int64_t cores_max, memory_mb_max, disk_gb_max;
+    struct nc_cache *cache;
+    int netns_fd;     /* -1: none */
+
+    pthread_mutex_t lock;
+    pthread_cond_t cond;  /* CLOCK_MONOTONIC */
+    struct nc_instance *instances;
+    bool stopping;
+    unsigned threads;     /* jobs and watchers running */
+
+    enum nc_hv hv;        /* what new instances get */
+    bool hv_verified;     /* a guest booted (or failed to) with KVM here */
+    bool hv_forced;       /* hypervisor = kvm | tcg in the config */
+    char *hv_key;         /* "QEMU version | kernel release" */
+    char *hv_reason;
+    long tsc_khz;         /* the host's TSC rate (TCG guests see it) */
+
+    struct nc_notifier *notifier;
+    pthread_t housekeeper;
+    bool housekeeper_started;
+    struct http_server *http;
+};
+
+/* ---- nc.c ---- */
+struct nc *nc_new(const struct nc_options *opt, struct koala_error **err);
+void nc_free(struct nc *nc);
+struct nc_resources {
+    int64_t cores_max, cores_free, memory_mb_max, memory_mb_free,
+        disk_gb_max, disk_gb_free;
+    unsigned instances; /* not terminated */
+};
+void nc_resources_locked(struct nc *nc, struct nc_resources *r);
+/* Waits on nc->cond until deadline (monotonic ms).  Lock held. */
+void nc_wait_locked(struct nc *nc, int64_t deadline_ms);
+
+/* ---- instance.c ---- */
+struct nc_instance *nc_instance_new(void);
+void nc_instance_free(struct nc_instance *inst);
+const char *nc_state_name(enum nc_state s);
+int nc_state_parse(const char *s, enum nc_state *out);
+const char *nc_hv_name(enum nc_hv hv);
+struct nc_instance *nc_find_locked(struct nc *nc, const char *id);
+/* "i-" and 8 to 17 lower-case hex digits. */
+bool nc_valid_instance_id(const char *id);
+/* instance.json: the whole instance as JSON text (malloc'd) and back. */
+char *nc_instance_to_json(const struct nc_instance *inst);
+struct nc_instance *nc_instance_from_json(const char *text, size_t len,
+                                          struct koala_error **err);
+/* Writes inst's instance.json atomically (takes save_lock and nc->lock:
+ * call without nc->lock). */
+int nc_instance_save(struct nc *nc, struct nc_instance *inst,
+                     struct koala_error **err);
+/* <instance>...</instance> into w.  Lock held. */
+void nc_instance_describe(struct nc *nc, const struct nc_instance *inst,
+                          struct xml_writer *w, const char *element);
+
+/* ---- vm.c ---- */
+struct nc_vm_spec {
+    const char *qemu;
+    enum nc_hv hv;
+    const char *name;     /* -name (the instance id: found in cmdline) */
+    const char *dir;      /* cwd; qmp.sock, qemu.pid, console.log here */
+    int64_t cores, memory_mb;
+    const char *kernel;   /* direct kernel boot (microvm) when set */
+    const char *initrd;
+    const char *append;
+    const char *root;     /* qcow2 files, or NULL */
+    const char *ephemeral;
+    const char *tap;      /* NULL: no network */
+    const char *mac;
+    int netns_fd;
+};
+/* Starts QEMU daemonized; *pid from its pid file. */
+int nc_vm_launch(const struct nc_vm_spec *s, pid_t *pid,
+                 struct koala_error **err);
+/* pid is a live QEMU whose command line names `name`. */
+bool nc_vm_alive(pid_t pid, const char *name);
+/* Reads DIR/qemu.pid; 0 when absent. */
+pid_t nc_vm_read_pid(const char *dir);
+/* Waits until DIR/console.log grows past `since` bytes (true), QEMU
+ * died or the timeout passed (false). */
+bool nc_vm_wait_console(const char *dir, pid_t pid, const char *name,
+                        off_t since, unsigned timeout_ms);
+/* Sends SIGKILL and waits (up to 5 s) until the process is gone. */
+void nc_vm_kill(pid_t pid, const char *name);
+int nc_tap_add(struct nc *nc, const char *tap, const char *bridge,
+               struct koala_error **err);
+int nc_tap_del(struct nc *nc, const char *tap, struct koala_error **err);
+/* root.qcow2 over the cached image, ephemeral.qcow2 of disk_gb. */
+int nc_disks_create(struct nc *nc, struct nc_instance *inst,
+                    const char *image_path, const char *image_format,
+                    struct koala_error **err);
+
+/* ---- hv.c ---- */
+/* Decides what new instances run with (config, remembered answer, or a
+ * probe); fills nc->hv*. */
+int nc_hv_init(struct nc *nc, struct koala_error **err);
+/* The kernel command line of a direct kernel boot with hv (malloc'd). */
+char *nc_hv_append(const struct nc *nc, enum nc_hv hv);
+/* A KVM boot succeeded (kvm) or failed (tcg): remember it for this host. */
+void nc_hv_record(struct nc *nc, enum nc_hv hv, const char *reason);
+
+/* ---- lifecycle.c ---- */
+/* ncRunInstance: inst (fully parsed, taken over) becomes pending and its
+ * launch starts in the background.  The description of the instance (as
+ * it is, for a repeated request) is written into w. */
+int nc_run_instance(struct nc *nc, struct nc_instance *inst,
+                    struct xml_writer *w, struct koala_error **err);
+int nc_terminate_instance(struct nc *nc, const char *id,
+                          struct xml_writer *w, struct koala_error **err);
+int nc_reboot_instance(struct nc *nc, const char *id, struct xml_writer *w,
+                       struct koala_error **err);
+int nc_stop_instance(struct nc *nc, const char *id, struct xml_writer *w,
+                     struct koala_error **err);
+int nc_start_instance(struct nc *nc, const char *id, struct xml_writer *w,
+                      struct koala_error **err);
+/* Console output: the last NC_CONSOLE_MAX bytes (malloc'd). */
+int nc_console_output(struct nc *nc, const char *id, char **out,
+                      size_t *len, struct koala_error **err);
+/* Loads instances/ at startup: re-adopts live QEMUs, resumes jobs. */
+int nc_instances_load(struct nc *nc, struct koala_error **err);
+/* Drops terminated instances older than the TTL.  Lock held. */
+void nc_instances_reap_locked(struct nc *nc);
+
+/* ---- notify.c ---- */
+struct nc_notifier *nc_notifier_new(struct nc *nc, struct koala_error **err);
+void nc_notifier_free(struct nc_notifier *n);
+/* Queues the instance's current state for the CC.  Lock held. */
+void nc_notify_locked(struct nc *nc, const struct nc_instance *inst);
+
+/* ---- server.c ---- */
+extern const struct http_handler nc_http_handler;
+
+#endif
