@@ -13,6 +13,8 @@ PACKAGES=(
   sqlite3 curl procps iproute2 openssh-client
   # the cluster controller's network: DHCP server, NAT
   dnsmasq-base nftables
+  # the node controller: the hypervisor and qemu-img
+  qemu-system-x86 qemu-utils
 )
 
 missing=()
