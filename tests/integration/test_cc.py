@@ -1085,27 +1085,49 @@ def test_real_nc_boots_guest_with_cc_lease(cluster, tmp_path):
                                    stdout=nc_log, stderr=subprocess.STDOUT)
         wait_port(nc_port, nc_proc)
         cc.wait_nodes({"nc1": "ENABLED"}, timeout=60)
-        items = [("reservationId", "r-e2e"), ("ownerId", "000000000001"),
-                 ("instanceType", type_items(("t1.micro", 1, 256, 1))),
-                 ("image", ref("root.img", "emi-00000001")),
-                 ("kernel", ref("vmlinuz", "eki-00000001")),
-                 ("ramdisk", ref("initrd.img", "eri-00000001")),
-                 ("instance", [("instanceId", "i-0000000000000e2e0"),
-                               ("launchIndex", 0)])]
-        inst = to_dict(child(cc.call("RunInstances", items), "instance"))
-        iid, ip = inst["instanceId"], inst["privateIp"]
-
-        def console():
+        def console(iid):
             out = cc.call("GetConsoleOutput", [("instanceId", iid)])
             return base64.b64decode(text(out, "output") or "").decode(
                 errors="replace")
-        wait_until(lambda: cc.describe(iid)[iid]["state"] == "running",
-                   timeout=300, step=1, what="running")
-        wait_until(lambda: f"KOALA-GUEST-READY ip={ip}" in console(),
-                   timeout=300, step=2, what="the guest's DHCP address")
-        page = cluster.ns.run("busybox", "wget", "-q", "-O", "-", "-T", "5",
-                              f"http://{ip}:8080/", check=False)
-        assert page.returncode == 0 and page.stdout
+
+        # Under TCG the guest kernel sometimes never gets past its clock
+        # calibration on microvm (a known issue of the guest image, not of
+        # the CC): such a launch is ended and tried again, three times.
+        hung = []
+        for attempt in range(3):
+            iid = f"i-0000000000000e2e{attempt}"
+            items = [("reservationId", f"r-e2e{attempt}"),
+                     ("ownerId", "000000000001"),
+                     ("instanceType", type_items(("t1.micro", 1, 256, 1))),
+                     ("image", ref("root.img", "emi-00000001")),
+                     ("kernel", ref("vmlinuz", "eki-00000001")),
+                     ("ramdisk", ref("initrd.img", "eri-00000001")),
+                     ("instance", [("instanceId", iid), ("launchIndex", 0)])]
+            inst = to_dict(child(cc.call("RunInstances", items), "instance"))
+            ip = inst["privateIp"]
+            wait_until(lambda: cc.describe(iid)[iid]["state"] == "running",
+                       timeout=120, step=1, what="running")
+            try:
+                wait_until(lambda: "Run /init" in console(iid), timeout=90,
+                           step=2, what="the guest kernel starting init")
+                break
+            except AssertionError:
+                hung.append(console(iid)[-300:])
+                cc.action("TerminateInstances", iid)
+                wait_until(lambda: cc.describe(iid)[iid]["state"] ==
+                           "terminated", timeout=120, step=1,
+                           what="terminated")
+        else:
+            pytest.fail("the guest kernel hung in 3 launches:\n" +
+                        "\n---\n".join(hung))
+        wait_until(lambda: f"KOALA-GUEST-READY ip={ip}" in console(iid),
+                   timeout=120, step=2, what="the guest's DHCP address")
+        # from the cluster's router, over the LAN the CC serves
+        page = wait_until(lambda: (lambda p: p.returncode == 0 and p)(
+            cluster.ns.run("curl", "-sf", "--max-time", "5",
+                           f"http://{ip}:8080/", check=False)),
+            timeout=60, step=1, what="the guest's HTTP page")
+        assert page.stdout
         cc.action("TerminateInstances", iid)
         wait_until(lambda: cc.describe(iid)[iid]["state"] == "terminated",
                    timeout=120, step=1, what="terminated")
