@@ -42,13 +42,13 @@ struct entry {
     const char *format; /* "raw" / "qcow2" */
     int64_t last_used;  /* wall clock ms */
     unsigned pins;
-    json_t *ids;        /* array of image ids seen with this digest */
+    json_t *ids; /* array of image ids seen with this digest */
     struct entry *next;
 };
 
 struct flight {
     char sha[65];
-    unsigned refs;   /* the downloader and its waiters */
+    unsigned refs; /* the downloader and its waiters */
     bool done;
     struct koala_error *err;
     struct flight *next;
@@ -114,10 +114,10 @@ static void save_index(struct nc_cache *c)
     json_t *arr = json_array();
     for (struct entry *e = c->entries; e; e = e->next)
         json_array_append_new(
-            arr, json_pack("{s:s, s:I, s:s, s:I, s:O}", "sha256", e->sha,
-                           "size", (json_int_t)e->size, "format", e->format,
-                           "lastUsed", (json_int_t)e->last_used, "ids",
-                           e->ids));
+            arr,
+            json_pack("{s:s, s:I, s:s, s:I, s:O}", "sha256", e->sha, "size",
+                      (json_int_t)e->size, "format", e->format, "lastUsed",
+                      (json_int_t)e->last_used, "ids", e->ids));
     json_t *root = json_pack("{s:i, s:o}", "version", 1, "images", arr);
     char *text = root ? json_dumps(root, JSON_INDENT(1)) : NULL;
     json_decref(root);
@@ -136,8 +136,7 @@ static void save_index(struct nc_cache *c)
 /* "qcow2" or "raw" from the file's first bytes; rejects qcow2 images that
  * name a backing file or an external data file of their own: such a file
  * would make QEMU open a path on the node chosen by the image's author. */
-static int detect_format(int fd, const char **format,
-                         struct koala_error **err)
+static int detect_format(int fd, const char **format, struct koala_error **err)
 {
     unsigned char h[104] = {0};
     ssize_t n = pread(fd, h, sizeof(h), 0);
@@ -205,8 +204,8 @@ static int download(struct nc_cache *c, const struct nc_image_ref *ref,
     id_random_hex(rnd, 8);
     _cleanup_free_ char *tmp = NULL;
     _cleanup_free_ char *final = entry_path(c, ref->sha256);
-    if (final == NULL || asprintf(&tmp, "%s/" PART_PREFIX "%s-%s", c->dir,
-                                  ref->sha256, rnd) < 0)
+    if (final == NULL ||
+        asprintf(&tmp, "%s/" PART_PREFIX "%s-%s", c->dir, ref->sha256, rnd) < 0)
         return error_set(err, ENOMEM, NULL, "out of memory");
     struct dl d = {.c = c, .max = ref->size};
     d.fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -216,7 +215,8 @@ static int download(struct nc_cache *c, const struct nc_image_ref *ref,
     int rc = -1;
     struct http_client_request rq = {
         .url = ref->url,
-        .sink = {.kind = HTTP_CLIENT_SINK_CALLBACK, .write = dl_write,
+        .sink = {.kind = HTTP_CLIENT_SINK_CALLBACK,
+                 .write = dl_write,
                  .ctx = &d},
         .tls = c->have_tls ? &c->tls : NULL,
         .idle_timeout_s = 60,
@@ -240,12 +240,11 @@ static int download(struct nc_cache *c, const struct nc_image_ref *ref,
         goto out;
     }
     if (resp.status != 200) {
-        error_set(err, EIO,
-                  resp.status >= 400 && resp.status < 500
-                      ? "Client.InvalidImage"
-                      : NULL,
-                  "image %s: download failed with HTTP %ld", ref->id,
-                  resp.status);
+        error_set(
+            err, EIO,
+            resp.status >= 400 && resp.status < 500 ? "Client.InvalidImage"
+                                                    : NULL,
+            "image %s: download failed with HTTP %ld", ref->id, resp.status);
         goto out;
     }
     if (d.got != ref->size) {
@@ -400,8 +399,8 @@ int nc_cache_get(struct nc_cache *c, const struct nc_image_ref *ref,
             if (e->size != ref->size) {
                 error_set(err, EINVAL, "Client.InvalidImage",
                           "image %s: size %llu, but its digest is cached "
-                          "with %llu bytes", ref->id,
-                          (unsigned long long)ref->size,
+                          "with %llu bytes",
+                          ref->id, (unsigned long long)ref->size,
                           (unsigned long long)e->size);
                 break;
             }
@@ -431,8 +430,7 @@ int nc_cache_get(struct nc_cache *c, const struct nc_image_ref *ref,
             continue;
         }
         if (atomic_load(&c->cancelled)) {
-            error_set(err, ECANCELED, NULL, "image %s: shutting down",
-                      ref->id);
+            error_set(err, ECANCELED, NULL, "image %s: shutting down", ref->id);
             break;
         }
         f = calloc(1, sizeof(*f));
@@ -451,8 +449,8 @@ int nc_cache_get(struct nc_cache *c, const struct nc_image_ref *ref,
         int drc = download(c, ref, &fmt, &derr);
         pthread_mutex_lock(&c->lock);
         if (drc == 0) {
-            struct entry *ne = entry_new(ref->sha256, ref->size, fmt,
-                                         time_now_ms());
+            struct entry *ne =
+                entry_new(ref->sha256, ref->size, fmt, time_now_ms());
             if (ne == NULL) {
                 error_set(&derr, ENOMEM, NULL, "out of memory");
             } else {
@@ -467,8 +465,7 @@ int nc_cache_get(struct nc_cache *c, const struct nc_image_ref *ref,
         }
         flight_land(c, f, derr);
         if (derr) {
-            error_set(err, derr->errnum, derr->code, "%s",
-                      error_message(derr));
+            error_set(err, derr->errnum, derr->code, "%s", error_message(derr));
             flight_put(f);
             break;
         }
@@ -677,8 +674,8 @@ struct nc_cache *nc_cache_new(const char *dir, uint64_t max_bytes,
         c->ca_file = tls->ca_file ? strdup(tls->ca_file) : NULL;
         c->cert_file = tls->cert_file ? strdup(tls->cert_file) : NULL;
         c->key_file = tls->key_file ? strdup(tls->key_file) : NULL;
-        c->tls = (struct http_client_tls){c->ca_file, c->cert_file,
-                                          c->key_file, tls->insecure};
+        c->tls = (struct http_client_tls){c->ca_file, c->cert_file, c->key_file,
+                                          tls->insecure};
         c->have_tls = true;
     }
     load_index(c);

@@ -69,9 +69,9 @@ void nc_cache_trim(struct nc_cache *c);
 void nc_cache_cancel(struct nc_cache *c);
 
 struct nc_cache_stats {
-    uint64_t bytes;      /* sum of the cached images' sizes */
+    uint64_t bytes; /* sum of the cached images' sizes */
     unsigned images;
-    unsigned downloads;  /* downloads started since nc_cache_new */
+    unsigned downloads; /* downloads started since nc_cache_new */
     unsigned evictions;
 };
 void nc_cache_stats(struct nc_cache *c, struct nc_cache_stats *out);

@@ -62,10 +62,9 @@ void nc_hv_record(struct nc *nc, enum nc_hv hv, const char *reason)
     nc->hv_verified = true;
     free(nc->hv_reason);
     nc->hv_reason = strdup(reason ? reason : "");
-    json_t *o = json_pack("{s:s, s:s, s:s, s:I}", "key", nc->hv_key,
-                          "hypervisor", nc_hv_name(hv), "reason",
-                          reason ? reason : "", "time",
-                          (json_int_t)time_now_ms());
+    json_t *o = json_pack(
+        "{s:s, s:s, s:s, s:I}", "key", nc->hv_key, "hypervisor", nc_hv_name(hv),
+        "reason", reason ? reason : "", "time", (json_int_t)time_now_ms());
     pthread_mutex_unlock(&nc->lock);
     if (changed)
         log_info("hypervisor: %s (%s)", nc_hv_name(hv), reason);
@@ -87,9 +86,13 @@ static int kvm_accel_works(struct nc *nc, struct koala_error **err)
     _cleanup_free_ char *dir = probe_dir(nc);
     if (dir == NULL || nc_mkdir_p(dir, err) < 0)
         return -1;
-    struct nc_vm_spec s = {.qemu = nc->opt.qemu, .hv = NC_HV_KVM,
-                           .name = "kvm-probe", .dir = dir, .cores = 1,
-                           .memory_mb = 64, .netns_fd = -1};
+    struct nc_vm_spec s = {.qemu = nc->opt.qemu,
+                           .hv = NC_HV_KVM,
+                           .name = "kvm-probe",
+                           .dir = dir,
+                           .cores = 1,
+                           .memory_mb = 64,
+                           .netns_fd = -1};
     pid_t pid = 0;
     int rc = nc_vm_launch(&s, &pid, err);
     if (rc == 0)
@@ -108,9 +111,13 @@ static bool kvm_boots(struct nc *nc, char *why, size_t why_size)
         error_free(err);
         return false;
     }
-    struct nc_vm_spec s = {.qemu = nc->opt.qemu, .hv = NC_HV_KVM,
-                           .name = "kvm-probe", .dir = dir, .cores = 1,
-                           .memory_mb = 256, .kernel = nc->opt.kvm_probe_kernel,
+    struct nc_vm_spec s = {.qemu = nc->opt.qemu,
+                           .hv = NC_HV_KVM,
+                           .name = "kvm-probe",
+                           .dir = dir,
+                           .cores = 1,
+                           .memory_mb = 256,
+                           .kernel = nc->opt.kvm_probe_kernel,
                            .initrd = nc->opt.kvm_probe_initrd,
                            .append = "console=ttyS0 panic=-1",
                            .netns_fd = -1};
@@ -127,7 +134,8 @@ static bool kvm_boots(struct nc *nc, char *why, size_t why_size)
     } else {
         snprintf(why, why_size,
                  "probe kernel wrote nothing to its console with KVM "
-                 "within %u s", nc->opt.kvm_probe_timeout_s);
+                 "within %u s",
+                 nc->opt.kvm_probe_timeout_s);
     }
     if (pid > 0)
         nc_vm_kill(pid, "kvm-probe");
@@ -146,8 +154,8 @@ static long measure_tsc_khz(void)
     usleep(50000);
     clock_gettime(CLOCK_MONOTONIC_RAW, &b);
     unsigned long long t1 = __rdtsc();
-    double ns = (double)(b.tv_sec - a.tv_sec) * 1e9 +
-                (double)(b.tv_nsec - a.tv_nsec);
+    double ns =
+        (double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec);
     return ns > 0 ? (long)((double)(t1 - t0) / ns * 1e6) : 0;
 #else
     return 0;
@@ -159,8 +167,9 @@ char *nc_hv_append(const struct nc *nc, enum nc_hv hv)
     char *s = NULL;
     int rc;
     if (hv == NC_HV_TCG && nc->tsc_khz > 0)
-        rc = asprintf(&s, "console=ttyS0 root=/dev/vda ro panic=-1 "
-                          "no_timer_check tsc_early_khz=%ld",
+        rc = asprintf(&s,
+                      "console=ttyS0 root=/dev/vda ro panic=-1 "
+                      "no_timer_check tsc_early_khz=%ld",
                       nc->tsc_khz);
     else
         rc = asprintf(&s, "console=ttyS0 root=/dev/vda ro panic=-1");
@@ -213,8 +222,8 @@ int nc_hv_init(struct nc *nc, struct koala_error **err)
     if (kvm_accel_works(nc, &e) < 0) {
         nc->hv = NC_HV_TCG;
         nc->hv_verified = true;
-        if (asprintf(&nc->hv_reason, "KVM unavailable: %s",
-                     error_message(e)) < 0)
+        if (asprintf(&nc->hv_reason, "KVM unavailable: %s", error_message(e)) <
+            0)
             nc->hv_reason = NULL;
         log_info("hypervisor: tcg (%s)", error_message(e));
         error_free(e);

@@ -13,9 +13,12 @@
 #include "util.h"
 
 static const char *const state_names[] = {
-    [NC_PENDING] = "pending",       [NC_RUNNING] = "running",
-    [NC_STOPPING] = "stopping",     [NC_STOPPED] = "stopped",
-    [NC_SHUTTING_DOWN] = "shutting-down", [NC_TERMINATED] = "terminated",
+    [NC_PENDING] = "pending",
+    [NC_RUNNING] = "running",
+    [NC_STOPPING] = "stopping",
+    [NC_STOPPED] = "stopped",
+    [NC_SHUTTING_DOWN] = "shutting-down",
+    [NC_TERMINATED] = "terminated",
 };
 
 const char *nc_state_name(enum nc_state s)
@@ -119,13 +122,12 @@ char *nc_instance_to_json(const struct nc_instance *i)
     set_str(o, "reservationId", i->reservation_id);
     set_str(o, "ownerId", i->owner_id);
     json_object_set_new(o, "launchIndex", json_integer(i->launch_index));
-    json_object_set_new(
-        o, "instanceType",
-        json_pack("{s:s, s:I, s:I, s:I}", "name",
-                  i->type.name ? i->type.name : "", "cores",
-                  (json_int_t)i->type.cores, "memoryMb",
-                  (json_int_t)i->type.memory_mb, "diskGb",
-                  (json_int_t)i->type.disk_gb));
+    json_object_set_new(o, "instanceType",
+                        json_pack("{s:s, s:I, s:I, s:I}", "name",
+                                  i->type.name ? i->type.name : "", "cores",
+                                  (json_int_t)i->type.cores, "memoryMb",
+                                  (json_int_t)i->type.memory_mb, "diskGb",
+                                  (json_int_t)i->type.disk_gb));
     json_object_set_new(o, "image", image_json(&i->image));
     if (i->kernel.id)
         json_object_set_new(o, "kernel", image_json(&i->kernel));
@@ -279,9 +281,9 @@ void nc_instance_describe(struct nc *nc, const struct nc_instance *i,
         xml_text_element(w, "ramdiskId", i->ramdisk.id);
     xml_text_element(w, "macAddress", i->mac);
     xml_text_element(w, "privateIp", i->private_ip ? i->private_ip : "");
-    xml_text_element(w, "launchTime",
-                     time_format_iso8601((time_t)(i->launch_time_ms / 1000),
-                                         t));
+    xml_text_element(
+        w, "launchTime",
+        time_format_iso8601((time_t)(i->launch_time_ms / 1000), t));
     xml_text_element(w, "node", nc->name);
     xml_text_element(w, "hypervisor", nc_hv_name(i->hv));
     xml_end(w);

@@ -1,7 +1,7 @@
-/* lifecycle.c: what happens to instances: the SOAP operations that change
- * them, the jobs that do the work in the background, the watchers of the
- * QEMU processes, and re-adopting instances when koala-nc starts.  See
- * the DESIGN and LOCKING notes in nc.h.
+/* lifecycle.c: what happens to instances: the jobs that do the work in
+ * the background (launch, start, stop, reboot, terminate), the watchers of
+ * the QEMU processes, and settling an instance after either (see the
+ * DESIGN and LOCKING notes in nc.h; the operations are in ops.c).
  *
  * States:  pending -> running -> stopping -> stopped -> pending ...
  *          any -> shutting-down -> terminated
@@ -11,7 +11,6 @@
  * dies any other way is terminated with Server.InternalError.
  */
 #define LOG_MODULE "nc"
-#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,9 +23,6 @@
 #include "nc.h"
 #include "util.h"
 
-typedef void (*job_fn)(struct nc *nc, struct nc_instance *inst);
-
-static int spawn_locked(struct nc *nc, struct nc_instance *inst, job_fn fn);
 static void settle(struct nc *nc, struct nc_instance *inst);
 
 /* ---- small helpers ---- */
@@ -43,9 +39,8 @@ static void set_reason(struct nc_instance *inst, const char *code,
 /* Moves inst to st (with a reason, or none) and tells the CC.  While a
  * terminate is wanted the instance shows shutting-down whatever its job
  * does meanwhile.  Lock held. */
-static void set_state_locked(struct nc *nc, struct nc_instance *inst,
-                             enum nc_state st, const char *code,
-                             const char *msg)
+void nc_set_state_locked(struct nc *nc, struct nc_instance *inst,
+                         enum nc_state st, const char *code, const char *msg)
 {
     if (inst->want_terminate && st != NC_TERMINATED)
         st = NC_SHUTTING_DOWN;
@@ -62,15 +57,15 @@ static void set_state_locked(struct nc *nc, struct nc_instance *inst,
     pthread_cond_broadcast(&nc->cond);
 }
 
-static void set_state(struct nc *nc, struct nc_instance *inst,
-                      enum nc_state st, const char *code, const char *msg)
+static void set_state(struct nc *nc, struct nc_instance *inst, enum nc_state st,
+                      const char *code, const char *msg)
 {
     pthread_mutex_lock(&nc->lock);
-    set_state_locked(nc, inst, st, code, msg);
+    nc_set_state_locked(nc, inst, st, code, msg);
     pthread_mutex_unlock(&nc->lock);
 }
 
-static void save(struct nc *nc, struct nc_instance *inst)
+void nc_save(struct nc *nc, struct nc_instance *inst)
 {
     struct koala_error *err = NULL;
     if (nc_instance_save(nc, inst, &err) < 0)
@@ -102,7 +97,7 @@ static const char *reason_code(const struct koala_error *e)
 struct thread_arg {
     struct nc *nc;
     struct nc_instance *inst;
-    job_fn fn;
+    nc_job_fn fn;
 };
 
 /* Something may need doing and no job runs: start one that settles the
@@ -110,7 +105,7 @@ struct thread_arg {
 static void kick_locked(struct nc *nc, struct nc_instance *inst)
 {
     if (!inst->busy && !nc->stopping)
-        spawn_locked(nc, inst, NULL);
+        nc_job_spawn_locked(nc, inst, NULL);
 }
 
 static void *watcher_main(void *arg)
@@ -170,7 +165,7 @@ static void *watcher_main(void *arg)
 }
 
 /* inst->qmp and inst->pid are set.  Lock held. */
-static int watch_locked(struct nc *nc, struct nc_instance *inst)
+int nc_watch_locked(struct nc *nc, struct nc_instance *inst)
 {
     struct thread_arg *a = malloc(sizeof(*a));
     if (a == NULL)
@@ -201,7 +196,7 @@ static void *job_main(void *arg)
     struct thread_arg *a = arg;
     struct nc *nc = a->nc;
     struct nc_instance *inst = a->inst;
-    job_fn fn = a->fn;
+    nc_job_fn fn = a->fn;
     free(a);
     if (fn)
         fn(nc, inst);
@@ -215,7 +210,7 @@ static void *job_main(void *arg)
 
 /* Starts fn (NULL: only settle) on a thread of its own; inst is busy
  * until it ends.  Lock held. */
-static int spawn_locked(struct nc *nc, struct nc_instance *inst, job_fn fn)
+int nc_job_spawn_locked(struct nc *nc, struct nc_instance *inst, nc_job_fn fn)
 {
     struct thread_arg *a = malloc(sizeof(*a));
     if (a == NULL)
@@ -287,11 +282,20 @@ static int qemu_start(struct nc *nc, struct nc_instance *inst, enum nc_hv hv,
     if (inst->ramdisk.id)
         initrd = nc_cache_path(nc->cache, inst->ramdisk.sha256);
     struct nc_vm_spec s = {
-        .qemu = nc->opt.qemu, .hv = hv, .name = inst->id, .dir = inst->dir,
-        .cores = inst->type.cores, .memory_mb = inst->type.memory_mb,
-        .kernel = kernel, .initrd = initrd, .append = kernel ? append : NULL,
-        .root = root, .ephemeral = inst->type.disk_gb > 0 ? eph : NULL,
-        .tap = inst->tap, .mac = inst->mac, .netns_fd = nc->netns_fd,
+        .qemu = nc->opt.qemu,
+        .hv = hv,
+        .name = inst->id,
+        .dir = inst->dir,
+        .cores = inst->type.cores,
+        .memory_mb = inst->type.memory_mb,
+        .kernel = kernel,
+        .initrd = initrd,
+        .append = kernel ? append : NULL,
+        .root = root,
+        .ephemeral = inst->type.disk_gb > 0 ? eph : NULL,
+        .tap = inst->tap,
+        .mac = inst->mac,
+        .netns_fd = nc->netns_fd,
     };
     pid_t pid = 0;
     if (nc_vm_launch(&s, &pid, err) < 0)
@@ -306,7 +310,7 @@ static int qemu_start(struct nc *nc, struct nc_instance *inst, enum nc_hv hv,
     inst->qmp = q;
     inst->pid = pid;
     inst->hv = hv;
-    int rc = watch_locked(nc, inst);
+    int rc = nc_watch_locked(nc, inst);
     pthread_mutex_unlock(&nc->lock);
     if (rc < 0) {
         qemu_end(nc, inst);
@@ -345,8 +349,8 @@ static int boot(struct nc *nc, struct nc_instance *inst,
     if (probe) {
         char why[1024];
         if (rc < 0) {
-            snprintf(why, sizeof(why), "KVM launch of %s failed: %s",
-                     inst->id, error_message(e));
+            snprintf(why, sizeof(why), "KVM launch of %s failed: %s", inst->id,
+                     error_message(e));
         } else if (!nc_vm_wait_console(inst->dir, inst->pid, inst->id, since,
                                        nc->opt.kvm_probe_timeout_s * 1000)) {
             snprintf(why, sizeof(why),
@@ -382,7 +386,7 @@ static void terminate_now(struct nc *nc, struct nc_instance *inst,
                           const char *code, const char *msg)
 {
     set_state(nc, inst, NC_SHUTTING_DOWN, NULL, NULL);
-    save(nc, inst);
+    nc_save(nc, inst);
     qemu_end(nc, inst);
     struct koala_error *err = NULL;
     if (nc_tap_del(nc, inst->tap, &err) < 0)
@@ -411,13 +415,13 @@ static void terminate_now(struct nc *nc, struct nc_instance *inst,
     inst->console_len = len;
     inst->want_terminate = false;
     inst->terminated_ms = time_mono_ms();
-    set_state_locked(nc, inst, NC_TERMINATED, code, msg);
+    nc_set_state_locked(nc, inst, NC_TERMINATED, code, msg);
     pthread_mutex_unlock(&nc->lock);
 }
 
 /* QEMU is gone or no longer needed: the instance is stopped. */
-static void stop_now(struct nc *nc, struct nc_instance *inst,
-                     const char *code, const char *msg)
+static void stop_now(struct nc *nc, struct nc_instance *inst, const char *code,
+                     const char *msg)
 {
     qemu_end(nc, inst);
     struct koala_error *err = NULL;
@@ -425,7 +429,7 @@ static void stop_now(struct nc *nc, struct nc_instance *inst,
         log_error("instance %s: %s", inst->id, error_message(err));
     error_free(err);
     set_state(nc, inst, NC_STOPPED, code, msg);
-    save(nc, inst);
+    nc_save(nc, inst);
 }
 
 enum action { ACT_NONE, ACT_TERMINATE, ACT_GUEST_STOP, ACT_CRASH };
@@ -479,7 +483,7 @@ static void settle(struct nc *nc, struct nc_instance *inst)
 
 /* ---- the jobs ---- */
 
-static void launch_job(struct nc *nc, struct nc_instance *inst)
+void nc_launch_job(struct nc *nc, struct nc_instance *inst)
 {
     struct nc_image_ref *refs[3] = {&inst->image, &inst->kernel,
                                     &inst->ramdisk};
@@ -495,8 +499,7 @@ static void launch_job(struct nc *nc, struct nc_instance *inst)
         pthread_mutex_lock(&nc->lock);
         bool pinned = inst->pinned[i];
         pthread_mutex_unlock(&nc->lock);
-        int rc = pinned ? nc_cache_pin(nc->cache, refs[i]->sha256, &path,
-                                       &fmt)
+        int rc = pinned ? nc_cache_pin(nc->cache, refs[i]->sha256, &path, &fmt)
                         : nc_cache_get(nc->cache, refs[i], &path, &fmt, &err);
         if (rc < 0 && pinned) /* pinned, yet gone: fetch it again */
             rc = nc_cache_get(nc->cache, refs[i], &path, &fmt, &err);
@@ -525,12 +528,11 @@ static void launch_job(struct nc *nc, struct nc_instance *inst)
         goto fail;
     pthread_mutex_lock(&nc->lock);
     inst->booted = true;
-    set_state_locked(nc, inst, NC_RUNNING, NULL, NULL);
+    nc_set_state_locked(nc, inst, NC_RUNNING, NULL, NULL);
     pthread_mutex_unlock(&nc->lock);
-    save(nc, inst);
+    nc_save(nc, inst);
     log_info("instance %s: running (images %lld ms, disks and QEMU %lld ms)",
-             inst->id, (long long)(t1 - t0),
-             (long long)(time_mono_ms() - t1));
+             inst->id, (long long)(t1 - t0), (long long)(time_mono_ms() - t1));
     return;
 fail:
     if (stopping(nc)) { /* cancelled by the shutdown: resumed on restart */
@@ -542,26 +544,24 @@ fail:
     error_free(err);
 }
 
-static void start_job(struct nc *nc, struct nc_instance *inst)
+void nc_start_job(struct nc *nc, struct nc_instance *inst)
 {
     struct koala_error *err = NULL;
-    save(nc, inst);
+    nc_save(nc, inst);
     if (boot(nc, inst, &err) < 0) {
-        log_warn("instance %s: start failed: %s", inst->id,
-                 error_message(err));
-        set_state(nc, inst, NC_STOPPED, reason_code(err),
-                  error_message(err));
-        save(nc, inst);
+        log_warn("instance %s: start failed: %s", inst->id, error_message(err));
+        set_state(nc, inst, NC_STOPPED, reason_code(err), error_message(err));
+        nc_save(nc, inst);
         error_free(err);
         return;
     }
     set_state(nc, inst, NC_RUNNING, NULL, NULL);
-    save(nc, inst);
+    nc_save(nc, inst);
 }
 
-static void stop_job(struct nc *nc, struct nc_instance *inst)
+void nc_stop_job(struct nc *nc, struct nc_instance *inst)
 {
-    save(nc, inst);
+    nc_save(nc, inst);
     pthread_mutex_lock(&nc->lock);
     struct qmp *q = inst->qmp;
     pthread_mutex_unlock(&nc->lock);
@@ -569,8 +569,8 @@ static void stop_job(struct nc *nc, struct nc_instance *inst)
         json_decref(qmp_execute(q, "system_powerdown", NULL, 3000, NULL));
     pthread_mutex_lock(&nc->lock);
     int64_t deadline = time_mono_ms() + nc->opt.stop_timeout_s * 1000ll;
-    while (q && !inst->guest_shutdown && !inst->qemu_gone &&
-           !nc->stopping && time_mono_ms() < deadline)
+    while (q && !inst->guest_shutdown && !inst->qemu_gone && !nc->stopping &&
+           time_mono_ms() < deadline)
         nc_wait_locked(nc, deadline);
     bool clean = inst->guest_shutdown, quit = nc->stopping;
     pthread_mutex_unlock(&nc->lock);
@@ -583,7 +583,7 @@ static void stop_job(struct nc *nc, struct nc_instance *inst)
              "User initiated shutdown");
 }
 
-static void reboot_job(struct nc *nc, struct nc_instance *inst)
+void nc_reboot_job(struct nc *nc, struct nc_instance *inst)
 {
     pthread_mutex_lock(&nc->lock);
     struct qmp *q = inst->qmp;
@@ -596,377 +596,14 @@ static void reboot_job(struct nc *nc, struct nc_instance *inst)
     error_free(err);
 }
 
-static void crash_job(struct nc *nc, struct nc_instance *inst)
+void nc_crash_job(struct nc *nc, struct nc_instance *inst)
 {
     terminate_now(nc, inst, "Server.InternalError",
                   "QEMU exited while koala-nc was not running");
 }
 
-static void finish_stop_job(struct nc *nc, struct nc_instance *inst)
+void nc_finish_stop_job(struct nc *nc, struct nc_instance *inst)
 {
     stop_now(nc, inst, "Client.UserInitiatedShutdown",
              "User initiated shutdown");
-}
-
-/* ---- operations ---- */
-
-static struct nc_instance *find(struct nc *nc, const char *id,
-                                struct koala_error **err)
-{
-    struct nc_instance *inst = nc_find_locked(nc, id);
-    if (inst == NULL)
-        error_set(err, ENOENT, "InvalidInstanceID.NotFound",
-                  "The instance ID '%s' does not exist", id);
-    return inst;
-}
-
-static int incorrect_state(const struct nc_instance *inst, const char *what,
-                           struct koala_error **err)
-{
-    return error_set(err, EINVAL, "IncorrectInstanceState",
-                     "The instance '%s' is not in a state from which it "
-                     "can be %s (it is %s%s)", inst->id, what,
-                     nc_state_name(inst->state), inst->busy ? ", busy" : "");
-}
-
-int nc_run_instance(struct nc *nc, struct nc_instance *inst,
-                    struct xml_writer *w, struct koala_error **err)
-{
-    pthread_mutex_lock(&nc->lock);
-    struct nc_instance *old = nc_find_locked(nc, inst->id);
-    if (old) { /* a repeated request (the CC retrying): same answer */
-        nc_instance_describe(nc, old, w, "instance");
-        pthread_mutex_unlock(&nc->lock);
-        nc_instance_free(inst);
-        return 0;
-    }
-    if (nc->stopping) {
-        pthread_mutex_unlock(&nc->lock);
-        nc_instance_free(inst);
-        return error_set(err, ESHUTDOWN, "ServiceUnavailable",
-                         "the node is shutting down");
-    }
-    struct nc_resources r;
-    nc_resources_locked(nc, &r);
-    if (inst->type.cores > r.cores_free ||
-        inst->type.memory_mb > r.memory_mb_free ||
-        inst->type.disk_gb > r.disk_gb_free) {
-        error_set(err, ENOSPC, "InsufficientInstanceCapacity",
-                  "node %s cannot host %s (%lld cores, %lld MiB, %lld GiB): "
-                  "%lld cores, %lld MiB, %lld GiB available", nc->name,
-                  inst->type.name, (long long)inst->type.cores,
-                  (long long)inst->type.memory_mb,
-                  (long long)inst->type.disk_gb, (long long)r.cores_free,
-                  (long long)r.memory_mb_free, (long long)r.disk_gb_free);
-        pthread_mutex_unlock(&nc->lock);
-        nc_instance_free(inst);
-        return -1;
-    }
-    inst->state = NC_PENDING;
-    inst->hv = nc->hv;
-    inst->launch_time_ms = time_now_ms();
-    snprintf(inst->tap, sizeof(inst->tap), "tap%s",
-             inst->id + (strlen(inst->id) > 14 ? strlen(inst->id) - 12 : 2));
-    if (asprintf(&inst->dir, "%s/%s", nc->inst_dir, inst->id) < 0)
-        inst->dir = NULL;
-    if (inst->bridge == NULL || inst->bridge[0] == '\0') {
-        free(inst->bridge);
-        inst->bridge = strdup(nc->bridge);
-    }
-    if (inst->dir == NULL || inst->bridge == NULL) {
-        pthread_mutex_unlock(&nc->lock);
-        nc_instance_free(inst);
-        return error_set(err, ENOMEM, NULL, "out of memory");
-    }
-    inst->busy = true; /* nothing may start on it before its launch */
-    inst->next = nc->instances;
-    nc->instances = inst;
-    pthread_mutex_unlock(&nc->lock);
-    int rc = nc_mkdir_p(inst->dir, err);
-    if (rc == 0)
-        rc = nc_instance_save(nc, inst, err);
-    pthread_mutex_lock(&nc->lock);
-    if (rc < 0) {
-        /* Without its state file the instance cannot be kept: it ends
-         * here (the record stays, terminated, like any other). */
-        inst->terminated_ms = time_mono_ms();
-        set_state_locked(nc, inst, NC_TERMINATED, "Server.InternalError",
-                         error_message(*err));
-        inst->busy = false;
-        pthread_mutex_unlock(&nc->lock);
-        nc_rmtree(inst->dir, NULL);
-        return -1;
-    }
-    log_info("instance %s: pending (%s, image %s)", inst->id,
-             inst->type.name, inst->image.id);
-    nc_notify_locked(nc, inst);
-    inst->busy = false;
-    if (spawn_locked(nc, inst, launch_job) < 0) {
-        inst->busy = true; /* nobody will run it: fail it right away */
-        set_state_locked(nc, inst, NC_TERMINATED, "Server.InternalError",
-                         "cannot start the launch");
-        inst->terminated_ms = time_mono_ms();
-        inst->busy = false;
-    }
-    nc_instance_describe(nc, inst, w, "instance");
-    pthread_mutex_unlock(&nc->lock);
-    return 0;
-}
-
-int nc_terminate_instance(struct nc *nc, const char *id,
-                          struct xml_writer *w, struct koala_error **err)
-{
-    pthread_mutex_lock(&nc->lock);
-    struct nc_instance *inst = find(nc, id, err);
-    bool save_it = false;
-    if (inst && inst->state != NC_TERMINATED && !inst->want_terminate) {
-        inst->want_terminate = true;
-        set_state_locked(nc, inst, NC_SHUTTING_DOWN, NULL, NULL);
-        if (inst->busy) /* its job ends first, then settles */
-            save_it = true;
-        else if (spawn_locked(nc, inst, NULL) < 0)
-            inst->want_terminate = false; /* retried on the next request */
-    }
-    if (inst)
-        nc_instance_describe(nc, inst, w, "instance");
-    pthread_mutex_unlock(&nc->lock);
-    if (save_it)
-        save(nc, inst);
-    return inst ? 0 : -1;
-}
-
-/* Starts fn on an idle instance in state `from` (moving it to `to`);
- * an instance already in one of the `same` states is left as it is. */
-static int simple_op(struct nc *nc, const char *id, enum nc_state from,
-                     enum nc_state to, unsigned same, job_fn fn,
-                     const char *what, struct xml_writer *w,
-                     struct koala_error **err)
-{
-    pthread_mutex_lock(&nc->lock);
-    struct nc_instance *inst = find(nc, id, err);
-    int rc = inst ? 0 : -1;
-    if (inst && (same & (1u << inst->state)) && !inst->want_terminate) {
-        /* nothing to do */
-    } else if (inst && inst->state == from && !inst->busy &&
-               !inst->want_terminate) {
-        set_state_locked(nc, inst, to, NULL, NULL);
-        if (spawn_locked(nc, inst, fn) < 0)
-            rc = error_set(err, EAGAIN, NULL, "cannot start a thread");
-    } else if (inst) {
-        rc = incorrect_state(inst, what, err);
-    }
-    if (rc == 0)
-        nc_instance_describe(nc, inst, w, "instance");
-    pthread_mutex_unlock(&nc->lock);
-    return rc;
-}
-
-int nc_reboot_instance(struct nc *nc, const char *id, struct xml_writer *w,
-                       struct koala_error **err)
-{
-    return simple_op(nc, id, NC_RUNNING, NC_RUNNING, 0, reboot_job,
-                     "rebooted", w, err);
-}
-
-int nc_stop_instance(struct nc *nc, const char *id, struct xml_writer *w,
-                     struct koala_error **err)
-{
-    return simple_op(nc, id, NC_RUNNING, NC_STOPPING,
-                     1u << NC_STOPPING | 1u << NC_STOPPED, stop_job,
-                     "stopped", w, err);
-}
-
-int nc_start_instance(struct nc *nc, const char *id, struct xml_writer *w,
-                      struct koala_error **err)
-{
-    return simple_op(nc, id, NC_STOPPED, NC_PENDING,
-                     1u << NC_PENDING | 1u << NC_RUNNING, start_job,
-                     "started", w, err);
-}
-
-int nc_console_output(struct nc *nc, const char *id, char **out,
-                      size_t *len, struct koala_error **err)
-{
-    pthread_mutex_lock(&nc->lock);
-    struct nc_instance *inst = find(nc, id, err);
-    char path[4096] = "";
-    *out = NULL;
-    *len = 0;
-    if (inst && inst->state == NC_TERMINATED) {
-        *out = malloc(inst->console_len + 1);
-        if (*out) {
-            memcpy(*out, inst->console ? inst->console : "",
-                   inst->console_len);
-            (*out)[inst->console_len] = '\0';
-            *len = inst->console_len;
-        }
-    } else if (inst) {
-        snprintf(path, sizeof(path), "%s/console.log", inst->dir);
-    }
-    pthread_mutex_unlock(&nc->lock);
-    if (inst == NULL)
-        return -1;
-    if (path[0])
-        *out = nc_read_tail(path, NC_CONSOLE_MAX, len);
-    if (*out == NULL)
-        return error_set(err, ENOMEM, NULL, "out of memory");
-    return 0;
-}
-
-void nc_instances_reap_locked(struct nc *nc)
-{
-    int64_t now = time_mono_ms();
-    int64_t ttl = (int64_t)nc->opt.terminated_ttl_s * 1000;
-    for (struct nc_instance **p = &nc->instances; *p;) {
-        struct nc_instance *i = *p;
-        if (i->state == NC_TERMINATED && !i->busy && !i->watching &&
-            now - i->terminated_ms >= ttl) {
-            *p = i->next;
-            log_debug("instance %s: forgotten", i->id);
-            nc_instance_free(i);
-        } else {
-            p = &i->next;
-        }
-    }
-}
-
-/* ---- startup: re-adopting ---- */
-
-/* Reconnects to the instance's QEMU if it still runs.  1: adopted, 0: no
- * QEMU (or one that would not answer, now killed). */
-static int adopt(struct nc *nc, struct nc_instance *inst)
-{
-    pid_t pid = nc_vm_read_pid(inst->dir);
-    if (!nc_vm_alive(pid, inst->id))
-        return 0;
-    char sock[4096];
-    snprintf(sock, sizeof(sock), "%s/qmp.sock", inst->dir);
-    struct koala_error *err = NULL;
-    struct qmp *q = qmp_connect(sock, 10000, &err);
-    json_t *st = q ? qmp_execute(q, "query-status", NULL, 5000, &err) : NULL;
-    if (st == NULL) {
-        log_error("instance %s: QEMU pid %d does not answer (%s): killing it",
-                  inst->id, (int)pid, error_message(err));
-        error_free(err);
-        qmp_free(q);
-        nc_vm_kill(pid, inst->id);
-        return 0;
-    }
-    const char *status = json_string_value(json_object_get(st, "status"));
-    bool shut = status && strcmp(status, "shutdown") == 0;
-    log_info("instance %s: re-adopted QEMU pid %d (%s)", inst->id, (int)pid,
-             status ? status : "?");
-    json_decref(st);
-    pthread_mutex_lock(&nc->lock);
-    inst->qmp = q;
-    inst->pid = pid;
-    int rc = watch_locked(nc, inst);
-    if (rc == 0 && shut)
-        inst->guest_shutdown = true; /* powered off while we were away */
-    pthread_mutex_unlock(&nc->lock);
-    if (rc < 0) {
-        pthread_mutex_lock(&nc->lock);
-        inst->qmp = NULL;
-        pthread_mutex_unlock(&nc->lock);
-        qmp_free(q);
-        return 0;
-    }
-    return 1;
-}
-
-static void load_one(struct nc *nc, const char *id)
-{
-    _cleanup_free_ char *dir = NULL, *path = NULL;
-    if (asprintf(&dir, "%s/%s", nc->inst_dir, id) < 0 ||
-        asprintf(&path, "%s/instance.json", dir) < 0)
-        return;
-    struct koala_error *err = NULL;
-    size_t len;
-    _cleanup_free_ char *text = nc_read_file(path, 1 << 20, &len, &err);
-    struct nc_instance *inst =
-        text ? nc_instance_from_json(text, len, &err) : NULL;
-    if (inst == NULL || strcmp(inst->id, id) != 0) {
-        /* A directory whose launch never got as far as its state file. */
-        log_warn("instances/%s: %s: removed", id,
-                 inst ? "id does not match" : error_message(err));
-        error_free(err);
-        nc_instance_free(inst);
-        nc_rmtree(dir, NULL);
-        return;
-    }
-    inst->dir = dir;
-    dir = NULL;
-    if (inst->state == NC_TERMINATED) {
-        nc_rmtree(inst->dir, NULL);
-        nc_instance_free(inst);
-        return;
-    }
-    const char *shas[3] = {inst->image.sha256, inst->kernel.id ?
-                           inst->kernel.sha256 : NULL, inst->ramdisk.id ?
-                           inst->ramdisk.sha256 : NULL};
-    for (int i = 0; i < 3; i++) {
-        if (shas[i] == NULL)
-            continue;
-        inst->pinned[i] = nc_cache_pin(nc->cache, shas[i], NULL, NULL) == 0;
-        if (!inst->pinned[i] && inst->booted)
-            log_error("instance %s: image %s is no longer cached", inst->id,
-                      shas[i]);
-    }
-    enum nc_state st = inst->state;
-    if (st == NC_SHUTTING_DOWN)
-        inst->want_terminate = true;
-    int adopted = st == NC_STOPPED ? 0 : adopt(nc, inst);
-    pthread_mutex_lock(&nc->lock);
-    inst->next = nc->instances;
-    nc->instances = inst;
-    job_fn fn = NULL;
-    bool spawn = true;
-    switch (st) {
-    case NC_PENDING:
-        if (adopted) {
-            inst->booted = true;
-            set_state_locked(nc, inst, NC_RUNNING, NULL, NULL);
-        } else {
-            fn = inst->booted ? start_job : launch_job;
-        }
-        break;
-    case NC_RUNNING:
-        if (!adopted)
-            fn = crash_job;
-        break;
-    case NC_STOPPING:
-        fn = adopted ? stop_job : finish_stop_job;
-        break;
-    case NC_SHUTTING_DOWN:
-        break; /* settle terminates */
-    default:
-        spawn = false;
-        break;
-    }
-    if (spawn)
-        spawn_locked(nc, inst, fn);
-    pthread_mutex_unlock(&nc->lock);
-    if (adopted && st == NC_PENDING)
-        save(nc, inst);
-    log_info("instance %s: loaded (%s%s)", inst->id, nc_state_name(st),
-             adopted ? ", QEMU running" : "");
-}
-
-int nc_instances_load(struct nc *nc, struct koala_error **err)
-{
-    DIR *d = opendir(nc->inst_dir);
-    if (d == NULL)
-        return error_set_errno(err, "opendir %s", nc->inst_dir);
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.')
-            continue;
-        if (!nc_valid_instance_id(de->d_name)) {
-            log_warn("instances/%s: not an instance: left alone", de->d_name);
-            continue;
-        }
-        load_one(nc, de->d_name);
-    }
-    closedir(d);
-    return 0;
 }

@@ -15,42 +15,58 @@
 /* Every key of [nc]; each is also a command line option (--data-dir for
  * data_dir). */
 static const char *const keys[] = {
-    "listen", "data_dir", "name", "tls_cert", "tls_key", "ca",
-    "cc_endpoint", "max_cores", "max_memory_mb", "max_disk_gb", "cache_max",
-    "bridge", "netns", "hypervisor", "qemu", "qemu_img", "kvm_probe_kernel",
-    "kvm_probe_initrd", "kvm_probe_timeout", "stop_timeout",
-    "terminated_ttl", "log_level",
+    "listen",
+    "data_dir",
+    "name",
+    "tls_cert",
+    "tls_key",
+    "ca",
+    "cc_endpoint",
+    "max_cores",
+    "max_memory_mb",
+    "max_disk_gb",
+    "cache_max",
+    "bridge",
+    "netns",
+    "hypervisor",
+    "qemu",
+    "qemu_img",
+    "kvm_probe_kernel",
+    "kvm_probe_initrd",
+    "kvm_probe_timeout",
+    "stop_timeout",
+    "terminated_ttl",
+    "log_level",
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: koala-nc [--config FILE] [--OPTION VALUE]...\n"
-            "Runs the node controller.  Options (also keys of the [nc]\n"
-            "section of the configuration file, with _ for -):\n"
-            "  --listen ADDR:PORT       SOAP over mutual TLS "
-            "(127.0.0.1:8775)\n"
-            "  --data-dir DIR           instances and image cache "
-            "(/var/lib/koala/nc)\n"
-            "  --name NAME              node name (the host name)\n"
-            "  --tls-cert F --tls-key F this node's certificate\n"
-            "  --ca FILE                the cloud CA (peers are checked "
-            "with it)\n"
-            "  --cc-endpoint URL        where state changes are pushed\n"
-            "  --max-cores N --max-memory-mb N --max-disk-gb N\n"
-            "  --cache-max SIZE         image cache limit (16G)\n"
-            "  --bridge NAME            bridge for the taps (kbr0)\n"
-            "  --netns NAME             network namespace of bridge and "
-            "taps\n"
-            "  --hypervisor auto|kvm|tcg\n"
-            "  --qemu PATH --qemu-img PATH\n"
-            "  --kvm-probe-kernel F --kvm-probe-initrd F "
-            "--kvm-probe-timeout S\n"
-            "  --stop-timeout S         guest powerdown grace (30)\n"
-            "  --terminated-ttl S       terminated instances are "
-            "remembered (3600)\n"
-            "  --log-level SPEC\n");
+    fprintf(f, "usage: koala-nc [--config FILE] [--OPTION VALUE]...\n"
+               "Runs the node controller.  Options (also keys of the [nc]\n"
+               "section of the configuration file, with _ for -):\n"
+               "  --listen ADDR:PORT       SOAP over mutual TLS "
+               "(127.0.0.1:8775)\n"
+               "  --data-dir DIR           instances and image cache "
+               "(/var/lib/koala/nc)\n"
+               "  --name NAME              node name (the host name)\n"
+               "  --tls-cert F --tls-key F this node's certificate\n"
+               "  --ca FILE                the cloud CA (peers are checked "
+               "with it)\n"
+               "  --cc-endpoint URL        where state changes are pushed\n"
+               "  --max-cores N --max-memory-mb N --max-disk-gb N\n"
+               "  --cache-max SIZE         image cache limit (16G)\n"
+               "  --bridge NAME            bridge for the taps (kbr0)\n"
+               "  --netns NAME             network namespace of bridge and "
+               "taps\n"
+               "  --hypervisor auto|kvm|tcg\n"
+               "  --qemu PATH --qemu-img PATH\n"
+               "  --kvm-probe-kernel F --kvm-probe-initrd F "
+               "--kvm-probe-timeout S\n"
+               "  --stop-timeout S         guest powerdown grace (30)\n"
+               "  --terminated-ttl S       terminated instances are "
+               "remembered (3600)\n"
+               "  --log-level SPEC\n");
 }
 
 static int split_listen(const char *s, char **addr, uint16_t *port)
@@ -81,8 +97,8 @@ int main(int argc, char **argv)
         for (char *p = names[i]; *p; p++)
             if (*p == '_')
                 *p = '-';
-        opts[i] = (struct option){names[i], required_argument, NULL,
-                                  (int)(256 + i)};
+        opts[i] =
+            (struct option){names[i], required_argument, NULL, (int)(256 + i)};
     }
     opts[N_KEYS] = (struct option){"config", required_argument, NULL, 'c'};
     opts[N_KEYS + 1] = (struct option){"help", no_argument, NULL, 'h'};
@@ -145,8 +161,8 @@ int main(int argc, char **argv)
     if (config_get_int(cfg, "nc", "max_cores", 0, &opt.max_cores, &err) < 0 ||
         config_get_int(cfg, "nc", "max_memory_mb", 0, &opt.max_memory_mb,
                        &err) < 0 ||
-        config_get_int(cfg, "nc", "max_disk_gb", 0, &opt.max_disk_gb,
-                       &err) < 0 ||
+        config_get_int(cfg, "nc", "max_disk_gb", 0, &opt.max_disk_gb, &err) <
+            0 ||
         config_get_size(cfg, "nc", "cache_max", 16ull << 30, &opt.cache_max,
                         &err) < 0 ||
         config_get_int(cfg, "nc", "kvm_probe_timeout", 20, &probe_s, &err) <
@@ -185,8 +201,8 @@ int main(int argc, char **argv)
         config_free(file);
         return 1;
     }
-    log_info("node %s listening on https://%s:%u (data in %s)", nc->name,
-             addr, (unsigned)http_server_port(nc->http), opt.data_dir);
+    log_info("node %s listening on https://%s:%u (data in %s)", nc->name, addr,
+             (unsigned)http_server_port(nc->http), opt.data_dir);
     int sig = 0;
     sigwait(&set, &sig);
     log_info("signal %d: stopping (instances keep running)", sig);

@@ -79,14 +79,14 @@ static void detect_resources(struct nc *nc)
         nc->disk_gb_max = o->max_disk_gb;
     } else {
         struct statvfs sv;
-        nc->disk_gb_max = statvfs(nc->data_dir, &sv) == 0
-                              ? (int64_t)((uint64_t)sv.f_bavail *
-                                          sv.f_frsize >> 30)
-                              : 0;
+        nc->disk_gb_max =
+            statvfs(nc->data_dir, &sv) == 0
+                ? (int64_t)((uint64_t)sv.f_bavail * sv.f_frsize >> 30)
+                : 0;
     }
-    log_info("node %s: %lld cores, %lld MiB, %lld GiB for instances",
-             nc->name, (long long)nc->cores_max,
-             (long long)nc->memory_mb_max, (long long)nc->disk_gb_max);
+    log_info("node %s: %lld cores, %lld MiB, %lld GiB for instances", nc->name,
+             (long long)nc->cores_max, (long long)nc->memory_mb_max,
+             (long long)nc->disk_gb_max);
 }
 
 static void *housekeeper_main(void *arg)
@@ -194,8 +194,7 @@ struct nc *nc_new(const struct nc_options *opt, struct koala_error **err)
     nc->cache = nc_cache_new(cache_dir, opt->cache_max, &tls, err);
     if (nc->cache == NULL)
         goto fail;
-    if (opt->cc_endpoint &&
-        (nc->notifier = nc_notifier_new(nc, err)) == NULL)
+    if (opt->cc_endpoint && (nc->notifier = nc_notifier_new(nc, err)) == NULL)
         goto fail;
     if (nc_instances_load(nc, err) < 0)
         goto fail;

@@ -1,6 +1,7 @@
 /* nc.h: koala-nc internals shared by its files: the daemon (nc.c), the
  * instances and their state files (instance.c), the lifecycle jobs and
- * the watchers (lifecycle.c), QEMU, disks and taps (vm.c), the choice of
+ * the watchers (lifecycle.c), the operations and the re-adoption at
+ * startup (ops.c), QEMU, disks and taps (vm.c), the choice of
  * KVM or TCG (hv.c), notifications to the CC (notify.c) and the SOAP
  * operations (server.c).  The image cache (cache.h), the QMP client
  * (qmp.h) and the helper runner (exec.h) stand on their own.
@@ -49,27 +50,27 @@
 
 #define NC_XMLNS "urn:koala:nc"
 #define CC_XMLNS "urn:koala:cc"
-#define NC_CONSOLE_MAX (64u * 1024) /* bytes GetConsoleOutput returns */
+#define NC_CONSOLE_MAX (64u * 1024)  /* bytes GetConsoleOutput returns */
 #define NC_USERDATA_MAX (16u * 1024) /* decoded, as EC2 */
 
 struct nc_options {
     const char *listen_addr;
     uint16_t port;
     const char *data_dir;
-    const char *name;        /* node name; NULL: the host name */
-    const char *tls_cert;    /* PEM: this node's certificate and key */
+    const char *name;     /* node name; NULL: the host name */
+    const char *tls_cert; /* PEM: this node's certificate and key */
     const char *tls_key;
-    const char *ca;          /* the cloud CA: verifies peers both ways */
-    const char *cc_endpoint; /* NotifyInstanceState goes here; optional */
-    int64_t max_cores;       /* 0: the host's CPUs */
-    int64_t max_memory_mb;   /* 0: MemTotal minus a reserve */
-    int64_t max_disk_gb;     /* 0: free space of data_dir */
-    uint64_t cache_max;      /* bytes; 0: no limit */
-    const char *bridge;      /* default kbr0 */
-    const char *netns;       /* NULL: koala-nc's own namespace */
-    const char *hypervisor;  /* auto | kvm | tcg */
-    const char *qemu;        /* qemu-system-x86_64 */
-    const char *qemu_img;    /* qemu-img */
+    const char *ca;               /* the cloud CA: verifies peers both ways */
+    const char *cc_endpoint;      /* NotifyInstanceState goes here; optional */
+    int64_t max_cores;            /* 0: the host's CPUs */
+    int64_t max_memory_mb;        /* 0: MemTotal minus a reserve */
+    int64_t max_disk_gb;          /* 0: free space of data_dir */
+    uint64_t cache_max;           /* bytes; 0: no limit */
+    const char *bridge;           /* default kbr0 */
+    const char *netns;            /* NULL: koala-nc's own namespace */
+    const char *hypervisor;       /* auto | kvm | tcg */
+    const char *qemu;             /* qemu-system-x86_64 */
+    const char *qemu_img;         /* qemu-img */
     const char *kvm_probe_kernel; /* optional */
     const char *kvm_probe_initrd;
     unsigned kvm_probe_timeout_s; /* console output within; default 20 */
@@ -111,32 +112,32 @@ struct nc_instance {
     char *mac;
     char *private_ip;
     char *network;
-    char *bridge;     /* the request's, or the node's */
-    char *user_data;  /* base64, as received */
+    char *bridge;    /* the request's, or the node's */
+    char *user_data; /* base64, as received */
     char *key_name;
     char *public_key;
     int64_t launch_time_ms;
     char tap[16];
-    char *dir;        /* data_dir/instances/<id> */
+    char *dir; /* data_dir/instances/<id> */
 
     /* ---- state (instance.json) ---- */
     enum nc_state state;
-    char *reason_code;    /* stateReasonCode, or NULL */
+    char *reason_code; /* stateReasonCode, or NULL */
     char *reason_message;
-    enum nc_hv hv;        /* what it runs (or will run) with */
-    bool booted;          /* its disks exist and it has run */
-    pid_t pid;            /* QEMU's, 0: none */
+    enum nc_hv hv; /* what it runs (or will run) with */
+    bool booted;   /* its disks exist and it has run */
+    pid_t pid;     /* QEMU's, 0: none */
 
     /* ---- runtime ---- */
     pthread_mutex_t save_lock;
-    struct qmp *qmp;      /* while QEMU runs */
-    bool watching;        /* a watcher thread runs */
-    bool busy;            /* a job runs */
-    bool want_terminate;  /* terminate once the running job is done */
-    bool guest_shutdown;  /* the guest powered off (SHUTDOWN, guest) */
-    bool qemu_gone;       /* QEMU exited (QMP EOF, pid gone) */
-    bool pinned[3];       /* image, kernel, ramdisk pinned in the cache */
-    char *console;        /* last console output, kept once terminated */
+    struct qmp *qmp;     /* while QEMU runs */
+    bool watching;       /* a watcher thread runs */
+    bool busy;           /* a job runs */
+    bool want_terminate; /* terminate once the running job is done */
+    bool guest_shutdown; /* the guest powered off (SHUTDOWN, guest) */
+    bool qemu_gone;      /* QEMU exited (QMP EOF, pid gone) */
+    bool pinned[3];      /* image, kernel, ramdisk pinned in the cache */
+    char *console;       /* last console output, kept once terminated */
     size_t console_len;
     int64_t terminated_ms; /* monotonic */
     struct nc_instance *next;
@@ -147,25 +148,25 @@ struct nc_notifier;
 struct nc {
     struct nc_options opt;
     char *data_dir;
-    char *inst_dir;   /* data_dir/instances */
+    char *inst_dir; /* data_dir/instances */
     char *name;
     char *bridge;
     int64_t cores_max, memory_mb_max, disk_gb_max;
     struct nc_cache *cache;
-    int netns_fd;     /* -1: none */
+    int netns_fd; /* -1: none */
 
     pthread_mutex_t lock;
-    pthread_cond_t cond;  /* CLOCK_MONOTONIC */
+    pthread_cond_t cond; /* CLOCK_MONOTONIC */
     struct nc_instance *instances;
     bool stopping;
-    unsigned threads;     /* jobs and watchers running */
+    unsigned threads; /* jobs and watchers running */
 
-    enum nc_hv hv;        /* what new instances get */
-    bool hv_verified;     /* a guest booted (or failed to) with KVM here */
-    bool hv_forced;       /* hypervisor = kvm | tcg in the config */
-    char *hv_key;         /* "QEMU version | kernel release" */
+    enum nc_hv hv;    /* what new instances get */
+    bool hv_verified; /* a guest booted (or failed to) with KVM here */
+    bool hv_forced;   /* hypervisor = kvm | tcg in the config */
+    char *hv_key;     /* "QEMU version | kernel release" */
     char *hv_reason;
-    long tsc_khz;         /* the host's TSC rate (TCG guests see it) */
+    long tsc_khz; /* the host's TSC rate (TCG guests see it) */
 
     struct nc_notifier *notifier;
     pthread_t housekeeper;
@@ -177,8 +178,8 @@ struct nc {
 struct nc *nc_new(const struct nc_options *opt, struct koala_error **err);
 void nc_free(struct nc *nc);
 struct nc_resources {
-    int64_t cores_max, cores_free, memory_mb_max, memory_mb_free,
-        disk_gb_max, disk_gb_free;
+    int64_t cores_max, cores_free, memory_mb_max, memory_mb_free, disk_gb_max,
+        disk_gb_free;
     unsigned instances; /* not terminated */
 };
 void nc_resources_locked(struct nc *nc, struct nc_resources *r);
@@ -210,15 +211,15 @@ void nc_instance_describe(struct nc *nc, const struct nc_instance *inst,
 struct nc_vm_spec {
     const char *qemu;
     enum nc_hv hv;
-    const char *name;     /* -name (the instance id: found in cmdline) */
-    const char *dir;      /* cwd; qmp.sock, qemu.pid, console.log here */
+    const char *name; /* -name (the instance id: found in cmdline) */
+    const char *dir;  /* cwd; qmp.sock, qemu.pid, console.log here */
     int64_t cores, memory_mb;
-    const char *kernel;   /* direct kernel boot (microvm) when set */
+    const char *kernel; /* direct kernel boot (microvm) when set */
     const char *initrd;
     const char *append;
-    const char *root;     /* qcow2 files, or NULL */
+    const char *root; /* qcow2 files, or NULL */
     const char *ephemeral;
-    const char *tap;      /* NULL: no network */
+    const char *tap; /* NULL: no network */
     const char *mac;
     int netns_fd;
 };
@@ -252,14 +253,34 @@ char *nc_hv_append(const struct nc *nc, enum nc_hv hv);
 /* A KVM boot succeeded (kvm) or failed (tcg): remember it for this host. */
 void nc_hv_record(struct nc *nc, enum nc_hv hv, const char *reason);
 
-/* ---- lifecycle.c ---- */
+/* ---- lifecycle.c: jobs and watchers ---- */
+typedef void (*nc_job_fn)(struct nc *nc, struct nc_instance *inst);
+/* Starts fn (NULL: only settle the instance) on a thread of its own;
+ * inst is busy until it ends.  Lock held. */
+int nc_job_spawn_locked(struct nc *nc, struct nc_instance *inst, nc_job_fn fn);
+/* Starts the watcher of inst's QEMU (inst->qmp and pid set).  Lock held. */
+int nc_watch_locked(struct nc *nc, struct nc_instance *inst);
+/* Moves inst to st with a reason (or none) and notifies.  Lock held. */
+void nc_set_state_locked(struct nc *nc, struct nc_instance *inst,
+                         enum nc_state st, const char *code, const char *msg);
+/* Writes instance.json; a failure is logged. */
+void nc_save(struct nc *nc, struct nc_instance *inst);
+/* The jobs (run through nc_job_spawn_locked). */
+void nc_launch_job(struct nc *nc, struct nc_instance *inst);
+void nc_start_job(struct nc *nc, struct nc_instance *inst);
+void nc_stop_job(struct nc *nc, struct nc_instance *inst);
+void nc_reboot_job(struct nc *nc, struct nc_instance *inst);
+void nc_crash_job(struct nc *nc, struct nc_instance *inst);
+void nc_finish_stop_job(struct nc *nc, struct nc_instance *inst);
+
+/* ---- ops.c: the operations, and taking over at startup ---- */
 /* ncRunInstance: inst (fully parsed, taken over) becomes pending and its
  * launch starts in the background.  The description of the instance (as
  * it is, for a repeated request) is written into w. */
 int nc_run_instance(struct nc *nc, struct nc_instance *inst,
                     struct xml_writer *w, struct koala_error **err);
-int nc_terminate_instance(struct nc *nc, const char *id,
-                          struct xml_writer *w, struct koala_error **err);
+int nc_terminate_instance(struct nc *nc, const char *id, struct xml_writer *w,
+                          struct koala_error **err);
 int nc_reboot_instance(struct nc *nc, const char *id, struct xml_writer *w,
                        struct koala_error **err);
 int nc_stop_instance(struct nc *nc, const char *id, struct xml_writer *w,
@@ -267,8 +288,8 @@ int nc_stop_instance(struct nc *nc, const char *id, struct xml_writer *w,
 int nc_start_instance(struct nc *nc, const char *id, struct xml_writer *w,
                       struct koala_error **err);
 /* Console output: the last NC_CONSOLE_MAX bytes (malloc'd). */
-int nc_console_output(struct nc *nc, const char *id, char **out,
-                      size_t *len, struct koala_error **err);
+int nc_console_output(struct nc *nc, const char *id, char **out, size_t *len,
+                      struct koala_error **err);
 /* Loads instances/ at startup: re-adopts live QEMUs, resumes jobs. */
 int nc_instances_load(struct nc *nc, struct koala_error **err);
 /* Drops terminated instances older than the TTL.  Lock held. */

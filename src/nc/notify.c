@@ -76,8 +76,8 @@ static int send_batch(struct nc_notifier *n, char (*ids)[32], size_t count,
     }
     struct xml_doc *doc = NULL;
     const struct xml_node *body = NULL;
-    int rc = soap_call(n->client, "NotifyInstanceState", req, len, &doc, &body,
-                       err);
+    int rc =
+        soap_call(n->client, "NotifyInstanceState", req, len, &doc, &body, err);
     xml_doc_free(doc);
     if (rc == 0)
         log_debug("NotifyInstanceState: %zu instance(s)", sent);
@@ -144,8 +144,8 @@ struct nc_notifier *nc_notifier_new(struct nc *nc, struct koala_error **err)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&n->cond, &ca);
     pthread_condattr_destroy(&ca);
-    struct http_client_tls tls = {nc->opt.ca, nc->opt.tls_cert,
-                                  nc->opt.tls_key, false};
+    struct http_client_tls tls = {nc->opt.ca, nc->opt.tls_cert, nc->opt.tls_key,
+                                  false};
     n->client = soap_client_new(nc->opt.cc_endpoint, &tls, 10000, err);
     if (n->client == NULL ||
         pthread_create(&n->thread, NULL, notifier_main, n) != 0) {

@@ -34,9 +34,9 @@ struct qmp {
     pthread_mutex_t lock;
     pthread_mutex_t wlock;
     pthread_cond_t cond;
-    bool reading;  /* a thread is polling the socket */
-    bool closed;   /* EOF or a read error */
-    bool greeted;  /* the {"QMP": ...} line came */
+    bool reading; /* a thread is polling the socket */
+    bool closed;  /* EOF or a read error */
+    bool greeted; /* the {"QMP": ...} line came */
     struct buf in;
     json_t *replies; /* object: id -> reply (null while awaited) */
     json_t *events;  /* array, oldest first */
@@ -112,8 +112,8 @@ static void pump(struct qmp *q, int64_t deadline_ms)
         buf_append(&q->in, tmp, (size_t)n);
         char *start = q->in.data;
         char *nl;
-        while ((nl = memchr(start, '\n', q->in.len - (size_t)(start -
-                                                             q->in.data)))) {
+        while ((nl = memchr(start, '\n',
+                            q->in.len - (size_t)(start - q->in.data)))) {
             file_line(q, start, (size_t)(nl - start));
             start = nl + 1;
         }
@@ -143,8 +143,8 @@ static int connect_path(const char *path, struct koala_error **err)
         dirfd = open(dirname(d1), O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (dirfd < 0)
             return error_set_errno(err, "QMP socket %s", path);
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/%s",
-                 dirfd, basename(d2));
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/%s", dirfd,
+                 basename(d2));
     }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -270,8 +270,7 @@ json_t *qmp_execute(struct qmp *q, const char *cmd, json_t *args,
     json_object_set_new(q->replies, key, json_null());
     bool closed = q->closed;
     pthread_mutex_unlock(&q->lock);
-    json_t *msg = json_pack("{s:s, s:I}", "execute", cmd, "id",
-                            (json_int_t)id);
+    json_t *msg = json_pack("{s:s, s:I}", "execute", cmd, "id", (json_int_t)id);
     if (msg && args)
         json_object_set(msg, "arguments", args);
     json_decref(args);

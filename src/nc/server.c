@@ -126,8 +126,7 @@ static bool valid_ifname(const char *s)
         return false;
     for (; *s; s++)
         if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-              (*s >= '0' && *s <= '9') || *s == '-' || *s == '_' ||
-              *s == '.'))
+              (*s >= '0' && *s <= '9') || *s == '-' || *s == '_' || *s == '.'))
             return false;
     return true;
 }
@@ -276,8 +275,7 @@ static int op_start(struct nc *nc, const struct xml_node *op,
 }
 
 static int op_describe_instances(struct nc *nc, const struct xml_node *op,
-                                 struct xml_writer *w,
-                                 struct koala_error **err)
+                                 struct xml_writer *w, struct koala_error **err)
 {
     int rc = 0;
     pthread_mutex_lock(&nc->lock);
@@ -304,8 +302,7 @@ static int op_describe_instances(struct nc *nc, const struct xml_node *op,
 }
 
 static int op_describe_resource(struct nc *nc, const struct xml_node *op,
-                                struct xml_writer *w,
-                                struct koala_error **err)
+                                struct xml_writer *w, struct koala_error **err)
 {
     struct nc_resources r;
     pthread_mutex_lock(&nc->lock);
@@ -376,8 +373,8 @@ static void handle(struct http_request *http)
     struct nc_req *r = http_request_data(http);
     struct koala_error *err = NULL;
     if (r->too_large) {
-        error_set(&err, EFBIG, "InvalidRequest",
-                  "request larger than %u bytes", SOAP_MAX_MESSAGE);
+        error_set(&err, EFBIG, "InvalidRequest", "request larger than %u bytes",
+                  SOAP_MAX_MESSAGE);
         return fail(http, err, "request");
     }
     struct xml_doc *doc = NULL;
@@ -416,8 +413,8 @@ static void on_request(struct http_request *http, void *ctx)
 {
     if (strcmp(http_request_method(http), "POST") != 0) {
         http_reply_header(http, "Allow", "POST");
-        http_reply_buffer(http, 405, "text/plain",
-                          "SOAP requests are POSTed\n", 25);
+        http_reply_buffer(http, 405, "text/plain", "SOAP requests are POSTed\n",
+                          25);
         return;
     }
     struct nc_req *r = calloc(1, sizeof(*r));
@@ -428,8 +425,7 @@ static void on_request(struct http_request *http, void *ctx)
     http_request_set_data(http, r);
 }
 
-static ssize_t on_body(struct http_request *http, const char *data,
-                       size_t len)
+static ssize_t on_body(struct http_request *http, const char *data, size_t len)
 {
     struct nc_req *r = http_request_data(http);
     if (r->body.len + len > SOAP_MAX_MESSAGE) {

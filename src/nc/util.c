@@ -90,8 +90,8 @@ static int rm_at(int parent, const char *name, struct koala_error **err)
         return 0;
     if (errno != EISDIR && errno != EPERM)
         return error_set_errno(err, "unlink %s", name);
-    int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-                                     O_CLOEXEC);
+    int fd =
+        openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return error_set_errno(err, "open %s", name);
     DIR *d = fdopendir(fd);
@@ -138,8 +138,7 @@ char *nc_read_file(const char *path, size_t max, size_t *len,
         if (n == 0)
             break;
         if (b.len + (size_t)n > max) {
-            error_set(err, EFBIG, NULL, "%s: larger than %zu bytes", path,
-                      max);
+            error_set(err, EFBIG, NULL, "%s: larger than %zu bytes", path, max);
             goto fail;
         }
         if (buf_append(&b, tmp, (size_t)n) < 0) {

@@ -146,8 +146,7 @@ int nc_vm_launch(const struct nc_vm_spec *s, pid_t *pid,
     if (s->ephemeral) {
         _cleanup_free_ char *f = qemu_escape(s->ephemeral);
         arg(&b, "-drive");
-        argf(&b, "id=ephemeral,if=none,format=qcow2,discard=unmap,file=%s",
-             f);
+        argf(&b, "id=ephemeral,if=none,format=qcow2,discard=unmap,file=%s", f);
         arg(&b, "-device");
         argf(&b, "%s,drive=ephemeral", blk);
     }
@@ -165,8 +164,8 @@ int nc_vm_launch(const struct nc_vm_spec *s, pid_t *pid,
         error_set(err, ENOMEM, NULL, "out of memory");
         goto out;
     }
-    struct nc_exec_opts o = {.netns_fd = s->netns_fd, .cwd = s->dir,
-                             .timeout_ms = 60000};
+    struct nc_exec_opts o = {
+        .netns_fd = s->netns_fd, .cwd = s->dir, .timeout_ms = 60000};
     if (log_enabled(LOG_MODULE, LOG_LVL_DEBUG)) {
         struct buf cmd = {0};
         for (int i = 0; i < b.n; i++)
@@ -275,8 +274,8 @@ int nc_tap_add(struct nc *nc, const char *tap, const char *bridge,
         error_prefix(*err, "creating tap %s", tap);
         return -1;
     }
-    const char *plug[] = {"link", "set", "dev", tap, "master", bridge, "up",
-                          NULL};
+    const char *plug[] = {"link",   "set",  "dev", tap,
+                          "master", bridge, "up",  NULL};
     if (ip_cmd(nc, plug, err) < 0) {
         error_prefix(*err, "plugging tap %s into bridge %s", tap, bridge);
         nc_tap_del(nc, tap, NULL);
@@ -317,9 +316,9 @@ int nc_disks_create(struct nc *nc, struct nc_instance *inst,
     unlink(root);
     unlink(eph);
     /* The root disk: a copy-on-write overlay; creating it copies nothing. */
-    const char *mk_root[] = {nc->opt.qemu_img, "create", "-q", "-f", "qcow2",
-                             "-F", image_format, "-b", image_path, root,
-                             NULL};
+    const char *mk_root[] = {nc->opt.qemu_img, "create", "-q",         "-f",
+                             "qcow2",          "-F",     image_format, "-b",
+                             image_path,       root,     NULL};
     if (nc_exec(mk_root, NULL, NULL, err) < 0) {
         error_prefix(*err, "root disk");
         return -1;
@@ -328,7 +327,7 @@ int nc_disks_create(struct nc *nc, struct nc_instance *inst,
         char size[32];
         snprintf(size, sizeof(size), "%lldG", (long long)inst->type.disk_gb);
         const char *mk_eph[] = {nc->opt.qemu_img, "create", "-q", "-f",
-                                "qcow2", eph, size, NULL};
+                                "qcow2",          eph,      size, NULL};
         if (nc_exec(mk_eph, NULL, NULL, err) < 0) {
             error_prefix(*err, "ephemeral disk");
             return -1;
