@@ -729,7 +729,8 @@ def test_qemu_killed_is_terminated(node, imgsrv, net):
 
 
 def test_concurrent_launches_share_one_download(tmp_path, pki, net, imgsrv):
-    n = Node(tmp_path / "n2", pki, name="node2", netns=net.name).start()
+    n = Node(tmp_path / "n2", pki, name="node2", netns=net.name,
+             terminated_ttl=2).start()
     try:
         # A fresh cache; each GET is held, so the launches overlap.
         imgsrv.delay = 1.0
@@ -755,6 +756,17 @@ def test_concurrent_launches_share_one_download(tmp_path, pki, net, imgsrv):
             n.wait_state(r["instanceId"], "terminated")
         # The images stay cached for the next launch.
         assert len(list((n.data / "cache").glob("[0-9a-f]" * 64))) == 3
+        # Terminated instances are forgotten after terminated_ttl.
+        iid = results[0]["instanceId"]
+        def forgotten():
+            try:
+                n.call("ncDescribeInstances", instanceId=iid)
+                return False
+            except SoapFault as f:
+                return f.code == "InvalidInstanceID.NotFound"
+        wait_until(forgotten, timeout=20, what="the terminated instance "
+                   "forgotten")
+        assert to_dict(n.call("ncDescribeInstances")) == {}
     finally:
         imgsrv.delay = 0.0
         assert n.cleanup() == 0
