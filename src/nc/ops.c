@@ -322,10 +322,14 @@ static void load_one(struct nc *nc, const char *id)
     enum nc_state st = inst->state;
     if (st == NC_SHUTTING_DOWN)
         inst->want_terminate = true;
+    /* Busy until it is set up: a watcher's kick must not start a job
+     * before the one chosen below. */
+    inst->busy = true;
     int adopted = st == NC_STOPPED ? 0 : adopt(nc, inst);
     pthread_mutex_lock(&nc->lock);
     inst->next = nc->instances;
     nc->instances = inst;
+    inst->busy = false;
     nc_job_fn fn = NULL;
     bool spawn = true;
     switch (st) {
@@ -350,7 +354,7 @@ static void load_one(struct nc *nc, const char *id)
         spawn = false;
         break;
     }
-    if (spawn)
+    if (spawn) /* fn NULL: settles whatever the watcher saw meanwhile */
         nc_job_spawn_locked(nc, inst, fn);
     pthread_mutex_unlock(&nc->lock);
     if (adopted && st == NC_PENDING)
