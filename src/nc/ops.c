@@ -37,6 +37,27 @@ static int incorrect_state(const struct nc_instance *inst, const char *what,
                      inst->busy ? ", busy" : "");
 }
 
+/* A tap name (at most 15 bytes) no other instance of the node uses:
+ * "tap" and the id's last 12 digits, or, should two ids end alike, a
+ * counter and the last 10.  Lock held. */
+static void pick_tap_locked(struct nc *nc, struct nc_instance *inst)
+{
+    size_t n = strlen(inst->id);
+    for (unsigned k = 0; k < 256; k++) {
+        if (k == 0)
+            snprintf(inst->tap, sizeof(inst->tap), "tap%s",
+                     inst->id + (n > 14 ? n - 12 : 2));
+        else
+            snprintf(inst->tap, sizeof(inst->tap), "tap%02x%s", k,
+                     inst->id + (n > 12 ? n - 10 : 2));
+        bool used = false;
+        for (struct nc_instance *i = nc->instances; i && !used; i = i->next)
+            used = i->state != NC_TERMINATED && strcmp(i->tap, inst->tap) == 0;
+        if (!used)
+            return;
+    }
+}
+
 int nc_run_instance(struct nc *nc, struct nc_instance *inst,
                     struct xml_writer *w, struct koala_error **err)
 {
@@ -73,8 +94,7 @@ int nc_run_instance(struct nc *nc, struct nc_instance *inst,
     inst->state = NC_PENDING;
     inst->hv = nc->hv;
     inst->launch_time_ms = time_now_ms();
-    snprintf(inst->tap, sizeof(inst->tap), "tap%s",
-             inst->id + (strlen(inst->id) > 14 ? strlen(inst->id) - 12 : 2));
+    pick_tap_locked(nc, inst);
     if (asprintf(&inst->dir, "%s/%s", nc->inst_dir, inst->id) < 0)
         inst->dir = NULL;
     if (inst->bridge == NULL || inst->bridge[0] == '\0') {

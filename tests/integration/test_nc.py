@@ -670,8 +670,12 @@ def test_whole_disk_boot(node, imgsrv):
 def test_capacity_and_terminate_while_pending(node, imgsrv):
     before = node.resource()
     half = {"name": "c1.half", "cores": 2, "memoryMb": 512, "diskGb": 2}
-    a = node.run(imgsrv, itype=half)["instanceId"]
-    b = node.run(imgsrv, itype=half)["instanceId"]
+    # Ids that end alike still get taps of their own.
+    tail = os.urandom(6).hex()
+    a = node.run(imgsrv, iid="i-00000" + tail, itype=half)["instanceId"]
+    b = node.run(imgsrv, iid="i-11111" + tail, itype=half)["instanceId"]
+    assert node.tap(a) != node.tap(b)
+    assert all(len(node.tap(i)) <= 15 for i in (a, b))
     r = node.resource()
     assert r["coresAvailable"] == 0
     f = fault(node.run, imgsrv, itype=TINY)
