@@ -716,6 +716,17 @@ def test_image_not_as_promised(node, imgsrv):
     assert not list((node.data / "cache").glob(".part-*"))
 
 
+def test_missing_bridge_fails_the_launch(node, imgsrv):
+    before = node.resource()
+    iid = node.run(imgsrv, net={"macAddress": new_mac(),
+                                "bridge": "nosuchbr0"})["instanceId"]
+    st = node.wait_state(iid, "terminated")
+    assert st["stateReasonCode"] == "Server.InternalError"
+    assert "nosuchbr0" in st["stateReasonMessage"]
+    assert not node.inst_dir(iid).exists()
+    assert node.resource() == before
+
+
 def test_qemu_killed_is_terminated(node, imgsrv, net):
     before = node.resource()
     iid = node.run(imgsrv)["instanceId"]
