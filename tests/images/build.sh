@@ -8,7 +8,8 @@
 #   root.img     64 MiB raw ext4 image standing for an EMI root disk
 #   disk.qcow2   whole-disk bootable image: MBR + FAT partition with syslinux,
 #                the same kernel and initrd
-# Installs the Debian packages it needs.  Mounts nothing.  Idempotent: when
+# Installs the Debian packages it needs (the kernel only as an unpacked .deb,
+# cached in OUTDIR/cache).  Mounts nothing; needs root for mknod and apt.  Idempotent: when
 # the outputs exist and were built from the same inputs it returns at once.
 # See tests/images/README.md for the QEMU command lines that boot these.
 set -euo pipefail
@@ -28,8 +29,8 @@ KMETA=linux-image-cloud-amd64
 # plus evdev so that acpid sees the power button (QMP system_powerdown).
 MODULES=(virtio_mmio virtio_pci virtio_blk virtio_net button evdev)
 
-PACKAGES=(qemu-system-x86 qemu-utils busybox-static e2fsprogs cpio gzip
-          kmod syslinux syslinux-common mtools dosfstools fdisk)
+PACKAGES=(qemu-system-x86 qemu-utils e2fsprogs cpio gzip kmod
+          syslinux syslinux-common mtools dosfstools fdisk util-linux)
 
 # ---- fast path -------------------------------------------------------------
 inputs_hash() {
@@ -37,6 +38,9 @@ inputs_hash() {
         while read -r f; do echo "$f"; stat -c %a "$f"; cat "$f"; done
       echo "${KOALA_GUEST_KERNEL:-}" ) | sha256sum | cut -d' ' -f1
 }
+# One build at a time per OUTDIR; a second caller waits, then finds it done.
+exec 9> "$OUT/.lock"
+flock 9
 STAMP="$OUT/.stamp"
 HASH="$(inputs_hash)"
 if [ -f "$STAMP" ] && [ "$(head -n1 "$STAMP")" = "$HASH" ] &&
@@ -49,10 +53,21 @@ fi
 # ---- packages --------------------------------------------------------------
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
+# busybox-static conflicts with the dynamic busybox package (which some
+# hosts have for their own initramfs): there, take the static binary out of
+# its .deb instead of replacing the host's busybox.
+BB_FROM_DEB=0
+if installed busybox && ! installed busybox-static; then
+    BB_FROM_DEB=1
+else
+    PACKAGES+=(busybox-static)
+fi
 missing=()
 for p in "${PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
-        grep -q "install ok installed" || missing+=("$p")
+    installed "$p" || missing+=("$p")
 done
 APT_UPDATED=0
 apt_update() {
@@ -71,32 +86,37 @@ export PATH="$PATH:/usr/sbin:/sbin"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/koala-images.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 
-# ---- kernel .deb (cached in OUTDIR/cache) ----------------------------------
+# ---- .debs we unpack but never install (cached in OUTDIR/cache) ------------
 CACHE="$OUT/cache"
 mkdir -p "$CACHE"
-kpkg="${KOALA_GUEST_KERNEL:-}"
-if [ -z "$kpkg" ]; then
-    kpkg="$(apt-cache depends "$KMETA" 2>/dev/null |
-            sed -n 's/^ *Depends: \(linux-image-[^ ]*-cloud-amd64\)$/\1/p' |
-            head -n1)"
-    if [ -z "$kpkg" ]; then
-        apt_update
-        kpkg="$(apt-cache depends "$KMETA" |
-                sed -n 's/^ *Depends: \(linux-image-[^ ]*-cloud-amd64\)$/\1/p' |
-                head -n1)"
+# fetch_deb PKG: prints the path of PKG's .deb in the cache, downloading it
+# if needed.  Sandbox user root: the temp dir is not the _apt user's.
+fetch_deb() {
+    local pkg="$1" deb
+    deb="$(ls "$CACHE/${pkg}_"*.deb 2>/dev/null | head -n1 || true)"
+    if [ -z "$deb" ]; then
+        echo "images: downloading $pkg" >&2
+        ( cd "$WORK" &&
+          apt-get -qq -o APT::Sandbox::User=root download "$pkg" >&2 ) ||
+            return 1
+        mv "$WORK/${pkg}_"*.deb "$CACHE/"
+        deb="$(ls "$CACHE/${pkg}_"*.deb | head -n1)"
     fi
-fi
-[ -n "$kpkg" ] || { echo "images: cannot resolve $KMETA" >&2; exit 1; }
-deb="$(ls "$CACHE/${kpkg}_"*.deb 2>/dev/null | head -n1 || true)"
-if [ -z "$deb" ]; then
-    echo "images: downloading $kpkg"
-    # Sandbox user root: the temp dir is not the _apt user's to write.
-    ( cd "$WORK" &&
-      { apt-get -qq -o APT::Sandbox::User=root download "$kpkg" ||
-        { apt_update && apt-get -qq -o APT::Sandbox::User=root \
-              download "$kpkg"; }; } )
-    mv "$WORK/${kpkg}_"*.deb "$CACHE/"
-    deb="$(ls "$CACHE/${kpkg}_"*.deb | head -n1)"
+    echo "$deb"
+}
+resolve_kernel() {
+    [ -n "${KOALA_GUEST_KERNEL:-}" ] && { echo "$KOALA_GUEST_KERNEL"; return; }
+    apt-cache depends "$KMETA" 2>/dev/null |
+        sed -n 's/^ *Depends: \(linux-image-[^ ]*-cloud-amd64\)$/\1/p' |
+        head -n1
+}
+kpkg="$(resolve_kernel)"
+if [ -z "$kpkg" ] || ! deb="$(fetch_deb "$kpkg")"; then
+    # No package lists yet, or they name a kernel the mirror has dropped.
+    apt_update
+    kpkg="$(resolve_kernel)"
+    [ -n "$kpkg" ] || { echo "images: cannot resolve $KMETA" >&2; exit 1; }
+    deb="$(fetch_deb "$kpkg")"
 fi
 KX="$WORK/kernel"
 dpkg-deb -x "$deb" "$KX"
@@ -104,11 +124,18 @@ kver="$(ls "$KX/lib/modules" | head -n1)"
 cp "$KX/boot/vmlinuz-$kver" "$WORK/vmlinuz"
 echo "images: kernel $kver"
 
+BUSYBOX=/bin/busybox
+if [ "$BB_FROM_DEB" -eq 1 ]; then
+    bbdeb="$(fetch_deb busybox-static || { apt_update && fetch_deb busybox-static; })"
+    dpkg-deb -x "$bbdeb" "$WORK/bb"
+    BUSYBOX="$WORK/bb/bin/busybox"
+fi
+
 # ---- initramfs -------------------------------------------------------------
 R="$WORK/initramfs"
 mkdir -p "$R"/{bin,sbin,dev,proc,sys,run,tmp,mnt/root,www,lib/modules,etc}
 cp -a "$HERE/initramfs/." "$R/"
-cp /bin/busybox "$R/bin/busybox"
+cp "$BUSYBOX" "$R/bin/busybox"
 for a in $("$R/bin/busybox" --list); do
     [ -e "$R/bin/$a" ] || ln -s busybox "$R/bin/$a"
 done

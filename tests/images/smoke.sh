@@ -16,6 +16,7 @@
 # --measure N: instead boots each style N times one after the other and
 # prints boot-to-marker min/median and QEMU's RSS at the marker.
 #
+# KIMG_KEEP=1 keeps the temp dir (serial logs, dnsmasq log) for a look.
 # Needs root (network namespaces, tap devices).  Traffic stays inside the
 # namespace.  Takes ~15-40 s on 2 cores without KVM.
 set -euo pipefail
@@ -79,7 +80,11 @@ cleanup() {
         wait "$p" 2>/dev/null || true
     done
     ip netns del "$NS" 2>/dev/null || true
-    rm -rf "$T"
+    if [ -n "${KIMG_KEEP:-}" ]; then
+        echo "smoke: kept serial logs and QEMU output in $T"
+    else
+        rm -rf "$T"
+    fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
