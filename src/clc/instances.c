@@ -718,10 +718,9 @@ static void change_states(struct ec2_req *r, const char *action,
         if (strcmp(ch[i].current, ch[i].previous) == 0)
             continue;
         /* Never sent to a node: nothing to stop there. */
-        const char *state = ch[i].current;
         if (strcmp(to, "shutting-down") == 0 && *ch[i].node == '\0')
-            state = "terminated";
-        snprintf(ch[i].current, sizeof(ch[i].current), "%s", state);
+            snprintf(ch[i].current, sizeof(ch[i].current), "terminated");
+        const char *state = ch[i].current;
         if (clc_exec(r->db,
                      "UPDATE instances SET state = ?, desired = ?,"
                      " transition_reason = ?, updated = ? WHERE id = ?",

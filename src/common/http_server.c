@@ -41,6 +41,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -60,6 +61,8 @@ struct http_server {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     unsigned n_suspended;
+    unsigned n_active; /* requests between on_uri and on_completed */
+    atomic_bool stopping; /* no new connections or requests */
 };
 
 struct reply_header {
@@ -362,6 +365,9 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
         free(req);
         return NULL;
     }
+    pthread_mutex_lock(&req->srv->mu);
+    req->srv->n_active++;
+    pthread_mutex_unlock(&req->srv->mu);
     return req;
 }
 
@@ -394,6 +400,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
         srv->handler.on_done(req);
     request_free(req);
     *req_cls = NULL;
+    pthread_mutex_lock(&srv->mu);
+    srv->n_active--;
+    pthread_cond_broadcast(&srv->cv);
+    pthread_mutex_unlock(&srv->mu);
 }
 
 static void fill_peer(struct http_request *req)
@@ -558,6 +568,12 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
         req->method = method;
         fill_peer(req);
         req->in_first_call = true;
+        if (atomic_load(&srv->stopping)) {
+            http_reply_header(req, "Connection", "close");
+            http_reply_buffer(req, 503, "text/plain", "shutting down\n", 14);
+            req->in_first_call = false;
+            return after_handler(req);
+        }
         if (srv->verify_clients && verify_client(req) < 0) {
             log_warn("%s: refused, no valid client certificate", req->peer);
             http_reply_buffer(req, 403, "text/plain",
@@ -608,6 +624,19 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
         return after_handler(req);
     }
     return req->queue_failed ? MHD_NO : MHD_YES;
+}
+
+/* Accept policy: while stopping, new connections are refused. (Not
+ * MHD_quiesce_daemon: in 0.9.75 it races the epoll workers removing the
+ * listen socket themselves and aborts with "Failed to remove listen FD from
+ * epoll set".) */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr,
+                                 socklen_t addrlen)
+{
+    (void)addr;
+    (void)addrlen;
+    struct http_server *srv = cls;
+    return atomic_load(&srv->stopping) ? MHD_NO : MHD_YES;
 }
 
 static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
@@ -700,7 +729,7 @@ struct http_server *http_server_new(const struct http_server_config *cfg,
     tls[n_tls] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     size_t mem_limit = srv->max_header_bytes * 2 + 64 * 1024;
     srv->mhd = MHD_start_daemon(
-        flags, cfg->port, NULL, NULL, on_access, srv,
+        flags, cfg->port, on_accept, srv, on_access, srv,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
@@ -736,31 +765,27 @@ void http_server_free(struct http_server *srv)
 {
     if (srv == NULL)
         return;
-    MHD_socket listen_fd = MHD_INVALID_SOCKET;
-    if (srv->mhd) {
-        /* MHD must not be stopped with suspended connections: stop taking
-         * new ones, let the deferred jobs finish (they resume theirs), and
-         * give paused bodies a moment to be resumed by their handlers. */
-        listen_fd = MHD_quiesce_daemon(srv->mhd);
-    }
-    workpool_free(srv->workers);
-    srv->workers = NULL;
+    /* MHD must not be stopped with suspended connections, nor while a
+     * deferred job still uses one: stop taking new connections and
+     * requests, and let the requests under way finish (their jobs resume
+     * their connections) before stopping MHD, and only then the workers. */
+    atomic_store(&srv->stopping, true);
     if (srv->mhd) {
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_sec += 10;
         pthread_mutex_lock(&srv->mu);
-        while (srv->n_suspended > 0 &&
+        while ((srv->n_active > 0 || srv->n_suspended > 0) &&
                pthread_cond_timedwait(&srv->cv, &srv->mu, &until) == 0)
             ;
-        if (srv->n_suspended > 0)
-            log_error("stopping with %u connections still suspended",
-                      srv->n_suspended);
+        if (srv->n_active > 0)
+            log_error("stopping with %u requests under way (%u suspended)",
+                      srv->n_active, srv->n_suspended);
         pthread_mutex_unlock(&srv->mu);
         MHD_stop_daemon(srv->mhd);
-        if (listen_fd != MHD_INVALID_SOCKET)
-            close(listen_fd); /* quiescing handed it to us */
     }
+    workpool_free(srv->workers);
+    srv->workers = NULL;
     pthread_cond_destroy(&srv->cv);
     pthread_mutex_destroy(&srv->mu);
     free(srv->tls_cert);

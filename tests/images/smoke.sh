@@ -125,7 +125,7 @@ fi
 start_micro() {
     local n="$1" tap="$2" mac="$3"
     ip netns exec "$NS" qemu-system-x86_64 \
-        -name "$n" -M microvm -accel tcg "${MICRO_CLOCK[@]}" \
+        -name "$n" -M microvm -accel tcg,tb-size=32 "${MICRO_CLOCK[@]}" \
         -cpu qemu64 -smp 1 -m 96M -nodefaults -no-user-config \
         -display none -monitor none \
         -kernel "$IMG/vmlinuz" -initrd "$IMG/initrd.img" \
@@ -147,7 +147,7 @@ start_disk() {
     rm -f "$T/$n.qcow2"
     qemu-img create -q -f qcow2 -F qcow2 -b "$IMG/disk.qcow2" "$T/$n.qcow2"
     ip netns exec "$NS" qemu-system-x86_64 \
-        -name "$n" -M q35 -accel tcg \
+        -name "$n" -M q35 -accel tcg,tb-size=32 \
         -cpu qemu64 -smp 1 -m 96M -nodefaults -no-user-config \
         -display none -monitor none \
         -drive id=disk,file="$T/$n.qcow2",format=qcow2,if=none \

@@ -8,6 +8,7 @@ kbr0), wired to the cluster's with a veth pair, as hosts on a LAN.
 Every process is started here and stopped by its PID; nothing else is
 ever signalled.
 """
+import datetime
 import os
 import secrets
 import signal
@@ -15,8 +16,15 @@ import subprocess
 import time
 from pathlib import Path
 
+import unittest.mock
+import urllib.error
+import urllib.request
+
 import boto3
+import botocore.auth
+import botocore.awsrequest
 import botocore.config
+import botocore.credentials
 
 from conftest import BUILD, KOALA_BIN, ROOT, free_port, wait_port
 
@@ -262,6 +270,32 @@ class Cloud:
                                  RamdiskId=ari,
                                  ImageLocation=f"{bucket}/root.img")["ImageId"]
         return ami, aki, ari
+
+    def raw_ec2(self, params, secret=None, when=None, key=None):
+        """A SigV4-signed EC2 POST made with botocore's own signer; returns
+        (status, body)."""
+        creds = botocore.credentials.Credentials(key or self.key,
+                                                 secret or self.secret)
+        req = botocore.awsrequest.AWSRequest(
+            method="POST", url=self.ec2_endpoint + "/", data=params,
+            headers={"Content-Type":
+                     "application/x-www-form-urlencoded; charset=utf-8"})
+        auth = botocore.auth.SigV4Auth(creds, "ec2", REGION)
+        when = when or datetime.datetime.utcnow()
+        with unittest.mock.patch("botocore.auth.datetime") as dt:
+            dt.datetime.utcnow.return_value = when
+            auth.add_auth(req)
+        prepared = req.prepare()
+        body = prepared.body
+        if isinstance(body, str):
+            body = body.encode()
+        r = urllib.request.Request(prepared.url, data=body,
+                                   headers=dict(prepared.headers), method="POST")
+        try:
+            with urllib.request.urlopen(r) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
 
     def netns_exec(self, ns, *cmd, check=True, timeout=30):
         return subprocess.run(["ip", "netns", "exec", ns, *map(str, cmd)],

@@ -5,12 +5,7 @@ images in Walrus, DryRun, and one set of credentials for EC2 and S3."""
 import datetime
 import gzip
 import json
-import subprocess
-import unittest.mock
 
-import botocore.auth
-import botocore.awsrequest
-import botocore.credentials
 import botocore.exceptions
 import pytest
 import urllib.request
@@ -37,51 +32,24 @@ def status(e):
 
 # ---- signatures and plumbing ----
 
-def raw_ec2(cloud, params, secret=None, when=None, key=None):
-    """A SigV4-signed EC2 POST made with botocore's own signer; returns
-    (status, body)."""
-    creds = botocore.credentials.Credentials(key or cloud.key,
-                                             secret or cloud.secret)
-    req = botocore.awsrequest.AWSRequest(
-        method="POST", url=cloud.ec2_endpoint + "/", data=params,
-        headers={"Content-Type":
-                 "application/x-www-form-urlencoded; charset=utf-8"})
-    auth = botocore.auth.SigV4Auth(creds, "ec2", REGION)
-    when = when or datetime.datetime.utcnow()
-    with unittest.mock.patch("botocore.auth.datetime") as dt:
-        dt.datetime.utcnow.return_value = when
-        auth.add_auth(req)
-    prepared = req.prepare()
-    body = prepared.body
-    if isinstance(body, str):
-        body = body.encode()
-    r = urllib.request.Request(prepared.url, data=body,
-                               headers=dict(prepared.headers), method="POST")
-    try:
-        with urllib.request.urlopen(r) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
 def test_signature_errors(cloud):
-    st, body = raw_ec2(cloud, {"Action": "DescribeRegions",
+    st, body = cloud.raw_ec2({"Action": "DescribeRegions",
                                "Version": "2016-11-15"})
     assert st == 200 and "<regionName>koala-1</regionName>" in body
     assert 'xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"' in body
-    st, body = raw_ec2(cloud, {"Action": "DescribeRegions"},
+    st, body = cloud.raw_ec2({"Action": "DescribeRegions"},
                        secret="x" * 40)
     assert st in (401, 403) and "<Code>" in body and "<RequestID>" in body
-    st, body = raw_ec2(cloud, {"Action": "DescribeRegions"},
+    st, body = cloud.raw_ec2({"Action": "DescribeRegions"},
                        key="AKIAUNKNOWN000000000")
     assert st == 401 and "<Code>AuthFailure</Code>" in body
-    st, body = raw_ec2(cloud, {"Action": "DescribeRegions"},
+    st, body = cloud.raw_ec2({"Action": "DescribeRegions"},
                        when=datetime.datetime.utcnow() -
                        datetime.timedelta(minutes=20))
     assert st == 400 and "<Code>RequestExpired</Code>" in body
-    st, body = raw_ec2(cloud, {"Action": "LaunchMissiles"})
+    st, body = cloud.raw_ec2({"Action": "LaunchMissiles"})
     assert st == 400 and "<Code>InvalidAction</Code>" in body
-    st, body = raw_ec2(cloud, {"Version": "2016-11-15"})
+    st, body = cloud.raw_ec2({"Version": "2016-11-15"})
     assert st == 400 and "<Code>MissingAction</Code>" in body
     # No credentials at all.
     r = urllib.request.Request(cloud.ec2_endpoint + "/",
@@ -94,14 +62,14 @@ def test_signature_errors(cloud):
 
 def test_malformed_parameters(cloud):
     ec2 = cloud.ec2()
-    st, body = raw_ec2(cloud, {"Action": "DescribeInstanceTypes",
+    st, body = cloud.raw_ec2({"Action": "DescribeInstanceTypes",
                                "MaxResults": "lots"})
     assert st == 400 and "InvalidParameterValue" in body
-    st, body = raw_ec2(cloud, {"Action": "DescribeInstances",
+    st, body = cloud.raw_ec2({"Action": "DescribeInstances",
                                "Filter.1.Name": "no-such-filter",
                                "Filter.1.Value.1": "x"})
     assert st == 400 and "InvalidParameterValue" in body
-    st, body = raw_ec2(cloud, {"Action": "DescribeInstances",
+    st, body = cloud.raw_ec2({"Action": "DescribeInstances",
                                "DryRun": "maybe"})
     assert st == 400 and "InvalidParameterValue" in body
     with pytest.raises(botocore.exceptions.ClientError) as e:

@@ -1,0 +1,338 @@
+"""The compute path end to end: `aws ec2 run-instances` boots real VMs (QEMU;
+TCG where KVM does not work) through the CLC, a CC and NCs, with the test
+guest from tests/images.  The guests get their addresses from the CC's
+DHCP server and answer HTTP on port 8080 inside the cluster's network
+namespace, which is where the tests reach them.  Driven with Debian's
+aws-cli and python3-boto3."""
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import botocore.exceptions
+import pytest
+
+from cloud import IMAGES, REGION, Cloud, sh
+from conftest import AWS_BIN, KOALA_BIN, run
+
+MARKER = "KOALA-GUEST-READY"
+
+
+def wait_for(what, fn, timeout=120, every=0.5):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def instances(ec2, ids):
+    out = {}
+    for r in ec2.describe_instances(InstanceIds=ids)["Reservations"]:
+        for i in r["Instances"]:
+            out[i["InstanceId"]] = i
+    return out
+
+
+def wait_state(ec2, ids, state, timeout=180):
+    def check():
+        got = instances(ec2, ids)
+        bad = [i for i in got.values() if i["State"]["Name"] == "terminated"
+               and state != "terminated"]
+        if bad:
+            raise AssertionError(f"terminated: {bad[0].get('StateReason')}")
+        return got if all(i["State"]["Name"] == state
+                          for i in got.values()) else None
+    return wait_for(f"{ids} {state}", check, timeout)
+
+
+def console(ec2, iid):
+    return ec2.get_console_output(InstanceId=iid).get("Output", "")
+
+
+def wait_marker(ec2, iid, timeout=180):
+    return wait_for(f"{iid} console marker",
+                    lambda: MARKER in console(ec2, iid), timeout, 1)
+
+
+def http_get(cloud, ip):
+    r = cloud.netns_exec(cloud.cluster_ns, "curl", "-sS", "-m", "5",
+                         f"http://{ip}:8080/", check=False)
+    return r.stdout if r.returncode == 0 else ""
+
+
+def node_files(cloud, node):
+    d = cloud.dir / node / "instances"
+    return sorted(p.name for p in d.iterdir()) if d.exists() else []
+
+
+def taps(cloud, node):
+    out = sh("ip", "-n", cloud.node_ns[node], "-o", "link", "show").stdout
+    return [l.split(":")[1].strip().split("@")[0] for l in out.splitlines()
+            if "master kbr0" in l and "uplink" not in l]
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    if not (IMAGES / "vmlinuz").exists():
+        pytest.fail(f"no test image in {IMAGES}: run tests/images/build.sh")
+    c = Cloud(tmp_path_factory.mktemp("compute"), n_nodes=1,
+              node_cores=4, node_memory_mb=1536).start()
+    c.ami, c.aki, c.ari = c.upload_images()
+    yield c
+    rcs = c.stop()
+    assert all(rc == 0 for rc in rcs.values()), rcs
+
+
+# ---- the whole life of three instances, with aws-cli ----
+
+def test_three_instances_with_aws_cli(cloud, tmp_path):
+    env = dict(cloud.env(), HOME=str(tmp_path), PATH="/usr/bin:/bin",
+               AWS_CONFIG_FILE=str(tmp_path / "cfg"), AWS_PAGER="")
+    (tmp_path / "cfg").write_text("[default]\n")
+
+    def aws(*args, check=True):
+        return run([AWS_BIN, "--endpoint-url", cloud.ec2_endpoint, "ec2",
+                    *args], env, check=check)
+
+    out = json.loads(aws("describe-availability-zones").stdout)
+    assert [z["ZoneName"] for z in out["AvailabilityZones"]] == \
+        [cloud.cluster]
+    assert out["AvailabilityZones"][0]["State"] == "available"
+    run_out = json.loads(aws(
+        "run-instances", "--image-id", cloud.ami, "--count", "3",
+        "--instance-type", "m1.small",
+        "--tag-specifications",
+        "ResourceType=instance,Tags=[{Key=Name,Value=cli}]").stdout)
+    ids = [i["InstanceId"] for i in run_out["Instances"]]
+    assert len(ids) == 3
+    assert all(i["State"]["Name"] == "pending" for i in run_out["Instances"])
+    assert sorted(i["AmiLaunchIndex"] for i in run_out["Instances"]) == \
+        [0, 1, 2]
+    ec2 = cloud.ec2()
+    got = wait_state(ec2, ids, "running")
+    ips = {iid: i["PrivateIpAddress"] for iid, i in got.items()}
+    assert len(set(ips.values())) == 3
+    assert all(ip.startswith("10.111.") for ip in ips.values())
+    assert all(i["Placement"]["AvailabilityZone"] == cloud.cluster
+               for i in got.values())
+    assert all({"Key": "Name", "Value": "cli"} in i["Tags"]
+               for i in got.values())
+    for iid in ids:
+        wait_marker(ec2, iid)
+    # The console shows the address the CC gave, and the guest answers there.
+    for iid, ip in ips.items():
+        out = json.loads(aws("get-console-output", "--instance-id",
+                             iid).stdout)["Output"]
+        assert f"{MARKER} ip={ip}" in out
+        page = wait_for(f"{ip}:8080", lambda ip=ip: http_get(cloud, ip), 60)
+        assert iid in page and ip in page
+    # Filters, as people use them.
+    out = json.loads(aws("describe-instances", "--filters",
+                         "Name=instance-state-name,Values=running",
+                         "Name=tag:Name,Values=cli").stdout)
+    found = [i["InstanceId"] for r in out["Reservations"]
+             for i in r["Instances"]]
+    assert sorted(found) == sorted(ids)
+
+    # Reboot one: its guest boots again (a second marker).
+    aws("reboot-instances", "--instance-ids", ids[0])
+    wait_for("second boot", lambda: console(ec2, ids[0]).count(MARKER) >= 2,
+             180, 1)
+    assert instances(ec2, [ids[0]])[ids[0]]["State"]["Name"] == "running"
+
+    # Stop and start one: it keeps its address and disks.
+    out = json.loads(aws("stop-instances", "--instance-ids", ids[1]).stdout)
+    assert out["StoppingInstances"][0]["CurrentState"]["Name"] == "stopping"
+    assert out["StoppingInstances"][0]["PreviousState"]["Name"] == "running"
+    wait_state(ec2, [ids[1]], "stopped")
+    out = json.loads(aws("start-instances", "--instance-ids", ids[1]).stdout)
+    assert out["StartingInstances"][0]["CurrentState"]["Name"] == "pending"
+    again = wait_state(ec2, [ids[1]], "running")
+    assert again[ids[1]]["PrivateIpAddress"] == ips[ids[1]]
+    wait_for("boot after start",
+             lambda: http_get(cloud, ips[ids[1]]), 180, 1)
+
+    # Terminate all: every resource on the node is freed.
+    out = json.loads(aws("terminate-instances", "--instance-ids",
+                         *ids).stdout)
+    assert {i["CurrentState"]["Name"] for i in
+            out["TerminatingInstances"]} == {"shutting-down"}
+    wait_state(ec2, ids, "terminated")
+    wait_for("files removed", lambda: not any(
+        iid in node_files(cloud, "nc1") for iid in ids), 60)
+    wait_for("taps removed", lambda: taps(cloud, "nc1") == [], 60)
+    # Terminating again is fine, and says so.
+    out = json.loads(aws("terminate-instances", "--instance-ids",
+                         ids[0]).stdout)
+    assert out["TerminatingInstances"][0]["CurrentState"]["Name"] == \
+        "terminated"
+
+
+# ---- boto3: idempotency, paging, limits, errors ----
+
+def test_client_token_and_paging(cloud):
+    ec2 = cloud.ec2()
+    r1 = ec2.run_instances(ImageId=cloud.ami, MinCount=2, MaxCount=2,
+                           InstanceType="t1.micro", ClientToken="tok-1")
+    r2 = ec2.run_instances(ImageId=cloud.ami, MinCount=2, MaxCount=2,
+                           InstanceType="t1.micro", ClientToken="tok-1")
+    assert r1["ReservationId"] == r2["ReservationId"]
+    ids = sorted(i["InstanceId"] for i in r1["Instances"])
+    assert sorted(i["InstanceId"] for i in r2["Instances"]) == ids
+    wait_state(ec2, ids, "running")
+    # Pages of one instance, then the rest.
+    seen, token = [], None
+    while True:
+        kw = {"NextToken": token} if token else {}
+        page = ec2.describe_instances(MaxResults=5, Filters=[
+            {"Name": "client-token", "Values": ["tok-1"]}], **kw)
+        seen += [i["InstanceId"] for r in page["Reservations"]
+                 for i in r["Instances"]]
+        token = page.get("NextToken")
+        if not token:
+            break
+    assert sorted(seen) == ids
+    ec2.terminate_instances(InstanceIds=ids)
+    wait_state(ec2, ids, "terminated")
+
+
+def test_bad_requests(cloud):
+    ec2 = cloud.ec2()
+
+    def err(**kw):
+        args = dict(ImageId=cloud.ami, MinCount=1, MaxCount=1)
+        args.update(kw)
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            ec2.run_instances(**args)
+        return e.value.response["Error"]["Code"]
+    before = len(node_files(cloud, "nc1"))
+    assert err(ImageId="ami-0123456789abcdef0") == "InvalidAMIID.NotFound"
+    assert err(ImageId=cloud.aki) == "InvalidParameterValue"
+    assert err(InstanceType="x9.huge") == "InvalidParameterValue"
+    assert err(KeyName="no-such-key") == "InvalidKeyPair.NotFound"
+    assert err(MinCount=3, MaxCount=2) == "InvalidParameterValue"
+    # (boto3 base64-encodes UserData itself: send a broken one by hand.)
+    st, body = cloud.raw_ec2({"Action": "RunInstances", "ImageId": cloud.ami,
+                              "MinCount": "1", "MaxCount": "1",
+                              "UserData": "%%% not base64"})
+    assert st == 400 and "InvalidParameterValue" in body, body
+    assert err(Placement={"AvailabilityZone": "zone-nope"}) == \
+        "InvalidParameterValue"
+    # Beyond capacity (4 cores on the node; c1.xlarge wants 4 each).
+    assert err(InstanceType="c1.xlarge", MinCount=2, MaxCount=2) == \
+        "InsufficientInstanceCapacity"
+    assert err(DryRun=True) == "DryRunOperation"
+    for call in (lambda: ec2.terminate_instances(
+                     InstanceIds=["i-0123456789abcdef0"]),
+                 lambda: ec2.get_console_output(
+                     InstanceId="i-0123456789abcdef0"),
+                 lambda: ec2.reboot_instances(
+                     InstanceIds=["i-0123456789abcdef0"])):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            call()
+        assert e.value.response["Error"]["Code"] == \
+            "InvalidInstanceID.NotFound"
+    # Nothing was started by any of that.
+    assert len(node_files(cloud, "nc1")) == before
+    # MaxCount beyond capacity with a MinCount that fits: what fits runs.
+    r = ec2.run_instances(ImageId=cloud.ami, MinCount=1, MaxCount=9,
+                          InstanceType="c1.xlarge")
+    assert len(r["Instances"]) == 1
+    iid = r["Instances"][0]["InstanceId"]
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ec2.start_instances(InstanceIds=[iid])
+    assert e.value.response["Error"]["Code"] == "IncorrectInstanceState"
+    ec2.terminate_instances(InstanceIds=[iid])
+    wait_state(ec2, [iid], "terminated")
+
+
+def test_key_pair_and_user_data_reach_the_node(cloud):
+    ec2 = cloud.ec2()
+    ec2.create_key_pair(KeyName="launch-key")
+    r = ec2.run_instances(ImageId=cloud.ami, MinCount=1, MaxCount=1,
+                          InstanceType="t1.micro", KeyName="launch-key",
+                          UserData="#!/bin/sh\necho hello\n")
+    iid = r["Instances"][0]["InstanceId"]
+    got = wait_state(ec2, [iid], "running")[iid]
+    assert got["KeyName"] == "launch-key"
+    ec2.terminate_instances(InstanceIds=[iid])
+    wait_state(ec2, [iid], "terminated")
+    ec2.delete_key_pair(KeyName="launch-key")
+
+
+def test_services(cloud):
+    out = sh(KOALA_BIN, "services", "--data-dir", cloud.dir).stdout
+    rows = {tuple(l.split()[:2]): l.split()[3] for l in out.splitlines()[1:]}
+    assert rows[("cluster", cloud.cluster)] == "ENABLED"
+    assert rows[("node", "nc1")] == "ENABLED"
+    assert rows[("walrus", "w1")] == "ENABLED"
+
+
+# ---- a node that dies mid-launch ----
+
+def test_node_killed_mid_launch(tmp_path):
+    c = Cloud(tmp_path, n_nodes=1, cluster="zone-k").start()
+    try:
+        c.ami, _, _ = c.upload_images()
+        ec2 = c.ec2()
+        nc = c.daemons["nc1"]
+        r = ec2.run_instances(ImageId=c.ami, MinCount=1, MaxCount=1,
+                              InstanceType="t1.micro")
+        iid = r["Instances"][0]["InstanceId"]
+        nc.stop(sig=9)   # the NC dies (its QEMU may or may not be up)
+        # Nothing stays pending for ever: either it runs (its QEMU lived
+        # and the NC comes back to adopt it) or it ends with a reason.
+        c.start_nc("nc1")
+        final = wait_for("a final state", lambda: (
+            instances(ec2, [iid])[iid] if instances(ec2, [iid])[iid]
+            ["State"]["Name"] in ("running", "terminated") else None), 180)
+        if final["State"]["Name"] == "terminated":
+            assert final["StateReason"]["Code"].startswith("Server.")
+        ec2.terminate_instances(InstanceIds=[iid])
+        wait_state(ec2, [iid], "terminated")
+    finally:
+        rcs = c.stop()
+    assert rcs["clc"] == 0 and rcs["cc"] == 0
+
+
+# ---- two nodes: scheduling spreads ----
+
+def test_two_nodes_round_robin(tmp_path):
+    c = Cloud(tmp_path, n_nodes=2, scheduler="ROUNDROBIN", node_cores=2,
+              node_memory_mb=1024, cluster="zone-b").start()
+    try:
+        c.ami, _, _ = c.upload_images()
+        ec2 = c.ec2()
+        r = ec2.run_instances(ImageId=c.ami, MinCount=4, MaxCount=4,
+                              InstanceType="t1.micro")
+        ids = [i["InstanceId"] for i in r["Instances"]]
+        got = wait_state(ec2, ids, "running")
+        on = {}
+        for iid in ids:
+            node = next(n for n in ("nc1", "nc2")
+                        if iid in node_files(c, n))
+            on.setdefault(node, []).append(iid)
+        assert len(on.get("nc1", [])) == 2 and len(on.get("nc2", [])) == 2
+        # Every guest, on either host, is reachable on the cluster's LAN.
+        for iid in ids:
+            ip = got[iid]["PrivateIpAddress"]
+            page = wait_for(f"{ip}:8080", lambda ip=ip: http_get(c, ip), 180,
+                            1)
+            assert iid in page
+        # Capacity is the sum of both nodes (2 cores each, c1.medium = 2).
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            ec2.run_instances(ImageId=c.ami, MinCount=1, MaxCount=1,
+                              InstanceType="c1.medium")
+        assert e.value.response["Error"]["Code"] == \
+            "InsufficientInstanceCapacity"
+        ec2.terminate_instances(InstanceIds=ids)
+        wait_state(ec2, ids, "terminated")
+        wait_for("nodes empty", lambda: not node_files(c, "nc1") and
+                 not node_files(c, "nc2"), 60)
+    finally:
+        rcs = c.stop()
+    assert all(rc == 0 for rc in rcs.values()), rcs
