@@ -15,6 +15,11 @@ meson test -C build --suite unit --print-errorlogs
 echo "== unit tests (asan+ubsan) =="
 meson test -C build-asan --suite unit --print-errorlogs
 
+echo "== guest image =="
+# The small Debian-kernel guest the compute suites boot (cached, quick when
+# it is already built).
+bash tests/images/build.sh build/images
+
 echo "== integration tests =="
 # Debian's python3 with Debian's pytest and boto3, whatever else is on PATH.
 KOALA_BUILD_DIR="$PWD/build-asan" /usr/bin/python3 -m pytest tests/integration -q -p no:cacheprovider "$@"

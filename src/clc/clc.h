@@ -37,7 +37,7 @@ struct clc_options {
     const char *api_addr; /* EC2 Query API */
     uint16_t api_port;
     const char *api_tls_cert, *api_tls_key; /* HTTPS for users, optional */
-    const char *soap_addr; /* components (mutual TLS) */
+    const char *soap_addr;                  /* components (mutual TLS) */
     uint16_t soap_port;
     const char *tls_cert, *tls_key, *ca; /* the CLC's component identity */
     const char *region;
@@ -66,8 +66,8 @@ struct clc {
 /* ---- identities ---- */
 struct account {
     int64_t id;
-    char number[13];     /* 12 digits: EC2 ownerId */
-    char canonical[65];  /* S3 canonical id */
+    char number[13];    /* 12 digits: EC2 ownerId */
+    char canonical[65]; /* S3 canonical id */
     char name[128];
 };
 
@@ -172,11 +172,11 @@ int clc_account_any_key(struct db *db, int64_t account, char key[21],
 
 /* Services (components) registered with the cloud. */
 struct service {
-    char kind[16];      /* cluster, node, walrus, sc */
+    char kind[16]; /* cluster, node, walrus, sc */
     char name[64];
     char partition[64]; /* the cluster of a node */
     char endpoint[256];
-    char state[16];     /* ENABLED, NOTREADY, BROKEN */
+    char state[16]; /* ENABLED, NOTREADY, BROKEN */
     char message[256];
     int64_t last_seen_ms;
 };
@@ -184,8 +184,8 @@ int clc_service_register(struct db *db, const struct service *s,
                          struct koala_error **err);
 /* Calls fn for each registered service of kind (NULL: all). */
 int clc_services_each(struct db *db, const char *kind,
-                      int (*fn)(void *ctx, const struct service *s),
-                      void *ctx, struct koala_error **err);
+                      int (*fn)(void *ctx, const struct service *s), void *ctx,
+                      struct koala_error **err);
 int clc_service_set_state(struct db *db, const char *kind, const char *name,
                           const char *state, const char *message,
                           struct koala_error **err);
@@ -197,8 +197,14 @@ struct instance_type {
     int memory_mb;
     int disk_gb;
 };
-int clc_instance_type(struct db *db, const char *name,
-                      struct instance_type *t, struct koala_error **err);
+int clc_instance_type(struct db *db, const char *name, struct instance_type *t,
+                      struct koala_error **err);
+/* Asks the cluster's CC how many instances of each type it holds at most
+ * (max[i]) and can take now (avail[i]). */
+int clc_cluster_capacity(struct clc *clc, struct db *db, const char *cluster,
+                         const struct instance_type *types, size_t n,
+                         long long *max, long long *avail,
+                         struct koala_error **err);
 
 /* ---- images (images.c) ---- */
 struct clc_image_ref {
@@ -312,8 +318,8 @@ void clc_poller_stop(struct clc *clc);
  * polling): body is the element holding <instance> children. */
 int clc_apply_instance_states(struct clc *clc, struct db *db,
                               const char *cluster,
-                              const struct xml_node *parent,
-                              bool complete, struct koala_error **err);
+                              const struct xml_node *parent, bool complete,
+                              struct koala_error **err);
 /* Sends the clusters the orders their instances still need (terminate,
  * stop, start: what the user wants and the cluster has not done). */
 void clc_resend_orders(struct clc *clc, struct db *db);

@@ -42,8 +42,7 @@ static int find_endpoint(void *ctx, const struct service *s)
 }
 
 struct soap_client *clc_cc_client(struct clc *clc, struct db *db,
-                                  const char *cluster,
-                                  struct koala_error **err)
+                                  const char *cluster, struct koala_error **err)
 {
     struct find_ep f = {.name = cluster};
     if (clc_services_each(db, "cluster", find_endpoint, &f, err) < 0)
@@ -104,15 +103,26 @@ static int apply_one(struct db *db, const char *cluster,
     db_stmt_done(st);
     if (rc != 0)
         return rc < 0 ? -1 : 0;
-    if (strcmp(where, cluster) != 0 || strcmp(cur, "terminated") == 0)
-        return 0; /* another cluster's, or over */
+    if (strcmp(where, cluster) != 0)
+        return 0; /* another cluster's */
+    _cleanup_free_ char *node = xml_child_text(n, "node");
+    if (strcmp(cur, "terminated") == 0) {
+        /* Over for the user; but one terminated while its launch was on
+         * the way to the cluster is still on a node: remember where, so
+         * that clc_resend_orders terminates it there. */
+        return clc_exec(db,
+                        "UPDATE instances SET reported = ?,"
+                        " node = COALESCE(NULLIF(?, ''), node) WHERE id = ?"
+                        " AND desired = 'terminated'",
+                        "updating instance", err, state,
+                        node ? str_trim(node) : "", id, NULL);
+    }
     /* A guest that powered itself off stopped (EC2's default
      * instance-initiated shutdown behaviour). */
     if (strcmp(state, "stopped") == 0 && strcmp(desired, "running") == 0 &&
         strcmp(cur, "pending") != 0)
         snprintf(desired, sizeof(desired), "stopped");
     const char *shown = shown_state(desired, state, cur);
-    _cleanup_free_ char *node = xml_child_text(n, "node");
     _cleanup_free_ char *ip = xml_child_text(n, "privateIp");
     _cleanup_free_ char *mac = xml_child_text(n, "macAddress");
     _cleanup_free_ char *hv = xml_child_text(n, "hypervisor");
@@ -139,13 +149,13 @@ static int apply_one(struct db *db, const char *cluster,
 
 /* After a complete report: instances the cluster no longer knows. */
 static int reap_missing(struct clc *clc, struct db *db, const char *cluster,
-                        const struct xml_node *parent,
-                        struct koala_error **err)
+                        const struct xml_node *parent, struct koala_error **err)
 {
-    sqlite3_stmt *st = db_stmt(
-        db, "SELECT id, desired, state, updated FROM instances WHERE"
-            " cluster = ? AND node != '' AND state != 'terminated'",
-        err);
+    sqlite3_stmt *st =
+        db_stmt(db,
+                "SELECT id, desired, state, updated FROM instances WHERE"
+                " cluster = ? AND node != '' AND state != 'terminated'",
+                err);
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, cluster, -1, SQLITE_STATIC);
@@ -162,16 +172,16 @@ static int reap_missing(struct clc *clc, struct db *db, const char *cluster,
         clc_col(state, sizeof(state), st, 2);
         int64_t updated = sqlite3_column_int64(st, 3);
         bool listed = false;
-        for (const struct xml_node *x = xml_next_child(parent, NULL,
-                                                       "instance");
+        for (const struct xml_node *x =
+                 xml_next_child(parent, NULL, "instance");
              x && !listed; x = xml_next_child(parent, x, "instance")) {
             _cleanup_free_ char *xid = xml_child_text(x, "instanceId");
             listed = xid && strcmp(str_trim(xid), id) == 0;
         }
         /* A launch may still be on its way to the cluster's database. */
-        if (listed || (strcmp(state, "pending") == 0 &&
-                       now - updated < (int64_t)clc->opt.pending_timeout_s *
-                                           1000))
+        if (listed ||
+            (strcmp(state, "pending") == 0 &&
+             now - updated < (int64_t)clc->opt.pending_timeout_s * 1000))
             continue;
         struct gone *ng = realloc(gone, (n + 1) * sizeof(*ng));
         if (ng == NULL)
@@ -248,8 +258,7 @@ static void send_order(struct clc *clc, struct db *db, struct order *o)
     else if (c == NULL)
         free(rq);
     if (err) {
-        log_warn("%s to cluster %s: %s", o->op, o->cluster,
-                 error_message(err));
+        log_warn("%s to cluster %s: %s", o->op, o->cluster, error_message(err));
         error_free(err);
     }
     xml_doc_free(doc);
@@ -263,7 +272,8 @@ void clc_resend_orders(struct clc *clc, struct db *db)
         " WHEN desired = 'terminated' THEN 'TerminateInstances'"
         " WHEN desired = 'stopped' THEN 'StopInstances'"
         " ELSE 'StartInstances' END FROM instances WHERE node != '' AND"
-        " reported != 'terminated' AND state != 'terminated' AND ("
+        " reported != 'terminated' AND"
+        " (state != 'terminated' OR desired = 'terminated') AND ("
         "  desired = 'terminated' OR"
         "  (desired = 'stopped' AND reported IN ('running', 'pending')) OR"
         "  (desired = 'running' AND reported = 'stopped'))"
@@ -280,11 +290,10 @@ void clc_resend_orders(struct clc *clc, struct db *db)
     while (sqlite3_step(st) == SQLITE_ROW) {
         const char *cluster = (const char *)sqlite3_column_text(st, 0);
         const char *op = (const char *)sqlite3_column_text(st, 2);
-        const char *name = strcmp(op, "TerminateInstances") == 0
-                               ? "TerminateInstances"
-                           : strcmp(op, "StopInstances") == 0
-                               ? "StopInstances"
-                               : "StartInstances";
+        const char *name =
+            strcmp(op, "TerminateInstances") == 0 ? "TerminateInstances"
+            : strcmp(op, "StopInstances") == 0    ? "StopInstances"
+                                                  : "StartInstances";
         if (n == 0 || strcmp(orders[n - 1].cluster, cluster) != 0 ||
             strcmp(orders[n - 1].op, name) != 0) {
             struct order *no = realloc(orders, (n + 1) * sizeof(*no));
@@ -329,10 +338,11 @@ static int poll_cluster(void *ctx, const struct service *s)
          * own configuration). */
         struct buf nodes = {0};
         size_t n_nodes = 0;
-        sqlite3_stmt *st = db_stmt(
-            p->db, "SELECT name, endpoint FROM services WHERE kind = 'node'"
-                   " AND partition = ? ORDER BY name",
-            &err);
+        sqlite3_stmt *st =
+            db_stmt(p->db,
+                    "SELECT name, endpoint FROM services WHERE kind = 'node'"
+                    " AND partition = ? ORDER BY name",
+                    &err);
         if (st) {
             sqlite3_bind_text(st, 1, s->name, -1, SQLITE_STATIC);
             while (sqlite3_step(st) == SQLITE_ROW) {
@@ -373,8 +383,8 @@ static int poll_cluster(void *ctx, const struct service *s)
             doc = NULL;
             w = soap_start("DescribeInstances", CC_NS);
             rq = soap_finish(w, &len);
-            if (soap_call(c, "DescribeInstances", rq, len, &doc, &body,
-                          &err) == 0 &&
+            if (soap_call(c, "DescribeInstances", rq, len, &doc, &body, &err) ==
+                    0 &&
                 clc_apply_instance_states(p->clc, p->db, s->name, body, true,
                                           &err) == 0)
                 state = "ENABLED";

@@ -48,17 +48,17 @@ static void write_type(struct xml_writer *w, const struct instance_type *t)
     xml_end(w);
 }
 
-/* How many instances of the type the cluster can take now. */
-static int cluster_available(struct clc *clc, struct db *db,
-                             const char *cluster,
-                             const struct instance_type *t, long long *out,
-                             struct koala_error **err)
+int clc_cluster_capacity(struct clc *clc, struct db *db, const char *cluster,
+                         const struct instance_type *types, size_t n,
+                         long long *max, long long *avail,
+                         struct koala_error **err)
 {
     struct soap_client *c = clc_cc_client(clc, db, cluster, err);
     if (c == NULL)
         return -1;
     struct xml_writer *w = soap_start("DescribeResources", CC_NS);
-    write_type(w, t);
+    for (size_t i = 0; i < n; i++)
+        write_type(w, &types[i]);
     size_t len;
     char *rq = soap_finish(w, &len);
     struct xml_doc *doc = NULL;
@@ -67,14 +67,20 @@ static int cluster_available(struct clc *clc, struct db *db,
     soap_client_free(c);
     if (rc < 0)
         return -1;
-    *out = 0;
-    for (const struct xml_node *n = xml_next_child(body, NULL, "resource"); n;
-         n = xml_next_child(body, n, "resource")) {
-        _cleanup_free_ char *name = xml_child_text(n, "instanceType");
-        long long avail;
-        if (name && strcmp(str_trim(name), t->name) == 0 &&
-            soap_int(n, "available", 0, &avail, err) == 0)
-            *out = avail;
+    for (size_t i = 0; i < n; i++)
+        max[i] = avail[i] = 0;
+    for (const struct xml_node *x = xml_next_child(body, NULL, "resource"); x;
+         x = xml_next_child(body, x, "resource")) {
+        _cleanup_free_ char *name = xml_child_text(x, "instanceType");
+        for (size_t i = 0; name && i < n; i++) {
+            if (strcmp(str_trim(name), types[i].name) != 0)
+                continue;
+            if (soap_int(x, "max", 0, &max[i], err) < 0 ||
+                soap_int(x, "available", 0, &avail[i], err) < 0) {
+                xml_doc_free(doc);
+                return -1;
+            }
+        }
     }
     xml_doc_free(doc);
     return 0;
@@ -88,8 +94,9 @@ static int consider_cluster(void *ctx, const struct service *s)
     c->any = true;
     long long avail = 0;
     struct koala_error *e = NULL;
-    if (cluster_available(c->r->clc, c->r->db, s->name, c->type, &avail,
-                          &e) < 0) {
+    long long max = 0;
+    if (clc_cluster_capacity(c->r->clc, c->r->db, s->name, c->type, 1, &max,
+                             &avail, &e) < 0) {
         log_warn("cluster %s: %s", s->name, error_message(e));
         error_free(c->last_err);
         c->last_err = e;
@@ -147,13 +154,13 @@ static int check_run_args(struct ec2_req *r, struct run_args *a,
     if (rc == 1)
         return error_set(err, EINVAL, "InvalidParameterValue",
                          "Invalid value '%s' for InstanceType.", type);
-    if (rc < 0 || clc_image_get(r->db, a->image_id, r->who.id, &a->image,
-                                err) < 0)
+    if (rc < 0 ||
+        clc_image_get(r->db, a->image_id, r->who.id, &a->image, err) < 0)
         return -1;
     if (strcmp(a->image.kind, "machine") != 0)
         return error_set(err, EINVAL, "InvalidParameterValue",
-                         "%s is a %s image, not a machine image",
-                         a->image_id, a->image.kind);
+                         "%s is a %s image, not a machine image", a->image_id,
+                         a->image.kind);
     a->kernel_id = ec2_param(r, "KernelId");
     a->ramdisk_id = ec2_param(r, "RamdiskId");
     if (a->kernel_id == NULL && *a->image.kernel_id)
@@ -194,8 +201,7 @@ static int check_run_args(struct ec2_req *r, struct run_args *a,
                              "Invalid BASE64 encoding of user data.");
         if (n > MAX_USER_DATA)
             return error_set(err, EINVAL, "InvalidParameterValue",
-                             "User data is limited to %d bytes",
-                             MAX_USER_DATA);
+                             "User data is limited to %d bytes", MAX_USER_DATA);
     }
     a->token = ec2_param(r, "ClientToken");
     if (a->token && (strlen(a->token) > 64 || *a->token == '\0'))
@@ -236,10 +242,10 @@ static void reply_reservation(struct ec2_req *r, const char *reservation)
 static int token_reservation(struct ec2_req *r, const char *token, char *out,
                              size_t size, struct koala_error **err)
 {
-    sqlite3_stmt *st = db_stmt(
-        r->db, "SELECT id FROM reservations WHERE owner = ? AND"
-               " client_token = ?",
-        err);
+    sqlite3_stmt *st = db_stmt(r->db,
+                               "SELECT id FROM reservations WHERE owner = ? AND"
+                               " client_token = ?",
+                               err);
     if (st == NULL)
         return -1;
     sqlite3_bind_int64(st, 1, r->who.id);
@@ -317,15 +323,15 @@ void ec2_run_instances(struct ec2_req *r)
         return;
     char reservation[32];
     if (a.token) {
-        int rc = token_reservation(r, a.token, reservation,
-                                   sizeof(reservation), &err);
+        int rc = token_reservation(r, a.token, reservation, sizeof(reservation),
+                                   &err);
         if (rc < 0)
             return ec2_fail(r, err);
         if (rc == 0) /* the same request again: the same answer */
             return reply_reservation(r, reservation);
     }
-    struct cluster_choice c = {.r = r, .type = &a.type, .zone = a.zone,
-                               .best_available = -1};
+    struct cluster_choice c = {
+        .r = r, .type = &a.type, .zone = a.zone, .best_available = -1};
     if (clc_services_each(r->db, "cluster", consider_cluster, &c, &err) < 0)
         return ec2_fail(r, err);
     if (a.zone && !c.any) {
@@ -344,8 +350,7 @@ void ec2_run_instances(struct ec2_req *r)
             error_set(&err, ENOSPC, "InsufficientInstanceCapacity",
                       "There is not enough capacity to fulfill your request: "
                       "%lld %s at most",
-                      c.best_available < 0 ? 0 : c.best_available,
-                      a.type.name);
+                      c.best_available < 0 ? 0 : c.best_available, a.type.name);
         error_free(c.last_err);
         return ec2_fail(r, err);
     }
@@ -364,8 +369,7 @@ void ec2_run_instances(struct ec2_req *r)
     struct launch_job *job = calloc(1, sizeof(*job));
     if (job) {
         job->clc = r->clc;
-        snprintf(job->reservation, sizeof(job->reservation), "%s",
-                 reservation);
+        snprintf(job->reservation, sizeof(job->reservation), "%s", reservation);
         if (workpool_submit(r->clc->launcher, launch, job) < 0) {
             free(job);
             job = NULL;
@@ -380,9 +384,8 @@ void ec2_run_instances(struct ec2_req *r)
 
 /* ---- the launch, after the reply ---- */
 
-static int write_image_ref(struct clc *clc, struct db *db,
-                           struct xml_writer *w, const char *element,
-                           const char *id, int64_t viewer,
+static int write_image_ref(struct clc *clc, struct db *db, struct xml_writer *w,
+                           const char *element, const char *id, int64_t viewer,
                            struct koala_error **err)
 {
     struct clc_image_ref ref;
@@ -530,8 +533,8 @@ static int send_launch(struct clc *clc, struct db *db, const char *reservation,
     w = NULL;
     c = clc_cc_client(clc, db, cluster, err);
     const struct xml_node *body;
-    if (c == NULL || soap_call(c, "RunInstances", rq, len, &doc, &body,
-                               err) < 0) {
+    if (c == NULL ||
+        soap_call(c, "RunInstances", rq, len, &doc, &body, err) < 0) {
         if (c == NULL)
             free(rq);
         goto out;
@@ -552,8 +555,8 @@ static void launch(void *arg)
     struct koala_error *err = NULL;
     struct db *db = db_pool_get(job->clc->db, &err);
     if (db && send_launch(job->clc, db, job->reservation, &err) < 0) {
-        log_warn("%s: launch failed: %s: %s", job->reservation,
-                 error_code(err), error_message(err));
+        log_warn("%s: launch failed: %s: %s", job->reservation, error_code(err),
+                 error_message(err));
         clc_fail_instances(db, job->reservation, NULL, err);
     }
     if (db == NULL)
@@ -593,10 +596,11 @@ static int load_listed(struct ec2_req *r, struct change **out, size_t *n_out,
     struct buf missing = {0};
     int rc = ch ? 0 : error_set(err, ENOMEM, NULL, "out of memory");
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        sqlite3_stmt *st = db_stmt(
-            r->db, "SELECT cluster, node, state FROM instances WHERE id = ?"
-                   " AND owner = ?",
-            err);
+        sqlite3_stmt *st =
+            db_stmt(r->db,
+                    "SELECT cluster, node, state FROM instances WHERE id = ?"
+                    " AND owner = ?",
+                    err);
         if (st == NULL) {
             rc = -1;
             break;
@@ -717,7 +721,9 @@ static void change_states(struct ec2_req *r, const char *action,
     for (size_t i = 0; i < n; i++) {
         if (strcmp(ch[i].current, ch[i].previous) == 0)
             continue;
-        /* Never sent to a node: nothing to stop there. */
+        /* Not on a node yet: over at once.  (If its launch is on the way,
+         * the cluster's answer records the node, and clc_resend_orders
+         * terminates it there.) */
         if (strcmp(to, "shutting-down") == 0 && *ch[i].node == '\0')
             snprintf(ch[i].current, sizeof(ch[i].current), "terminated");
         const char *state = ch[i].current;
@@ -785,8 +791,8 @@ void ec2_reboot_instances(struct ec2_req *r)
     }
     /* A reboot is no state: it is sent at once. */
     for (size_t i = 0; i < n && err == NULL; i++) {
-        struct soap_client *c = clc_cc_client(r->clc, r->db, ch[i].cluster,
-                                              &err);
+        struct soap_client *c =
+            clc_cc_client(r->clc, r->db, ch[i].cluster, &err);
         if (c == NULL)
             break;
         struct xml_writer *w = soap_start("RebootInstances", CC_NS);
@@ -813,10 +819,11 @@ void ec2_get_console_output(struct ec2_req *r)
     const char *id = ec2_required(r, "InstanceId", &err);
     if (id == NULL)
         return ec2_fail(r, err);
-    sqlite3_stmt *st = db_stmt(
-        r->db, "SELECT cluster, node, state FROM instances WHERE id = ? AND"
-               " owner = ?",
-        &err);
+    sqlite3_stmt *st =
+        db_stmt(r->db,
+                "SELECT cluster, node, state FROM instances WHERE id = ? AND"
+                " owner = ?",
+                &err);
     if (st == NULL)
         return ec2_fail(r, err);
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);

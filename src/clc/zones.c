@@ -1,7 +1,9 @@
 /* zones.c: where instances can go and what they can be: DescribeRegions
  * (this cloud is one region), DescribeAvailabilityZones (one zone per
- * registered cluster, available while its CC answers) and
- * DescribeInstanceTypes (the VM types). */
+ * registered cluster, available while its CC answers; with the zone name
+ * "verbose", Eucalyptus' capacity listing: under each zone a row per VM
+ * type, "free / max  cpu  ram  disk") and DescribeInstanceTypes (the VM
+ * types). */
 #define LOG_MODULE "clc"
 #include <errno.h>
 #include <stdio.h>
@@ -9,6 +11,7 @@
 #include <string.h>
 
 #include "clc.h"
+#include "log.h"
 
 void ec2_describe_regions(struct ec2_req *r)
 {
@@ -39,8 +42,8 @@ void ec2_describe_regions(struct ec2_req *r)
             return ec2_fail(r, err);
         }
     for (size_t i = 0; i < fs.n; i++) {
-        const char *v = strcmp(fs.f[i].name, "region-name") == 0 ? region
-                                                                 : endpoint;
+        const char *v =
+            strcmp(fs.f[i].name, "region-name") == 0 ? region : endpoint;
         wanted &= ec2_filter_match(&fs.f[i], v);
     }
     struct xml_writer *w = ec2_reply_start(r, "DescribeRegions");
@@ -65,13 +68,74 @@ struct zone_ctx {
     size_t n_names;
     bool *seen;
     struct ec2_filters *fs;
+    bool verbose;
+    struct instance_type types[64];
+    size_t n_types;
 };
+
+static void zone_row(struct xml_writer *w, const char *name, const char *state,
+                     const char *region)
+{
+    xml_start(w, "item");
+    xml_text_element(w, "zoneName", name);
+    xml_text_element(w, "zoneState", state);
+    xml_text_element(w, "regionName", region);
+    xml_start(w, "messageSet");
+    xml_end(w);
+    xml_end(w);
+}
+
+/* The verbose rows under a zone: its capacity per VM type, as its CC
+ * counts it now (none when the CC does not answer). */
+static void zone_capacity(struct zone_ctx *z, const struct service *s)
+{
+    long long max[64] = {0}, avail[64] = {0};
+    struct koala_error *e = NULL;
+    if (strcmp(s->state, "ENABLED") == 0 &&
+        clc_cluster_capacity(z->r->clc, z->r->db, s->name, z->types, z->n_types,
+                             max, avail, &e) < 0) {
+        log_warn("cluster %s: capacity: %s", s->name, error_message(e));
+        error_free(e);
+    }
+    const char *region = z->r->clc->region;
+    zone_row(z->w, "|- vm types", "free / max   cpu   ram  disk", region);
+    for (size_t i = 0; i < z->n_types; i++) {
+        const struct instance_type *t = &z->types[i];
+        char name[48], state[96];
+        snprintf(name, sizeof(name), "|- %s", t->name);
+        snprintf(state, sizeof(state), "%04lld / %04lld  %4d  %5d  %4d",
+                 avail[i], max[i], t->cores, t->memory_mb, t->disk_gb);
+        zone_row(z->w, name, state, region);
+    }
+}
+
+static int load_types(struct db *db, struct instance_type *types, size_t size,
+                      size_t *n, struct koala_error **err)
+{
+    sqlite3_stmt *st =
+        db_stmt(db,
+                "SELECT name, cores, memory_mb, disk_gb FROM instance_types"
+                " ORDER BY cores, memory_mb, name",
+                err);
+    if (st == NULL)
+        return -1;
+    *n = 0;
+    while (*n < size && sqlite3_step(st) == SQLITE_ROW) {
+        struct instance_type *t = &types[(*n)++];
+        clc_col(t->name, sizeof(t->name), st, 0);
+        t->cores = sqlite3_column_int(st, 1);
+        t->memory_mb = sqlite3_column_int(st, 2);
+        t->disk_gb = sqlite3_column_int(st, 3);
+    }
+    db_stmt_done(st);
+    return 0;
+}
 
 static int zone_item(void *ctx, const struct service *s)
 {
     struct zone_ctx *z = ctx;
-    bool wanted = z->n_names == 0;
-    for (size_t i = 0; i < z->n_names; i++)
+    bool wanted = z->n_names == 0 || z->verbose;
+    for (size_t i = 0; i < z->n_names && !z->verbose; i++)
         if (strcmp(z->names[i], s->name) == 0) {
             wanted = true;
             z->seen[i] = true;
@@ -80,9 +144,10 @@ static int zone_item(void *ctx, const struct service *s)
         strcmp(s->state, "ENABLED") == 0 ? "available" : "unavailable";
     for (size_t i = 0; wanted && i < z->fs->n; i++) {
         const struct ec2_filter *f = &z->fs->f[i];
-        const char *v = strcmp(f->name, "state") == 0         ? state
-                        : strcmp(f->name, "region-name") == 0 ? z->r->clc->region
-                                                              : s->name;
+        const char *v = strcmp(f->name, "state") == 0 ? state
+                        : strcmp(f->name, "region-name") == 0
+                            ? z->r->clc->region
+                            : s->name;
         wanted = ec2_filter_match(f, v);
     }
     if (!wanted)
@@ -102,6 +167,8 @@ static int zone_item(void *ctx, const struct service *s)
     }
     xml_end(z->w);
     xml_end(z->w);
+    if (z->verbose)
+        zone_capacity(z, s);
     return 0;
 }
 
@@ -120,11 +187,15 @@ void ec2_describe_availability_zones(struct ec2_req *r)
     struct zone_ctx z = {.r = r, .fs = &fs};
     z.n_names = ec2_param_list(r, "ZoneName", &z.names);
     z.seen = calloc(z.n_names + 1, sizeof(bool));
+    z.verbose = z.n_names == 1 && strcmp(z.names[0], "verbose") == 0;
+    int rc = z.seen ? 0 : error_set(&err, ENOMEM, NULL, "out of memory");
+    if (rc == 0 && z.verbose)
+        rc = load_types(r->db, z.types, ARRAY_SIZE(z.types), &z.n_types, &err);
     z.w = ec2_reply_start(r, "DescribeAvailabilityZones");
     xml_start(z.w, "availabilityZoneInfo");
-    int rc = z.seen ? clc_services_each(r->db, "cluster", zone_item, &z, &err)
-                    : error_set(&err, ENOMEM, NULL, "out of memory");
-    for (size_t i = 0; rc == 0 && i < z.n_names; i++)
+    if (rc == 0)
+        rc = clc_services_each(r->db, "cluster", zone_item, &z, &err);
+    for (size_t i = 0; rc == 0 && !z.verbose && i < z.n_names; i++)
         if (!z.seen[i])
             rc = error_set(&err, EINVAL, "InvalidParameterValue",
                            "Invalid availability zone: [%s]", z.names[i]);
@@ -190,7 +261,8 @@ static void type_item(struct xml_writer *w, const struct instance_type *t)
 void ec2_describe_instance_types(struct ec2_req *r)
 {
     struct koala_error *err = NULL;
-    static const char *const known[] = {"instance-type", "vcpu-info.default-vcpus",
+    static const char *const known[] = {"instance-type",
+                                        "vcpu-info.default-vcpus",
                                         "memory-info.size-in-mib", NULL};
     struct ec2_filters fs;
     long long max;
@@ -206,10 +278,11 @@ void ec2_describe_instance_types(struct ec2_req *r)
     }
     const char **names = NULL;
     size_t n_names = ec2_param_list(r, "InstanceType", &names);
-    sqlite3_stmt *st = db_stmt(
-        r->db, "SELECT name, cores, memory_mb, disk_gb FROM instance_types"
-               " ORDER BY cores, memory_mb, name",
-        &err);
+    sqlite3_stmt *st =
+        db_stmt(r->db,
+                "SELECT name, cores, memory_mb, disk_gb FROM instance_types"
+                " ORDER BY cores, memory_mb, name",
+                &err);
     if (st == NULL) {
         free(names);
         ec2_filters_free(&fs);

@@ -61,7 +61,7 @@ struct http_server {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     unsigned n_suspended;
-    unsigned n_active; /* requests between on_uri and on_completed */
+    unsigned n_active;    /* requests between on_uri and on_completed */
     atomic_bool stopping; /* no new connections or requests */
 };
 
@@ -200,8 +200,7 @@ size_t http_request_header_bytes(const struct http_request *req)
     return total;
 }
 
-bool http_request_content_length(const struct http_request *req,
-                                 uint64_t *len)
+bool http_request_content_length(const struct http_request *req, uint64_t *len)
 {
     const char *v = http_request_header(req, "Content-Length");
     return v && str_to_u64(v, len) == 0;
@@ -389,8 +388,8 @@ static void request_free(struct http_request *req)
     free(req);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn,
-                         void **req_cls, enum MHD_RequestTerminationCode toe)
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
 {
     struct http_server *srv = cls;
     struct http_request *req = *req_cls;
@@ -408,8 +407,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
 
 static void fill_peer(struct http_request *req)
 {
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
-        req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     if (ci == NULL || ci->client_addr == NULL)
         return;
     const struct sockaddr *sa = ci->client_addr;
@@ -428,8 +427,8 @@ static void fill_peer(struct http_request *req)
  * keeps its common name.  0 / -1. */
 static int verify_client(struct http_request *req)
 {
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
-        req->conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
     if (ci == NULL || ci->tls_session == NULL)
         return -1;
     gnutls_session_t session = (gnutls_session_t)ci->tls_session;
@@ -690,8 +689,8 @@ struct http_server *http_server_new(const struct http_server_config *cfg,
     }
     pthread_mutex_init(&srv->mu, NULL);
     pthread_cond_init(&srv->cv, NULL);
-    srv->workers = workpool_new(cfg->workers ? cfg->workers : 32, "http-worker",
-                                err);
+    srv->workers =
+        workpool_new(cfg->workers ? cfg->workers : 32, "http-worker", err);
     if (srv->workers == NULL) {
         http_server_free(srv);
         return NULL;
@@ -716,8 +715,8 @@ struct http_server *http_server_new(const struct http_server_config *cfg,
         flags |= MHD_USE_TLS;
         tls[n_tls++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0,
                                                srv->tls_cert};
-        tls[n_tls++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0,
-                                               srv->tls_key};
+        tls[n_tls++] =
+            (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, srv->tls_key};
         if (srv->tls_trust) {
             /* MHD then asks for a client certificate; verify_client judges
              * it. */
@@ -729,9 +728,8 @@ struct http_server *http_server_new(const struct http_server_config *cfg,
     tls[n_tls] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     size_t mem_limit = srv->max_header_bytes * 2 + 64 * 1024;
     srv->mhd = MHD_start_daemon(
-        flags, cfg->port, on_accept, srv, on_access, srv,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
+        flags, cfg->port, on_accept, srv, on_access, srv, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&ss, MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
         MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
@@ -741,8 +739,7 @@ struct http_server *http_server_new(const struct http_server_config *cfg,
         MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)(cfg->idle_timeout_s ? cfg->idle_timeout_s : 120),
         MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
-        MHD_OPTION_THREAD_POOL_SIZE, threads,
-        MHD_OPTION_ARRAY, tls,
+        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_ARRAY, tls,
         MHD_OPTION_END);
     if (srv->mhd == NULL) {
         error_set(err, EADDRINUSE, NULL, "cannot listen on %s:%u", addr,

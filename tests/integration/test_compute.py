@@ -64,6 +64,28 @@ def http_get(cloud, ip):
     return r.stdout if r.returncode == 0 else ""
 
 
+def capacity(ec2):
+    """Eucalyptus' verbose zone listing: {type: (free, max)}."""
+    zones = ec2.describe_availability_zones(
+        ZoneNames=["verbose"])["AvailabilityZones"]
+    out = {}
+    for z in zones:
+        name = z["ZoneName"]
+        if name.startswith("|- ") and name != "|- vm types":
+            free, _, mx = z["State"].split()[:3]
+            out[name[3:]] = (int(free), int(mx))
+    return out
+
+
+def guest_page(cloud, ip, iid, timeout=180):
+    """The guest's page once it shows its lease (the guest serves a page
+    without an address first, and rewrites it when the lease comes)."""
+    def ready():
+        page = http_get(cloud, ip)
+        return page if iid in page and f"ip={ip}" in page else ""
+    return wait_for(f"{iid} page at {ip}:8080", ready, timeout, 1)
+
+
 def node_files(cloud, node):
     d = cloud.dir / node / "instances"
     return sorted(p.name for p in d.iterdir()) if d.exists() else []
@@ -80,7 +102,7 @@ def cloud(tmp_path_factory):
     if not (IMAGES / "vmlinuz").exists():
         pytest.fail(f"no test image in {IMAGES}: run tests/images/build.sh")
     c = Cloud(tmp_path_factory.mktemp("compute"), n_nodes=1,
-              node_cores=4, node_memory_mb=1536).start()
+              node_cores=4, node_memory_mb=4096).start()
     c.ami, c.aki, c.ari = c.upload_images()
     yield c
     rcs = c.stop()
@@ -114,6 +136,14 @@ def test_three_instances_with_aws_cli(cloud, tmp_path):
         [0, 1, 2]
     ec2 = cloud.ec2()
     got = wait_state(ec2, ids, "running")
+    # The operator's view (euca-describe-availability-zones verbose): 4 cores
+    # and 4 GiB, three m1.small (1 core, 256 MiB) in use.
+    out = json.loads(aws("describe-availability-zones", "--zone-names",
+                         "verbose").stdout)["AvailabilityZones"]
+    assert [z["ZoneName"] for z in out][:2] == [cloud.cluster, "|- vm types"]
+    rows = {z["ZoneName"]: z["State"].split() for z in out}
+    assert rows["|- m1.small"] == ["0001", "/", "0004", "1", "256", "5"]
+    assert rows["|- c1.xlarge"][:3] == ["0000", "/", "0001"]
     ips = {iid: i["PrivateIpAddress"] for iid, i in got.items()}
     assert len(set(ips.values())) == 3
     assert all(ip.startswith("10.111.") for ip in ips.values())
@@ -128,8 +158,7 @@ def test_three_instances_with_aws_cli(cloud, tmp_path):
         out = json.loads(aws("get-console-output", "--instance-id",
                              iid).stdout)["Output"]
         assert f"{MARKER} ip={ip}" in out
-        page = wait_for(f"{ip}:8080", lambda ip=ip: http_get(cloud, ip), 60)
-        assert iid in page and ip in page
+        guest_page(cloud, ip, iid)
     # Filters, as people use them.
     out = json.loads(aws("describe-instances", "--filters",
                          "Name=instance-state-name,Values=running",
@@ -165,6 +194,7 @@ def test_three_instances_with_aws_cli(cloud, tmp_path):
     wait_for("files removed", lambda: not any(
         iid in node_files(cloud, "nc1") for iid in ids), 60)
     wait_for("taps removed", lambda: taps(cloud, "nc1") == [], 60)
+    wait_for("capacity back", lambda: capacity(ec2)["m1.small"] == (4, 4), 30)
     # Terminating again is fine, and says so.
     out = json.loads(aws("terminate-instances", "--instance-ids",
                          ids[0]).stdout)
@@ -222,7 +252,8 @@ def test_bad_requests(cloud):
     assert st == 400 and "InvalidParameterValue" in body, body
     assert err(Placement={"AvailabilityZone": "zone-nope"}) == \
         "InvalidParameterValue"
-    # Beyond capacity (4 cores on the node; c1.xlarge wants 4 each).
+    # Beyond capacity (4 cores and 4 GiB on the node; c1.xlarge wants 4 cores
+    # and 2 GiB each).
     assert err(InstanceType="c1.xlarge", MinCount=2, MaxCount=2) == \
         "InsufficientInstanceCapacity"
     assert err(DryRun=True) == "DryRunOperation"
@@ -243,11 +274,19 @@ def test_bad_requests(cloud):
                           InstanceType="c1.xlarge")
     assert len(r["Instances"]) == 1
     iid = r["Instances"][0]["InstanceId"]
+    # Starting an instance that is on its way up changes nothing (as in
+    # EC2); starting a terminated one is IncorrectInstanceState.
+    out = ec2.start_instances(InstanceIds=[iid])["StartingInstances"][0]
+    assert out["CurrentState"]["Name"] == out["PreviousState"]["Name"]
+    ec2.terminate_instances(InstanceIds=[iid])
+    wait_state(ec2, [iid], "terminated")
+    # Terminated while its launch was on the way: the node still ends it,
+    # and its capacity comes back.
+    wait_for("capacity back", lambda: capacity(ec2)["c1.xlarge"] == (1, 1),
+             60)
     with pytest.raises(botocore.exceptions.ClientError) as e:
         ec2.start_instances(InstanceIds=[iid])
     assert e.value.response["Error"]["Code"] == "IncorrectInstanceState"
-    ec2.terminate_instances(InstanceIds=[iid])
-    wait_state(ec2, [iid], "terminated")
 
 
 def test_key_pair_and_user_data_reach_the_node(cloud):
@@ -320,9 +359,7 @@ def test_two_nodes_round_robin(tmp_path):
         # Every guest, on either host, is reachable on the cluster's LAN.
         for iid in ids:
             ip = got[iid]["PrivateIpAddress"]
-            page = wait_for(f"{ip}:8080", lambda ip=ip: http_get(c, ip), 180,
-                            1)
-            assert iid in page
+            guest_page(c, ip, iid)
         # Capacity is the sum of both nodes (2 cores each, c1.medium = 2).
         with pytest.raises(botocore.exceptions.ClientError) as e:
             ec2.run_instances(ImageId=c.ami, MinCount=1, MaxCount=1,
