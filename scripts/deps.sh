@@ -12,7 +12,7 @@ PACKAGES=(
   libcmocka-dev python3 python3-pytest python3-boto3 awscli s3cmd
   sqlite3 curl procps iproute2 openssh-client
   # the cluster controller's network: DHCP server, NAT
-  dnsmasq-base nftables
+  dnsmasq-base dnsmasq-utils nftables
   # the node controller: the hypervisor and qemu-img
   qemu-system-x86 qemu-utils
 )

@@ -5,14 +5,15 @@
  *
  * The hosts file is rewritten atomically (temporary file, fsync, rename)
  * from the database whenever an allocation changes, and dnsmasq is sent
- * SIGHUP to reread it.  A SIGHUP that reached a dnsmasq that had not yet
- * installed its handler would kill it, so the signal waits until
- * /proc/PID/status shows SIGHUP caught.  If dnsmasq dies it is started
- * again by dhcp_check() (the poller calls it every round); on shutdown it
- * gets SIGTERM by its pid and is waited for.  It also gets SIGTERM if
- * koala-cc dies (PR_SET_PDEATHSIG), so a crash leaves none behind.
- * In --no-daemon mode dnsmasq neither forks, nor writes its pid file (the
- * CC writes <dir>/dnsmasq.pid), nor changes its user.
+ * SIGHUP to reread it; leases of addresses that were freed are released
+ * at once, so that the next instance given the address gets it.  A SIGHUP that
+ * reached a dnsmasq that had not yet installed its handler would kill it, so
+ * the signal waits until /proc/PID/status shows SIGHUP caught.  If dnsmasq dies
+ * it is started again by dhcp_check() (the poller calls it every round); on
+ * shutdown it gets SIGTERM by its pid and is waited for.  It also gets SIGTERM
+ * if koala-cc dies (PR_SET_PDEATHSIG), so a crash leaves none behind. In
+ * --no-daemon mode dnsmasq neither forks, nor writes its pid file (the CC
+ * writes <dir>/dnsmasq.pid), nor changes its user.
  */
 #define LOG_MODULE "cc"
 #include <errno.h>
@@ -204,8 +205,8 @@ static int start_locked(struct dhcp *d, struct koala_error **err)
     argv[n++] = "--log-facility=-";
     argv[n++] = a_user;
     argv[n] = NULL;
-    int log_fd = open(d->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
-                      0644);
+    int log_fd =
+        open(d->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     pid_t pid = proc_spawn(d->netns, argv, log_fd, err);
     if (log_fd >= 0)
         close(log_fd);
@@ -264,6 +265,50 @@ static bool alive_locked(struct dhcp *d)
     return false;
 }
 
+/* Leases of addresses the hosts file no longer gives to that MAC are
+ * released (dnsmasq-utils' dhcp_release, a DHCPRELEASE on the bridge as
+ * if from the client): dnsmasq would otherwise refuse a freed address to
+ * the next instance ("leased to ...") until the lease expired. */
+static void release_stale_locked(struct dhcp *d, const struct buf *hosts)
+{
+    static const char tool[] = "/usr/bin/dhcp_release";
+    FILE *f = fopen(d->lease_path, "r");
+    if (f == NULL)
+        return;
+    char line[512];
+    while (fgets(line, sizeof(line), f)) {
+        char expiry[32], mac[32], ip[32], name[256], clid[256];
+        int n = sscanf(line, "%31s %31s %31s %255s %255s", expiry, mac, ip,
+                       name, clid);
+        if (n < 3)
+            continue;
+        char want[80];
+        snprintf(want, sizeof(want), "%s,%s,", mac, ip);
+        if (hosts->data && strstr(hosts->data, want))
+            continue;
+        if (access(tool, X_OK) != 0) {
+            log_warn("dnsmasq: lease of %s to %s stays until it expires "
+                     "(%s is missing: dnsmasq-utils)",
+                     ip, mac, tool);
+            continue;
+        }
+        const char *argv[] = {tool,
+                              d->bridge,
+                              ip,
+                              mac,
+                              n == 5 && strcmp(clid, "*") != 0 ? clid : NULL,
+                              NULL};
+        struct koala_error *e = NULL;
+        if (proc_run(d->netns, argv, NULL, &e) < 0)
+            log_warn("dnsmasq: releasing %s of %s: %s", ip, mac,
+                     error_message(e));
+        else
+            log_debug("dnsmasq: released %s of %s", ip, mac);
+        error_free(e);
+    }
+    fclose(f);
+}
+
 int dhcp_update(struct dhcp *d, const struct buf *hosts,
                 struct koala_error **err)
 {
@@ -277,6 +322,7 @@ int dhcp_update(struct dhcp *d, const struct buf *hosts,
             for (int i = 0; i < 200 && !hup_caught(d->pid); i++)
                 usleep(10000);
             kill(d->pid, SIGHUP);
+            release_stale_locked(d, hosts);
         }
     }
     pthread_mutex_unlock(&d->lock);

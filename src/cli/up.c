@@ -72,8 +72,7 @@ static int run_cmd(const char *const *argv, bool quiet)
     return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
 }
 
-#define IP(...)                                                                \
-    run_cmd((const char *const[]){"ip", __VA_ARGS__, NULL}, true)
+#define IP(...) run_cmd((const char *const[]){"ip", __VA_ARGS__, NULL}, true)
 
 static int write_file(const char *path, const char *text,
                       struct koala_error **err)
@@ -96,9 +95,8 @@ static int write_file(const char *path, const char *text,
 static pid_t read_pid(const char *dir, const char *name)
 {
     char path[4600], buf[32] = "";
-    snprintf(path, sizeof(path), strchr(name, '/') ? "%s/%s.pid"
-                                                   : "%s/run/%s.pid",
-             dir, name);
+    snprintf(path, sizeof(path),
+             strchr(name, '/') ? "%s/%s.pid" : "%s/run/%s.pid", dir, name);
     FILE *f = fopen(path, "r");
     if (f == NULL)
         return 0;
@@ -379,8 +377,7 @@ static int s3_put(const struct up *u, const char *path, int fd, uint64_t len,
         .method = "PUT",
         .url = url,
         .headers = headers,
-        .body = fd >= 0 ? (struct http_client_body){.kind =
-                                                        HTTP_CLIENT_BODY_FD,
+        .body = fd >= 0 ? (struct http_client_body){.kind = HTTP_CLIENT_BODY_FD,
                                                     .fd = fd,
                                                     .len = len}
                         : (struct http_client_body){0},
@@ -390,8 +387,8 @@ static int s3_put(const struct up *u, const char *path, int fd, uint64_t len,
     if (rc == 0 && resp.status != 200 &&
         !(resp.status == 409 && strstr(resp.body.data ? resp.body.data : "",
                                        "BucketAlreadyOwnedByYou")))
-        rc = error_set(err, EIO, NULL, "PUT %s: HTTP %ld %s", path,
-                       resp.status, resp.body.data ? resp.body.data : "");
+        rc = error_set(err, EIO, NULL, "PUT %s: HTTP %ld %s", path, resp.status,
+                       resp.body.data ? resp.body.data : "");
     http_client_response_free(&resp);
     return rc;
 }
@@ -422,7 +419,8 @@ static int ec2_call(const struct up *u, const char *form, char *id,
         .method = "POST",
         .url = url,
         .headers = headers,
-        .body = {.kind = HTTP_CLIENT_BODY_MEMORY, .data = form,
+        .body = {.kind = HTTP_CLIENT_BODY_MEMORY,
+                 .data = form,
                  .len = strlen(form)},
     };
     struct http_client_response resp = {0};
@@ -476,8 +474,8 @@ static int register_image(const struct up *u, const char *form, char *id,
     return ec2_call(u, q, id, size, err);
 }
 
-static int images(const struct up *u, const char *dir, char *ami,
-                  size_t size, struct koala_error **err)
+static int images(const struct up *u, const char *dir, char *ami, size_t size,
+                  struct koala_error **err)
 {
     static const char *const files[] = {"vmlinuz", "initrd.img", "root.img"};
     char aki[32] = "", ari[32] = "", form[512];
@@ -516,15 +514,18 @@ static int read_credentials(struct up *u, struct koala_error **err)
         char *nl = strchr(line, '\n');
         if (nl)
             *nl = '\0';
-        if (str_has_prefix(line, "AWS_ACCESS_KEY_ID="))
-            snprintf(u->key, sizeof(u->key), "%s", line + 18);
-        else if (str_has_prefix(line, "AWS_SECRET_ACCESS_KEY="))
-            snprintf(u->secret, sizeof(u->secret), "%s", line + 22);
+        const char *l = line;
+        if (str_has_prefix(l, "export "))
+            l += 7;
+        if (str_has_prefix(l, "AWS_ACCESS_KEY_ID="))
+            snprintf(u->key, sizeof(u->key), "%s", l + 18);
+        else if (str_has_prefix(l, "AWS_SECRET_ACCESS_KEY="))
+            snprintf(u->secret, sizeof(u->secret), "%s", l + 22);
     }
     fclose(f);
-    return *u->key && *u->secret ? 0
-                                 : error_set(err, EINVAL, NULL,
-                                             "%s holds no keys", path);
+    return *u->key && *u->secret
+               ? 0
+               : error_set(err, EINVAL, NULL, "%s holds no keys", path);
 }
 
 static int init_once(struct up *u, struct koala_error **err)
@@ -551,6 +552,16 @@ static int init_once(struct up *u, struct koala_error **err)
     }
     if (read_credentials(u, err) < 0)
         return -1;
+    /* In a form a shell can source. */
+    char text[512];
+    snprintf(text, sizeof(text),
+             "# Koala all-in-one: `. %s` before using aws-cli or boto3.\n"
+             "export AWS_ACCESS_KEY_ID=%s\n"
+             "export AWS_SECRET_ACCESS_KEY=%s\n"
+             "export AWS_DEFAULT_REGION=koala-1\n",
+             path, u->key, u->secret);
+    if (write_file(path, text, err) < 0 || chmod(path, 0600) < 0)
+        return err && *err ? -1 : error_set_errno(err, "chmod %s", path);
     char ep[128];
     snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", u->port_walrus);
     if (cli_register_quiet(u->dir, "walrus", "w1", ep, NULL, err) < 0)
@@ -562,8 +573,7 @@ static int init_once(struct up *u, struct koala_error **err)
     return cli_register_quiet(u->dir, "node", NODE, ep, ZONE, err);
 }
 
-static int mkdir_in(const char *dir, const char *sub,
-                    struct koala_error **err)
+static int mkdir_in(const char *dir, const char *sub, struct koala_error **err)
 {
     char path[4200];
     snprintf(path, sizeof(path), "%s/%s", dir, sub);
@@ -585,16 +595,24 @@ static void set_bindir(struct up *u)
 
 int cli_up(const char *dir, const char *image_dir, struct koala_error **err)
 {
-    struct up u = {.dir = dir, .port_walrus = 8779, .port_clc = 8773,
-                   .port_clc_soap = 8777, .port_cc = 8774, .port_nc = 8775};
+    struct up u = {.dir = dir,
+                   .port_walrus = 8779,
+                   .port_clc = 8773,
+                   .port_clc_soap = 8777,
+                   .port_cc = 8774,
+                   .port_nc = 8775};
     set_bindir(&u);
     if ((mkdir(dir, 0750) < 0 && errno != EEXIST) ||
         mkdir_in(dir, "etc", err) < 0 || mkdir_in(dir, "run", err) < 0 ||
         mkdir_in(dir, "log", err) < 0)
         return err && *err ? -1 : error_set_errno(err, "mkdir %s", dir);
+    /* The daemons' configurations name absolute paths. */
+    char abs[4096];
+    if (realpath(dir, abs) == NULL)
+        return error_set_errno(err, "%s", dir);
+    u.dir = dir = abs;
     printf("Koala all-in-one in %s\n", dir);
-    if (init_once(&u, err) < 0 || networks(&u, err) < 0 ||
-        configs(&u, err) < 0)
+    if (init_once(&u, err) < 0 || networks(&u, err) < 0 || configs(&u, err) < 0)
         return -1;
     int ports[] = {u.port_clc, u.port_walrus, u.port_cc, u.port_nc};
     const char *order[] = {"clc", "walrus", "cc", "nc"};

@@ -165,13 +165,19 @@ struct nc *nc_new(const struct nc_options *opt, struct koala_error **err)
         nc->opt.qemu_img = "qemu-img";
     char host[256] = "localhost";
     gethostname(host, sizeof(host) - 1);
-    nc->data_dir = strdup(opt->data_dir);
+    /* Absolute: QEMU's PID files and qcow2 backing paths must not depend
+     * on a working directory. */
+    char cwd[4096];
+    if (opt->data_dir[0] == '/' || getcwd(cwd, sizeof(cwd)) == NULL)
+        nc->data_dir = strdup(opt->data_dir);
+    else if (asprintf(&nc->data_dir, "%s/%s", cwd, opt->data_dir) < 0)
+        nc->data_dir = NULL;
     nc->name = strdup(opt->name ? opt->name : host);
     nc->bridge = strdup(opt->bridge ? opt->bridge : "kbr0");
     _cleanup_free_ char *cache_dir = NULL;
     if (nc->data_dir == NULL || nc->name == NULL || nc->bridge == NULL ||
-        asprintf(&nc->inst_dir, "%s/instances", opt->data_dir) < 0 ||
-        asprintf(&cache_dir, "%s/cache", opt->data_dir) < 0) {
+        asprintf(&nc->inst_dir, "%s/instances", nc->data_dir) < 0 ||
+        asprintf(&cache_dir, "%s/cache", nc->data_dir) < 0) {
         error_set(err, ENOMEM, NULL, "out of memory");
         goto fail;
     }

@@ -298,6 +298,10 @@ def test_key_pair_and_user_data_reach_the_node(cloud):
     iid = r["Instances"][0]["InstanceId"]
     got = wait_state(ec2, [iid], "running")[iid]
     assert got["KeyName"] == "launch-key"
+    # Its address was another (terminated) instance's before: the guest
+    # still gets its lease (the old one was released).
+    assert got["PrivateIpAddress"] == "10.111.0.2"
+    guest_page(cloud, got["PrivateIpAddress"], iid)
     ec2.terminate_instances(InstanceIds=[iid])
     wait_state(ec2, [iid], "terminated")
     ec2.delete_key_pair(KeyName="launch-key")

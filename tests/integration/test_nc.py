@@ -642,15 +642,17 @@ def test_lifecycle(node, imgsrv, net, cc):
                          "instance"))["state"] == "terminated"
     assert fault(node.call, "ncStartInstance", instanceId=iid).code == \
         "IncorrectInstanceState"
-    # The CC was told every step.
-    states = [s for s, _ in cc.states(iid)]
+    # The CC was told of every lasting state, in order.  (Notifications
+    # carry the state as it is when sent: a short-lived one, such as
+    # shutting-down of a guest that is gone at once, may be passed over.)
     wait_until(lambda: [s for s, _ in cc.states(iid)][-1:] == ["terminated"],
                timeout=20, what="the last notification")
     states = [s for s, _ in cc.states(iid)]
-    for s in ("pending", "running", "stopping", "stopped", "shutting-down",
-              "terminated"):
-        assert s in states, (s, states)
-    assert states.index("stopped") < states.index("terminated")
+    order = ["pending", "running", "stopped", "pending", "running",
+             "terminated"]
+    lasting = [s for s in states if s in order]
+    it = iter(lasting)
+    assert all(s in it for s in order), (order, states)
 
 
 def test_whole_disk_boot(node, imgsrv):
