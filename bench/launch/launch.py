@@ -153,12 +153,23 @@ FLAGS = {"-nodefaults", "-no-user-config", "-no-shutdown", "-daemonize",
          "-enable-kvm"}
 
 
-def overlay(src, dst):
+def drive_info(cmdline):
+    """qemu-img info of each -drive file of a live instance: {path: info}
+    (the files go with the instance; their backing files stay cached)."""
+    out = {}
+    for i, a in enumerate(cmdline[:-1]):
+        if a == "-drive":
+            kv = dict(x.split("=", 1) for x in cmdline[i + 1].split(",")
+                      if "=" in x)
+            out[kv["file"]] = json.loads(subprocess.run(
+                ["qemu-img", "info", "-U", "--output=json", kv["file"]],
+                capture_output=True, text=True, check=True).stdout)
+    return out
+
+
+def overlay(j, dst):
     """A fresh qcow2 like the NC's: on the same backing file, or empty of
     the same size."""
-    j = json.loads(subprocess.run(
-        ["qemu-img", "info", "--output=json", str(src)], capture_output=True,
-        text=True, check=True).stdout)
     if j.get("full-backing-filename"):
         cmd = ["qemu-img", "create", "-q", "-f", "qcow2", "-F",
                j.get("backing-filename-format", "raw"), "-b",
@@ -169,7 +180,7 @@ def overlay(src, dst):
     subprocess.run(cmd, check=True)
 
 
-def bare_argv(cmdline, tmp, n):
+def bare_argv(cmdline, drives, tmp, n):
     """The NC's QEMU command line for one bare run: own overlays and console
     file, no QMP, no tap, in the foreground."""
     opts = []  # (option, value or None)
@@ -198,7 +209,7 @@ def bare_argv(cmdline, tmp, n):
                 kv["path"] = str(tmp / f"console-{n}.log")
             else:
                 dst = tmp / f"{Path(kv['file']).stem}-{n}.qcow2"
-                overlay(kv["file"], dst)
+                overlay(drives[kv["file"]], dst)
                 kv["file"] = str(dst)
             v = ",".join(([head] if head else []) + flags +
                          [f"{k}={x}" for k, x in kv.items()])
@@ -206,12 +217,12 @@ def bare_argv(cmdline, tmp, n):
     return out
 
 
-def bare_runs(cmdline, count, parallel):
+def bare_runs(cmdline, drives, count, parallel):
     """Boots count bare QEMUs (all at once when parallel) -> seconds to the
     DISKS marker each."""
     tmp = Path(tempfile.mkdtemp(prefix="koala-bare-"))
     try:
-        argvs = [bare_argv(cmdline, tmp, n) for n in range(count)]
+        argvs = [bare_argv(cmdline, drives, tmp, n) for n in range(count)]
         times = []
 
         def run(group):
@@ -252,6 +263,7 @@ def main():
         first = t[ids[0]]
         cmdline = Path(f"/proc/{b.qemu_pid(ids[0])}/cmdline").read_bytes() \
             .decode().split("\0")[:-1]
+        drives = drive_info(cmdline)
         accel = next((cmdline[i + 1] for i, a in enumerate(cmdline)
                       if a == "-accel"), "?")
         b.terminate(ids)
@@ -271,9 +283,11 @@ def main():
         b.terminate(ids)
     finally:
         rcs = b.stop()
-    bare_single = bare_runs(cmdline, LAUNCHES, parallel=False)
-    bare_burst = bare_runs(cmdline, CONCURRENT, parallel=True)
-    shutil.rmtree(base, ignore_errors=True)
+    try:
+        bare_single = bare_runs(cmdline, drives, LAUNCHES, parallel=False)
+        bare_burst = bare_runs(cmdline, drives, CONCURRENT, parallel=True)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
     print(f"bench/launch: t1.micro (1 vCPU, 128 MiB), accel {accel}, "
           f"{os.cpu_count()} host cores")

@@ -123,9 +123,36 @@ class Cloud:
         rcs = {}
         for name in reversed(list(self.daemons)):
             rcs[name] = self.daemons[name].stop()
+        self.kill_vms()
         for ns in reversed(self.netns):
             sh("ip", "netns", "del", ns, check=False)
         return rcs
+
+    def kill_vms(self):
+        """The QEMU processes of the nodes' instances (they outlive koala-nc
+        by design), by the PIDs the NCs recorded, checked against their
+        command lines."""
+        procs = []
+        for node in self.nodes:
+            for pidfile in (self.dir / node / "instances").glob("*/qemu.pid"):
+                iid = pidfile.parent.name
+                try:
+                    pid = int(pidfile.read_text())
+                    cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+                except (OSError, ValueError):
+                    continue
+                if iid.encode() in cmd:
+                    os.kill(pid, signal.SIGKILL)
+                    procs.append(pid)
+        def alive(pid):
+            try:
+                return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+            except OSError:
+                return False
+        deadline = time.monotonic() + 10
+        while procs and time.monotonic() < deadline:
+            procs = [p for p in procs if alive(p)]
+            time.sleep(0.05)
 
     def certs(self, kind, name):
         d = self.dir / "certs"

@@ -26,6 +26,19 @@ DOMAIN = "s3.koala.test"       # virtual-host-style suffix (see resolve below)
 REGION = "us-east-1"
 
 
+def wait_until(fn, timeout=60.0, step=0.1, what="condition"):
+    """fn's first truthy answer, asked every step seconds; fails after
+    timeout with the last answer."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(step)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -27,7 +27,7 @@ import pytest
 
 from cc_soap import (SoapFault, SoapServer, call, child, children,
                      client_context, envelope, post, text, to_dict)
-from conftest import BUILD, KOALA_BIN, ROOT, free_port, wait_port
+from conftest import BUILD, KOALA_BIN, ROOT, free_port, wait_port, wait_until
 
 CC_BIN = BUILD / "src" / "cc" / "koala-cc"
 NC_BIN = BUILD / "src" / "nc" / "koala-nc"
@@ -42,15 +42,6 @@ pytestmark = pytest.mark.skipif(
     reason="network namespaces need root and iproute2")
 
 
-def wait_until(fn, timeout=15.0, step=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(step)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
 def sh(*args, check=True):

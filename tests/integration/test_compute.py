@@ -5,28 +5,18 @@ DHCP server and answer HTTP on port 8080 inside the cluster's network
 namespace, which is where the tests reach them.  Driven with Debian's
 aws-cli and python3-boto3."""
 import json
-import subprocess
-import time
-from pathlib import Path
 
 import botocore.exceptions
 import pytest
 
-from cloud import IMAGES, REGION, Cloud, sh
-from conftest import AWS_BIN, KOALA_BIN, run
+from cloud import IMAGES, Cloud, sh
+from conftest import AWS_BIN, KOALA_BIN, run, wait_until
 
 MARKER = "KOALA-GUEST-READY"
 
 
 def wait_for(what, fn, timeout=120, every=0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+    return wait_until(fn, timeout, every, what)
 
 
 def instances(ec2, ids):

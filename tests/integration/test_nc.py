@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BUILD, KOALA_BIN, ROOT, free_port, wait_port
+from conftest import BUILD, KOALA_BIN, ROOT, free_port, wait_port, wait_until
 from soapclient import SoapClient, SoapFault, child, parse_reply, text, \
     to_dict
 
@@ -48,15 +48,6 @@ def sh(*args, check=True, **kw):
                           capture_output=True, text=True, timeout=600, **kw)
 
 
-def wait_until(fn, timeout=60.0, step=0.1, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(step)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
 def new_id():

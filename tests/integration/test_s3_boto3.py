@@ -4,7 +4,6 @@ expect."""
 import base64
 import datetime
 import hashlib
-import io
 import os
 import socket
 import threading
