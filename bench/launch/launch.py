@@ -27,7 +27,7 @@ time from the client's call; p50 and p95 over the runs.
 
 Environment: KOALA_BUILD_DIR (default build), KOALA_IMAGES (build/images),
 LAUNCHES (10), CONCURRENT (20), HYPERVISOR (auto: KVM when the NC's probe
-boots a guest with it, else TCG).
+boots a guest with it, else TCG), KEEP=1 keeps the cloud's directory (logs).
 """
 import json
 import os
@@ -287,7 +287,8 @@ def main():
         bare_single = bare_runs(cmdline, drives, LAUNCHES, parallel=False)
         bare_burst = bare_runs(cmdline, drives, CONCURRENT, parallel=True)
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        if not os.environ.get("KEEP"):
+            shutil.rmtree(base, ignore_errors=True)
 
     print(f"bench/launch: t1.micro (1 vCPU, 128 MiB), accel {accel}, "
           f"{os.cpu_count()} host cores")

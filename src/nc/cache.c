@@ -66,6 +66,10 @@ struct nc_cache {
     char *ca_file, *cert_file, *key_file;
     struct http_client_tls tls;
     bool have_tls;
+    /* Only use times changed since the index was written: they are an
+     * eviction hint, written with the next change that matters (or at
+     * exit), not an fsync under the lock on every launch. */
+    bool times_dirty;
 };
 
 void nc_image_ref_clear(struct nc_image_ref *ref)
@@ -129,6 +133,8 @@ static void save_index(struct nc_cache *c)
         nc_write_atomic(path, text, strlen(text), &err);
     if (err)
         log_error("image cache index: %s", error_message(err));
+    else
+        c->times_dirty = false;
     error_free(err);
     free(text);
 }
@@ -331,14 +337,16 @@ static void trim_locked(struct nc_cache *c)
         save_index(c);
 }
 
-static void add_id(struct entry *e, const char *id)
+/* True when id is new to the entry. */
+static bool add_id(struct entry *e, const char *id)
 {
     if (id == NULL || *id == '\0')
-        return;
+        return false;
     for (size_t i = 0; i < json_array_size(e->ids); i++)
         if (strcmp(json_string_value(json_array_get(e->ids, i)), id) == 0)
-            return;
+            return false;
     json_array_append_new(e->ids, json_string(id));
+    return true;
 }
 
 static struct entry *entry_new(const char *sha, uint64_t size,
@@ -406,9 +414,11 @@ int nc_cache_get(struct nc_cache *c, const struct nc_image_ref *ref,
             }
             e->pins++;
             e->last_used = time_now_ms();
-            add_id(e, ref->id);
             *format = e->format;
-            save_index(c);
+            if (add_id(e, ref->id))
+                save_index(c);
+            else
+                c->times_dirty = true;
             rc = 0;
             break;
         }
@@ -507,7 +517,7 @@ void nc_cache_unpin(struct nc_cache *c, const char *sha256)
     if (e && e->pins > 0) {
         e->pins--;
         e->last_used = time_now_ms();
-        save_index(c);
+        c->times_dirty = true;
     }
     if (e && e->pins == 0)
         trim_locked(c);
@@ -690,6 +700,10 @@ void nc_cache_free(struct nc_cache *c)
 {
     if (c == NULL)
         return;
+    pthread_mutex_lock(&c->lock);
+    if (c->times_dirty)
+        save_index(c);
+    pthread_mutex_unlock(&c->lock);
     while (c->entries) {
         struct entry *e = c->entries;
         c->entries = e->next;

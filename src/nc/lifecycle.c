@@ -296,6 +296,7 @@ static int qemu_start(struct nc *nc, struct nc_instance *inst, enum nc_hv hv,
         .tap = inst->tap,
         .mac = inst->mac,
         .netns_fd = nc->netns_fd,
+        .nice = nc->opt.vm_nice,
     };
     pid_t pid = 0;
     if (nc_vm_launch(&s, &pid, err) < 0)

@@ -36,6 +36,7 @@ static const char *const keys[] = {
     "kvm_probe_timeout",
     "stop_timeout",
     "terminated_ttl",
+    "vm_nice",
     "log_level",
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -66,6 +67,9 @@ static void usage(FILE *f)
                "  --stop-timeout S         guest powerdown grace (30)\n"
                "  --terminated-ttl S       terminated instances are "
                "remembered (3600)\n"
+               "  --vm-nice N              QEMU's niceness, so that the\n"
+               "                           control plane stays responsive on "
+               "a busy host (10)\n"
                "  --log-level SPEC\n");
 }
 
@@ -157,7 +161,7 @@ int main(int argc, char **argv)
         .kvm_probe_kernel = GET("kvm_probe_kernel", NULL),
         .kvm_probe_initrd = GET("kvm_probe_initrd", NULL),
     };
-    int64_t probe_s, stop_s, ttl_s;
+    int64_t probe_s, stop_s, ttl_s, vm_nice;
     if (config_get_int(cfg, "nc", "max_cores", 0, &opt.max_cores, &err) < 0 ||
         config_get_int(cfg, "nc", "max_memory_mb", 0, &opt.max_memory_mb,
                        &err) < 0 ||
@@ -168,7 +172,8 @@ int main(int argc, char **argv)
         config_get_int(cfg, "nc", "kvm_probe_timeout", 20, &probe_s, &err) <
             0 ||
         config_get_int(cfg, "nc", "stop_timeout", 30, &stop_s, &err) < 0 ||
-        config_get_int(cfg, "nc", "terminated_ttl", 3600, &ttl_s, &err) < 0) {
+        config_get_int(cfg, "nc", "terminated_ttl", 3600, &ttl_s, &err) < 0 ||
+        config_get_int(cfg, "nc", "vm_nice", 10, &vm_nice, &err) < 0) {
         fprintf(stderr, "koala-nc: %s\n", error_message(err));
         return 2;
     }
@@ -176,6 +181,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "koala-nc: timeouts must be positive\n");
         return 2;
     }
+    if (vm_nice < 0 || vm_nice > 19) {
+        fprintf(stderr, "koala-nc: vm_nice is 0 to 19\n");
+        return 2;
+    }
+    opt.vm_nice = (int)vm_nice;
     opt.kvm_probe_timeout_s = (unsigned)probe_s;
     opt.stop_timeout_s = (unsigned)stop_s;
     opt.terminated_ttl_s = (unsigned)ttl_s;

@@ -76,6 +76,7 @@ struct nc_options {
     unsigned kvm_probe_timeout_s; /* console output within; default 20 */
     unsigned stop_timeout_s;      /* powerdown grace; default 30 */
     unsigned terminated_ttl_s;    /* kept in memory; default 3600 */
+    int vm_nice;                  /* QEMU's niceness; default 10 */
 };
 
 enum nc_state {
@@ -222,6 +223,8 @@ struct nc_vm_spec {
     const char *tap; /* NULL: no network */
     const char *mac;
     int netns_fd;
+    int nice; /* QEMU's niceness: on a busy host the guests yield to the
+               * control plane (launches, API), not the other way round */
 };
 /* Starts QEMU daemonized; *pid from its pid file. */
 int nc_vm_launch(const struct nc_vm_spec *s, pid_t *pid,
