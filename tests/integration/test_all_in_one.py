@@ -1,0 +1,96 @@
+"""`koala up` / `koala down`, the all-in-one of the README's Quick start:
+the four daemons on their fixed ports, the test image registered, a guest
+launched with aws-cli, reached on the cluster LAN, and everything stopped
+again, then started again on the same data.
+
+It runs in network and mount namespaces of its own (unshare), so the fixed
+ports and the fixed namespace names (koala-zone-a, koala-nc1) of a real
+all-in-one on this host are not touched: /run/netns is a private tmpfs
+there."""
+import subprocess
+import textwrap
+
+from cloud import IMAGES
+from conftest import AWS_BIN, KOALA_BIN
+
+SCRIPT = textwrap.dedent(r"""
+    set -euo pipefail
+    ip link set lo up
+    mkdir -p /run/netns
+    mount -t tmpfs tmpfs /run/netns
+    koala=$1 dir=$2 images=$3 aws_bin=$4
+    # Whatever happens, what koala up started is stopped (by its PIDs).
+    trap '"$koala" down --data-dir "$dir" > /dev/null 2>&1 || true' EXIT
+    "$koala" up --data-dir "$dir" --images "$images" > "$dir.up1.log"
+    grep "Koala is up" "$dir.up1.log" > /dev/null
+    . "$dir/credentials"
+    export AWS_PAGER= AWS_CONFIG_FILE=/dev/null
+    ec2() { "$aws_bin" --endpoint-url http://127.0.0.1:8773 ec2 "$@"; }
+    ami=$(ec2 describe-images --owners self \
+          --filters Name=image-type,Values=machine \
+          --query 'Images[0].ImageId' --output text)
+    echo "ami=$ami"
+    "$aws_bin" --endpoint-url http://127.0.0.1:8779 s3 ls | grep koala-images > /dev/null
+    iid=$(ec2 run-instances --image-id "$ami" --instance-type t1.micro \
+          --query 'Instances[0].InstanceId' --output text)
+    echo "iid=$iid"
+    state=
+    for _ in $(seq 600); do
+        state=$(ec2 describe-instances --instance-ids "$iid" --query \
+            'Reservations[0].Instances[0].[State.Name,PrivateIpAddress]' \
+            --output text)
+        case "$state" in running*) break ;; esac
+        sleep 0.2
+    done
+    echo "state=$state"
+    ip=${state#running	}
+    page=
+    for _ in $(seq 180); do
+        page=$(ip netns exec koala-zone-a curl -s -m 2 "http://$ip:8080/" \
+               || true)
+        case "$page" in *"ip=$ip"*) break ;; esac
+        sleep 1
+    done
+    echo "page=$page"
+    ec2 get-console-output --instance-id "$iid" --output text \
+        | grep "KOALA-GUEST-READY ip=$ip" > /dev/null
+    echo "console=ok"
+    "$koala" down --data-dir "$dir"
+    ip netns list | grep -c koala- || true
+    # The same cloud again: the data is kept, the VM was stopped with it.
+    "$koala" up --data-dir "$dir" --images "$images" > "$dir.up2.log"
+    . "$dir/credentials"
+    echo "after=$(ec2 describe-instances --instance-ids "$iid" --query \
+        'Reservations[0].Instances[0].State.Name' --output text)"
+    echo "images=$(ec2 describe-images --owners self \
+        --query 'length(Images)' --output text)"
+    "$koala" down --data-dir "$dir"
+    """)
+
+
+def test_up_run_down_up(tmp_path):
+    d = tmp_path / "koala"
+    r = subprocess.run(
+        ["unshare", "--net", "--mount", "--propagation", "private", "--",
+         "bash", "-c", SCRIPT, "all-in-one", str(KOALA_BIN), str(d),
+         str(IMAGES), str(AWS_BIN)],
+        capture_output=True, text=True, timeout=900)
+    out = r.stdout
+    logs = "".join(f"\n--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+                   for p in sorted((d / "log").glob("*.log"))) \
+        if (d / "log").exists() else ""
+    assert r.returncode == 0, f"{out}\n{r.stderr}{logs}"
+    lines = dict(line.split("=", 1) for line in out.splitlines()
+                 if "=" in line)
+    assert lines["ami"].startswith("ami-")
+    assert lines["iid"].startswith("i-")
+    assert lines["state"].startswith("running\t10.111.")
+    assert lines["iid"] in lines["page"]
+    assert lines["console"] == "ok"
+    # koala down removed its namespaces (the count printed after it).
+    assert "\n0\n" in out
+    # Instance-store: a VM running when the cloud went down ends terminated;
+    # the images (kernel, ramdisk, machine) are all still registered, and
+    # the second `up` registered none twice.
+    assert lines["after"] == "terminated"
+    assert lines["images"] == "3"
