@@ -26,7 +26,7 @@ import botocore.awsrequest
 import botocore.config
 import botocore.credentials
 
-from conftest import BUILD, KOALA_BIN, ROOT, free_port, wait_port
+from conftest import AWS_BIN, BUILD, KOALA_BIN, ROOT, free_port, run, wait_port
 
 CLC_BIN = BUILD / "src" / "clc" / "koala-clc"
 CC_BIN = BUILD / "src" / "cc" / "koala-cc"
@@ -274,6 +274,18 @@ class Cloud:
             aws_access_key_id=key or self.key,
             aws_secret_access_key=secret or self.secret,
             config=botocore.config.Config(retries={"max_attempts": 1}))
+
+    def aws_ec2(self, home):
+        """Debian's aws-cli against the CLC, with a clean HOME: aws("run-
+        instances", ...) -> CompletedProcess."""
+        env = dict(self.env(), HOME=str(home), PATH="/usr/bin:/bin",
+                   AWS_CONFIG_FILE=str(home / "cfg"), AWS_PAGER="")
+        (home / "cfg").write_text("[default]\n")
+
+        def aws(*args, check=True):
+            return run([AWS_BIN, "--endpoint-url", self.ec2_endpoint, "ec2",
+                        *args], env, check=check)
+        return aws
 
     def s3(self):
         return boto3.client(

@@ -10,7 +10,7 @@ import botocore.exceptions
 import pytest
 
 from cloud import IMAGES, Cloud, sh
-from conftest import AWS_BIN, KOALA_BIN, run, wait_until
+from conftest import KOALA_BIN, wait_until
 
 MARKER = "KOALA-GUEST-READY"
 
@@ -102,13 +102,7 @@ def cloud(tmp_path_factory):
 # ---- the whole life of three instances, with aws-cli ----
 
 def test_three_instances_with_aws_cli(cloud, tmp_path):
-    env = dict(cloud.env(), HOME=str(tmp_path), PATH="/usr/bin:/bin",
-               AWS_CONFIG_FILE=str(tmp_path / "cfg"), AWS_PAGER="")
-    (tmp_path / "cfg").write_text("[default]\n")
-
-    def aws(*args, check=True):
-        return run([AWS_BIN, "--endpoint-url", cloud.ec2_endpoint, "ec2",
-                    *args], env, check=check)
+    aws = cloud.aws_ec2(tmp_path)
 
     out = json.loads(aws("describe-availability-zones").stdout)
     assert [z["ZoneName"] for z in out["AvailabilityZones"]] == \

@@ -11,7 +11,7 @@ import pytest
 import urllib.request
 
 from cloud import REGION, Cloud, sh
-from conftest import AWS_BIN, KOALA_BIN, run
+from conftest import KOALA_BIN
 
 
 @pytest.fixture(scope="module")
@@ -331,13 +331,7 @@ def test_dry_run_everywhere(cloud):
 
 
 def test_aws_cli(cloud, tmp_path):
-    env = dict(cloud.env(), HOME=str(tmp_path), PATH="/usr/bin:/bin",
-               AWS_CONFIG_FILE=str(tmp_path / "cfg"), AWS_PAGER="")
-    (tmp_path / "cfg").write_text("[default]\n")
-
-    def aws(*args, check=True):
-        return run([AWS_BIN, "--endpoint-url", cloud.ec2_endpoint, "ec2",
-                    *args], env, check=check)
+    aws = cloud.aws_ec2(tmp_path)
     out = json.loads(aws("describe-regions").stdout)
     assert out["Regions"][0]["RegionName"] == REGION
     key = aws("create-key-pair", "--key-name", "cli-key", "--query",
