@@ -75,29 +75,12 @@ static int opt_seconds(const struct config *cfg, const char *key, double def,
     return 0;
 }
 
-static int split_listen(const char *s, char **addr, uint16_t *port)
-{
-    const char *colon = strrchr(s, ':');
-    int64_t p;
-    if (colon == NULL || str_to_i64(colon + 1, &p) < 0 || p < 0 || p > 65535)
-        return -1;
-    const char *a = s;
-    size_t alen = (size_t)(colon - s);
-    if (alen >= 2 && a[0] == '[' && a[alen - 1] == ']') {
-        a++;
-        alen -= 2;
-    }
-    *addr = strndup(a, alen);
-    *port = (uint16_t)p;
-    return *addr ? 0 : -1;
-}
-
 int cc_options_load(const struct config *cfg, struct cc_options *opt,
                     struct koala_error **err)
 {
     memset(opt, 0, sizeof(*opt));
     const char *listen = config_get(cfg, "cc", "listen", "127.0.0.1:8774");
-    if (split_listen(listen, &opt->listen_addr, &opt->port) < 0)
+    if (str_split_hostport(listen, &opt->listen_addr, &opt->port) < 0)
         return error_set(err, EINVAL, "InvalidParameterValue",
                          "cc.listen: '%s' is not ADDRESS:PORT", listen);
     if (opt_str(cfg, "data_dir", "/var/lib/koala/cc", &opt->data_dir, err) ||

@@ -26,17 +26,6 @@ static void usage(FILE *f)
             "section of the configuration file.\n");
 }
 
-static int split_listen(const char *s, char **addr, uint16_t *port)
-{
-    const char *colon = strrchr(s, ':');
-    int64_t p;
-    if (colon == NULL || str_to_i64(colon + 1, &p) < 0 || p < 0 || p > 65535)
-        return -1;
-    *addr = strndup(s, (size_t)(colon - s));
-    *port = (uint16_t)p;
-    return *addr ? 0 : -1;
-}
-
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -96,10 +85,10 @@ int main(int argc, char **argv)
         .region = GET("region", "koala-1"),
     };
     char *api_addr = NULL, *soap_addr = NULL;
-    if (split_listen(GET("listen", "127.0.0.1:8773"), &api_addr,
-                     &opt.api_port) < 0 ||
-        split_listen(GET("soap_listen", "127.0.0.1:8777"), &soap_addr,
-                     &opt.soap_port) < 0) {
+    if (str_split_hostport(GET("listen", "127.0.0.1:8773"), &api_addr,
+                           &opt.api_port) < 0 ||
+        str_split_hostport(GET("soap_listen", "127.0.0.1:8777"), &soap_addr,
+                           &opt.soap_port) < 0) {
         fprintf(stderr, "koala-clc: bad listen address\n");
         return 2;
     }

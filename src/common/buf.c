@@ -301,6 +301,23 @@ bool str_valid_utf8(const char *str, size_t len)
     return true;
 }
 
+int str_split_hostport(const char *s, char **addr, uint16_t *port)
+{
+    const char *colon = s ? strrchr(s, ':') : NULL;
+    int64_t p;
+    if (colon == NULL || str_to_i64(colon + 1, &p) < 0 || p < 0 || p > 65535)
+        return -1;
+    const char *a = s;
+    size_t alen = (size_t)(colon - s);
+    if (alen >= 2 && a[0] == '[' && a[alen - 1] == ']') {
+        a++;
+        alen -= 2;
+    }
+    *addr = strndup(a, alen);
+    *port = (uint16_t)p;
+    return *addr ? 0 : -1;
+}
+
 int str_parse_size(const char *s, uint64_t *out)
 {
     if (s == NULL || *s < '0' || *s > '9')

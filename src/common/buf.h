@@ -58,6 +58,9 @@ int str_to_i64(const char *s, int64_t *out);
 char *str_trim(char *s);
 /* Valid UTF-8 check (rejects overlongs and surrogates). */
 bool str_valid_utf8(const char *s, size_t len);
+/* "ADDR:PORT", "[IPV6]:PORT" -> *addr (malloc'd, without the brackets) and
+ * *port (0..65535); -1 when malformed. */
+int str_split_hostport(const char *s, char **addr, uint16_t *port);
 /* "1024", "64K", "10M", "2G", "1T" (binary units) -> bytes; -1 on error. */
 int str_parse_size(const char *s, uint64_t *out);
 

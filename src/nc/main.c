@@ -73,25 +73,6 @@ static void usage(FILE *f)
                "  --log-level SPEC\n");
 }
 
-static int split_listen(const char *s, char **addr, uint16_t *port)
-{
-    const char *colon = strrchr(s, ':');
-    if (colon == NULL)
-        return -1;
-    int64_t p;
-    if (str_to_i64(colon + 1, &p) < 0 || p < 0 || p > 65535)
-        return -1;
-    const char *a = s;
-    size_t alen = (size_t)(colon - s);
-    if (alen >= 2 && a[0] == '[' && a[alen - 1] == ']') {
-        a++;
-        alen -= 2;
-    }
-    *addr = strndup(a, alen);
-    *port = (uint16_t)p;
-    return *addr ? 0 : -1;
-}
-
 int main(int argc, char **argv)
 {
     struct option opts[N_KEYS + 3];
@@ -190,7 +171,8 @@ int main(int argc, char **argv)
     opt.stop_timeout_s = (unsigned)stop_s;
     opt.terminated_ttl_s = (unsigned)ttl_s;
     char *addr = NULL;
-    if (split_listen(GET("listen", "127.0.0.1:8775"), &addr, &opt.port) < 0) {
+    if (str_split_hostport(GET("listen", "127.0.0.1:8775"), &addr,
+                           &opt.port) < 0) {
         fprintf(stderr, "koala-nc: bad listen address\n");
         return 2;
     }

@@ -28,25 +28,6 @@ static void usage(FILE *f)
             "section of the configuration file.\n");
 }
 
-static int split_listen(const char *s, char **addr, uint16_t *port)
-{
-    const char *colon = strrchr(s, ':');
-    if (colon == NULL)
-        return -1;
-    int64_t p;
-    if (str_to_i64(colon + 1, &p) < 0 || p < 0 || p > 65535)
-        return -1;
-    const char *a = s;
-    size_t alen = (size_t)(colon - s);
-    if (alen >= 2 && a[0] == '[' && a[alen - 1] == ']') {
-        a++;
-        alen -= 2;
-    }
-    *addr = strndup(a, alen);
-    *port = (uint16_t)p;
-    return *addr ? 0 : -1;
-}
-
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -113,7 +94,8 @@ int main(int argc, char **argv)
         .clc_key = GET("clc_key", NULL),
     };
     char *addr = NULL;
-    if (split_listen(GET("listen", "127.0.0.1:8773"), &addr, &opt.port) < 0) {
+    if (str_split_hostport(GET("listen", "127.0.0.1:8773"), &addr,
+                           &opt.port) < 0) {
         fprintf(stderr, "koala-walrus: bad listen address\n");
         return 2;
     }

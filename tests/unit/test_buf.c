@@ -258,6 +258,29 @@ static void test_to_i64(void **s)
     assert_int_equal(str_to_i64("1.5", &v), -1);
 }
 
+static void test_split_hostport(void **s)
+{
+    char *a = NULL;
+    uint16_t p = 0;
+    assert_int_equal(str_split_hostport("127.0.0.1:8773", &a, &p), 0);
+    assert_string_equal(a, "127.0.0.1");
+    assert_int_equal(p, 8773);
+    free(a);
+    assert_int_equal(str_split_hostport("[::1]:0", &a, &p), 0);
+    assert_string_equal(a, "::1");
+    assert_int_equal(p, 0);
+    free(a);
+    assert_int_equal(str_split_hostport("::1:65535", &a, &p), 0);
+    assert_string_equal(a, "::1");
+    assert_int_equal(p, 65535);
+    free(a);
+    assert_int_equal(str_split_hostport("127.0.0.1", &a, &p), -1);
+    assert_int_equal(str_split_hostport("127.0.0.1:65536", &a, &p), -1);
+    assert_int_equal(str_split_hostport("127.0.0.1:-1", &a, &p), -1);
+    assert_int_equal(str_split_hostport("127.0.0.1:x", &a, &p), -1);
+    assert_int_equal(str_split_hostport(NULL, &a, &p), -1);
+}
+
 static void test_trim(void **s)
 {
     char a[] = "  \t hello world \r\n ";
@@ -448,6 +471,7 @@ int main(void)
         cmocka_unit_test(test_to_i64),
         cmocka_unit_test(test_trim),
         cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_split_hostport),
         cmocka_unit_test(test_parse_size),
         cmocka_unit_test(test_time_format),
         cmocka_unit_test(test_time_parse),
