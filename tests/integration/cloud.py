@@ -26,7 +26,8 @@ import botocore.awsrequest
 import botocore.config
 import botocore.credentials
 
-from conftest import AWS_BIN, BUILD, KOALA_BIN, ROOT, free_port, run, wait_port
+from conftest import (AWS_BIN, BUILD, KOALA_BIN, ROOT, Process, free_port,
+                      run)
 
 CLC_BIN = BUILD / "src" / "clc" / "koala-clc"
 CC_BIN = BUILD / "src" / "cc" / "koala-cc"
@@ -41,34 +42,13 @@ def sh(*cmd, check=True):
                           capture_output=True, text=True)
 
 
-class Daemon:
+class Daemon(Process):
     def __init__(self, name, argv, log_path, port):
-        self.name, self.argv, self.log_path, self.port = name, argv, log_path, port
-        self.proc = None
+        self.name, self._argv, self.log_path, self.port = \
+            name, argv, log_path, port
 
-    def start(self):
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([str(a) for a in self.argv],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        wait_port(self.port, self.proc)
-        return self
-
-    def stop(self, sig=signal.SIGTERM, timeout=30):
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        rc, self.proc = self.proc.returncode, None
-        self.log.close()
-        return rc
-
-    def log_text(self):
-        return Path(self.log_path).read_text(errors="replace")
+    def argv(self):
+        return self._argv
 
 
 class Cloud:

@@ -58,30 +58,27 @@ def wait_port(port, proc, timeout=20.0):
     raise RuntimeError(f"port {port} never opened")
 
 
-class Walrus:
-    """One koala-walrus process and its data directory."""
+class Process:
+    """A daemon the test starts and stops, only by its PID.  A subclass sets
+    port and log_path and says its command line in argv()."""
+    proc = None
+    start_timeout = 20.0  # seconds until it listens on port
+    stop_timeout = 30     # seconds after the signal, then SIGKILL
 
-    def __init__(self, data_dir, port=None, extra_args=()):
-        self.data_dir = Path(data_dir)
-        self.port = port or free_port()
-        self.extra_args = list(extra_args)
-        self.proc = None
-        self.log_path = self.data_dir.parent / f"walrus-{self.port}.log"
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+    def argv(self):
+        raise NotImplementedError
 
     def start(self):
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [str(WALRUS_BIN), "--listen", f"127.0.0.1:{self.port}",
-             "--data-dir", str(self.data_dir), "--domain", DOMAIN,
-             "--log-level", "info"] + self.extra_args,
-            stdout=self.log, stderr=subprocess.STDOUT)
-        wait_port(self.port, self.proc)
+        self.proc = subprocess.Popen([str(a) for a in self.argv()],
+                                     stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        wait_port(self.port, self.proc, timeout=self.start_timeout)
         return self
 
-    def stop(self, sig=signal.SIGTERM, timeout=30):
-        """Stops the daemon we started, by its PID.  Returns its exit code."""
+    def stop(self, sig=signal.SIGTERM, timeout=None):
+        """Stops it (sig, then SIGKILL after timeout); its exit code."""
+        timeout = self.stop_timeout if timeout is None else timeout
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -96,6 +93,30 @@ class Walrus:
         self.log.close()
         return rc
 
+    def log_text(self):
+        return Path(self.log_path).read_text(errors="replace")
+
+
+class Walrus(Process):
+    """One koala-walrus process and its data directory."""
+
+    def __init__(self, data_dir, port=None, extra_args=()):
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.log_path = self.data_dir.parent / f"walrus-{self.port}.log"
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+
+    def argv(self):
+        return [WALRUS_BIN, "--listen", f"127.0.0.1:{self.port}",
+                "--data-dir", self.data_dir, "--domain", DOMAIN,
+                "--log-level", "info"] + self.extra_args
+
+    def start(self):
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return super().start()
+
     def kill9(self):
         return self.stop(signal.SIGKILL)
 
@@ -106,9 +127,6 @@ class Walrus:
             check=True, capture_output=True, text=True).stdout
         kv = dict(line.split("=", 1) for line in out.split())
         return Creds(kv["AWS_ACCESS_KEY_ID"], kv["AWS_SECRET_ACCESS_KEY"])
-
-    def log_text(self):
-        return self.log_path.read_text(errors="replace")
 
 
 class Creds:

@@ -27,7 +27,8 @@ import pytest
 
 from cc_soap import (SoapFault, SoapServer, call, child, children,
                      client_context, envelope, post, text, to_dict)
-from conftest import BUILD, KOALA_BIN, ROOT, free_port, wait_port, wait_until
+from conftest import (BUILD, KOALA_BIN, ROOT, Process, free_port, wait_port,
+                      wait_until)
 
 CC_BIN = BUILD / "src" / "cc" / "koala-cc"
 NC_BIN = BUILD / "src" / "nc" / "koala-nc"
@@ -263,14 +264,13 @@ class FakeCLC:
 
 # ---- koala-cc ---------------------------------------------------------------
 
-class CC:
+class CC(Process):
     def __init__(self, pki, data_dir, cluster_ns, **conf):
         self.pki = pki
         self.data_dir = Path(data_dir)
         self.port = free_port()
         self.cluster_ns = cluster_ns
         self.conf = conf
-        self.proc = None
         self.ctx = pki.ctx("koala-clc")
         self.url = f"https://127.0.0.1:{self.port}/"
         self.log_path = self.data_dir.parent / \
@@ -290,32 +290,8 @@ class CC:
             f"{k} = {v}\n" for k, v in conf.items() if v is not None))
         return path
 
-    def start(self):
-        cfg = self.write_config()
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([str(CC_BIN), "--config", str(cfg)],
-                                     stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-        wait_port(self.port, self.proc)
-        return self
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        rc = self.proc.returncode
-        self.proc = None
-        self.log.close()
-        return rc
-
-    def log_text(self):
-        return self.log_path.read_text(errors="replace")
+    def argv(self):
+        return [CC_BIN, "--config", self.write_config()]
 
     def call(self, op, items=(), timeout=30):
         return call(self.url, op, CC_NS, items, ctx=self.ctx,
@@ -933,7 +909,7 @@ def test_bad_config_is_refused(cluster):
 
 # ---- with the real koala-nc --------------------------------------------------
 
-class RealNC:
+class RealNC(Process):
     """A koala-nc process (no instances launched by the tests using it
     this way), with its resources set by configuration."""
 
@@ -952,28 +928,10 @@ class RealNC:
         self.conf = self.dir / "nc.conf"
         self.conf.write_text("[nc]\n" + "".join(f"{k} = {v}\n"
                                                  for k, v in c.items()))
-        self.proc = None
+        self.log_path = self.dir / "nc.log"
 
-    def start(self):
-        self.log = open(self.dir / "nc.log", "ab")
-        self.proc = subprocess.Popen([str(NC_BIN), "--config",
-                                      str(self.conf)], stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-        wait_port(self.port, self.proc)
-        return self
-
-    def stop(self):
-        if self.proc is None:
-            return None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        rc, self.proc = self.proc.returncode, None
-        self.log.close()
-        return rc
+    def argv(self):
+        return [NC_BIN, "--config", self.conf]
 
 
 @pytest.mark.skipif(not NC_BIN.exists(), reason="koala-nc is not built")

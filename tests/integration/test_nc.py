@@ -33,7 +33,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BUILD, KOALA_BIN, ROOT, free_port, wait_port, wait_until
+from conftest import (BUILD, KOALA_BIN, ROOT, Process, free_port,
+                      wait_until)
 from soapclient import SoapClient, SoapFault, child, parse_reply, text, \
     to_dict
 
@@ -275,8 +276,10 @@ def cc(pki):
 
 # ---- koala-nc ---------------------------------------------------------------
 
-class Node:
+class Node(Process):
     """One koala-nc with its own data directory and configuration file."""
+    start_timeout = 60
+    stop_timeout = 60
 
     def __init__(self, base, pki, name="node1", **cfg):
         self.base = Path(base)
@@ -296,39 +299,15 @@ class Node:
         self.conf.write_text("[nc]\n" + "".join(
             f"{k} = {v}\n" for k, v in settings.items() if v is not None))
         self.log_path = self.base / "nc.log"
-        self.proc = None
         self.started = set()  # instance ids this test launched here
         self.client = SoapClient(f"https://127.0.0.1:{self.port}/", NS,
                                  ca=pki.ca, cert=pki.dir / "koala-cc-test.pem",
                                  key=pki.dir / "koala-cc-test.key",
                                  timeout=60)
 
-    def start(self):
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [str(NC_BIN), "--config", str(self.conf), "--listen",
-             f"127.0.0.1:{self.port}"],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        wait_port(self.port, self.proc, timeout=60)
-        return self
-
-    def stop(self, sig=signal.SIGTERM, timeout=60):
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        rc = self.proc.returncode
-        self.proc = None
-        self.log.close()
-        return rc
-
-    def log_text(self):
-        return self.log_path.read_text(errors="replace")
+    def argv(self):
+        return [NC_BIN, "--config", self.conf, "--listen",
+                f"127.0.0.1:{self.port}"]
 
     def call(self, op, **body):
         return self.client.call(op, body)
