@@ -146,9 +146,6 @@ char *ec2_time(int64_t ms, char out[25]);
  * EntityAlreadyExists (errnum EEXIST). */
 int clc_exec(struct db *db, const char *sql, const char *what,
              struct koala_error **err, ...) __attribute__((sentinel));
-/* Steps a statement expecting at most one row: 0 a row, 1 none, -1. */
-int clc_one_row(struct db *db, sqlite3_stmt *st, const char *what,
-                struct koala_error **err);
 /* Copies a text column (NULL as ""). */
 void clc_col(char *dst, size_t size, sqlite3_stmt *st, int col);
 extern const char *const clc_migrations[];

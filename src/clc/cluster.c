@@ -94,7 +94,7 @@ static int apply_one(struct db *db, const char *cluster,
         return -1;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     char cur[16] = "", desired[16] = "", where[64] = "";
-    int rc = clc_one_row(db, st, "looking up instance", err);
+    int rc = db_step_row(db, st, "looking up instance", err);
     if (rc == 0) {
         clc_col(cur, sizeof(cur), st, 0);
         clc_col(desired, sizeof(desired), st, 1);

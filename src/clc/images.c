@@ -74,7 +74,7 @@ int clc_image_get(struct db *db, const char *id, int64_t viewer,
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    int rc = clc_one_row(db, st, "looking up image", err);
+    int rc = db_step_row(db, st, "looking up image", err);
     if (rc == 0) {
         memset(ref, 0, sizeof(*ref));
         clc_col(ref->id, sizeof(ref->id), st, 0);
@@ -440,7 +440,7 @@ void ec2_deregister_image(struct ec2_req *r)
     if (st == NULL)
         return ec2_fail(r, err);
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    int rc = clc_one_row(r->db, st, "looking up image", &err);
+    int rc = db_step_row(r->db, st, "looking up image", &err);
     int64_t owner = rc == 0 ? sqlite3_column_int64(st, 0) : 0;
     db_stmt_done(st);
     if (rc == 1)

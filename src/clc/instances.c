@@ -183,7 +183,7 @@ static int check_run_args(struct ec2_req *r, struct run_args *a,
             return -1;
         sqlite3_bind_int64(st, 1, r->who.id);
         sqlite3_bind_text(st, 2, a->key_name, -1, SQLITE_STATIC);
-        rc = clc_one_row(r->db, st, "looking up key pair", err);
+        rc = db_step_row(r->db, st, "looking up key pair", err);
         db_stmt_done(st);
         if (rc == 1)
             return error_set(err, ENOENT, "InvalidKeyPair.NotFound",
@@ -250,7 +250,7 @@ static int token_reservation(struct ec2_req *r, const char *token, char *out,
         return -1;
     sqlite3_bind_int64(st, 1, r->who.id);
     sqlite3_bind_text(st, 2, token, -1, SQLITE_STATIC);
-    int rc = clc_one_row(r->db, st, "looking up client token", err);
+    int rc = db_step_row(r->db, st, "looking up client token", err);
     if (rc == 0)
         clc_col(out, size, st, 0);
     db_stmt_done(st);
@@ -607,7 +607,7 @@ static int load_listed(struct ec2_req *r, struct change **out, size_t *n_out,
         }
         sqlite3_bind_text(st, 1, ids[i], -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, r->who.id);
-        int found = clc_one_row(r->db, st, "looking up instance", err);
+        int found = db_step_row(r->db, st, "looking up instance", err);
         if (found == 0) {
             snprintf(ch[i].id, sizeof(ch[i].id), "%s", ids[i]);
             clc_col(ch[i].cluster, sizeof(ch[i].cluster), st, 0);
@@ -829,7 +829,7 @@ void ec2_get_console_output(struct ec2_req *r)
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, r->who.id);
     char cluster[64] = "", node[64] = "";
-    int rc = clc_one_row(r->db, st, "looking up instance", &err);
+    int rc = db_step_row(r->db, st, "looking up instance", &err);
     if (rc == 0) {
         clc_col(cluster, sizeof(cluster), st, 0);
         clc_col(node, sizeof(node), st, 1);

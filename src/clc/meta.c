@@ -144,17 +144,6 @@ void clc_col(char *dst, size_t size, sqlite3_stmt *st, int col)
     snprintf(dst, size, "%s", t ? (const char *)t : "");
 }
 
-int clc_one_row(struct db *db, sqlite3_stmt *st, const char *what,
-                struct koala_error **err)
-{
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        return 0;
-    if (rc == SQLITE_DONE)
-        return 1;
-    return db_error(db, what, err);
-}
-
 static void fill_account(sqlite3_stmt *st, int col, struct account *a)
 {
     memset(a, 0, sizeof(*a));
@@ -176,7 +165,7 @@ int clc_account_by_key(struct db *db, const char *access_key, char **secret,
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, access_key, -1, SQLITE_STATIC);
-    int rc = clc_one_row(db, st, "looking up access key", err);
+    int rc = db_step_row(db, st, "looking up access key", err);
     if (rc == 0) {
         fill_account(st, 1, a);
         *secret = strdup((const char *)sqlite3_column_text(st, 0));
@@ -198,7 +187,7 @@ static int account_where(struct db *db, const char *sql, const char *text,
         sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
     else
         sqlite3_bind_int64(st, 1, id);
-    int rc = clc_one_row(db, st, "looking up account", err);
+    int rc = db_step_row(db, st, "looking up account", err);
     if (rc == 0)
         fill_account(st, 0, a);
     db_stmt_done(st);
@@ -324,7 +313,7 @@ int clc_account_any_key(struct db *db, int64_t account, char key[21],
     if (st == NULL)
         return -1;
     sqlite3_bind_int64(st, 1, account);
-    int rc = clc_one_row(db, st, "looking up an access key", err);
+    int rc = db_step_row(db, st, "looking up an access key", err);
     if (rc == 0) {
         clc_col(key, 21, st, 0);
         clc_col(secret, 41, st, 1);
@@ -421,7 +410,7 @@ int clc_instance_type(struct db *db, const char *name,
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    int rc = clc_one_row(db, st, "looking up instance type", err);
+    int rc = db_step_row(db, st, "looking up instance type", err);
     if (rc == 0) {
         clc_col(t->name, sizeof(t->name), st, 0);
         t->cores = sqlite3_column_int(st, 1);

@@ -39,7 +39,7 @@ static int owns(struct ec2_req *r, const char *id, const char *type,
         return -1;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, r->who.id);
-    int rc = clc_one_row(r->db, st, "looking up resource", err);
+    int rc = db_step_row(r->db, st, "looking up resource", err);
     db_stmt_done(st);
     if (rc == 1)
         return error_set(err, ENOENT,

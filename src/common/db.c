@@ -87,6 +87,17 @@ int db_error(struct db *db, const char *what, struct koala_error **err)
                      sqlite3_errmsg(db->h), rc);
 }
 
+int db_step_row(struct db *db, sqlite3_stmt *st, const char *what,
+                struct koala_error **err)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        return 0;
+    if (rc == SQLITE_DONE)
+        return 1;
+    return db_error(db, what, err);
+}
+
 sqlite3 *db_handle(struct db *db)
 {
     return db->h;

@@ -51,6 +51,9 @@ void db_rollback(struct db *db);                          /* never fails */
 /* Turns the last SQLite error of db into *err (code NULL: internal) and
  * returns -1. */
 int db_error(struct db *db, const char *what, struct koala_error **err);
+/* Steps st once: 0 with a row, 1 when there is none, -1 with *err. */
+int db_step_row(struct db *db, sqlite3_stmt *st, const char *what,
+                struct koala_error **err);
 
 /* ---- group commit (db_group.c) ---- */
 struct db_group;

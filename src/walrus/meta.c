@@ -102,18 +102,6 @@ static int fill_identity(sqlite3_stmt *st, int col, struct identity *who)
     return 0;
 }
 
-static int step_row(struct db *db, sqlite3_stmt *st, const char *what,
-                    struct koala_error **err)
-{
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        return 0;
-    if (rc == SQLITE_DONE)
-        return 1;
-    db_error(db, what, err);
-    return -1;
-}
-
 int meta_identity_by_key(struct db *db, const char *access_key, char **secret,
                          struct identity *who, struct koala_error **err)
 {
@@ -125,7 +113,7 @@ int meta_identity_by_key(struct db *db, const char *access_key, char **secret,
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, access_key, -1, SQLITE_STATIC);
-    int rc = step_row(db, st, "looking up access key", err);
+    int rc = db_step_row(db, st, "looking up access key", err);
     if (rc == 0) {
         *secret = strdup((const char *)sqlite3_column_text(st, 0));
         fill_identity(st, 1, who);
@@ -147,7 +135,7 @@ static int identity_where(struct db *db, const char *sql, int64_t id,
         sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
     else
         sqlite3_bind_int64(st, 1, id);
-    int rc = step_row(db, st, "looking up account", err);
+    int rc = db_step_row(db, st, "looking up account", err);
     if (rc == 0)
         fill_identity(st, 0, who);
     db_stmt_done(st);
@@ -258,7 +246,7 @@ int meta_bucket_get(struct db *db, const char *name, struct bucket_row *b,
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    int rc = step_row(db, st, "looking up bucket", err);
+    int rc = db_step_row(db, st, "looking up bucket", err);
     if (rc == 0) {
         copy_col(b->name, sizeof(b->name), st, 0);
         b->owner = sqlite3_column_int64(st, 1);
@@ -285,7 +273,7 @@ int meta_object_get(struct db *db, const char *bucket, const char *key,
     sqlite3_bind_text(st, 1, bucket, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
     memset(o, 0, sizeof(*o));
-    int rc = step_row(db, st, "looking up object", err);
+    int rc = db_step_row(db, st, "looking up object", err);
     if (rc == 0) {
         copy_col(o->blob, sizeof(o->blob), st, 0);
         o->size = (uint64_t)sqlite3_column_int64(st, 1);
@@ -328,7 +316,7 @@ static int retire_current(struct db *db, const char *bucket, const char *key,
     sqlite3_bind_text(st, 1, bucket, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
     char blob[40] = "";
-    int rc = step_row(db, st, "looking up object", err);
+    int rc = db_step_row(db, st, "looking up object", err);
     if (rc == 0)
         copy_col(blob, sizeof(blob), st, 0);
     db_stmt_done(st);
