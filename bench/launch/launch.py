@@ -154,7 +154,7 @@ class Bench:
         return self.cloud.stop()
 
 
-FLAGS = {"-nodefaults", "-no-user-config", "-no-shutdown", "-daemonize",
+FLAGS = {"-nodefaults", "-no-user-config", "-no-shutdown", "-daemonize", "-S",
          "-enable-kvm"}
 
 
@@ -200,7 +200,8 @@ def bare_argv(cmdline, drives, tmp, n):
             i += 2
     out = [cmdline[0]]
     for a, v in opts:
-        if a in ("-daemonize", "-pidfile", "-qmp", "-netdev") or \
+        # -S: the NC starts QEMU paused and resumes it over QMP.
+        if a in ("-daemonize", "-pidfile", "-qmp", "-netdev", "-S") or \
                 (a == "-device" and "netdev=" in v):
             continue
         if a in ("-chardev", "-drive"):

@@ -297,6 +297,7 @@ static int qemu_start(struct nc *nc, struct nc_instance *inst, enum nc_hv hv,
         .mac = inst->mac,
         .netns_fd = nc->netns_fd,
         .nice = nc->opt.vm_nice,
+        .paused = true,
     };
     pid_t pid = 0;
     if (nc_vm_launch(&s, &pid, err) < 0)
@@ -305,6 +306,11 @@ static int qemu_start(struct nc *nc, struct nc_instance *inst, enum nc_hv hv,
     if (q == NULL) {
         nc_vm_kill(pid, inst->id);
         error_prefix(*err, "QEMU's monitor");
+        return -1;
+    }
+    if (nc_vm_resume(q, pid, nc->opt.vm_nice, err) < 0) {
+        qmp_free(q);
+        nc_vm_kill(pid, inst->id);
         return -1;
     }
     pthread_mutex_lock(&nc->lock);
@@ -524,16 +530,20 @@ void nc_launch_job(struct nc *nc, struct nc_instance *inst)
     pthread_mutex_unlock(&nc->lock);
     if (give_up)
         return;
-    if (nc_disks_create(nc, inst, image_path, image_format, &err) < 0 ||
-        boot(nc, inst, &err) < 0)
+    if (nc_disks_create(nc, inst, image_path, image_format, &err) < 0)
+        goto fail;
+    int64_t t2 = time_mono_ms();
+    if (boot(nc, inst, &err) < 0)
         goto fail;
     pthread_mutex_lock(&nc->lock);
     inst->booted = true;
     nc_set_state_locked(nc, inst, NC_RUNNING, NULL, NULL);
     pthread_mutex_unlock(&nc->lock);
     nc_save(nc, inst);
-    log_info("instance %s: running (images %lld ms, disks and QEMU %lld ms)",
-             inst->id, (long long)(t1 - t0), (long long)(time_mono_ms() - t1));
+    log_info("instance %s: running (images %lld ms, disks %lld ms, tap and "
+             "QEMU %lld ms)",
+             inst->id, (long long)(t1 - t0), (long long)(t2 - t1),
+             (long long)(time_mono_ms() - t2));
     return;
 fail:
     if (stopping(nc)) { /* cancelled by the shutdown: resumed on restart */

@@ -225,10 +225,16 @@ struct nc_vm_spec {
     int netns_fd;
     int nice; /* QEMU's niceness: on a busy host the guests yield to the
                * control plane (launches, API), not the other way round */
+    bool paused; /* -S: the guest waits for nc_vm_resume(), and QEMU starts
+                  * at the NC's own priority (nice is applied on resume) */
 };
 /* Starts QEMU daemonized; *pid from its pid file. */
 int nc_vm_launch(const struct nc_vm_spec *s, pid_t *pid,
                  struct koala_error **err);
+/* Gives every thread of QEMU pid the niceness `nice`, then lets its guest
+ * run (QMP cont).  For a QEMU started paused. */
+struct qmp;
+int nc_vm_resume(struct qmp *q, pid_t pid, int nice, struct koala_error **err);
 /* pid is a live QEMU whose command line names `name`. */
 bool nc_vm_alive(pid_t pid, const char *name);
 /* Reads DIR/qemu.pid; 0 when absent. */

@@ -283,6 +283,16 @@ static int adopt(struct nc *nc, struct nc_instance *inst)
     bool shut = status && strcmp(status, "shutdown") == 0;
     log_info("instance %s: re-adopted QEMU pid %d (%s)", inst->id, (int)pid,
              status ? status : "?");
+    /* Started paused (vm.c) and the NC went away before letting it go. */
+    if (status && strcmp(status, "prelaunch") == 0 &&
+        nc_vm_resume(q, pid, nc->opt.vm_nice, &err) < 0) {
+        log_error("instance %s: %s: killing it", inst->id, error_message(err));
+        error_free(err);
+        json_decref(st);
+        qmp_free(q);
+        nc_vm_kill(pid, inst->id);
+        return 0;
+    }
     json_decref(st);
     pthread_mutex_lock(&nc->lock);
     inst->qmp = q;

@@ -10,8 +10,21 @@
  * QEMU alive when the guest powers off, so that a guest shutdown can be
  * told from a crash even by a koala-nc that was restarted meanwhile (QMP
  * query-status then says "shutdown").
+ *
+ * Priority: guests run niced (vm_nice) so that on a busy host they yield
+ * to the control plane.  But QEMU's own start (loading, machine setup,
+ * until it daemonizes and its monitor answers) is part of the launch, and
+ * among twenty booting guests it took 2-10 s.  So an instance's QEMU
+ * starts paused (-S) at the NC's priority, and only once it answers are
+ * all its threads (vCPUs included) and its autogroup reniced and the guest
+ * let go (nc_vm_resume).  The autogroup matters most: with autogroup
+ * scheduling (sched(7), on by default in Debian's kernels) the threads'
+ * nice values only weigh against each other, and every daemonized QEMU is
+ * a session, so a group, of its own.  A QEMU found still paused after a
+ * restart of koala-nc is resumed then (ops.c, adopt).
  */
 #define LOG_MODULE "nc"
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -19,12 +32,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "exec.h"
 #include "log.h"
 #include "nc.h"
+#include "qmp.h"
 #include "util.h"
 
 #define MAX_ARGS 80
@@ -98,6 +113,8 @@ int nc_vm_launch(const struct nc_vm_spec *s, pid_t *pid,
     arg(&b, "-display");
     arg(&b, "none");
     arg(&b, "-no-shutdown");
+    if (s->paused)
+        arg(&b, "-S");
     if (s->hv == NC_HV_KVM) {
         arg(&b, "-accel");
         arg(&b, "kvm");
@@ -167,7 +184,7 @@ int nc_vm_launch(const struct nc_vm_spec *s, pid_t *pid,
     struct nc_exec_opts o = {.netns_fd = s->netns_fd,
                              .cwd = s->dir,
                              .timeout_ms = 60000,
-                             .nice = s->nice};
+                             .nice = s->paused ? 0 : s->nice};
     if (log_enabled(LOG_MODULE, LOG_LVL_DEBUG)) {
         struct buf cmd = {0};
         for (int i = 0; i < b.n; i++)
@@ -188,6 +205,51 @@ int nc_vm_launch(const struct nc_vm_spec *s, pid_t *pid,
 out:
     argv_free(&b);
     return rc;
+}
+
+int nc_vm_resume(struct qmp *q, pid_t pid, int nice, struct koala_error **err)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return error_set(err, errno, NULL, "QEMU pid %d: %s: %s", (int)pid,
+                         path, strerror(errno));
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        int64_t tid = 0;
+        if (de->d_name[0] == '.' || str_to_i64(de->d_name, &tid) < 0)
+            continue;
+        /* A thread that just ended is no failure. */
+        if (setpriority(PRIO_PROCESS, (id_t)tid, nice) < 0 && errno != ESRCH)
+            log_warn("QEMU pid %d: renicing thread %lld: %s", (int)pid,
+                     (long long)tid, strerror(errno));
+    }
+    closedir(d);
+    /* With autogroup scheduling (Debian's default) each session is one
+     * scheduling entity and the threads' own nice values only count within
+     * it; QEMU's -daemonize makes a session of its own, so the group's nice
+     * is what yields to the rest of the host.  No such file: no autogroup.
+     * (Never our own session's group: that would renice koala-nc.) */
+    snprintf(path, sizeof(path), "/proc/%d/autogroup", (int)pid);
+    pid_t sid = getsid(pid);
+    int fd = sid > 0 && sid != getsid(0) ? open(path, O_WRONLY | O_CLOEXEC)
+                                         : -1;
+    if (fd >= 0) {
+        char v[16];
+        int n = snprintf(v, sizeof(v), "%d\n", nice);
+        if (write(fd, v, (size_t)n) != n)
+            log_warn("QEMU pid %d: setting its autogroup's nice: %s",
+                     (int)pid, strerror(errno));
+        close(fd);
+    }
+    json_t *r = qmp_execute(q, "cont", NULL, 10000, err);
+    if (r == NULL) {
+        error_prefix(*err, "resuming the guest");
+        return -1;
+    }
+    json_decref(r);
+    return 0;
 }
 
 pid_t nc_vm_read_pid(const char *dir)

@@ -11,7 +11,7 @@ start, terminate: files, tap and resources freed); one download for
 concurrent launches of an image; an image that is not what was promised;
 capacity; a koala-nc restarted (and killed) under a running instance; a
 QEMU killed with SIGKILL; a guest that powered off while koala-nc was
-down; the choice of KVM or TCG with a QEMU that pretends to have KVM;
+down; a guest left paused by a koala-nc killed mid-launch; the choice of KVM or TCG with a QEMU that pretends to have KVM;
 NotifyInstanceState pushed to a CC.
 
 Every process is started here and stopped by its PID; QEMUs that koala-nc
@@ -65,6 +65,21 @@ def pid_alive(pid, needle):
             errors="replace")
     except OSError:
         return False
+
+
+def qemu_niceness(pid):
+    """(niceness of every thread of pid, or a list when they differ; the
+    autogroup's niceness, or that same value on a kernel without
+    autogroups)."""
+    tasks = Path(f"/proc/{pid}/task")
+    nices = {int((t / "stat").read_text().rsplit(")", 1)[1].split()[16])
+             for t in tasks.iterdir()}
+    thread = nices.pop() if len(nices) == 1 else sorted(nices)
+    try:
+        group = int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
+    except FileNotFoundError:
+        group = thread
+    return thread, group
 
 
 # ---- fixtures: certificates, images, network --------------------------------
@@ -545,6 +560,7 @@ def test_lifecycle(node, imgsrv, net, cc):
                         d / "ephemeral.qcow2").stdout)
     assert eph["virtual-size"] == 1 << 30 and eph["actual-size"] < 1 << 20
     pid = node.qemu_pid(iid)
+    assert qemu_niceness(pid) == (10, 10)  # vm_nice's default
     rss = int([l for l in Path(f"/proc/{pid}/status").read_text()
                .splitlines() if l.startswith("VmRSS:")][0].split()[1])
     print(f"\nfirst launch: running {t_running:.1f}s, READY {t_ready:.1f}s, "
@@ -839,21 +855,79 @@ def test_restart_readopts_running_instances(tmp_path, pki, net, imgsrv):
         assert n.cleanup() == 0
 
 
+SLOW_START = """#!/bin/bash
+# QEMU as it is, except that with `slow` in $0.mode the starter of a VM
+# lingers after QEMU daemonized: koala-nc then waits with the guest still
+# paused.  (Other calls, such as koala-nc's look at QEMU's version, pass.)
+case " $* " in *" -daemonize "*) ;; *) exec qemu-system-x86_64 "$@" ;; esac
+echo $$ > "$0.starter"
+qemu-system-x86_64 "$@" || exit
+grep -q slow "$0.mode" 2>/dev/null && exec sleep 600
+exit 0
+"""
+
+
+def test_guest_left_paused_by_a_killed_nc_is_resumed(tmp_path, pki, net,
+                                                     imgsrv):
+    """QEMU starts paused and koala-nc lets the guest go once it has
+    reniced it (vm.c); a koala-nc killed in between leaves a paused guest,
+    which the next one resumes, niced, and reports running."""
+    fake = tmp_path / "slow-qemu"
+    fake.write_text(SLOW_START)
+    fake.chmod(0o755)
+    mode = Path(str(fake) + ".mode")
+    mode.write_text("slow\n")
+    n = Node(tmp_path / "n7", pki, name="node7", netns=net.name, qemu=fake,
+             hypervisor="tcg", vm_nice=7).start()
+    starter = None
+    try:
+        iid = n.run(imgsrv)["instanceId"]
+        sock = n.inst_dir(iid) / "qmp.sock"
+        wait_until(lambda: n.qemu_pid(iid) and sock.exists(), timeout=60,
+                   what="QEMU started")
+        starter = int(Path(str(fake) + ".starter").read_text())
+        pid = n.qemu_pid(iid)
+        f, _ = qmp_command(sock)
+        f.write(json.dumps({"execute": "query-status"}) + "\n")
+        f.flush()
+        assert json.loads(f.readline())["return"]["status"] == "prelaunch"
+        f.close()
+        assert n.state(iid) == "pending"
+        # It starts at the NC's priority, in a session (autogroup) of its own.
+        assert qemu_niceness(pid) == (os.nice(0), 0)
+        n.stop(signal.SIGKILL)
+        os.kill(starter, signal.SIGKILL)
+        starter = None
+        mode.write_text("\n")
+        n.start()
+        st = n.wait_state(iid, "running", timeout=30)
+        assert n.qemu_pid(iid) == pid
+        assert "prelaunch" in n.log_text()
+        assert qemu_niceness(pid) == (7, 7)
+        n.wait_console(iid, "KOALA-GUEST-READY")
+        assert st["hypervisor"] == "tcg"
+    finally:
+        if starter:
+            os.kill(starter, signal.SIGKILL)
+        assert n.cleanup() == 0
+
+
 FAKE_KVM = """#!/bin/bash
 # A QEMU that "has KVM" for the tests: -accel kvm runs TCG instead; with
-# the word `hang` in $0.mode the guest never starts (-S), like nested KVM
-# guests that hang in early boot.
-args=(); kvm=0
+# the word `hang` in $0.mode the guest's console goes nowhere, so it never
+# writes to it, like nested KVM guests that hang in early boot.
+hang=0; grep -q hang "$0.mode" 2>/dev/null && hang=1
+kvm=0; for a in "$@"; do [ "$a" = kvm ] && kvm=1; done
+args=()
 for a in "$@"; do
   case "$a" in
-    kvm) kvm=1; args+=(tcg) ;;
+    kvm) args+=(tcg) ;;
     host) args+=(max) ;;
+    chardev:console) if [ "$kvm$hang" = 11 ]; then args+=(null);
+                     else args+=("$a"); fi ;;
     *) args+=("$a") ;;
   esac
 done
-if [ "$kvm" = 1 ] && grep -q hang "$0.mode" 2>/dev/null; then
-  args+=(-S)
-fi
 exec qemu-system-x86_64 "${args[@]}"
 """
 
