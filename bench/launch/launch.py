@@ -64,7 +64,7 @@ def pct(xs, p):
 
 def fmt(xs):
     return (f"p50 {pct(xs, 50):6.2f} s  p95 {pct(xs, 95):6.2f} s  "
-            f"(n={len(xs)})")
+            f"max {max(xs, default=float('nan')):6.2f} s  (n={len(xs)})")
 
 
 def rss_kb(pid):
