@@ -1,80 +1,52 @@
 /* main.c: koala-clc, the cloud controller: parses arguments, loads the
  * configuration, runs until SIGINT/SIGTERM. */
 #define LOG_MODULE "clc"
-#include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "clc.h"
 #include "config.h"
+#include "daemon.h"
 #include "log.h"
 
 struct clc *clc_new(const struct clc_options *opt, struct koala_error **err);
 void clc_free(struct clc *clc);
 
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: koala-clc [--config FILE] [--data-dir DIR]\n"
-            "                 [--listen ADDR:PORT] [--soap-listen ADDR:PORT]\n"
-            "                 [--tls-cert F --tls-key F --ca F]\n"
-            "                 [--region NAME] [--log-level SPEC]\n"
-            "Serves the EC2 API on --listen and the components' interface\n"
-            "(mutual TLS) on --soap-listen.  Options override the [clc]\n"
-            "section of the configuration file.\n");
-}
+static const char *const keys[] = {
+    "listen",       "soap_listen",      "data_dir",         "tls_cert",
+    "tls_key",      "ca",               "api_tls_cert",     "api_tls_key",
+    "region",       "poll_interval_ms", "pending_timeout",  "log_level",
+    NULL,
+};
+
+static const struct daemon_spec spec = {
+    "koala-clc", "clc", keys,
+    "Serves the EC2 API on --listen and the components' interface (SOAP,\n"
+    "mutual TLS) on --soap-listen.\n"
+    "  --listen ADDR:PORT          the EC2 API (127.0.0.1:8773)\n"
+    "  --soap-listen ADDR:PORT     the components' interface "
+    "(127.0.0.1:8777)\n"
+    "  --data-dir DIR              clc.db (/var/lib/koala/clc)\n"
+    "  --tls-cert F --tls-key F --ca F\n"
+    "                              the CLC's certificate and the cloud CA\n"
+    "  --api-tls-cert F --api-tls-key F\n"
+    "                              serve the EC2 API over HTTPS\n"
+    "  --region NAME               (koala-1)\n"
+    "  --poll-interval-ms N        how often clusters are asked (2000)\n"
+    "  --pending-timeout S         pending longer ends terminated (300)\n"
+    "  --log-level SPEC            \"info\", \"info,clc=debug\" ...\n",
+};
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"data-dir", required_argument, NULL, 'd'},
-        {"listen", required_argument, NULL, 'l'},
-        {"soap-listen", required_argument, NULL, 's'},
-        {"tls-cert", required_argument, NULL, 'C'},
-        {"tls-key", required_argument, NULL, 'K'},
-        {"ca", required_argument, NULL, 'A'},
-        {"region", required_argument, NULL, 'r'},
-        {"log-level", required_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
+    int status;
+    _cleanup_config_ struct config *cfg = daemon_config(&spec, argc, argv,
+                                                        &status);
+    if (cfg == NULL)
+        return status;
     struct koala_error *err = NULL;
-    const char *config_path = NULL;
-    struct config *cfg = config_new_empty();
-    int c;
-    while ((c = getopt_long(argc, argv, "c:d:l:s:C:K:A:r:v:h", opts, NULL)) !=
-           -1) {
-        const char *key = NULL;
-        switch (c) {
-        case 'c': config_path = optarg; break;
-        case 'd': key = "data_dir"; break;
-        case 'l': key = "listen"; break;
-        case 's': key = "soap_listen"; break;
-        case 'C': key = "tls_cert"; break;
-        case 'K': key = "tls_key"; break;
-        case 'A': key = "ca"; break;
-        case 'r': key = "region"; break;
-        case 'v': key = "log_level"; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
-        }
-        if (key)
-            config_set(cfg, "cmdline", key, optarg);
-    }
-    struct config *file = NULL;
-    if (config_path && (file = config_load(config_path, &err)) == NULL) {
-        fprintf(stderr, "koala-clc: %s\n", error_message(err));
-        return 1;
-    }
-#define GET(k, def)                                                            \
-    config_get(cfg, "cmdline", k, config_get(file, "clc", k, def))
-    if (log_set_level_spec(GET("log_level", "info")) < 0) {
-        fprintf(stderr, "koala-clc: bad log level\n");
-        return 2;
-    }
+#define GET(k, def) config_get(cfg, "clc", k, def)
     struct clc_options opt = {
         .data_dir = GET("data_dir", "/var/lib/koala/clc"),
         .tls_cert = GET("tls_cert", NULL),
@@ -94,23 +66,27 @@ int main(int argc, char **argv)
     }
     opt.api_addr = api_addr;
     opt.soap_addr = soap_addr;
-    int64_t v;
-    if (config_get_int(file, "clc", "poll_interval_ms", 2000, &v, &err) < 0 ||
-        (opt.poll_interval_ms = (unsigned)v,
-         config_get_int(file, "clc", "pending_timeout", 300, &v, &err)) < 0) {
+    int64_t poll_ms, pending_s;
+    if (config_get_int(cfg, "clc", "poll_interval_ms", 2000, &poll_ms,
+                       &err) < 0 ||
+        config_get_int(cfg, "clc", "pending_timeout", 300, &pending_s,
+                       &err) < 0) {
         fprintf(stderr, "koala-clc: %s\n", error_message(err));
+        error_free(err);
+        free(api_addr);
+        free(soap_addr);
         return 2;
     }
-    opt.pending_timeout_s = (unsigned)v;
-    const char *pi = config_get(cfg, "cmdline", "poll_interval_ms", NULL);
-    if (pi)
-        opt.poll_interval_ms = (unsigned)atoi(pi);
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    if (poll_ms < 10 || pending_s < 1) {
+        fprintf(stderr, "koala-clc: poll_interval_ms is at least 10 and "
+                        "pending_timeout at least 1\n");
+        free(api_addr);
+        free(soap_addr);
+        return 2;
+    }
+    opt.poll_interval_ms = (unsigned)poll_ms;
+    opt.pending_timeout_s = (unsigned)pending_s;
+    daemon_block_signals();
     struct clc *clc = clc_new(&opt, &err);
     if (clc == NULL) {
         log_error("cannot start: %s", error_message(err));
@@ -121,14 +97,10 @@ int main(int argc, char **argv)
              (unsigned)http_server_port(clc->api), soap_addr,
              clc->soap ? (unsigned)http_server_port(clc->soap) : 0,
              opt.data_dir);
-    int sig = 0;
-    sigwait(&set, &sig);
+    int sig = daemon_wait_signal();
     log_info("signal %d: stopping", sig);
     clc_free(clc);
     free(api_addr);
     free(soap_addr);
-    config_free(file);
-    config_free(cfg);
-    error_free(err);
     return 0;
 }

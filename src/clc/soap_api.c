@@ -95,6 +95,47 @@ static int get_access_key(struct http_request *http, struct clc *clc,
     return 0;
 }
 
+struct cluster_count {
+    unsigned all, enabled;
+};
+
+static int count_cluster(void *ctx, const struct service *s)
+{
+    struct cluster_count *c = ctx;
+    c->all++;
+    c->enabled += strcmp(s->state, "ENABLED") == 0;
+    return 0;
+}
+
+/* ENABLED while its database answers (BROKEN with the reason otherwise);
+ * the message says how many clusters can take instances. */
+static void describe_service(struct http_request *http, struct clc *clc)
+{
+    struct koala_error *err = NULL;
+    struct cluster_count c = {0};
+    struct db *db = db_pool_get(clc->db, &err);
+    int rc = db ? clc_services_each(db, "cluster", count_cluster, &c, &err)
+                : -1;
+    if (db)
+        db_pool_put(clc->db, db);
+    char msg[512];
+    if (rc < 0)
+        snprintf(msg, sizeof(msg), "database: %s", error_message(err));
+    else if (c.all == 0)
+        snprintf(msg, sizeof(msg), "no cluster registered");
+    else
+        snprintf(msg, sizeof(msg), "%u of %u clusters enabled", c.enabled,
+                 c.all);
+    error_free(err);
+    struct xml_writer *w = soap_start("DescribeServiceResponse", CLC_NS);
+    xml_text_element(w, "name", "clc");
+    xml_text_element(w, "state", rc < 0 ? "BROKEN" : "ENABLED");
+    xml_text_element(w, "message", msg);
+    size_t len;
+    char *out = soap_finish(w, &len);
+    soap_reply(http, out, len);
+}
+
 static void handle(struct http_request *http)
 {
     struct buf *b = http_request_data(http);
@@ -109,14 +150,7 @@ static void handle(struct http_request *http)
         } else if (strcmp(op, "GetAccessKey") == 0) {
             get_access_key(http, clc, body, &err);
         } else if (strcmp(op, "DescribeService") == 0) {
-            struct xml_writer *w =
-                soap_start("DescribeServiceResponse", CLC_NS);
-            xml_text_element(w, "name", "clc");
-            xml_text_element(w, "state", "ENABLED");
-            xml_text_element(w, "message", "");
-            size_t len;
-            char *out = soap_finish(w, &len);
-            soap_reply(http, out, len);
+            describe_service(http, clc);
         } else {
             error_set(&err, EINVAL, "InvalidAction",
                       "The CLC has no operation %s", op);

@@ -192,6 +192,21 @@ const char *config_get(const struct config *cfg, const char *section,
     return e ? e->value : def;
 }
 
+const char *config_unknown_key(const struct config *cfg, const char *section,
+                               const char *const *known)
+{
+    for (size_t i = 0; cfg && i < cfg->n; i++) {
+        if (strcasecmp(cfg->entries[i].section, section) != 0)
+            continue;
+        const char *const *k = known;
+        while (*k && strcasecmp(*k, cfg->entries[i].key) != 0)
+            k++;
+        if (*k == NULL)
+            return cfg->entries[i].key;
+    }
+    return NULL;
+}
+
 int config_get_int(const struct config *cfg, const char *section,
                    const char *key, int64_t def, int64_t *out,
                    struct koala_error **err)

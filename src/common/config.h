@@ -42,6 +42,12 @@ int config_get_size(const struct config *cfg, const char *section,
                     const char *key, uint64_t def, uint64_t *out,
                     struct koala_error **err);
 
+/* The first key of `section` that is not among `known` (NULL-terminated),
+ * or NULL when there is none: a misspelt setting is an error, not a
+ * silently ignored line. */
+const char *config_unknown_key(const struct config *cfg, const char *section,
+                               const char *const *known);
+
 static inline void config_freep(struct config **c)
 {
     config_free(*c);

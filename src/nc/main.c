@@ -2,13 +2,12 @@
  * configuration ([nc] section; command line options override it), runs
  * until SIGINT/SIGTERM.  Running instances keep running when it stops. */
 #define LOG_MODULE "nc"
-#include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
+#include "daemon.h"
 #include "log.h"
 #include "nc.h"
 
@@ -38,95 +37,43 @@ static const char *const keys[] = {
     "terminated_ttl",
     "vm_nice",
     "log_level",
+    NULL,
 };
-#define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: koala-nc [--config FILE] [--OPTION VALUE]...\n"
-               "Runs the node controller.  Options (also keys of the [nc]\n"
-               "section of the configuration file, with _ for -):\n"
-               "  --listen ADDR:PORT       SOAP over mutual TLS "
-               "(127.0.0.1:8775)\n"
-               "  --data-dir DIR           instances and image cache "
-               "(/var/lib/koala/nc)\n"
-               "  --name NAME              node name (the host name)\n"
-               "  --tls-cert F --tls-key F this node's certificate\n"
-               "  --ca FILE                the cloud CA (peers are checked "
-               "with it)\n"
-               "  --cc-endpoint URL        where state changes are pushed\n"
-               "  --max-cores N --max-memory-mb N --max-disk-gb N\n"
-               "  --cache-max SIZE         image cache limit (16G)\n"
-               "  --bridge NAME            bridge for the taps (kbr0)\n"
-               "  --netns NAME             network namespace of bridge and "
-               "taps\n"
-               "  --hypervisor auto|kvm|tcg\n"
-               "  --qemu PATH --qemu-img PATH\n"
-               "  --kvm-probe-kernel F --kvm-probe-initrd F "
-               "--kvm-probe-timeout S\n"
-               "  --stop-timeout S         guest powerdown grace (30)\n"
-               "  --terminated-ttl S       terminated instances are "
-               "remembered (3600)\n"
-               "  --vm-nice N              QEMU's niceness, so that the\n"
-               "                           control plane stays responsive on "
-               "a busy host (10)\n"
-               "  --log-level SPEC\n");
-}
+static const struct daemon_spec spec = {
+    "koala-nc", "nc", keys,
+    "Runs the node controller.\n"
+    "  --listen ADDR:PORT       SOAP over mutual TLS (127.0.0.1:8775)\n"
+    "  --data-dir DIR           instances and image cache "
+    "(/var/lib/koala/nc)\n"
+    "  --name NAME              node name (the host name)\n"
+    "  --tls-cert F --tls-key F this node's certificate\n"
+    "  --ca FILE                the cloud CA (peers are checked with it)\n"
+    "  --cc-endpoint URL        where state changes are pushed\n"
+    "  --max-cores N --max-memory-mb N --max-disk-gb N\n"
+    "  --cache-max SIZE         image cache limit (16G)\n"
+    "  --bridge NAME            bridge for the taps (kbr0)\n"
+    "  --netns NAME             network namespace of bridge and taps\n"
+    "  --hypervisor auto|kvm|tcg\n"
+    "  --qemu PATH --qemu-img PATH\n"
+    "  --kvm-probe-kernel F --kvm-probe-initrd F --kvm-probe-timeout S\n"
+    "  --stop-timeout S         guest powerdown grace (30)\n"
+    "  --terminated-ttl S       terminated instances are remembered "
+    "(3600)\n"
+    "  --vm-nice N              QEMU's niceness, so that the control plane\n"
+    "                           stays responsive on a busy host (10)\n"
+    "  --log-level SPEC         \"info\", \"info,nc=debug\" ...\n",
+};
 
 int main(int argc, char **argv)
 {
-    struct option opts[N_KEYS + 3];
-    static char names[N_KEYS][32];
-    for (size_t i = 0; i < N_KEYS; i++) {
-        snprintf(names[i], sizeof(names[i]), "%s", keys[i]);
-        for (char *p = names[i]; *p; p++)
-            if (*p == '_')
-                *p = '-';
-        opts[i] =
-            (struct option){names[i], required_argument, NULL, (int)(256 + i)};
-    }
-    opts[N_KEYS] = (struct option){"config", required_argument, NULL, 'c'};
-    opts[N_KEYS + 1] = (struct option){"help", no_argument, NULL, 'h'};
-    opts[N_KEYS + 2] = (struct option){NULL, 0, NULL, 0};
+    int status;
+    _cleanup_config_ struct config *cfg = daemon_config(&spec, argc, argv,
+                                                        &status);
+    if (cfg == NULL)
+        return status;
     struct koala_error *err = NULL;
-    const char *config_path = NULL;
-    struct config *cmd = config_new_empty();
-    int c;
-    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-        if (c == 'c') {
-            config_path = optarg;
-        } else if (c == 'h') {
-            usage(stdout);
-            return 0;
-        } else if (c >= 256 && c < 256 + (int)N_KEYS) {
-            config_set(cmd, "nc", keys[c - 256], optarg);
-        } else {
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (optind != argc) {
-        usage(stderr);
-        return 2;
-    }
-    struct config *file = NULL;
-    if (config_path && (file = config_load(config_path, &err)) == NULL) {
-        fprintf(stderr, "koala-nc: %s\n", error_message(err));
-        return 1;
-    }
-    /* One view: the file's [nc], then the command line over it. */
-    struct config *cfg = config_new_empty();
-    for (size_t i = 0; i < N_KEYS; i++) {
-        const char *v = config_get(cmd, "nc", keys[i],
-                                   config_get(file, "nc", keys[i], NULL));
-        if (v)
-            config_set(cfg, "nc", keys[i], v);
-    }
 #define GET(k, def) config_get(cfg, "nc", k, def)
-    if (log_set_level_spec(GET("log_level", "info")) < 0) {
-        fprintf(stderr, "koala-nc: bad log level\n");
-        return 2;
-    }
     struct nc_options opt = {
         .data_dir = GET("data_dir", "/var/lib/koala/nc"),
         .name = GET("name", NULL),
@@ -156,6 +103,7 @@ int main(int argc, char **argv)
         config_get_int(cfg, "nc", "terminated_ttl", 3600, &ttl_s, &err) < 0 ||
         config_get_int(cfg, "nc", "vm_nice", 10, &vm_nice, &err) < 0) {
         fprintf(stderr, "koala-nc: %s\n", error_message(err));
+        error_free(err);
         return 2;
     }
     if (probe_s < 1 || stop_s < 1 || ttl_s < 0) {
@@ -177,31 +125,19 @@ int main(int argc, char **argv)
         return 2;
     }
     opt.listen_addr = addr;
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, NULL); /* threads inherit the mask */
-    signal(SIGPIPE, SIG_IGN);
+    daemon_block_signals();
     struct nc *nc = nc_new(&opt, &err);
     if (nc == NULL) {
         log_error("cannot start: %s", error_message(err));
         error_free(err);
         free(addr);
-        config_free(cfg);
-        config_free(cmd);
-        config_free(file);
         return 1;
     }
     log_info("node %s listening on https://%s:%u (data in %s)", nc->name, addr,
              (unsigned)http_server_port(nc->http), opt.data_dir);
-    int sig = 0;
-    sigwait(&set, &sig);
+    int sig = daemon_wait_signal();
     log_info("signal %d: stopping (instances keep running)", sig);
     nc_free(nc);
     free(addr);
-    config_free(cfg);
-    config_free(cmd);
-    config_free(file);
     return 0;
 }

@@ -187,7 +187,7 @@ class Cloud:
         self._daemon("walrus", [
             WALRUS_BIN, "--listen", f"127.0.0.1:{self.ports['walrus']}",
             "--data-dir", self.dir / "walrus",
-            "--clc", f"https://127.0.0.1:{self.ports['clc_soap']}/",
+            "--clc-endpoint", f"https://127.0.0.1:{self.ports['clc_soap']}/",
             "--ca", self.ca, "--clc-cert", cert, "--clc-key", key],
             self.ports["walrus"])
         self.s3_endpoint = f"http://127.0.0.1:{self.ports['walrus']}"

@@ -11,6 +11,7 @@ import pytest
 
 from cloud import IMAGES, Cloud, sh
 from conftest import KOALA_BIN, wait_until
+from soapclient import SoapClient, SoapFault, to_dict
 
 MARKER = "KOALA-GUEST-READY"
 
@@ -297,6 +298,17 @@ def test_services(cloud):
     assert rows[("cluster", cloud.cluster)] == "ENABLED"
     assert rows[("node", "nc1")] == "ENABLED"
     assert rows[("walrus", "w1")] == "ENABLED"
+    # The CLC's own DescribeService, as a component (here Walrus' certificate)
+    # asks it; an operation it does not have is a SOAP fault.
+    cert, key = cloud.certs("walrus", "w1")
+    clc = SoapClient(f"https://127.0.0.1:{cloud.ports['clc_soap']}/",
+                     "urn:koala:clc", ca=cloud.ca, cert=cert, key=key)
+    svc = to_dict(clc.call("DescribeService"))
+    assert svc == {"name": "clc", "state": "ENABLED",
+                   "message": "1 of 1 clusters enabled"}
+    with pytest.raises(SoapFault) as e:
+        clc.call("RebootCloud")
+    assert e.value.code == "InvalidAction"
 
 
 # ---- a node that dies mid-launch ----
