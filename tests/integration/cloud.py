@@ -10,7 +10,6 @@ ever signalled.
 """
 import datetime
 import os
-import secrets
 import signal
 import subprocess
 import time
@@ -26,8 +25,8 @@ import botocore.awsrequest
 import botocore.config
 import botocore.credentials
 
-from conftest import (AWS_BIN, BUILD, KOALA_BIN, ROOT, Process, free_port,
-                      run)
+from conftest import (AWS_BIN, BUILD, KOALA_BIN, ROOT, Netns, Process,
+                      free_port, run, sh)
 
 CLC_BIN = BUILD / "src" / "clc" / "koala-clc"
 CC_BIN = BUILD / "src" / "cc" / "koala-cc"
@@ -35,11 +34,6 @@ NC_BIN = BUILD / "src" / "nc" / "koala-nc"
 WALRUS_BIN = BUILD / "src" / "walrus" / "koala-walrus"
 IMAGES = Path(os.environ.get("KOALA_IMAGES", ROOT / "build" / "images"))
 REGION = "koala-1"
-
-
-def sh(*cmd, check=True):
-    return subprocess.run([str(c) for c in cmd], check=check,
-                          capture_output=True, text=True)
 
 
 class Daemon(Process):
@@ -57,7 +51,6 @@ class Cloud:
                  with_cluster=True):
         self.base = Path(base)
         self.dir = self.base / "cloud"
-        self.tag = "kt" + secrets.token_hex(3)
         self.cluster = cluster
         self.scheduler = scheduler
         self.n_nodes = n_nodes if with_cluster else 0
@@ -66,7 +59,7 @@ class Cloud:
         self.node_memory_mb = node_memory_mb
         self.hypervisor = hypervisor
         self.daemons = {}
-        self.netns = []
+        self.netns = []  # the Netns made here, deleted by stop()
         self.ports = {k: free_port() for k in ("walrus", "clc", "clc_soap",
                                                "cc")}
         self.nodes = {}
@@ -105,7 +98,7 @@ class Cloud:
             rcs[name] = self.daemons[name].stop()
         self.kill_vms()
         for ns in reversed(self.netns):
-            sh("ip", "netns", "del", ns, check=False)
+            ns.delete()
         return rcs
 
     def kill_vms(self):
@@ -143,28 +136,23 @@ class Cloud:
            "--data-dir", self.dir, *extra)
 
     def _networks(self):
-        cns = f"{self.tag}-c"
-        sh("ip", "netns", "add", cns)
+        cns = Netns("c")
         self.netns.append(cns)
-        sh("ip", "-n", cns, "link", "set", "lo", "up")
-        sh("ip", "-n", cns, "link", "add", "klan0", "type", "bridge")
-        sh("ip", "-n", cns, "link", "set", "klan0", "up")
-        self.cluster_ns = cns
+        cns.ip("link", "add", "klan0", "type", "bridge")
+        cns.ip("link", "set", "klan0", "up")
+        self.cluster_ns = cns.name
         self.node_ns = {}
         for i in range(1, self.n_nodes + 1):
-            ns = f"{self.tag}-n{i}"
-            sh("ip", "netns", "add", ns)
+            ns = Netns(f"n{i}")
             self.netns.append(ns)
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-            sh("ip", "-n", ns, "link", "add", "kbr0", "type", "bridge")
-            sh("ip", "-n", ns, "link", "set", "kbr0", "up")
+            ns.ip("link", "add", "kbr0", "type", "bridge")
+            ns.ip("link", "set", "kbr0", "up")
             # the node's "cable" to the cluster's LAN
-            sh("ip", "-n", ns, "link", "add", "uplink", "type", "veth",
-               "peer", "name", f"to-n{i}", "netns", cns)
-            sh("ip", "-n", ns, "link", "set", "uplink", "master", "kbr0", "up")
-            sh("ip", "-n", cns, "link", "set", f"to-n{i}", "master", "klan0",
-               "up")
-            self.node_ns[f"nc{i}"] = ns
+            ns.ip("link", "add", "uplink", "type", "veth",
+                  "peer", "name", f"to-n{i}", "netns", cns.name)
+            ns.ip("link", "set", "uplink", "master", "kbr0", "up")
+            cns.ip("link", "set", f"to-n{i}", "master", "klan0", "up")
+            self.node_ns[f"nc{i}"] = ns.name
 
     def _daemon(self, name, argv, port):
         d = Daemon(name, argv, self.base / f"{name}.log", port).start()

@@ -1,6 +1,8 @@
 """Fixtures shared by the integration suites: real koala daemons started from
 the build directory on 127.0.0.1, and the real clients (Debian's aws-cli,
-python3-boto3, s3cmd) pointed at them.
+python3-boto3, s3cmd) pointed at them; sh() for other commands, PKI for
+certificates from `koala ca`, and Netns for the network namespaces the
+compute suites create (and delete).
 
 Daemons are started with their own data directory under pytest's tmp_path
 and stopped by the PID this file started; nothing else is ever signalled.
@@ -16,6 +18,8 @@ import boto3
 import botocore.config
 import pytest
 
+from soapclient import client_context
+
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("KOALA_BUILD_DIR", ROOT / "build"))
 WALRUS_BIN = BUILD / "src" / "walrus" / "koala-walrus"
@@ -24,6 +28,13 @@ AWS_BIN = "/usr/bin/aws"       # Debian's aws-cli, whatever else is on PATH
 S3CMD_BIN = "/usr/bin/s3cmd"
 DOMAIN = "s3.koala.test"       # virtual-host-style suffix (see resolve below)
 REGION = "us-east-1"
+
+
+def sh(*args, check=True, timeout=600, **kw):
+    """Runs a command (arguments made strings); CompletedProcess (text)."""
+    return subprocess.run([str(a) for a in args], check=check,
+                          capture_output=True, text=True, timeout=timeout,
+                          **kw)
 
 
 def wait_until(fn, timeout=60.0, step=0.1, what="condition"):
@@ -95,6 +106,62 @@ class Process:
 
     def log_text(self):
         return Path(self.log_path).read_text(errors="replace")
+
+
+class PKI:
+    """A certificate authority of `koala ca` in a directory, and the
+    certificates it issues there for 127.0.0.1 (name.pem, name.key)."""
+
+    def __init__(self, d):
+        self.dir = Path(d)
+        self.ca = self.dir / "ca.pem"
+
+    @classmethod
+    def create(cls, d):
+        """A new CA in d (`koala ca create`)."""
+        sh(KOALA_BIN, "ca", "create", d)
+        return cls(d)
+
+    def issue(self, name, server=True):
+        """(cert, key) for name, issued once: a client certificate, and a
+        server one too unless server is false."""
+        cert, key = self.dir / f"{name}.pem", self.dir / f"{name}.key"
+        if not cert.exists():
+            sh(KOALA_BIN, "ca", "issue", self.dir, name, "--cert", cert,
+               "--key", key, "--san", "IP:127.0.0.1",
+               *(["--server"] if server else []), "--client")
+        return cert, key
+
+    def ctx(self, name):
+        """A client TLS context with name's certificate."""
+        cert, key = self.issue(name)
+        return client_context(self.ca, cert, key)
+
+
+_ns_seq = [0]
+
+
+class Netns:
+    """A network namespace with lo up, named prefix, PID, tag and a counter
+    so that the name is unique in this process; whoever makes one deletes
+    it with delete()."""
+
+    def __init__(self, tag="", prefix="kt"):
+        _ns_seq[0] += 1
+        self.name = f"{prefix}{os.getpid()}{tag}-{_ns_seq[0]}"
+        sh("ip", "netns", "add", self.name)
+        self.ip("link", "set", "lo", "up")
+
+    def ip(self, *args, check=True):
+        """`ip -n NAME ...`."""
+        return sh("ip", "-n", self.name, *args, check=check)
+
+    def run(self, *args, check=True):
+        """A command run inside the namespace."""
+        return sh("ip", "netns", "exec", self.name, *args, check=check)
+
+    def delete(self):
+        sh("ip", "netns", "del", self.name, check=False)
 
 
 class Walrus(Process):

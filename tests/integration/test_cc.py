@@ -25,10 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from cc_soap import (SoapFault, SoapServer, call, child, children,
-                     client_context, envelope, post, text, to_dict)
-from conftest import (BUILD, KOALA_BIN, ROOT, Process, free_port, wait_port,
-                      wait_until)
+from conftest import (BUILD, KOALA_BIN, PKI, ROOT, Netns, Process,
+                      free_port, wait_port, wait_until)
+from soapclient import (SoapClient, SoapFault, SoapServer, child, children,
+                        client_context, envelope, text, to_dict)
 
 CC_BIN = BUILD / "src" / "cc" / "koala-cc"
 NC_BIN = BUILD / "src" / "nc" / "koala-nc"
@@ -43,65 +43,17 @@ pytestmark = pytest.mark.skipif(
     reason="network namespaces need root and iproute2")
 
 
-
-
-def sh(*args, check=True):
-    return subprocess.run([str(a) for a in args], check=check,
-                          capture_output=True, text=True, timeout=60)
-
-
 # ---- certificates ---------------------------------------------------------
-
-class PKI:
-    def __init__(self, d):
-        self.dir = Path(d)
-        self.ca = self.dir / "ca.pem"
-
-    def issue(self, name):
-        cert, key = self.dir / f"{name}.pem", self.dir / f"{name}.key"
-        if not cert.exists():
-            sh(KOALA_BIN, "ca", "issue", self.dir, name, "--cert", cert,
-               "--key", key, "--san", "IP:127.0.0.1", "--server", "--client")
-        return cert, key
-
-    def ctx(self, name):
-        cert, key = self.issue(name)
-        return client_context(self.ca, cert, key)
-
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
     if not KOALA_BIN.exists() or not CC_BIN.exists():
         pytest.fail(f"{CC_BIN} or {KOALA_BIN} is not built")
-    d = tmp_path_factory.mktemp("pki")
-    sh(KOALA_BIN, "ca", "create", d)
-    p = PKI(d)
+    p = PKI.create(tmp_path_factory.mktemp("pki"))
     for n in ("koala-cc-zone-a", "koala-clc", "koala-nc-nc1",
               "koala-nc-nc2", "koala-nc-nc3"):
         p.issue(n)
     return p
-
-
-# ---- network namespaces ---------------------------------------------------
-
-_ns_seq = [0]
-
-
-class Netns:
-    def __init__(self, tag):
-        _ns_seq[0] += 1
-        self.name = f"kcc{os.getpid()}{tag}{_ns_seq[0]}"
-        sh("ip", "netns", "add", self.name)
-        sh("ip", "-n", self.name, "link", "set", "lo", "up")
-
-    def ip(self, *args, check=True):
-        return sh("ip", "-n", self.name, *args, check=check)
-
-    def run(self, *args, check=True):
-        return sh("ip", "netns", "exec", self.name, *args, check=check)
-
-    def delete(self):
-        sh("ip", "netns", "del", self.name, check=False)
 
 
 # ---- the test double of an NC ----------------------------------------------
@@ -238,9 +190,10 @@ class FakeNC:
 
     def push(self, cc_url, iid, state):
         rec = self.set_state(iid, state)
-        return call(cc_url, "NotifyInstanceState", CC_NS,
-                    [("node", self.name), ("instance", rec)],
-                    ctx=self.pki.ctx(f"koala-nc-{self.name}"))
+        client = SoapClient(cc_url, CC_NS,
+                            ctx=self.pki.ctx(f"koala-nc-{self.name}"))
+        return client.call("NotifyInstanceState",
+                           [("node", self.name), ("instance", rec)])
 
 
 class FakeCLC:
@@ -293,9 +246,13 @@ class CC(Process):
     def argv(self):
         return [CC_BIN, "--config", self.write_config()]
 
+    def client(self, ctx=None, timeout=30):
+        """A SOAP client of this CC, as the CLC (or with ctx)."""
+        return SoapClient(self.url, CC_NS, ctx=ctx or self.ctx,
+                          timeout=timeout)
+
     def call(self, op, items=(), timeout=30):
-        return call(self.url, op, CC_NS, items, ctx=self.ctx,
-                    timeout=timeout)
+        return self.client(timeout=timeout).call(op, items)
 
     # helpers speaking the CC's messages
     def resources(self, *types):
@@ -392,20 +349,17 @@ def test_refused_without_client_certificate(cluster):
     cc = cluster.make_cc()
     body = envelope("DescribeService", CC_NS)
     try:
-        status, _ = post(cc.url, body, client_context(cluster.pki.ca))
+        status, _ = cc.client(client_context(cluster.pki.ca)).raw(body)
         assert status == 403
     except (OSError, ConnectionError):
         pass  # refused during the handshake: equally fine
     # A certificate from another CA is no better.
     other = cluster.tmp / "other-ca"
     other.mkdir()
-    sh(KOALA_BIN, "ca", "create", other)
-    sh(KOALA_BIN, "ca", "issue", other, "koala-clc", "--cert",
-       other / "c.pem", "--key", other / "c.key", "--san", "IP:127.0.0.1",
-       "--client")
+    cert, key = PKI.create(other).issue("koala-clc", server=False)
     try:
-        status, _ = post(cc.url, body, client_context(
-            cluster.pki.ca, other / "c.pem", other / "c.key"))
+        status, _ = cc.client(client_context(
+            cluster.pki.ca, cert, key)).raw(body)
         assert status == 403
     except (OSError, ConnectionError):
         pass
@@ -589,20 +543,17 @@ def test_notify_updates_at_once_and_is_forwarded(cluster):
     assert rec["macAddress"].startswith("d0:0d:")
     # An unknown node, a node speaking for another: refused.
     with pytest.raises(SoapFault) as e:
-        call(cc.url, "NotifyInstanceState", CC_NS,
-             [("node", "nope"), ("instance", [])], ctx=cc.ctx)
+        cc.call("NotifyInstanceState", [("node", "nope"), ("instance", {})])
     assert e.value.code == "InvalidParameterValue"
     rec2 = cluster.nc1.record(cluster.nc1.instances[iid])
     with pytest.raises(SoapFault) as e:
-        call(cc.url, "NotifyInstanceState", CC_NS,
-             [("node", "nc1"), ("instance", rec2)],
-             ctx=cluster.pki.ctx("koala-nc-nc2"))
+        cc.client(cluster.pki.ctx("koala-nc-nc2")).call(
+            "NotifyInstanceState", [("node", "nc1"), ("instance", rec2)])
     assert e.value.code == "UnauthorizedOperation"
     # A push about an instance of another node changes nothing.
     rec2 = [(k, "stopped" if k == "state" else v) for k, v in rec2]
-    call(cc.url, "NotifyInstanceState", CC_NS,
-         [("node", "nc2"), ("instance", rec2)],
-         ctx=cluster.pki.ctx("koala-nc-nc2"))
+    cc.client(cluster.pki.ctx("koala-nc-nc2")).call(
+        "NotifyInstanceState", [("node", "nc2"), ("instance", rec2)])
     assert cc.describe(iid)[iid]["state"] == "running"
 
 
@@ -886,9 +837,9 @@ def test_bad_input_faults(cluster):
     # Not XML, not SOAP, not POST.
     for body, code in ((b"<<<", "MalformedXML"),
                        (b"<a/>", "InvalidRequest")):
-        status, data = post(cc.url, body, cc.ctx)
+        status, data = cc.client().raw(body)
         assert status == 500 and code.encode() in data
-    status, data = post(cc.url, None, cc.ctx, method="GET")
+    status, data = cc.client().raw(None, method="GET")
     assert status == 405
     # Still serving.
     assert text(cc.call("DescribeService"), "name") == "zone-a"

@@ -9,8 +9,8 @@ import json
 import botocore.exceptions
 import pytest
 
-from cloud import IMAGES, Cloud, sh
-from conftest import KOALA_BIN, wait_until
+from cloud import IMAGES, Cloud
+from conftest import KOALA_BIN, sh, wait_until
 from soapclient import SoapClient, SoapFault, to_dict
 
 MARKER = "KOALA-GUEST-READY"

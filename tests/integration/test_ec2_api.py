@@ -10,8 +10,8 @@ import botocore.exceptions
 import pytest
 import urllib.request
 
-from cloud import REGION, Cloud, sh
-from conftest import KOALA_BIN
+from cloud import REGION, Cloud
+from conftest import KOALA_BIN, sh
 
 
 @pytest.fixture(scope="module")

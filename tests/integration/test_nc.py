@@ -33,8 +33,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (BUILD, KOALA_BIN, ROOT, Process, free_port,
-                      wait_until)
+from conftest import (BUILD, KOALA_BIN, PKI, ROOT, Netns, Process,
+                      free_port, sh, wait_until)
 from soapclient import SoapClient, SoapFault, child, parse_reply, text, \
     to_dict
 
@@ -42,13 +42,6 @@ NC_BIN = BUILD / "src" / "nc" / "koala-nc"
 IMAGES = Path(os.environ.get("KOALA_IMAGES", ROOT / "build" / "images"))
 NS = "urn:koala:nc"
 TINY = {"name": "t1.micro", "cores": 1, "memoryMb": 256, "diskGb": 1}
-
-
-def sh(*args, check=True, **kw):
-    return subprocess.run([str(a) for a in args], check=check,
-                          capture_output=True, text=True, timeout=600, **kw)
-
-
 
 
 def new_id():
@@ -84,27 +77,11 @@ def qemu_niceness(pid):
 
 # ---- fixtures: certificates, images, network --------------------------------
 
-class PKI:
-    def __init__(self, d):
-        self.dir = Path(d)
-        self.ca = self.dir / "ca.pem"
-
-    def issue(self, name, server=True, ca_dir=None):
-        cert, key = self.dir / f"{name}.pem", self.dir / f"{name}.key"
-        if not cert.exists():
-            sh(KOALA_BIN, "ca", "issue", ca_dir or self.dir, name, "--cert",
-               cert, "--key", key, "--san", "IP:127.0.0.1",
-               *(["--server"] if server else []), "--client")
-        return cert, key
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
     if not NC_BIN.exists() or not KOALA_BIN.exists():
         pytest.fail(f"{NC_BIN} or {KOALA_BIN} is not built")
-    d = tmp_path_factory.mktemp("pki")
-    sh(KOALA_BIN, "ca", "create", d)
-    p = PKI(d)
+    p = PKI.create(tmp_path_factory.mktemp("pki"))
     p.issue("koala-cc-test", server=True)
     return p
 
@@ -179,14 +156,12 @@ def imgsrv(images):
     s.close()
 
 
-class NodeNet:
+class NodeNet(Netns):
     """A node network namespace: bridge kbr0 (10.77.0.1/24) and a dnsmasq
     handing out addresses on it, so guests print their READY marker."""
 
     def __init__(self, tmp):
-        self.name = f"knc{os.getpid()}"
-        sh("ip", "netns", "add", self.name)
-        self.ip("link", "set", "lo", "up")
+        super().__init__(prefix="knc")
         self.ip("link", "add", "kbr0", "type", "bridge")
         self.ip("addr", "add", "10.77.0.1/24", "dev", "kbr0")
         self.ip("link", "set", "kbr0", "up")
@@ -199,9 +174,6 @@ class NodeNet:
              f"--dhcp-leasefile={tmp}/leases", f"--pid-file={tmp}/dns.pid",
              "--log-facility=-"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def ip(self, *args, check=True):
-        return sh("ip", "-n", self.name, *args, check=check)
 
     def bridged(self):
         """Names of the interfaces in kbr0."""
@@ -216,7 +188,7 @@ class NodeNet:
         if self.dnsmasq.poll() is None:
             self.dnsmasq.terminate()
             self.dnsmasq.wait(10)
-        sh("ip", "netns", "del", self.name, check=False)
+        self.delete()
 
 
 @pytest.fixture(scope="module")
@@ -447,8 +419,7 @@ def test_peers_without_our_certificate_are_refused(node, pki, tmp_path):
     # A certificate from another CA: refused too (403 or no TLS at all).
     other = tmp_path / "other"
     other.mkdir()
-    sh(KOALA_BIN, "ca", "create", other)
-    stranger = PKI(other)
+    stranger = PKI.create(other)
     cert, key = stranger.issue("koala-cc-stranger")
     c = SoapClient(f"https://127.0.0.1:{node.port}/", NS, ca=pki.ca,
                    cert=cert, key=key)
