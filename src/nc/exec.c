@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -27,8 +26,6 @@ static void child(const char *const *argv, const struct nc_exec_opts *o,
     if (o->netns_fd >= 0 && setns(o->netns_fd, CLONE_NEWNET) < 0)
         goto fail;
     if (o->cwd && chdir(o->cwd) < 0)
-        goto fail;
-    if (o->nice && setpriority(PRIO_PROCESS, 0, o->nice) < 0)
         goto fail;
     int null = open("/dev/null", O_RDONLY);
     if (null < 0 || dup2(null, 0) < 0 || dup2(out_fd, 1) < 0 ||

@@ -21,7 +21,6 @@ struct nc_exec_opts {
     int netns_fd;        /* -1: stay in koala-nc's network namespace */
     const char *cwd;     /* NULL: keep */
     unsigned timeout_ms; /* 0: none; past it the child is killed (SIGKILL) */
-    int nice;            /* added to the child's niceness */
 };
 
 /* Runs argv[0] (looked up in PATH) and waits for it.  Returns 0 when it

@@ -296,7 +296,6 @@ static int qemu_start(struct nc *nc, struct nc_instance *inst, enum nc_hv hv,
         .tap = inst->tap,
         .mac = inst->mac,
         .netns_fd = nc->netns_fd,
-        .nice = nc->opt.vm_nice,
         .paused = true,
     };
     pid_t pid = 0;

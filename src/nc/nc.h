@@ -223,10 +223,8 @@ struct nc_vm_spec {
     const char *tap; /* NULL: no network */
     const char *mac;
     int netns_fd;
-    int nice; /* QEMU's niceness: on a busy host the guests yield to the
-               * control plane (launches, API), not the other way round */
-    bool paused; /* -S: the guest waits for nc_vm_resume(), and QEMU starts
-                  * at the NC's own priority (nice is applied on resume) */
+    bool paused; /* -S: the guest waits for nc_vm_resume(), which also
+                  * gives QEMU its niceness (vm.c) */
 };
 /* Starts QEMU daemonized; *pid from its pid file. */
 int nc_vm_launch(const struct nc_vm_spec *s, pid_t *pid,

@@ -181,10 +181,8 @@ int nc_vm_launch(const struct nc_vm_spec *s, pid_t *pid,
         error_set(err, ENOMEM, NULL, "out of memory");
         goto out;
     }
-    struct nc_exec_opts o = {.netns_fd = s->netns_fd,
-                             .cwd = s->dir,
-                             .timeout_ms = 60000,
-                             .nice = s->paused ? 0 : s->nice};
+    struct nc_exec_opts o = {
+        .netns_fd = s->netns_fd, .cwd = s->dir, .timeout_ms = 60000};
     if (log_enabled(LOG_MODULE, LOG_LVL_DEBUG)) {
         struct buf cmd = {0};
         for (int i = 0; i < b.n; i++)
