@@ -35,8 +35,8 @@ import pytest
 
 from conftest import (BUILD, KOALA_BIN, PKI, ROOT, Netns, Process,
                       free_port, sh, wait_until)
-from soapclient import SoapClient, SoapFault, child, parse_reply, text, \
-    to_dict
+from soapclient import (SoapClient, SoapFault, SoapServer, child, children,
+                        parse_reply, text, to_dict)
 
 NC_BIN = BUILD / "src" / "nc" / "koala-nc"
 IMAGES = Path(os.environ.get("KOALA_IMAGES", ROOT / "build" / "images"))
@@ -203,55 +203,32 @@ def net(tmp_path_factory):
 # ---- a fake CC that records NotifyInstanceState -----------------------------
 
 class FakeCC:
+    """Stands for the CC the NC pushes NotifyInstanceState to (mutual TLS):
+    records each instance's reported states."""
+
     def __init__(self, pki):
         cert, key = pki.issue("koala-cc-test")
         self.notes = []
         self.lock = threading.Lock()
-        outer = self
+        self.server = SoapServer(free_port(), cert, key, pki.ca, "urn:koala:cc",
+                                 self._notify).start()
+        self.url = self.server.url
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                op = parse_reply(200, body)
-                node = text(op, "node")
-                with outer.lock:
-                    for i in op:
-                        if i.tag.endswith("instance"):
-                            d = to_dict(i)
-                            outer.notes.append((node, d["instanceId"],
-                                                d["state"],
-                                                d.get("stateReasonCode")))
-                out = (b'<soap:Envelope xmlns:soap="http://schemas.xmlsoap.'
-                       b'org/soap/envelope/"><soap:Body><NotifyInstanceState'
-                       b'Response xmlns="urn:koala:cc"/></soap:Body>'
-                       b'</soap:Envelope>')
-                self.send_response(200)
-                self.send_header("Content-Type", "text/xml")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
-            def log_message(self, *a):
-                pass
-
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(str(cert), str(key))
-        ctx.load_verify_locations(str(pki.ca))
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                                     Handler)
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket,
-                                            server_side=True)
-        self.url = f"https://127.0.0.1:{self.httpd.server_address[1]}/"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+    def _notify(self, name, op, request):
+        node = text(op, "node")
+        with self.lock:
+            for i in children(op, "instance"):
+                d = to_dict(i)
+                self.notes.append((node, d["instanceId"], d["state"],
+                                   d.get("stateReasonCode")))
+        return ()
 
     def states(self, iid):
         with self.lock:
             return [(s, r) for (_, i, s, r) in self.notes if i == iid]
 
     def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.server.stop()
 
 
 @pytest.fixture(scope="module")
