@@ -266,7 +266,13 @@ def test_bad_requests(cloud):
     ec2.terminate_instances(InstanceIds=[iid])
     wait_state(ec2, [iid], "terminated")
     # Terminated while its launch was on the way: the node still ends it,
-    # and its capacity comes back.
+    # and its capacity comes back.  (The CLC shows it terminated at once, so
+    # the node's own log says when it got there: capacity read before the
+    # launch reached the cluster would look free too.)
+    nc_log = cloud.daemons["nc1"].log_text
+    wait_for(f"{iid} ended on the node",
+             lambda: f"instance {iid}: shutting-down -> terminated" in nc_log(),
+             60)
     wait_for("capacity back", lambda: capacity(ec2)["c1.xlarge"] == (1, 1),
              60)
     with pytest.raises(botocore.exceptions.ClientError) as e:
