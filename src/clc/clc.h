@@ -130,6 +130,10 @@ bool ec2_filter_match(const struct ec2_filter *f, const char *value);
 /* reply.c */
 struct xml_writer *ec2_reply_start(struct ec2_req *r, const char *action);
 void ec2_reply_finish(struct ec2_req *r, struct xml_writer *w);
+/* Ends an operation: with err, drops w and answers err (freeing it); else
+ * sends w, unless w is NULL (answered already, e.g. a dry run). */
+void ec2_reply_end(struct ec2_req *r, struct xml_writer *w,
+                   struct koala_error *err);
 void ec2_reply_error(struct ec2_req *r, const struct koala_error *err);
 /* Replies with err and frees it. */
 void ec2_fail(struct ec2_req *r, struct koala_error *err);

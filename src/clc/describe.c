@@ -387,10 +387,5 @@ out:
     free(ids);
     free(seen);
     ec2_filters_free(&fs);
-    if (err) {
-        xml_writer_free(w);
-        return ec2_fail(r, err);
-    }
-    if (w)
-        ec2_reply_finish(r, w);
+    ec2_reply_end(r, w, err);
 }

@@ -419,12 +419,7 @@ out:
     free(owners);
     free(users);
     ec2_filters_free(&fs);
-    if (err) {
-        xml_writer_free(w);
-        return ec2_fail(r, err);
-    }
-    if (w)
-        ec2_reply_finish(r, w);
+    ec2_reply_end(r, w, err);
 }
 
 void ec2_deregister_image(struct ec2_req *r)

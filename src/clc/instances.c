@@ -229,13 +229,10 @@ static void reply_reservation(struct ec2_req *r, const char *reservation)
     if (clc_load_instances(r->db, r->who.id, reservation, &rows, &n, &err) < 0)
         return ec2_fail(r, err);
     struct xml_writer *w = ec2_reply_start(r, "RunInstances");
-    if (n > 0 && ec2_write_reservation(r, w, rows, n, &err) < 0) {
-        free(rows);
-        xml_writer_free(w);
-        return ec2_fail(r, err);
-    }
+    if (n > 0)
+        ec2_write_reservation(r, w, rows, n, &err);
     free(rows);
-    ec2_reply_finish(r, w);
+    ec2_reply_end(r, w, err);
 }
 
 /* The reservation a ClientToken already made, if any: 0 found, 1 none. */

@@ -221,11 +221,8 @@ static void key_reply(struct ec2_req *r, const char *action, const char *name,
     if (material)
         xml_text_element(w, "keyMaterial", material);
     xml_text_element(w, "keyPairId", k->id);
-    if (ec2_write_tag_set(r, w, k->id, &err) < 0) {
-        xml_writer_free(w);
-        return ec2_fail(r, err);
-    }
-    ec2_reply_finish(r, w);
+    ec2_write_tag_set(r, w, k->id, &err);
+    ec2_reply_end(r, w, err);
 }
 
 static int check_key_args(struct ec2_req *r, const char **name,
@@ -483,12 +480,7 @@ out:
     free(seen_n);
     free(seen_i);
     ec2_filters_free(&fs);
-    if (err) {
-        xml_writer_free(w);
-        return ec2_fail(r, err);
-    }
-    if (w)
-        ec2_reply_finish(r, w);
+    ec2_reply_end(r, w, err);
 }
 
 void ec2_delete_key_pair(struct ec2_req *r)

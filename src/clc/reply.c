@@ -75,6 +75,17 @@ void ec2_reply_finish(struct ec2_req *r, struct xml_writer *w)
     http_reply_take(r->http, 200, "text/xml;charset=UTF-8", doc, len);
 }
 
+void ec2_reply_end(struct ec2_req *r, struct xml_writer *w,
+                   struct koala_error *err)
+{
+    if (err) {
+        xml_writer_free(w);
+        return ec2_fail(r, err);
+    }
+    if (w)
+        ec2_reply_finish(r, w);
+}
+
 void ec2_reply_error(struct ec2_req *r, const struct koala_error *err)
 {
     const char *code = error_code(err);

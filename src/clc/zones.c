@@ -202,11 +202,7 @@ void ec2_describe_availability_zones(struct ec2_req *r)
     free(z.names);
     free(z.seen);
     ec2_filters_free(&fs);
-    if (rc < 0) {
-        xml_writer_free(z.w);
-        return ec2_fail(r, err);
-    }
-    ec2_reply_finish(r, z.w);
+    ec2_reply_end(r, z.w, err);
 }
 
 static void type_item(struct xml_writer *w, const struct instance_type *t)
