@@ -185,10 +185,9 @@ static void client_start(struct client *c, CURLM *multi, unsigned key_no)
             {host, SIGV4_UNSIGNED_PAYLOAD, amz_date, NULL}};
         struct sigv4_request req = {put ? "PUT" : "GET", path, "",
                                     header_lookup, &h};
-        char *auth = sigv4_sign(&req, o->access_key, o->secret, o->region,
-                                "s3", amz_date,
-                                "host;x-amz-content-sha256;x-amz-date",
-                                SIGV4_UNSIGNED_PAYLOAD);
+        char *auth = sigv4_sign(
+            &req, o->access_key, o->secret, o->region, "s3", amz_date,
+            "host;x-amz-content-sha256;x-amz-date", SIGV4_UNSIGNED_PAYLOAD);
         if (auth == NULL) {
             fprintf(stderr, "s3load: signing failed\n");
             exit(1);
@@ -220,15 +219,14 @@ static void client_start(struct client *c, CURLM *multi, unsigned key_no)
     curl_multi_add_handle(multi, c->easy);
 }
 
-static int run_http(const struct opts *o, const char *payload,
-                    struct stats *st, double *elapsed)
+static int run_http(const struct opts *o, const char *payload, struct stats *st,
+                    double *elapsed)
 {
     CURLM *multi = curl_multi_init();
     struct client *cl = calloc(o->clients, sizeof(*cl));
     if (multi == NULL || cl == NULL)
         return -1;
-    curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-                      (long)o->clients);
+    curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)o->clients);
     unsigned next_key = 0, running = 0;
     double t0 = now_s(), deadline = t0 + o->duration;
     bool put = strcmp(o->op, "put") == 0;
@@ -261,8 +259,10 @@ static int run_http(const struct opts *o, const char *payload,
             if (ok)
                 stats_add(st, ms, o->size);
             else if (st->errors++ < 5)
-                fprintf(stderr, "s3load: %s %s -> curl %d, HTTP %ld, %llu "
-                        "bytes\n", o->op, c->url, m->data.result, code,
+                fprintf(stderr,
+                        "s3load: %s %s -> curl %d, HTTP %ld, %llu "
+                        "bytes\n",
+                        o->op, c->url, m->data.result, code,
                         (unsigned long long)c->received);
             double t = now_s();
             if (t < deadline ||
@@ -353,8 +353,8 @@ static void *disk_main(void *arg)
     return NULL;
 }
 
-static int run_disk(const struct opts *o, const char *payload,
-                    struct stats *st, double *elapsed)
+static int run_disk(const struct opts *o, const char *payload, struct stats *st,
+                    double *elapsed)
 {
     if (o->dir == NULL || (mkdir(o->dir, 0755) < 0 && errno != EEXIST)) {
         fprintf(stderr, "s3load: disk mode needs --dir\n");
@@ -365,9 +365,11 @@ static int run_disk(const struct opts *o, const char *payload,
     unsigned started = 0;
     double t0 = now_s();
     for (unsigned i = 0; i < o->clients; i++) {
-        w[i] = (struct disk_worker){.o = o, .payload = payload,
+        w[i] = (struct disk_worker){.o = o,
+                                    .payload = payload,
                                     .deadline = t0 + o->duration,
-                                    .lock = &lock, .started = &started};
+                                    .lock = &lock,
+                                    .started = &started};
         pthread_create(&w[i].thread, NULL, disk_main, &w[i]);
     }
     for (unsigned i = 0; i < o->clients; i++) {
@@ -397,43 +399,88 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-    struct opts o = {.region = "us-east-1", .op = "get", .prefix = "obj-",
-                     .label = "s3", .size = 4096, .clients = 1,
-                     .duration = 5, .min_requests = 4, .objects = 64,
-                     .endpoint = "", .bucket = "bench"};
-    static const struct option lo[] = {
-        {"endpoint", 1, NULL, 'e'}, {"bucket", 1, NULL, 'b'},
-        {"access-key", 1, NULL, 'a'}, {"secret", 1, NULL, 's'},
-        {"region", 1, NULL, 'r'}, {"op", 1, NULL, 'o'},
-        {"size", 1, NULL, 'z'}, {"clients", 1, NULL, 'c'},
-        {"duration", 1, NULL, 'd'}, {"min-requests", 1, NULL, 'm'},
-        {"objects", 1, NULL, 'n'}, {"prefix", 1, NULL, 'p'},
-        {"dir", 1, NULL, 'D'}, {"label", 1, NULL, 'l'},
-        {"unsigned", 0, NULL, 'u'}, {"json", 0, NULL, 'j'},
-        {NULL, 0, NULL, 0}};
+    struct opts o = {.region = "us-east-1",
+                     .op = "get",
+                     .prefix = "obj-",
+                     .label = "s3",
+                     .size = 4096,
+                     .clients = 1,
+                     .duration = 5,
+                     .min_requests = 4,
+                     .objects = 64,
+                     .endpoint = "",
+                     .bucket = "bench"};
+    static const struct option lo[] = {{"endpoint", 1, NULL, 'e'},
+                                       {"bucket", 1, NULL, 'b'},
+                                       {"access-key", 1, NULL, 'a'},
+                                       {"secret", 1, NULL, 's'},
+                                       {"region", 1, NULL, 'r'},
+                                       {"op", 1, NULL, 'o'},
+                                       {"size", 1, NULL, 'z'},
+                                       {"clients", 1, NULL, 'c'},
+                                       {"duration", 1, NULL, 'd'},
+                                       {"min-requests", 1, NULL, 'm'},
+                                       {"objects", 1, NULL, 'n'},
+                                       {"prefix", 1, NULL, 'p'},
+                                       {"dir", 1, NULL, 'D'},
+                                       {"label", 1, NULL, 'l'},
+                                       {"unsigned", 0, NULL, 'u'},
+                                       {"json", 0, NULL, 'j'},
+                                       {NULL, 0, NULL, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
-        case 'e': o.endpoint = optarg; break;
-        case 'b': o.bucket = optarg; break;
-        case 'a': o.access_key = optarg; break;
-        case 's': o.secret = optarg; break;
-        case 'r': o.region = optarg; break;
-        case 'o': o.op = optarg; break;
+        case 'e':
+            o.endpoint = optarg;
+            break;
+        case 'b':
+            o.bucket = optarg;
+            break;
+        case 'a':
+            o.access_key = optarg;
+            break;
+        case 's':
+            o.secret = optarg;
+            break;
+        case 'r':
+            o.region = optarg;
+            break;
+        case 'o':
+            o.op = optarg;
+            break;
         case 'z':
             if (str_parse_size(optarg, &o.size) < 0)
                 usage();
             break;
-        case 'c': o.clients = (unsigned)atoi(optarg); break;
-        case 'd': o.duration = atof(optarg); break;
-        case 'm': o.min_requests = (unsigned)atoi(optarg); break;
-        case 'n': o.objects = (unsigned)atoi(optarg); break;
-        case 'p': o.prefix = optarg; break;
-        case 'D': o.dir = optarg; break;
-        case 'l': o.label = optarg; break;
-        case 'u': o.unsigned_ = true; break;
-        case 'j': o.json = true; break;
-        default: usage();
+        case 'c':
+            o.clients = (unsigned)atoi(optarg);
+            break;
+        case 'd':
+            o.duration = atof(optarg);
+            break;
+        case 'm':
+            o.min_requests = (unsigned)atoi(optarg);
+            break;
+        case 'n':
+            o.objects = (unsigned)atoi(optarg);
+            break;
+        case 'p':
+            o.prefix = optarg;
+            break;
+        case 'D':
+            o.dir = optarg;
+            break;
+        case 'l':
+            o.label = optarg;
+            break;
+        case 'u':
+            o.unsigned_ = true;
+            break;
+        case 'j':
+            o.json = true;
+            break;
+        default:
+            usage();
         }
     }
     bool disk = strcmp(o.op, "disk") == 0;

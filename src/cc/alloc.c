@@ -15,8 +15,8 @@
 
 #include "cc.h"
 
-int cc_subnet_parse(const char *cidr, const char *router,
-                    struct cc_subnet *out, struct koala_error **err)
+int cc_subnet_parse(const char *cidr, const char *router, struct cc_subnet *out,
+                    struct koala_error **err)
 {
     char addr[32];
     const char *slash = cidr ? strchr(cidr, '/') : NULL;
@@ -28,11 +28,12 @@ int cc_subnet_parse(const char *cidr, const char *router,
     addr[slash - cidr] = '\0';
     uint64_t prefix;
     struct in_addr a;
-    if (inet_pton(AF_INET, addr, &a) != 1 || str_to_u64(slash + 1, &prefix) < 0 ||
-        prefix < 8 || prefix > 30)
+    if (inet_pton(AF_INET, addr, &a) != 1 ||
+        str_to_u64(slash + 1, &prefix) < 0 || prefix < 8 || prefix > 30)
         return error_set(err, EINVAL, "InvalidParameterValue",
                          "subnet %s: an IPv4 CIDR with a prefix of 8 to 30 "
-                         "is needed", cidr);
+                         "is needed",
+                         cidr);
     uint32_t net = ntohl(a.s_addr);
     uint32_t mask = prefix == 0 ? 0 : ~0u << (32 - prefix);
     if ((net & ~mask) != 0)

@@ -118,8 +118,8 @@ int cc_options_load(const struct config *cfg, struct cc_options *opt,
         config_get_int(cfg, "cc", "terminated_keep", 3600,
                        &opt->terminated_keep_s, err) < 0 ||
         config_get_int(cfg, "cc", "workers", 16, &v, err) < 0 ||
-        config_get_bool(cfg, "cc", "manage_network", true,
-                        &opt->manage_network, err) < 0)
+        config_get_bool(cfg, "cc", "manage_network", true, &opt->manage_network,
+                        err) < 0)
         return -1;
     if (opt->fail_threshold < 1)
         opt->fail_threshold = 1;
@@ -133,12 +133,12 @@ int cc_options_load(const struct config *cfg, struct cc_options *opt,
 
 void cc_options_clear(struct cc_options *opt)
 {
-    char **strs[] = {&opt->listen_addr, &opt->data_dir, &opt->name,
-                     &opt->tls_cert, &opt->tls_key, &opt->ca,
-                     &opt->clc_endpoint, &opt->nodes, &opt->netns,
-                     &opt->bridge, &opt->subnet, &opt->router, &opt->dns,
-                     &opt->uplink, &opt->node_bridge, &opt->dhcp_lease,
-                     &opt->dnsmasq};
+    char **strs[] = {&opt->listen_addr,  &opt->data_dir, &opt->name,
+                     &opt->tls_cert,     &opt->tls_key,  &opt->ca,
+                     &opt->clc_endpoint, &opt->nodes,    &opt->netns,
+                     &opt->bridge,       &opt->subnet,   &opt->router,
+                     &opt->dns,          &opt->uplink,   &opt->node_bridge,
+                     &opt->dhcp_lease,   &opt->dnsmasq};
     for (size_t i = 0; i < ARRAY_SIZE(strs); i++) {
         free(*strs[i]);
         *strs[i] = NULL;
@@ -153,12 +153,12 @@ static char *dup_opt(const char *s)
 static int copy_options(struct cc_options *dst, const struct cc_options *src)
 {
     *dst = *src;
-    char **strs[] = {&dst->listen_addr, &dst->data_dir, &dst->name,
-                     &dst->tls_cert, &dst->tls_key, &dst->ca,
-                     &dst->clc_endpoint, &dst->nodes, &dst->netns,
-                     &dst->bridge, &dst->subnet, &dst->router, &dst->dns,
-                     &dst->uplink, &dst->node_bridge, &dst->dhcp_lease,
-                     &dst->dnsmasq};
+    char **strs[] = {&dst->listen_addr,  &dst->data_dir, &dst->name,
+                     &dst->tls_cert,     &dst->tls_key,  &dst->ca,
+                     &dst->clc_endpoint, &dst->nodes,    &dst->netns,
+                     &dst->bridge,       &dst->subnet,   &dst->router,
+                     &dst->dns,          &dst->uplink,   &dst->node_bridge,
+                     &dst->dhcp_lease,   &dst->dnsmasq};
     int rc = 0;
     for (size_t i = 0; i < ARRAY_SIZE(strs); i++) {
         const char *s = *strs[i];
@@ -204,8 +204,7 @@ void cc_parallel(struct cc *cc, struct workpool *pool, size_t n,
         free(jobs);
         return;
     }
-    struct latch l = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-                      n};
+    struct latch l = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, n};
     for (size_t i = 0; i < n; i++) {
         jobs[i] = (struct pjob){i, fn, ctx, &l};
         if (workpool_submit(pool, pjob_run, &jobs[i]) < 0)
@@ -254,8 +253,7 @@ void cc_free(struct cc *cc)
     free(cc);
 }
 
-static int setup_network(struct cc *cc, struct db *db,
-                         struct koala_error **err)
+static int setup_network(struct cc *cc, struct db *db, struct koala_error **err)
 {
     struct cc_network *net = &cc->net;
     if (!cc->opt.manage_network) {
@@ -319,18 +317,17 @@ struct cc *cc_new(const struct cc_options *opt, struct koala_error **err)
     /* One connection for each thread that may hold one while another
      * waits for one: the SOAP workers (whose operations wait for jobs on
      * cc->pool), cc->pool's and the poller's threads, and the poller. */
-    cc->db = db_pool_new(path, cc_migrations, cc_n_migrations,
-                         CC_HTTP_WORKERS + cc->opt.workers + CC_POLL_WORKERS +
-                             4,
-                         err);
+    cc->db = db_pool_new(
+        path, cc_migrations, cc_n_migrations,
+        CC_HTTP_WORKERS + cc->opt.workers + CC_POLL_WORKERS + 4, err);
     if (cc->db == NULL || (db = db_pool_get(cc->db, err)) == NULL)
         goto fail;
     snprintf(cc->net.name, sizeof(cc->net.name), CC_DEFAULT_NETWORK);
     cc->net.netns = cc->opt.netns;
     cc->net.bridge = cc->opt.bridge;
     cc->net.uplink = cc->opt.uplink;
-    if (cc_subnet_parse(cc->opt.subnet, cc->opt.router, &cc->net.subnet,
-                        err) < 0 ||
+    if (cc_subnet_parse(cc->opt.subnet, cc->opt.router, &cc->net.subnet, err) <
+            0 ||
         nodes_load(cc, db, err) < 0 ||
         (cc->opt.nodes &&
          nodes_configure_static(cc, db, cc->opt.nodes, err) < 0))

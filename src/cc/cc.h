@@ -45,10 +45,10 @@
 #define NC_NS "urn:koala:nc"
 #define CLC_NS "urn:koala:clc"
 #define CC_MAX_NODES 256
-#define CC_MAX_INSTANCES 256      /* per request */
-#define CC_MAX_BODY (4u << 20)    /* SOAP request bodies */
-#define CC_HTTP_WORKERS 64        /* threads running SOAP operations */
-#define CC_POLL_WORKERS 8         /* threads polling nodes */
+#define CC_MAX_INSTANCES 256   /* per request */
+#define CC_MAX_BODY (4u << 20) /* SOAP request bodies */
+#define CC_HTTP_WORKERS 64     /* threads running SOAP operations */
+#define CC_POLL_WORKERS 8      /* threads polling nodes */
 #define CC_DEFAULT_NETWORK "default"
 
 /* ---- options (cc.c: cc_options_load) ---- */
@@ -58,27 +58,27 @@ struct cc_options {
     char *listen_addr;
     uint16_t port;
     char *data_dir;
-    char *name;            /* the cluster (availability zone) */
+    char *name; /* the cluster (availability zone) */
     char *tls_cert, *tls_key, *ca;
-    char *clc_endpoint;    /* NULL: no notifications */
+    char *clc_endpoint; /* NULL: no notifications */
     enum cc_policy policy;
-    char *nodes;           /* static "name=url,..." or NULL */
+    char *nodes; /* static "name=url,..." or NULL */
     int64_t poll_interval_ms;
-    int64_t fail_threshold;  /* failed polls in a row before BROKEN */
-    int64_t nc_timeout_ms;   /* per call to an NC */
+    int64_t fail_threshold;    /* failed polls in a row before BROKEN */
+    int64_t nc_timeout_ms;     /* per call to an NC */
     int64_t terminated_keep_s; /* terminated instances kept this long */
-    unsigned workers;        /* threads calling NCs */
+    unsigned workers;          /* threads calling NCs */
     /* network */
-    bool manage_network;   /* false: no bridge, DHCP or NAT at all */
-    char *netns;           /* NULL: the host's namespace */
+    bool manage_network; /* false: no bridge, DHCP or NAT at all */
+    char *netns;         /* NULL: the host's namespace */
     char *bridge;
-    char *subnet;          /* CIDR */
-    char *router;          /* NULL: the subnet's first host */
-    char *dns;             /* "a,b" handed out by DHCP, or NULL */
-    char *uplink;          /* NULL: no NAT */
-    char *node_bridge;     /* told to NCs in netConfig; NULL: theirs */
-    char *dhcp_lease;      /* dnsmasq lease time ("12h") */
-    char *dnsmasq;         /* program (PATH searched) */
+    char *subnet;      /* CIDR */
+    char *router;      /* NULL: the subnet's first host */
+    char *dns;         /* "a,b" handed out by DHCP, or NULL */
+    char *uplink;      /* NULL: no NAT */
+    char *node_bridge; /* told to NCs in netConfig; NULL: theirs */
+    char *dhcp_lease;  /* dnsmasq lease time ("12h") */
+    char *dnsmasq;     /* program (PATH searched) */
 };
 
 /* Reads [cc] of cfg (every key has a default, see docs).  0 / -1. */
@@ -105,22 +105,22 @@ struct cc_node {
     char endpoint[256];
     enum cc_node_state state;
     char hypervisor[16];
-    struct cc_res max, avail;  /* as the NC last reported them */
+    struct cc_res max, avail; /* as the NC last reported them */
     /* Use the NC reports beyond the instances this CC placed there (what
      * it listed), seen in two polls in a row; and the last poll's figure. */
     struct cc_res foreign, foreign_last;
     int64_t instance_count;
-    int fails;                 /* failed polls in a row */
-    int64_t last_seen_ms;      /* wall clock of the last answer; 0 never */
+    int fails;            /* failed polls in a row */
+    int64_t last_seen_ms; /* wall clock of the last answer; 0 never */
     char last_error[200];
 };
 
 /* ---- scheduler (sched.c): pure functions, no locks ---- */
 struct sched_node {
     const char *name;
-    bool usable;          /* ENABLED */
+    bool usable; /* ENABLED */
     struct cc_res max;
-    struct cc_res free;   /* available less reservations */
+    struct cc_res free; /* available less reservations */
 };
 
 /* How many instances of t fit into r (0 when t asks for nothing). */
@@ -128,8 +128,7 @@ int64_t sched_fits(const struct cc_res *r, const struct cc_itype *t);
 /* Per type: max = sum over usable nodes of fits(max), available = sum of
  * fits(free). */
 void sched_capacity(const struct sched_node *nodes, size_t n,
-                    const struct cc_itype *t, int64_t *max,
-                    int64_t *available);
+                    const struct cc_itype *t, int64_t *max, int64_t *available);
 /* Places count instances of t: out[i] is the index (into nodes, which are
  * in a stable order) of instance i's node.  GREEDY takes the first node
  * with room; ROUNDROBIN starts after *cursor (the index last used, or
@@ -142,7 +141,7 @@ int sched_place(enum cc_policy policy, struct sched_node *nodes, size_t n,
 
 /* ---- addresses (alloc.c) ---- */
 struct cc_subnet {
-    uint32_t network;   /* host byte order */
+    uint32_t network; /* host byte order */
     unsigned prefix;
     uint32_t router;
     uint32_t broadcast;
@@ -150,8 +149,8 @@ struct cc_subnet {
 
 /* "10.111.0.0/16" (host bits must be zero; prefix 8..30); router NULL:
  * the first host. */
-int cc_subnet_parse(const char *cidr, const char *router,
-                    struct cc_subnet *out, struct koala_error **err);
+int cc_subnet_parse(const char *cidr, const char *router, struct cc_subnet *out,
+                    struct koala_error **err);
 void cc_ip_format(uint32_t ip, char out[16]);
 /* The instance's MAC: d0:0d: and 4 bytes of the instance id (its last 8
  * hex digits, or a hash of it); attempt > 0 gives other candidates for
@@ -185,7 +184,7 @@ struct cc_instance {
     char network[32];
     int64_t launch_ms;
     char hypervisor[8];
-    bool seen;                /* listed by its NC since it was placed */
+    bool seen; /* listed by its NC since it was placed */
     bool terminate_requested;
     int64_t updated_ms;
 };
@@ -257,7 +256,7 @@ struct dhcp;
 struct cc_network {
     char name[32];
     struct cc_subnet subnet;
-    char *netns;    /* borrowed from the options */
+    char *netns; /* borrowed from the options */
     char *bridge;
     char *uplink;
     struct dhcp *dhcp;
@@ -268,13 +267,13 @@ int net_setup(struct cc_network *net, const char *ip_bin, const char *nft_bin,
               struct koala_error **err);
 
 struct dhcp_config {
-    const char *dnsmasq;    /* program path */
+    const char *dnsmasq; /* program path */
     const char *netns;
     const char *bridge;
     const struct cc_subnet *subnet;
-    const char *dns;        /* comma separated, or NULL */
-    const char *lease;      /* "12h" */
-    const char *dir;        /* files: dhcp-hosts, dnsmasq.{leases,pid,log} */
+    const char *dns;   /* comma separated, or NULL */
+    const char *lease; /* "12h" */
+    const char *dir;   /* files: dhcp-hosts, dnsmasq.{leases,pid,log} */
 };
 
 /* Formats the hosts file dnsmasq reads (pure; for tests). */
@@ -302,15 +301,15 @@ struct cc {
     struct cc_options opt;
     struct db_pool *db;
     struct http_server *http;
-    struct workpool *pool;        /* calls to NCs for requests */
-    struct workpool *poll_pool;   /* the poller's calls to NCs */
-    struct http_client_tls tls;   /* our certificate, for calling peers */
+    struct workpool *pool;      /* calls to NCs for requests */
+    struct workpool *poll_pool; /* the poller's calls to NCs */
+    struct http_client_tls tls; /* our certificate, for calling peers */
     pthread_mutex_t lock;
     pthread_mutex_t sched_lock;
-    pthread_mutex_t dhcp_sync_lock; /* reading the hosts + writing them */
+    pthread_mutex_t dhcp_sync_lock;     /* reading the hosts + writing them */
     struct cc_node nodes[CC_MAX_NODES]; /* by name */
     size_t n_nodes;
-    char rr_last[64];             /* ROUNDROBIN: node used last */
+    char rr_last[64]; /* ROUNDROBIN: node used last */
     struct cc_network net;
     bool net_ok;
     char net_error[200];
@@ -383,8 +382,8 @@ void cc_instance_write(struct xml_writer *w, const char *elem,
  * address when it is terminated, tells the CLC when something changed.
  * *dhcp_dirty is set when the DHCP hosts must be rewritten. */
 int cc_apply_report(struct cc *cc, struct db *db, const char *node,
-                    const struct nc_report *r, bool mark_seen,
-                    bool *dhcp_dirty, struct koala_error **err);
+                    const struct nc_report *r, bool mark_seen, bool *dhcp_dirty,
+                    struct koala_error **err);
 bool cc_state_valid(const char *state);
 /* Instance ids: "i-" and 8 or 17 hex digits. */
 bool cc_instance_id_valid(const char *id);
@@ -405,8 +404,8 @@ struct cc_req {
     struct buf body;
     bool too_big;
     struct xml_doc *doc;
-    const struct xml_node *op;  /* the Body's element */
-    struct db *db;              /* borrowed for the request */
+    const struct xml_node *op; /* the Body's element */
+    struct db *db;             /* borrowed for the request */
 };
 
 extern const struct http_handler cc_http_handler;

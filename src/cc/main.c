@@ -13,19 +13,38 @@
 
 /* Every key of [cc]: see cc.c for what each means. */
 static const char *const keys[] = {
-    "listen",         "data_dir",      "name",
-    "tls_cert",       "tls_key",       "ca",
-    "clc_endpoint",   "scheduler",     "nodes",
-    "poll_interval",  "node_fail_threshold", "nc_timeout",
-    "terminated_keep", "workers",      "manage_network",
-    "netns",          "bridge",        "subnet",
-    "router",         "dns",           "uplink",
-    "node_bridge",    "dhcp_lease",    "dnsmasq",
-    "log_level",      NULL,
+    "listen",
+    "data_dir",
+    "name",
+    "tls_cert",
+    "tls_key",
+    "ca",
+    "clc_endpoint",
+    "scheduler",
+    "nodes",
+    "poll_interval",
+    "node_fail_threshold",
+    "nc_timeout",
+    "terminated_keep",
+    "workers",
+    "manage_network",
+    "netns",
+    "bridge",
+    "subnet",
+    "router",
+    "dns",
+    "uplink",
+    "node_bridge",
+    "dhcp_lease",
+    "dnsmasq",
+    "log_level",
+    NULL,
 };
 
 static const struct daemon_spec spec = {
-    "koala-cc", "cc", keys,
+    "koala-cc",
+    "cc",
+    keys,
     "Runs the cluster controller.\n"
     "  --listen ADDR:PORT        SOAP over mutual TLS (127.0.0.1:8774)\n"
     "  --data-dir DIR            cc.db, DHCP files (/var/lib/koala/cc)\n"
@@ -46,8 +65,8 @@ static const struct daemon_spec spec = {
 int main(int argc, char **argv)
 {
     int status;
-    _cleanup_config_ struct config *cfg = daemon_config(&spec, argc, argv,
-                                                        &status);
+    _cleanup_config_ struct config *cfg =
+        daemon_config(&spec, argc, argv, &status);
     if (cfg == NULL)
         return status;
     struct koala_error *err = NULL;

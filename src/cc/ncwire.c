@@ -11,7 +11,7 @@
 #include "log.h"
 #include "soap.h"
 
-static const char *const states[] = {"pending", "running", "stopping",
+static const char *const states[] = {"pending", "running",       "stopping",
                                      "stopped", "shutting-down", "terminated"};
 
 bool cc_state_valid(const char *state)
@@ -41,8 +41,8 @@ int nc_call(struct cc *cc, const char *endpoint, const char *op, char *req,
             size_t len, unsigned timeout_ms, struct xml_doc **doc,
             const struct xml_node **body, struct koala_error **err)
 {
-    struct soap_client *c = soap_client_new(endpoint, &cc->tls,
-                                            timeout_ms, err);
+    struct soap_client *c =
+        soap_client_new(endpoint, &cc->tls, timeout_ms, err);
     if (c == NULL) {
         free(req);
         return -1;
@@ -129,8 +129,8 @@ void cc_instance_write(struct xml_writer *w, const char *elem,
 }
 
 int cc_apply_report(struct cc *cc, struct db *db, const char *node,
-                    const struct nc_report *r, bool mark_seen,
-                    bool *dhcp_dirty, struct koala_error **err)
+                    const struct nc_report *r, bool mark_seen, bool *dhcp_dirty,
+                    struct koala_error **err)
 {
     struct cc_instance in, now;
     if (db_begin(db, err) < 0)
@@ -155,8 +155,7 @@ int cc_apply_report(struct cc *cc, struct db *db, const char *node,
                  r->reason_message);
     }
     if (r->hypervisor[0])
-        snprintf(now.hypervisor, sizeof(now.hypervisor), "%s",
-                 r->hypervisor);
+        snprintf(now.hypervisor, sizeof(now.hypervisor), "%s", r->hypervisor);
     if (mark_seen)
         now.seen = true;
     bool changed = strcmp(now.state, in.state) != 0 ||

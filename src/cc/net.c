@@ -78,11 +78,11 @@ int net_setup(struct cc_network *net, const char *ip_bin, const char *nft_bin,
                          "the ip command (iproute2) is not installed");
     const char *ns = net->netns;
     struct koala_error *probe = NULL;
-    if (ip_cmd(ip_bin, ns, &probe, "link", "show", "dev", net->bridge,
-               NULL) < 0) {
+    if (ip_cmd(ip_bin, ns, &probe, "link", "show", "dev", net->bridge, NULL) <
+        0) {
         error_free(probe);
-        if (ip_cmd(ip_bin, ns, err, "link", "add", "name", net->bridge,
-                   "type", "bridge", NULL) < 0)
+        if (ip_cmd(ip_bin, ns, err, "link", "add", "name", net->bridge, "type",
+                   "bridge", NULL) < 0)
             return -1;
         log_info("network %s: created bridge %s%s%s", net->name, net->bridge,
                  ns ? " in netns " : "", ns ? ns : "");
@@ -93,11 +93,11 @@ int net_setup(struct cc_network *net, const char *ip_bin, const char *nft_bin,
              net->subnet.prefix);
     if (ip_cmd(ip_bin, ns, err, "addr", "replace", addr, "dev", net->bridge,
                NULL) < 0 ||
-        ip_cmd(ip_bin, ns, err, "link", "set", "dev", net->bridge, "up",
-               NULL) < 0)
+        ip_cmd(ip_bin, ns, err, "link", "set", "dev", net->bridge, "up", NULL) <
+            0)
         return -1;
-    if (ns && ip_cmd(ip_bin, ns, err, "link", "set", "dev", "lo", "up",
-                     NULL) < 0)
+    if (ns &&
+        ip_cmd(ip_bin, ns, err, "link", "set", "dev", "lo", "up", NULL) < 0)
         return -1;
     if ((ns || net->uplink) && proc_enable_forwarding(ns, err) < 0)
         return -1;

@@ -33,9 +33,12 @@
 const char *cc_node_state_name(enum cc_node_state s)
 {
     switch (s) {
-    case CC_NODE_ENABLED: return "ENABLED";
-    case CC_NODE_BROKEN: return "BROKEN";
-    default: return "NOTREADY";
+    case CC_NODE_ENABLED:
+        return "ENABLED";
+    case CC_NODE_BROKEN:
+        return "BROKEN";
+    default:
+        return "NOTREADY";
     }
 }
 
@@ -56,7 +59,8 @@ bool node_name_valid(const char *name)
 static bool endpoint_valid(const char *url)
 {
     return strlen(url) < 256 &&
-           (str_has_prefix(url, "https://") || str_has_prefix(url, "http://")) &&
+           (str_has_prefix(url, "https://") ||
+            str_has_prefix(url, "http://")) &&
            strchr(url, ' ') == NULL;
 }
 
@@ -100,8 +104,8 @@ int nodes_put(struct cc *cc, struct db *db, const char *name,
                          "node name '%s' is not valid", name);
     if (!endpoint_valid(endpoint))
         return error_set(err, EINVAL, "InvalidParameterValue",
-                         "node %s: endpoint '%s' is not an https:// URL",
-                         name, endpoint);
+                         "node %s: endpoint '%s' is not an https:// URL", name,
+                         endpoint);
     struct cc_node copy;
     bool found;
     pthread_mutex_lock(&cc->lock);
@@ -124,8 +128,7 @@ int nodes_put(struct cc *cc, struct db *db, const char *name,
         nd->state = CC_NODE_NOTREADY;
         nd->fails = 0;
         nd->foreign = nd->foreign_last = (struct cc_res){0};
-        log_info("node %s at %s %s", name, endpoint,
-                 found ? "moved" : "added");
+        log_info("node %s at %s %s", name, endpoint, found ? "moved" : "added");
     }
     copy = *nd;
     pthread_mutex_unlock(&cc->lock);
@@ -230,8 +233,7 @@ static int poll_describe_instances(struct cc *cc, const char *endpoint,
         }
         struct koala_error *e = NULL;
         if (nc_report_parse(i, &pr->reports[pr->n_reports], &e) < 0) {
-            log_warn("%s: ncDescribeInstances: %s", endpoint,
-                     error_message(e));
+            log_warn("%s: ncDescribeInstances: %s", endpoint, error_message(e));
             error_free(e);
             continue;
         }
@@ -255,8 +257,8 @@ static int poll_describe_resource(struct cc *cc, const char *endpoint,
         return -1;
     long long v[7];
     static const char *const names[7] = {
-        "coresMax",   "coresAvailable", "memoryMbMax", "memoryMbAvailable",
-        "diskGbMax",  "diskGbAvailable", "instanceCount"};
+        "coresMax",  "coresAvailable",  "memoryMbMax",  "memoryMbAvailable",
+        "diskGbMax", "diskGbAvailable", "instanceCount"};
     int rc = 0;
     for (int i = 0; i < 7 && rc == 0; i++)
         rc = soap_int(body, names[i], 0, &v[i], err);
@@ -361,14 +363,15 @@ static void update_foreign(struct cc *cc, const struct cc_node *polled,
     if (found && strcmp(cc->nodes[i].endpoint, polled->endpoint) == 0) {
         struct cc_node *nd = &cc->nodes[i];
         struct cc_res was = nd->foreign;
-        nd->foreign = (struct cc_res){
-            min64(f.cores, nd->foreign_last.cores),
-            min64(f.memory_mb, nd->foreign_last.memory_mb),
-            min64(f.disk_gb, nd->foreign_last.disk_gb)};
+        nd->foreign =
+            (struct cc_res){min64(f.cores, nd->foreign_last.cores),
+                            min64(f.memory_mb, nd->foreign_last.memory_mb),
+                            min64(f.disk_gb, nd->foreign_last.disk_gb)};
         nd->foreign_last = f;
         if (memcmp(&was, &nd->foreign, sizeof(was)) != 0)
             log_info("node %s: in use by others: %lld cores, %lld MB, "
-                     "%lld GB", nd->name, (long long)nd->foreign.cores,
+                     "%lld GB",
+                     nd->name, (long long)nd->foreign.cores,
                      (long long)nd->foreign.memory_mb,
                      (long long)nd->foreign.disk_gb);
     }
@@ -410,8 +413,8 @@ static void reconcile(struct cc *cc, struct db *db, const struct cc_node *nd,
                    strcmp(state, "shutting-down") != 0 &&
                    strcmp(state, "terminated") != 0) {
             struct nc_report r;
-            if (nc_instance_op(cc, nd->endpoint, "ncTerminateInstance",
-                               in->id, &r, &e) < 0 ||
+            if (nc_instance_op(cc, nd->endpoint, "ncTerminateInstance", in->id,
+                               &r, &e) < 0 ||
                 cc_apply_report(cc, db, nd->name, &r, false, dirty, &e) < 0)
                 goto fail;
         }
@@ -515,7 +518,8 @@ static void *poller_main(void *arg)
         pthread_mutex_lock(&cc->poll_mu);
         struct timespec until;
         clock_gettime(CLOCK_MONOTONIC, &until);
-        int64_t ns = until.tv_nsec + (cc->opt.poll_interval_ms % 1000) * 1000000;
+        int64_t ns =
+            until.tv_nsec + (cc->opt.poll_interval_ms % 1000) * 1000000;
         until.tv_sec += cc->opt.poll_interval_ms / 1000 + ns / 1000000000;
         until.tv_nsec = ns % 1000000000;
         while (!cc->stopping && !cc->poll_now &&

@@ -43,14 +43,13 @@ void notifier_push(struct notifier *n, const struct cc_instance *in)
     if (i == n->n) {
         if (n->n == n->cap) {
             size_t cap = n->cap ? n->cap * 2 : 64;
-            struct cc_instance *g =
-                cap <= NOTIFY_MAX_QUEUE ? realloc(n->q, cap * sizeof(*g))
+            struct cc_instance *g = cap <= NOTIFY_MAX_QUEUE
+                                        ? realloc(n->q, cap * sizeof(*g))
                                         : NULL;
             if (g == NULL) {
                 n->failed++;
                 pthread_mutex_unlock(&n->mu);
-                log_warn("CLC notification for %s dropped: queue full",
-                         in->id);
+                log_warn("CLC notification for %s dropped: queue full", in->id);
                 return;
             }
             n->q = g;
@@ -73,8 +72,8 @@ static int send_batch(struct notifier *n, const struct cc_instance *b,
         cc_instance_write(w, "instance", &b[i]);
     size_t len;
     char *req = soap_finish(w, &len);
-    struct soap_client *c = soap_client_new(cc->opt.clc_endpoint, &cc->tls,
-                                            10000, err);
+    struct soap_client *c =
+        soap_client_new(cc->opt.clc_endpoint, &cc->tls, 10000, err);
     if (c == NULL) {
         free(req);
         return -1;
@@ -95,8 +94,7 @@ static bool pause_locked(struct notifier *n, int64_t ms)
     int64_t ns = until.tv_nsec + (ms % 1000) * 1000000;
     until.tv_sec += ms / 1000 + ns / 1000000000;
     until.tv_nsec = ns % 1000000000;
-    while (!n->stopping &&
-           pthread_cond_timedwait(&n->cv, &n->mu, &until) == 0)
+    while (!n->stopping && pthread_cond_timedwait(&n->cv, &n->mu, &until) == 0)
         ;
     return !n->stopping;
 }

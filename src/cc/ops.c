@@ -45,7 +45,7 @@ static void reply_instances(struct cc_req *r, const char *name,
 void cc_op_describe_instances(struct cc_req *r)
 {
     struct koala_error *err = NULL;
-    char (*idv)[32] = calloc(CC_MAX_INSTANCES, 32);
+    char(*idv)[32] = calloc(CC_MAX_INSTANCES, 32);
     const char *ptrs[CC_MAX_INSTANCES];
     size_t n_ids = 0, n = 0;
     struct cc_instance *list = NULL;
@@ -59,8 +59,8 @@ void cc_op_describe_instances(struct cc_req *r)
         goto fail;
     for (size_t i = 0; i < n_ids; i++)
         ptrs[i] = idv[i];
-    if (store_instance_list(db, n_ids ? ptrs : NULL, n_ids, &list, &n,
-                            &err) < 0)
+    if (store_instance_list(db, n_ids ? ptrs : NULL, n_ids, &list, &n, &err) <
+        0)
         goto fail;
     reply_instances(r, "DescribeInstancesResponse", list, n);
     free(list);
@@ -146,7 +146,7 @@ void cc_op_instances_action(struct cc_req *r, const char *op)
 {
     struct cc *cc = r->cc;
     struct koala_error *err = NULL;
-    char (*ids)[32] = calloc(CC_MAX_INSTANCES, 32);
+    char(*ids)[32] = calloc(CC_MAX_INSTANCES, 32);
     const char *ptrs[CC_MAX_INSTANCES];
     size_t n_ids = 0, n = 0;
     struct cc_instance *list = NULL;
@@ -238,9 +238,9 @@ static void write_node(struct xml_writer *w, const struct cc_node *nd,
         xml_u64_element(w, "coresAvailable",
                         (uint64_t)(v->free.cores > 0 ? v->free.cores : 0));
         xml_u64_element(w, "memoryMbMax", (uint64_t)nd->max.memory_mb);
-        xml_u64_element(w, "memoryMbAvailable",
-                        (uint64_t)(v->free.memory_mb > 0 ? v->free.memory_mb
-                                                         : 0));
+        xml_u64_element(
+            w, "memoryMbAvailable",
+            (uint64_t)(v->free.memory_mb > 0 ? v->free.memory_mb : 0));
         xml_u64_element(w, "diskGbMax", (uint64_t)nd->max.disk_gb);
         xml_u64_element(w, "diskGbAvailable",
                         (uint64_t)(v->free.disk_gb > 0 ? v->free.disk_gb : 0));
@@ -259,8 +259,7 @@ void cc_op_describe_resources(struct cc_req *r)
     struct koala_error *err = NULL;
     struct cc_itype types[64];
     size_t n_types = 0;
-    for (const struct xml_node *t = xml_next_child(r->op, NULL,
-                                                   "instanceType");
+    for (const struct xml_node *t = xml_next_child(r->op, NULL, "instanceType");
          t; t = xml_next_child(r->op, t, "instanceType")) {
         if (n_types == ARRAY_SIZE(types)) {
             error_set(&err, EINVAL, "InvalidParameterValue",
@@ -312,8 +311,8 @@ void cc_op_get_console_output(struct cc_req *r)
         return cc_fail(r, err);
     str_trim(id);
     struct cc_instance in;
-    int found = cc_instance_id_valid(id) ? store_instance_get(db, id, &in, &err)
-                                         : 2;
+    int found =
+        cc_instance_id_valid(id) ? store_instance_get(db, id, &in, &err) : 2;
     if (found == 2)
         error_set(&err, EINVAL, "InvalidInstanceID.Malformed",
                   "Invalid id: \"%s\"", id);
@@ -363,8 +362,8 @@ void cc_op_configure_nodes(struct cc_req *r)
     bool replace = replace_s && (strcmp(str_trim(replace_s), "true") == 0 ||
                                  strcmp(replace_s, "1") == 0);
     static const size_t max = CC_MAX_NODES;
-    char (*names)[64] = calloc(max, 64);
-    char (*urls)[256] = calloc(max, 256);
+    char(*names)[64] = calloc(max, 64);
+    char(*urls)[256] = calloc(max, 256);
     size_t n = 0;
     if (names == NULL || urls == NULL) {
         error_set(&err, ENOMEM, NULL, "out of memory");
@@ -374,8 +373,7 @@ void cc_op_configure_nodes(struct cc_req *r)
     for (const struct xml_node *x = xml_next_child(r->op, NULL, "node"); x;
          x = xml_next_child(r->op, x, "node")) {
         _cleanup_free_ char *name = soap_text(x, "name", &err);
-        _cleanup_free_ char *url = name ? soap_text(x, "endpoint", &err)
-                                        : NULL;
+        _cleanup_free_ char *url = name ? soap_text(x, "endpoint", &err) : NULL;
         if (url == NULL)
             goto out;
         if (n == max) {
@@ -388,7 +386,8 @@ void cc_op_configure_nodes(struct cc_req *r)
             !(str_has_prefix(u, "https://") || str_has_prefix(u, "http://"))) {
             error_set(&err, EINVAL, "InvalidParameterValue",
                       "node '%s' at '%s': a name of letters, digits, '.-_' "
-                      "and an https:// endpoint are needed", nm, u);
+                      "and an https:// endpoint are needed",
+                      nm, u);
             goto out;
         }
         snprintf(names[n], 64, "%s", nm);
@@ -445,8 +444,7 @@ void cc_op_notify_instance_state(struct cc_req *r)
     char endpoint[256];
     if (!nodes_endpoint(cc, node, endpoint)) {
         error_set(&err, ENOENT, "InvalidParameterValue",
-                  "node '%s' is not a node of cluster %s", node,
-                  cc->opt.name);
+                  "node '%s' is not a node of cluster %s", node, cc->opt.name);
         return cc_fail(r, err);
     }
     /* A node's certificate (koala-node-NAME, koala-nc-NAME) speaks only
@@ -463,8 +461,8 @@ void cc_op_notify_instance_state(struct cc_req *r)
         return cc_fail(r, err);
     }
     bool dirty = false;
-    for (const struct xml_node *x = xml_next_child(r->op, NULL, "instance");
-         x; x = xml_next_child(r->op, x, "instance")) {
+    for (const struct xml_node *x = xml_next_child(r->op, NULL, "instance"); x;
+         x = xml_next_child(r->op, x, "instance")) {
         struct nc_report rep;
         if (nc_report_parse(x, &rep, &err) < 0 ||
             cc_apply_report(cc, db, node, &rep, false, &dirty, &err) < 0)

@@ -28,8 +28,8 @@ char *proc_find(const char *prog)
         return access(prog, X_OK) == 0 ? strdup(prog) : NULL;
     const char *path = getenv("PATH");
     _cleanup_free_ char *dirs = NULL;
-    if (asprintf(&dirs, "%s:/usr/sbin:/sbin:/usr/bin:/bin",
-                 path ? path : "") < 0)
+    if (asprintf(&dirs, "%s:/usr/sbin:/sbin:/usr/bin:/bin", path ? path : "") <
+        0)
         return NULL;
     char *save = NULL;
     for (char *d = strtok_r(dirs, ":", &save); d;
@@ -122,9 +122,8 @@ int proc_run(const char *netns, const char *const *argv, const char *input,
     int rc = 0;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         const char *msg = output.data ? str_trim(output.data) : "";
-        rc = error_set(err, EIO, NULL, "%s%s%s exited with %d: %s",
-                       argv[0], netns ? " in netns " : "",
-                       netns ? netns : "",
+        rc = error_set(err, EIO, NULL, "%s%s%s exited with %d: %s", argv[0],
+                       netns ? " in netns " : "", netns ? netns : "",
                        WIFEXITED(status) ? WEXITSTATUS(status) : -1, msg);
     }
     buf_free(&output);
@@ -200,8 +199,7 @@ int proc_enable_forwarding(const char *netns, struct koala_error **err)
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        return error_set(err, EIO, NULL,
-                         "cannot enable IPv4 forwarding%s%s",
+        return error_set(err, EIO, NULL, "cannot enable IPv4 forwarding%s%s",
                          netns ? " in netns " : "", netns ? netns : "");
     return 0;
 }

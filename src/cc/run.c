@@ -68,11 +68,12 @@ int cc_parse_itype(const struct xml_node *n, struct cc_itype *t,
         soap_int(n, "diskGb", 0, &d, err) < 0)
         return -1;
     str_trim(name);
-    if (*name == '\0' || strlen(name) >= sizeof(t->name) || c < 1 ||
-        c > 4096 || m < 1 || m > (1LL << 32) || d < 0 || d > (1LL << 24))
+    if (*name == '\0' || strlen(name) >= sizeof(t->name) || c < 1 || c > 4096 ||
+        m < 1 || m > (1LL << 32) || d < 0 || d > (1LL << 24))
         return error_set(err, EINVAL, "InvalidParameterValue",
                          "instance type '%s' needs a name, cores >= 1, "
-                         "memoryMb >= 1 and diskGb >= 0", name);
+                         "memoryMb >= 1 and diskGb >= 0",
+                         name);
     snprintf(t->name, sizeof(t->name), "%s", name);
     t->cores = c;
     t->memory_mb = m;
@@ -133,8 +134,8 @@ static int parse_run(const struct xml_node *op, struct run_req *q,
                              CC_MAX_INSTANCES);
         _cleanup_free_ char *id = soap_text(i, "instanceId", err);
         long long li;
-        if (id == NULL || soap_int(i, "launchIndex", (long long)q->n, &li,
-                                   err) < 0)
+        if (id == NULL ||
+            soap_int(i, "launchIndex", (long long)q->n, &li, err) < 0)
             return -1;
         str_trim(id);
         if (!cc_instance_id_valid(id))
@@ -167,8 +168,7 @@ size_t cc_sched_view(struct cc *cc, struct db *db, struct cc_node *nodes,
             .usable = nd->state == CC_NODE_ENABLED,
             .max = nd->max,
             .free = {nd->max.cores - used.cores - nd->foreign.cores,
-                     nd->max.memory_mb - used.memory_mb -
-                         nd->foreign.memory_mb,
+                     nd->max.memory_mb - used.memory_mb - nd->foreign.memory_mb,
                      nd->max.disk_gb - used.disk_gb - nd->foreign.disk_gb},
         };
     }
@@ -177,8 +177,8 @@ size_t cc_sched_view(struct cc *cc, struct db *db, struct cc_node *nodes,
 
 /* Picks nodes and addresses and records the new instances; sched_lock
  * makes placement and recording one step. */
-static int place(struct cc *cc, struct db *db, struct run_req *q,
-                 size_t *n_new, struct koala_error **err)
+static int place(struct cc *cc, struct db *db, struct run_req *q, size_t *n_new,
+                 struct koala_error **err)
 {
     struct cc_node *nodes = malloc(CC_MAX_NODES * sizeof(*nodes));
     struct sched_node *view = malloc(CC_MAX_NODES * sizeof(*view));
@@ -202,12 +202,13 @@ static int place(struct cc *cc, struct db *db, struct run_req *q,
         goto out;
     bool fits_somewhere = false;
     for (size_t i = 0; i < n; i++)
-        fits_somewhere |= view[i].usable && sched_fits(&view[i].max,
-                                                       &q->type) > 0;
+        fits_somewhere |=
+            view[i].usable && sched_fits(&view[i].max, &q->type) > 0;
     if (!fits_somewhere) {
         error_set(err, ENOSPC, "InsufficientInstanceCapacity",
                   "There is no node in cluster %s that can hold an instance "
-                  "of type %s", cc->opt.name, q->type.name);
+                  "of type %s",
+                  cc->opt.name, q->type.name);
         goto out;
     }
     pthread_mutex_lock(&cc->lock);
@@ -216,14 +217,15 @@ static int place(struct cc *cc, struct db *db, struct run_req *q,
         if (strcmp(view[i].name, cc->rr_last) <= 0)
             cursor = i; /* the last node at or before the one used last */
     pthread_mutex_unlock(&cc->lock);
-    if (sched_place(cc->opt.policy, view, n, &q->type, *n_new, &cursor,
-                    idx) < 0) {
+    if (sched_place(cc->opt.policy, view, n, &q->type, *n_new, &cursor, idx) <
+        0) {
         int64_t max, avail;
         sched_capacity(view, n, &q->type, &max, &avail);
         error_set(err, ENOSPC, "InsufficientInstanceCapacity",
                   "There is not enough capacity in cluster %s for %zu "
-                  "instances of type %s (room for %lld)", cc->opt.name,
-                  *n_new, q->type.name, (long long)(avail < 0 ? 0 : avail));
+                  "instances of type %s (room for %lld)",
+                  cc->opt.name, *n_new, q->type.name,
+                  (long long)(avail < 0 ? 0 : avail));
         goto out;
     }
     if (db_begin(db, err) < 0)
@@ -242,8 +244,7 @@ static int place(struct cc *cc, struct db *db, struct run_req *q,
         in->type = q->type;
         snprintf(in->image_id, sizeof(in->image_id), "%s", q->image.id);
         if (q->have_kernel)
-            snprintf(in->kernel_id, sizeof(in->kernel_id), "%s",
-                     q->kernel.id);
+            snprintf(in->kernel_id, sizeof(in->kernel_id), "%s", q->kernel.id);
         if (q->have_ramdisk)
             snprintf(in->ramdisk_id, sizeof(in->ramdisk_id), "%s",
                      q->ramdisk.id);

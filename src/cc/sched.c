@@ -25,8 +25,7 @@ int64_t sched_fits(const struct cc_res *r, const struct cc_itype *t)
 }
 
 void sched_capacity(const struct sched_node *nodes, size_t n,
-                    const struct cc_itype *t, int64_t *max,
-                    int64_t *available)
+                    const struct cc_itype *t, int64_t *max, int64_t *available)
 {
     *max = 0;
     *available = 0;

@@ -84,8 +84,7 @@ static void dispatch(struct http_request *http)
 
 /* A fault document with an HTTP status other than SOAP's 500: for what
  * is not a SOAP request at all. */
-static void reply_http_error(struct cc_req *r, unsigned status,
-                             const char *msg)
+static void reply_http_error(struct cc_req *r, unsigned status, const char *msg)
 {
     struct koala_error *err = NULL;
     error_set_status(&err, (int)status, "InvalidRequest", "%s", msg);
@@ -109,15 +108,15 @@ static void on_request(struct http_request *http, void *ctx)
     r->http = http;
     http_request_set_data(http, r);
     if (strcmp(http_request_method(http), "POST") != 0)
-        return reply_http_error(r, 405, "the cluster controller takes SOAP "
-                                        "requests (POST)");
+        return reply_http_error(r, 405,
+                                "the cluster controller takes SOAP "
+                                "requests (POST)");
     uint64_t len;
     if (http_request_content_length(http, &len) && len > CC_MAX_BODY)
         reply_http_error(r, 413, "request too large");
 }
 
-static ssize_t on_body(struct http_request *http, const char *data,
-                       size_t len)
+static ssize_t on_body(struct http_request *http, const char *data, size_t len)
 {
     struct cc_req *r = http_request_data(http);
     if (r->body.len + len > CC_MAX_BODY || r->too_big) {

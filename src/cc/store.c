@@ -62,9 +62,9 @@ const char *const cc_migrations[] = {schema_v1};
 const size_t cc_n_migrations = ARRAY_SIZE(cc_migrations);
 
 #define INSTANCE_COLUMNS                                                       \
-    "id, reservation, owner, launch_index, state, reason_code, "              \
-    "reason_message, type_name, cores, memory_mb, disk_gb, image_id, "        \
-    "kernel_id, ramdisk_id, node, mac, ip, network, launch_ms, hypervisor, "  \
+    "id, reservation, owner, launch_index, state, reason_code, "               \
+    "reason_message, type_name, cores, memory_mb, disk_gb, image_id, "         \
+    "kernel_id, ramdisk_id, node, mac, ip, network, launch_ms, hypervisor, "   \
     "seen, terminate_requested, updated_ms"
 
 static void col_copy(sqlite3_stmt *st, int col, char *out, size_t size)
@@ -254,11 +254,11 @@ int store_instances_on_node(struct db *db, const char *node,
     *out = NULL;
     *n = 0;
     size_t cap = 0;
-    sqlite3_stmt *st = db_stmt(db,
-                               "SELECT " INSTANCE_COLUMNS
-                               " FROM instances WHERE node = ? AND "
-                               "state != 'terminated' ORDER BY id",
-                               err);
+    sqlite3_stmt *st =
+        db_stmt(db,
+                "SELECT " INSTANCE_COLUMNS " FROM instances WHERE node = ? AND "
+                "state != 'terminated' ORDER BY id",
+                err);
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
@@ -275,12 +275,12 @@ int store_instances_on_node(struct db *db, const char *node,
 int store_node_usage(struct db *db, const char *node, struct cc_res *out,
                      struct koala_error **err)
 {
-    sqlite3_stmt *st = db_stmt(
-        db,
-        "SELECT COALESCE(SUM(cores), 0), COALESCE(SUM(memory_mb), 0), "
-        "COALESCE(SUM(disk_gb), 0) FROM instances WHERE node = ? AND "
-        "state != 'terminated'",
-        err);
+    sqlite3_stmt *st =
+        db_stmt(db,
+                "SELECT COALESCE(SUM(cores), 0), COALESCE(SUM(memory_mb), 0), "
+                "COALESCE(SUM(disk_gb), 0) FROM instances WHERE node = ? AND "
+                "state != 'terminated'",
+                err);
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, node, -1, SQLITE_STATIC);
@@ -346,8 +346,7 @@ int store_node_put(struct db *db, const struct cc_node *n,
     return 0;
 }
 
-int store_node_delete(struct db *db, const char *name,
-                      struct koala_error **err)
+int store_node_delete(struct db *db, const char *name, struct koala_error **err)
 {
     sqlite3_stmt *st = db_stmt(db, "DELETE FROM nodes WHERE name = ?", err);
     if (st == NULL)

@@ -200,11 +200,11 @@ static void on_request(struct http_request *http, void *ctx)
     }
 }
 
-static ssize_t on_body(struct http_request *http, const char *data,
-                       size_t len)
+static ssize_t on_body(struct http_request *http, const char *data, size_t len)
 {
     struct ec2_req *r = http_request_data(http);
-    if (r->body.len + len > EC2_MAX_BODY || buf_append(&r->body, data, len) < 0) {
+    if (r->body.len + len > EC2_MAX_BODY ||
+        buf_append(&r->body, data, len) < 0) {
         r->too_big = true;
         return -1;
     }

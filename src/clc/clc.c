@@ -47,8 +47,8 @@ struct clc *clc_new(const struct clc_options *opt, struct koala_error **err)
         clc->opt.pending_timeout_s = 300;
     clc->data_dir = strdup(opt->data_dir);
     clc->region = strdup(opt->region ? opt->region : "koala-1");
-    clc->tls = (struct http_client_tls){opt->ca, opt->tls_cert, opt->tls_key,
-                                        false};
+    clc->tls =
+        (struct http_client_tls){opt->ca, opt->tls_cert, opt->tls_key, false};
     clc->keys = keycache_new(4096, 10000);
     if (clc->data_dir == NULL || clc->region == NULL || clc->keys == NULL) {
         error_set(err, ENOMEM, NULL, "out of memory");

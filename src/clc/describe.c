@@ -17,7 +17,7 @@ int ec2_state_code(const char *state)
     static const struct {
         const char *name;
         int code;
-    } codes[] = {{"pending", 0},    {"running", 16}, {"shutting-down", 32},
+    } codes[] = {{"pending", 0},     {"running", 16},  {"shutting-down", 32},
                  {"terminated", 48}, {"stopping", 64}, {"stopped", 80}};
     for (size_t i = 0; i < ARRAY_SIZE(codes); i++)
         if (strcmp(codes[i].name, state) == 0)
@@ -96,8 +96,9 @@ int clc_load_instances(struct db *db, int64_t owner, const char *reservation,
         free(*rows);
         *rows = NULL;
         *n = 0;
-        return rc == SQLITE_NOMEM ? error_set(err, ENOMEM, NULL, "out of memory")
-                                  : db_error(db, "listing instances", err);
+        return rc == SQLITE_NOMEM
+                   ? error_set(err, ENOMEM, NULL, "out of memory")
+                   : db_error(db, "listing instances", err);
     }
     return 0;
 }
@@ -211,8 +212,7 @@ int ec2_write_reservation(struct ec2_req *r, struct xml_writer *w,
 
 static const char *instance_filter_value(struct ec2_req *r,
                                          const struct instance_row *x,
-                                         const char *f, char *tmp,
-                                         size_t size)
+                                         const char *f, char *tmp, size_t size)
 {
     static const struct {
         const char *name;
@@ -258,11 +258,11 @@ static bool instance_wanted(struct ec2_req *r, const struct instance_row *x,
     for (size_t i = 0; i < fs->n; i++) {
         const struct ec2_filter *f = &fs->f[i];
         char tmp[160];
-        bool ok = ec2_is_tag_filter(f->name)
-                      ? ec2_tag_filter(r, x->id, f)
-                      : ec2_filter_match(f, instance_filter_value(
-                                                r, x, f->name, tmp,
-                                                sizeof(tmp)));
+        bool ok =
+            ec2_is_tag_filter(f->name)
+                ? ec2_tag_filter(r, x->id, f)
+                : ec2_filter_match(f, instance_filter_value(r, x, f->name, tmp,
+                                                            sizeof(tmp)));
         if (!ok)
             return false;
     }
@@ -272,14 +272,29 @@ static bool instance_wanted(struct ec2_req *r, const struct instance_row *x,
 void ec2_describe_instances(struct ec2_req *r)
 {
     struct koala_error *err = NULL;
-    static const char *const known[] = {
-        "instance-id", "instance-state-name", "instance-state-code",
-        "instance-type", "image-id", "kernel-id", "ramdisk-id", "key-name",
-        "launch-index", "private-ip-address", "private-dns-name",
-        "reservation-id", "availability-zone", "owner-id", "architecture",
-        "root-device-type", "hypervisor", "client-token",
-        "network-interface.mac-address", "state-reason-code", "tag-key",
-        "tag-value", NULL};
+    static const char *const known[] = {"instance-id",
+                                        "instance-state-name",
+                                        "instance-state-code",
+                                        "instance-type",
+                                        "image-id",
+                                        "kernel-id",
+                                        "ramdisk-id",
+                                        "key-name",
+                                        "launch-index",
+                                        "private-ip-address",
+                                        "private-dns-name",
+                                        "reservation-id",
+                                        "availability-zone",
+                                        "owner-id",
+                                        "architecture",
+                                        "root-device-type",
+                                        "hypervisor",
+                                        "client-token",
+                                        "network-interface.mac-address",
+                                        "state-reason-code",
+                                        "tag-key",
+                                        "tag-value",
+                                        NULL};
     struct ec2_filters fs;
     long long max = 0;
     const char **ids = NULL;
@@ -345,9 +360,8 @@ void ec2_describe_instances(struct ec2_req *r)
                 now - x->updated > TERMINATED_VISIBLE_MS)
                 continue;
             if (after_time >= 0 &&
-                (x->launch_time < after_time ||
-                 (x->launch_time == after_time &&
-                  strcmp(x->id, after_id) <= 0)))
+                (x->launch_time < after_time || (x->launch_time == after_time &&
+                                                 strcmp(x->id, after_id) <= 0)))
                 continue;
             if (!instance_wanted(r, x, &fs))
                 continue;
@@ -378,8 +392,8 @@ void ec2_describe_instances(struct ec2_req *r)
         char t[64];
         snprintf(t, sizeof(t), "%lld/%s", (long long)last->launch_time,
                  last->id);
-        _cleanup_free_ char *b = str_base64_encode((unsigned char *)t,
-                                                   strlen(t));
+        _cleanup_free_ char *b =
+            str_base64_encode((unsigned char *)t, strlen(t));
         xml_text_element(w, "nextToken", b);
     }
 out:

@@ -67,10 +67,11 @@ static void read_image(sqlite3_stmt *st, struct image *im)
 int clc_image_get(struct db *db, const char *id, int64_t viewer,
                   struct clc_image_ref *ref, struct koala_error **err)
 {
-    sqlite3_stmt *st = db_stmt(
-        db, "SELECT id, owner, kind, location, size, sha256, kernel_id,"
-            " ramdisk_id, state, public FROM images WHERE id = ?",
-        err);
+    sqlite3_stmt *st =
+        db_stmt(db,
+                "SELECT id, owner, kind, location, size, sha256, kernel_id,"
+                " ramdisk_id, state, public FROM images WHERE id = ?",
+                err);
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -114,11 +115,14 @@ static const char *sniff_kind(const unsigned char *h, size_t n,
         const char *magic;
         size_t len;
     } ramdisks[] = {
-        {"\x1f\x8b", 2},             /* gzip */
-        {"\xfd" "7zXZ", 5},          /* xz */
-        {"\x28\xb5\x2f\xfd", 4},     /* zstd */
-        {"\x02\x21\x4c\x18", 4},     /* lz4 legacy */
-        {"070701", 6}, {"070702", 6} /* cpio newc */
+        {"\x1f\x8b", 2}, /* gzip */
+        {"\xfd"
+         "7zXZ",
+         5},                     /* xz */
+        {"\x28\xb5\x2f\xfd", 4}, /* zstd */
+        {"\x02\x21\x4c\x18", 4}, /* lz4 legacy */
+        {"070701", 6},
+        {"070702", 6} /* cpio newc */
     };
     for (size_t i = 0; i < ARRAY_SIZE(ramdisks); i++)
         if (n >= ramdisks[i].len &&
@@ -185,8 +189,8 @@ void ec2_register_image(struct ec2_req *r)
                   "Architecture '%s' is not supported: x86_64", arch);
         return ec2_fail(r, err);
     }
-    if ((kernel && clc_check_boot_image(r->db, kernel, "kernel", r->who.id,
-                                        &err) < 0) ||
+    if ((kernel &&
+         clc_check_boot_image(r->db, kernel, "kernel", r->who.id, &err) < 0) ||
         (ramdisk && clc_check_boot_image(r->db, ramdisk, "ramdisk", r->who.id,
                                          &err) < 0) ||
         ec2_check_tag_specs(r, tag_types, &err) < 0)
@@ -332,11 +336,22 @@ static void image_item(struct ec2_req *r, struct xml_writer *w,
 void ec2_describe_images(struct ec2_req *r)
 {
     struct koala_error *err = NULL;
-    static const char *const known[] = {
-        "image-id", "name", "state", "image-type", "owner-id", "architecture",
-        "is-public", "kernel-id", "ramdisk-id", "manifest-location",
-        "description", "root-device-type", "virtualization-type", "tag-key",
-        "tag-value", NULL};
+    static const char *const known[] = {"image-id",
+                                        "name",
+                                        "state",
+                                        "image-type",
+                                        "owner-id",
+                                        "architecture",
+                                        "is-public",
+                                        "kernel-id",
+                                        "ramdisk-id",
+                                        "manifest-location",
+                                        "description",
+                                        "root-device-type",
+                                        "virtualization-type",
+                                        "tag-key",
+                                        "tag-value",
+                                        NULL};
     struct ec2_filters fs;
     if (ec2_parse_filters(r, known, &fs, &err) < 0)
         return ec2_fail(r, err);
@@ -349,9 +364,8 @@ void ec2_describe_images(struct ec2_req *r)
     size_t n = 0;
     bool *seen = calloc(n_ids + 1, 1);
     struct xml_writer *w = NULL;
-    if (seen == NULL ||
-        ec2_param_bool(r, "IncludeDeprecated", false, &include_deregistered,
-                       &err) < 0)
+    if (seen == NULL || ec2_param_bool(r, "IncludeDeprecated", false,
+                                       &include_deregistered, &err) < 0)
         goto out;
     if (ec2_dry_run(r))
         goto out;
@@ -400,10 +414,9 @@ void ec2_describe_images(struct ec2_req *r)
             char tmp[8];
             wanted = ec2_is_tag_filter(fs.f[j].name)
                          ? ec2_tag_filter(r, im->id, &fs.f[j])
-                         : ec2_filter_match(&fs.f[j],
-                                            image_filter_value(
-                                                im, fs.f[j].name, tmp,
-                                                sizeof(tmp)));
+                         : ec2_filter_match(
+                               &fs.f[j], image_filter_value(im, fs.f[j].name,
+                                                            tmp, sizeof(tmp)));
         }
         if (wanted)
             image_item(r, w, im, &err);
@@ -428,10 +441,10 @@ void ec2_deregister_image(struct ec2_req *r)
     const char *id = ec2_required(r, "ImageId", &err);
     if (id == NULL)
         return ec2_fail(r, err);
-    sqlite3_stmt *st = db_stmt(
-        r->db, "SELECT owner FROM images WHERE id = ? AND"
-               " state != 'deregistered'",
-        &err);
+    sqlite3_stmt *st = db_stmt(r->db,
+                               "SELECT owner FROM images WHERE id = ? AND"
+                               " state != 'deregistered'",
+                               &err);
     if (st == NULL)
         return ec2_fail(r, err);
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -442,15 +455,14 @@ void ec2_deregister_image(struct ec2_req *r)
         error_set(&err, ENOENT, "InvalidAMIID.NotFound",
                   "The image id '[%s]' does not exist", id);
     else if (rc == 0 && owner != r->who.id)
-        error_set(&err, EACCES, "AuthFailure",
-                  "Not authorized for image:%s", id);
+        error_set(&err, EACCES, "AuthFailure", "Not authorized for image:%s",
+                  id);
     if (err)
         return ec2_fail(r, err);
     if (ec2_dry_run(r))
         return;
     /* The row stays: instances launched from it still name it. */
-    if (clc_exec(r->db,
-                 "UPDATE images SET state = 'deregistered' WHERE id = ?",
+    if (clc_exec(r->db, "UPDATE images SET state = 'deregistered' WHERE id = ?",
                  "deregistering image", &err, id, NULL) < 0)
         return ec2_fail(r, err);
     struct xml_writer *w = ec2_reply_start(r, "DeregisterImage");

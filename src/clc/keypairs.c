@@ -55,8 +55,9 @@ static int ssh_blob(EVP_PKEY *key, struct buf *out)
         size_t n = sizeof(pub);
         if (!EVP_PKEY_get_raw_public_key(key, pub, &n) || n != 32)
             return -1;
-        return put_string(out, "ssh-ed25519", 11) < 0 ? -1
-               : put_string(out, pub, 32);
+        return put_string(out, "ssh-ed25519", 11) < 0
+                   ? -1
+                   : put_string(out, pub, 32);
     }
     BIGNUM *e = NULL, *n = NULL;
     int rc = -1;
@@ -120,9 +121,8 @@ static char *openssh_private_ed25519(EVP_PKEY *key, const struct buf *blob,
     if (sec.data)
         OPENSSL_cleanse(sec.data, sec.len);
     buf_free(&sec);
-    char *b64 = all.data ? str_base64_encode((unsigned char *)all.data,
-                                             all.len)
-                         : NULL;
+    char *b64 =
+        all.data ? str_base64_encode((unsigned char *)all.data, all.len) : NULL;
     buf_free(&all);
     if (b64 == NULL)
         return NULL;
@@ -260,8 +260,8 @@ void ec2_create_key_pair(struct ec2_req *r)
     if (ec2_dry_run(r))
         return;
     struct new_key k = {.type = ed ? "ed25519" : "rsa"};
-    EVP_PKEY *key = ed ? EVP_PKEY_Q_keygen(NULL, NULL, "ED25519")
-                       : EVP_RSA_gen(2048);
+    EVP_PKEY *key =
+        ed ? EVP_PKEY_Q_keygen(NULL, NULL, "ED25519") : EVP_RSA_gen(2048);
     struct buf blob = {0};
     char *material = NULL, *b64 = NULL;
     if (key == NULL || ssh_blob(key, &blob) < 0 ||
@@ -347,8 +347,8 @@ void ec2_import_key_pair(struct ec2_req *r)
         return ec2_fail(r, err);
     }
     buf_append(&line, text, n);
-    if (parse_openssh_public(line.data ? line.data : "", &k.type, &blob,
-                             &err) < 0) {
+    if (parse_openssh_public(line.data ? line.data : "", &k.type, &blob, &err) <
+        0) {
         buf_free(&line);
         return ec2_fail(r, err);
     }
@@ -380,9 +380,9 @@ void ec2_import_key_pair(struct ec2_req *r)
 void ec2_describe_key_pairs(struct ec2_req *r)
 {
     struct koala_error *err = NULL;
-    static const char *const known[] = {"key-name", "fingerprint",
-                                        "key-pair-id", "key-type", "tag-key",
-                                        "tag-value", NULL};
+    static const char *const known[] = {
+        "key-name", "fingerprint", "key-pair-id", "key-type",
+        "tag-key",  "tag-value",   NULL};
     struct ec2_filters fs;
     bool with_public;
     if (ec2_parse_filters(r, known, &fs, &err) < 0)

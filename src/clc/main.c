@@ -14,14 +14,25 @@ struct clc *clc_new(const struct clc_options *opt, struct koala_error **err);
 void clc_free(struct clc *clc);
 
 static const char *const keys[] = {
-    "listen",       "soap_listen",      "data_dir",         "tls_cert",
-    "tls_key",      "ca",               "api_tls_cert",     "api_tls_key",
-    "region",       "poll_interval_ms", "pending_timeout",  "log_level",
+    "listen",
+    "soap_listen",
+    "data_dir",
+    "tls_cert",
+    "tls_key",
+    "ca",
+    "api_tls_cert",
+    "api_tls_key",
+    "region",
+    "poll_interval_ms",
+    "pending_timeout",
+    "log_level",
     NULL,
 };
 
 static const struct daemon_spec spec = {
-    "koala-clc", "clc", keys,
+    "koala-clc",
+    "clc",
+    keys,
     "Serves the EC2 API on --listen and the components' interface (SOAP,\n"
     "mutual TLS) on --soap-listen.\n"
     "  --listen ADDR:PORT          the EC2 API (127.0.0.1:8773)\n"
@@ -41,8 +52,8 @@ static const struct daemon_spec spec = {
 int main(int argc, char **argv)
 {
     int status;
-    _cleanup_config_ struct config *cfg = daemon_config(&spec, argc, argv,
-                                                        &status);
+    _cleanup_config_ struct config *cfg =
+        daemon_config(&spec, argc, argv, &status);
     if (cfg == NULL)
         return status;
     struct koala_error *err = NULL;
@@ -67,10 +78,10 @@ int main(int argc, char **argv)
     opt.api_addr = api_addr;
     opt.soap_addr = soap_addr;
     int64_t poll_ms, pending_s;
-    if (config_get_int(cfg, "clc", "poll_interval_ms", 2000, &poll_ms,
-                       &err) < 0 ||
-        config_get_int(cfg, "clc", "pending_timeout", 300, &pending_s,
-                       &err) < 0) {
+    if (config_get_int(cfg, "clc", "poll_interval_ms", 2000, &poll_ms, &err) <
+            0 ||
+        config_get_int(cfg, "clc", "pending_timeout", 300, &pending_s, &err) <
+            0) {
         fprintf(stderr, "koala-clc: %s\n", error_message(err));
         error_free(err);
         free(api_addr);

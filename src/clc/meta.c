@@ -156,12 +156,13 @@ static void fill_account(sqlite3_stmt *st, int col, struct account *a)
 int clc_account_by_key(struct db *db, const char *access_key, char **secret,
                        struct account *a, struct koala_error **err)
 {
-    sqlite3_stmt *st = db_stmt(
-        db, "SELECT k.secret, a.id, a.number, a.canonical_id, a.name"
-            " FROM access_keys k JOIN users u ON u.id = k.user"
-            " JOIN accounts a ON a.id = u.account"
-            " WHERE k.access_key = ? AND k.active = 1",
-        err);
+    sqlite3_stmt *st =
+        db_stmt(db,
+                "SELECT k.secret, a.id, a.number, a.canonical_id, a.name"
+                " FROM access_keys k JOIN users u ON u.id = k.user"
+                " JOIN accounts a ON a.id = u.account"
+                " WHERE k.access_key = ? AND k.active = 1",
+                err);
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, access_key, -1, SQLITE_STATIC);
@@ -276,23 +277,21 @@ int clc_account_create(struct db *db, const char *name, char access_key[21],
     if (db_begin(db, err) < 0)
         return -1;
     if (clc_exec(db,
-                   "INSERT INTO accounts(name, number, canonical_id, created)"
-                   " VALUES(?,?,?,?)",
-                   "account", err, name, number, canonical, now, NULL) < 0)
+                 "INSERT INTO accounts(name, number, canonical_id, created)"
+                 " VALUES(?,?,?,?)",
+                 "account", err, name, number, canonical, now, NULL) < 0)
         goto fail;
     snprintf(acct, sizeof(acct), "#%lld",
              (long long)sqlite3_last_insert_rowid(db_handle(db)));
-    if (clc_exec(db,
-                   "INSERT INTO users(account, name, created) VALUES(?,?,?)",
-                   "user", err, acct, "admin", now, NULL) < 0)
+    if (clc_exec(db, "INSERT INTO users(account, name, created) VALUES(?,?,?)",
+                 "user", err, acct, "admin", now, NULL) < 0)
         goto fail;
     snprintf(user, sizeof(user), "#%lld",
              (long long)sqlite3_last_insert_rowid(db_handle(db)));
     if (clc_exec(db,
-                   "INSERT INTO access_keys(access_key, secret, user, created)"
-                   " VALUES(?,?,?,?)",
-                   "access key", err, access_key, secret, user, now,
-                   NULL) < 0)
+                 "INSERT INTO access_keys(access_key, secret, user, created)"
+                 " VALUES(?,?,?,?)",
+                 "access key", err, access_key, secret, user, now, NULL) < 0)
         goto fail;
     return db_commit(db, err);
 fail:
@@ -305,11 +304,12 @@ fail:
 int clc_account_any_key(struct db *db, int64_t account, char key[21],
                         char secret[41], struct koala_error **err)
 {
-    sqlite3_stmt *st = db_stmt(
-        db, "SELECT k.access_key, k.secret FROM access_keys k"
-            " JOIN users u ON u.id = k.user WHERE u.account = ? AND"
-            " k.active = 1 ORDER BY k.created LIMIT 1",
-        err);
+    sqlite3_stmt *st =
+        db_stmt(db,
+                "SELECT k.access_key, k.secret FROM access_keys k"
+                " JOIN users u ON u.id = k.user WHERE u.account = ? AND"
+                " k.active = 1 ORDER BY k.created LIMIT 1",
+                err);
     if (st == NULL)
         return -1;
     sqlite3_bind_int64(st, 1, account);
@@ -328,23 +328,24 @@ int clc_service_register(struct db *db, const struct service *s,
                          struct koala_error **err)
 {
     return clc_exec(db,
-                      "INSERT INTO services(kind, name, partition, endpoint)"
-                      " VALUES(?,?,?,?) ON CONFLICT(kind, name) DO UPDATE"
-                      " SET partition = excluded.partition,"
-                      " endpoint = excluded.endpoint",
-                      "registering service", err, s->kind, s->name,
-                      s->partition, s->endpoint, NULL);
+                    "INSERT INTO services(kind, name, partition, endpoint)"
+                    " VALUES(?,?,?,?) ON CONFLICT(kind, name) DO UPDATE"
+                    " SET partition = excluded.partition,"
+                    " endpoint = excluded.endpoint",
+                    "registering service", err, s->kind, s->name, s->partition,
+                    s->endpoint, NULL);
 }
 
 int clc_services_each(struct db *db, const char *kind,
-                      int (*fn)(void *ctx, const struct service *s),
-                      void *ctx, struct koala_error **err)
+                      int (*fn)(void *ctx, const struct service *s), void *ctx,
+                      struct koala_error **err)
 {
-    sqlite3_stmt *st = db_stmt(
-        db, "SELECT kind, name, partition, endpoint, state, message,"
-            " last_seen FROM services WHERE ?1 IS NULL OR kind = ?1"
-            " ORDER BY kind, name",
-        err);
+    sqlite3_stmt *st =
+        db_stmt(db,
+                "SELECT kind, name, partition, endpoint, state, message,"
+                " last_seen FROM services WHERE ?1 IS NULL OR kind = ?1"
+                " ORDER BY kind, name",
+                err);
     if (st == NULL)
         return -1;
     if (kind)
@@ -390,23 +391,24 @@ int clc_service_set_state(struct db *db, const char *kind, const char *name,
     const char *msg = message ? message : "";
     if (strcmp(state, "ENABLED") == 0)
         return clc_exec(db,
-                          "UPDATE services SET state = ?, message = ?,"
-                          " last_seen = ? WHERE kind = ? AND name = ?",
-                          "updating service", err, state, msg, now, kind,
-                          name, NULL);
+                        "UPDATE services SET state = ?, message = ?,"
+                        " last_seen = ? WHERE kind = ? AND name = ?",
+                        "updating service", err, state, msg, now, kind, name,
+                        NULL);
     return clc_exec(db,
-                      "UPDATE services SET state = ?, message = ?"
-                      " WHERE kind = ? AND name = ?",
-                      "updating service", err, state, msg, kind, name, NULL);
+                    "UPDATE services SET state = ?, message = ?"
+                    " WHERE kind = ? AND name = ?",
+                    "updating service", err, state, msg, kind, name, NULL);
 }
 
-int clc_instance_type(struct db *db, const char *name,
-                      struct instance_type *t, struct koala_error **err)
+int clc_instance_type(struct db *db, const char *name, struct instance_type *t,
+                      struct koala_error **err)
 {
-    sqlite3_stmt *st = db_stmt(
-        db, "SELECT name, cores, memory_mb, disk_gb FROM instance_types"
-            " WHERE name = ?",
-        err);
+    sqlite3_stmt *st =
+        db_stmt(db,
+                "SELECT name, cores, memory_mb, disk_gb FROM instance_types"
+                " WHERE name = ?",
+                err);
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);

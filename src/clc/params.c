@@ -28,8 +28,8 @@ int ec2_parse_params(struct ec2_req *r, const char *text, size_t len,
             r->params = np;
             struct ec2_param *pp = &r->params[r->n_params];
             pp->name = str_uri_decode(p, nlen, true);
-            pp->value = eq ? str_uri_decode(eq + 1, n - nlen - 1, true)
-                           : strdup("");
+            pp->value =
+                eq ? str_uri_decode(eq + 1, n - nlen - 1, true) : strdup("");
             if (pp->name == NULL || pp->value == NULL) {
                 free(pp->name);
                 free(pp->value);

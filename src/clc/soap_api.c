@@ -59,8 +59,7 @@ static int notify(struct http_request *http, struct clc *clc,
 }
 
 static int get_access_key(struct http_request *http, struct clc *clc,
-                          const struct xml_node *body,
-                          struct koala_error **err)
+                          const struct xml_node *body, struct koala_error **err)
 {
     if (!peer_is(http, "walrus", NULL))
         return error_set(err, EACCES, "AuthFailure",
@@ -114,8 +113,8 @@ static void describe_service(struct http_request *http, struct clc *clc)
     struct koala_error *err = NULL;
     struct cluster_count c = {0};
     struct db *db = db_pool_get(clc->db, &err);
-    int rc = db ? clc_services_each(db, "cluster", count_cluster, &c, &err)
-                : -1;
+    int rc =
+        db ? clc_services_each(db, "cluster", count_cluster, &c, &err) : -1;
     if (db)
         db_pool_put(clc->db, db);
     char msg[512];
@@ -178,8 +177,7 @@ static void on_request(struct http_request *http, void *ctx)
     http_request_set_data(http, b);
 }
 
-static ssize_t on_body(struct http_request *http, const char *data,
-                       size_t len)
+static ssize_t on_body(struct http_request *http, const char *data, size_t len)
 {
     struct buf *b = http_request_data(http);
     if (b->len + len > SOAP_MAX_MESSAGE || buf_append(b, data, len) < 0)

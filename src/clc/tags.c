@@ -42,11 +42,12 @@ static int owns(struct ec2_req *r, const char *id, const char *type,
     int rc = db_step_row(r->db, st, "looking up resource", err);
     db_stmt_done(st);
     if (rc == 1)
-        return error_set(err, ENOENT,
-                         strcmp(type, "instance") == 0 ? "InvalidInstanceID.NotFound"
-                         : strcmp(type, "image") == 0  ? "InvalidAMIID.NotFound"
-                                                       : "InvalidKeyPair.NotFound",
-                         "The ID '%s' does not exist", id);
+        return error_set(
+            err, ENOENT,
+            strcmp(type, "instance") == 0 ? "InvalidInstanceID.NotFound"
+            : strcmp(type, "image") == 0  ? "InvalidAMIID.NotFound"
+                                          : "InvalidKeyPair.NotFound",
+            "The ID '%s' does not exist", id);
     return rc;
 }
 
@@ -81,8 +82,7 @@ static int count_tags(struct ec2_req *r, const char *id, long *n,
 }
 
 static int put_tag(struct ec2_req *r, const char *id, const char *type,
-                   const char *key, const char *value,
-                   struct koala_error **err)
+                   const char *key, const char *value, struct koala_error **err)
 {
     char owner[24];
     snprintf(owner, sizeof(owner), "#%lld", (long long)r->who.id);
@@ -120,13 +120,13 @@ int ec2_check_tag_specs(struct ec2_req *r, const char *const *types,
                              "this operation.",
                              type);
         for (int j = 1;; j++) {
-            const char *k = ec2_paramf(r, "TagSpecification.%d.Tag.%d.Key", i,
-                                       j);
+            const char *k =
+                ec2_paramf(r, "TagSpecification.%d.Tag.%d.Key", i, j);
             if (k == NULL)
                 break;
-            if (check_tag(k, ec2_paramf(r, "TagSpecification.%d.Tag.%d.Value",
-                                        i, j),
-                          err) < 0)
+            if (check_tag(
+                    k, ec2_paramf(r, "TagSpecification.%d.Tag.%d.Value", i, j),
+                    err) < 0)
                 return -1;
         }
     }
@@ -142,8 +142,8 @@ int ec2_apply_tag_specs(struct ec2_req *r, const char *resource_type_name,
         if (strcmp(type, resource_type_name) != 0)
             continue;
         for (int j = 1;; j++) {
-            const char *k = ec2_paramf(r, "TagSpecification.%d.Tag.%d.Key", i,
-                                       j);
+            const char *k =
+                ec2_paramf(r, "TagSpecification.%d.Tag.%d.Key", i, j);
             if (k == NULL)
                 break;
             const char *v =
@@ -200,8 +200,7 @@ bool ec2_tag_filter(struct ec2_req *r, const char *resource_id,
 
 /* ---- CreateTags / DeleteTags / DescribeTags ---- */
 
-static int tag_request(struct ec2_req *r, bool create,
-                       struct koala_error **err)
+static int tag_request(struct ec2_req *r, bool create, struct koala_error **err)
 {
     const char **ids = NULL;
     size_t n = ec2_param_list(r, "ResourceId", &ids);
@@ -226,8 +225,8 @@ static int tag_request(struct ec2_req *r, bool create,
     for (size_t i = 0; i < n; i++) {
         const char *type = resource_type(ids[i]);
         if (type == NULL) {
-            error_set(err, EINVAL, "InvalidID",
-                      "The ID '%s' is not valid", ids[i]);
+            error_set(err, EINVAL, "InvalidID", "The ID '%s' is not valid",
+                      ids[i]);
             goto out;
         }
         if (owns(r, ids[i], type, err) < 0)
@@ -336,11 +335,12 @@ void ec2_describe_tags(struct ec2_req *r)
         *tab = '\0';
         after_key = tab + 1;
     }
-    sqlite3_stmt *st = db_stmt(
-        r->db, "SELECT resource_id, resource_type, key, value FROM tags"
-               " WHERE owner = ? AND (resource_id > ?2 OR (resource_id = ?2"
-               " AND key > ?3)) ORDER BY resource_id, key",
-        &err);
+    sqlite3_stmt *st =
+        db_stmt(r->db,
+                "SELECT resource_id, resource_type, key, value FROM tags"
+                " WHERE owner = ? AND (resource_id > ?2 OR (resource_id = ?2"
+                " AND key > ?3)) ORDER BY resource_id, key",
+                &err);
     if (st == NULL) {
         ec2_filters_free(&fs);
         return ec2_fail(r, err);

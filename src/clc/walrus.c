@@ -86,12 +86,12 @@ char *clc_presign(struct clc *clc, struct db *db, int64_t owner,
         goto out;
     const char *host = strstr(endpoint, "://");
     host = host ? host + 3 : endpoint;
-    struct sigv4_request rq = {"GET", path.data, "", host_header, (void *)host,
-                               NULL};
+    struct sigv4_request rq = {"GET",       path.data,    "",
+                               host_header, (void *)host, NULL};
     query = sigv4_presign(&rq, key, secret, clc->region, "s3", time(NULL),
                           expires_s);
-    if (query == NULL || asprintf(&url, "%s%s?%s", endpoint, path.data,
-                                  query) < 0) {
+    if (query == NULL ||
+        asprintf(&url, "%s%s?%s", endpoint, path.data, query) < 0) {
         url = NULL;
         error_set(err, ENOMEM, NULL, "cannot presign %s", location);
     }
@@ -138,7 +138,8 @@ int clc_walrus_digest(struct clc *clc, struct db *db, int64_t owner,
         return error_set(err, ENOMEM, NULL, "out of memory");
     struct http_client_request rq = {
         .url = url,
-        .sink = {.kind = HTTP_CLIENT_SINK_CALLBACK, .write = digest_write,
+        .sink = {.kind = HTTP_CLIENT_SINK_CALLBACK,
+                 .write = digest_write,
                  .ctx = &d},
         .tls = clc->opt.ca ? &clc->tls : NULL,
         .connect_timeout_ms = 5000,
@@ -156,8 +157,8 @@ int clc_walrus_digest(struct clc *clc, struct db *db, int64_t owner,
                        "readable by its owner (HTTP %ld)",
                        location, resp.status);
     } else if (resp.status != 200) {
-        rc = error_set(err, EIO, "ServiceUnavailable",
-                       "reading %s: HTTP %ld", location, resp.status);
+        rc = error_set(err, EIO, "ServiceUnavailable", "reading %s: HTTP %ld",
+                       location, resp.status);
     } else {
         unsigned char md[CHECKSUM_MAX_LEN];
         checksum_final(d.sha, md);

@@ -83,8 +83,8 @@ static int component_cert(const char *dir, const char *file, const char *cn,
         return -1;
     endpoint_san(endpoint, san, sizeof(san));
     const char *sans[] = {san, "IP:127.0.0.1", NULL};
-    struct ca_request rq = {.cn = cn, .sans = sans, .server = true,
-                            .client = true};
+    struct ca_request rq = {
+        .cn = cn, .sans = sans, .server = true, .client = true};
     char ca[4096];
     snprintf(ca, sizeof(ca), "%s/ca", dir);
     return ca_issue(ca, &rq, cert, key, err);
@@ -99,7 +99,8 @@ int cli_init(const char *dir, const char *admin, struct koala_error **err)
         return -1;
     char pem[4200];
     snprintf(pem, sizeof(pem), "%s/ca.pem", ca);
-    if (access(pem, F_OK) != 0 && ca_create(ca, "Koala cloud CA", 3650, err) < 0)
+    if (access(pem, F_OK) != 0 &&
+        ca_create(ca, "Koala cloud CA", 3650, err) < 0)
         return -1;
     if (component_cert(dir, "clc", "koala-clc", "https://127.0.0.1:8777/",
                        err) < 0)
@@ -133,16 +134,14 @@ int cli_account_create(const char *dir, const char *name,
     char key[21], secret[41];
     int rc = clc_account_create(db, name, key, secret, err);
     if (rc == 0)
-        printf("AWS_ACCESS_KEY_ID=%s\nAWS_SECRET_ACCESS_KEY=%s\n", key,
-               secret);
+        printf("AWS_ACCESS_KEY_ID=%s\nAWS_SECRET_ACCESS_KEY=%s\n", key, secret);
     close_clc(pool, db);
     return rc;
 }
 
-static int register_service(const char *dir, const char *kind,
-                            const char *name, const char *endpoint,
-                            const char *cluster, bool verbose,
-                            struct koala_error **err)
+static int register_service(const char *dir, const char *kind, const char *name,
+                            const char *endpoint, const char *cluster,
+                            bool verbose, struct koala_error **err)
 {
     static const char *const kinds[] = {"cluster", "node", "walrus", "sc",
                                         NULL};

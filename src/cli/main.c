@@ -63,12 +63,24 @@ static int cloud_cmd(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'd': dir = optarg; break;
-        case 'e': endpoint = optarg; break;
-        case 'c': cluster = optarg; break;
-        case 'a': admin = optarg; break;
-        case 'i': image_dir = optarg; break;
-        default: usage(stderr); return 2;
+        case 'd':
+            dir = optarg;
+            break;
+        case 'e':
+            endpoint = optarg;
+            break;
+        case 'c':
+            cluster = optarg;
+            break;
+        case 'a':
+            admin = optarg;
+            break;
+        case 'i':
+            image_dir = optarg;
+            break;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (dir == NULL)
@@ -121,9 +133,15 @@ static int ca_cmd(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'n': name = optarg; break;
-        case 'c': cert = optarg; break;
-        case 'k': key = optarg; break;
+        case 'n':
+            name = optarg;
+            break;
+        case 'c':
+            cert = optarg;
+            break;
+        case 'k':
+            key = optarg;
+            break;
         case 's':
             if (n_sans + 1 >= ARRAY_SIZE(sans)) {
                 fprintf(stderr, "koala: too many --san\n");
@@ -131,10 +149,18 @@ static int ca_cmd(int argc, char **argv)
             }
             sans[n_sans++] = optarg;
             break;
-        case 'S': rq.server = true; break;
-        case 'C': rq.client = true; break;
-        case 'd': rq.days = (unsigned)atoi(optarg); break;
-        default: usage(stderr); return 2;
+        case 'S':
+            rq.server = true;
+            break;
+        case 'C':
+            rq.client = true;
+            break;
+        case 'd':
+            rq.days = (unsigned)atoi(optarg);
+            break;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     struct koala_error *err = NULL;
@@ -188,16 +214,16 @@ static int walrus_cmd(int argc, char **argv)
             (db = db_pool_get(pool, &err)) == NULL ||
             meta_add_user(db, argv[optind + 1], key, secret, &err) < 0)
             goto out;
-        printf("AWS_ACCESS_KEY_ID=%s\nAWS_SECRET_ACCESS_KEY=%s\n", key,
-               secret);
+        printf("AWS_ACCESS_KEY_ID=%s\nAWS_SECRET_ACCESS_KEY=%s\n", key, secret);
         rc = 0;
     } else if (strcmp(verb, "list-users") == 0) {
         if ((pool = walrus_open_db(data_dir, 1, &err)) == NULL ||
             (db = db_pool_get(pool, &err)) == NULL)
             goto out;
         sqlite3_stmt *st = db_stmt(
-            db, "SELECT a.name, a.canonical_id, k.access_key FROM accounts a"
-                " JOIN access_keys k ON k.account_id = a.id ORDER BY a.name",
+            db,
+            "SELECT a.name, a.canonical_id, k.access_key FROM accounts a"
+            " JOIN access_keys k ON k.account_id = a.id ORDER BY a.name",
             &err);
         if (st == NULL)
             goto out;
@@ -230,8 +256,8 @@ int main(int argc, char **argv)
         return walrus_cmd(argc - 1, argv + 1);
     if (strcmp(argv[1], "ca") == 0)
         return ca_cmd(argc - 1, argv + 1);
-    static const char *const cloud[] = {"init", "account", "register",
-                                        "services", "up", "down"};
+    static const char *const cloud[] = {"init",     "account", "register",
+                                        "services", "up",      "down"};
     for (size_t i = 0; i < ARRAY_SIZE(cloud); i++)
         if (strcmp(argv[1], cloud[i]) == 0)
             return cloud_cmd(argc - 1, argv + 1);

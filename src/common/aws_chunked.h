@@ -1,8 +1,9 @@
 /* aws_chunked.h: a streaming decoder for the "aws-chunked" content encoding
  * that S3 clients use for streamed uploads:
  *
- *   hex-size[;chunk-signature=sig]\r\n data \r\n ... 0[;chunk-signature=sig]\r\n
- *   [trailer-name:value\r\n ... [x-amz-trailer-signature:sig\r\n]] \r\n
+ *   hex-size[;chunk-signature=sig]\r\n data \r\n ...
+ * 0[;chunk-signature=sig]\r\n [trailer-name:value\r\n ...
+ * [x-amz-trailer-signature:sig\r\n]] \r\n
  *
  * It is fed the HTTP body in pieces of any size (as they arrive from the
  * network, split anywhere) and hands the payload bytes, never the framing, to
@@ -32,8 +33,8 @@
 #define AWS_CHUNKED_MAX_SIGNED_CHUNK (16u * 1024 * 1024)
 
 enum aws_chunked_mode {
-    AWS_CHUNKED_SIGNED,          /* STREAMING-AWS4-HMAC-SHA256-PAYLOAD */
-    AWS_CHUNKED_SIGNED_TRAILER,  /* STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER */
+    AWS_CHUNKED_SIGNED,         /* STREAMING-AWS4-HMAC-SHA256-PAYLOAD */
+    AWS_CHUNKED_SIGNED_TRAILER, /* STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER */
     AWS_CHUNKED_UNSIGNED_TRAILER /* STREAMING-UNSIGNED-PAYLOAD-TRAILER */
 };
 

@@ -189,8 +189,8 @@ unsigned char *str_base64_decode(const char *in, size_t *out_len)
         return NULL;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)in[i];
-        bool pad_ok = c == '=' && i >= len - 2 &&
-                      (i == len - 1 || in[len - 1] == '=');
+        bool pad_ok =
+            c == '=' && i >= len - 2 && (i == len - 1 || in[len - 1] == '=');
         if (!(isalnum(c) || c == '+' || c == '/' || pad_ok))
             return NULL;
     }
@@ -331,10 +331,22 @@ int str_parse_size(const char *s, uint64_t *out)
     switch (*end) {
     case '\0':
         break;
-    case 'k': case 'K': shift = 10; break;
-    case 'm': case 'M': shift = 20; break;
-    case 'g': case 'G': shift = 30; break;
-    case 't': case 'T': shift = 40; break;
+    case 'k':
+    case 'K':
+        shift = 10;
+        break;
+    case 'm':
+    case 'M':
+        shift = 20;
+        break;
+    case 'g':
+    case 'G':
+        shift = 30;
+        break;
+    case 't':
+    case 'T':
+        shift = 40;
+        break;
     default:
         return -1;
     }
@@ -398,9 +410,12 @@ static int parse_with(const char *s, const char *fmt, time_t *out)
 int time_parse(const char *s, time_t *out)
 {
     static const char *const fmts[] = {
-        "%Y%m%dT%H%M%SZ",           "%Y-%m-%dT%H:%M:%SZ",
-        "%Y-%m-%dT%H:%M:%S",        "%a, %d %b %Y %H:%M:%S GMT",
-        "%a, %d %b %Y %H:%M:%S +0000", "%A, %d-%b-%y %H:%M:%S GMT",
+        "%Y%m%dT%H%M%SZ",
+        "%Y-%m-%dT%H:%M:%SZ",
+        "%Y-%m-%dT%H:%M:%S",
+        "%a, %d %b %Y %H:%M:%S GMT",
+        "%a, %d %b %Y %H:%M:%S +0000",
+        "%A, %d-%b-%y %H:%M:%S GMT",
         "%a %b %d %H:%M:%S %Y",
     };
     if (s == NULL)

@@ -27,15 +27,14 @@ int buf_append_char(struct buf *b, char c);
 int buf_printf(struct buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap);
-void buf_reset(struct buf *b);             /* len = 0, keeps memory */
-char *buf_steal(struct buf *b);            /* caller owns; b is emptied */
-void buf_free(struct buf *b);              /* frees data; b is emptied */
+void buf_reset(struct buf *b);  /* len = 0, keeps memory */
+char *buf_steal(struct buf *b); /* caller owns; b is emptied */
+void buf_free(struct buf *b);   /* frees data; b is emptied */
 
 /* Percent-encoding as AWS signatures use it (RFC 3986 unreserved characters
  * kept, everything else %XX upper case).  When keep_slash is true '/' is kept.
  * Returns 0 / -1. */
-int str_uri_encode(struct buf *out, const char *s, size_t len,
-                   bool keep_slash);
+int str_uri_encode(struct buf *out, const char *s, size_t len, bool keep_slash);
 /* Decodes %XX (and '+' as space when plus_is_space).  Returns a malloc'd
  * string, or NULL on a malformed escape or a decoded NUL byte. */
 char *str_uri_decode(const char *s, size_t len, bool plus_is_space);

@@ -32,8 +32,8 @@ static int ssl_error(struct koala_error **err, const char *what)
 static int write_pem(const char *path, EVP_PKEY *key, X509 *cert,
                      struct koala_error **err)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-                  key ? 0600 : 0644);
+    int fd =
+        open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, key ? 0600 : 0644);
     if (fd < 0)
         return error_set_errno(err, "creating %s", path);
     FILE *f = fdopen(fd, "w");
@@ -90,8 +90,7 @@ static X509 *new_cert(const char *cn, EVP_PKEY *key, X509 *issuer,
                                     0) ||
         !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
                                     (const unsigned char *)cn, -1, -1, 0) ||
-        !X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer)
-                                        : name))
+        !X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : name))
         goto fail;
     return x;
 fail:
@@ -171,8 +170,8 @@ int ca_issue(const char *ca_dir, const struct ca_request *rq,
     if (load_ca(ca_dir, &ca, &ca_key, err) < 0)
         return -1;
     EVP_PKEY *key = EVP_EC_gen("P-256");
-    X509 *x = key ? new_cert(rq->cn, key, ca, rq->days ? rq->days : 3650)
-                  : NULL;
+    X509 *x =
+        key ? new_cert(rq->cn, key, ca, rq->days ? rq->days : 3650) : NULL;
     struct buf sans = {0}, eku = {0};
     for (const char *const *s = rq->sans; s && *s; s++)
         buf_printf(&sans, "%s%s", sans.len ? "," : "", *s);

@@ -102,11 +102,11 @@ static int on_entry(void *user, const char *section, const char *name,
  * other.  A line longer than inih's line buffer would be split in two and
  * its tail parsed as a line of its own; it is remembered and reported. */
 struct line_src {
-    FILE *f;       /* read from f, or else from s */
+    FILE *f; /* read from f, or else from s */
     const char *s;
     int lineno;
-    int too_long;  /* first line that did not fit, or 0 */
-    int max_len;   /* what fits */
+    int too_long; /* first line that did not fit, or 0 */
+    int max_len;  /* what fits */
 };
 
 static char *next_line(char *str, int num, void *stream)
@@ -149,8 +149,8 @@ static struct config *parse(struct line_src *src, const char *what,
     int rc = ini_parse_stream(next_line, src, on_entry, cfg);
     if (src->too_long && (rc == 0 || rc >= src->too_long)) {
         error_set(err, EINVAL, "InvalidConfiguration",
-                  "%s: line %d: longer than %d characters", what,
-                  src->too_long, src->max_len);
+                  "%s: line %d: longer than %d characters", what, src->too_long,
+                  src->max_len);
     } else if (rc == -2) {
         error_set(err, ENOMEM, NULL, "%s: out of memory", what);
     } else if (rc != 0) {

@@ -24,8 +24,8 @@ static void usage(const struct daemon_spec *d, FILE *f)
             d->name, d->section, d->help);
 }
 
-struct config *daemon_config(const struct daemon_spec *d, int argc,
-                             char **argv, int *status)
+struct config *daemon_config(const struct daemon_spec *d, int argc, char **argv,
+                             int *status)
 {
     size_t n = 0;
     while (d->keys[n])
@@ -42,8 +42,8 @@ struct config *daemon_config(const struct daemon_spec *d, int argc,
         for (char *p = names[i]; *p; p++)
             if (*p == '_')
                 *p = '-';
-        opts[i] = (struct option){names[i], required_argument, NULL,
-                                  (int)(256 + i)};
+        opts[i] =
+            (struct option){names[i], required_argument, NULL, (int)(256 + i)};
     }
     opts[n] = (struct option){"config", required_argument, NULL, 'c'};
     opts[n + 1] = (struct option){"help", no_argument, NULL, 'h'};
@@ -61,12 +61,12 @@ struct config *daemon_config(const struct daemon_spec *d, int argc,
         const char *name = argv[i] + 2;
         size_t len = strcspn(name, "=");
         const struct option *o = opts;
-        while (o->name && (strlen(o->name) != len ||
-                           strncmp(o->name, name, len) != 0))
+        while (o->name &&
+               (strlen(o->name) != len || strncmp(o->name, name, len) != 0))
             o++;
         if (o->name == NULL) {
-            fprintf(stderr, "%s: unknown option %.*s\n", d->name,
-                    (int)len + 2, argv[i]);
+            fprintf(stderr, "%s: unknown option %.*s\n", d->name, (int)len + 2,
+                    argv[i]);
             usage(d, stderr);
             *status = 2;
             return NULL;
@@ -91,8 +91,8 @@ struct config *daemon_config(const struct daemon_spec *d, int argc,
             *status = 0;
             return NULL;
         } else if (c >= 256 && c < 256 + (int)n) {
-            if (cmd == NULL || config_set(cmd, d->section, d->keys[c - 256],
-                                          optarg) < 0)
+            if (cmd == NULL ||
+                config_set(cmd, d->section, d->keys[c - 256], optarg) < 0)
                 goto oom;
         } else {
             usage(d, stderr);
@@ -100,8 +100,7 @@ struct config *daemon_config(const struct daemon_spec *d, int argc,
         }
     }
     if (optind != argc) {
-        fprintf(stderr, "%s: unexpected argument: %s\n", d->name,
-                argv[optind]);
+        fprintf(stderr, "%s: unexpected argument: %s\n", d->name, argv[optind]);
         usage(d, stderr);
         return NULL;
     }

@@ -33,8 +33,8 @@ struct daemon_spec {
  * the log level set.  NULL when the process is to exit with *status: 0
  * after --help, 1 for a configuration file that cannot be read, 2 for a
  * bad command line or log level (the reason said on stderr). */
-struct config *daemon_config(const struct daemon_spec *d, int argc,
-                             char **argv, int *status);
+struct config *daemon_config(const struct daemon_spec *d, int argc, char **argv,
+                             int *status);
 
 /* Blocks SIGINT and SIGTERM (in the caller and the threads it starts
  * later, which inherit the mask) and ignores SIGPIPE. */

@@ -35,18 +35,17 @@ int db_migrate(struct db *db, const char *const *migrations, size_t n,
 
 /* Returns the cached, reset, unbound statement for sql (a string whose
  * address stays valid: a literal), or NULL with *err set. */
-sqlite3_stmt *db_stmt(struct db *db, const char *sql,
-                      struct koala_error **err);
+sqlite3_stmt *db_stmt(struct db *db, const char *sql, struct koala_error **err);
 /* Resets and clears bindings of a statement obtained from db_stmt.  Always
  * call it when done (it is what makes the statement reusable). */
 void db_stmt_done(sqlite3_stmt *stmt);
 
-int db_begin(struct db *db, struct koala_error **err);    /* BEGIN IMMEDIATE */
+int db_begin(struct db *db, struct koala_error **err); /* BEGIN IMMEDIATE */
 /* BEGIN (deferred): several reads see one snapshot, and pay for SQLite's
  * locks once instead of once per statement. */
 int db_begin_read(struct db *db, struct koala_error **err);
 int db_commit(struct db *db, struct koala_error **err);
-void db_rollback(struct db *db);                          /* never fails */
+void db_rollback(struct db *db); /* never fails */
 
 /* Turns the last SQLite error of db into *err (code NULL: internal) and
  * returns -1. */

@@ -43,7 +43,7 @@ void error_free(struct koala_error *err);
 /* Frees *err and sets it to NULL: for retry paths. */
 void error_clear(struct koala_error **err);
 
-const char *error_code(const struct koala_error *err);  /* never NULL */
+const char *error_code(const struct koala_error *err); /* never NULL */
 /* A code that arrived from elsewhere (another component's fault) made into
  * a string that lives as long as the process, as codes must.  Codes are
  * few; past 512 distinct ones, "InternalError" is returned. */

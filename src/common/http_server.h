@@ -47,8 +47,7 @@ struct http_request;
 
 struct http_handler {
     void (*on_request)(struct http_request *req, void *ctx);
-    ssize_t (*on_body)(struct http_request *req, const char *data,
-                       size_t len);
+    ssize_t (*on_body)(struct http_request *req, const char *data, size_t len);
     void (*on_complete)(struct http_request *req);
     void (*on_done)(struct http_request *req);
     /* The request's headers are too large: reply with an error. */
@@ -56,13 +55,13 @@ struct http_handler {
 };
 
 struct http_server_config {
-    const char *address;        /* "127.0.0.1", "0.0.0.0", "::" */
-    uint16_t port;              /* 0: an ephemeral port */
-    unsigned max_connections;   /* 0: 1024 */
-    size_t max_header_bytes;    /* 0: 16 KiB (headers summed) */
-    unsigned idle_timeout_s;    /* 0: 120 */
-    unsigned threads;           /* event loop threads; 0: one per CPU (>= 2) */
-    unsigned workers;           /* threads for deferred work; 0: 32 */
+    const char *address;      /* "127.0.0.1", "0.0.0.0", "::" */
+    uint16_t port;            /* 0: an ephemeral port */
+    unsigned max_connections; /* 0: 1024 */
+    size_t max_header_bytes;  /* 0: 16 KiB (headers summed) */
+    unsigned idle_timeout_s;  /* 0: 120 */
+    unsigned threads;         /* event loop threads; 0: one per CPU (>= 2) */
+    unsigned workers;         /* threads for deferred work; 0: 32 */
     /* HTTPS: the server's certificate chain and key (PEM files); NULL for
      * plain HTTP. */
     const char *tls_cert_file;
@@ -100,8 +99,7 @@ void http_request_headers_foreach(const struct http_request *req,
 /* Sum of the header names' and values' lengths. */
 size_t http_request_header_bytes(const struct http_request *req);
 /* Content-Length, if the request has one: returns true and sets *len. */
-bool http_request_content_length(const struct http_request *req,
-                                 uint64_t *len);
+bool http_request_content_length(const struct http_request *req, uint64_t *len);
 /* The peer's address as text ("127.0.0.1"). */
 const char *http_request_peer(const struct http_request *req);
 /* With mutual TLS: the common name of the client's verified certificate;

@@ -34,14 +34,15 @@ void sigv2_auth_clear(struct sigv2_auth *auth);
  * NULL.  Header-signed requests must carry a Date or x-amz-date within 15
  * minutes of now (RequestTimeTooSkewed); presigned ones must not have
  * expired (AccessDenied).  Wrong signature: SignatureDoesNotMatch. */
-int sigv2_verify(const struct sigv4_request *req,
-                 const struct sigv2_auth *auth, const char *bucket_prefix,
-                 const char *secret, time_t now, struct koala_error **err);
+int sigv2_verify(const struct sigv4_request *req, const struct sigv2_auth *auth,
+                 const char *bucket_prefix, const char *secret, time_t now,
+                 struct koala_error **err);
 
 /* The string to sign (for tests, and for the SignatureDoesNotMatch reply's
  * StringToSign element); malloc'd. */
 char *sigv2_string_to_sign(const struct sigv4_request *req,
-                           const char *bucket_prefix, const char *date_or_expires);
+                           const char *bucket_prefix,
+                           const char *date_or_expires);
 /* base64(HMAC-SHA1(secret, string_to_sign)), malloc'd. */
 char *sigv2_sign(const char *secret, const char *string_to_sign);
 

@@ -426,8 +426,8 @@ static int compute_signature(const struct sigv4_request *req,
                              const char *payload_hash,
                              const unsigned char key[32], const char *date,
                              const char *region, const char *service,
-                             const char *amz_date, bool presigned,
-                             char out[65], struct koala_error **err)
+                             const char *amz_date, bool presigned, char out[65],
+                             struct koala_error **err)
 {
     struct buf creq = {0};
     if (build_canonical(req, signed_headers, payload_hash, service, presigned,
@@ -713,9 +713,8 @@ int sigv4_verify(const struct sigv4_request *req, const struct sigv4_auth *auth,
 }
 
 int sigv4_verify_key(const struct sigv4_request *req,
-                     const struct sigv4_auth *auth,
-                     const unsigned char key[32], time_t now,
-                     struct koala_error **err)
+                     const struct sigv4_auth *auth, const unsigned char key[32],
+                     time_t now, struct koala_error **err)
 {
     if (auth->access_key == NULL || auth->amz_date == NULL ||
         auth->signature == NULL || auth->signed_headers == NULL)
@@ -812,10 +811,9 @@ char *sigv4_presign(const struct sigv4_request *req, const char *access_key,
     struct koala_error *err = NULL;
     unsigned char key[32];
     sigv4_signing_key(secret, date, region, service, key);
-    int rc = compute_signature(&r, "host",
-                               s3 ? SIGV4_UNSIGNED_PAYLOAD : EMPTY_SHA256, key,
-                               date, region, service, amz_date, true, sig,
-                               &err);
+    int rc = compute_signature(
+        &r, "host", s3 ? SIGV4_UNSIGNED_PAYLOAD : EMPTY_SHA256, key, date,
+        region, service, amz_date, true, sig, &err);
     OPENSSL_cleanse(key, sizeof(key));
     if (rc < 0) {
         error_free(err);

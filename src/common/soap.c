@@ -33,8 +33,9 @@ char *soap_finish(struct xml_writer *w, size_t *len)
 static bool server_fault(const struct koala_error *err)
 {
     static const char *const server_codes[] = {
-        "InternalError", "ServiceUnavailable", "Unavailable",
-        "InsufficientInstanceCapacity", "InsufficientCapacity",
+        "InternalError",        "ServiceUnavailable",
+        "Unavailable",          "InsufficientInstanceCapacity",
+        "InsufficientCapacity",
     };
     if (err == NULL || err->code == NULL)
         return true;
@@ -166,8 +167,8 @@ struct soap_client *soap_client_new(const char *endpoint,
         c->ca_file = dup_or_null(tls->ca_file);
         c->cert_file = dup_or_null(tls->cert_file);
         c->key_file = dup_or_null(tls->key_file);
-        c->tls = (struct http_client_tls){c->ca_file, c->cert_file,
-                                          c->key_file, tls->insecure};
+        c->tls = (struct http_client_tls){c->ca_file, c->cert_file, c->key_file,
+                                          tls->insecure};
         c->have_tls = true;
     }
     c->http = http_client_new(err);
@@ -223,8 +224,8 @@ int soap_call(struct soap_client *c, const char *action, char *request,
     int rc = http_client_do(c->http, &rq, &resp, &e);
     free(request);
     if (rc < 0) {
-        error_set(err, e ? e->errnum : EIO, "ServiceUnavailable",
-                  "%s: %s: %s", action, c->endpoint, error_message(e));
+        error_set(err, e ? e->errnum : EIO, "ServiceUnavailable", "%s: %s: %s",
+                  action, c->endpoint, error_message(e));
         error_free(e);
         http_client_response_free(&resp);
         return -1;
@@ -236,8 +237,8 @@ int soap_call(struct soap_client *c, const char *action, char *request,
         /* Not SOAP at all: an HTTP error from the peer (403 without a
          * client certificate, ...). */
         error_clear(&e);
-        error_set(&e, EACCES, "ServiceUnavailable", "%s: %s: HTTP %ld",
-                  action, c->endpoint, resp.status);
+        error_set(&e, EACCES, "ServiceUnavailable", "%s: %s: HTTP %ld", action,
+                  c->endpoint, resp.status);
     }
     http_client_response_free(&resp);
     if (rc < 0) {

@@ -28,11 +28,9 @@ void xml_start(struct xml_writer *w, const char *name);
 void xml_attr(struct xml_writer *w, const char *name, const char *value);
 void xml_end(struct xml_writer *w); /* closes the innermost open element */
 /* <name>text</name>; text may be NULL for an empty element. */
-void xml_text_element(struct xml_writer *w, const char *name,
-                      const char *text);
-void xml_text_elementf(struct xml_writer *w, const char *name,
-                       const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+void xml_text_element(struct xml_writer *w, const char *name, const char *text);
+void xml_text_elementf(struct xml_writer *w, const char *name, const char *fmt,
+                       ...) __attribute__((format(printf, 3, 4)));
 void xml_u64_element(struct xml_writer *w, const char *name, uint64_t v);
 void xml_bool_element(struct xml_writer *w, const char *name, bool v);
 /* Closes every open element and returns the document (malloc'd, NUL

@@ -41,7 +41,9 @@ static const char *const keys[] = {
 };
 
 static const struct daemon_spec spec = {
-    "koala-nc", "nc", keys,
+    "koala-nc",
+    "nc",
+    keys,
     "Runs the node controller.\n"
     "  --listen ADDR:PORT       SOAP over mutual TLS (127.0.0.1:8775)\n"
     "  --data-dir DIR           instances and image cache "
@@ -68,8 +70,8 @@ static const struct daemon_spec spec = {
 int main(int argc, char **argv)
 {
     int status;
-    _cleanup_config_ struct config *cfg = daemon_config(&spec, argc, argv,
-                                                        &status);
+    _cleanup_config_ struct config *cfg =
+        daemon_config(&spec, argc, argv, &status);
     if (cfg == NULL)
         return status;
     struct koala_error *err = NULL;
@@ -119,8 +121,8 @@ int main(int argc, char **argv)
     opt.stop_timeout_s = (unsigned)stop_s;
     opt.terminated_ttl_s = (unsigned)ttl_s;
     char *addr = NULL;
-    if (str_split_hostport(GET("listen", "127.0.0.1:8775"), &addr,
-                           &opt.port) < 0) {
+    if (str_split_hostport(GET("listen", "127.0.0.1:8775"), &addr, &opt.port) <
+        0) {
         fprintf(stderr, "koala-nc: bad listen address\n");
         return 2;
     }

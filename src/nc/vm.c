@@ -231,14 +231,14 @@ int nc_vm_resume(struct qmp *q, pid_t pid, int nice, struct koala_error **err)
      * (Never our own session's group: that would renice koala-nc.) */
     snprintf(path, sizeof(path), "/proc/%d/autogroup", (int)pid);
     pid_t sid = getsid(pid);
-    int fd = sid > 0 && sid != getsid(0) ? open(path, O_WRONLY | O_CLOEXEC)
-                                         : -1;
+    int fd =
+        sid > 0 && sid != getsid(0) ? open(path, O_WRONLY | O_CLOEXEC) : -1;
     if (fd >= 0) {
         char v[16];
         int n = snprintf(v, sizeof(v), "%d\n", nice);
         if (write(fd, v, (size_t)n) != n)
-            log_warn("QEMU pid %d: setting its autogroup's nice: %s",
-                     (int)pid, strerror(errno));
+            log_warn("QEMU pid %d: setting its autogroup's nice: %s", (int)pid,
+                     strerror(errno));
         close(fd);
     }
     json_t *r = qmp_execute(q, "cont", NULL, 10000, err);

@@ -19,8 +19,10 @@ static const struct {
     const char *name;
     unsigned perm;
 } perm_names[] = {
-    {"FULL_CONTROL", PERM_FULL_CONTROL}, {"READ", PERM_READ},
-    {"WRITE", PERM_WRITE},               {"READ_ACP", PERM_READ_ACP},
+    {"FULL_CONTROL", PERM_FULL_CONTROL},
+    {"READ", PERM_READ},
+    {"WRITE", PERM_WRITE},
+    {"READ_ACP", PERM_READ_ACP},
     {"WRITE_ACP", PERM_WRITE_ACP},
 };
 
@@ -64,8 +66,9 @@ static void set_owner(struct acl *acl, const char *id, const char *name)
     snprintf(acl->owner_name, sizeof(acl->owner_name), "%s", name);
 }
 
-int acl_canned(struct acl *acl, const char *canned, const struct identity *owner,
-               const struct acl *bucket_acl, struct koala_error **err)
+int acl_canned(struct acl *acl, const char *canned,
+               const struct identity *owner, const struct acl *bucket_acl,
+               struct koala_error **err)
 {
     set_owner(acl, owner->canonical_id, owner->display_name);
     add_grant(acl, GRANTEE_USER, owner->canonical_id, owner->display_name,
@@ -84,10 +87,9 @@ int acl_canned(struct acl *acl, const char *canned, const struct identity *owner
                        strcmp(canned, "bucket-owner-full-control") == 0)) {
         if (strcmp(bucket_acl->owner_id, owner->canonical_id) == 0)
             return 0;
-        return add_grant(acl, GRANTEE_USER, bucket_acl->owner_id,
-                         bucket_acl->owner_name,
-                         canned[13] == 'r' ? PERM_READ : PERM_FULL_CONTROL,
-                         err);
+        return add_grant(
+            acl, GRANTEE_USER, bucket_acl->owner_id, bucket_acl->owner_name,
+            canned[13] == 'r' ? PERM_READ : PERM_FULL_CONTROL, err);
     }
     return error_set(err, EINVAL, "InvalidArgument",
                      "The canned ACL '%s' is not valid here.", canned);
@@ -159,9 +161,8 @@ static int parse_grant_header(struct s3_req *r, struct acl *acl,
 }
 
 int acl_from_headers(struct s3_req *r, struct acl *acl,
-                     const struct identity *owner,
-                     const struct acl *bucket_acl, bool *given,
-                     struct koala_error **err)
+                     const struct identity *owner, const struct acl *bucket_acl,
+                     bool *given, struct koala_error **err)
 {
     static const struct {
         const char *header;
@@ -318,9 +319,9 @@ char *acl_to_xml(const struct acl *acl, size_t *len)
             xml_text_element(x, "DisplayName", g->display_name);
         } else {
             xml_attr(x, "xsi:type", "Group");
-            xml_text_element(x, "URI", g->kind == GRANTEE_ALL_USERS
-                                           ? URI_ALL_USERS
-                                           : URI_AUTH_USERS);
+            xml_text_element(x, "URI",
+                             g->kind == GRANTEE_ALL_USERS ? URI_ALL_USERS
+                                                          : URI_AUTH_USERS);
         }
         xml_end(x);
         xml_text_element(x, "Permission", perm_name(g->perm));

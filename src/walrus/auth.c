@@ -48,8 +48,8 @@ static int lookup_secret(struct s3_req *r, const char *access_key,
                          char secret[KEYCACHE_MAX_SECRET], bool *cached,
                          struct koala_error **err)
 {
-    *cached = keycache_get(r->w->keys, access_key, secret, &r->who,
-                           sizeof(r->who));
+    *cached =
+        keycache_get(r->w->keys, access_key, secret, &r->who, sizeof(r->who));
     if (*cached)
         return 0;
     struct db *db = s3_db(r, err);

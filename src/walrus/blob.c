@@ -169,7 +169,8 @@ int blob_writer_write(struct blob_writer *bw, const void *data, size_t len,
     }
     if (bw->pending.len + len > BLOB_WRITE_BUFFER && flush(bw, err) < 0)
         return -1;
-    if (bw->pending.cap == 0 && buf_reserve(&bw->pending, BLOB_WRITE_BUFFER) < 0)
+    if (bw->pending.cap == 0 &&
+        buf_reserve(&bw->pending, BLOB_WRITE_BUFFER) < 0)
         return error_set(err, ENOMEM, NULL, "out of memory");
     return buf_append(&bw->pending, data, len) < 0
                ? error_set(err, ENOMEM, NULL, "out of memory")
@@ -192,9 +193,9 @@ int blob_writer_append_blob(struct walrus *w, struct blob_writer *bw,
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            int rc = n < 0 ? error_set_errno(err, "copying blob %s", src_id)
-                           : error_set(err, EIO, NULL, "blob %s is short",
-                                       src_id);
+            int rc =
+                n < 0 ? error_set_errno(err, "copying blob %s", src_id)
+                      : error_set(err, EIO, NULL, "blob %s is short", src_id);
             close(fd);
             return rc;
         }
@@ -286,10 +287,11 @@ int blob_mark_dead(struct db *db, const char *id, struct koala_error **err)
 static bool blob_referenced(struct db *db, const char *id,
                             struct koala_error **err, int *rc_out)
 {
-    sqlite3_stmt *st = db_stmt(
-        db, "SELECT 1 FROM objects WHERE blob=?1"
-            " UNION ALL SELECT 1 FROM parts WHERE blob=?1 LIMIT 1",
-        err);
+    sqlite3_stmt *st =
+        db_stmt(db,
+                "SELECT 1 FROM objects WHERE blob=?1"
+                " UNION ALL SELECT 1 FROM parts WHERE blob=?1 LIMIT 1",
+                err);
     if (st == NULL) {
         *rc_out = -1;
         return false;
@@ -390,7 +392,8 @@ int blob_recover(struct walrus *w, struct koala_error **err)
     db_pool_put(w->db, db);
     if (rc == 0 && (moved || removed))
         log_info("recovery: %d committed blobs moved into place, %d unfinished "
-                 "uploads removed", moved, removed);
+                 "uploads removed",
+                 moved, removed);
     return rc;
 }
 
@@ -410,7 +413,8 @@ static void *gc_main(void *arg)
         struct koala_error *err = NULL;
         struct db *db = db_pool_get(w->db, &err);
         if (db) {
-            while (collect(w, db, time_now_ms() - BLOB_GC_DELAY_MS, &err) == 256)
+            while (collect(w, db, time_now_ms() - BLOB_GC_DELAY_MS, &err) ==
+                   256)
                 ;
             db_pool_put(w->db, db);
         }

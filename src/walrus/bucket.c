@@ -47,8 +47,8 @@ static bool bucket_name_valid(const char *n)
         if (!(islower((unsigned char)c) || isdigit((unsigned char)c) ||
               c == '.' || c == '-'))
             return false;
-        if (c == '.' && (n[i + 1] == '.' || n[i + 1] == '-' ||
-                         (i > 0 && n[i - 1] == '-')))
+        if (c == '.' &&
+            (n[i + 1] == '.' || n[i + 1] == '-' || (i > 0 && n[i - 1] == '-')))
             return false;
     }
     if (!isalnum((unsigned char)n[0]) || !isalnum((unsigned char)n[len - 1]))
@@ -219,12 +219,14 @@ void s3_delete_bucket(struct s3_req *r)
     if (db_begin(db, &err) < 0)
         return s3_fail(r, err);
     int64_t objects = 0, uploads = 0;
-    if (count_rows(db, "SELECT count(*) FROM (SELECT 1 FROM objects"
-                       " WHERE bucket=? LIMIT 1)", r->bucket, &objects,
-                   &err) < 0 ||
-        count_rows(db, "SELECT count(*) FROM (SELECT 1 FROM uploads"
-                       " WHERE bucket=? LIMIT 1)", r->bucket, &uploads,
-                   &err) < 0) {
+    if (count_rows(db,
+                   "SELECT count(*) FROM (SELECT 1 FROM objects"
+                   " WHERE bucket=? LIMIT 1)",
+                   r->bucket, &objects, &err) < 0 ||
+        count_rows(db,
+                   "SELECT count(*) FROM (SELECT 1 FROM uploads"
+                   " WHERE bucket=? LIMIT 1)",
+                   r->bucket, &uploads, &err) < 0) {
         db_rollback(db);
         return s3_fail(r, err);
     }
@@ -305,9 +307,8 @@ void s3_get_bucket_versioning(struct s3_req *r)
     if (!is_owner(r, &b))
         return (void)(deny(&err), s3_fail(r, err));
     size_t len;
-    char *doc =
-        xml_writer_finish(xml_writer_new("VersioningConfiguration", S3_XMLNS),
-                          &len);
+    char *doc = xml_writer_finish(
+        xml_writer_new("VersioningConfiguration", S3_XMLNS), &len);
     s3_reply_xml(r, 200, doc, len);
 }
 

@@ -16,19 +16,19 @@
 #include "walrus.h"
 
 /* The local account of a CLC account, made on first sight. */
-static int local_account(struct db *db, const char *canonical,
-                         const char *name, struct identity *who,
-                         struct koala_error **err)
+static int local_account(struct db *db, const char *canonical, const char *name,
+                         struct identity *who, struct koala_error **err)
 {
     int rc = meta_identity_by_canonical(db, canonical, who, err);
     if (rc != 1)
         return rc;
     char local[160];
     snprintf(local, sizeof(local), "clc/%s", name);
-    sqlite3_stmt *st = db_stmt(
-        db, "INSERT OR IGNORE INTO accounts(name, canonical_id, created)"
-            " VALUES(?,?,?)",
-        err);
+    sqlite3_stmt *st =
+        db_stmt(db,
+                "INSERT OR IGNORE INTO accounts(name, canonical_id, created)"
+                " VALUES(?,?,?)",
+                err);
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, local, -1, SQLITE_STATIC);

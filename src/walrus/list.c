@@ -92,8 +92,8 @@ int s3_list_walk(struct db *db, const char *bucket, struct listing *l,
 {
     size_t plen = strlen(l->prefix);
     /* Lower bound and whether it is inclusive. */
-    char *bound = strdup(strcmp(l->after, l->prefix) > 0 ? l->after
-                                                         : l->prefix);
+    char *bound =
+        strdup(strcmp(l->after, l->prefix) > 0 ? l->after : l->prefix);
     bool inclusive = strcmp(l->after, l->prefix) < 0;
     if (bound == NULL)
         return error_set(err, ENOMEM, NULL, "out of memory");
@@ -111,11 +111,11 @@ int s3_list_walk(struct db *db, const char *bucket, struct listing *l,
     bool done = false;
     while (!done && rc == 0 && bound) {
         sqlite3_stmt *st = db_stmt(
-            db, inclusive
-                    ? "SELECT key, size, etag, mtime_ms, owner FROM objects"
-                      " WHERE bucket=? AND key>=? ORDER BY key LIMIT 1000"
-                    : "SELECT key, size, etag, mtime_ms, owner FROM objects"
-                      " WHERE bucket=? AND key>? ORDER BY key LIMIT 1000",
+            db,
+            inclusive ? "SELECT key, size, etag, mtime_ms, owner FROM objects"
+                        " WHERE bucket=? AND key>=? ORDER BY key LIMIT 1000"
+                      : "SELECT key, size, etag, mtime_ms, owner FROM objects"
+                        " WHERE bucket=? AND key>? ORDER BY key LIMIT 1000",
             err);
         if (st == NULL) {
             rc = -1;
@@ -267,9 +267,8 @@ void s3_list_objects(struct s3_req *r, int version)
     if (s3_list_walk(r->db, r->bucket, &l, &err) < 0)
         goto out;
 
-    static const char *const roots[] = {"", "ListBucketResult",
-                                        "ListBucketResult",
-                                        "ListVersionsResult"};
+    static const char *const roots[] = {
+        "", "ListBucketResult", "ListBucketResult", "ListVersionsResult"};
     struct xml_writer *x = xml_writer_new(roots[version], S3_XMLNS);
     xml_text_element(x, "Name", r->bucket);
     text_el(x, "Prefix", l.prefix, url);
@@ -301,8 +300,8 @@ void s3_list_objects(struct s3_req *r, int version)
             xml_text_element(x, "NextVersionIdMarker", "null");
         }
         if (version == 2) {
-            char *t = str_base64_encode((const unsigned char *)last,
-                                        strlen(last));
+            char *t =
+                str_base64_encode((const unsigned char *)last, strlen(last));
             xml_text_element(x, "NextContinuationToken", t ? t : "");
             free(t);
         }

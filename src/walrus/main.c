@@ -15,14 +15,15 @@ struct walrus *walrus_new(const struct walrus_options *opt,
 void walrus_free(struct walrus *w);
 
 static const char *const keys[] = {
-    "listen",   "data_dir", "region",          "domain",
-    "tls_cert", "tls_key",  "clc_endpoint",    "ca",
-    "clc_cert", "clc_key",  "max_connections", "max_header_bytes",
-    "log_level", NULL,
+    "listen",          "data_dir",         "region",    "domain",   "tls_cert",
+    "tls_key",         "clc_endpoint",     "ca",        "clc_cert", "clc_key",
+    "max_connections", "max_header_bytes", "log_level", NULL,
 };
 
 static const struct daemon_spec spec = {
-    "koala-walrus", "walrus", keys,
+    "koala-walrus",
+    "walrus",
+    keys,
     "Serves the S3 API.\n"
     "  --listen ADDR:PORT        (127.0.0.1:8773)\n"
     "  --data-dir DIR            buckets and objects "
@@ -40,8 +41,8 @@ static const struct daemon_spec spec = {
 int main(int argc, char **argv)
 {
     int status;
-    _cleanup_config_ struct config *cfg = daemon_config(&spec, argc, argv,
-                                                        &status);
+    _cleanup_config_ struct config *cfg =
+        daemon_config(&spec, argc, argv, &status);
     if (cfg == NULL)
         return status;
     struct koala_error *err = NULL;
@@ -58,8 +59,8 @@ int main(int argc, char **argv)
         .clc_key = GET("clc_key", NULL),
     };
     char *addr = NULL;
-    if (str_split_hostport(GET("listen", "127.0.0.1:8773"), &addr,
-                           &opt.port) < 0) {
+    if (str_split_hostport(GET("listen", "127.0.0.1:8773"), &addr, &opt.port) <
+        0) {
         fprintf(stderr, "koala-walrus: bad listen address\n");
         return 2;
     }
@@ -67,8 +68,8 @@ int main(int argc, char **argv)
     int64_t v;
     if (config_get_int(cfg, "walrus", "max_connections", 256, &v, &err) < 0 ||
         (opt.max_connections = (unsigned)v,
-         config_get_int(cfg, "walrus", "max_header_bytes", 16384, &v,
-                        &err)) < 0) {
+         config_get_int(cfg, "walrus", "max_header_bytes", 16384, &v, &err)) <
+            0) {
         fprintf(stderr, "koala-walrus: %s\n", error_message(err));
         error_free(err);
         free(addr);

@@ -71,10 +71,9 @@ static const char schema_v1[] =
     "  died_ms INTEGER NOT NULL);";
 
 /* v2: small objects' data in the database (see blob.c). */
-static const char schema_v2[] =
-    "CREATE TABLE inline_blobs ("
-    "  id TEXT PRIMARY KEY,"
-    "  data BLOB NOT NULL);";
+static const char schema_v2[] = "CREATE TABLE inline_blobs ("
+                                "  id TEXT PRIMARY KEY,"
+                                "  data BLOB NOT NULL);";
 
 const char *const walrus_migrations[] = {schema_v1, schema_v2};
 const size_t walrus_n_migrations = ARRAY_SIZE(walrus_migrations);
@@ -142,8 +141,8 @@ static int identity_where(struct db *db, const char *sql, int64_t id,
     return rc;
 }
 
-int meta_identity_by_id(struct db *db, int64_t account_id,
-                        struct identity *who, struct koala_error **err)
+int meta_identity_by_id(struct db *db, int64_t account_id, struct identity *who,
+                        struct koala_error **err)
 {
     return identity_where(
         db, "SELECT id, canonical_id, name FROM accounts WHERE id=?",
@@ -239,10 +238,11 @@ fail:
 int meta_bucket_get(struct db *db, const char *name, struct bucket_row *b,
                     struct koala_error **err)
 {
-    sqlite3_stmt *st = db_stmt(
-        db, "SELECT name, owner, region, acl, created FROM buckets"
-            " WHERE name=?",
-        err);
+    sqlite3_stmt *st =
+        db_stmt(db,
+                "SELECT name, owner, region, acl, created FROM buckets"
+                " WHERE name=?",
+                err);
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
@@ -262,12 +262,13 @@ int meta_bucket_get(struct db *db, const char *name, struct bucket_row *b,
 int meta_object_get(struct db *db, const char *bucket, const char *key,
                     struct object_row *o, struct koala_error **err)
 {
-    sqlite3_stmt *st = db_stmt(
-        db, "SELECT o.blob, o.size, o.etag, o.mtime_ms, o.headers,"
-            " o.checksum_alg, o.checksum, o.owner, o.acl, o.parts, i.data"
-            " FROM objects o LEFT JOIN inline_blobs i ON i.id = o.blob"
-            " WHERE o.bucket=? AND o.key=?",
-        err);
+    sqlite3_stmt *st =
+        db_stmt(db,
+                "SELECT o.blob, o.size, o.etag, o.mtime_ms, o.headers,"
+                " o.checksum_alg, o.checksum, o.owner, o.acl, o.parts, i.data"
+                " FROM objects o LEFT JOIN inline_blobs i ON i.id = o.blob"
+                " WHERE o.bucket=? AND o.key=?",
+                err);
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, bucket, -1, SQLITE_STATIC);
@@ -293,10 +294,10 @@ int meta_object_get(struct db *db, const char *bucket, const char *key,
             (o->is_inline && o->data == NULL))
             rc = error_set(err, ENOMEM, NULL, "out of memory");
         else if (o->is_inline && n != o->size)
-            rc = error_set(err, EIO, NULL, "inline data of %s: %zu bytes",
-                           key, n);
-        else if (acl_decode(&o->acl,
-                            (const char *)sqlite3_column_text(st, 8)) < 0)
+            rc = error_set(err, EIO, NULL, "inline data of %s: %zu bytes", key,
+                           n);
+        else if (acl_decode(&o->acl, (const char *)sqlite3_column_text(st, 8)) <
+                 0)
             rc = error_set(err, EINVAL, NULL, "bad ACL stored for %s", key);
         if (rc != 0)
             object_row_clear(o);
@@ -309,8 +310,8 @@ int meta_object_get(struct db *db, const char *bucket, const char *key,
 static int retire_current(struct db *db, const char *bucket, const char *key,
                           bool *existed, struct koala_error **err)
 {
-    sqlite3_stmt *st = db_stmt(
-        db, "SELECT blob FROM objects WHERE bucket=? AND key=?", err);
+    sqlite3_stmt *st =
+        db_stmt(db, "SELECT blob FROM objects WHERE bucket=? AND key=?", err);
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, bucket, -1, SQLITE_STATIC);
@@ -350,8 +351,8 @@ int meta_object_put(struct db *db, const char *bucket,
     if (acl == NULL)
         return error_set(err, ENOMEM, NULL, "out of memory");
     if (o->is_inline) {
-        sqlite3_stmt *st = db_stmt(
-            db, "INSERT INTO inline_blobs(id, data) VALUES(?,?)", err);
+        sqlite3_stmt *st =
+            db_stmt(db, "INSERT INTO inline_blobs(id, data) VALUES(?,?)", err);
         if (st == NULL)
             return -1;
         sqlite3_bind_text(st, 1, o->blob, -1, SQLITE_STATIC);
@@ -362,11 +363,12 @@ int meta_object_put(struct db *db, const char *bucket,
         if (rc != SQLITE_DONE)
             return db_error(db, "storing inline blob", err);
     }
-    sqlite3_stmt *st = db_stmt(
-        db, "INSERT OR REPLACE INTO objects(bucket, key, blob, size, etag,"
-            " mtime_ms, headers, checksum_alg, checksum, owner, acl, parts)"
-            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
-        err);
+    sqlite3_stmt *st =
+        db_stmt(db,
+                "INSERT OR REPLACE INTO objects(bucket, key, blob, size, etag,"
+                " mtime_ms, headers, checksum_alg, checksum, owner, acl, parts)"
+                " VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+                err);
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, bucket, -1, SQLITE_STATIC);

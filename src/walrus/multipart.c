@@ -43,14 +43,15 @@ static int no_such_upload(struct koala_error **err)
 }
 
 /* Loads the upload named by ?uploadId for this bucket and key. */
-static int load_upload_db(struct db *db, struct s3_req *r,
-                          struct upload_row *u, struct koala_error **err)
+static int load_upload_db(struct db *db, struct s3_req *r, struct upload_row *u,
+                          struct koala_error **err)
 {
     memset(u, 0, sizeof(*u));
-    sqlite3_stmt *st = db_stmt(
-        db, "SELECT owner, initiated_ms, headers, acl FROM uploads"
-            " WHERE upload_id=? AND bucket=? AND key=?",
-        err);
+    sqlite3_stmt *st =
+        db_stmt(db,
+                "SELECT owner, initiated_ms, headers, acl FROM uploads"
+                " WHERE upload_id=? AND bucket=? AND key=?",
+                err);
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, s3_param(r, "uploadId"), -1, SQLITE_STATIC);
@@ -111,10 +112,11 @@ void s3_create_upload(struct s3_req *r)
         return s3_fail(r, err);
     }
     _cleanup_free_ char *acl_text = acl_encode(&acl);
-    sqlite3_stmt *st = db_stmt(
-        r->db, "INSERT INTO uploads(upload_id, bucket, key, initiated_ms,"
-               " owner, headers, acl) VALUES(?,?,?,?,?,?,?)",
-        &err);
+    sqlite3_stmt *st =
+        db_stmt(r->db,
+                "INSERT INTO uploads(upload_id, bucket, key, initiated_ms,"
+                " owner, headers, acl) VALUES(?,?,?,?,?,?,?)",
+                &err);
     if (st == NULL)
         return s3_fail(r, err);
     sqlite3_bind_text(st, 1, upload_id, -1, SQLITE_STATIC);
@@ -194,8 +196,7 @@ static int part_job_run(struct db *db, void *ctx, struct koala_error **err)
     sqlite3_bind_int64(st, 4, (int64_t)j->bw->size);
     sqlite3_bind_text(st, 5, j->etag, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 6, time_now_ms());
-    sqlite3_bind_text(st, 7, j->checksum ? j->checksum : "", -1,
-                      SQLITE_STATIC);
+    sqlite3_bind_text(st, 7, j->checksum ? j->checksum : "", -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     db_stmt_done(st);
     return rc == SQLITE_DONE ? 0 : db_error(db, "storing part", err);
@@ -281,8 +282,7 @@ void s3_upload_part_copy(struct s3_req *r)
     }
     md5 = checksum_new(CHECKSUM_MD5);
     if (md5 == NULL || blob_writer_open(r->w, &bw, false, &err) < 0 ||
-        blob_copy_range(r->w, &src, first, len, &bw, md5, NULL, &err) <
-            0 ||
+        blob_copy_range(r->w, &src, first, len, &bw, md5, NULL, &err) < 0 ||
         blob_writer_sync(&bw, &err) < 0)
         goto out;
     unsigned char d[CHECKSUM_MAX_LEN];
@@ -365,8 +365,7 @@ static int choose_parts(struct s3_req *r, struct chosen_part **out,
         _cleanup_free_ char *num = xml_child_text(p, "PartNumber");
         _cleanup_free_ char *etag = xml_child_text(p, "ETag");
         int64_t pn;
-        if (num == NULL || etag == NULL ||
-            str_to_i64(str_trim(num), &pn) < 0) {
+        if (num == NULL || etag == NULL || str_to_i64(str_trim(num), &pn) < 0) {
             db_stmt_done(st);
             bad_xml(err);
             goto fail;
@@ -515,8 +514,7 @@ void s3_complete_upload(struct s3_req *r)
         goto out;
     }
     upload_row_clear(&again);
-    if (db_commit(r->db, &err) < 0 ||
-        blob_writer_publish(r->w, &bw, &err) < 0)
+    if (db_commit(r->db, &err) < 0 || blob_writer_publish(r->w, &bw, &err) < 0)
         goto out;
     char quoted[80];
     snprintf(quoted, sizeof(quoted), "\"%s\"", o.etag);
@@ -605,11 +603,12 @@ void s3_list_parts(struct s3_req *r)
         s3_bucket_access(r, PERM_WRITE, &b, &err) < 0 ||
         load_upload(r, &u, &err) < 0)
         return s3_fail(r, err);
-    sqlite3_stmt *st = db_stmt(
-        r->db, "SELECT part_number, size, etag, mtime_ms FROM parts"
-               " WHERE upload_id=? AND part_number>? ORDER BY part_number"
-               " LIMIT ?",
-        &err);
+    sqlite3_stmt *st =
+        db_stmt(r->db,
+                "SELECT part_number, size, etag, mtime_ms FROM parts"
+                " WHERE upload_id=? AND part_number>? ORDER BY part_number"
+                " LIMIT ?",
+                &err);
     if (st == NULL) {
         upload_row_clear(&u);
         return s3_fail(r, err);
@@ -648,8 +647,7 @@ void s3_list_parts(struct s3_req *r)
         char date[25], quoted[80];
         snprintf(quoted, sizeof(quoted), "\"%s\"", sqlite3_column_text(st, 2));
         xml_start(x, "Part");
-        xml_u64_element(x, "PartNumber",
-                        (uint64_t)sqlite3_column_int64(st, 0));
+        xml_u64_element(x, "PartNumber", (uint64_t)sqlite3_column_int64(st, 0));
         xml_text_element(x, "LastModified",
                          s3_iso_time(sqlite3_column_int64(st, 3), date));
         xml_text_element(x, "ETag", quoted);
@@ -676,12 +674,13 @@ void s3_list_uploads(struct s3_req *r)
     const char *prefix = s3_param(r, "prefix");
     const char *key_marker = s3_param(r, "key-marker");
     const char *id_marker = s3_param(r, "upload-id-marker");
-    sqlite3_stmt *st = db_stmt(
-        r->db, "SELECT key, upload_id, initiated_ms, owner FROM uploads"
-               " WHERE bucket=?1 AND (key>?2 OR (key=?2 AND upload_id>?3))"
-               " AND substr(key, 1, length(?4))=?4"
-               " ORDER BY key, upload_id LIMIT ?5",
-        &err);
+    sqlite3_stmt *st =
+        db_stmt(r->db,
+                "SELECT key, upload_id, initiated_ms, owner FROM uploads"
+                " WHERE bucket=?1 AND (key>?2 OR (key=?2 AND upload_id>?3))"
+                " AND substr(key, 1, length(?4))=?4"
+                " ORDER BY key, upload_id LIMIT ?5",
+                &err);
     if (st == NULL)
         return s3_fail(r, err);
     sqlite3_bind_text(st, 1, r->bucket, -1, SQLITE_STATIC);

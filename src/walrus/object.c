@@ -30,8 +30,12 @@ char *s3_iso_time(int64_t ms, char out[25])
 /* ---- stored headers ---- */
 
 static const char *const stored_headers[] = {
-    "content-type",        "content-encoding", "content-disposition",
-    "content-language",    "cache-control",    "expires",
+    "content-type",
+    "content-encoding",
+    "content-disposition",
+    "content-language",
+    "cache-control",
+    "expires",
     "x-amz-website-redirect-location",
 };
 
@@ -170,7 +174,7 @@ static void reply_etag(struct s3_req *r, const char *etag)
 
 struct object_job {
     const char *bucket;
-    const char *key; /* delete */
+    const char *key;            /* delete */
     const struct object_row *o; /* put */
 };
 
@@ -255,15 +259,15 @@ static bool etag_matches(const char *list, const char *etag)
 static int check_conditions(struct s3_req *r, const struct object_row *o,
                             bool copy, struct koala_error **err)
 {
-    const char *im = s3_header(r, copy ? "x-amz-copy-source-if-match"
-                                       : "If-Match");
+    const char *im =
+        s3_header(r, copy ? "x-amz-copy-source-if-match" : "If-Match");
     const char *inm = s3_header(r, copy ? "x-amz-copy-source-if-none-match"
                                         : "If-None-Match");
     const char *ims = s3_header(r, copy ? "x-amz-copy-source-if-modified-since"
                                         : "If-Modified-Since");
-    const char *ius = s3_header(
-        r, copy ? "x-amz-copy-source-if-unmodified-since"
-                : "If-Unmodified-Since");
+    const char *ius =
+        s3_header(r, copy ? "x-amz-copy-source-if-unmodified-since"
+                          : "If-Unmodified-Since");
     time_t mtime = (time_t)(o->mtime_ms / 1000), t;
     bool pre_ok = true, not_modified = false;
     if (im)
@@ -427,8 +431,8 @@ void s3_get_object(struct s3_req *r, bool head)
     if (o.is_inline) {
         http_reply_buffer(r->http, status, NULL, o.data + first, len);
     } else if (!head && len <= WALRUS_SMALL_REPLY &&
-        (small = malloc(len ? len : 1)) != NULL &&
-        pread_all(fd, small, len, first) == 0) {
+               (small = malloc(len ? len : 1)) != NULL &&
+               pread_all(fd, small, len, first) == 0) {
         close(fd);
         http_reply_take(r->http, status, NULL, small, len);
     } else {
@@ -627,8 +631,7 @@ int blob_copy_range(struct walrus *w, const struct object_row *src,
             continue;
         if (n <= 0) {
             rc = n < 0 ? error_set_errno(err, "reading blob %s", src_id)
-                       : error_set(err, EIO, NULL, "blob %s is short",
-                                   src_id);
+                       : error_set(err, EIO, NULL, "blob %s is short", src_id);
             break;
         }
         checksum_update(md5, buf, (size_t)n);
@@ -692,8 +695,7 @@ void s3_copy_object(struct s3_req *r)
     if (src.checksum_alg[0] && checksum_alg_parse(src.checksum_alg, &alg) == 0)
         sum = checksum_new(alg);
     if (blob_writer_open(r->w, &bw, true, &err) < 0 ||
-        blob_copy_range(r->w, &src, 0, src.size, &bw, md5, sum, &err) <
-            0 ||
+        blob_copy_range(r->w, &src, 0, src.size, &bw, md5, sum, &err) < 0 ||
         blob_writer_sync(&bw, &err) < 0)
         goto out;
     unsigned char d[CHECKSUM_MAX_LEN];

@@ -121,9 +121,8 @@ void s3_reply_xml(struct s3_req *r, unsigned status, char *doc, size_t len)
 void s3_reply_error(struct s3_req *r, struct koala_error *err)
 {
     const char *code = error_code(err);
-    unsigned status =
-        err && err->status ? (unsigned)err->status
-                           : (unsigned)s3_status_for(code);
+    unsigned status = err && err->status ? (unsigned)err->status
+                                         : (unsigned)s3_status_for(code);
     if (status >= 500)
         log_error("%s %s: %s: %s", http_request_method(r->http),
                   http_request_target(r->http), code, error_message(err));
@@ -180,8 +179,8 @@ static int parse_query(struct s3_req *r, const char *q,
             r->params = p;
             p = &r->params[r->n_params];
             p->name = str_uri_decode(q, nlen, true);
-            p->value = eq ? str_uri_decode(eq + 1, len - nlen - 1, true)
-                          : strdup("");
+            p->value =
+                eq ? str_uri_decode(eq + 1, len - nlen - 1, true) : strdup("");
             p->has_value = eq != NULL;
             if (p->name == NULL || p->value == NULL) {
                 free(p->name);
@@ -250,8 +249,8 @@ static int parse_target(struct s3_req *r, struct koala_error **err)
                              "Couldn't parse the specified URI.");
     }
     struct buf res = {0};
-    buf_printf(&res, "/%s%s%s", r->bucket ? r->bucket : "",
-               r->key ? "/" : "", r->key ? r->key : "");
+    buf_printf(&res, "/%s%s%s", r->bucket ? r->bucket : "", r->key ? "/" : "",
+               r->key ? r->key : "");
     r->resource = buf_steal(&res);
     if (r->key && strlen(r->key) > WALRUS_MAX_KEY)
         return error_set(err, EINVAL, "KeyTooLongError",
@@ -262,11 +261,30 @@ static int parse_target(struct s3_req *r, struct koala_error **err)
 /* Sub-resources S3 has but Walrus does not implement: answered with
  * NotImplemented rather than silently treated as a plain request. */
 static const char *const unsupported[] = {
-    "accelerate", "analytics", "cors", "encryption", "intelligent-tiering",
-    "inventory", "legal-hold", "lifecycle", "logging", "metrics",
-    "notification", "object-lock", "ownershipControls", "policy",
-    "policyStatus", "publicAccessBlock", "replication", "requestPayment",
-    "restore", "retention", "select", "tagging", "torrent", "website",
+    "accelerate",
+    "analytics",
+    "cors",
+    "encryption",
+    "intelligent-tiering",
+    "inventory",
+    "legal-hold",
+    "lifecycle",
+    "logging",
+    "metrics",
+    "notification",
+    "object-lock",
+    "ownershipControls",
+    "policy",
+    "policyStatus",
+    "publicAccessBlock",
+    "replication",
+    "requestPayment",
+    "restore",
+    "retention",
+    "select",
+    "tagging",
+    "torrent",
+    "website",
     "attributes",
 };
 
@@ -334,10 +352,10 @@ static enum s3_op route(struct s3_req *r, const char *m,
                     return OP_NONE;
                 }
                 return s3_header(r, "x-amz-copy-source") ? OP_UPLOAD_PART_COPY
-                                                          : OP_UPLOAD_PART;
+                                                         : OP_UPLOAD_PART;
             }
             return s3_header(r, "x-amz-copy-source") ? OP_COPY_OBJECT
-                                                      : OP_PUT_OBJECT;
+                                                     : OP_PUT_OBJECT;
         }
         if (get || head) {
             if (get && s3_has_param(r, "acl"))
@@ -365,33 +383,86 @@ static enum s3_op route(struct s3_req *r, const char *m,
 static void dispatch(struct s3_req *r)
 {
     switch (r->op) {
-    case OP_LIST_BUCKETS: s3_list_buckets(r); break;
-    case OP_CREATE_BUCKET: s3_create_bucket(r); break;
-    case OP_DELETE_BUCKET: s3_delete_bucket(r); break;
-    case OP_HEAD_BUCKET: s3_head_bucket(r); break;
-    case OP_GET_BUCKET_LOCATION: s3_get_bucket_location(r); break;
-    case OP_GET_BUCKET_VERSIONING: s3_get_bucket_versioning(r); break;
-    case OP_GET_BUCKET_ACL: s3_get_bucket_acl(r); break;
-    case OP_PUT_BUCKET_ACL: s3_put_bucket_acl(r); break;
-    case OP_LIST_OBJECTS: s3_list_objects(r, 1); break;
-    case OP_LIST_OBJECTS_V2: s3_list_objects(r, 2); break;
-    case OP_LIST_OBJECT_VERSIONS: s3_list_objects(r, 3); break;
-    case OP_LIST_UPLOADS: s3_list_uploads(r); break;
-    case OP_DELETE_OBJECTS: s3_delete_objects(r); break;
-    case OP_PUT_OBJECT: s3_put_object(r); break;
-    case OP_COPY_OBJECT: s3_copy_object(r); break;
-    case OP_GET_OBJECT: s3_get_object(r, false); break;
-    case OP_HEAD_OBJECT: s3_get_object(r, true); break;
-    case OP_DELETE_OBJECT: s3_delete_object(r); break;
-    case OP_GET_OBJECT_ACL: s3_get_object_acl(r); break;
-    case OP_PUT_OBJECT_ACL: s3_put_object_acl(r); break;
-    case OP_CREATE_UPLOAD: s3_create_upload(r); break;
-    case OP_UPLOAD_PART: s3_upload_part(r); break;
-    case OP_UPLOAD_PART_COPY: s3_upload_part_copy(r); break;
-    case OP_COMPLETE_UPLOAD: s3_complete_upload(r); break;
-    case OP_ABORT_UPLOAD: s3_abort_upload(r); break;
-    case OP_LIST_PARTS: s3_list_parts(r); break;
-    case OP_NONE: break;
+    case OP_LIST_BUCKETS:
+        s3_list_buckets(r);
+        break;
+    case OP_CREATE_BUCKET:
+        s3_create_bucket(r);
+        break;
+    case OP_DELETE_BUCKET:
+        s3_delete_bucket(r);
+        break;
+    case OP_HEAD_BUCKET:
+        s3_head_bucket(r);
+        break;
+    case OP_GET_BUCKET_LOCATION:
+        s3_get_bucket_location(r);
+        break;
+    case OP_GET_BUCKET_VERSIONING:
+        s3_get_bucket_versioning(r);
+        break;
+    case OP_GET_BUCKET_ACL:
+        s3_get_bucket_acl(r);
+        break;
+    case OP_PUT_BUCKET_ACL:
+        s3_put_bucket_acl(r);
+        break;
+    case OP_LIST_OBJECTS:
+        s3_list_objects(r, 1);
+        break;
+    case OP_LIST_OBJECTS_V2:
+        s3_list_objects(r, 2);
+        break;
+    case OP_LIST_OBJECT_VERSIONS:
+        s3_list_objects(r, 3);
+        break;
+    case OP_LIST_UPLOADS:
+        s3_list_uploads(r);
+        break;
+    case OP_DELETE_OBJECTS:
+        s3_delete_objects(r);
+        break;
+    case OP_PUT_OBJECT:
+        s3_put_object(r);
+        break;
+    case OP_COPY_OBJECT:
+        s3_copy_object(r);
+        break;
+    case OP_GET_OBJECT:
+        s3_get_object(r, false);
+        break;
+    case OP_HEAD_OBJECT:
+        s3_get_object(r, true);
+        break;
+    case OP_DELETE_OBJECT:
+        s3_delete_object(r);
+        break;
+    case OP_GET_OBJECT_ACL:
+        s3_get_object_acl(r);
+        break;
+    case OP_PUT_OBJECT_ACL:
+        s3_put_object_acl(r);
+        break;
+    case OP_CREATE_UPLOAD:
+        s3_create_upload(r);
+        break;
+    case OP_UPLOAD_PART:
+        s3_upload_part(r);
+        break;
+    case OP_UPLOAD_PART_COPY:
+        s3_upload_part_copy(r);
+        break;
+    case OP_COMPLETE_UPLOAD:
+        s3_complete_upload(r);
+        break;
+    case OP_ABORT_UPLOAD:
+        s3_abort_upload(r);
+        break;
+    case OP_LIST_PARTS:
+        s3_list_parts(r);
+        break;
+    case OP_NONE:
+        break;
     }
     if (!http_replied(r->http)) {
         struct koala_error *err = NULL;
@@ -495,8 +566,7 @@ static void on_request(struct http_request *http, void *ctx)
     run_op(r);
 }
 
-static ssize_t on_body(struct http_request *http, const char *data,
-                       size_t len)
+static ssize_t on_body(struct http_request *http, const char *data, size_t len)
 {
     struct s3_req *r = http_request_data(http);
     if (r->upload)

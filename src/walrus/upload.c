@@ -47,13 +47,13 @@ struct pipeline {
     struct http_request *http; /* to resume a paused body */
     char *stage[UPLOAD_STAGES];
     size_t stage_len[UPLOAD_STAGES];
-    unsigned fill;    /* receiver: the stage being filled, if have_fill */
+    unsigned fill; /* receiver: the stage being filled, if have_fill */
     bool have_fill;
-    unsigned next;    /* worker: the next stage to process */
-    unsigned n_full;  /* stages handed to the worker */
-    bool want_resume; /* the body paused for room */
-    bool finishing;   /* no more stages will come */
-    bool stop;        /* abandon the work (the request failed) */
+    unsigned next;           /* worker: the next stage to process */
+    unsigned n_full;         /* stages handed to the worker */
+    bool want_resume;        /* the body paused for room */
+    bool finishing;          /* no more stages will come */
+    bool stop;               /* abandon the work (the request failed) */
     struct koala_error *err; /* the worker's failure */
 };
 
@@ -72,8 +72,8 @@ struct upload {
     struct checksum *payload_sha256; /* raw body, signed non-streaming */
     struct checksum *sum;            /* x-amz-checksum-* algorithm */
     enum checksum_alg sum_alg;
-    char *sum_expected;              /* base64, from a header; NULL: trailer */
-    char *sum_trailer;               /* trailer name carrying it */
+    char *sum_expected; /* base64, from a header; NULL: trailer */
+    char *sum_trailer;  /* trailer name carrying it */
     unsigned char content_md5[16];
     bool has_content_md5;
     char etag[33];
@@ -173,10 +173,10 @@ static int pipeline_room(struct pipeline *p, size_t len,
     pthread_mutex_lock(&p->mu);
     int rc = worker_failed(p, err);
     if (rc == 0) {
-        size_t room = (p->have_fill ? UPLOAD_STAGE_SIZE - p->stage_len[p->fill]
-                                    : 0) +
-                      (size_t)(UPLOAD_STAGES - p->n_full - p->have_fill) *
-                          UPLOAD_STAGE_SIZE;
+        size_t room =
+            (p->have_fill ? UPLOAD_STAGE_SIZE - p->stage_len[p->fill] : 0) +
+            (size_t)(UPLOAD_STAGES - p->n_full - p->have_fill) *
+                UPLOAD_STAGE_SIZE;
         rc = room >= len;
         p->want_resume = rc == 0;
     }
@@ -206,8 +206,8 @@ static int pipeline_feed(struct upload *u, const char *data, size_t len,
                 return -1;
         }
         size_t *used = &p->stage_len[p->fill];
-        size_t n = UPLOAD_STAGE_SIZE - *used < len ? UPLOAD_STAGE_SIZE - *used
-                                                   : len;
+        size_t n =
+            UPLOAD_STAGE_SIZE - *used < len ? UPLOAD_STAGE_SIZE - *used : len;
         memcpy(p->stage[p->fill] + *used, data, n);
         *used += n;
         data += n;
@@ -226,8 +226,7 @@ static int pipeline_feed(struct upload *u, const char *data, size_t len,
 /* Ends the worker: with finish, after it processed everything (its error,
  * if any, is returned); without, as soon as it can (the request failed).
  * Afterwards the digests and the blob writer are the caller's again. */
-static int pipeline_end(struct upload *u, bool finish,
-                        struct koala_error **err)
+static int pipeline_end(struct upload *u, bool finish, struct koala_error **err)
 {
     struct pipeline *p = u->pipe;
     if (p == NULL)
@@ -321,9 +320,8 @@ static int setup_checksum(struct s3_req *r, struct upload *u,
             *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
         enum checksum_alg alg;
         if (!str_has_prefix(name, "x-amz-checksum-") ||
-            checksum_alg_parse(name + 15, &alg) < 0 ||
-            alg == CHECKSUM_MD5 || found++ || u->chunked == NULL ||
-            !u->has_trailer) {
+            checksum_alg_parse(name + 15, &alg) < 0 || alg == CHECKSUM_MD5 ||
+            found++ || u->chunked == NULL || !u->has_trailer) {
             free(t);
             return error_set(err, EINVAL, "InvalidRequest",
                              "The value specified in the x-amz-trailer header "

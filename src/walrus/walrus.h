@@ -41,7 +41,7 @@ struct walrus_options {
     uint16_t port;
     const char *data_dir;
     const char *region;
-    const char *domain;      /* virtual-host suffix, "" for none */
+    const char *domain; /* virtual-host suffix, "" for none */
     unsigned max_connections;
     size_t max_header_bytes;
     const char *tls_cert; /* HTTPS when set (PEM files) */
@@ -62,7 +62,7 @@ struct walrus {
     char *domain;
     struct db_pool *db;
     struct db_group *group; /* group commit of object writes */
-    struct keycache *keys; /* access keys, see keycache.h */
+    struct keycache *keys;  /* access keys, see keycache.h */
     struct http_server *http;
     struct blob_gc *gc;
 };
@@ -89,9 +89,9 @@ enum grantee_kind { GRANTEE_USER, GRANTEE_ALL_USERS, GRANTEE_AUTH_USERS };
 
 struct acl_grant {
     enum grantee_kind kind;
-    char id[65];           /* canonical id for GRANTEE_USER */
+    char id[65]; /* canonical id for GRANTEE_USER */
     char display_name[128];
-    unsigned perm;         /* one PERM_* value */
+    unsigned perm; /* one PERM_* value */
 };
 
 struct acl {
@@ -103,14 +103,14 @@ struct acl {
 
 /* Builds the ACL of a canned name ("private", "public-read" ...) for owner;
  * for objects, bucket_owner gives the bucket-owner-* canned ACLs. */
-int acl_canned(struct acl *acl, const char *canned, const struct identity *owner,
-               const struct acl *bucket_acl, struct koala_error **err);
+int acl_canned(struct acl *acl, const char *canned,
+               const struct identity *owner, const struct acl *bucket_acl,
+               struct koala_error **err);
 /* From the request's x-amz-acl or x-amz-grant-* headers (or private). */
 struct s3_req;
 int acl_from_headers(struct s3_req *r, struct acl *acl,
-                     const struct identity *owner,
-                     const struct acl *bucket_acl, bool *given,
-                     struct koala_error **err);
+                     const struct identity *owner, const struct acl *bucket_acl,
+                     bool *given, struct koala_error **err);
 /* From an AccessControlPolicy XML body; the owner stays `owner`. */
 int acl_from_xml(struct s3_req *r, struct acl *acl, const char *body,
                  size_t len, const struct identity *owner,
@@ -145,14 +145,14 @@ struct object_row {
     char *key;
     char blob[40];
     uint64_t size;
-    char etag[72];        /* without quotes */
+    char etag[72]; /* without quotes */
     int64_t mtime_ms;
-    char *headers;        /* "name: value\n" lines (content-type, x-amz-meta..) */
+    char *headers; /* "name: value\n" lines (content-type, x-amz-meta..) */
     char checksum_alg[8]; /* "" or "crc32" ... */
     char checksum[64];    /* base64 */
     int64_t owner;
     struct acl acl;
-    int parts;            /* number of parts for multipart objects, else 0 */
+    int parts; /* number of parts for multipart objects, else 0 */
     /* Inline blob (see blob.c): the data, when `is_inline`.  put: borrowed;
      * from meta_object_get: owned (freed by object_row_clear). */
     bool is_inline;
@@ -163,8 +163,8 @@ void object_row_clear(struct object_row *o);
 /* Accounts.  Returns 0 found, 1 not found, -1 error. */
 int meta_identity_by_key(struct db *db, const char *access_key, char **secret,
                          struct identity *who, struct koala_error **err);
-int meta_identity_by_id(struct db *db, int64_t account_id,
-                        struct identity *who, struct koala_error **err);
+int meta_identity_by_id(struct db *db, int64_t account_id, struct identity *who,
+                        struct koala_error **err);
 int meta_identity_by_canonical(struct db *db, const char *canonical_id,
                                struct identity *who, struct koala_error **err);
 /* An access key of the CLC's accounts (clc.c): looks it up at the CLC
@@ -182,9 +182,9 @@ int meta_bucket_get(struct db *db, const char *name, struct bucket_row *b,
 
 /* ---- object data (blob.c) ---- */
 struct blob_writer {
-    int fd;             /* -1 until the first bytes go to the file */
-    bool allow_inline;  /* may end up in the database (objects, not parts) */
-    bool is_inline;     /* after sync: the data is `pending`, no file */
+    int fd;            /* -1 until the first bytes go to the file */
+    bool allow_inline; /* may end up in the database (objects, not parts) */
+    bool is_inline;    /* after sync: the data is `pending`, no file */
     char id[40];
     char *tmp_path;
     uint64_t size;
@@ -267,9 +267,9 @@ struct s3_req {
     struct http_request *http;
     char request_id[17];
     enum s3_op op;
-    char *bucket;      /* decoded, NULL for service requests */
-    char *key;         /* decoded, NULL for bucket requests */
-    char *resource;    /* "/bucket/key" for error replies */
+    char *bucket;   /* decoded, NULL for service requests */
+    char *key;      /* decoded, NULL for bucket requests */
+    char *resource; /* "/bucket/key" for error replies */
     bool virtual_host;
     struct query_param *params;
     size_t n_params;
@@ -278,8 +278,8 @@ struct s3_req {
     struct sigv4_auth v4;
     bool have_v4;
     unsigned char signing_key[32];
-    struct db *db;       /* borrowed from the pool for the request */
-    struct buf body;     /* small (XML) bodies */
+    struct db *db;   /* borrowed from the pool for the request */
+    struct buf body; /* small (XML) bodies */
     size_t body_limit;
     struct checksum *body_sha256; /* when x-amz-content-sha256 is a hash */
     struct upload *upload;
@@ -321,7 +321,7 @@ ssize_t upload_feed(struct s3_req *r, const char *data, size_t len,
  * for blob_writer_publish after the metadata commit. */
 int upload_finish(struct s3_req *r, struct koala_error **err);
 struct blob_writer *upload_blob(struct s3_req *r);
-const char *upload_etag(struct s3_req *r);          /* md5 hex */
+const char *upload_etag(struct s3_req *r); /* md5 hex */
 /* Checksum to store: alg name ("" none) and base64 value. */
 void upload_checksum(struct s3_req *r, const char **alg, const char **value);
 void upload_free(struct upload *u);

@@ -69,8 +69,11 @@ static void test_create_and_issue(void **s)
     snprintf(cert, sizeof(cert), "%s/nc.pem", g_dir);
     snprintf(key, sizeof(key), "%s/nc.key", g_dir);
     const char *sans[] = {"IP:127.0.0.1", "DNS:node1.koala", NULL};
-    struct ca_request rq = {.cn = "koala-nc", .sans = sans, .server = true,
-                            .client = true, .days = 30};
+    struct ca_request rq = {.cn = "koala-nc",
+                            .sans = sans,
+                            .server = true,
+                            .client = true,
+                            .days = 30};
     assert_int_equal(ca_issue(g_dir, &rq, cert, key, &err), 0);
     assert_int_equal(mode_of("nc.key"), 0600);
 

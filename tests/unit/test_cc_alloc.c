@@ -58,15 +58,14 @@ static void test_subnet(void **s)
     cc_ip_format(sn.router, a);
     assert_string_equal(a, "10.1.2.254");
     static const char *const bad[] = {"10.111.0.1/16", "10.0.0.0/31",
-                                      "10.0.0.0", "10.0.0.0/x", "nope/24",
-                                      "10.0.0.0/4"};
+                                      "10.0.0.0",      "10.0.0.0/x",
+                                      "nope/24",       "10.0.0.0/4"};
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
         assert_int_equal(cc_subnet_parse(bad[i], NULL, &sn, &err), -1);
         assert_string_equal(error_code(err), "InvalidParameterValue");
         error_clear(&err);
     }
-    assert_int_equal(cc_subnet_parse("10.1.2.0/24", "10.1.3.1", &sn, &err),
-                     -1);
+    assert_int_equal(cc_subnet_parse("10.1.2.0/24", "10.1.3.1", &sn, &err), -1);
     error_clear(&err);
     assert_int_equal(cc_subnet_parse("10.1.2.0/24", "10.1.2.255", &sn, &err),
                      -1);
@@ -101,8 +100,8 @@ static void test_alloc_exhaust_reuse(void **s)
     for (int i = 0; i < 6; i++)
         snprintf(ids[i], 32, "i-%08x", 0xa0 + i);
     for (int i = 0; i < 5; i++) {
-        assert_int_equal(alloc_address(db, "default", &sn, ids[i], mac, ip,
-                                       &err), 0);
+        assert_int_equal(
+            alloc_address(db, "default", &sn, ids[i], mac, ip, &err), 0);
         char want[16];
         snprintf(want, sizeof(want), "10.9.0.%d", 2 + i);
         assert_string_equal(ip, want);
@@ -136,14 +135,13 @@ static void test_alloc_router_in_middle_and_mac_clash(void **s)
     struct db *db = open_db();
     struct koala_error *err = NULL;
     struct cc_subnet sn;
-    assert_int_equal(cc_subnet_parse("10.8.0.0/29", "10.8.0.3", &sn, &err),
-                     0);
+    assert_int_equal(cc_subnet_parse("10.8.0.0/29", "10.8.0.3", &sn, &err), 0);
     char mac[18], mac2[18], ip[16];
-    assert_int_equal(alloc_address(db, "n", &sn, "i-0000000000000abcd", mac,
-                                   ip, &err), 0);
+    assert_int_equal(
+        alloc_address(db, "n", &sn, "i-0000000000000abcd", mac, ip, &err), 0);
     assert_string_equal(ip, "10.8.0.1");
-    assert_int_equal(alloc_address(db, "n", &sn, "i-1111111100000abcd", mac2,
-                                   ip, &err), 0);
+    assert_int_equal(
+        alloc_address(db, "n", &sn, "i-1111111100000abcd", mac2, ip, &err), 0);
     assert_string_equal(ip, "10.8.0.2");
     /* same last 8 digits: the second got another MAC */
     assert_string_equal(mac, "d0:0d:00:00:ab:cd");
@@ -169,8 +167,8 @@ static void test_persistence(void **s)
     struct cc_subnet sn;
     assert_int_equal(cc_subnet_parse("10.9.0.0/29", NULL, &sn, &err), 0);
     char mac[18], ip[16];
-    assert_int_equal(alloc_address(db, "default", &sn, "i-000000ff", mac, ip,
-                                   &err), -1);
+    assert_int_equal(
+        alloc_address(db, "default", &sn, "i-000000ff", mac, ip, &err), -1);
     error_free(err);
     db_close(db);
 }

@@ -120,9 +120,12 @@ static void test_supervision(void **s)
     struct cc_subnet sn;
     struct koala_error *err = NULL;
     assert_int_equal(cc_subnet_parse("10.111.0.0/16", NULL, &sn, &err), 0);
-    struct dhcp_config cfg = {.dnsmasq = script, .bridge = "klan0",
-                              .subnet = &sn, .dns = "192.0.2.53",
-                              .lease = "1h", .dir = g_dir};
+    struct dhcp_config cfg = {.dnsmasq = script,
+                              .bridge = "klan0",
+                              .subnet = &sn,
+                              .dns = "192.0.2.53",
+                              .lease = "1h",
+                              .dir = g_dir};
     struct dhcp *d = dhcp_new(&cfg, &err);
     assert_non_null(d);
     assert_int_equal(dhcp_pid(d), 0);
@@ -131,8 +134,8 @@ static void test_supervision(void **s)
     assert_int_equal(dhcp_update(d, &hosts, &err), 0);
     pid_t first = dhcp_pid(d);
     assert_true(first > 0);
-    assert_true(wait_for(args, "--dhcp-range=10.111.0.0,static,255.255.0.0,1h",
-                         3000));
+    assert_true(
+        wait_for(args, "--dhcp-range=10.111.0.0,static,255.255.0.0,1h", 3000));
     char *a = slurp(args);
     assert_non_null(strstr(a, "--no-daemon"));
     assert_non_null(strstr(a, "--conf-file=/dev/null"));
@@ -143,8 +146,7 @@ static void test_supervision(void **s)
     assert_non_null(strstr(a, "--dhcp-leasefile="));
     assert_non_null(strstr(a, "--pid-file="));
     assert_non_null(strstr(a, "--dhcp-option=option:router,10.111.0.1"));
-    assert_non_null(
-        strstr(a, "--dhcp-option=option:dns-server,192.0.2.53"));
+    assert_non_null(strstr(a, "--dhcp-option=option:dns-server,192.0.2.53"));
     free(a);
     /* A change: the file is rewritten and the server told (SIGHUP). */
     buf_append_str(&hosts, "d0:0d:00:00:00:02,10.111.0.3,i-00000002\n");
@@ -172,8 +174,8 @@ static void test_missing_program(void **s)
     struct cc_subnet sn;
     struct koala_error *err = NULL;
     assert_int_equal(cc_subnet_parse("10.111.0.0/16", NULL, &sn, &err), 0);
-    struct dhcp_config cfg = {.dnsmasq = NULL, .bridge = "klan0",
-                              .subnet = &sn, .dir = g_dir};
+    struct dhcp_config cfg = {
+        .dnsmasq = NULL, .bridge = "klan0", .subnet = &sn, .dir = g_dir};
     assert_null(dhcp_new(&cfg, &err));
     assert_non_null(strstr(error_message(err), "dnsmasq"));
     error_free(err);

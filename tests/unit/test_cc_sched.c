@@ -61,8 +61,8 @@ static void test_greedy(void **s)
 {
     struct sched_node n[2] = {node("a", 2, 4096, 100), node("b", 2, 4096, 100)};
     size_t cursor = SIZE_MAX, out[4];
-    assert_int_equal(sched_place(CC_SCHED_GREEDY, n, 2, &small, 3, &cursor,
-                                 out), 0);
+    assert_int_equal(
+        sched_place(CC_SCHED_GREEDY, n, 2, &small, 3, &cursor, out), 0);
     /* fills a first, then b */
     assert_int_equal(out[0], 0);
     assert_int_equal(out[1], 0);
@@ -71,8 +71,8 @@ static void test_greedy(void **s)
     assert_int_equal(n[1].free.cores, 1);
     assert_int_equal(n[0].free.memory_mb, 4096 - 512);
     /* a later request still starts with the first node with room */
-    assert_int_equal(sched_place(CC_SCHED_GREEDY, n, 2, &small, 1, &cursor,
-                                 out), 0);
+    assert_int_equal(
+        sched_place(CC_SCHED_GREEDY, n, 2, &small, 1, &cursor, out), 0);
     assert_int_equal(out[0], 1);
 }
 
@@ -81,22 +81,22 @@ static void test_roundrobin(void **s)
     struct sched_node n[3] = {node("a", 4, 4096, 100), node("b", 4, 4096, 100),
                               node("c", 4, 4096, 100)};
     size_t cursor = SIZE_MAX, out[4];
-    assert_int_equal(sched_place(CC_SCHED_ROUNDROBIN, n, 3, &small, 4,
-                                 &cursor, out), 0);
+    assert_int_equal(
+        sched_place(CC_SCHED_ROUNDROBIN, n, 3, &small, 4, &cursor, out), 0);
     assert_int_equal(out[0], 0);
     assert_int_equal(out[1], 1);
     assert_int_equal(out[2], 2);
     assert_int_equal(out[3], 0);
     assert_int_equal(cursor, 0);
     /* the next request continues after the node used last */
-    assert_int_equal(sched_place(CC_SCHED_ROUNDROBIN, n, 3, &small, 1,
-                                 &cursor, out), 0);
+    assert_int_equal(
+        sched_place(CC_SCHED_ROUNDROBIN, n, 3, &small, 1, &cursor, out), 0);
     assert_int_equal(out[0], 1);
     assert_int_equal(cursor, 1);
     /* a node without room is passed over */
     n[2].free.cores = 0;
-    assert_int_equal(sched_place(CC_SCHED_ROUNDROBIN, n, 3, &small, 2,
-                                 &cursor, out), 0);
+    assert_int_equal(
+        sched_place(CC_SCHED_ROUNDROBIN, n, 3, &small, 2, &cursor, out), 0);
     assert_int_equal(out[0], 0);
     assert_int_equal(out[1], 1);
 }
@@ -107,19 +107,19 @@ static void test_skips_unusable(void **s)
                               node("c", 4, 4096, 100)};
     n[0].usable = false;
     size_t cursor = SIZE_MAX, out[4];
-    assert_int_equal(sched_place(CC_SCHED_GREEDY, n, 3, &small, 2, &cursor,
-                                 out), 0);
+    assert_int_equal(
+        sched_place(CC_SCHED_GREEDY, n, 3, &small, 2, &cursor, out), 0);
     assert_int_equal(out[0], 1);
     assert_int_equal(out[1], 1);
-    assert_int_equal(sched_place(CC_SCHED_ROUNDROBIN, n, 3, &small, 3,
-                                 &cursor, out), 0);
+    assert_int_equal(
+        sched_place(CC_SCHED_ROUNDROBIN, n, 3, &small, 3, &cursor, out), 0);
     assert_int_equal(out[0], 1);
     assert_int_equal(out[1], 2);
     assert_int_equal(out[2], 1);
     for (int i = 0; i < 3; i++)
         n[i].usable = false;
-    assert_int_equal(sched_place(CC_SCHED_GREEDY, n, 3, &small, 1, &cursor,
-                                 out), -1);
+    assert_int_equal(
+        sched_place(CC_SCHED_GREEDY, n, 3, &small, 1, &cursor, out), -1);
 }
 
 static void test_all_or_nothing(void **s)
@@ -127,26 +127,26 @@ static void test_all_or_nothing(void **s)
     struct sched_node n[2] = {node("a", 2, 4096, 100), node("b", 1, 4096, 100)};
     size_t cursor = 1, out[8];
     /* room for 3, 4 asked: nothing placed, nothing changed */
-    assert_int_equal(sched_place(CC_SCHED_ROUNDROBIN, n, 2, &small, 4,
-                                 &cursor, out), -1);
+    assert_int_equal(
+        sched_place(CC_SCHED_ROUNDROBIN, n, 2, &small, 4, &cursor, out), -1);
     assert_int_equal(n[0].free.cores, 2);
     assert_int_equal(n[1].free.cores, 1);
     assert_int_equal(cursor, 1);
-    assert_int_equal(sched_place(CC_SCHED_GREEDY, n, 2, &small, 4, &cursor,
-                                 out), -1);
+    assert_int_equal(
+        sched_place(CC_SCHED_GREEDY, n, 2, &small, 4, &cursor, out), -1);
     assert_int_equal(n[0].free.cores, 2);
     /* exactly the capacity fits */
-    assert_int_equal(sched_place(CC_SCHED_GREEDY, n, 2, &small, 3, &cursor,
-                                 out), 0);
+    assert_int_equal(
+        sched_place(CC_SCHED_GREEDY, n, 2, &small, 3, &cursor, out), 0);
     int64_t max, avail;
     sched_capacity(n, 2, &small, &max, &avail);
     assert_int_equal(max, 3);
     assert_int_equal(avail, 0);
     /* no nodes at all */
-    assert_int_equal(sched_place(CC_SCHED_GREEDY, n, 0, &small, 1, &cursor,
-                                 out), -1);
-    assert_int_equal(sched_place(CC_SCHED_GREEDY, n, 0, &small, 0, &cursor,
-                                 out), 0);
+    assert_int_equal(
+        sched_place(CC_SCHED_GREEDY, n, 0, &small, 1, &cursor, out), -1);
+    assert_int_equal(
+        sched_place(CC_SCHED_GREEDY, n, 0, &small, 0, &cursor, out), 0);
 }
 
 int main(void)

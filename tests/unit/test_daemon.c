@@ -56,8 +56,8 @@ static void test_file_and_options_merge(void **s)
                             "max_cores = 4\n[cc]\nwhatever = x\n");
     int status = -1;
     _cleanup_config_ struct config *cfg =
-        run(&status, "--config", conf, "--listen", "127.0.0.1:2",
-            "--max-cores", "8", NULL);
+        run(&status, "--config", conf, "--listen", "127.0.0.1:2", "--max-cores",
+            "8", NULL);
     assert_non_null(cfg);
     /* The command line wins; the file fills in the rest. */
     assert_string_equal(config_get(cfg, "nc", "listen", NULL), "127.0.0.1:2");
@@ -69,8 +69,8 @@ static void test_file_and_options_merge(void **s)
     free(conf);
 
     /* Without a file, options alone. */
-    _cleanup_config_ struct config *only = run(&status, "--data-dir", "/x",
-                                               NULL);
+    _cleanup_config_ struct config *only =
+        run(&status, "--data-dir", "/x", NULL);
     assert_non_null(only);
     assert_string_equal(config_get(only, "nc", "data_dir", NULL), "/x");
     assert_null(config_get(only, "nc", "listen", NULL));

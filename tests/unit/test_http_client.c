@@ -83,8 +83,7 @@ static void on_request(struct http_request *req, void *ctx)
     http_request_set_data(req, calloc(1, sizeof(struct upload)));
 }
 
-static ssize_t on_body(struct http_request *req, const char *data,
-                       size_t len)
+static ssize_t on_body(struct http_request *req, const char *data, size_t len)
 {
     struct upload *u = http_request_data(req);
     for (size_t i = 0; i < len; i++)

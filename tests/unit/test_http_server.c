@@ -26,7 +26,7 @@ struct state {
 
 struct req_data {
     struct buf body;
-    int pauses;          /* "/pause*": times on_body declined a piece */
+    int pauses; /* "/pause*": times on_body declined a piece */
     int calls;
 };
 
@@ -75,8 +75,7 @@ static void on_request(struct http_request *req, void *ctx)
         http_request_defer(req, deferred_reply);
 }
 
-static ssize_t on_body(struct http_request *req, const char *data,
-                       size_t len)
+static ssize_t on_body(struct http_request *req, const char *data, size_t len)
 {
     struct state *st = http_request_ctx(req);
     struct req_data *d = http_request_data(req);
@@ -210,7 +209,8 @@ static void test_streamed_chunked_put(void **s)
     CURL *c = curl_easy_init();
     struct buf out = {0};
     struct upload_src src = {.left = 3 * 1024 * 1024 + 7};
-    struct curl_slist *h = curl_slist_append(NULL, "Transfer-Encoding: chunked");
+    struct curl_slist *h =
+        curl_slist_append(NULL, "Transfer-Encoding: chunked");
     curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
     curl_easy_setopt(c, CURLOPT_READFUNCTION, read_cb);
     curl_easy_setopt(c, CURLOPT_READDATA, &src);

@@ -34,8 +34,10 @@ static void issue(const char *dir, const char *cn, bool server,
     snprintf(cert, sizeof(cert), "%s/%s.pem", dir, name);
     snprintf(key, sizeof(key), "%s/%s.key", dir, name);
     const char *sans[] = {"IP:127.0.0.1", NULL};
-    struct ca_request rq = {.cn = cn, .sans = server ? sans : NULL,
-                            .server = server, .client = !server};
+    struct ca_request rq = {.cn = cn,
+                            .sans = server ? sans : NULL,
+                            .server = server,
+                            .client = !server};
     struct koala_error *err = NULL;
     assert_int_equal(ca_issue(dir, &rq, cert, key, &err), 0);
 }

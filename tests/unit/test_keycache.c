@@ -88,20 +88,18 @@ static void test_signing_key(void **s)
     const char *secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
     sigv4_signing_key(secret, "20150830", "us-east-1", "iam", want);
     /* Without an entry: derived, correct, not remembered. */
-    keycache_signing_key(kc, "AK", secret, "20150830", "us-east-1", "iam",
-                         got);
+    keycache_signing_key(kc, "AK", secret, "20150830", "us-east-1", "iam", got);
     assert_memory_equal(got, want, 32);
     keycache_put(kc, "AK", secret, &in, sizeof(in));
     for (int i = 0; i < 3; i++) {
         memset(got, 0, 32);
-        keycache_signing_key(kc, "AK", secret, "20150830", "us-east-1",
-                             "iam", got);
+        keycache_signing_key(kc, "AK", secret, "20150830", "us-east-1", "iam",
+                             got);
         assert_memory_equal(got, want, 32);
     }
     /* Another scope or another secret never gets the cached key. */
     sigv4_signing_key(secret, "20150831", "us-east-1", "iam", want);
-    keycache_signing_key(kc, "AK", secret, "20150831", "us-east-1", "iam",
-                         got);
+    keycache_signing_key(kc, "AK", secret, "20150831", "us-east-1", "iam", got);
     assert_memory_equal(got, want, 32);
     sigv4_signing_key("other", "20150831", "us-east-1", "iam", want);
     keycache_signing_key(kc, "AK", "other", "20150831", "us-east-1", "iam",

@@ -30,8 +30,8 @@
 
 #define IMG_SIZE (1u << 20)
 
-static char g_dir[64];       /* everything of the test */
-static char g_srv_dir[96];   /* files the server serves */
+static char g_dir[64];     /* everything of the test */
+static char g_srv_dir[96]; /* files the server serves */
 static char g_cache_dir[96];
 static struct http_server *g_srv;
 static atomic_int g_gets;
@@ -85,8 +85,10 @@ static void make_image(const char *name, int seed, struct nc_image_ref *ref)
     assert_int_equal(nc_write_atomic(path, data, IMG_SIZE, NULL), 0);
     memset(ref, 0, sizeof(*ref));
     ref->id = strdup(name);
-    assert_true(asprintf(&ref->url, "http://127.0.0.1:%u/%s?X-Amz-Signature="
-                         "secret", g_port, name) > 0);
+    assert_true(asprintf(&ref->url,
+                         "http://127.0.0.1:%u/%s?X-Amz-Signature="
+                         "secret",
+                         g_port, name) > 0);
     ref->size = IMG_SIZE;
     checksum_sha256_hex(data, IMG_SIZE, ref->sha256);
     free(data);
@@ -250,15 +252,16 @@ static void test_bad_images(void **state)
     /* A qcow2 image that names a backing file of the node's. */
     char path[256];
     snprintf(path, sizeof(path), "%s/evil.qcow2", g_srv_dir);
-    const char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", "-F",
-                          "raw", "-b", "/etc/passwd", path, "1M", NULL};
+    const char *argv[] = {"qemu-img",    "create", "-q",  "-f",
+                          "qcow2",       "-F",     "raw", "-b",
+                          "/etc/passwd", path,     "1M",  NULL};
     assert_int_equal(nc_exec(argv, NULL, NULL, NULL), 0);
     size_t len;
     char *data = nc_read_file(path, 1 << 20, &len, NULL);
     nc_image_ref_clear(&ref);
     ref.id = strdup("emi-evil");
-    assert_true(asprintf(&ref.url, "http://127.0.0.1:%u/evil.qcow2",
-                         g_port) > 0);
+    assert_true(asprintf(&ref.url, "http://127.0.0.1:%u/evil.qcow2", g_port) >
+                0);
     ref.size = len;
     checksum_sha256_hex(data, len, ref.sha256);
     free(data);
@@ -266,14 +269,14 @@ static void test_bad_images(void **state)
 
     /* A good qcow2 is recognised as such. */
     snprintf(path, sizeof(path), "%s/good.qcow2", g_srv_dir);
-    const char *argv2[] = {"qemu-img", "create", "-q", "-f", "qcow2", path,
-                           "1M", NULL};
+    const char *argv2[] = {"qemu-img", "create", "-q", "-f",
+                           "qcow2",    path,     "1M", NULL};
     assert_int_equal(nc_exec(argv2, NULL, NULL, NULL), 0);
     data = nc_read_file(path, 1 << 20, &len, NULL);
     nc_image_ref_clear(&ref);
     ref.id = strdup("emi-good");
-    assert_true(asprintf(&ref.url, "http://127.0.0.1:%u/good.qcow2",
-                         g_port) > 0);
+    assert_true(asprintf(&ref.url, "http://127.0.0.1:%u/good.qcow2", g_port) >
+                0);
     ref.size = len;
     checksum_sha256_hex(data, len, ref.sha256);
     free(data);
@@ -360,8 +363,8 @@ static void test_lru_and_pins(void **state)
     /* Stray files: a part of an interrupted download goes; an image file
      * without an index entry is kept if its content matches its name. */
     char path[256];
-    snprintf(path, sizeof(path), "%s/.part-%s-0011223344556677",
-             g_cache_dir, a.sha256);
+    snprintf(path, sizeof(path), "%s/.part-%s-0011223344556677", g_cache_dir,
+             a.sha256);
     assert_int_equal(nc_write_atomic(path, "xx", 2, NULL), 0);
     snprintf(path, sizeof(path), "%s/index.json", g_cache_dir);
     unlink(path);

@@ -216,9 +216,9 @@ static void test_names(void **s)
     assert_false(nc_valid_instance_id("i-../../etc"));
     assert_false(nc_valid_instance_id("r-0123abcd"));
     assert_false(nc_valid_instance_id(NULL));
-    static const char *const names[] = {"pending", "running", "stopping",
-                                        "stopped", "shutting-down",
-                                        "terminated"};
+    static const char *const names[] = {"pending",       "running",
+                                        "stopping",      "stopped",
+                                        "shutting-down", "terminated"};
     for (int i = 0; i < 6; i++) {
         enum nc_state st;
         assert_int_equal(nc_state_parse(names[i], &st), 0);
@@ -236,8 +236,7 @@ static void test_describe(void **s)
     char node[] = "node-a";
     struct nc nc = {.name = node};
     struct nc_instance *a = full_instance();
-    struct xml_writer *w = soap_start("ncDescribeInstancesResponse",
-                                      NC_XMLNS);
+    struct xml_writer *w = soap_start("ncDescribeInstancesResponse", NC_XMLNS);
     nc_instance_describe(&nc, a, w, "instance");
     size_t len;
     char *doc = soap_finish(w, &len);
@@ -264,10 +263,8 @@ static void test_describe(void **s)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_roundtrip),
-        cmocka_unit_test(test_damaged),
-        cmocka_unit_test(test_save),
-        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_roundtrip), cmocka_unit_test(test_damaged),
+        cmocka_unit_test(test_save),      cmocka_unit_test(test_names),
         cmocka_unit_test(test_describe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -47,12 +47,20 @@ static int start_qemu(void **state)
     assert_true(strlen(g_sock) > 108);
     char pidfile[600];
     snprintf(pidfile, sizeof(pidfile), "%s/qemu.pid", g_dir);
-    const char *argv[] = {"qemu-system-x86_64", "-M", "microvm", "-S",
-                          "-nodefaults", "-display", "none", "-qmp",
-                          "unix:qmp.sock,server=on,wait=off", "-daemonize",
-                          "-pidfile", pidfile, NULL};
-    struct nc_exec_opts o = {.netns_fd = -1, .cwd = g_dir,
-                             .timeout_ms = 20000};
+    const char *argv[] = {"qemu-system-x86_64",
+                          "-M",
+                          "microvm",
+                          "-S",
+                          "-nodefaults",
+                          "-display",
+                          "none",
+                          "-qmp",
+                          "unix:qmp.sock,server=on,wait=off",
+                          "-daemonize",
+                          "-pidfile",
+                          pidfile,
+                          NULL};
+    struct nc_exec_opts o = {.netns_fd = -1, .cwd = g_dir, .timeout_ms = 20000};
     struct koala_error *err = NULL;
     int rc = nc_exec(argv, &o, NULL, &err);
     if (rc < 0)
@@ -123,10 +131,10 @@ static void test_qmp(void **state)
     error_clear(&err);
 
     /* Arguments. */
-    r = qmp_execute(q, "qom-get",
-                    json_pack("{s:s, s:s}", "path", "/machine", "property",
-                              "type"),
-                    5000, &err);
+    r = qmp_execute(
+        q, "qom-get",
+        json_pack("{s:s, s:s}", "path", "/machine", "property", "type"), 5000,
+        &err);
     assert_non_null(r);
     assert_string_equal(json_string_value(r), "microvm-machine");
     json_decref(r);
@@ -142,8 +150,9 @@ static void test_qmp(void **state)
     pthread_t th;
     pthread_create(&th, NULL, read_events, &rd);
     usleep(100000); /* the reader is polling now */
-    for (const char *const *c = (const char *const[]){
-             "stop", "system_powerdown", "system_reset", NULL};
+    for (const char *const *c =
+             (const char *const[]){"stop", "system_powerdown", "system_reset",
+                                   NULL};
          *c; c++) {
         t0 = time_mono_ms();
         r = qmp_execute(q, *c, NULL, 5000, &err);

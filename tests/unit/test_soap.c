@@ -106,8 +106,8 @@ static void issue(const char *cn, bool server, const char *name)
     snprintf(cert, sizeof(cert), "%s/%s.pem", g_dir, name);
     snprintf(key, sizeof(key), "%s/%s.key", g_dir, name);
     const char *sans[] = {"IP:127.0.0.1", NULL};
-    struct ca_request rq = {.cn = cn, .sans = sans, .server = server,
-                            .client = true};
+    struct ca_request rq = {
+        .cn = cn, .sans = sans, .server = server, .client = true};
     assert_int_equal(ca_issue(g_dir, &rq, cert, key, NULL), 0);
 }
 
@@ -193,7 +193,8 @@ static void test_call_over_mtls(void **s)
     const struct xml_node *body = NULL;
     assert_int_equal(soap_call(c, "echo", rq, len, &doc, &body, &err), 0);
     assert_string_equal(xml_name(body), "echoResponse");
-    char *what = xml_child_text(body, "what"), *peer = xml_child_text(body, "peer");
+    char *what = xml_child_text(body, "what"),
+         *peer = xml_child_text(body, "peer");
     assert_string_equal(what, "hello");
     assert_string_equal(peer, "koala-cc");
     free(what);
