@@ -243,6 +243,7 @@ void cc_free(struct cc *cc)
     workpool_free(cc->pool);
     workpool_free(cc->poll_pool);
     notifier_free(cc->notify);
+    claims_free(cc->launching);
     dhcp_free(cc->net.dhcp);
     db_pool_free(cc->db);
     pthread_mutex_destroy(&cc->lock);
@@ -336,6 +337,11 @@ struct cc *cc_new(const struct cc_options *opt, struct koala_error **err)
     cc->poll_pool =
         cc->pool ? workpool_new(CC_POLL_WORKERS, "ccpoll", err) : NULL;
     cc->notify = cc->poll_pool ? notifier_new(cc, err) : NULL;
+    cc->launching = claims_new();
+    if (cc->launching == NULL) {
+        error_set(err, ENOMEM, NULL, "out of memory");
+        goto fail;
+    }
     if (cc->notify == NULL || setup_network(cc, db, err) < 0)
         goto fail;
     cc->net_ok = true;

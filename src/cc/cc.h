@@ -33,6 +33,7 @@
 #include <sys/types.h>
 
 #include "buf.h"
+#include "claims.h"
 #include "config.h"
 #include "db.h"
 #include "error.h"
@@ -184,7 +185,7 @@ struct cc_instance {
     char network[32];
     int64_t launch_ms;
     char hypervisor[8];
-    bool seen; /* listed by its NC since it was placed */
+    bool seen; /* listed by its NC, or acknowledged, since it was placed */
     bool terminate_requested;
     int64_t updated_ms;
 };
@@ -192,6 +193,16 @@ struct cc_instance {
 extern const char *const cc_migrations[];
 extern const size_t cc_n_migrations;
 
+/* The ncRunInstance request of an instance its node has not listed yet,
+ * recorded with the instance (inside the caller's transaction), so that it
+ * can be sent again after a restart of this CC.  Dropped once the node
+ * lists the instance or it ends (store_instance_update). */
+int store_launch_put(struct db *db, const char *id, const char *req,
+                     size_t len, struct koala_error **err);
+/* The request (malloc'd, *len bytes), or NULL: none (err untouched) or an
+ * error. */
+char *store_launch_get(struct db *db, const char *id, size_t *len,
+                       struct koala_error **err);
 /* 0 found, 1 missing, -1 error. */
 int store_instance_get(struct db *db, const char *id, struct cc_instance *out,
                        struct koala_error **err);
@@ -314,6 +325,7 @@ struct cc {
     bool net_ok;
     char net_error[200];
     struct notifier *notify;
+    struct claims *launching; /* instances an ncRunInstance is on its way for */
     /* the poller */
     pthread_t poller;
     bool poller_started;
@@ -417,6 +429,11 @@ int cc_parse_itype(const struct xml_node *n, struct cc_itype *t,
  * node's foreign use.  Returns the count, SIZE_MAX on error. */
 size_t cc_sched_view(struct cc *cc, struct db *db, struct cc_node *nodes,
                      struct sched_node *view, struct koala_error **err);
+/* Sends an instance's ncRunInstance request (taken over) to its node and
+ * applies the answer, unless a send for it is under way already (then
+ * false).  The poller uses it for launches a node never heard of (run.c). */
+bool cc_launch_send(struct cc *cc, struct db *db, const struct cc_instance *in,
+                    char *req, size_t len, bool *dhcp_dirty);
 /* Each replies (a response or a fault). */
 void cc_op_run_instances(struct cc_req *r);
 void cc_op_instances_action(struct cc_req *r, const char *op);

@@ -15,7 +15,8 @@
  * skips it and its instances keep their last known state, until it
  * answers again.  Instances the node listed before and no longer lists are
  * gone (terminated); instances asked to terminate while the node could
- * not be reached are asked again.  Each round also reaps terminated
+ * not be reached are asked again; instances placed on it that it never
+ * listed have their launch (stored with them) sent again.  Each round also reaps terminated
  * instances older than terminated_keep, watches dnsmasq and rewrites the
  * DHCP hosts when addresses were freed.
  */
@@ -409,6 +410,19 @@ static void reconcile(struct cc *cc, struct db *db, const struct cc_node *nd,
             }
             if (cc_apply_report(cc, db, nd->name, &r, false, dirty, &e) < 0)
                 goto fail;
+        } else if (!on_node && !in->seen && !in->terminate_requested &&
+                   strcmp(in->state, "pending") == 0) {
+            /* Placed, but its node never heard of it (this CC died, or
+             * the call was lost, before the node had it): send it again,
+             * unless that is under way. */
+            size_t len = 0;
+            char *req = store_launch_get(db, in->id, &len, &e);
+            if (req == NULL && e)
+                goto fail;
+            if (req && cc_launch_send(cc, db, in, req, len, dirty))
+                log_info("instance %s: node %s did not have it: its launch "
+                         "was sent again",
+                         in->id, nd->name);
         } else if (on_node && in->terminate_requested &&
                    strcmp(state, "shutting-down") != 0 &&
                    strcmp(state, "terminated") != 0) {

@@ -6,7 +6,9 @@
  * refused ends terminated with the NC's reason.
  *
  * Retries are safe: instances of the same reservation that are already
- * recorded are reported as they are and not placed again. */
+ * recorded are reported as they are and not placed again; those still
+ * pending are sent to their node again, in case this CC died between
+ * recording them and telling the node. */
 #define LOG_MODULE "cc"
 #include <errno.h>
 #include <stdio.h>
@@ -30,7 +32,11 @@ struct run_req {
     char ids[CC_MAX_INSTANCES][32];
     int64_t launch_index[CC_MAX_INSTANCES];
     bool is_new[CC_MAX_INSTANCES];
+    /* What is sent to nodes: placed now, or recorded and still pending
+     * (id[0] set), with its ncRunInstance request. */
     struct cc_instance placed[CC_MAX_INSTANCES];
+    char *req[CC_MAX_INSTANCES];
+    size_t req_len[CC_MAX_INSTANCES];
 };
 
 static void image_clear(struct image_ref *r)
@@ -53,6 +59,8 @@ static void run_req_free(struct run_req *q)
     image_clear(&q->image);
     image_clear(&q->kernel);
     image_clear(&q->ramdisk);
+    for (size_t i = 0; i < CC_MAX_INSTANCES; i++)
+        free(q->req[i]);
     free(q);
 }
 
@@ -175,6 +183,55 @@ size_t cc_sched_view(struct cc *cc, struct db *db, struct cc_node *nodes,
     return n;
 }
 
+static void write_image(struct xml_writer *w, const char *elem,
+                        const struct image_ref *r)
+{
+    xml_start(w, elem);
+    xml_text_element(w, "id", r->id);
+    xml_text_element(w, "url", r->url);
+    if (r->size)
+        xml_text_element(w, "size", r->size);
+    if (r->sha256)
+        xml_text_element(w, "sha256", r->sha256);
+    xml_end(w);
+}
+
+/* in's ncRunInstance request (malloc'd, *len bytes). */
+static char *launch_request(const struct cc *cc, const struct run_req *q,
+                            const struct cc_instance *in, size_t *len)
+{
+    struct xml_writer *w = soap_start("ncRunInstance", NC_NS);
+    xml_text_element(w, "instanceId", in->id);
+    xml_text_element(w, "reservationId", in->reservation);
+    xml_text_element(w, "ownerId", in->owner);
+    xml_u64_element(w, "launchIndex", (uint64_t)in->launch_index);
+    xml_start(w, "instanceType");
+    xml_text_element(w, "name", q->type.name);
+    xml_u64_element(w, "cores", (uint64_t)q->type.cores);
+    xml_u64_element(w, "memoryMb", (uint64_t)q->type.memory_mb);
+    xml_u64_element(w, "diskGb", (uint64_t)q->type.disk_gb);
+    xml_end(w);
+    write_image(w, "image", &q->image);
+    if (q->have_kernel)
+        write_image(w, "kernel", &q->kernel);
+    if (q->have_ramdisk)
+        write_image(w, "ramdisk", &q->ramdisk);
+    xml_start(w, "net");
+    xml_text_element(w, "macAddress", in->mac);
+    xml_text_element(w, "privateIp", in->ip);
+    xml_text_element(w, "network", in->network);
+    xml_text_element(w, "bridge",
+                     cc->opt.node_bridge ? cc->opt.node_bridge : "");
+    xml_end(w);
+    if (q->user_data)
+        xml_text_element(w, "userData", q->user_data);
+    if (q->key_name)
+        xml_text_element(w, "keyName", q->key_name);
+    if (q->public_key)
+        xml_text_element(w, "publicKey", q->public_key);
+    return soap_finish(w, len);
+}
+
 /* Picks nodes and addresses and records the new instances; sched_lock
  * makes placement and recording one step. */
 static int place(struct cc *cc, struct db *db, struct run_req *q, size_t *n_new,
@@ -258,6 +315,16 @@ static int place(struct cc *cc, struct db *db, struct run_req *q, size_t *n_new,
             db_rollback(db);
             goto out;
         }
+        q->req[i] = launch_request(cc, q, in, &q->req_len[i]);
+        if (q->req[i] == NULL) {
+            error_set(err, ENOMEM, NULL, "out of memory");
+            db_rollback(db);
+            goto out;
+        }
+        if (store_launch_put(db, in->id, q->req[i], q->req_len[i], err) < 0) {
+            db_rollback(db);
+            goto out;
+        }
     }
     if (db_commit(db, err) < 0)
         goto out;
@@ -273,19 +340,6 @@ out_free:
     free(nodes);
     free(view);
     return rc;
-}
-
-static void write_image(struct xml_writer *w, const char *elem,
-                        const struct image_ref *r)
-{
-    xml_start(w, elem);
-    xml_text_element(w, "id", r->id);
-    xml_text_element(w, "url", r->url);
-    if (r->size)
-        xml_text_element(w, "size", r->size);
-    if (r->sha256)
-        xml_text_element(w, "sha256", r->sha256);
-    xml_end(w);
 }
 
 /* "Server.InternalError" and the like, for an instance's state reason. */
@@ -304,56 +358,20 @@ static void reason_code(const struct koala_error *e, char *out, size_t size)
         snprintf(out, size, "Client.%s", code);
 }
 
-struct run_job {
-    struct cc *cc;
-    struct run_req *q;
-    size_t which[CC_MAX_INSTANCES];
-    bool dirty[CC_MAX_INSTANCES];
-};
-
-static void run_one(size_t k, void *ctx)
+bool cc_launch_send(struct cc *cc, struct db *db, const struct cc_instance *in,
+                    char *req, size_t len, bool *dhcp_dirty)
 {
-    struct run_job *job = ctx;
-    struct cc *cc = job->cc;
-    struct run_req *q = job->q;
-    const struct cc_instance *in = &q->placed[job->which[k]];
+    if (!claims_take(cc->launching, in->id)) {
+        free(req); /* on its way already */
+        return false;
+    }
     struct koala_error *e = NULL;
     struct nc_report r;
     char endpoint[256];
     if (!nodes_endpoint(cc, in->node, endpoint)) {
+        free(req);
         error_set(&e, ENOENT, NULL, "node %s was removed", in->node);
     } else {
-        struct xml_writer *w = soap_start("ncRunInstance", NC_NS);
-        xml_text_element(w, "instanceId", in->id);
-        xml_text_element(w, "reservationId", in->reservation);
-        xml_text_element(w, "ownerId", in->owner);
-        xml_u64_element(w, "launchIndex", (uint64_t)in->launch_index);
-        xml_start(w, "instanceType");
-        xml_text_element(w, "name", q->type.name);
-        xml_u64_element(w, "cores", (uint64_t)q->type.cores);
-        xml_u64_element(w, "memoryMb", (uint64_t)q->type.memory_mb);
-        xml_u64_element(w, "diskGb", (uint64_t)q->type.disk_gb);
-        xml_end(w);
-        write_image(w, "image", &q->image);
-        if (q->have_kernel)
-            write_image(w, "kernel", &q->kernel);
-        if (q->have_ramdisk)
-            write_image(w, "ramdisk", &q->ramdisk);
-        xml_start(w, "net");
-        xml_text_element(w, "macAddress", in->mac);
-        xml_text_element(w, "privateIp", in->ip);
-        xml_text_element(w, "network", in->network);
-        xml_text_element(w, "bridge",
-                         cc->opt.node_bridge ? cc->opt.node_bridge : "");
-        xml_end(w);
-        if (q->user_data)
-            xml_text_element(w, "userData", q->user_data);
-        if (q->key_name)
-            xml_text_element(w, "keyName", q->key_name);
-        if (q->public_key)
-            xml_text_element(w, "publicKey", q->public_key);
-        size_t len;
-        char *req = soap_finish(w, &len);
         struct xml_doc *doc = NULL;
         const struct xml_node *body = NULL;
         /* Launching may fetch nothing yet (the NC answers pending), but
@@ -366,6 +384,8 @@ static void run_one(size_t k, void *ctx)
             xml_doc_free(doc);
         }
     }
+    /* The node's answer says it has the instance, as a listing would. */
+    bool acked = e == NULL;
     if (e) {
         log_warn("ncRunInstance %s on %s: %s", in->id, in->node,
                  error_message(e));
@@ -377,13 +397,36 @@ static void run_one(size_t k, void *ctx)
                  error_message(e));
         error_clear(&e);
     }
-    struct db *db = db_pool_get(cc->db, &e);
-    if (db == NULL ||
-        cc_apply_report(cc, db, in->node, &r, false, &job->dirty[k], &e) < 0)
+    if (cc_apply_report(cc, db, in->node, &r, acked, dhcp_dirty, &e) < 0)
         log_error("instance %s: %s", in->id, error_message(e));
-    if (db)
-        db_pool_put(cc->db, db);
     error_free(e);
+    claims_drop(cc->launching, in->id);
+    return true;
+}
+
+struct run_job {
+    struct cc *cc;
+    struct run_req *q;
+    size_t which[CC_MAX_INSTANCES];
+    bool dirty[CC_MAX_INSTANCES];
+};
+
+static void run_one(size_t k, void *ctx)
+{
+    struct run_job *job = ctx;
+    struct run_req *q = job->q;
+    size_t i = job->which[k];
+    struct koala_error *e = NULL;
+    struct db *db = db_pool_get(job->cc->db, &e);
+    if (db == NULL) {
+        log_error("instance %s: %s", q->placed[i].id, error_message(e));
+        error_free(e);
+        return;
+    }
+    cc_launch_send(job->cc, db, &q->placed[i], q->req[i], q->req_len[i],
+                   &job->dirty[k]);
+    q->req[i] = NULL; /* taken over */
+    db_pool_put(job->cc->db, db);
 }
 
 void cc_op_run_instances(struct cc_req *r)
@@ -411,32 +454,47 @@ void cc_op_run_instances(struct cc_req *r)
             goto fail;
         }
         q->is_new[i] = found == 1;
+        /* Recorded but still pending: this CC may have died before its
+         * node heard of it.  Sent again (the NC takes a repeated
+         * ncRunInstance as the same launch). */
+        if (found == 0 && strcmp(old.state, "pending") == 0) {
+            q->req[i] = store_launch_get(db, old.id, &q->req_len[i], &err);
+            if (err)
+                goto fail;
+            if (q->req[i])
+                q->placed[i] = old;
+        }
     }
     size_t n_new = 0;
     if (place(cc, db, q, &n_new, &err) < 0)
         goto fail;
-    if (n_new > 0) {
+    job->cc = cc;
+    job->q = q;
+    size_t n_send = 0;
+    for (size_t i = 0; i < q->n; i++)
+        if (q->placed[i].id[0])
+            job->which[n_send++] = i;
+    if (n_new > 0 && cc_dhcp_sync(cc, db, &err) < 0) {
         /* The lease is there before the guest asks for it. */
-        if (cc_dhcp_sync(cc, db, &err) < 0) {
-            log_error("DHCP hosts: %s", error_message(err));
-            error_clear(&err);
-        }
-        job->cc = cc;
-        job->q = q;
-        size_t k = 0;
-        for (size_t i = 0; i < q->n; i++)
-            if (q->is_new[i])
-                job->which[k++] = i;
-        cc_parallel(cc, cc->pool, n_new, run_one, job);
+        log_error("DHCP hosts: %s", error_message(err));
+        error_clear(&err);
+    }
+    if (n_send > 0) {
+        cc_parallel(cc, cc->pool, n_send, run_one, job);
         bool dirty = false;
-        for (size_t i = 0; i < n_new; i++)
+        for (size_t i = 0; i < n_send; i++)
             dirty |= job->dirty[i];
         if (dirty && cc_dhcp_sync(cc, db, &err) < 0) {
             log_error("DHCP hosts: %s", error_message(err));
             error_clear(&err);
         }
-        log_info("RunInstances %s: %zu instances of %s placed", q->reservation,
-                 n_new, q->type.name);
+        if (n_new > 0)
+            log_info("RunInstances %s: %zu instances of %s placed",
+                     q->reservation, n_new, q->type.name);
+        if (n_send > n_new)
+            log_info("RunInstances %s: %zu instances sent to their nodes "
+                     "again",
+                     q->reservation, n_send - n_new);
     }
     struct xml_writer *w = soap_start("RunInstancesResponse", CC_NS);
     for (size_t i = 0; i < q->n; i++) {

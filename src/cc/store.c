@@ -58,7 +58,12 @@ static const char schema_v1[] =
     "  instance_id TEXT NOT NULL UNIQUE,"
     "  PRIMARY KEY (network, ip)) WITHOUT ROWID;";
 
-const char *const cc_migrations[] = {schema_v1};
+/* ncRunInstance requests not yet confirmed by their node (run.c). */
+static const char schema_v2[] = "CREATE TABLE launches ("
+                                "  instance_id TEXT PRIMARY KEY,"
+                                "  request TEXT NOT NULL);";
+
+const char *const cc_migrations[] = {schema_v1, schema_v2};
 const size_t cc_n_migrations = ARRAY_SIZE(cc_migrations);
 
 #define INSTANCE_COLUMNS                                                       \
@@ -185,7 +190,58 @@ int store_instance_update(struct db *db, const struct cc_instance *in,
     db_stmt_done(st);
     if (rc != SQLITE_DONE)
         return db_error(db, "updating an instance", err);
+    if (!in->seen && strcmp(in->state, "terminated") != 0)
+        return 0;
+    /* Its node has it (or it is over): its launch is no longer needed. */
+    st = db_stmt(db, "DELETE FROM launches WHERE instance_id = ?", err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, in->id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    db_stmt_done(st);
+    if (rc != SQLITE_DONE)
+        return db_error(db, "dropping a launch", err);
     return 0;
+}
+
+int store_launch_put(struct db *db, const char *id, const char *req,
+                     size_t len, struct koala_error **err)
+{
+    sqlite3_stmt *st = db_stmt(
+        db, "INSERT OR REPLACE INTO launches (instance_id, request) VALUES (?, ?)",
+        err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, req, (int)len, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    db_stmt_done(st);
+    if (rc != SQLITE_DONE)
+        return db_error(db, "recording a launch", err);
+    return 0;
+}
+
+char *store_launch_get(struct db *db, const char *id, size_t *len,
+                       struct koala_error **err)
+{
+    sqlite3_stmt *st =
+        db_stmt(db, "SELECT request FROM launches WHERE instance_id = ?", err);
+    if (st == NULL)
+        return NULL;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    char *out = NULL;
+    if (db_step_row(db, st, "reading a launch", err) == 0) {
+        *len = (size_t)sqlite3_column_bytes(st, 0);
+        out = malloc(*len + 1);
+        if (out) {
+            memcpy(out, sqlite3_column_text(st, 0), *len);
+            out[*len] = '\0';
+        } else {
+            error_set(err, ENOMEM, NULL, "out of memory");
+        }
+    }
+    db_stmt_done(st);
+    return out;
 }
 
 /* Appends the rows of st to a growing array. */
@@ -311,7 +367,12 @@ int store_purge_terminated(struct db *db, int64_t before_ms, int *purged,
     if (rc != SQLITE_DONE)
         return db_error(db, "purging instances", err);
     *purged = sqlite3_changes(db_handle(db));
-    return 0;
+    /* Launches whose instance went without passing store_instance_update
+     * (none should): nothing can send them any more. */
+    return db_exec(db,
+                   "DELETE FROM launches WHERE instance_id NOT IN"
+                   " (SELECT id FROM instances)",
+                   err);
 }
 
 int store_node_put(struct db *db, const struct cc_node *n,

@@ -26,6 +26,7 @@ void clc_free(struct clc *clc)
         pthread_mutex_destroy(&clc->poll_mu);
         pthread_cond_destroy(&clc->poll_cv);
     }
+    claims_free(clc->launching);
     db_pool_free(clc->db);
     keycache_free(clc->keys);
     free(clc->data_dir);
@@ -50,7 +51,9 @@ struct clc *clc_new(const struct clc_options *opt, struct koala_error **err)
     clc->tls =
         (struct http_client_tls){opt->ca, opt->tls_cert, opt->tls_key, false};
     clc->keys = keycache_new(4096, 10000);
-    if (clc->data_dir == NULL || clc->region == NULL || clc->keys == NULL) {
+    clc->launching = claims_new();
+    if (clc->data_dir == NULL || clc->region == NULL || clc->keys == NULL ||
+        clc->launching == NULL) {
         error_set(err, ENOMEM, NULL, "out of memory");
         goto fail;
     }

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "claims.h"
 #include "db.h"
 #include "error.h"
 #include "http_client.h"
@@ -54,6 +55,9 @@ struct clc {
     struct http_server *api;
     struct http_server *soap;
     struct workpool *launcher;
+    /* Reservations whose launch job is queued or under way (instances.c),
+     * so that the poller resumes only the others. */
+    struct claims *launching;
     struct http_client_tls tls; /* to CCs and Walrus (strings in opt) */
     pthread_t poller;
     pthread_mutex_t poll_mu;
@@ -324,6 +328,12 @@ int clc_apply_instance_states(struct clc *clc, struct db *db,
 /* Sends the clusters the orders their instances still need (terminate,
  * stop, start: what the user wants and the cluster has not done). */
 void clc_resend_orders(struct clc *clc, struct db *db);
+/* Queues the launch of a reservation's instances that no cluster has
+ * placed yet, unless it is queued or under way already (instances.c). */
+void clc_queue_launch(struct clc *clc, const char *reservation);
+/* Queues every launch not under way whose instances are still unplaced:
+ * after a restart of the CLC, or while their cluster was unreachable. */
+void clc_resume_launches(struct clc *clc, struct db *db);
 /* Ends the instances of a reservation (or one instance) with a reason
  * from why (instances.c). */
 int clc_fail_instances(struct db *db, const char *reservation,

@@ -459,6 +459,7 @@ static void poll_once(struct clc *clc)
     clc_services_each(db, "cluster", poll_cluster, &p, &err);
     clc_services_each(db, "walrus", poll_walrus, &p, &err);
     expire_pending(clc, db);
+    clc_resume_launches(clc, db);
     clc_resend_orders(clc, db);
     if (err) {
         log_error("poller: %s", error_message(err));

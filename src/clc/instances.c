@@ -4,7 +4,11 @@
  *
  * DESIGN: the CLC answers RunInstances as soon as the reservation and its
  * `pending` instances are committed; a job on the launch pool then sends
- * the CC RunInstances with presigned URLs for the images.  From then on the
+ * the CC RunInstances with presigned URLs for the images.  Until the
+ * cluster has placed them (`node` recorded), the launch is the database's
+ * pending rows, not the job: if the CLC dies first, or the cluster does
+ * not answer, the poller queues it again (clc_resume_launches), and the CC
+ * takes a repeated RunInstances as the same launch.  From then on the
  * instances move as their cluster reports (NotifyInstanceState, polling:
  * see cluster.c).  Terminate/Stop/Start/Reboot likewise change the state
  * here first and send the CC the order from a job; the poller sends it
@@ -254,13 +258,6 @@ static int token_reservation(struct ec2_req *r, const char *token, char *out,
     return rc;
 }
 
-struct launch_job {
-    struct clc *clc;
-    char reservation[32];
-};
-
-static void launch(void *arg);
-
 static int insert_reservation(struct ec2_req *r, const struct run_args *a,
                               const char *cluster, long long count,
                               char reservation[32], struct koala_error **err)
@@ -363,19 +360,7 @@ void ec2_run_instances(struct ec2_req *r)
         }
         return ec2_fail(r, err);
     }
-    struct launch_job *job = calloc(1, sizeof(*job));
-    if (job) {
-        job->clc = r->clc;
-        snprintf(job->reservation, sizeof(job->reservation), "%s", reservation);
-        if (workpool_submit(r->clc->launcher, launch, job) < 0) {
-            free(job);
-            job = NULL;
-        }
-    }
-    if (job == NULL)
-        log_error("%s: cannot queue its launch; the pending timeout will end "
-                  "it",
-                  reservation);
+    clc_queue_launch(r->clc, reservation);
     reply_reservation(r, reservation);
 }
 
@@ -546,24 +531,77 @@ out:
     return rc;
 }
 
+struct launch_job {
+    struct clc *clc;
+    char reservation[32];
+};
+
 static void launch(void *arg)
 {
     struct launch_job *job = arg;
     struct koala_error *err = NULL;
     struct db *db = db_pool_get(job->clc->db, &err);
     if (db && send_launch(job->clc, db, job->reservation, &err) < 0) {
-        log_warn("%s: launch failed: %s: %s", job->reservation, error_code(err),
-                 error_message(err));
-        clc_fail_instances(db, job->reservation, NULL, err);
+        /* The cluster did not answer (down, restarting, unreachable): the
+         * instances stay pending and the poller tries again, until the
+         * pending timeout.  Its answer, even a fault, is final. */
+        if (strcmp(error_code(err), "ServiceUnavailable") == 0) {
+            log_warn("%s: launch: %s (will retry)", job->reservation,
+                     error_message(err));
+        } else {
+            log_warn("%s: launch failed: %s: %s", job->reservation,
+                     error_code(err), error_message(err));
+            clc_fail_instances(db, job->reservation, NULL, err);
+        }
     }
     if (db == NULL)
         log_error("%s: launch: %s", job->reservation, error_message(err));
-    else
+    claims_drop(job->clc->launching, job->reservation);
+    if (db)
         /* A terminate that came while the launch was on its way. */
         clc_resend_orders(job->clc, db);
     error_free(err);
     db_pool_put(job->clc->db, db);
     free(job);
+}
+
+void clc_queue_launch(struct clc *clc, const char *reservation)
+{
+    /* One RunInstances at a time per reservation reaches the cluster. */
+    if (!claims_take(clc->launching, reservation))
+        return; /* under way already (or out of memory: the poller) */
+    struct launch_job *job = calloc(1, sizeof(*job));
+    if (job) {
+        job->clc = clc;
+        snprintf(job->reservation, sizeof(job->reservation), "%s", reservation);
+        if (workpool_submit(clc->launcher, launch, job) == 0)
+            return;
+        free(job);
+    }
+    claims_drop(clc->launching, reservation);
+    log_error("%s: cannot queue its launch (the poller will)", reservation);
+}
+
+void clc_resume_launches(struct clc *clc, struct db *db)
+{
+    struct koala_error *err = NULL;
+    sqlite3_stmt *st = db_stmt(db,
+                               "SELECT DISTINCT reservation FROM instances"
+                               " WHERE state = 'pending' AND node = ''",
+                               &err);
+    if (st == NULL) {
+        log_error("launches: %s", error_message(err));
+        error_free(err);
+        return;
+    }
+    struct buf ids = {0}; /* "r-a\nr-b\n": queued once the statement ends */
+    while (sqlite3_step(st) == SQLITE_ROW)
+        buf_printf(&ids, "%s\n", sqlite3_column_text(st, 0));
+    db_stmt_done(st);
+    for (char *id = ids.data, *save = NULL;
+         id && (id = strtok_r(id, "\n", &save)) != NULL; id = NULL)
+        clc_queue_launch(clc, id);
+    buf_free(&ids);
 }
 
 /* ---- Terminate / Stop / Start / Reboot ---- */

@@ -1,0 +1,143 @@
+"""kill -9 of the control plane in the middle of the compute path: what the
+CLC acknowledged (a launch, a terminate, a key pair, a tag) survives a
+SIGKILL of the CLC or of the cluster controller at any moment, is carried
+out once the daemon is back, and nothing is done twice (no second VM for
+one instance, no address handed out twice)."""
+import signal
+import time
+
+import pytest
+
+from cloud import IMAGES, Cloud
+from test_compute import guest_page, node_files, wait_for, wait_state
+
+# After the acknowledgement: at once, while the order is on its way to
+# the cluster, and once the node is at work.
+DELAYS = (0, 0.05, 0.3)
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    if not (IMAGES / "vmlinuz").exists():
+        pytest.fail(f"no test image in {IMAGES}: run tests/images/build.sh")
+    c = Cloud(tmp_path_factory.mktemp("crash"), n_nodes=1, node_cores=8,
+              node_memory_mb=4096, cluster="zone-x").start()
+    c.ami, _, _ = c.upload_images()
+    yield c
+    rcs = c.stop()
+    assert all(rc == 0 for rc in rcs.values()), rcs
+
+
+def kill9_and_restart(cloud, name):
+    d = cloud.daemons[name]
+    assert d.stop(signal.SIGKILL) == -signal.SIGKILL
+    d.start()
+
+
+def qemu_instances(cloud, node="nc1"):
+    """Instance ids of the QEMU processes running on the node (by their
+    command lines: -name koala-i-...)."""
+    out = []
+    for d in (cloud.dir / node / "instances").glob("i-*"):
+        try:
+            pid = int((d / "qemu.pid").read_text())
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if f"koala-{d.name}".encode() in cmd:
+            out.append(d.name)
+    return sorted(out)
+
+
+def settle(cloud, ec2, ids, state):
+    got = wait_state(ec2, ids, state)
+    if state == "running":
+        wait_for("one QEMU per instance", lambda: sorted(ids) == sorted(
+            i for i in qemu_instances(cloud) if i in ids), 60)
+    else:
+        wait_for("node freed", lambda: not set(ids) & set(
+            node_files(cloud, "nc1")), 60)
+    return got
+
+
+@pytest.mark.parametrize("victim", ["clc", "cc"])
+def test_launch_and_terminate_survive_kill9(cloud, victim):
+    ec2 = cloud.ec2()
+    for delay in DELAYS:
+        r = ec2.run_instances(ImageId=cloud.ami, MinCount=2, MaxCount=2,
+                              InstanceType="t1.micro")
+        ids = [i["InstanceId"] for i in r["Instances"]]
+        time.sleep(delay)
+        kill9_and_restart(cloud, victim)
+        got = settle(cloud, ec2, ids, "running")
+        # exactly these VMs, each once, each with its own address
+        assert qemu_instances(cloud) == sorted(ids), (delay, victim)
+        ips = [got[i]["PrivateIpAddress"] for i in ids]
+        assert len(set(ips)) == 2 and all(ips), ips
+
+        ec2.terminate_instances(InstanceIds=ids)
+        time.sleep(delay)
+        kill9_and_restart(cloud, victim)
+        settle(cloud, ec2, ids, "terminated")
+        assert qemu_instances(cloud) == []
+
+
+def test_guest_gets_its_lease_after_cc_kill9(cloud):
+    """The CC's DHCP server is rebuilt from its database: a guest launched
+    right before the CC died still gets its address on the cluster LAN."""
+    ec2 = cloud.ec2()
+    r = ec2.run_instances(ImageId=cloud.ami, MinCount=1, MaxCount=1,
+                          InstanceType="t1.micro")
+    iid = r["Instances"][0]["InstanceId"]
+    kill9_and_restart(cloud, "cc")
+    got = settle(cloud, ec2, [iid], "running")
+    guest_page(cloud, got[iid]["PrivateIpAddress"], iid)
+    ec2.terminate_instances(InstanceIds=[iid])
+    settle(cloud, ec2, [iid], "terminated")
+
+
+def test_terminate_while_cluster_is_down(cloud):
+    """A terminate the CLC acknowledged while the CC was down is carried
+    out when the CC comes back."""
+    ec2 = cloud.ec2()
+    r = ec2.run_instances(ImageId=cloud.ami, MinCount=1, MaxCount=1,
+                          InstanceType="t1.micro")
+    iid = r["Instances"][0]["InstanceId"]
+    settle(cloud, ec2, [iid], "running")
+    cc = cloud.daemons["cc"]
+    assert cc.stop(signal.SIGKILL) == -signal.SIGKILL
+    try:
+        out = ec2.terminate_instances(InstanceIds=[iid])
+        assert out["TerminatingInstances"][0]["CurrentState"]["Name"] in \
+            ("shutting-down", "terminated")
+        time.sleep(1)
+        assert qemu_instances(cloud) == [iid]  # nobody told the node yet
+    finally:
+        cc.start()
+    settle(cloud, ec2, [iid], "terminated")
+
+
+def test_acknowledged_metadata_survives_clc_kill9(cloud):
+    ec2 = cloud.ec2()
+    kp = ec2.create_key_pair(KeyName="crash-key")
+    img = ec2.describe_images(ImageIds=[cloud.ami])["Images"][0]
+    ami2 = ec2.register_image(
+        Name="crash-image", KernelId=img["KernelId"],
+        RamdiskId=img["RamdiskId"],
+        ImageLocation="images/root.img")["ImageId"]
+    ec2.create_tags(Resources=[ami2], Tags=[{"Key": "k", "Value": "v"}])
+    kill9_and_restart(cloud, "clc")
+    keys = ec2.describe_key_pairs(KeyNames=["crash-key"])["KeyPairs"]
+    assert keys[0]["KeyFingerprint"] == kp["KeyFingerprint"]
+    im = ec2.describe_images(ImageIds=[ami2])["Images"][0]
+    assert im["Name"] == "crash-image"
+    assert im["Tags"] == [{"Key": "k", "Value": "v"}]
+    # and what is deleted stays deleted
+    ec2.delete_key_pair(KeyName="crash-key")
+    ec2.deregister_image(ImageId=ami2)
+    kill9_and_restart(cloud, "clc")
+    assert ec2.describe_key_pairs(
+        Filters=[{"Name": "key-name", "Values": ["crash-key"]}])[
+        "KeyPairs"] == []
+    assert ec2.describe_images(
+        Filters=[{"Name": "image-id", "Values": [ami2]}])["Images"] == []
