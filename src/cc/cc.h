@@ -188,6 +188,11 @@ struct cc_instance {
     bool seen; /* listed by its NC, or acknowledged, since it was placed */
     bool terminate_requested;
     int64_t updated_ms;
+    /* The guest's DHCP lease (leases.c): its expiry as dnsmasq last wrote
+     * it, and when this CC saw the guest take or renew it since it last
+     * started (0: not since). */
+    int64_t lease_expiry;
+    int64_t lease_ms;
 };
 
 extern const char *const cc_migrations[];
@@ -197,12 +202,16 @@ extern const size_t cc_n_migrations;
  * recorded with the instance (inside the caller's transaction), so that it
  * can be sent again after a restart of this CC.  Dropped once the node
  * lists the instance or it ends (store_instance_update). */
-int store_launch_put(struct db *db, const char *id, const char *req,
-                     size_t len, struct koala_error **err);
+int store_launch_put(struct db *db, const char *id, const char *req, size_t len,
+                     struct koala_error **err);
 /* The request (malloc'd, *len bytes), or NULL: none (err untouched) or an
  * error. */
 char *store_launch_get(struct db *db, const char *id, size_t *len,
                        struct koala_error **err);
+/* The live (not terminated) instance with this MAC: 0 found, 1 missing,
+ * -1 error. */
+int store_instance_by_mac(struct db *db, const char *mac,
+                          struct cc_instance *out, struct koala_error **err);
 /* 0 found, 1 missing, -1 error. */
 int store_instance_get(struct db *db, const char *id, struct cc_instance *out,
                        struct koala_error **err);
@@ -302,6 +311,14 @@ int dhcp_update(struct dhcp *d, const struct buf *hosts,
  * state: true running. */
 bool dhcp_check(struct dhcp *d);
 pid_t dhcp_pid(struct dhcp *d);
+struct dhcp_lease {
+    char mac[18];
+    int64_t expiry; /* epoch seconds, as dnsmasq wrote it */
+};
+/* The leases in dnsmasq's lease file (*out malloc'd), read only when the
+ * file changed since *stamp (its mtime, then updated); else none. */
+int dhcp_leases(struct dhcp *d, int64_t *stamp, struct dhcp_lease **out,
+                size_t *n, struct koala_error **err);
 /* Stops dnsmasq (SIGTERM to its pid, waits) and frees. NULL-safe. */
 void dhcp_free(struct dhcp *d);
 
@@ -326,6 +343,7 @@ struct cc {
     char net_error[200];
     struct notifier *notify;
     struct claims *launching; /* instances an ncRunInstance is on its way for */
+    int64_t leases_stamp;     /* the lease file as leases_notice last read it */
     /* the poller */
     pthread_t poller;
     bool poller_started;
@@ -399,6 +417,15 @@ int cc_apply_report(struct cc *cc, struct db *db, const char *node,
 bool cc_state_valid(const char *state);
 /* Instance ids: "i-" and 8 or 17 hex digits. */
 bool cc_instance_id_valid(const char *id);
+
+/* ---- the guests' DHCP leases as their sign of life (leases.c) ---- */
+/* Records the leases dnsmasq gave or renewed since the last call: the
+ * instance's reachability (below) and a notification to the CLC. */
+void leases_notice(struct cc *cc, struct db *db);
+/* EC2's instance status reachability: "passed" for a running instance
+ * whose guest took its DHCP lease since it started, "initializing" for a
+ * running one that has not yet, NULL otherwise. */
+const char *cc_reachability(const struct cc_instance *in);
 
 /* ---- CLC notifications (notify.c) ---- */
 struct notifier *notifier_new(struct cc *cc, struct koala_error **err);

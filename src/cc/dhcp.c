@@ -265,6 +265,71 @@ static bool alive_locked(struct dhcp *d)
     return false;
 }
 
+/* One line of dnsmasq's lease file: "EXPIRY MAC IP NAME CLIENT-ID".
+ * Returns how many fields were read (at least 3 for a lease). */
+static int lease_fields(const char *line, char expiry[32], char mac[32],
+                        char ip[32], char clid[256])
+{
+    char name[256];
+    return sscanf(line, "%31s %31s %31s %255s %255s", expiry, mac, ip, name,
+                  clid);
+}
+
+int dhcp_leases(struct dhcp *d, int64_t *stamp, struct dhcp_lease **out,
+                size_t *n, struct koala_error **err)
+{
+    *out = NULL;
+    *n = 0;
+    pthread_mutex_lock(&d->lock);
+    int rc = 0;
+    struct stat sb;
+    FILE *f = NULL;
+    if (stat(d->lease_path, &sb) < 0) {
+        if (errno != ENOENT)
+            rc = error_set_errno(err, "%s", d->lease_path);
+        goto out;
+    }
+    int64_t mtime =
+        (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+    if (mtime == *stamp)
+        goto out;
+    if ((f = fopen(d->lease_path, "r")) == NULL) {
+        rc = error_set_errno(err, "%s", d->lease_path);
+        goto out;
+    }
+    char line[512];
+    size_t cap = 0;
+    while (fgets(line, sizeof(line), f)) {
+        char expiry[32], mac[32], ip[32], clid[256];
+        int64_t e;
+        if (lease_fields(line, expiry, mac, ip, clid) < 3 ||
+            str_to_i64(expiry, &e) < 0 || strlen(mac) >= sizeof((*out)->mac))
+            continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            struct dhcp_lease *more = realloc(*out, cap * sizeof(*more));
+            if (more == NULL) {
+                rc = error_set(err, ENOMEM, NULL, "out of memory");
+                goto out;
+            }
+            *out = more;
+        }
+        snprintf((*out)[*n].mac, sizeof((*out)[*n].mac), "%s", mac);
+        (*out)[(*n)++].expiry = e;
+    }
+    *stamp = mtime;
+out:
+    if (f)
+        fclose(f);
+    pthread_mutex_unlock(&d->lock);
+    if (rc < 0) {
+        free(*out);
+        *out = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
 /* Leases of addresses the hosts file no longer gives to that MAC are
  * released (dnsmasq-utils' dhcp_release, a DHCPRELEASE on the bridge as
  * if from the client): dnsmasq would otherwise refuse a freed address to
@@ -277,9 +342,8 @@ static void release_stale_locked(struct dhcp *d, const struct buf *hosts)
         return;
     char line[512];
     while (fgets(line, sizeof(line), f)) {
-        char expiry[32], mac[32], ip[32], name[256], clid[256];
-        int n = sscanf(line, "%31s %31s %31s %255s %255s", expiry, mac, ip,
-                       name, clid);
+        char expiry[32], mac[32], ip[32], clid[256];
+        int n = lease_fields(line, expiry, mac, ip, clid);
         if (n < 3)
             continue;
         char want[80];

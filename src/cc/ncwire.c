@@ -125,6 +125,9 @@ void cc_instance_write(struct xml_writer *w, const char *elem,
     xml_text_element(w, "launchTime", t);
     xml_text_element(w, "node", in->node);
     xml_text_element(w, "hypervisor", in->hypervisor);
+    const char *reach = cc_reachability(in);
+    if (reach)
+        xml_text_element(w, "reachability", reach);
     xml_end(w);
 }
 
@@ -158,10 +161,14 @@ int cc_apply_report(struct cc *cc, struct db *db, const char *node,
         snprintf(now.hypervisor, sizeof(now.hypervisor), "%s", r->hypervisor);
     if (mark_seen)
         now.seen = true;
+    /* Its guest is down: the next start must show a new lease. */
+    if (strcmp(now.state, "running") != 0 && strcmp(now.state, "pending") != 0)
+        now.lease_ms = 0;
     bool changed = strcmp(now.state, in.state) != 0 ||
                    strcmp(now.reason_code, in.reason_code) != 0 ||
                    strcmp(now.reason_message, in.reason_message) != 0;
     bool touched = changed || now.seen != in.seen ||
+                   now.lease_ms != in.lease_ms ||
                    strcmp(now.hypervisor, in.hypervisor) != 0;
     bool freed = false;
     if (strcmp(now.state, "terminated") == 0 &&

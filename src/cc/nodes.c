@@ -16,9 +16,9 @@
  * answers again.  Instances the node listed before and no longer lists are
  * gone (terminated); instances asked to terminate while the node could
  * not be reached are asked again; instances placed on it that it never
- * listed have their launch (stored with them) sent again.  Each round also reaps terminated
- * instances older than terminated_keep, watches dnsmasq and rewrites the
- * DHCP hosts when addresses were freed.
+ * listed have their launch (stored with them) sent again.  Each round also
+ * reaps terminated instances older than terminated_keep, watches dnsmasq and
+ * rewrites the DHCP hosts when addresses were freed.
  */
 #define LOG_MODULE "cc"
 #include <errno.h>
@@ -513,6 +513,7 @@ static void poll_round(struct cc *cc)
         error_clear(&e);
         if (any_dirty && cc_dhcp_sync(cc, db, &e) < 0)
             log_error("DHCP hosts: %s", error_message(e));
+        leases_notice(cc, db);
         db_pool_put(cc->db, db);
     }
     error_free(e);

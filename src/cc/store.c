@@ -63,14 +63,19 @@ static const char schema_v2[] = "CREATE TABLE launches ("
                                 "  instance_id TEXT PRIMARY KEY,"
                                 "  request TEXT NOT NULL);";
 
-const char *const cc_migrations[] = {schema_v1, schema_v2};
+/* The guests' DHCP leases (leases.c). */
+static const char schema_v3[] =
+    "ALTER TABLE instances ADD COLUMN lease_expiry INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE instances ADD COLUMN lease_ms INTEGER NOT NULL DEFAULT 0;";
+
+const char *const cc_migrations[] = {schema_v1, schema_v2, schema_v3};
 const size_t cc_n_migrations = ARRAY_SIZE(cc_migrations);
 
 #define INSTANCE_COLUMNS                                                       \
     "id, reservation, owner, launch_index, state, reason_code, "               \
     "reason_message, type_name, cores, memory_mb, disk_gb, image_id, "         \
     "kernel_id, ramdisk_id, node, mac, ip, network, launch_ms, hypervisor, "   \
-    "seen, terminate_requested, updated_ms"
+    "seen, terminate_requested, updated_ms, lease_expiry, lease_ms"
 
 static void col_copy(sqlite3_stmt *st, int col, char *out, size_t size)
 {
@@ -104,6 +109,8 @@ static void instance_from_row(sqlite3_stmt *st, struct cc_instance *in)
     in->seen = sqlite3_column_int(st, 20) != 0;
     in->terminate_requested = sqlite3_column_int(st, 21) != 0;
     in->updated_ms = sqlite3_column_int64(st, 22);
+    in->lease_expiry = sqlite3_column_int64(st, 23);
+    in->lease_ms = sqlite3_column_int64(st, 24);
 }
 
 int store_instance_get(struct db *db, const char *id, struct cc_instance *out,
@@ -125,13 +132,30 @@ int store_instance_get(struct db *db, const char *id, struct cc_instance *out,
     return db_error(db, "reading an instance", err);
 }
 
+int store_instance_by_mac(struct db *db, const char *mac,
+                          struct cc_instance *out, struct koala_error **err)
+{
+    sqlite3_stmt *st = db_stmt(db,
+                               "SELECT " INSTANCE_COLUMNS " FROM instances"
+                               " WHERE mac = ? AND state != 'terminated'",
+                               err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, mac, -1, SQLITE_STATIC);
+    int rc = db_step_row(db, st, "looking up an instance by MAC", err);
+    if (rc == 0)
+        instance_from_row(st, out);
+    db_stmt_done(st);
+    return rc;
+}
+
 int store_instance_insert(struct db *db, const struct cc_instance *in,
                           struct koala_error **err)
 {
     sqlite3_stmt *st = db_stmt(
         db,
         "INSERT INTO instances (" INSTANCE_COLUMNS ") VALUES (?, ?, ?, ?, "
-        "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         err);
     if (st == NULL)
         return -1;
@@ -159,6 +183,8 @@ int store_instance_insert(struct db *db, const struct cc_instance *in,
     sqlite3_bind_int(st, c++, in->seen);
     sqlite3_bind_int(st, c++, in->terminate_requested);
     sqlite3_bind_int64(st, c++, in->updated_ms);
+    sqlite3_bind_int64(st, c++, in->lease_expiry);
+    sqlite3_bind_int64(st, c++, in->lease_ms);
     int rc = sqlite3_step(st);
     db_stmt_done(st);
     if (rc != SQLITE_DONE)
@@ -173,7 +199,7 @@ int store_instance_update(struct db *db, const struct cc_instance *in,
         db,
         "UPDATE instances SET state = ?, reason_code = ?, reason_message = ?,"
         " hypervisor = ?, seen = ?, terminate_requested = ?, node = ?,"
-        " updated_ms = ? WHERE id = ?",
+        " updated_ms = ?, lease_expiry = ?, lease_ms = ? WHERE id = ?",
         err);
     if (st == NULL)
         return -1;
@@ -185,7 +211,9 @@ int store_instance_update(struct db *db, const struct cc_instance *in,
     sqlite3_bind_int(st, 6, in->terminate_requested);
     sqlite3_bind_text(st, 7, in->node, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 8, in->updated_ms);
-    sqlite3_bind_text(st, 9, in->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 9, in->lease_expiry);
+    sqlite3_bind_int64(st, 10, in->lease_ms);
+    sqlite3_bind_text(st, 11, in->id, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     db_stmt_done(st);
     if (rc != SQLITE_DONE)
@@ -204,11 +232,12 @@ int store_instance_update(struct db *db, const struct cc_instance *in,
     return 0;
 }
 
-int store_launch_put(struct db *db, const char *id, const char *req,
-                     size_t len, struct koala_error **err)
+int store_launch_put(struct db *db, const char *id, const char *req, size_t len,
+                     struct koala_error **err)
 {
     sqlite3_stmt *st = db_stmt(
-        db, "INSERT OR REPLACE INTO launches (instance_id, request) VALUES (?, ?)",
+        db,
+        "INSERT OR REPLACE INTO launches (instance_id, request) VALUES (?, ?)",
         err);
     if (st == NULL)
         return -1;

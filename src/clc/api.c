@@ -28,6 +28,7 @@ static const struct {
     {"DeregisterImage", ec2_deregister_image},
     {"DescribeAvailabilityZones", ec2_describe_availability_zones},
     {"DescribeImages", ec2_describe_images},
+    {"DescribeInstanceStatus", ec2_describe_instance_status},
     {"DescribeInstanceTypes", ec2_describe_instance_types},
     {"DescribeInstances", ec2_describe_instances},
     {"DescribeKeyPairs", ec2_describe_key_pairs},

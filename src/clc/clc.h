@@ -253,6 +253,7 @@ struct instance_row {
     char client_token[68];
     int64_t launch_time;
     int64_t updated;
+    char reachability[16];
 };
 int ec2_state_code(const char *state);
 void clc_read_instance(sqlite3_stmt *st, struct instance_row *x);
@@ -286,6 +287,19 @@ void ec2_describe_images(struct ec2_req *r);
 void ec2_deregister_image(struct ec2_req *r);
 void ec2_run_instances(struct ec2_req *r);
 void ec2_describe_instances(struct ec2_req *r);
+/* Describe* paging over instances in launch order: a NextToken names the
+ * position after the last instance shown.  *after_time is -1 without a
+ * token. */
+int ec2_instance_token_parse(const char *token, int64_t *after_time,
+                             char after_id[32], struct koala_error **err);
+bool ec2_instance_after(const struct instance_row *x, int64_t after_time,
+                        const char *after_id);
+void ec2_instance_token_write(struct xml_writer *w,
+                              const struct instance_row *last);
+/* Terminated instances stay visible for an hour, as on EC2. */
+bool ec2_instance_visible(const struct instance_row *x, int64_t now_ms);
+/* status.c */
+void ec2_describe_instance_status(struct ec2_req *r);
 void ec2_terminate_instances(struct ec2_req *r);
 void ec2_reboot_instances(struct ec2_req *r);
 void ec2_stop_instances(struct ec2_req *r);

@@ -128,6 +128,7 @@ static int apply_one(struct db *db, const char *cluster,
     _cleanup_free_ char *hv = xml_child_text(n, "hypervisor");
     _cleanup_free_ char *rcode = xml_child_text(n, "stateReasonCode");
     _cleanup_free_ char *rmsg = xml_child_text(n, "stateReasonMessage");
+    _cleanup_free_ char *reach = xml_child_text(n, "reachability");
     char now[24];
     snprintf(now, sizeof(now), "#%lld", (long long)time_now_ms());
     return clc_exec(
@@ -139,12 +140,13 @@ static int apply_one(struct db *db, const char *cluster,
         " hypervisor = COALESCE(NULLIF(?, ''), hypervisor),"
         " reason_code = CASE WHEN ?8 != '' THEN ?8 ELSE reason_code END,"
         " reason_message = CASE WHEN ?8 != '' THEN ?9 ELSE reason_message END,"
-        " updated = CASE WHEN state != ?1 THEN ?10 ELSE updated END"
-        " WHERE id = ?11",
+        " updated = CASE WHEN state != ?1 THEN ?10 ELSE updated END,"
+        " reachability = ?12 WHERE id = ?11",
         "updating instance", err, shown, state, desired,
         node ? str_trim(node) : "", ip ? str_trim(ip) : "",
         mac ? str_trim(mac) : "", hv ? str_trim(hv) : "",
-        rcode ? str_trim(rcode) : "", rmsg ? rmsg : "", now, id, NULL);
+        rcode ? str_trim(rcode) : "", rmsg ? rmsg : "", now, id,
+        reach ? str_trim(reach) : "", NULL);
 }
 
 /* After a complete report: instances the cluster no longer knows. */

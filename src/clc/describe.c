@@ -30,7 +30,7 @@ int ec2_state_code(const char *state)
     " i.kernel_id, i.ramdisk_id, i.instance_type, i.key_name, i.cluster,"      \
     " i.node, i.state, i.reason_code, i.reason_message, i.transition_reason,"  \
     " i.private_ip, i.mac, i.hypervisor, i.client_token, i.launch_time,"       \
-    " i.updated"
+    " i.updated, i.reachability"
 
 void clc_read_instance(sqlite3_stmt *st, struct instance_row *x)
 {
@@ -57,6 +57,7 @@ void clc_read_instance(sqlite3_stmt *st, struct instance_row *x)
     clc_col(x->client_token, sizeof(x->client_token), st, 19);
     x->launch_time = sqlite3_column_int64(st, 20);
     x->updated = sqlite3_column_int64(st, 21);
+    clc_col(x->reachability, sizeof(x->reachability), st, 22);
 }
 
 /* Loads the caller's instances, ordered by launch: all of them, those of
@@ -208,6 +209,47 @@ int ec2_write_reservation(struct ec2_req *r, struct xml_writer *w,
     return 0;
 }
 
+/* ---- paging ---- */
+
+int ec2_instance_token_parse(const char *token, int64_t *after_time,
+                             char after_id[32], struct koala_error **err)
+{
+    *after_time = -1;
+    after_id[0] = '\0';
+    if (token == NULL)
+        return 0;
+    size_t tl = 0;
+    _cleanup_free_ char *t = (char *)str_base64_decode(token, &tl);
+    long long tt;
+    if (t == NULL || sscanf(t, "%lld/%31s", &tt, after_id) != 2)
+        return error_set(err, EINVAL, "InvalidParameterValue",
+                         "The token '%s' is invalid", token);
+    *after_time = tt;
+    return 0;
+}
+
+bool ec2_instance_after(const struct instance_row *x, int64_t after_time,
+                        const char *after_id)
+{
+    return after_time < 0 || x->launch_time > after_time ||
+           (x->launch_time == after_time && strcmp(x->id, after_id) > 0);
+}
+
+void ec2_instance_token_write(struct xml_writer *w,
+                              const struct instance_row *last)
+{
+    char t[64];
+    snprintf(t, sizeof(t), "%lld/%s", (long long)last->launch_time, last->id);
+    _cleanup_free_ char *b = str_base64_encode((unsigned char *)t, strlen(t));
+    xml_text_element(w, "nextToken", b);
+}
+
+bool ec2_instance_visible(const struct instance_row *x, int64_t now_ms)
+{
+    return strcmp(x->state, "terminated") != 0 ||
+           now_ms - x->updated <= TERMINATED_VISIBLE_MS;
+}
+
 /* ---- DescribeInstances ---- */
 
 static const char *instance_filter_value(struct ec2_req *r,
@@ -319,20 +361,10 @@ void ec2_describe_instances(struct ec2_req *r)
         ec2_param_int(r, "MaxResults", 0, 5, 1000, &max, &err);
     if (err || ec2_dry_run(r))
         goto out;
-    /* The token is the position after the last instance shown. */
-    int64_t after_time = -1;
-    char after_id[32] = "";
-    if (token) {
-        size_t tl = 0;
-        _cleanup_free_ char *t = (char *)str_base64_decode(token, &tl);
-        long long tt;
-        if (t == NULL || sscanf(t, "%lld/%31s", &tt, after_id) != 2) {
-            error_set(&err, EINVAL, "InvalidParameterValue",
-                      "The token '%s' is invalid", token);
-            goto out;
-        }
-        after_time = tt;
-    }
+    int64_t after_time;
+    char after_id[32];
+    if (ec2_instance_token_parse(token, &after_time, after_id, &err) < 0)
+        goto out;
     if (clc_load_instances(r->db, r->who.id, NULL, &rows, &n, &err) < 0)
         goto out;
     w = ec2_reply_start(r, "DescribeInstances");
@@ -356,12 +388,9 @@ void ec2_describe_instances(struct ec2_req *r)
                     listed = seen[m] = true;
             if (n_ids && !listed)
                 continue;
-            if (!n_ids && strcmp(x->state, "terminated") == 0 &&
-                now - x->updated > TERMINATED_VISIBLE_MS)
+            if (!n_ids && !ec2_instance_visible(x, now))
                 continue;
-            if (after_time >= 0 &&
-                (x->launch_time < after_time || (x->launch_time == after_time &&
-                                                 strcmp(x->id, after_id) <= 0)))
+            if (!ec2_instance_after(x, after_time, after_id))
                 continue;
             if (!instance_wanted(r, x, &fs))
                 continue;
@@ -388,14 +417,8 @@ void ec2_describe_instances(struct ec2_req *r)
         if (!seen[m])
             error_set(&err, ENOENT, "InvalidInstanceID.NotFound",
                       "The instance ID '%s' does not exist", ids[m]);
-    if (more && last) {
-        char t[64];
-        snprintf(t, sizeof(t), "%lld/%s", (long long)last->launch_time,
-                 last->id);
-        _cleanup_free_ char *b =
-            str_base64_encode((unsigned char *)t, strlen(t));
-        xml_text_element(w, "nextToken", b);
-    }
+    if (more && last)
+        ec2_instance_token_write(w, last);
 out:
     free(rows);
     free(ids);

@@ -124,7 +124,12 @@ static const char schema_v1[] =
     "  PRIMARY KEY(resource_id, key));"
     "CREATE INDEX tags_owner ON tags(owner, key);";
 
-const char *const clc_migrations[] = {schema_v1};
+/* What the cluster last said of a running guest's network (EC2's instance
+ * status reachability: passed, initializing; '' unknown). */
+static const char schema_v2[] =
+    "ALTER TABLE instances ADD COLUMN reachability TEXT NOT NULL DEFAULT '';";
+
+const char *const clc_migrations[] = {schema_v1, schema_v2};
 const size_t clc_n_migrations = ARRAY_SIZE(clc_migrations);
 
 struct db_pool *clc_open_db(const char *data_dir, unsigned conns,

@@ -317,6 +317,100 @@ def test_services(cloud):
     assert e.value.code == "InvalidAction"
 
 
+# ---- status checks: the guest's network, seen by the cluster's DHCP ----
+
+def statuses(ec2, iid, **kw):
+    got = ec2.describe_instance_status(InstanceIds=[iid], **kw)
+    return got["InstanceStatuses"]
+
+
+def watch_instance_status(ec2, iid, leases_before):
+    """Polls until the instance status is ok; the statuses seen must be
+    initializing until then, and ok only once the guest's console shows
+    a DHCP lease it did not show before (the check follows the guest)."""
+    seen = []
+
+    def ok():
+        st = statuses(ec2, iid)[0]
+        status = st["InstanceStatus"]["Status"]
+        seen.append(status)
+        assert st["SystemStatus"]["Status"] == "ok", st
+        assert status in ("initializing", "ok"), st
+        if status != "ok":
+            assert st["InstanceStatus"]["Details"] == \
+                [{"Name": "reachability", "Status": "initializing"}]
+            return False
+        assert st["InstanceStatus"]["Details"] == \
+            [{"Name": "reachability", "Status": "passed"}]
+        assert console(ec2, iid).count("lease of") > leases_before, seen
+        return True
+    wait_for(f"{iid} status ok", ok, 180, 0.3)
+    return seen
+
+
+def test_instance_status(cloud, tmp_path):
+    ec2 = cloud.ec2()
+    iid = ec2.run_instances(ImageId=cloud.ami, MinCount=1, MaxCount=1,
+                            InstanceType="t1.micro")["Instances"][0][
+        "InstanceId"]
+    # Not running yet: listed only with IncludeAllInstances.
+    early = statuses(ec2, iid, IncludeAllInstances=True)[0]
+    if early["InstanceState"]["Name"] != "running":
+        assert early["InstanceStatus"] == {"Status": "not-applicable"}
+        assert early["SystemStatus"] == {"Status": "not-applicable"}
+        assert statuses(ec2, iid) == [] or \
+            statuses(ec2, iid)[0]["InstanceState"]["Name"] == "running"
+    wait_state(ec2, [iid], "running")
+    watch_instance_status(ec2, iid, 0)
+    # what aws-cli's and boto3's waiters look for
+    ec2.get_waiter("instance_status_ok").wait(
+        InstanceIds=[iid], WaiterConfig={"Delay": 1, "MaxAttempts": 5})
+    ec2.get_waiter("system_status_ok").wait(
+        InstanceIds=[iid], WaiterConfig={"Delay": 1, "MaxAttempts": 5})
+    aws = cloud.aws_ec2(tmp_path)
+    aws("wait", "instance-status-ok", "--instance-ids", iid)
+    out = json.loads(aws("describe-instance-status", "--filters",
+                         "Name=instance-status.reachability,Values=passed",
+                         "Name=availability-zone,Values=" + cloud.cluster
+                         ).stdout)["InstanceStatuses"]
+    assert [s["InstanceId"] for s in out] == [iid]
+    assert out[0]["InstanceState"] == {"Code": 16, "Name": "running"}
+    out = ec2.describe_instance_status(Filters=[
+        {"Name": "instance-status.status", "Values": ["initializing"]}])
+    assert out["InstanceStatuses"] == []
+
+    # Stopped: not listed by default, not-applicable with all instances.
+    leases = console(ec2, iid).count("lease of")
+    ec2.stop_instances(InstanceIds=[iid])
+    wait_state(ec2, [iid], "stopped")
+    assert statuses(ec2, iid) == []
+    st = statuses(ec2, iid, IncludeAllInstances=True)[0]
+    assert st["InstanceState"]["Name"] == "stopped"
+    assert st["InstanceStatus"] == {"Status": "not-applicable"}
+    # Started again: initializing until the guest takes its lease again.
+    ec2.start_instances(InstanceIds=[iid])
+    wait_state(ec2, [iid], "running")
+    watch_instance_status(ec2, iid, leases)
+
+    # Bad input, in EC2's words.
+    for kw, code in [
+            ({"InstanceIds": ["i-0123456789abcdef0"]},
+             "InvalidInstanceID.NotFound"),
+            ({"InstanceIds": [iid], "MaxResults": 5},
+             "InvalidParameterCombination"),
+            ({"MaxResults": 2}, "InvalidParameterValue"),
+            ({"Filters": [{"Name": "bogus", "Values": ["x"]}]},
+             "InvalidParameterValue"),
+            ({"NextToken": "not-a-token"}, "InvalidParameterValue")]:
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            ec2.describe_instance_status(**kw)
+        assert e.value.response["Error"]["Code"] == code, kw
+    ec2.terminate_instances(InstanceIds=[iid])
+    wait_state(ec2, [iid], "terminated")
+    st = statuses(ec2, iid, IncludeAllInstances=True)[0]
+    assert st["InstanceState"]["Name"] == "terminated"
+
+
 # ---- a node that dies mid-launch ----
 
 def test_node_killed_mid_launch(tmp_path):

@@ -141,3 +141,39 @@ def test_acknowledged_metadata_survives_clc_kill9(cloud):
         "KeyPairs"] == []
     assert ec2.describe_images(
         Filters=[{"Name": "image-id", "Values": [ami2]}])["Images"] == []
+
+
+def test_system_status_follows_the_node(cloud):
+    """A node that stops answering makes its instances' system status
+    impaired (EC2's host check), since its last good answer; back when it
+    answers again.  Its VMs live on (they outlive koala-nc)."""
+    ec2 = cloud.ec2()
+    iid = ec2.run_instances(ImageId=cloud.ami, MinCount=1, MaxCount=1,
+                            InstanceType="t1.micro")["Instances"][0][
+        "InstanceId"]
+    settle(cloud, ec2, [iid], "running")
+
+    def system():
+        st = ec2.describe_instance_status(InstanceIds=[iid])
+        return st["InstanceStatuses"][0]["SystemStatus"]
+    assert system() == {"Status": "ok", "Details": [
+        {"Name": "reachability", "Status": "passed"}]}
+    nc = cloud.daemons["nc1"]
+    assert nc.stop(signal.SIGKILL) == -signal.SIGKILL
+    try:
+        down = wait_for("system impaired",
+                        lambda: system()["Status"] == "impaired" and system(),
+                        60)
+        detail = down["Details"][0]
+        assert detail["Name"] == "reachability"
+        assert detail["Status"] == "failed"
+        assert detail["ImpairedSince"].timestamp() <= time.time()
+        st = ec2.describe_instance_status(Filters=[
+            {"Name": "system-status.status", "Values": ["impaired"]}])
+        assert [s["InstanceId"] for s in st["InstanceStatuses"]] == [iid]
+        assert qemu_instances(cloud) == [iid]
+    finally:
+        nc.start()
+    wait_for("system ok", lambda: system()["Status"] == "ok", 60)
+    ec2.terminate_instances(InstanceIds=[iid])
+    settle(cloud, ec2, [iid], "terminated")

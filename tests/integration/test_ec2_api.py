@@ -315,6 +315,7 @@ def test_dry_run_everywhere(cloud):
         lambda: ec2.describe_availability_zones(DryRun=True),
         lambda: ec2.describe_instance_types(DryRun=True),
         lambda: ec2.describe_instances(DryRun=True),
+        lambda: ec2.describe_instance_status(DryRun=True),
         lambda: ec2.describe_images(DryRun=True),
         lambda: ec2.describe_key_pairs(DryRun=True),
         lambda: ec2.create_key_pair(KeyName="dry", DryRun=True),

@@ -4,7 +4,8 @@
  * when it dies, stopped by its pid.  The process here is a small shell
  * script standing in for dnsmasq, so that supervision is tested without
  * root; the real dnsmasq handing out leases in a network namespace is
- * tested in tests/integration/test_cc.py. */
+ * tested in tests/integration/test_cc.py.  Also the reading of its lease
+ * file. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -181,6 +182,54 @@ static void test_missing_program(void **s)
     error_free(err);
 }
 
+static void test_leases(void **s)
+{
+    struct cc_subnet sn;
+    struct koala_error *err = NULL;
+    assert_int_equal(cc_subnet_parse("10.111.0.0/16", NULL, &sn, &err), 0);
+    struct dhcp_config cfg = {
+        .dnsmasq = "/bin/true", .bridge = "klan0", .subnet = &sn, .dir = g_dir};
+    struct dhcp *d = dhcp_new(&cfg, &err);
+    assert_non_null(d);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/dnsmasq.leases", g_dir);
+    unlink(path);
+    int64_t stamp = 0;
+    struct dhcp_lease *ls = NULL;
+    size_t n = 7;
+    /* No lease file yet (dnsmasq gave none): none, not an error. */
+    assert_int_equal(dhcp_leases(d, &stamp, &ls, &n, &err), 0);
+    assert_int_equal(n, 0);
+    assert_null(ls);
+    const char *file =
+        "1796571576 d0:0d:2f:36:d9:5d 10.111.0.2 i-fa0e8612f2f36d95d "
+        "01:d0:0d:2f:36:d9:5d\n"
+        "garbage\n"
+        "notanumber d0:0d:00:00:00:09 10.111.0.9 * *\n"
+        "1796571999 d0:0d:00:00:00:03 10.111.0.3 * *\n";
+    assert_int_equal(dhcp_write_file(path, file, strlen(file), &err), 0);
+    assert_int_equal(dhcp_leases(d, &stamp, &ls, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(ls[0].mac, "d0:0d:2f:36:d9:5d");
+    assert_int_equal(ls[0].expiry, 1796571576);
+    assert_string_equal(ls[1].mac, "d0:0d:00:00:00:03");
+    assert_int_equal(ls[1].expiry, 1796571999);
+    free(ls);
+    assert_true(stamp != 0);
+    /* Unchanged since: not read again. */
+    assert_int_equal(dhcp_leases(d, &stamp, &ls, &n, &err), 0);
+    assert_int_equal(n, 0);
+    /* Rewritten (dnsmasq renewed a lease): read again. */
+    const char *renewed = "1796575000 d0:0d:00:00:00:03 10.111.0.3 * *\n";
+    usleep(10 * 1000);
+    assert_int_equal(dhcp_write_file(path, renewed, strlen(renewed), &err), 0);
+    assert_int_equal(dhcp_leases(d, &stamp, &ls, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(ls[0].expiry, 1796575000);
+    free(ls);
+    dhcp_free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -188,6 +237,7 @@ int main(void)
         cmocka_unit_test(test_write_atomic),
         cmocka_unit_test(test_supervision),
         cmocka_unit_test(test_missing_program),
+        cmocka_unit_test(test_leases),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
