@@ -185,7 +185,7 @@ struct cc_instance {
     char network[32];
     int64_t launch_ms;
     char hypervisor[8];
-    bool seen; /* listed by its NC, or acknowledged, since it was placed */
+    bool seen; /* listed by its NC since it was placed */
     bool terminate_requested;
     int64_t updated_ms;
     /* The guest's DHCP lease (leases.c): its expiry as dnsmasq last wrote
@@ -204,6 +204,8 @@ extern const size_t cc_n_migrations;
  * lists the instance or it ends (store_instance_update). */
 int store_launch_put(struct db *db, const char *id, const char *req, size_t len,
                      struct koala_error **err);
+/* Forgets it: the node acknowledged the instance. */
+int store_launch_drop(struct db *db, const char *id, struct koala_error **err);
 /* The request (malloc'd, *len bytes), or NULL: none (err untouched) or an
  * error. */
 char *store_launch_get(struct db *db, const char *id, size_t *len,

@@ -412,9 +412,9 @@ static void reconcile(struct cc *cc, struct db *db, const struct cc_node *nd,
                 goto fail;
         } else if (!on_node && !in->seen && !in->terminate_requested &&
                    strcmp(in->state, "pending") == 0) {
-            /* Placed, but its node never heard of it (this CC died, or
-             * the call was lost, before the node had it): send it again,
-             * unless that is under way. */
+            /* Placed, but its node never acknowledged it (this CC died,
+             * or the call was lost, before the node had it): send it
+             * again, unless that is under way. */
             size_t len = 0;
             char *req = store_launch_get(db, in->id, &len, &e);
             if (req == NULL && e)

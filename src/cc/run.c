@@ -384,9 +384,13 @@ bool cc_launch_send(struct cc *cc, struct db *db, const struct cc_instance *in,
             xml_doc_free(doc);
         }
     }
-    /* The node's answer says it has the instance, as a listing would. */
-    bool acked = e == NULL;
-    if (e) {
+    /* The node's answer says it has the instance: its launch need not be
+     * sent again.  (Not "seen": a poll's listing taken before this answer
+     * would then call it gone.) */
+    if (e == NULL && store_launch_drop(db, in->id, &e) < 0) {
+        log_error("instance %s: %s", in->id, error_message(e));
+        error_clear(&e);
+    } else if (e) {
         log_warn("ncRunInstance %s on %s: %s", in->id, in->node,
                  error_message(e));
         memset(&r, 0, sizeof(r));
@@ -397,7 +401,7 @@ bool cc_launch_send(struct cc *cc, struct db *db, const struct cc_instance *in,
                  error_message(e));
         error_clear(&e);
     }
-    if (cc_apply_report(cc, db, in->node, &r, acked, dhcp_dirty, &e) < 0)
+    if (cc_apply_report(cc, db, in->node, &r, false, dhcp_dirty, &e) < 0)
         log_error("instance %s: %s", in->id, error_message(e));
     error_free(e);
     claims_drop(cc->launching, in->id);

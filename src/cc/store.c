@@ -218,14 +218,20 @@ int store_instance_update(struct db *db, const struct cc_instance *in,
     db_stmt_done(st);
     if (rc != SQLITE_DONE)
         return db_error(db, "updating an instance", err);
-    if (!in->seen && strcmp(in->state, "terminated") != 0)
-        return 0;
     /* Its node has it (or it is over): its launch is no longer needed. */
-    st = db_stmt(db, "DELETE FROM launches WHERE instance_id = ?", err);
+    if (in->seen || strcmp(in->state, "terminated") == 0)
+        return store_launch_drop(db, in->id, err);
+    return 0;
+}
+
+int store_launch_drop(struct db *db, const char *id, struct koala_error **err)
+{
+    sqlite3_stmt *st =
+        db_stmt(db, "DELETE FROM launches WHERE instance_id = ?", err);
     if (st == NULL)
         return -1;
-    sqlite3_bind_text(st, 1, in->id, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
     db_stmt_done(st);
     if (rc != SQLITE_DONE)
         return db_error(db, "dropping a launch", err);
