@@ -300,6 +300,15 @@ void ec2_instance_token_write(struct xml_writer *w,
 bool ec2_instance_visible(const struct instance_row *x, int64_t now_ms);
 /* status.c */
 void ec2_describe_instance_status(struct ec2_req *r);
+/* attributes.c */
+void ec2_describe_instance_attribute(struct ec2_req *r);
+void ec2_modify_instance_attribute(struct ec2_req *r);
+/* User data: base64 of at most CLC_MAX_USER_DATA bytes, else
+ * InvalidParameterValue. */
+#define CLC_MAX_USER_DATA (16 * 1024)
+int clc_check_user_data(const char *b64, struct koala_error **err);
+/* "stop" or "terminate", else InvalidParameterValue. */
+int clc_check_shutdown_behavior(const char *value, struct koala_error **err);
 void ec2_terminate_instances(struct ec2_req *r);
 void ec2_reboot_instances(struct ec2_req *r);
 void ec2_stop_instances(struct ec2_req *r);

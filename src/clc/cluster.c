@@ -80,6 +80,8 @@ static const char *shown_state(const char *desired, const char *reported,
     return reported;
 }
 
+#define INSTANCE_INITIATED "Client.InstanceInitiatedShutdown"
+
 static int apply_one(struct db *db, const char *cluster,
                      const struct xml_node *n, struct koala_error **err)
 {
@@ -88,17 +90,23 @@ static int apply_one(struct db *db, const char *cluster,
     if (id == NULL || state == NULL || !known_state(str_trim(state)))
         return 0; /* not ours to judge; ignore the item */
     str_trim(id);
-    sqlite3_stmt *st = db_stmt(
-        db, "SELECT state, desired, cluster FROM instances WHERE id = ?", err);
+    sqlite3_stmt *st =
+        db_stmt(db,
+                "SELECT state, desired, cluster, shutdown_behavior, reason_code"
+                " FROM instances WHERE id = ?",
+                err);
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    char cur[16] = "", desired[16] = "", where[64] = "";
+    char cur[16] = "", desired[16] = "", where[64] = "", on_shutdown[16] = "",
+         cur_reason[64] = "";
     int rc = db_step_row(db, st, "looking up instance", err);
     if (rc == 0) {
         clc_col(cur, sizeof(cur), st, 0);
         clc_col(desired, sizeof(desired), st, 1);
         clc_col(where, sizeof(where), st, 2);
+        clc_col(on_shutdown, sizeof(on_shutdown), st, 3);
+        clc_col(cur_reason, sizeof(cur_reason), st, 4);
     }
     db_stmt_done(st);
     if (rc != 0)
@@ -117,11 +125,14 @@ static int apply_one(struct db *db, const char *cluster,
                         "updating instance", err, state,
                         node ? str_trim(node) : "", id, NULL);
     }
-    /* A guest that powered itself off stopped (EC2's default
-     * instance-initiated shutdown behaviour). */
+    /* A guest that powered itself off stopped, or is terminated if its
+     * instance-initiated shutdown behaviour says so (then
+     * clc_resend_orders tells the cluster). */
     if (strcmp(state, "stopped") == 0 && strcmp(desired, "running") == 0 &&
         strcmp(cur, "pending") != 0)
-        snprintf(desired, sizeof(desired), "stopped");
+        snprintf(desired, sizeof(desired), "%s",
+                 strcmp(on_shutdown, "terminate") == 0 ? "terminated"
+                                                       : "stopped");
     const char *shown = shown_state(desired, state, cur);
     _cleanup_free_ char *ip = xml_child_text(n, "privateIp");
     _cleanup_free_ char *mac = xml_child_text(n, "macAddress");
@@ -129,6 +140,10 @@ static int apply_one(struct db *db, const char *cluster,
     _cleanup_free_ char *rcode = xml_child_text(n, "stateReasonCode");
     _cleanup_free_ char *rmsg = xml_child_text(n, "stateReasonMessage");
     _cleanup_free_ char *reach = xml_child_text(n, "reachability");
+    /* Ended because its guest powered off (shutdown behaviour terminate):
+     * that stays the reason, not the terminate this CLC then sent. */
+    bool keep_reason = strcmp(desired, "terminated") == 0 &&
+                       strcmp(cur_reason, INSTANCE_INITIATED) == 0;
     char now[24];
     snprintf(now, sizeof(now), "#%lld", (long long)time_now_ms());
     return clc_exec(
@@ -145,7 +160,7 @@ static int apply_one(struct db *db, const char *cluster,
         "updating instance", err, shown, state, desired,
         node ? str_trim(node) : "", ip ? str_trim(ip) : "",
         mac ? str_trim(mac) : "", hv ? str_trim(hv) : "",
-        rcode ? str_trim(rcode) : "", rmsg ? rmsg : "", now, id,
+        rcode && !keep_reason ? str_trim(rcode) : "", rmsg ? rmsg : "", now, id,
         reach ? str_trim(reach) : "", NULL);
 }
 

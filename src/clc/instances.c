@@ -27,7 +27,6 @@
 #include "soap.h"
 
 #define MAX_PER_REQUEST 100
-#define MAX_USER_DATA (16 * 1024)
 #define PRESIGN_SECONDS 3600
 
 /* ---- capacity ---- */
@@ -124,6 +123,8 @@ struct run_args {
     const char *user_data;
     const char *token;
     const char *zone;
+    const char *shutdown_behavior; /* stop, terminate */
+    bool disable_api_termination;
     long long min, max;
 };
 
@@ -196,28 +197,20 @@ static int check_run_args(struct ec2_req *r, struct run_args *a,
             return -1;
     }
     a->user_data = ec2_param(r, "UserData");
-    if (a->user_data) {
-        size_t n = 0;
-        unsigned char *raw = str_base64_decode(a->user_data, &n);
-        free(raw);
-        if (raw == NULL && *a->user_data)
-            return error_set(err, EINVAL, "InvalidParameterValue",
-                             "Invalid BASE64 encoding of user data.");
-        if (n > MAX_USER_DATA)
-            return error_set(err, EINVAL, "InvalidParameterValue",
-                             "User data is limited to %d bytes", MAX_USER_DATA);
-    }
+    if (a->user_data && clc_check_user_data(a->user_data, err) < 0)
+        return -1;
     a->token = ec2_param(r, "ClientToken");
     if (a->token && (strlen(a->token) > 64 || *a->token == '\0'))
         return error_set(err, EINVAL, "InvalidParameterValue",
                          "ClientToken must be 1 to 64 ASCII characters");
     a->zone = ec2_param(r, "Placement.AvailabilityZone");
-    const char *behaviour = ec2_param(r, "InstanceInitiatedShutdownBehavior");
-    if (behaviour && strcmp(behaviour, "stop") != 0 &&
-        strcmp(behaviour, "terminate") != 0)
-        return error_set(err, EINVAL, "InvalidParameterValue",
-                         "InstanceInitiatedShutdownBehavior is stop or "
-                         "terminate");
+    a->shutdown_behavior = ec2_param(r, "InstanceInitiatedShutdownBehavior");
+    if (a->shutdown_behavior == NULL)
+        a->shutdown_behavior = "stop";
+    if (clc_check_shutdown_behavior(a->shutdown_behavior, err) < 0 ||
+        ec2_param_bool(r, "DisableApiTermination", false,
+                       &a->disable_api_termination, err) < 0)
+        return -1;
     if (ec2_param(r, "BlockDeviceMapping.1.DeviceName"))
         return error_set(err, EINVAL, "InvalidParameterCombination",
                          "Block device mappings need the storage controller, "
@@ -287,15 +280,17 @@ static int insert_reservation(struct ec2_req *r, const struct run_args *a,
                      "INSERT INTO instances(id, reservation, owner,"
                      " launch_index, image_id, kernel_id, ramdisk_id,"
                      " instance_type, key_name, user_data, cluster, state,"
-                     " client_token, launch_time, updated) VALUES(?,?,?,?,?,"
+                     " client_token, launch_time, updated, shutdown_behavior,"
+                     " disable_api_termination) VALUES(?,?,?,?,?,"
                      " NULLIF(?, ''), NULLIF(?, ''),?,NULLIF(?, ''),"
-                     " NULLIF(?, ''),?,'pending',NULLIF(?, ''),?,?)",
+                     " NULLIF(?, ''),?,'pending',NULLIF(?, ''),?,?,?,?)",
                      "storing instance", err, id, reservation, owner, idx,
                      a->image_id, a->kernel_id ? a->kernel_id : "",
                      a->ramdisk_id ? a->ramdisk_id : "", a->type.name,
                      a->key_name ? a->key_name : "",
                      a->user_data ? a->user_data : "", cluster,
-                     a->token ? a->token : "", now, now, NULL) < 0 ||
+                     a->token ? a->token : "", now, now, a->shutdown_behavior,
+                     a->disable_api_termination ? "#1" : "#0", NULL) < 0 ||
             ec2_apply_tag_specs(r, "instance", id, err) < 0)
             goto fail;
     }
@@ -612,6 +607,7 @@ struct change {
     char node[64];
     char previous[16];
     char current[16];
+    bool protected; /* disableApiTermination */
 };
 
 /* Loads the listed instances of the caller; all must exist. */
@@ -633,8 +629,8 @@ static int load_listed(struct ec2_req *r, struct change **out, size_t *n_out,
     for (size_t i = 0; rc == 0 && i < n; i++) {
         sqlite3_stmt *st =
             db_stmt(r->db,
-                    "SELECT cluster, node, state FROM instances WHERE id = ?"
-                    " AND owner = ?",
+                    "SELECT cluster, node, state, disable_api_termination"
+                    " FROM instances WHERE id = ? AND owner = ?",
                     err);
         if (st == NULL) {
             rc = -1;
@@ -648,6 +644,7 @@ static int load_listed(struct ec2_req *r, struct change **out, size_t *n_out,
             clc_col(ch[i].cluster, sizeof(ch[i].cluster), st, 0);
             clc_col(ch[i].node, sizeof(ch[i].node), st, 1);
             clc_col(ch[i].previous, sizeof(ch[i].previous), st, 2);
+            ch[i].protected = sqlite3_column_int(st, 3) != 0;
         } else if (found == 1) {
             buf_printf(&missing, "%s%s", missing.len ? ", " : "", ids[i]);
         } else {
@@ -740,6 +737,12 @@ static void change_states(struct ec2_req *r, const char *action,
                       "The instance '%s' is not in a state from which it "
                       "can be %s (%s).",
                       ch[i].id, reason, ch[i].previous);
+        else if (moves && ch[i].protected && strcmp(desired, "terminated") == 0)
+            error_set(&err, EPERM, "OperationNotPermitted",
+                      "The instance '%s' may not be terminated. Modify its "
+                      "'disableApiTermination' instance attribute and try "
+                      "again.",
+                      ch[i].id);
     }
     if (err || ec2_dry_run(r)) {
         free(ch);

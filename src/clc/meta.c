@@ -129,7 +129,15 @@ static const char schema_v1[] =
 static const char schema_v2[] =
     "ALTER TABLE instances ADD COLUMN reachability TEXT NOT NULL DEFAULT '';";
 
-const char *const clc_migrations[] = {schema_v1, schema_v2};
+/* Instance attributes (attributes.c): what the guest powering itself off
+ * does (stop, terminate), and termination protection. */
+static const char schema_v3[] =
+    "ALTER TABLE instances ADD COLUMN shutdown_behavior TEXT NOT NULL"
+    "  DEFAULT 'stop';"
+    "ALTER TABLE instances ADD COLUMN disable_api_termination INTEGER"
+    "  NOT NULL DEFAULT 0;";
+
+const char *const clc_migrations[] = {schema_v1, schema_v2, schema_v3};
 const size_t clc_n_migrations = ARRAY_SIZE(clc_migrations);
 
 struct db_pool *clc_open_db(const char *data_dir, unsigned conns,

@@ -7,6 +7,7 @@ compute suites create (and delete).
 Daemons are started with their own data directory under pytest's tmp_path
 and stopped by the PID this file started; nothing else is ever signalled.
 """
+import json
 import os
 import signal
 import socket
@@ -310,3 +311,28 @@ def run(cmd, env, check=True, input=None, timeout=600):
             f"{' '.join(map(str, cmd))} -> {p.returncode}\n"
             f"stdout: {p.stdout[-3000:]}\nstderr: {p.stderr[-3000:]}")
     return p
+
+
+def qmp_command(sock_path, *commands):
+    """Talks to a QEMU monitor directly (while koala-nc is down); returns
+    the events seen."""
+    d = os.open(sock_path.parent, os.O_PATH)
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(90)
+    events = []
+    try:
+        s.connect(f"/proc/self/fd/{d}/{sock_path.name}")
+        f = s.makefile("rw")
+        f.readline()
+        for c in ("qmp_capabilities",) + commands:
+            f.write(json.dumps({"execute": c}) + "\n")
+            f.flush()
+            while True:
+                msg = json.loads(f.readline())
+                if "event" in msg:
+                    events.append(msg)
+                else:
+                    break
+        return f, events
+    finally:
+        os.close(d)

@@ -4,6 +4,7 @@ guest from tests/images.  The guests get their addresses from the CC's
 DHCP server and answer HTTP on port 8080 inside the cluster's network
 namespace, which is where the tests reach them.  Driven with Debian's
 aws-cli and python3-boto3."""
+import base64
 import json
 
 import botocore.exceptions
@@ -409,6 +410,113 @@ def test_instance_status(cloud, tmp_path):
     wait_state(ec2, [iid], "terminated")
     st = statuses(ec2, iid, IncludeAllInstances=True)[0]
     assert st["InstanceState"]["Name"] == "terminated"
+
+
+# ---- instance attributes: protection, shutdown behaviour, user data ----
+
+def attribute(ec2, iid, name):
+    out = ec2.describe_instance_attribute(InstanceId=iid, Attribute=name)
+    assert out["InstanceId"] == iid
+    return {k: v for k, v in out.items()
+            if k not in ("InstanceId", "ResponseMetadata")}
+
+
+def test_instance_attributes(cloud, tmp_path):
+    ec2 = cloud.ec2()
+    iid = ec2.run_instances(
+        ImageId=cloud.ami, MinCount=1, MaxCount=1, InstanceType="t1.micro",
+        UserData="first", DisableApiTermination=True,
+        InstanceInitiatedShutdownBehavior="terminate")["Instances"][0][
+        "InstanceId"]
+    assert attribute(ec2, iid, "instanceType") == \
+        {"InstanceType": {"Value": "t1.micro"}}
+    assert attribute(ec2, iid, "kernel") == {"KernelId": {"Value": cloud.aki}}
+    assert attribute(ec2, iid, "ramdisk") == \
+        {"RamdiskId": {"Value": cloud.ari}}
+    assert attribute(ec2, iid, "userData") == \
+        {"UserData": {"Value": base64.b64encode(b"first").decode()}}
+    assert attribute(ec2, iid, "disableApiTermination") == \
+        {"DisableApiTermination": {"Value": True}}
+    assert attribute(ec2, iid, "instanceInitiatedShutdownBehavior") == \
+        {"InstanceInitiatedShutdownBehavior": {"Value": "terminate"}}
+    assert attribute(ec2, iid, "rootDeviceName") == \
+        {"RootDeviceName": {"Value": "/dev/sda1"}}
+    assert attribute(ec2, iid, "blockDeviceMapping") == \
+        {"BlockDeviceMappings": []}
+    assert attribute(ec2, iid, "groupSet") == {"Groups": []}
+    assert attribute(ec2, iid, "sourceDestCheck") == \
+        {"SourceDestCheck": {"Value": False}}
+    assert attribute(ec2, iid, "enclaveOptions") == \
+        {"EnclaveOptions": {"Enabled": False}}
+    wait_state(ec2, [iid], "running")
+
+    # Termination protection: refused, nothing changes (also for the
+    # unprotected instance named with it).
+    other = ec2.run_instances(ImageId=cloud.ami, MinCount=1, MaxCount=1,
+                              InstanceType="t1.micro")["Instances"][0][
+        "InstanceId"]
+    wait_state(ec2, [other], "running")
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ec2.terminate_instances(InstanceIds=[other, iid])
+    assert e.value.response["Error"]["Code"] == "OperationNotPermitted"
+    assert iid in e.value.response["Error"]["Message"]
+    got = instances(ec2, [iid, other])
+    assert {i["State"]["Name"] for i in got.values()} == {"running"}
+    assert iid in node_files(cloud, "nc1")
+
+    # aws-cli's two spellings of a change, and boto3's.
+    aws = cloud.aws_ec2(tmp_path)
+    aws("modify-instance-attribute", "--instance-id", iid,
+        "--no-disable-api-termination")
+    assert attribute(ec2, iid, "disableApiTermination") == \
+        {"DisableApiTermination": {"Value": False}}
+    aws("modify-instance-attribute", "--instance-id", iid, "--attribute",
+        "instanceInitiatedShutdownBehavior", "--value", "stop")
+    ec2.modify_instance_attribute(InstanceId=iid,
+                                  DisableApiTermination={"Value": True})
+    assert attribute(ec2, iid, "instanceInitiatedShutdownBehavior") == \
+        {"InstanceInitiatedShutdownBehavior": {"Value": "stop"}}
+    # User data changes only while stopped.
+    for kw, code in [
+            ({"UserData": {"Value": b"second"}}, "IncorrectInstanceState"),
+            ({"InstanceInitiatedShutdownBehavior": {"Value": "hibernate"}},
+             "InvalidParameterValue"),
+            ({"InstanceType": {"Value": "m1.small"}}, "UnsupportedOperation"),
+            ({"Attribute": "disableApiTermination", "Value": "maybe"},
+             "InvalidParameterValue"),
+            ({"Attribute": "instanceType"}, "MissingParameter"),
+            ({}, "MissingParameter")]:
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            ec2.modify_instance_attribute(InstanceId=iid, **kw)
+        assert e.value.response["Error"]["Code"] == code, kw
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ec2.describe_instance_attribute(InstanceId=iid, Attribute="color")
+    assert e.value.response["Error"]["Code"] == "InvalidParameterValue"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ec2.describe_instance_attribute(InstanceId="i-0123456789abcdef0",
+                                        Attribute="userData")
+    assert e.value.response["Error"]["Code"] == "InvalidInstanceID.NotFound"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ec2.modify_instance_attribute(
+            InstanceId=iid, DisableApiTermination={"Value": False},
+            DryRun=True)
+    assert e.value.response["Error"]["Code"] == "DryRunOperation"
+    assert attribute(ec2, iid, "disableApiTermination") == \
+        {"DisableApiTermination": {"Value": True}}
+    ec2.stop_instances(InstanceIds=[iid])
+    wait_state(ec2, [iid], "stopped")
+    ec2.modify_instance_attribute(InstanceId=iid,
+                                  UserData={"Value": b"second"})
+    assert attribute(ec2, iid, "userData") == \
+        {"UserData": {"Value": base64.b64encode(b"second").decode()}}
+    # Protected while stopped too; unprotected, it goes.
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ec2.terminate_instances(InstanceIds=[iid])
+    assert e.value.response["Error"]["Code"] == "OperationNotPermitted"
+    ec2.modify_instance_attribute(InstanceId=iid,
+                                  DisableApiTermination={"Value": False})
+    ec2.terminate_instances(InstanceIds=[iid, other])
+    wait_state(ec2, [iid, other], "terminated")
 
 
 # ---- a node that dies mid-launch ----

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from cloud import IMAGES, Cloud
+from conftest import qmp_command
 from test_compute import guest_page, node_files, wait_for, wait_state
 
 # After the acknowledgement: at once, while the order is on its way to
@@ -177,3 +178,45 @@ def test_system_status_follows_the_node(cloud):
     wait_for("system ok", lambda: system()["Status"] == "ok", 60)
     ec2.terminate_instances(InstanceIds=[iid])
     settle(cloud, ec2, [iid], "terminated")
+
+
+def test_instance_initiated_shutdown_behavior(cloud):
+    """A guest that powers itself off: stopped by default, terminated when
+    its instance says InstanceInitiatedShutdownBehavior=terminate.  (The
+    guests are told to power off through their monitors while koala-nc
+    is down, which is when the monitors are free: to the cloud it is the
+    guest's own doing.)"""
+    ec2 = cloud.ec2()
+    runs = {}
+    for behavior in ("terminate", "stop"):
+        runs[behavior] = ec2.run_instances(
+            ImageId=cloud.ami, MinCount=1, MaxCount=1, InstanceType="t1.micro",
+            InstanceInitiatedShutdownBehavior=behavior)["Instances"][0][
+            "InstanceId"]
+    ids = list(runs.values())
+    settle(cloud, ec2, ids, "running")
+    for iid in ids:  # booted: its ACPI daemon handles the power button
+        wait_for(f"{iid} booted", lambda iid=iid: "KOALA-GUEST-READY" in
+                 ec2.get_console_output(InstanceId=iid).get("Output", ""),
+                 180, 1)
+    nc = cloud.daemons["nc1"]
+    assert nc.stop(signal.SIGKILL) == -signal.SIGKILL
+    try:
+        for iid in ids:
+            sock = cloud.dir / "nc1" / "instances" / iid / "qmp.sock"
+            f, _ = qmp_command(sock, "system_powerdown")
+            wait_for(f"{iid} powers off",
+                     lambda f=f: '"guest": true' in f.readline(), 90, 0)
+            f.close()
+    finally:
+        nc.start()
+    got = settle(cloud, ec2, [runs["terminate"]], "terminated")
+    reason = got[runs["terminate"]]["StateReason"]
+    assert reason["Code"] == "Client.InstanceInitiatedShutdown", reason
+    got = wait_state(ec2, [runs["stop"]], "stopped")
+    assert got[runs["stop"]]["StateReason"]["Code"] == \
+        "Client.InstanceInitiatedShutdown"
+    assert qemu_instances(cloud) == []
+    assert runs["stop"] in node_files(cloud, "nc1")  # its disks are kept
+    ec2.terminate_instances(InstanceIds=[runs["stop"]])
+    settle(cloud, ec2, [runs["stop"]], "terminated")

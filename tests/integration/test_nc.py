@@ -24,7 +24,6 @@ import http.server
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import threading
@@ -34,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from conftest import (BUILD, KOALA_BIN, PKI, ROOT, Netns, Process,
-                      free_port, sh, wait_until)
+                      free_port, qmp_command, sh, wait_until)
 from soapclient import (SoapClient, SoapFault, SoapServer, child, children,
                         parse_reply, text, to_dict)
 
@@ -721,31 +720,6 @@ def test_concurrent_launches_share_one_download(tmp_path, pki, net, imgsrv):
     finally:
         imgsrv.delay = 0.0
         assert n.cleanup() == 0
-
-
-def qmp_command(sock_path, *commands):
-    """Talks to a QEMU monitor directly (while koala-nc is down); returns
-    the events seen."""
-    d = os.open(sock_path.parent, os.O_PATH)
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(90)
-    events = []
-    try:
-        s.connect(f"/proc/self/fd/{d}/{sock_path.name}")
-        f = s.makefile("rw")
-        f.readline()
-        for c in ("qmp_capabilities",) + commands:
-            f.write(json.dumps({"execute": c}) + "\n")
-            f.flush()
-            while True:
-                msg = json.loads(f.readline())
-                if "event" in msg:
-                    events.append(msg)
-                else:
-                    break
-        return f, events
-    finally:
-        os.close(d)
 
 
 def test_restart_readopts_running_instances(tmp_path, pki, net, imgsrv):
