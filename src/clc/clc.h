@@ -111,6 +111,20 @@ int ec2_param_int(const struct ec2_req *r, const char *name, long long def,
                   struct koala_error **err);
 int ec2_param_bool(const struct ec2_req *r, const char *name, bool def,
                    bool *out, struct koala_error **err);
+/* The ids a Describe call names (X.1, X.2 ...), and which of them it
+ * found: each must exist, or the call fails with the first missing one. */
+struct ec2_id_list {
+    const char **v; /* into the request's parameters */
+    size_t n;
+    bool *found;
+};
+int ec2_id_list_get(const struct ec2_req *r, const char *prefix,
+                    struct ec2_id_list *l, struct koala_error **err);
+/* Whether id is one of them (and marks it found). */
+bool ec2_id_list_has(struct ec2_id_list *l, const char *id);
+/* The first named id not found, or NULL. */
+const char *ec2_id_list_missing(const struct ec2_id_list *l);
+void ec2_id_list_free(struct ec2_id_list *l);
 /* A required parameter, or MissingParameter. */
 const char *ec2_required(const struct ec2_req *r, const char *name,
                          struct koala_error **err);
@@ -296,6 +310,14 @@ bool ec2_instance_after(const struct instance_row *x, int64_t after_time,
                         const char *after_id);
 void ec2_instance_token_write(struct xml_writer *w,
                               const struct instance_row *last);
+/* The instances a Describe call names (InstanceId.N) and its MaxResults
+ * (0: none; 5 to 1000, and not with named instances). */
+int ec2_instance_listing(const struct ec2_req *r, struct ec2_id_list *ids,
+                         long long *max, struct koala_error **err);
+/* InvalidInstanceID.NotFound into *err (unless set) for the first
+ * instance named and not found. */
+void ec2_instances_found(const struct ec2_id_list *ids,
+                         struct koala_error **err);
 /* Terminated instances stay visible for an hour, as on EC2. */
 bool ec2_instance_visible(const struct instance_row *x, int64_t now_ms);
 /* status.c */

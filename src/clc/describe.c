@@ -244,6 +244,27 @@ void ec2_instance_token_write(struct xml_writer *w,
     xml_text_element(w, "nextToken", b);
 }
 
+int ec2_instance_listing(const struct ec2_req *r, struct ec2_id_list *ids,
+                         long long *max, struct koala_error **err)
+{
+    if (ec2_id_list_get(r, "InstanceId", ids, err) < 0)
+        return -1;
+    if (ec2_param(r, "MaxResults") && ids->n)
+        return error_set(err, EINVAL, "InvalidParameterCombination",
+                         "The parameter instancesSet cannot be used with "
+                         "the parameter maxResults");
+    return ec2_param_int(r, "MaxResults", 0, 5, 1000, max, err);
+}
+
+void ec2_instances_found(const struct ec2_id_list *ids,
+                         struct koala_error **err)
+{
+    const char *missing = ec2_id_list_missing(ids);
+    if (*err == NULL && missing)
+        error_set(err, ENOENT, "InvalidInstanceID.NotFound",
+                  "The instance ID '%s' does not exist", missing);
+}
+
 bool ec2_instance_visible(const struct instance_row *x, int64_t now_ms)
 {
     return strcmp(x->state, "terminated") != 0 ||
@@ -339,31 +360,18 @@ void ec2_describe_instances(struct ec2_req *r)
                                         NULL};
     struct ec2_filters fs;
     long long max = 0;
-    const char **ids = NULL;
-    size_t n_ids = ec2_param_list(r, "InstanceId", &ids);
+    struct ec2_id_list ids = {0};
     struct instance_row *rows = NULL;
     size_t n = 0;
     struct xml_writer *w = NULL;
-    bool *seen = calloc(n_ids + 1, 1);
     const char *token = ec2_param(r, "NextToken");
-    if (ec2_parse_filters(r, known, &fs, &err) < 0) {
-        free(ids);
-        free(seen);
+    if (ec2_parse_filters(r, known, &fs, &err) < 0)
         return ec2_fail(r, err);
-    }
-    if (seen == NULL)
-        error_set(&err, ENOMEM, NULL, "out of memory");
-    else if (ec2_param(r, "MaxResults") && n_ids)
-        error_set(&err, EINVAL, "InvalidParameterCombination",
-                  "The parameter instancesSet cannot be used with the "
-                  "parameter maxResults");
-    else
-        ec2_param_int(r, "MaxResults", 0, 5, 1000, &max, &err);
-    if (err || ec2_dry_run(r))
-        goto out;
     int64_t after_time;
     char after_id[32];
-    if (ec2_instance_token_parse(token, &after_time, after_id, &err) < 0)
+    if (ec2_instance_listing(r, &ids, &max, &err) < 0 ||
+        ec2_instance_token_parse(token, &after_time, after_id, &err) < 0 ||
+        ec2_dry_run(r))
         goto out;
     if (clc_load_instances(r->db, r->who.id, NULL, &rows, &n, &err) < 0)
         goto out;
@@ -382,13 +390,8 @@ void ec2_describe_instances(struct ec2_req *r)
         size_t n_pick = 0;
         for (size_t k = i; pick && k < j; k++) {
             const struct instance_row *x = &rows[k];
-            bool listed = false;
-            for (size_t m = 0; m < n_ids; m++)
-                if (strcmp(ids[m], x->id) == 0)
-                    listed = seen[m] = true;
-            if (n_ids && !listed)
-                continue;
-            if (!n_ids && !ec2_instance_visible(x, now))
+            if (ids.n ? !ec2_id_list_has(&ids, x->id)
+                      : !ec2_instance_visible(x, now))
                 continue;
             if (!ec2_instance_after(x, after_time, after_id))
                 continue;
@@ -413,16 +416,12 @@ void ec2_describe_instances(struct ec2_req *r)
         i = j;
     }
     xml_end(w);
-    for (size_t m = 0; err == NULL && m < n_ids; m++)
-        if (!seen[m])
-            error_set(&err, ENOENT, "InvalidInstanceID.NotFound",
-                      "The instance ID '%s' does not exist", ids[m]);
+    ec2_instances_found(&ids, &err);
     if (more && last)
         ec2_instance_token_write(w, last);
 out:
     free(rows);
-    free(ids);
-    free(seen);
+    ec2_id_list_free(&ids);
     ec2_filters_free(&fs);
     ec2_reply_end(r, w, err);
 }

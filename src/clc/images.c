@@ -355,17 +355,17 @@ void ec2_describe_images(struct ec2_req *r)
     struct ec2_filters fs;
     if (ec2_parse_filters(r, known, &fs, &err) < 0)
         return ec2_fail(r, err);
-    const char **ids = NULL, **owners = NULL, **users = NULL;
-    size_t n_ids = ec2_param_list(r, "ImageId", &ids);
+    struct ec2_id_list ids = {0};
+    const char **owners = NULL, **users = NULL;
     size_t n_owners = ec2_param_list(r, "Owner", &owners);
     size_t n_users = ec2_param_list(r, "ExecutableBy", &users);
     bool include_deregistered = false;
     struct image *all = NULL;
     size_t n = 0;
-    bool *seen = calloc(n_ids + 1, 1);
     struct xml_writer *w = NULL;
-    if (seen == NULL || ec2_param_bool(r, "IncludeDeprecated", false,
-                                       &include_deregistered, &err) < 0)
+    if (ec2_id_list_get(r, "ImageId", &ids, &err) < 0 ||
+        ec2_param_bool(r, "IncludeDeprecated", false, &include_deregistered,
+                       &err) < 0)
         goto out;
     if (ec2_dry_run(r))
         goto out;
@@ -389,10 +389,7 @@ void ec2_describe_images(struct ec2_req *r)
     xml_start(w, "imagesSet");
     for (size_t i = 0; i < n && err == NULL; i++) {
         const struct image *im = &all[i];
-        bool wanted = n_ids == 0;
-        for (size_t j = 0; j < n_ids; j++)
-            if (strcmp(ids[j], im->id) == 0)
-                wanted = seen[j] = true;
+        bool wanted = ids.n == 0 || ec2_id_list_has(&ids, im->id);
         if (n_owners) {
             bool ok = false;
             for (size_t j = 0; j < n_owners; j++)
@@ -421,14 +418,13 @@ void ec2_describe_images(struct ec2_req *r)
         if (wanted)
             image_item(r, w, im, &err);
     }
-    for (size_t j = 0; err == NULL && j < n_ids; j++)
-        if (!seen[j])
-            error_set(&err, ENOENT, "InvalidAMIID.NotFound",
-                      "The image id '[%s]' does not exist", ids[j]);
+    const char *missing = ec2_id_list_missing(&ids);
+    if (err == NULL && missing)
+        error_set(&err, ENOENT, "InvalidAMIID.NotFound",
+                  "The image id '[%s]' does not exist", missing);
 out:
     free(all);
-    free(seen);
-    free(ids);
+    ec2_id_list_free(&ids);
     free(owners);
     free(users);
     ec2_filters_free(&fs);

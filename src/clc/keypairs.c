@@ -391,17 +391,11 @@ void ec2_describe_key_pairs(struct ec2_req *r)
         ec2_filters_free(&fs);
         return ec2_fail(r, err);
     }
-    const char **names = NULL, **ids = NULL;
-    size_t n_names = ec2_param_list(r, "KeyName", &names);
-    size_t n_ids = ec2_param_list(r, "KeyPairId", &ids);
-    bool *seen_n = calloc(n_names + 1, 1), *seen_i = calloc(n_ids + 1, 1);
+    struct ec2_id_list names = {0}, ids = {0};
     struct xml_writer *w = NULL;
     sqlite3_stmt *st = NULL;
-    if (seen_n == NULL || seen_i == NULL) {
-        error_set(&err, ENOMEM, NULL, "out of memory");
-        goto out;
-    }
-    if (ec2_dry_run(r))
+    if (ec2_id_list_get(r, "KeyName", &names, &err) < 0 ||
+        ec2_id_list_get(r, "KeyPairId", &ids, &err) < 0 || ec2_dry_run(r))
         goto out;
     st = db_stmt(r->db,
                  "SELECT id, name, fingerprint, key_type, public_key, created"
@@ -435,13 +429,10 @@ void ec2_describe_key_pairs(struct ec2_req *r)
     st = NULL;
     for (size_t i = 0; i < n_rows && err == NULL; i++) {
         struct row *x = &rows[i];
-        bool wanted = (n_names == 0 && n_ids == 0);
-        for (size_t j = 0; j < n_names; j++)
-            if (strcmp(names[j], x->name) == 0)
-                wanted = seen_n[j] = true;
-        for (size_t j = 0; j < n_ids; j++)
-            if (strcmp(ids[j], x->id) == 0)
-                wanted = seen_i[j] = true;
+        /* (both lists are marked, so both are evaluated) */
+        bool by_name = ec2_id_list_has(&names, x->name);
+        bool by_id = ec2_id_list_has(&ids, x->id);
+        bool wanted = (names.n == 0 && ids.n == 0) || by_name || by_id;
         for (size_t j = 0; wanted && j < fs.n; j++) {
             const char *f = fs.f[j].name;
             const char *v = strcmp(f, "key-name") == 0      ? x->name
@@ -466,19 +457,17 @@ void ec2_describe_key_pairs(struct ec2_req *r)
         xml_end(w);
     }
     free(rows);
-    for (size_t j = 0; err == NULL && j < n_names; j++)
-        if (!seen_n[j])
-            error_set(&err, ENOENT, "InvalidKeyPair.NotFound",
-                      "The key pair '%s' does not exist", names[j]);
-    for (size_t j = 0; err == NULL && j < n_ids; j++)
-        if (!seen_i[j])
-            error_set(&err, ENOENT, "InvalidKeyPair.NotFound",
-                      "The key pair ID '%s' does not exist", ids[j]);
+    const char *no_name = ec2_id_list_missing(&names);
+    const char *no_id = ec2_id_list_missing(&ids);
+    if (err == NULL && no_name)
+        error_set(&err, ENOENT, "InvalidKeyPair.NotFound",
+                  "The key pair '%s' does not exist", no_name);
+    else if (err == NULL && no_id)
+        error_set(&err, ENOENT, "InvalidKeyPair.NotFound",
+                  "The key pair ID '%s' does not exist", no_id);
 out:
-    free(names);
-    free(ids);
-    free(seen_n);
-    free(seen_i);
+    ec2_id_list_free(&names);
+    ec2_id_list_free(&ids);
     ec2_filters_free(&fs);
     ec2_reply_end(r, w, err);
 }

@@ -83,6 +83,44 @@ size_t ec2_param_list(const struct ec2_req *r, const char *prefix,
     return n;
 }
 
+int ec2_id_list_get(const struct ec2_req *r, const char *prefix,
+                    struct ec2_id_list *l, struct koala_error **err)
+{
+    l->n = ec2_param_list(r, prefix, &l->v);
+    l->found = calloc(l->n + 1, sizeof(bool));
+    if (l->found == NULL) {
+        ec2_id_list_free(l);
+        return error_set(err, ENOMEM, NULL, "out of memory");
+    }
+    return 0;
+}
+
+bool ec2_id_list_has(struct ec2_id_list *l, const char *id)
+{
+    bool has = false;
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->v[i], id) == 0)
+            has = l->found[i] = true;
+    return has;
+}
+
+const char *ec2_id_list_missing(const struct ec2_id_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (!l->found[i])
+            return l->v[i];
+    return NULL;
+}
+
+void ec2_id_list_free(struct ec2_id_list *l)
+{
+    free(l->v);
+    free(l->found);
+    l->v = NULL;
+    l->found = NULL;
+    l->n = 0;
+}
+
 int ec2_param_int(const struct ec2_req *r, const char *name, long long def,
                   long long min, long long max, long long *out,
                   struct koala_error **err)

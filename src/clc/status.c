@@ -172,9 +172,7 @@ void ec2_describe_instance_status(struct ec2_req *r)
     struct ec2_filters fs;
     if (ec2_parse_filters(r, known, &fs, &err) < 0)
         return ec2_fail(r, err);
-    const char **ids = NULL;
-    size_t n_ids = ec2_param_list(r, "InstanceId", &ids);
-    bool *seen = calloc(n_ids + 1, sizeof(bool));
+    struct ec2_id_list ids = {0};
     struct instance_row *rows = NULL;
     size_t n = 0;
     struct nodes ns = {0};
@@ -183,17 +181,11 @@ void ec2_describe_instance_status(struct ec2_req *r)
     bool all = false;
     int64_t after_time;
     char after_id[32];
-    if (seen == NULL)
-        error_set(&err, ENOMEM, NULL, "out of memory");
-    else if (ec2_param(r, "MaxResults") && n_ids)
-        error_set(&err, EINVAL, "InvalidParameterCombination",
-                  "The parameter instancesSet cannot be used with the "
-                  "parameter maxResults");
-    else if (ec2_param_int(r, "MaxResults", 0, 5, 1000, &max, &err) == 0 &&
-             ec2_param_bool(r, "IncludeAllInstances", false, &all, &err) == 0)
+    if (ec2_instance_listing(r, &ids, &max, &err) < 0 ||
+        ec2_param_bool(r, "IncludeAllInstances", false, &all, &err) < 0 ||
         ec2_instance_token_parse(ec2_param(r, "NextToken"), &after_time,
-                                 after_id, &err);
-    if (err || ec2_dry_run(r))
+                                 after_id, &err) < 0 ||
+        ec2_dry_run(r))
         goto out;
     if (clc_load_instances(r->db, r->who.id, NULL, &rows, &n, &err) < 0 ||
         clc_services_each(r->db, NULL, collect_node, &ns, &err) < 0)
@@ -206,11 +198,8 @@ void ec2_describe_instance_status(struct ec2_req *r)
     bool more = false;
     for (size_t i = 0; i < n; i++) {
         const struct instance_row *x = &rows[i];
-        bool listed = false;
-        for (size_t m = 0; m < n_ids; m++)
-            if (strcmp(ids[m], x->id) == 0)
-                listed = seen[m] = true;
-        if ((n_ids && !listed) || (!n_ids && !ec2_instance_visible(x, now)) ||
+        if ((ids.n ? !ec2_id_list_has(&ids, x->id)
+                   : !ec2_instance_visible(x, now)) ||
             (!all && strcmp(x->state, "running") != 0) ||
             !ec2_instance_after(x, after_time, after_id))
             continue;
@@ -232,17 +221,13 @@ void ec2_describe_instance_status(struct ec2_req *r)
         shown++;
     }
     xml_end(w);
-    for (size_t m = 0; err == NULL && m < n_ids; m++)
-        if (!seen[m])
-            error_set(&err, ENOENT, "InvalidInstanceID.NotFound",
-                      "The instance ID '%s' does not exist", ids[m]);
+    ec2_instances_found(&ids, &err);
     if (more && last)
         ec2_instance_token_write(w, last);
 out:
     free(ns.v);
     free(rows);
-    free(ids);
-    free(seen);
+    ec2_id_list_free(&ids);
     ec2_filters_free(&fs);
     ec2_reply_end(r, w, err);
 }
