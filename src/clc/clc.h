@@ -373,14 +373,16 @@ int clc_apply_instance_states(struct clc *clc, struct db *db,
 /* Sends the clusters the orders their instances still need (terminate,
  * stop, start: what the user wants and the cluster has not done). */
 void clc_resend_orders(struct clc *clc, struct db *db);
+/* An instanceType element (name, cores, memoryMb, diskGb) for a CC. */
+void clc_write_type(struct xml_writer *w, const struct instance_type *t);
 /* Queues the launch of a reservation's instances that no cluster has
- * placed yet, unless it is queued or under way already (instances.c). */
+ * placed yet, unless it is queued or under way already (launch.c). */
 void clc_queue_launch(struct clc *clc, const char *reservation);
 /* Queues every launch not under way whose instances are still unplaced:
  * after a restart of the CLC, or while their cluster was unreachable. */
 void clc_resume_launches(struct clc *clc, struct db *db);
 /* Ends the instances of a reservation (or one instance) with a reason
- * from why (instances.c). */
+ * from why (launch.c). */
 int clc_fail_instances(struct db *db, const char *reservation,
                        const char *instance, const struct koala_error *why);
 
