@@ -38,8 +38,22 @@ void leases_notice(struct cc *cc, struct db *db)
     int64_t now = time_now_ms();
     for (size_t i = 0; i < n; i++) {
         struct cc_instance in;
+        int known = store_instance_by_mac(db, ls[i].mac, &in, &e);
+        error_clear(&e);
+        if (known != 0 || in.lease_expiry == ls[i].expiry)
+            continue; /* not ours, or nothing new: no write lock taken */
+        /* Read again and written in one transaction: a report applied
+         * meanwhile (cc_apply_report) is not overwritten with the state
+         * read here. */
+        if (db_begin(db, &e) < 0) {
+            log_warn("DHCP leases: %s", error_message(e));
+            error_clear(&e);
+            cc->leases_stamp = 0; /* the rest: read again next round */
+            break;
+        }
         int found = store_instance_by_mac(db, ls[i].mac, &in, &e);
         if (found != 0 || in.lease_expiry == ls[i].expiry) {
+            db_rollback(db);
             if (found < 0)
                 log_warn("DHCP leases: %s", error_message(e));
             error_clear(&e);
@@ -53,6 +67,12 @@ void leases_notice(struct cc *cc, struct db *db)
             strcmp(in.state, "pending") == 0)
             in.lease_ms = now;
         if (store_instance_update(db, &in, &e) < 0) {
+            db_rollback(db);
+            log_warn("instance %s: %s", in.id, error_message(e));
+            error_clear(&e);
+            continue;
+        }
+        if (db_commit(db, &e) < 0) {
             log_warn("instance %s: %s", in.id, error_message(e));
             error_clear(&e);
             continue;
