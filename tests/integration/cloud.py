@@ -67,6 +67,15 @@ class Cloud:
     # ---- lifecycle ----
 
     def start(self):
+        """Starts the whole cloud; if any part fails, what was started is
+        stopped and the namespaces made are deleted before the error."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self):
         out = sh(KOALA_BIN, "init", "--data-dir", self.dir).stdout
         kv = dict(line.split("=", 1) for line in out.split())
         self.key, self.secret = kv["AWS_ACCESS_KEY_ID"], kv["AWS_SECRET_ACCESS_KEY"]
@@ -155,9 +164,9 @@ class Cloud:
             self.node_ns[f"nc{i}"] = ns.name
 
     def _daemon(self, name, argv, port):
-        d = Daemon(name, argv, self.base / f"{name}.log", port).start()
-        self.daemons[name] = d
-        return d
+        d = Daemon(name, argv, self.base / f"{name}.log", port)
+        self.daemons[name] = d  # so that stop() ends it even if start fails
+        return d.start()
 
     def _start_clc(self):
         cert, key = self.dir / "certs" / "clc.pem", self.dir / "certs" / "clc.key"

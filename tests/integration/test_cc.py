@@ -310,10 +310,14 @@ def cluster(pki, tmp_path):
     """A cluster netns, two fake NCs (nc1: 4 cores, 4 GiB, 100 GB; nc2: 2
     cores, 1 GiB, 20 GB), a fake CLC, and a factory for koala-cc."""
     ns = Netns("c")
-    nc1 = FakeNC(pki, "nc1", 4, 4096, 100).start()
-    nc2 = FakeNC(pki, "nc2", 2, 1024, 20).start()
-    clc = FakeCLC(pki)
-    clc.server.start()
+    try:
+        nc1 = FakeNC(pki, "nc1", 4, 4096, 100).start()
+        nc2 = FakeNC(pki, "nc2", 2, 1024, 20).start()
+        clc = FakeCLC(pki)
+        clc.server.start()
+    except BaseException:
+        ns.delete()  # a setup that failed leaves no namespace behind
+        raise
     ccs = []
 
     class Cluster:
@@ -892,10 +896,12 @@ def test_real_nc_capacity_and_failure(pki, tmp_path):
     node is asked, a node that stops is BROKEN and skipped, and comes back
     when it runs again."""
     ns = Netns("r")
-    nc1 = RealNC(pki, "nc1", tmp_path, 4, 4096, 100).start()
-    nc2 = RealNC(pki, "nc2", tmp_path, 2, 1024, 20).start()
-    cc = CC(pki, tmp_path / "cc", ns, nodes=f"nc1={nc1.url},nc2={nc2.url}")
+    nc1 = nc2 = cc = None
     try:
+        nc1 = RealNC(pki, "nc1", tmp_path, 4, 4096, 100).start()
+        nc2 = RealNC(pki, "nc2", tmp_path, 2, 1024, 20).start()
+        cc = CC(pki, tmp_path / "cc", ns,
+                nodes=f"nc1={nc1.url},nc2={nc2.url}")
         cc.start()
         cc.wait_nodes({"nc1": "ENABLED", "nc2": "ENABLED"}, timeout=30)
         res, nodes = cc.resources(SMALL, LARGE)
@@ -917,9 +923,10 @@ def test_real_nc_capacity_and_failure(pki, tmp_path):
         assert cc.resources(SMALL)[0]["m1.small"] == (6, 6)
         assert text(cc.call("DescribeService"), "state") == "ENABLED"
     finally:
-        rc = cc.stop()
-        nc1.stop()
-        nc2.stop()
+        rc = cc.stop() if cc else None
+        for nc in (nc1, nc2):
+            if nc:
+                nc.stop()
         ns.delete()
     assert rc == 0
 
