@@ -198,10 +198,11 @@ struct cc_instance {
 extern const char *const cc_migrations[];
 extern const size_t cc_n_migrations;
 
-/* The ncRunInstance request of an instance its node has not listed yet,
- * recorded with the instance (inside the caller's transaction), so that it
- * can be sent again after a restart of this CC.  Dropped once the node
- * lists the instance or it ends (store_instance_update). */
+/* The ncRunInstance request of an instance its node has not acknowledged
+ * yet, recorded with the instance (inside the caller's transaction), so
+ * that it can be sent again after a restart of this CC.  Dropped when the
+ * node answers it (cc_launch_send), lists the instance or the instance
+ * ends (store_instance_update, the one writer of every state change). */
 int store_launch_put(struct db *db, const char *id, const char *req, size_t len,
                      struct koala_error **err);
 /* Forgets it: the node acknowledged the instance. */

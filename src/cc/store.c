@@ -402,12 +402,7 @@ int store_purge_terminated(struct db *db, int64_t before_ms, int *purged,
     if (rc != SQLITE_DONE)
         return db_error(db, "purging instances", err);
     *purged = sqlite3_changes(db_handle(db));
-    /* Launches whose instance went without passing store_instance_update
-     * (none should): nothing can send them any more. */
-    return db_exec(db,
-                   "DELETE FROM launches WHERE instance_id NOT IN"
-                   " (SELECT id FROM instances)",
-                   err);
+    return 0;
 }
 
 int store_node_put(struct db *db, const struct cc_node *n,

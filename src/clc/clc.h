@@ -55,7 +55,7 @@ struct clc {
     struct http_server *api;
     struct http_server *soap;
     struct workpool *launcher;
-    /* Reservations whose launch job is queued or under way (instances.c),
+    /* Reservations whose launch job is queued or under way (launch.c),
      * so that the poller resumes only the others. */
     struct claims *launching;
     struct http_client_tls tls; /* to CCs and Walrus (strings in opt) */
