@@ -110,22 +110,30 @@ class Cloud:
             ns.delete()
         return rcs
 
+    def vms(self, node):
+        """{instance id: pid} of the QEMU processes running on a node: the
+        PIDs the NC recorded, checked against their command lines (-name
+        koala-i-...)."""
+        out = {}
+        for pidfile in (self.dir / node / "instances").glob("*/qemu.pid"):
+            iid = pidfile.parent.name
+            try:
+                pid = int(pidfile.read_text())
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except (OSError, ValueError):
+                continue
+            if f"koala-{iid}".encode() in cmd:
+                out[iid] = pid
+        return out
+
     def kill_vms(self):
         """The QEMU processes of the nodes' instances (they outlive koala-nc
-        by design), by the PIDs the NCs recorded, checked against their
-        command lines."""
+        by design)."""
         procs = []
         for node in self.nodes:
-            for pidfile in (self.dir / node / "instances").glob("*/qemu.pid"):
-                iid = pidfile.parent.name
-                try:
-                    pid = int(pidfile.read_text())
-                    cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-                except (OSError, ValueError):
-                    continue
-                if iid.encode() in cmd:
-                    os.kill(pid, signal.SIGKILL)
-                    procs.append(pid)
+            for pid in self.vms(node).values():
+                os.kill(pid, signal.SIGKILL)
+                procs.append(pid)
         def alive(pid):
             try:
                 return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"

@@ -36,18 +36,8 @@ def kill9_and_restart(cloud, name):
 
 
 def qemu_instances(cloud, node="nc1"):
-    """Instance ids of the QEMU processes running on the node (by their
-    command lines: -name koala-i-...)."""
-    out = []
-    for d in (cloud.dir / node / "instances").glob("i-*"):
-        try:
-            pid = int((d / "qemu.pid").read_text())
-            cmd = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
-        except (OSError, ValueError):
-            continue
-        if f"koala-{d.name}".encode() in cmd:
-            out.append(d.name)
-    return sorted(out)
+    """Instance ids of the QEMU processes running on the node."""
+    return sorted(cloud.vms(node))
 
 
 def settle(cloud, ec2, ids, state):
