@@ -198,9 +198,8 @@ static int parse_query(struct s3_req *r, const char *q,
 }
 
 /* Virtual-host-style: Host is "<bucket>.<domain>[:port]". */
-static char *bucket_from_host(struct s3_req *r)
+static char *bucket_from_host(struct s3_req *r, const char *host)
 {
-    const char *host = s3_header(r, "Host");
     const char *dom = r->w->domain;
     if (host == NULL || dom == NULL || *dom == '\0')
         return NULL;
@@ -212,13 +211,13 @@ static char *bucket_from_host(struct s3_req *r)
     return strndup(host, hlen - dlen - 1);
 }
 
-static int parse_target(struct s3_req *r, struct koala_error **err)
+static int parse_target(struct s3_req *r, const char *path, const char *query,
+                        const char *host, struct koala_error **err)
 {
-    const char *path = http_request_path(r->http);
     if (*path != '/')
         return error_set(err, EINVAL, "InvalidURI",
                          "Couldn't parse the specified URI.");
-    char *vb = bucket_from_host(r);
+    char *vb = bucket_from_host(r, host);
     const char *rest = path + 1;
     if (vb) {
         r->bucket = vb;
@@ -255,7 +254,7 @@ static int parse_target(struct s3_req *r, struct koala_error **err)
     if (r->key && strlen(r->key) > WALRUS_MAX_KEY)
         return error_set(err, EINVAL, "KeyTooLongError",
                          "Your key is too long");
-    return parse_query(r, http_request_query(r->http), err);
+    return parse_query(r, query, err);
 }
 
 /* Sub-resources S3 has but Walrus does not implement: answered with
@@ -288,7 +287,7 @@ static const char *const unsupported[] = {
     "attributes",
 };
 
-static enum s3_op route(struct s3_req *r, const char *m,
+static enum s3_op route(struct s3_req *r, const char *m, bool copy_source,
                         struct koala_error **err)
 {
     for (size_t i = 0; i < ARRAY_SIZE(unsupported); i++)
@@ -351,11 +350,9 @@ static enum s3_op route(struct s3_req *r, const char *m,
                               "uploadId and partNumber go together.");
                     return OP_NONE;
                 }
-                return s3_header(r, "x-amz-copy-source") ? OP_UPLOAD_PART_COPY
-                                                         : OP_UPLOAD_PART;
+                return copy_source ? OP_UPLOAD_PART_COPY : OP_UPLOAD_PART;
             }
-            return s3_header(r, "x-amz-copy-source") ? OP_COPY_OBJECT
-                                                     : OP_PUT_OBJECT;
+            return copy_source ? OP_COPY_OBJECT : OP_PUT_OBJECT;
         }
         if (get || head) {
             if (get && s3_has_param(r, "acl"))
@@ -376,6 +373,15 @@ static enum s3_op route(struct s3_req *r, const char *m,
     error_set(err, EINVAL, "MethodNotAllowed",
               "The specified method is not allowed against this resource.");
     return OP_NONE;
+}
+
+enum s3_op s3_route(struct s3_req *r, const char *method, const char *path,
+                    const char *query, sigv4_header_fn header, void *hctx,
+                    struct koala_error **err)
+{
+    if (parse_target(r, path, query, header(hctx, "host"), err) < 0)
+        return OP_NONE;
+    return route(r, method, header(hctx, "x-amz-copy-source") != NULL, err);
 }
 
 /* ---- dispatch ---- */
@@ -535,6 +541,11 @@ static bool op_takes_xml(enum s3_op op)
  * must exist and take writes from the caller, or the upload must exist. */
 int s3_upload_precheck(struct s3_req *r, struct koala_error **err);
 
+static const char *request_header(void *ctx, const char *lname)
+{
+    return http_request_header(ctx, lname);
+}
+
 static void on_request(struct http_request *http, void *ctx)
 {
     struct s3_req *r = calloc(1, sizeof(*r));
@@ -547,9 +558,8 @@ static void on_request(struct http_request *http, void *ctx)
     r->http = http;
     http_request_set_data(http, r);
     id_request(r->request_id);
-    if (parse_target(r, &err) < 0)
-        return s3_fail(r, err);
-    r->op = route(r, http_request_method(http), &err);
+    r->op = s3_route(r, http_request_method(http), http_request_path(http),
+                     http_request_query(http), request_header, http, &err);
     if (r->op == OP_NONE)
         return s3_fail(r, err);
     if (s3_authenticate(r, &err) < 0)

@@ -295,6 +295,15 @@ struct put_target {
     struct acl acl;
 };
 
+/* Addressing and routing, apart from the connection (the fuzz target
+ * tests/fuzz/fuzz_s3_router.c calls it too): from the method, the raw
+ * path and query and the Host and x-amz-copy-source headers (looked up
+ * with header), fills r's bucket, key, resource and params (r->w gives
+ * the virtual-host domain) and returns the operation, or OP_NONE with
+ * *err set. */
+enum s3_op s3_route(struct s3_req *r, const char *method, const char *path,
+                    const char *query, sigv4_header_fn header, void *hctx,
+                    struct koala_error **err);
 const char *s3_param(const struct s3_req *r, const char *name);
 bool s3_has_param(const struct s3_req *r, const char *name);
 const char *s3_header(const struct s3_req *r, const char *name);
