@@ -104,7 +104,7 @@ void s3_list_buckets(struct s3_req *r)
     s3_reply_xml(r, 200, doc, len);
 }
 
-static int parse_location(struct s3_req *r, struct koala_error **err)
+int s3_parse_location(struct s3_req *r, struct koala_error **err)
 {
     if (r->body.len == 0)
         return 0;
@@ -140,7 +140,7 @@ void s3_create_bucket(struct s3_req *r)
     }
     struct acl acl;
     bool given;
-    if (parse_location(r, &err) < 0 ||
+    if (s3_parse_location(r, &err) < 0 ||
         acl_from_headers(r, &acl, &r->who, NULL, &given, &err) < 0)
         return s3_fail(r, err);
     struct db *db = s3_db(r, &err);

@@ -362,6 +362,10 @@ void s3_complete_upload(struct s3_req *r);
 void s3_abort_upload(struct s3_req *r);
 void s3_list_parts(struct s3_req *r);
 
+/* CreateBucket's body (a CreateBucketConfiguration, r->body, may be
+ * empty): its LocationConstraint must be this Walrus' region (bucket.c;
+ * the fuzz target tests/fuzz/fuzz_s3_xml.c calls it too). */
+int s3_parse_location(struct s3_req *r, struct koala_error **err);
 /* Checks that the bucket exists and the caller holds perm on it; fills b. */
 int s3_bucket_access(struct s3_req *r, unsigned perm, struct bucket_row *b,
                      struct koala_error **err);
