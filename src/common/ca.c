@@ -147,12 +147,14 @@ static int load_ca(const char *dir, X509 **cert, EVP_PKEY **key,
     f = fopen(key_path, "re");
     if (f == NULL) {
         X509_free(*cert);
+        *cert = NULL;
         return error_set_errno(err, "%s", key_path);
     }
     *key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
     fclose(f);
     if (*key == NULL) {
         X509_free(*cert);
+        *cert = NULL;
         return ssl_error(err, key_path);
     }
     return 0;

@@ -537,14 +537,19 @@ void s3_delete_objects(struct s3_req *r)
 int s3_copy_source(struct s3_req *r, char **bucket, char **key,
                    struct koala_error **err)
 {
+    /* *bucket and *key are set only on success: callers free them on
+     * every path, so nothing freed here may be left behind in them. */
     const char *src = s3_header(r, "x-amz-copy-source");
-    _cleanup_free_ char *dec = NULL;
+    if (src == NULL)
+        return error_set(err, EINVAL, "InvalidArgument",
+                         "Copy Source must mention the source bucket and key: "
+                         "sourcebucket/sourcekey");
     const char *q = strchr(src, '?');
     size_t len = q ? (size_t)(q - src) : strlen(src);
     if (q && !str_has_prefix(q, "?versionId=null"))
         return error_set(err, EINVAL, "NoSuchVersion",
                          "The specified version does not exist.");
-    dec = str_uri_decode(src, len, false);
+    _cleanup_free_ char *dec = str_uri_decode(src, len, false);
     const char *p = dec;
     if (p && *p == '/')
         p++;
@@ -553,19 +558,16 @@ int s3_copy_source(struct s3_req *r, char **bucket, char **key,
         return error_set(err, EINVAL, "InvalidArgument",
                          "Copy Source must mention the source bucket and key: "
                          "sourcebucket/sourcekey");
-    *bucket = strndup(p, (size_t)(slash - p));
-    *key = strdup(slash + 1);
-    if (*bucket == NULL || *key == NULL) {
-        free(*bucket);
-        free(*key);
-        return error_set(err, ENOMEM, NULL, "out of memory");
-    }
-    if (strlen(*key) > WALRUS_MAX_KEY) {
-        free(*bucket);
-        free(*key);
+    if (strlen(slash + 1) > WALRUS_MAX_KEY)
         return error_set(err, EINVAL, "KeyTooLongError",
                          "Your key is too long");
-    }
+    _cleanup_free_ char *b = strndup(p, (size_t)(slash - p));
+    _cleanup_free_ char *k = strdup(slash + 1);
+    if (b == NULL || k == NULL)
+        return error_set(err, ENOMEM, NULL, "out of memory");
+    *bucket = b;
+    *key = k;
+    b = k = NULL;
     return 0;
 }
 
@@ -655,8 +657,8 @@ void s3_copy_object(struct s3_req *r)
     struct checksum *md5 = NULL, *sum = NULL;
     char *headers = NULL;
     struct bucket_row b;
-    if (s3_copy_source(r, &sbucket, &skey, &err) < 0 ||
-        s3_bucket_access(r, PERM_WRITE, &b, &err) < 0 ||
+    if (s3_bucket_access(r, PERM_WRITE, &b, &err) < 0 ||
+        s3_copy_source(r, &sbucket, &skey, &err) < 0 ||
         s3_copy_source_load(r, sbucket, skey, &src, &err) < 0)
         goto out;
     const char *directive = s3_header(r, "x-amz-metadata-directive");
