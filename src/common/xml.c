@@ -325,6 +325,85 @@ static int malformed(struct koala_error **err, const char *detail)
                      detail);
 }
 
+/* Finds needle in [p, end), or NULL. */
+static const char *find(const char *p, const char *end, const char *needle)
+{
+    return memmem(p, (size_t)(end - p), needle, strlen(needle));
+}
+
+/* Whether [p, end) starts with lit. */
+static bool starts(const char *p, const char *end, const char *lit)
+{
+    size_t n = strlen(lit);
+    return (size_t)(end - p) >= n && memcmp(p, lit, n) == 0;
+}
+
+/* A linear scan of the raw bytes for what libxml2 does not bound, or bounds
+ * only after superlinear work: attributes per element (2.9.14 compares
+ * each new attribute with all before it, so 100 000 attributes cost
+ * minutes), nesting, elements and runs of text.  It follows the lexical
+ * structure just enough to count: markup inside quoted attribute values,
+ * comments, CDATA and processing instructions is skipped.  What it cannot
+ * follow is malformed, and libxml2, which stops at the first error, rejects
+ * it before doing anything costly past that point. */
+static int prescan(const char *s, size_t len, struct koala_error **err)
+{
+    const char *p = s, *end = s + len;
+    size_t depth = 0, elements = 0;
+    while (p < end) {
+        const char *lt = memchr(p, '<', (size_t)(end - p));
+        if ((size_t)((lt ? lt : end) - p) > XML_MAX_TEXT)
+            return malformed(err, "text longer than the limit");
+        if (lt == NULL)
+            break;
+        p = lt + 1;
+        const char *close = NULL, *tail = ">";
+        if (starts(p, end, "!--"))
+            tail = "-->";
+        else if (starts(p, end, "![CDATA["))
+            tail = "]]>";
+        else if (p < end && *p == '?')
+            tail = "?>";
+        if (p < end && (*p == '!' || *p == '?' || *p == '/')) {
+            if (*p == '/' && depth > 0)
+                depth--;
+            close = find(p, end, tail);
+            if (close == NULL)
+                return 0; /* unterminated: libxml2 refuses it */
+            if ((size_t)(close - p) > XML_MAX_TEXT)
+                return malformed(err, "markup longer than the limit");
+            p = close + strlen(tail);
+            continue;
+        }
+        /* A start tag: count its attributes (and namespace declarations),
+         * stepping over quoted values, which may hold '>' and '='. */
+        if (++elements > XML_MAX_ELEMENTS)
+            return malformed(err, "more elements than the limit");
+        size_t attrs = 0;
+        const char *q = p;
+        while (q < end && *q != '>') {
+            if (*q == '"' || *q == '\'') {
+                const char *qe = memchr(q + 1, *q, (size_t)(end - q - 1));
+                if (qe == NULL)
+                    return malformed(err, "unterminated attribute value");
+                if ((size_t)(qe - q) > XML_MAX_TEXT)
+                    return malformed(err, "attribute longer than the limit");
+                q = qe + 1;
+                continue;
+            }
+            if (*q == '=' && ++attrs > XML_MAX_ATTRS)
+                return malformed(err, "more attributes than the limit");
+            q++;
+        }
+        if (q == end)
+            return 0;
+        if (q[-1] != '/' && ++depth > XML_MAX_DEPTH)
+            return malformed(err, "nested deeper than the limit");
+        p = q + 1;
+    }
+    return 0;
+}
+
 struct xml_doc *xml_parse(const char *data, size_t len, size_t max_len,
                           struct koala_error **err)
 {
@@ -336,6 +415,8 @@ struct xml_doc *xml_parse(const char *data, size_t len, size_t max_len,
         malformed(err, "empty document");
         return NULL;
     }
+    if (prescan(data, len, err) < 0)
+        return NULL;
     pthread_once(&parser_once, parser_init);
     xmlParserCtxtPtr ctxt = xmlNewParserCtxt();
     if (ctxt == NULL) {

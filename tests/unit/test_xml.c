@@ -314,6 +314,105 @@ static void test_reader_error_message(void **s)
     error_free(err);
 }
 
+/* Parses doc (NUL terminated): 0 if accepted, -1 with the error's message
+ * checked to name the bound. */
+static int parse_bounded(const char *doc, const char *why)
+{
+    struct koala_error *err = NULL;
+    struct xml_doc *d = xml_parse(doc, strlen(doc), 64u << 20, &err);
+    if (d) {
+        xml_doc_free(d);
+        return 0;
+    }
+    assert_string_equal(error_code(err), "MalformedXML");
+    if (why && strstr(error_message(err), why) == NULL)
+        fail_msg("'%s' does not say '%s'", error_message(err), why);
+    error_free(err);
+    return -1;
+}
+
+/* An element with n attributes (or xmlns declarations), one of them with
+ * markup characters inside its quoted value. */
+static char *many_attrs(size_t n, const char *name)
+{
+    struct buf b = {0};
+    buf_append(&b, "<r", 2);
+    for (size_t i = 0; i < n; i++) {
+        char one[64];
+        snprintf(one, sizeof(one), " %s%zu='%s'", name, i,
+                 i == 0 ? "x=1>\"" : "v");
+        buf_append_str(&b, one);
+    }
+    buf_append(&b, "/>", 3);
+    return b.data;
+}
+
+static void test_reader_bounds_attrs(void **s)
+{
+    char *ok = many_attrs(XML_MAX_ATTRS, "a");
+    char *over = many_attrs(XML_MAX_ATTRS + 1, "a");
+    char *ns = many_attrs(XML_MAX_ATTRS + 1, "xmlns:p");
+    char *huge = many_attrs(100000, "a");
+    assert_int_equal(parse_bounded(ok, NULL), 0);
+    assert_int_equal(parse_bounded(over, "attributes"), -1);
+    assert_int_equal(parse_bounded(ns, "attributes"), -1);
+    assert_int_equal(parse_bounded(huge, "attributes"), -1);
+    /* '=' inside values and comments does not count. */
+    assert_int_equal(parse_bounded("<r a='=====' b=\"==>==\"><!-- a=1 b=2 c=3"
+                                   " --><![CDATA[<x a=1>]]></r>",
+                                   NULL),
+                     0);
+    /* An unterminated value: refused, not scanned to the end. */
+    assert_int_equal(parse_bounded("<r a='x>", "unterminated"), -1);
+    free(ok);
+    free(over);
+    free(ns);
+    free(huge);
+}
+
+static char *nested(size_t depth)
+{
+    struct buf b = {0};
+    for (size_t i = 0; i < depth; i++)
+        buf_append(&b, "<a>", 3);
+    buf_append(&b, "<leaf/>", 7);
+    for (size_t i = 0; i < depth; i++)
+        buf_append(&b, "</a>", 4);
+    buf_append(&b, "", 1);
+    return b.data;
+}
+
+static void test_reader_bounds_depth_elements_text(void **s)
+{
+    /* the self-closing leaf does not nest */
+    char *ok = nested(XML_MAX_DEPTH), *deep = nested(XML_MAX_DEPTH + 1);
+    assert_int_equal(parse_bounded(ok, NULL), 0);
+    assert_int_equal(parse_bounded(deep, "deeper"), -1);
+    free(ok);
+    free(deep);
+
+    struct buf b = {0};
+    buf_append(&b, "<r>", 3);
+    for (size_t i = 1; i < XML_MAX_ELEMENTS; i++)
+        buf_append(&b, "<e/>", 4);
+    buf_append(&b, "</r>", 5);
+    assert_int_equal(parse_bounded(b.data, NULL), 0);
+    b.len--;
+    buf_append(&b, "<e/>", 5);
+    assert_int_equal(parse_bounded(b.data, "elements"), -1);
+    buf_free(&b);
+
+    char *text = malloc(XML_MAX_TEXT + 16);
+    assert_non_null(text);
+    memcpy(text, "<r>", 3);
+    memset(text + 3, 'x', XML_MAX_TEXT);
+    strcpy(text + 3 + XML_MAX_TEXT, "</r>");
+    assert_int_equal(parse_bounded(text, NULL), 0);
+    strcpy(text + 3 + XML_MAX_TEXT, "x</r>");
+    assert_int_equal(parse_bounded(text, "text"), -1);
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -329,6 +428,8 @@ int main(void)
         cmocka_unit_test(test_reader_rejects),
         cmocka_unit_test(test_reader_rejects_doctype),
         cmocka_unit_test(test_reader_error_message),
+        cmocka_unit_test(test_reader_bounds_attrs),
+        cmocka_unit_test(test_reader_bounds_depth_elements_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
