@@ -79,7 +79,14 @@ struct account {
 struct ec2_param {
     char *name;
     char *value;
+    size_t seq; /* its place in the request (params are kept by name) */
 };
+
+/* EC2's bounds on a request's parameters (see params.c). */
+#define EC2_MAX_PARAMS 20000
+#define EC2_MAX_MEMBERS 1000 /* InstanceId.N, Tag.N ... */
+#define EC2_MAX_FILTERS 50
+#define EC2_MAX_FILTER_VALUES 200
 
 struct ec2_req {
     struct clc *clc;
@@ -117,6 +124,7 @@ struct ec2_id_list {
     const char **v; /* into the request's parameters */
     size_t n;
     bool *found;
+    size_t *order; /* positions in v, ordered by id (for lookups) */
 };
 int ec2_id_list_get(const struct ec2_req *r, const char *prefix,
                     struct ec2_id_list *l, struct koala_error **err);

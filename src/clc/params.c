@@ -11,22 +11,78 @@
 
 #include "clc.h"
 
+/* Orders parameters by name, then by their place in the request, so that a
+ * lookup is a binary search and finds the first of duplicates. */
+static int param_cmp(const void *a, const void *b)
+{
+    const struct ec2_param *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    if (c != 0)
+        return c;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* EC2's bounds on numbered members, checked once per parameter so that no
+ * operation walks a list longer than EC2 takes: Filter.N (50 filters) and
+ * Filter.N.Value.M (200 values) answer FilterLimitExceeded, any other
+ * member number past EC2_MAX_MEMBERS InvalidParameterValue. */
+static int check_members(const char *name, struct koala_error **err)
+{
+    bool filter = str_has_prefix(name, "Filter.");
+    int part = 0;
+    for (const char *p = name; *p; part++) {
+        size_t n = strcspn(p, ".");
+        if (n > 0 && strspn(p, "0123456789") == n) {
+            /* a member number: at most 9 digits are compared */
+            long v = n > 9 ? 1000000000L : strtol(p, NULL, 10);
+            long max = filter && part == 1   ? EC2_MAX_FILTERS
+                       : filter && part == 3 ? EC2_MAX_FILTER_VALUES
+                                             : EC2_MAX_MEMBERS;
+            if (v < 1 || v > max) {
+                if (filter)
+                    return error_set(err, EINVAL, "FilterLimitExceeded",
+                                     "The request uses too many filters or "
+                                     "too many filter values (at most %d "
+                                     "filters of %d values): %s",
+                                     EC2_MAX_FILTERS, EC2_MAX_FILTER_VALUES,
+                                     name);
+                return error_set(err, EINVAL, "InvalidParameterValue",
+                                 "Member number out of range (1 to %d) in "
+                                 "%.64s",
+                                 EC2_MAX_MEMBERS, name);
+            }
+        }
+        p += n;
+        if (*p == '.')
+            p++;
+    }
+    return 0;
+}
+
 int ec2_parse_params(struct ec2_req *r, const char *text, size_t len,
                      struct koala_error **err)
 {
     const char *p = text, *end = text + len;
+    size_t cap = r->n_params;
     while (p < end) {
         const char *amp = memchr(p, '&', (size_t)(end - p));
         size_t n = amp ? (size_t)(amp - p) : (size_t)(end - p);
         if (n > 0) {
+            if (r->n_params == EC2_MAX_PARAMS)
+                return error_set(err, EINVAL, "InvalidParameterValue",
+                                 "The request has more than %d parameters",
+                                 EC2_MAX_PARAMS);
+            if (r->n_params == cap) {
+                cap = cap ? cap * 2 : 16;
+                struct ec2_param *np = realloc(r->params, cap * sizeof(*np));
+                if (np == NULL)
+                    return error_set(err, ENOMEM, NULL, "out of memory");
+                r->params = np;
+            }
             const char *eq = memchr(p, '=', n);
             size_t nlen = eq ? (size_t)(eq - p) : n;
-            struct ec2_param *np =
-                realloc(r->params, (r->n_params + 1) * sizeof(*np));
-            if (np == NULL)
-                return error_set(err, ENOMEM, NULL, "out of memory");
-            r->params = np;
             struct ec2_param *pp = &r->params[r->n_params];
+            pp->seq = r->n_params;
             pp->name = str_uri_decode(p, nlen, true);
             pp->value =
                 eq ? str_uri_decode(eq + 1, n - nlen - 1, true) : strdup("");
@@ -37,17 +93,27 @@ int ec2_parse_params(struct ec2_req *r, const char *text, size_t len,
                                  "The query string is malformed.");
             }
             r->n_params++;
+            if (check_members(pp->name, err) < 0)
+                return -1;
         }
         p += n + 1;
     }
+    qsort(r->params, r->n_params, sizeof(*r->params), param_cmp);
     return 0;
 }
 
 const char *ec2_param(const struct ec2_req *r, const char *name)
 {
-    for (size_t i = 0; i < r->n_params; i++)
-        if (strcmp(r->params[i].name, name) == 0)
-            return r->params[i].value;
+    size_t lo = 0, hi = r->n_params;
+    while (lo < hi) { /* the first parameter not ordered before name */
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(r->params[mid].name, name) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < r->n_params && strcmp(r->params[lo].name, name) == 0)
+        return r->params[lo].value;
     return NULL;
 }
 
@@ -83,24 +149,42 @@ size_t ec2_param_list(const struct ec2_req *r, const char *prefix,
     return n;
 }
 
+/* qsort_r's comparison of two positions in an id list, by id. */
+static int id_pos_cmp(const void *a, const void *b, void *ctx)
+{
+    const char **v = ctx;
+    return strcmp(v[*(const size_t *)a], v[*(const size_t *)b]);
+}
+
 int ec2_id_list_get(const struct ec2_req *r, const char *prefix,
                     struct ec2_id_list *l, struct koala_error **err)
 {
     l->n = ec2_param_list(r, prefix, &l->v);
     l->found = calloc(l->n + 1, sizeof(bool));
-    if (l->found == NULL) {
+    l->order = calloc(l->n + 1, sizeof(size_t));
+    if (l->found == NULL || l->order == NULL) {
         ec2_id_list_free(l);
         return error_set(err, ENOMEM, NULL, "out of memory");
     }
+    for (size_t i = 0; i < l->n; i++)
+        l->order[i] = i;
+    qsort_r(l->order, l->n, sizeof(size_t), id_pos_cmp, l->v);
     return 0;
 }
 
 bool ec2_id_list_has(struct ec2_id_list *l, const char *id)
 {
+    size_t lo = 0, hi = l->n;
+    while (lo < hi) { /* the first position whose id is not before id */
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(l->v[l->order[mid]], id) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     bool has = false;
-    for (size_t i = 0; i < l->n; i++)
-        if (strcmp(l->v[i], id) == 0)
-            has = l->found[i] = true;
+    for (; lo < l->n && strcmp(l->v[l->order[lo]], id) == 0; lo++)
+        has = l->found[l->order[lo]] = true;
     return has;
 }
 
@@ -116,8 +200,10 @@ void ec2_id_list_free(struct ec2_id_list *l)
 {
     free(l->v);
     free(l->found);
+    free(l->order);
     l->v = NULL;
     l->found = NULL;
+    l->order = NULL;
     l->n = 0;
 }
 
