@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "clc.h"
+#include "id.h"
 
 #define TERMINATED_VISIBLE_MS (3600 * 1000)
 
@@ -218,13 +219,20 @@ int ec2_instance_token_parse(const char *token, int64_t *after_time,
     after_id[0] = '\0';
     if (token == NULL)
         return 0;
-    size_t tl = 0;
-    _cleanup_free_ char *t = (char *)str_base64_decode(token, &tl);
-    long long tt;
-    if (t == NULL || sscanf(t, "%lld/%31s", &tt, after_id) != 2)
+    /* "launch time/instance id", as ec2_instance_token_write made it; any
+     * other bytes are the client's, and refused. */
+    _cleanup_free_ char *t = str_base64_decode_text(token, 64);
+    char *slash = t ? strchr(t, '/') : NULL;
+    int64_t tt;
+    if (slash == NULL || (*slash = '\0', str_to_i64(t, &tt)) < 0 || tt < 0 ||
+        !id_resource_valid(slash + 1, "i-")) {
+        char shown[80];
+        snprintf(shown, sizeof(shown), "%s", token);
         return error_set(err, EINVAL, "InvalidParameterValue",
-                         "The token '%s' is invalid", token);
+                         "The token '%s' is invalid", shown);
+    }
     *after_time = tt;
+    snprintf(after_id, 32, "%s", slash + 1);
     return 0;
 }
 

@@ -323,10 +323,10 @@ void ec2_describe_tags(struct ec2_req *r)
     _cleanup_free_ char *after_id = NULL;
     const char *after_key = "";
     if (token) {
-        size_t n = 0;
-        after_id = (char *)str_base64_decode(token, &n);
-        char *tab = after_id ? memchr(after_id, '\t', n) : NULL;
-        if (tab == NULL) {
+        /* a resource id (up to 64) and a key (up to 128 characters) */
+        after_id = str_base64_decode_text(token, 64 + 1 + 4 * 128);
+        char *tab = after_id ? strchr(after_id, '\t') : NULL;
+        if (tab == NULL || tab - after_id > 64 || tab == after_id) {
             ec2_filters_free(&fs);
             error_set(&err, EINVAL, "InvalidNextToken",
                       "The token '%s' is not valid", token);

@@ -206,8 +206,23 @@ unsigned char *str_base64_decode(const char *in, size_t *out_len)
         n--;
     if (len >= 2 && in[len - 2] == '=')
         n--;
+    out[n] = '\0';
     *out_len = (size_t)n;
     return out;
+}
+
+char *str_base64_decode_text(const char *in, size_t max_len)
+{
+    size_t n = 0;
+    unsigned char *out = str_base64_decode(in, &n);
+    if (out == NULL)
+        return NULL;
+    if (n == 0 || n > max_len || memchr(out, '\0', n) != NULL ||
+        !str_valid_utf8((const char *)out, n)) {
+        free(out);
+        return NULL;
+    }
+    return (char *)out;
 }
 
 bool str_has_prefix(const char *s, const char *prefix)

@@ -43,8 +43,14 @@ char *str_uri_decode(const char *s, size_t len, bool plus_is_space);
 void str_hex(const unsigned char *in, size_t len, char *out);
 /* Base64 (standard alphabet, padded).  Returns malloc'd string or NULL. */
 char *str_base64_encode(const unsigned char *in, size_t len);
-/* Decodes into a malloc'd buffer; returns NULL when not valid base64. */
+/* Decodes into a malloc'd buffer; returns NULL when not valid base64.  The
+ * output is followed by a NUL that *out_len does not count (it may hold
+ * NULs of its own: binary data). */
 unsigned char *str_base64_decode(const char *in, size_t *out_len);
+/* Decodes a token that came back from a client (paging tokens): the
+ * malloc'd text, or NULL unless it is base64 of 1..max_len bytes of UTF-8
+ * without NULs. */
+char *str_base64_decode_text(const char *in, size_t max_len);
 
 bool str_has_prefix(const char *s, const char *prefix);
 bool str_has_prefix_nocase(const char *s, const char *prefix);

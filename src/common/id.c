@@ -108,3 +108,13 @@ int id_uuid(char out[37])
              hex + 16, hex + 20);
     return 0;
 }
+
+bool id_resource_valid(const char *s, const char *prefix)
+{
+    size_t pl = strlen(prefix);
+    if (strncmp(s, prefix, pl) != 0)
+        return false;
+    s += pl;
+    size_t n = strspn(s, "0123456789abcdef");
+    return s[n] == '\0' && (n == 8 || n == 17);
+}

@@ -248,17 +248,13 @@ void s3_list_objects(struct s3_req *r, int version)
                   &l.max_keys, &err) < 0)
         goto out;
     if (version == 2 && token) {
-        size_t n;
-        unsigned char *raw = str_base64_decode(token, &n);
-        if (raw == NULL || n == 0 || !str_valid_utf8((char *)raw, n)) {
-            free(raw);
+        token_key = str_base64_decode_text(token, WALRUS_MAX_KEY);
+        if (token_key == NULL) {
             error_set(&err, EINVAL, "InvalidArgument",
                       "The continuation token provided is incorrect");
             goto out;
         }
-        token_key = strndup((char *)raw, n);
-        free(raw);
-        l.after = token_key ? token_key : "";
+        l.after = token_key;
     } else if (version == 2 && start_after) {
         l.after = start_after;
     } else if (version != 2 && marker) {

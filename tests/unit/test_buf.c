@@ -456,6 +456,37 @@ static void test_time_parse(void **s)
     assert_int_equal(time_parse(NULL, &t), -1);
 }
 
+/* The decoded bytes are followed by a NUL (callers read tokens as text:
+ * "MTIzNDUvaS0xMjM0" decodes to exactly 12 bytes "12345/i-1234"). */
+static void test_base64_terminated(void **s)
+{
+    size_t n = 0;
+    for (int k = 0; k < 3; k++) {
+        static const char *const in[] = {"MTIzNDUvaS0xMjM0", "YQ==", "YWI="};
+        static const size_t want[] = {12, 1, 2};
+        unsigned char *d = str_base64_decode(in[k], &n);
+        assert_non_null(d);
+        assert_int_equal(n, want[k]);
+        assert_int_equal(d[n], '\0');
+        free(d);
+    }
+}
+
+static void test_base64_text(void **s)
+{
+    char *t = str_base64_decode_text("MTIzNDUvaS0xMjM0", 12);
+    assert_string_equal(t, "12345/i-1234");
+    free(t);
+    assert_null(str_base64_decode_text("MTIzNDUvaS0xMjM0", 11)); /* long */
+    assert_null(str_base64_decode_text("", 10));                 /* empty */
+    assert_null(str_base64_decode_text("YQBi", 10)); /* "a\0b": a NUL */
+    assert_null(str_base64_decode_text("/w==", 10)); /* 0xff: not UTF-8 */
+    assert_null(str_base64_decode_text("YQ", 10));   /* not base64 */
+    t = str_base64_decode_text("w6k=", 10);          /* U+00E9 */
+    assert_string_equal(t, "\xc3\xa9");
+    free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -466,6 +497,8 @@ int main(void)
         cmocka_unit_test(test_hex),
         cmocka_unit_test(test_base64),
         cmocka_unit_test(test_base64_invalid),
+        cmocka_unit_test(test_base64_terminated),
+        cmocka_unit_test(test_base64_text),
         cmocka_unit_test(test_prefixes),
         cmocka_unit_test(test_to_u64),
         cmocka_unit_test(test_to_i64),

@@ -118,12 +118,30 @@ static void test_unique(void **s)
     free(ids);
 }
 
+static void test_resource_valid(void **s)
+{
+    char id[32];
+    assert_int_equal(id_resource(id, sizeof(id), "i"), 0);
+    assert_true(id_resource_valid(id, "i-"));
+    assert_true(id_resource_valid("i-0123abcd", "i-"));
+    assert_false(id_resource_valid(id, "ami-"));
+    assert_false(id_resource_valid("i-0123ABCD", "i-"));
+    assert_false(id_resource_valid("i-0123abc", "i-"));
+    assert_false(id_resource_valid("i-0123abcd ", "i-"));
+    assert_false(id_resource_valid("i-", "i-"));
+    assert_false(id_resource_valid("", "i-"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_random_bytes), cmocka_unit_test(test_random_hex),
-        cmocka_unit_test(test_resource),     cmocka_unit_test(test_request),
-        cmocka_unit_test(test_uuid),         cmocka_unit_test(test_unique),
+        cmocka_unit_test(test_random_bytes),
+        cmocka_unit_test(test_random_hex),
+        cmocka_unit_test(test_resource),
+        cmocka_unit_test(test_request),
+        cmocka_unit_test(test_uuid),
+        cmocka_unit_test(test_resource_valid),
+        cmocka_unit_test(test_unique),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
