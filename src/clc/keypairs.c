@@ -181,7 +181,7 @@ static bool key_name_valid(const char *n)
 struct new_key {
     char id[32];
     char fingerprint[96];
-    char public_key[2048];
+    char *public_key; /* "ssh-rsa AAAA... name" (malloc'd) */
     const char *type;
 };
 
@@ -270,8 +270,13 @@ void ec2_create_key_pair(struct ec2_req *r)
         goto out;
     }
     b64 = str_base64_encode((unsigned char *)blob.data, blob.len);
-    snprintf(k.public_key, sizeof(k.public_key), "%s %s %s",
-             ed ? "ssh-ed25519" : "ssh-rsa", b64 ? b64 : "", name);
+    if (b64 == NULL ||
+        asprintf(&k.public_key, "%s %s %s", ed ? "ssh-ed25519" : "ssh-rsa", b64,
+                 name) < 0) {
+        k.public_key = NULL;
+        error_set(&err, ENOMEM, NULL, "out of memory");
+        goto out;
+    }
     if (ed) {
         sha256_b64(&blob, k.fingerprint, sizeof(k.fingerprint));
         material = openssh_private_ed25519(key, &blob, name);
@@ -291,18 +296,71 @@ out:
         free(material);
     }
     free(b64);
+    free(k.public_key);
     buf_free(&blob);
     EVP_PKEY_free(key);
     if (err)
         ec2_fail(r, err);
 }
 
-/* Parses "ssh-rsa AAAA... comment" into its type and blob. */
-static int parse_openssh_public(const char *text, const char **type,
+/* Reads an SSH wire-format string at *p (of *left bytes) into *s / *n. */
+static bool get_string(const unsigned char **p, size_t *left,
+                       const unsigned char **s, size_t *n)
+{
+    if (*left < 4)
+        return false;
+    uint32_t len = (uint32_t)(*p)[0] << 24 | (uint32_t)(*p)[1] << 16 |
+                   (uint32_t)(*p)[2] << 8 | (*p)[3];
+    if (len > *left - 4)
+        return false;
+    *s = *p + 4;
+    *n = len;
+    *p += 4 + len;
+    *left -= 4 + len;
+    return true;
+}
+
+/* Whether blob is exactly what EC2 imports: an Ed25519 key, or an RSA key
+ * of 1024 to 4096 bits, with nothing after it. */
+static bool blob_valid(const char *kind, const unsigned char *blob, size_t n)
+{
+    const unsigned char *p = blob, *s, *e, *m;
+    size_t left = n, sl, el, ml;
+    if (!get_string(&p, &left, &s, &sl) || sl != strlen(kind) ||
+        memcmp(s, kind, sl) != 0)
+        return false;
+    if (strcmp(kind, "ssh-ed25519") == 0)
+        return get_string(&p, &left, &s, &sl) && sl == 32 && left == 0;
+    if (!get_string(&p, &left, &e, &el) || !get_string(&p, &left, &m, &ml) ||
+        left != 0 || el == 0 || ml == 0 || (e[0] & 0x80) || (m[0] & 0x80))
+        return false;
+    while (ml > 0 && m[0] == 0) { /* mpint sign padding */
+        m++;
+        ml--;
+    }
+    size_t bits = ml * 8;
+    for (unsigned char top = ml ? m[0] : 0; top && !(top & 0x80); top <<= 1)
+        bits--;
+    return bits >= 1024 && bits <= 4096;
+}
+
+/* Parses "ssh-rsa AAAA... comment" (any length: nothing is cut) into its
+ * type and blob. */
+static int parse_openssh_public(const char *text, size_t len, const char **type,
                                 struct buf *blob, struct koala_error **err)
 {
-    char kind[32], b64[8192];
-    if (sscanf(text, " %31s %8191s", kind, b64) != 2)
+    static const char ws[] = " \t\r\n";
+    _cleanup_free_ char *line = strndup(text, len);
+    _cleanup_free_ unsigned char *raw = NULL;
+    size_t n = 0;
+    if (line == NULL)
+        return error_set(err, ENOMEM, NULL, "out of memory");
+    if (strlen(line) != len) /* a NUL inside */
+        goto bad;
+    char *save = NULL;
+    const char *kind = strtok_r(line, ws, &save);
+    const char *b64 = kind ? strtok_r(NULL, ws, &save) : NULL;
+    if (b64 == NULL)
         goto bad;
     if (strcmp(kind, "ssh-rsa") == 0)
         *type = "rsa";
@@ -310,24 +368,17 @@ static int parse_openssh_public(const char *text, const char **type,
         *type = "ed25519";
     else
         goto bad;
-    size_t n = 0;
-    unsigned char *raw = str_base64_decode(b64, &n);
-    if (raw == NULL || n < 4 + strlen(kind)) {
-        free(raw);
+    raw = str_base64_decode(b64, &n);
+    if (raw == NULL || !blob_valid(kind, raw, n))
         goto bad;
-    }
-    /* The blob must start with the same key type. */
-    uint32_t tl = (uint32_t)raw[0] << 24 | raw[1] << 16 | raw[2] << 8 | raw[3];
-    bool same = tl == strlen(kind) && memcmp(raw + 4, kind, tl) == 0;
-    if (!same || buf_append(blob, raw, n) < 0) {
-        free(raw);
-        goto bad;
-    }
-    free(raw);
+    if (buf_append(blob, raw, n) < 0)
+        return error_set(err, ENOMEM, NULL, "out of memory");
     return 0;
 bad:
     return error_set(err, EINVAL, "InvalidKey.Format",
-                     "Key is not in valid OpenSSH public key format");
+                     "Key is not in valid OpenSSH public key format (an "
+                     "ssh-ed25519 key, or an ssh-rsa key of 1024 to 4096 "
+                     "bits)");
 }
 
 void ec2_import_key_pair(struct ec2_req *r)
@@ -340,19 +391,14 @@ void ec2_import_key_pair(struct ec2_req *r)
     size_t n = 0;
     _cleanup_free_ unsigned char *text = str_base64_decode(material, &n);
     struct new_key k = {0};
-    struct buf blob = {0}, line = {0};
+    struct buf blob = {0};
     if (text == NULL) {
         error_set(&err, EINVAL, "InvalidKey.Format",
                   "PublicKeyMaterial must be base64");
         return ec2_fail(r, err);
     }
-    buf_append(&line, text, n);
-    if (parse_openssh_public(line.data ? line.data : "", &k.type, &blob, &err) <
-        0) {
-        buf_free(&line);
+    if (parse_openssh_public((char *)text, n, &k.type, &blob, &err) < 0)
         return ec2_fail(r, err);
-    }
-    buf_free(&line);
     if (ec2_dry_run(r)) {
         buf_free(&blob);
         return;
@@ -366,11 +412,17 @@ void ec2_import_key_pair(struct ec2_req *r)
     }
     _cleanup_free_ char *b64 =
         str_base64_encode((unsigned char *)blob.data, blob.len);
-    snprintf(k.public_key, sizeof(k.public_key), "%s %s %s",
-             strcmp(k.type, "rsa") == 0 ? "ssh-rsa" : "ssh-ed25519",
-             b64 ? b64 : "", name);
+    _cleanup_free_ char *pub = NULL;
+    if (b64 == NULL ||
+        asprintf(&pub, "%s %s %s",
+                 strcmp(k.type, "rsa") == 0 ? "ssh-rsa" : "ssh-ed25519", b64,
+                 name) < 0) {
+        pub = NULL;
+        error_set(&err, ENOMEM, NULL, "out of memory");
+    }
+    k.public_key = pub;
     buf_free(&blob);
-    if (id_resource(k.id, sizeof(k.id), "key") < 0)
+    if (!err && id_resource(k.id, sizeof(k.id), "key") < 0)
         error_set_errno(&err, "getrandom");
     if (err || store_key(r, name, &k, &err) < 0)
         return ec2_fail(r, err);
@@ -408,7 +460,8 @@ void ec2_describe_key_pairs(struct ec2_req *r)
     xml_start(w, "keySet");
     /* Rows are gathered first: writing the tag sets needs the connection. */
     struct row {
-        char id[32], name[256], fp[96], type[16], pub[2048];
+        char id[32], name[256], fp[96], type[16];
+        char *pub; /* any length: never cut */
         int64_t created;
     } *rows = NULL;
     size_t n_rows = 0;
@@ -422,7 +475,13 @@ void ec2_describe_key_pairs(struct ec2_req *r)
         clc_col(x->name, sizeof(x->name), st, 1);
         clc_col(x->fp, sizeof(x->fp), st, 2);
         clc_col(x->type, sizeof(x->type), st, 3);
-        clc_col(x->pub, sizeof(x->pub), st, 4);
+        const char *pub = (const char *)sqlite3_column_text(st, 4);
+        x->pub = strdup(pub ? pub : "");
+        if (x->pub == NULL) {
+            n_rows--;
+            error_set(&err, ENOMEM, NULL, "out of memory");
+            break;
+        }
         x->created = sqlite3_column_int64(st, 5);
     }
     db_stmt_done(st);
@@ -456,6 +515,8 @@ void ec2_describe_key_pairs(struct ec2_req *r)
         ec2_write_tag_set(r, w, x->id, &err);
         xml_end(w);
     }
+    for (size_t i = 0; i < n_rows; i++)
+        free(rows[i].pub);
     free(rows);
     const char *no_name = ec2_id_list_missing(&names);
     const char *no_id = ec2_id_list_missing(&ids);

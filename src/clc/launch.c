@@ -70,21 +70,21 @@ int clc_fail_instances(struct db *db, const char *reservation,
     return rc;
 }
 
-static int public_key_of(struct db *db, int64_t owner, const char *name,
-                         char *out, size_t size)
+/* The public key of the owner's key pair name (malloc'd), or NULL. */
+static char *public_key_of(struct db *db, int64_t owner, const char *name)
 {
     sqlite3_stmt *st = db_stmt(
         db, "SELECT public_key FROM keypairs WHERE owner = ? AND name = ?",
         NULL);
     if (st == NULL)
-        return -1;
+        return NULL;
     sqlite3_bind_int64(st, 1, owner);
     sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st) == SQLITE_ROW ? 0 : -1;
-    if (rc == 0)
-        clc_col(out, size, st, 0);
+    char *out = NULL;
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+        out = strdup((const char *)sqlite3_column_text(st, 0));
     db_stmt_done(st);
-    return rc;
+    return out;
 }
 
 static int send_launch(struct clc *clc, struct db *db, const char *reservation,
@@ -151,9 +151,9 @@ static int send_launch(struct clc *clc, struct db *db, const char *reservation,
     if (user_data.len)
         xml_text_element(w, "userData", user_data.data);
     if (*key) {
-        char pub[2048];
+        _cleanup_free_ char *pub = public_key_of(db, owner, key);
         xml_text_element(w, "keyName", key);
-        if (public_key_of(db, owner, key, pub, sizeof(pub)) == 0)
+        if (pub)
             xml_text_element(w, "publicKey", pub);
     }
     for (char *line = instances.data, *save = NULL;
