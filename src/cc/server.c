@@ -62,8 +62,8 @@ static void dispatch(struct http_request *http)
 {
     struct cc_req *r = http_request_data(http);
     struct koala_error *err = NULL;
-    if (soap_parse(r->body.data ? r->body.data : "", r->body.len, &r->doc,
-                   &r->op, &err) < 0)
+    if (soap_parse_request(r->body.data ? r->body.data : "", r->body.len,
+                           &r->doc, &r->op, &err) < 0)
         return cc_fail(r, err);
     const char *name = xml_name(r->op);
     for (size_t i = 0; i < ARRAY_SIZE(ops); i++) {

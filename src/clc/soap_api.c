@@ -142,7 +142,8 @@ static void handle(struct http_request *http)
     struct koala_error *err = NULL;
     struct xml_doc *doc = NULL;
     const struct xml_node *body = NULL;
-    if (soap_parse(b->data ? b->data : "", b->len, &doc, &body, &err) == 0) {
+    if (soap_parse_request(b->data ? b->data : "", b->len, &doc, &body, &err) ==
+        0) {
         const char *op = xml_name(body);
         if (strcmp(op, "NotifyInstanceState") == 0) {
             notify(http, clc, body, &err);

@@ -2,7 +2,6 @@
 #include "error.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +16,9 @@ static int error_vset(struct koala_error **err, int errnum, int status,
         return -1;
     e->errnum = errnum;
     e->status = status;
-    e->code = code;
+    /* The error's own copy: a code may come from another error (or a peer's
+     * fault) that is freed before this one. */
+    e->code = code ? strdup(code) : NULL;
     if (vasprintf(&e->message, fmt, ap) < 0)
         e->message = NULL;
     *err = e;
@@ -82,6 +83,7 @@ void error_free(struct koala_error *err)
 {
     if (err == NULL)
         return;
+    free((char *)err->code);
     free(err->message);
     free(err);
 }
@@ -102,30 +104,4 @@ const char *error_code(const struct koala_error *err)
 const char *error_message(const struct koala_error *err)
 {
     return err && err->message ? err->message : "unknown error";
-}
-
-static pthread_mutex_t intern_mu = PTHREAD_MUTEX_INITIALIZER;
-static char *interned[512];
-static size_t n_interned;
-
-const char *error_intern_code(const char *code)
-{
-    const char *out = "InternalError";
-    pthread_mutex_lock(&intern_mu);
-    for (size_t i = 0; i < n_interned; i++)
-        if (strcmp(interned[i], code) == 0) {
-            out = interned[i];
-            goto done;
-        }
-    if (n_interned < sizeof(interned) / sizeof(interned[0]) &&
-        strlen(code) < 128) {
-        char *copy = strdup(code);
-        if (copy) {
-            interned[n_interned++] = copy;
-            out = copy;
-        }
-    }
-done:
-    pthread_mutex_unlock(&intern_mu);
-    return out;
 }

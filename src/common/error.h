@@ -8,8 +8,9 @@
  * An error carries:
  *   errnum   the errno behind it, or 0
  *   code     the API error code it maps to at the edge ("NoSuchKey",
- *            "InvalidParameterValue" ...); a static string, never freed.
- *            NULL means an internal error ("InternalError").
+ *            "InvalidParameterValue" ...); the error's own copy of the
+ *            string given to error_set.  NULL means an internal error
+ *            ("InternalError").
  *   status   the HTTP status at the edge (0: derive from the code)
  *   message  human readable text (owned)
  */
@@ -43,11 +44,7 @@ void error_free(struct koala_error *err);
 /* Frees *err and sets it to NULL: for retry paths. */
 void error_clear(struct koala_error **err);
 
-const char *error_code(const struct koala_error *err); /* never NULL */
-/* A code that arrived from elsewhere (another component's fault) made into
- * a string that lives as long as the process, as codes must.  Codes are
- * few; past 512 distinct ones, "InternalError" is returned. */
-const char *error_intern_code(const char *code);
+const char *error_code(const struct koala_error *err);    /* never NULL */
 const char *error_message(const struct koala_error *err); /* never NULL */
 
 static inline void error_freep(struct koala_error **e)

@@ -66,6 +66,17 @@ char *soap_fault(const struct koala_error *err, size_t *len)
     return xml_writer_finish(w, len);
 }
 
+/* Whether a code from a peer's fault looks like one of the APIs' error
+ * codes ("InvalidInstanceID.NotFound"); anything else becomes an internal
+ * error, its text kept in the message. */
+static bool code_valid(const char *code)
+{
+    size_t n = strlen(code);
+    return n > 0 && n <= 64 &&
+           strspn(code, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                        "0123456789.") == n;
+}
+
 /* Turns a Fault element into *err. */
 static int fault_error(const struct xml_node *fault, struct koala_error **err)
 {
@@ -74,17 +85,18 @@ static int fault_error(const struct xml_node *fault, struct koala_error **err)
     _cleanup_free_ char *code = e ? xml_child_text(e, "Code") : NULL;
     _cleanup_free_ char *msg = e ? xml_child_text(e, "Message") : NULL;
     _cleanup_free_ char *fstring = xml_child_text(fault, "faultstring");
-    _cleanup_free_ char *fcode = xml_child_text(fault, "faultcode");
     const char *text = msg ? msg : fstring ? fstring : "SOAP fault";
     if (code == NULL || strcmp(code, "InternalError") == 0)
         return error_set(err, EIO, NULL, "%s", text);
-    /* The code must outlive this document: error codes are static strings,
-     * so a code that came over the wire is interned. */
-    return error_set(err, EIO, error_intern_code(code), "%s", text);
+    if (!code_valid(code))
+        return error_set(err, EIO, NULL, "fault with an invalid code: %s",
+                         text);
+    return error_set(err, EIO, code, "%s", text); /* copied by the error */
 }
 
-int soap_parse(const char *data, size_t len, struct xml_doc **doc,
-               const struct xml_node **body, struct koala_error **err)
+static int parse(const char *data, size_t len, bool request,
+                 struct xml_doc **doc, const struct xml_node **body,
+                 struct koala_error **err)
 {
     *doc = xml_parse(data, len, SOAP_MAX_MESSAGE, err);
     if (*doc == NULL)
@@ -93,13 +105,15 @@ int soap_parse(const char *data, size_t len, struct xml_doc **doc,
     const struct xml_node *b =
         strcmp(xml_name(env), "Envelope") == 0 ? xml_child(env, "Body") : NULL;
     const struct xml_node *op = b ? xml_next_child(b, NULL, NULL) : NULL;
-    if (op == NULL) {
+    bool fault = op && strcmp(xml_name(op), "Fault") == 0;
+    if (op == NULL || (fault && request)) {
         xml_doc_free(*doc);
         *doc = NULL;
         return error_set(err, EINVAL, "InvalidRequest",
-                         "not a SOAP envelope with a body");
+                         fault ? "a request cannot be a SOAP Fault"
+                               : "not a SOAP envelope with a body");
     }
-    if (strcmp(xml_name(op), "Fault") == 0) {
+    if (fault) {
         fault_error(op, err);
         xml_doc_free(*doc);
         *doc = NULL;
@@ -107,6 +121,18 @@ int soap_parse(const char *data, size_t len, struct xml_doc **doc,
     }
     *body = op;
     return 0;
+}
+
+int soap_parse(const char *data, size_t len, struct xml_doc **doc,
+               const struct xml_node **body, struct koala_error **err)
+{
+    return parse(data, len, false, doc, body, err);
+}
+
+int soap_parse_request(const char *data, size_t len, struct xml_doc **doc,
+                       const struct xml_node **body, struct koala_error **err)
+{
+    return parse(data, len, true, doc, body, err);
 }
 
 char *soap_text(const struct xml_node *n, const char *name,

@@ -48,6 +48,10 @@ char *soap_fault(const struct koala_error *err, size_t *len);
  * "MalformedXML" / "InvalidRequest". */
 int soap_parse(const char *data, size_t len, struct xml_doc **doc,
                const struct xml_node **body, struct koala_error **err);
+/* As soap_parse, for a server reading a request: a Fault there is the
+ * peer's mistake (InvalidRequest), not an error the peer reports. */
+int soap_parse_request(const char *data, size_t len, struct xml_doc **doc,
+                       const struct xml_node **body, struct koala_error **err);
 
 /* Child text helpers for reading messages: */
 /* Text of child `name` (malloc'd), or NULL with *err set (InvalidParameter)

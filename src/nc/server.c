@@ -379,8 +379,8 @@ static void handle(struct http_request *http)
     }
     struct xml_doc *doc = NULL;
     const struct xml_node *op = NULL;
-    if (soap_parse(r->body.data ? r->body.data : "", r->body.len, &doc, &op,
-                   &err) < 0)
+    if (soap_parse_request(r->body.data ? r->body.data : "", r->body.len, &doc,
+                           &op, &err) < 0)
         return fail(http, err, "request");
     const char *name = xml_name(op);
     op_fn fn = NULL;

@@ -93,7 +93,53 @@ static void test_fault_roundtrip(void **s)
     assert_int_equal(soap_parse("<a/>", 4, &x, &body, &err), -1);
     assert_string_equal(error_code(err), "InvalidRequest");
     error_free(err);
-    assert_true(error_intern_code("X.Y") == error_intern_code("X.Y"));
+}
+
+/* A fault's code from a peer: kept by each error on its own (thousands of
+ * distinct codes all come back, none turns into InternalError), refused
+ * when it is not an API code; a request that is a Fault is InvalidRequest. */
+static void test_fault_codes_from_peers(void **s)
+{
+    for (int i = 0; i < 5000; i++) {
+        char code[32];
+        snprintf(code, sizeof(code), "Peer%d.Code", i);
+        struct koala_error *e = NULL, *err = NULL;
+        error_set(&e, 0, code, "m");
+        size_t len;
+        char *doc = soap_fault(e, &len);
+        error_free(e);
+        struct xml_doc *x = NULL;
+        const struct xml_node *body = NULL;
+        assert_int_equal(soap_parse(doc, len, &x, &body, &err), -1);
+        assert_string_equal(error_code(err), code);
+        /* copied from one error to another, then the first freed */
+        struct koala_error *copy = NULL;
+        error_set(&copy, 0, err->code, "%s", error_message(err));
+        error_free(err);
+        assert_string_equal(error_code(copy), code);
+        error_free(copy);
+        free(doc);
+    }
+    static const char *const bad[] = {"Has Space", "<x>", "", "A:B",
+                                      "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+                                      "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct koala_error *e = NULL, *err = NULL;
+        error_set(&e, 0, bad[i], "m");
+        size_t len;
+        char *doc = soap_fault(e, &len);
+        error_free(e);
+        struct xml_doc *x = NULL;
+        const struct xml_node *body = NULL;
+        assert_int_equal(soap_parse(doc, len, &x, &body, &err), -1);
+        assert_string_equal(error_code(err), "InternalError");
+        error_clear(&err);
+        /* and as a request */
+        assert_int_equal(soap_parse_request(doc, len, &x, &body, &err), -1);
+        assert_string_equal(error_code(err), "InvalidRequest");
+        error_free(err);
+        free(doc);
+    }
 }
 
 /* ---- over mutual TLS ---- */
@@ -239,6 +285,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_envelope_roundtrip),
+        cmocka_unit_test(test_fault_codes_from_peers),
         cmocka_unit_test(test_fault_roundtrip),
         cmocka_unit_test(test_call_over_mtls),
     };
