@@ -63,6 +63,8 @@ struct http_server {
     unsigned n_suspended;
     unsigned n_active;    /* requests between on_uri and on_completed */
     atomic_bool stopping; /* no new connections or requests */
+    atomic_bool cutting;  /* stopping, and past the grace period */
+    unsigned stop_grace_ms;
 };
 
 struct reply_header {
@@ -535,6 +537,10 @@ static void run_deferred(void *arg)
 /* After a handler callback: starts a deferred job, if one was asked for. */
 static enum MHD_Result after_handler(struct http_request *req)
 {
+    if (req->defer_fn && !req->replied && atomic_load(&req->srv->cutting)) {
+        req->defer_fn = NULL;
+        return MHD_NO; /* no new job once shutdown cuts requests */
+    }
     if (req->defer_fn && !req->replied) {
         suspend(req);
         if (workpool_submit(req->srv->workers, run_deferred, req) == 0)
@@ -596,6 +602,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
         MHD_destroy_response(resp);
         return r;
     }
+    if (atomic_load(&srv->cutting))
+        return MHD_NO; /* shutting down: a request still under way is cut */
     if (*upload_data_size > 0) {
         if (req->replied || req->discard) {
             *upload_data_size = 0;
@@ -662,6 +670,7 @@ struct http_server *http_server_new(const struct http_server_config *cfg,
     srv->ctx = ctx;
     srv->max_header_bytes =
         cfg->max_header_bytes ? cfg->max_header_bytes : 16 * 1024;
+    srv->stop_grace_ms = cfg->stop_grace_ms ? cfg->stop_grace_ms : 10000;
 
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
@@ -762,22 +771,36 @@ void http_server_free(struct http_server *srv)
 {
     if (srv == NULL)
         return;
-    /* MHD must not be stopped with suspended connections, nor while a
-     * deferred job still uses one: stop taking new connections and
-     * requests, and let the requests under way finish (their jobs resume
-     * their connections) before stopping MHD, and only then the workers. */
+    /* MHD must not be stopped with suspended connections (it aborts), nor
+     * while a deferred job still uses one.  Shutdown: refuse new
+     * connections and requests, let the requests under way finish for a
+     * grace period, then cut the rest: every connection that comes back to
+     * the access handler without a reply is closed, no new job starts, and
+     * MHD is stopped once the jobs still running (each bounded: disk work,
+     * calls with timeouts) have ended and resumed their connections.
+     * Connections not suspended (a slow client's body) are closed by MHD
+     * itself. */
     atomic_store(&srv->stopping, true);
     if (srv->mhd) {
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += 10;
+        until.tv_sec += srv->stop_grace_ms / 1000;
+        until.tv_nsec += (long)(srv->stop_grace_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
         pthread_mutex_lock(&srv->mu);
         while ((srv->n_active > 0 || srv->n_suspended > 0) &&
                pthread_cond_timedwait(&srv->cv, &srv->mu, &until) == 0)
             ;
         if (srv->n_active > 0)
-            log_error("stopping with %u requests under way (%u suspended)",
-                      srv->n_active, srv->n_suspended);
+            log_warn("stopping: cutting %u requests under way (%u waiting "
+                     "for their jobs)",
+                     srv->n_active, srv->n_suspended);
+        atomic_store(&srv->cutting, true);
+        while (srv->n_suspended > 0)
+            pthread_cond_wait(&srv->cv, &srv->mu);
         pthread_mutex_unlock(&srv->mu);
         MHD_stop_daemon(srv->mhd);
     }

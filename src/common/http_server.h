@@ -62,6 +62,9 @@ struct http_server_config {
     unsigned idle_timeout_s;  /* 0: 120 */
     unsigned threads;         /* event loop threads; 0: one per CPU (>= 2) */
     unsigned workers;         /* threads for deferred work; 0: 32 */
+    /* How long http_server_free lets requests under way finish before it
+     * cuts them; 0: 10 s. */
+    unsigned stop_grace_ms;
     /* HTTPS: the server's certificate chain and key (PEM files); NULL for
      * plain HTTP. */
     const char *tls_cert_file;
@@ -74,7 +77,9 @@ struct http_server_config {
 struct http_server *http_server_new(const struct http_server_config *cfg,
                                     const struct http_handler *handler,
                                     void *ctx, struct koala_error **err);
-/* Stops accepting, waits for the connection threads, frees. NULL-safe. */
+/* Stops accepting, lets the requests under way finish for the grace
+ * period, cuts the rest (closes their connections once their running jobs
+ * end), waits for the connection threads, frees.  NULL-safe. */
 void http_server_free(struct http_server *srv);
 uint16_t http_server_port(const struct http_server *srv);
 

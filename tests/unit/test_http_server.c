@@ -7,7 +7,11 @@
 #include <cmocka.h>
 
 #include <curl/curl.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -429,6 +433,110 @@ static void test_bad_address(void **s)
     error_free(err);
 }
 
+/* ---- shutdown with requests under way ---- */
+
+static void slow_job(struct http_request *req)
+{
+    usleep(1000 * 1000); /* far past the grace period */
+    http_reply_buffer(req, 200, "text/plain", "late", 4);
+}
+
+static void *resume_much_later(void *arg)
+{
+    usleep(800 * 1000);
+    http_request_resume(arg);
+    return NULL;
+}
+
+static void stop_on_request(struct http_request *req, void *ctx)
+{
+    if (strcmp(http_request_path(req), "/slow") == 0)
+        http_request_defer(req, slow_job);
+}
+
+static ssize_t stop_on_body(struct http_request *req, const char *data,
+                            size_t len)
+{
+    /* "/stuck": the first piece is declined, resumed long after. */
+    if (strcmp(http_request_path(req), "/stuck") == 0 &&
+        http_request_data(req) == NULL) {
+        http_request_set_data(req, req);
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, resume_much_later, req), 0);
+        pthread_detach(t);
+        return 0;
+    }
+    return (ssize_t)len;
+}
+
+static void stop_on_complete(struct http_request *req)
+{
+    http_reply_buffer(req, 200, "text/plain", "ok", 2);
+}
+
+static int raw_connect(uint16_t port, const char *head)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(write(fd, head, strlen(head)), (ssize_t)strlen(head));
+    return fd;
+}
+
+static void *get_slow(void *arg)
+{
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/slow", *(unsigned *)arg);
+    CURL *c = curl_easy_init();
+    struct buf out = {0};
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &out);
+    curl_easy_perform(c); /* finished or cut: either is fine */
+    curl_easy_cleanup(c);
+    buf_free(&out);
+    return NULL;
+}
+
+/* Stopping the server while a deferred job outlasts the grace period, a
+ * body is paused by its handler and another trickles in: the server waits
+ * for the job and the resume, cuts the rest and frees (MHD used to abort:
+ * "called while we have suspended connections"). */
+static void test_stop_cuts_requests(void **s)
+{
+    static const struct http_handler h = {
+        .on_request = stop_on_request,
+        .on_body = stop_on_body,
+        .on_complete = stop_on_complete,
+    };
+    struct http_server_config cfg = {.address = "127.0.0.1",
+                                     .stop_grace_ms = 100};
+    struct koala_error *err = NULL;
+    struct http_server *srv = http_server_new(&cfg, &h, NULL, &err);
+    assert_non_null(srv);
+    unsigned port = http_server_port(srv);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, get_slow, &port), 0);
+    int trickle =
+        raw_connect((uint16_t)port, "PUT /trickle HTTP/1.1\r\nHost: x\r\n"
+                                    "Content-Length: 100000\r\n\r\n0123456789");
+    int stuck =
+        raw_connect((uint16_t)port, "PUT /stuck HTTP/1.1\r\nHost: x\r\n"
+                                    "Content-Length: 100\r\n\r\n0123456789");
+    usleep(200 * 1000);
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    http_server_free(srv);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    double took = (double)(b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
+    assert_true(took >= 0.5); /* it waited for the job and the resume */
+    assert_true(took < 5.0);  /* and cut the trickling body */
+    pthread_join(t, NULL);
+    close(trickle);
+    close(stuck);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_ALL);
@@ -442,6 +550,7 @@ int main(void)
         cmocka_unit_test(test_keepalive_and_done),
         cmocka_unit_test(test_early_reply_keeps_connection),
         cmocka_unit_test(test_defer),
+        cmocka_unit_test(test_stop_cuts_requests),
         cmocka_unit_test(test_body_backpressure),
         cmocka_unit_test(test_bad_address),
     };
