@@ -236,6 +236,9 @@ static int parse_target(struct s3_req *r, const char *path, const char *query,
         if (*r->bucket == '\0') {
             free(r->bucket);
             r->bucket = NULL;
+            if (rest && *rest) /* "//key": a key without a bucket */
+                return error_set(err, EINVAL, "InvalidURI",
+                                 "Couldn't parse the specified URI.");
         }
     } else {
         rest = NULL;
