@@ -98,7 +98,8 @@ int ec2_parse_params(struct ec2_req *r, const char *text, size_t len,
         }
         p += n + 1;
     }
-    qsort(r->params, r->n_params, sizeof(*r->params), param_cmp);
+    if (r->n_params > 1) /* (params is NULL when there are none) */
+        qsort(r->params, r->n_params, sizeof(*r->params), param_cmp);
     return 0;
 }
 
