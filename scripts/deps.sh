@@ -10,6 +10,8 @@ PACKAGES=(
   libsqlite3-dev libjansson-dev libinih-dev zlib1g-dev libgnutls28-dev
   # tests
   libcmocka-dev python3 python3-pytest python3-boto3 awscli s3cmd
+  # fuzzing (scripts/fuzz.sh): clang and its runtime, libFuzzer
+  clang libclang-rt-14-dev
   sqlite3 curl procps iproute2 openssh-client
   # the cluster controller's network: DHCP server, NAT
   dnsmasq-base dnsmasq-utils nftables

@@ -14,6 +14,9 @@ echo "== unit tests (release) =="
 meson test -C build --suite unit --print-errorlogs
 echo "== unit tests (asan+ubsan) =="
 meson test -C build-asan --suite unit --print-errorlogs
+echo "== fuzz targets over their corpora (release, asan+ubsan) =="
+meson test -C build --suite fuzz --print-errorlogs
+meson test -C build-asan --suite fuzz --print-errorlogs
 
 echo "== guest image =="
 # The small Debian-kernel guest the compute suites boot (cached, quick when
@@ -23,3 +26,6 @@ bash tests/images/build.sh build/images
 echo "== integration tests =="
 # Debian's python3 with Debian's pytest and boto3, whatever else is on PATH.
 KOALA_BUILD_DIR="$PWD/build-asan" /usr/bin/python3 -m pytest tests/integration -q -p no:cacheprovider "$@"
+
+echo "== fuzzing (30 s per target) =="
+bash scripts/fuzz.sh 30
