@@ -21,7 +21,7 @@ struct image {
     char owner_number[13];
     char kind[16];
     char name[256];
-    char description[256];
+    char description[4 * 255 + 1]; /* 255 characters */
     char location[1100];
     char format[16];
     uint64_t size;
@@ -182,6 +182,12 @@ void ec2_register_image(struct ec2_req *r)
     if (strlen(name) < 3 || strlen(name) > 128) {
         error_set(&err, EINVAL, "InvalidAMIName.Malformed",
                   "AMI names must be between 3 and 128 characters long");
+        return ec2_fail(r, err);
+    }
+    if (desc &&
+        (!str_valid_utf8(desc, strlen(desc)) || str_utf8_chars(desc) > 255)) {
+        error_set(&err, EINVAL, "InvalidParameterValue",
+                  "Descriptions are up to 255 UTF-8 characters");
         return ec2_fail(r, err);
     }
     if (arch && strcmp(arch, "x86_64") != 0) {

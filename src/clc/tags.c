@@ -54,14 +54,16 @@ static int owns(struct ec2_req *r, const char *id, const char *type,
 static int check_tag(const char *key, const char *value,
                      struct koala_error **err)
 {
-    if (key == NULL || *key == '\0' || strlen(key) > 128 ||
-        !str_valid_utf8(key, strlen(key)))
+    /* EC2 counts characters, not bytes */
+    if (key == NULL || *key == '\0' || !str_valid_utf8(key, strlen(key)) ||
+        str_utf8_chars(key) > 128)
         return error_set(err, EINVAL, "InvalidParameterValue",
                          "Tag keys are 1 to 128 UTF-8 characters");
     if (str_has_prefix(key, "aws:"))
         return error_set(err, EINVAL, "InvalidParameterValue",
                          "Tag keys starting with 'aws:' are reserved");
-    if (value && (strlen(value) > 256 || !str_valid_utf8(value, strlen(value))))
+    if (value &&
+        (!str_valid_utf8(value, strlen(value)) || str_utf8_chars(value) > 256))
         return error_set(err, EINVAL, "InvalidParameterValue",
                          "Tag values are at most 256 UTF-8 characters");
     return 0;
@@ -103,6 +105,10 @@ static int put_tag(struct ec2_req *r, const char *id, const char *type,
                          MAX_TAGS, id);
     return 0;
 }
+
+/* A DescribeTags token: a resource id (up to 64 bytes), a tab, a key (up
+ * to 128 characters of up to 4 bytes). */
+#define TAG_TOKEN_MAX (64 + 1 + 4 * 128)
 
 int ec2_check_tag_specs(struct ec2_req *r, const char *const *types,
                         struct koala_error **err)
@@ -324,7 +330,7 @@ void ec2_describe_tags(struct ec2_req *r)
     const char *after_key = "";
     if (token) {
         /* a resource id (up to 64) and a key (up to 128 characters) */
-        after_id = str_base64_decode_text(token, 64 + 1 + 4 * 128);
+        after_id = str_base64_decode_text(token, TAG_TOKEN_MAX);
         char *tab = after_id ? strchr(after_id, '\t') : NULL;
         if (tab == NULL || tab - after_id > 64 || tab == after_id) {
             ec2_filters_free(&fs);
@@ -351,7 +357,7 @@ void ec2_describe_tags(struct ec2_req *r)
     struct xml_writer *w = ec2_reply_start(r, "DescribeTags");
     xml_start(w, "tagSet");
     long long n = 0;
-    char last[512] = "";
+    char last[TAG_TOKEN_MAX + 1] = "";
     bool more = false;
     while (sqlite3_step(st) == SQLITE_ROW) {
         const char *cols[4];

@@ -276,6 +276,14 @@ char *str_trim(char *s)
     return s;
 }
 
+size_t str_utf8_chars(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
 bool str_valid_utf8(const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str;

@@ -63,6 +63,8 @@ int str_to_i64(const char *s, int64_t *out);
 char *str_trim(char *s);
 /* Valid UTF-8 check (rejects overlongs and surrogates). */
 bool str_valid_utf8(const char *s, size_t len);
+/* Characters (not bytes) of a string of valid UTF-8. */
+size_t str_utf8_chars(const char *s);
 /* "ADDR:PORT", "[IPV6]:PORT" -> *addr (malloc'd, without the brackets) and
  * *port (0..65535); -1 when malformed. */
 int str_split_hostport(const char *s, char **addr, uint16_t *port);

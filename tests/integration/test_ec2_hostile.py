@@ -210,3 +210,46 @@ def test_sigterm_during_slow_bodies(tmp_path):
         assert took < 40, took
     finally:
         c.stop()
+
+
+def test_text_limits_count_characters(cloud):
+    """Tag keys (128), tag values (256) and image descriptions (255) are
+    counted in characters as EC2 counts them, and what is accepted comes
+    back whole (multi-byte text used to be refused early, or cut to the
+    bytes of a fixed buffer)."""
+    ec2 = cloud.ec2()
+    s3 = cloud.s3()
+    s3.create_bucket(Bucket="img-hostile")
+    s3.put_object(Bucket="img-hostile", Key="disk.raw", Body=b"\0" * 4096)
+    desc = "\u00e9" * 255
+    ami = ec2.register_image(Name="t-desc", Description=desc,
+                             ImageLocation="img-hostile/disk.raw")["ImageId"]
+    img = ec2.describe_images(ImageIds=[ami])["Images"][0]
+    assert img["Description"] == desc
+    with pytest.raises(Exception) as e:
+        ec2.register_image(Name="t-desc2", Description=desc + "x",
+                           ImageLocation="img-hostile/disk.raw")
+    assert e.value.response["Error"]["Code"] == "InvalidParameterValue"
+    key, value = "\u00e9" * 128, "\u4e2d" * 256
+    ec2.create_tags(Resources=[ami], Tags=[{"Key": key, "Value": value}])
+    tags = ec2.describe_tags(Filters=[{"Name": "resource-id",
+                                       "Values": [ami]}])["Tags"]
+    assert [(t["Key"], t["Value"]) for t in tags] == [(key, value)]
+    for k, v in ((key + "x", "v"), ("k", value + "x")):
+        with pytest.raises(Exception) as e:
+            ec2.create_tags(Resources=[ami], Tags=[{"Key": k, "Value": v}])
+        assert e.value.response["Error"]["Code"] == "InvalidParameterValue"
+    # paging through a multi-byte key: the token carries it whole
+    more = [c + key[1:] for c in "abcdefghijk"]
+    ec2.create_tags(Resources=[ami], Tags=[{"Key": k, "Value": ""}
+                                           for k in more])
+    page = ec2.describe_tags(MaxResults=5)
+    seen = [t["Key"] for t in page["Tags"]]
+    pages = 1
+    while page.get("NextToken"):
+        page = ec2.describe_tags(MaxResults=5, NextToken=page["NextToken"])
+        seen += [t["Key"] for t in page["Tags"]]
+        pages += 1
+    assert pages >= 3
+    assert sorted(seen) == sorted(more + [key])
+    ec2.deregister_image(ImageId=ami)
