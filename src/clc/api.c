@@ -155,11 +155,13 @@ static void handle(struct http_request *http)
         strncasecmp(type, "application/x-www-form-urlencoded", 33) != 0)
         error_set(&err, EINVAL, "UnsupportedProtocol",
                   "Requests must be application/x-www-form-urlencoded");
+    /* The signature covers the raw query and the body's hash: only a
+     * caller it proves gets the parameters parsed. */
     const char *q = http_request_query(http);
-    if (err || ec2_parse_params(r, q, strlen(q), &err) < 0 ||
+    if (err || authenticate(r, &err) < 0 ||
+        ec2_parse_params(r, q, strlen(q), &err) < 0 ||
         ec2_parse_params(r, r->body.data ? r->body.data : "", r->body.len,
-                         &err) < 0 ||
-        authenticate(r, &err) < 0)
+                         &err) < 0)
         return ec2_fail(r, err);
     r->action = ec2_param(r, "Action");
     if (r->action == NULL) {
