@@ -95,6 +95,25 @@ static void test_fault_roundtrip(void **s)
     error_free(err);
 }
 
+/* A Fault with code sent by a peer, read back as a reply (request false)
+ * or as a request: the error it becomes (the caller frees it). */
+static struct koala_error *fault_from_peer(const char *code, bool request)
+{
+    struct koala_error *e = NULL, *err = NULL;
+    error_set(&e, 0, code, "m");
+    size_t len;
+    char *doc = soap_fault(e, &len);
+    error_free(e);
+    struct xml_doc *x = NULL;
+    const struct xml_node *body = NULL;
+    int rc = request ? soap_parse_request(doc, len, &x, &body, &err)
+                     : soap_parse(doc, len, &x, &body, &err);
+    assert_int_equal(rc, -1);
+    assert_null(x);
+    free(doc);
+    return err;
+}
+
 /* A fault's code from a peer: kept by each error on its own (thousands of
  * distinct codes all come back, none turns into InternalError), refused
  * when it is not an API code; a request that is a Fault is InvalidRequest. */
@@ -103,14 +122,7 @@ static void test_fault_codes_from_peers(void **s)
     for (int i = 0; i < 5000; i++) {
         char code[32];
         snprintf(code, sizeof(code), "Peer%d.Code", i);
-        struct koala_error *e = NULL, *err = NULL;
-        error_set(&e, 0, code, "m");
-        size_t len;
-        char *doc = soap_fault(e, &len);
-        error_free(e);
-        struct xml_doc *x = NULL;
-        const struct xml_node *body = NULL;
-        assert_int_equal(soap_parse(doc, len, &x, &body, &err), -1);
+        struct koala_error *err = fault_from_peer(code, false);
         assert_string_equal(error_code(err), code);
         /* copied from one error to another, then the first freed */
         struct koala_error *copy = NULL;
@@ -118,27 +130,17 @@ static void test_fault_codes_from_peers(void **s)
         error_free(err);
         assert_string_equal(error_code(copy), code);
         error_free(copy);
-        free(doc);
     }
     static const char *const bad[] = {"Has Space", "<x>", "", "A:B",
                                       "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
                                       "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        struct koala_error *e = NULL, *err = NULL;
-        error_set(&e, 0, bad[i], "m");
-        size_t len;
-        char *doc = soap_fault(e, &len);
-        error_free(e);
-        struct xml_doc *x = NULL;
-        const struct xml_node *body = NULL;
-        assert_int_equal(soap_parse(doc, len, &x, &body, &err), -1);
+        struct koala_error *err = fault_from_peer(bad[i], false);
         assert_string_equal(error_code(err), "InternalError");
-        error_clear(&err);
-        /* and as a request */
-        assert_int_equal(soap_parse_request(doc, len, &x, &body, &err), -1);
+        error_free(err);
+        err = fault_from_peer(bad[i], true);
         assert_string_equal(error_code(err), "InvalidRequest");
         error_free(err);
-        free(doc);
     }
 }
 
