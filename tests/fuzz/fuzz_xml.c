@@ -32,7 +32,11 @@ static void walk(const struct xml_node *n, struct xml_writer *w, int depth)
     const char *name = xml_name(n);
     if (name == NULL)
         abort(); /* every element has a name */
-    xml_start(w, name[0] ? name : "empty");
+    /* The name goes into an attribute: Koala writes only element names of
+     * its own, and a local name libxml2 accepts ("1a" in <p:1a>) need not
+     * be one the writer may emit. */
+    xml_start(w, "e");
+    xml_attr(w, "name", name);
     for (size_t i = 0; i < sizeof(attrs) / sizeof(attrs[0]); i++) {
         char *v = xml_attr_value(n, attrs[i]);
         if (v) {
