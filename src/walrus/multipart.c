@@ -313,13 +313,6 @@ struct chosen_part {
     unsigned char md5[16];
 };
 
-static int bad_xml(struct koala_error **err)
-{
-    return error_set(err, EINVAL, "MalformedXML",
-                     "The XML you provided was not well-formed or did not "
-                     "validate against our published schema");
-}
-
 static int hex16(const char *s, unsigned char out[16])
 {
     for (int i = 0; i < 16; i++) {
@@ -335,56 +328,24 @@ static int hex16(const char *s, unsigned char out[16])
 static int choose_parts(struct s3_req *r, struct chosen_part **out,
                         size_t *n_out, struct koala_error **err)
 {
-    _cleanup_xml_doc_ struct xml_doc *doc =
-        xml_parse(r->body.data ? r->body.data : "", r->body.len,
-                  WALRUS_MAX_XML_BODY, err);
-    if (doc == NULL)
-        return -1;
-    const struct xml_node *root = xml_root(doc);
-    if (strcmp(xml_name(root), "CompleteMultipartUpload") != 0)
-        return bad_xml(err);
+    _cleanup_free_ struct s3_complete_part *want = NULL;
     size_t n = 0;
-    for (const struct xml_node *p = xml_next_child(root, NULL, "Part"); p;
-         p = xml_next_child(root, p, "Part"))
-        n++;
-    if (n == 0 || n > WALRUS_MAX_PARTS)
-        return bad_xml(err);
+    if (s3_parse_complete_body(r->body.data ? r->body.data : "", r->body.len,
+                               &want, &n, err) < 0)
+        return -1;
     struct chosen_part *parts = calloc(n, sizeof(*parts));
     if (parts == NULL)
         return error_set(err, ENOMEM, NULL, "out of memory");
     size_t i = 0;
-    int prev = 0;
     sqlite3_stmt *st = db_stmt(r->db,
                                "SELECT blob, size, etag FROM parts"
                                " WHERE upload_id=? AND part_number=?",
                                err);
     if (st == NULL)
         goto fail;
-    for (const struct xml_node *p = xml_next_child(root, NULL, "Part"); p;
-         p = xml_next_child(root, p, "Part"), i++) {
-        _cleanup_free_ char *num = xml_child_text(p, "PartNumber");
-        _cleanup_free_ char *etag = xml_child_text(p, "ETag");
-        int64_t pn;
-        if (num == NULL || etag == NULL || str_to_i64(str_trim(num), &pn) < 0) {
-            db_stmt_done(st);
-            bad_xml(err);
-            goto fail;
-        }
-        if (pn <= prev) {
-            db_stmt_done(st);
-            error_set(err, EINVAL, "InvalidPartOrder",
-                      "The list of parts was not in ascending order. The "
-                      "parts list must be specified in order by part "
-                      "number.");
-            goto fail;
-        }
-        prev = (int)(pn > WALRUS_MAX_PARTS ? WALRUS_MAX_PARTS + 1 : pn);
-        char *e = str_trim(etag);
-        size_t elen = strlen(e);
-        if (elen >= 2 && e[0] == '"' && e[elen - 1] == '"') {
-            e[elen - 1] = '\0';
-            e++;
-        }
+    for (i = 0; i < n; i++) {
+        int64_t pn = want[i].number;
+        const char *e = want[i].etag;
         sqlite3_reset(st);
         sqlite3_bind_text(st, 1, s3_param(r, "uploadId"), -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, pn);

@@ -484,28 +484,15 @@ void s3_delete_objects(struct s3_req *r)
     struct bucket_row b;
     if (s3_bucket_access(r, PERM_WRITE, &b, &err) < 0)
         return s3_fail(r, err);
-    _cleanup_xml_doc_ struct xml_doc *doc =
-        xml_parse(r->body.data ? r->body.data : "", r->body.len,
-                  WALRUS_MAX_XML_BODY, &err);
-    if (doc == NULL)
-        return s3_fail(r, err);
-    const struct xml_node *root = xml_root(doc);
-    size_t count = 0;
-    for (const struct xml_node *n = xml_next_child(root, NULL, "Object"); n;
-         n = xml_next_child(root, n, "Object"))
-        count++;
-    if (strcmp(xml_name(root), "Delete") != 0 || count == 0 || count > 1000) {
-        error_set(&err, EINVAL, "MalformedXML",
-                  "The XML you provided was not well-formed or did not "
-                  "validate against our published schema");
+    struct s3_delete_body d;
+    if (s3_parse_delete_body(r->body.data ? r->body.data : "", r->body.len, &d,
+                             &err) < 0) {
+        s3_delete_body_free(&d);
         return s3_fail(r, err);
     }
-    _cleanup_free_ char *quiet_s = xml_child_text(root, "Quiet");
-    bool quiet = quiet_s && strcasecmp(str_trim(quiet_s), "true") == 0;
     struct xml_writer *x = xml_writer_new("DeleteResult", S3_XMLNS);
-    for (const struct xml_node *n = xml_next_child(root, NULL, "Object"); n;
-         n = xml_next_child(root, n, "Object")) {
-        _cleanup_free_ char *key = xml_child_text(n, "Key");
+    for (size_t i = 0; i < d.n; i++) {
+        const char *key = d.keys[i];
         struct koala_error *e = NULL;
         if (key == NULL || *key == '\0')
             error_set(&e, EINVAL, "UserKeyMustBeSpecified",
@@ -521,12 +508,13 @@ void s3_delete_objects(struct s3_req *r)
             xml_text_element(x, "Message", error_message(e));
             xml_end(x);
             error_free(e);
-        } else if (!quiet) {
+        } else if (!d.quiet) {
             xml_start(x, "Deleted");
             xml_text_element(x, "Key", key);
             xml_end(x);
         }
     }
+    s3_delete_body_free(&d);
     size_t len;
     char *out = xml_writer_finish(x, &len);
     s3_reply_xml(r, 200, out, len);

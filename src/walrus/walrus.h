@@ -33,6 +33,7 @@
 #define WALRUS_MAX_PUT (5ull << 30)    /* single PUT / part: 5 GiB */
 #define WALRUS_MIN_PART (5u << 20)     /* all parts but the last */
 #define WALRUS_MAX_PARTS 10000
+#define WALRUS_MAX_DELETE 1000          /* keys in one multi-object Delete */
 #define WALRUS_SMALL_REPLY (64u * 1024) /* GET bodies sent from memory */
 #define WALRUS_INLINE_MAX (64u * 1024)  /* objects kept in the database */
 
@@ -394,6 +395,27 @@ int blob_copy_range(struct walrus *w, const struct object_row *src,
                     struct checksum *md5, struct checksum *sum,
                     struct koala_error **err);
 /* Parses x-amz-copy-source into bucket and key (malloc'd). */
+/* bodies.c: the listing bodies, parsed from their bytes alone. */
+struct s3_delete_body {
+    char **keys; /* each NULL where an Object had no Key */
+    size_t n;
+    bool quiet;
+};
+/* <Delete>: 1 to WALRUS_MAX_DELETE objects; MalformedXML otherwise. */
+int s3_parse_delete_body(const char *body, size_t len, struct s3_delete_body *d,
+                         struct koala_error **err);
+void s3_delete_body_free(struct s3_delete_body *d);
+struct s3_complete_part {
+    int64_t number;
+    char etag[72]; /* without quotes; "" when longer than any ETag */
+};
+/* <CompleteMultipartUpload>: 1 to WALRUS_MAX_PARTS parts in ascending
+ * order (InvalidPartOrder), each with a PartNumber and an ETag; *out is
+ * malloc'd. */
+int s3_parse_complete_body(const char *body, size_t len,
+                           struct s3_complete_part **out, size_t *n_out,
+                           struct koala_error **err);
+
 int s3_copy_source(struct s3_req *r, char **bucket, char **key,
                    struct koala_error **err);
 /* Loads the copy source, checking READ access and the

@@ -1,14 +1,10 @@
 /* fuzz_s3_xml.c: libFuzzer target for the S3 request bodies Walrus reads
  * as XML (src/walrus): AccessControlPolicy (acl_from_xml, with grantees
  * resolved against a real, temporary Walrus database holding one account),
- * CreateBucketConfiguration (s3_parse_location), and the shapes of the
- * multi-object Delete and CompleteMultipartUpload bodies.  Every input is
- * given to each of them; each checks the root element's name itself.
- *
- * The Delete and CompleteMultipartUpload bodies are parsed inline in
- * s3_delete_objects (object.c) and choose_parts (multipart.c), which need a
- * live request and database rows; until they are factored out, this target
- * walks those documents the same way (same lookups, same checks). */
+ * CreateBucketConfiguration (s3_parse_location), and the multi-object
+ * Delete and CompleteMultipartUpload bodies (s3_parse_delete_body,
+ * s3_parse_complete_body: bodies.c, the daemon's own parsers).  Every input
+ * is given to each of them; each checks the root element's name itself. */
 #include <errno.h>
 #include <ftw.h>
 #include <stdint.h>
@@ -121,68 +117,39 @@ static void location_body(const char *data, size_t size)
     request_end(&r);
 }
 
-/* As s3_delete_objects reads its body. */
+/* The Delete body, as s3_delete_objects reads it. */
 static void delete_body(const char *data, size_t size)
 {
     struct koala_error *err = NULL;
-    struct xml_doc *doc = xml_parse(data, size, WALRUS_MAX_XML_BODY, &err);
-    error_free(err);
-    if (doc == NULL)
-        return;
-    const struct xml_node *root = xml_root(doc);
-    size_t count = 0;
-    for (const struct xml_node *n = xml_next_child(root, NULL, "Object"); n;
-         n = xml_next_child(root, n, "Object"))
-        count++;
-    if (strcmp(xml_name(root), "Delete") == 0 && count > 0 && count <= 1000) {
-        char *quiet = xml_child_text(root, "Quiet");
-        if (quiet)
-            (void)strcasecmp(str_trim(quiet), "true");
-        free(quiet);
-        for (const struct xml_node *n = xml_next_child(root, NULL, "Object"); n;
-             n = xml_next_child(root, n, "Object")) {
-            char *key = xml_child_text(n, "Key");
-            char *version = xml_child_text(n, "VersionId");
-            if (key)
-                (void)str_valid_utf8(key, strlen(key));
-            free(version);
-            free(key);
-        }
+    struct s3_delete_body d;
+    if (s3_parse_delete_body(data, size, &d, &err) == 0) {
+        if (d.n == 0 || d.n > WALRUS_MAX_DELETE)
+            abort();
+        for (size_t i = 0; i < d.n; i++)
+            if (d.keys[i])
+                (void)strlen(d.keys[i]);
     }
-    xml_doc_free(doc);
+    s3_delete_body_free(&d);
+    error_free(err);
 }
 
-/* As choose_parts (multipart.c) reads its body, up to the database. */
+/* The CompleteMultipartUpload body, as choose_parts (multipart.c) reads it
+ * before it looks the parts up. */
 static void complete_body(const char *data, size_t size)
 {
     struct koala_error *err = NULL;
-    struct xml_doc *doc = xml_parse(data, size, WALRUS_MAX_XML_BODY, &err);
-    error_free(err);
-    if (doc == NULL)
-        return;
-    const struct xml_node *root = xml_root(doc);
-    if (strcmp(xml_name(root), "CompleteMultipartUpload") == 0) {
-        int64_t prev = 0;
-        for (const struct xml_node *p = xml_next_child(root, NULL, "Part"); p;
-             p = xml_next_child(root, p, "Part")) {
-            char *num = xml_child_text(p, "PartNumber");
-            char *etag = xml_child_text(p, "ETag");
-            int64_t pn;
-            if (num && etag && str_to_i64(str_trim(num), &pn) == 0 &&
-                pn > prev) {
-                prev = pn > WALRUS_MAX_PARTS ? WALRUS_MAX_PARTS + 1 : pn;
-                char *e = str_trim(etag);
-                size_t elen = strlen(e);
-                if (elen >= 2 && e[0] == '"' && e[elen - 1] == '"') {
-                    e[elen - 1] = '\0';
-                    e++;
-                }
-            }
-            free(num);
-            free(etag);
-        }
+    struct s3_complete_part *parts = NULL;
+    size_t n = 0;
+    if (s3_parse_complete_body(data, size, &parts, &n, &err) == 0) {
+        if (n == 0 || n > WALRUS_MAX_PARTS)
+            abort();
+        for (size_t i = 1; i < n; i++) /* strictly ascending */
+            if (parts[i].number <= parts[i - 1].number &&
+                parts[i - 1].number <= WALRUS_MAX_PARTS)
+                abort();
     }
-    xml_doc_free(doc);
+    free(parts);
+    error_free(err);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
