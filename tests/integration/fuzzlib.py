@@ -202,15 +202,22 @@ def exchange(port, data, tls=None, timeout=20.0, pieces=None, cut=False,
     return ex
 
 
+def _hbytes(v):
+    if isinstance(v, bytes):
+        return v
+    v = str(v)
+    try:
+        return v.encode("latin-1")
+    except UnicodeEncodeError:
+        return v.encode("utf-8", "surrogateescape")
+
+
 def http_request(method, target, headers, body=b""):
     """The bytes of an HTTP/1.1 request; header values may be bytes."""
-    out = bytearray(method.encode() + b" " +
-                    (target if isinstance(target, bytes) else
-                     target.encode("latin-1")) + b" HTTP/1.1\r\n")
+    out = bytearray(method.encode() + b" " + _hbytes(target) +
+                    b" HTTP/1.1\r\n")
     for k, v in headers:
-        out += k.encode("latin-1") + b": " + \
-            (v if isinstance(v, bytes) else str(v).encode("latin-1")) + \
-            b"\r\n"
+        out += _hbytes(k) + b": " + _hbytes(v) + b"\r\n"
     return bytes(out + b"\r\n" + body)
 
 
@@ -523,6 +530,7 @@ class FuzzRun:
         self.statuses = {}
         self.log_offset = self._log_size()
         self.restarts = 0
+        self.walls = []
 
     def _log_size(self):
         try:
@@ -551,7 +559,7 @@ class FuzzRun:
         pid = self.daemon.proc.pid
         c0 = cpu_seconds(pid)
         ex = exchange(self.port, case.data, tls=self.tls,
-                      timeout=case.timeout or (3.0 if case.reply_optional
+                      timeout=case.timeout or (1.0 if case.reply_optional
                                                else self.timeout),
                       pieces=case.pieces, cut=case.cut,
                       head_request=case.head_request)
@@ -559,6 +567,7 @@ class FuzzRun:
             time.sleep(0.02)
         c1 = cpu_seconds(pid)
         self.count += 1
+        self.walls.append((ex.wall, i, case.label[:60]))
         cpu = (c1 - c0) if (c0 is not None and c1 is not None) else 0.0
         if cpu > self.worst[0]:
             self.worst = (cpu, f"case {i} {case.label}")
@@ -623,6 +632,9 @@ class FuzzRun:
                  f"statuses {dict(sorted(self.statuses.items()))}, "
                  f"{self.no_reply} without a reply, worst CPU "
                  f"{self.worst[0]:.3f} s ({self.worst[1]})"]
+        slow = sorted(self.walls, reverse=True)[:3]
+        lines.append("  slowest (wall s, case, label): " + "; ".join(
+            f"{w:.2f} {i} {lab}" for w, i, lab in slow))
         for i, label, what, data, path in self.failures[:25]:
             lines.append(f"  case {i} [{label}]: {what}\n"
                          f"    KOALA_FUZZ_SEED={SEED} KOALA_FUZZ_CASE={i}; "
