@@ -413,6 +413,7 @@ def bench_nginx(work):
     (d / "www").mkdir(parents=True)
     (d / "tmp").mkdir()
     os.chmod(d / "www", 0o777)
+    os.chmod(d / "tmp", 0o777)   # workers run as nobody when started as root
     conf = d / "nginx.conf"
     conf.write_text(f"""
 worker_processes 1; daemon off; pid {d}/nginx.pid;
