@@ -19,7 +19,7 @@ Seeded and bounded in time:
                        daemon's run draws from Random("SEED/daemon/i"), so
                        one case is reproduced alone with
   KOALA_FUZZ_CASE=i    (and the same seed): only that case is sent.
-  KOALA_FUZZ_SECONDS   the time budget of each daemon's run (default 30).
+  KOALA_FUZZ_SECONDS   the time budget of each daemon's run (default 25).
   KOALA_FUZZ_CPU       the CPU budget of one request, seconds (default 2,
                        generous for the sanitized build).
 A failing case is written to the test's tmp_path as
@@ -41,7 +41,7 @@ import botocore.awsrequest
 import botocore.credentials
 
 SEED = int(os.environ.get("KOALA_FUZZ_SEED", "1313"))
-SECONDS = float(os.environ.get("KOALA_FUZZ_SECONDS", "30"))
+SECONDS = float(os.environ.get("KOALA_FUZZ_SECONDS", "25"))
 CPU_BUDGET = float(os.environ.get("KOALA_FUZZ_CPU", "2.0"))
 ONLY_CASE = os.environ.get("KOALA_FUZZ_CASE")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -559,7 +559,7 @@ class FuzzRun:
         pid = self.daemon.proc.pid
         c0 = cpu_seconds(pid)
         ex = exchange(self.port, case.data, tls=self.tls,
-                      timeout=case.timeout or (1.0 if case.reply_optional
+                      timeout=case.timeout or (0.5 if case.reply_optional
                                                else self.timeout),
                       pieces=case.pieces, cut=case.cut,
                       head_request=case.head_request)

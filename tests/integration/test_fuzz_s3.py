@@ -408,7 +408,7 @@ class S3Gen:
             data = http_request(method, target, signed, body)
             return Case(label + " [long Content-Length]", data=data,
                         check=self.check(method), reply_optional=True,
-                        timeout=1.0, head_request=method == "HEAD")
+                        timeout=0.3, head_request=method == "HEAD")
         if framing == 1 and body:
             signed.append(("Content-Length", str(max(0, len(body) - 5))))
             reply_optional = True   # the rest is a garbage next request
@@ -725,7 +725,7 @@ def test_many_query_parameters(fresh_walrus, n):
     q = "&".join(f"p{i}=v" for i in range(n))
     r = one(w, http_request("GET", f"/b?{q}", [
         ("Host", f"127.0.0.1:{w.port}"), ("Connection", "close")]),
-        method="GET", timeout=5)
+        method="GET", timeout=3)
     assert 400 <= r.status < 500
 
 
