@@ -161,6 +161,17 @@ static char *get_str(const json_t *o, const char *key)
     return s ? strdup(s) : NULL;
 }
 
+/* Copies the string at key into a fixed buffer whole: -1 (nothing
+ * copied) when it is absent or does not fit, never a cut copy. */
+static int get_fixed(const json_t *o, const char *key, char *out, size_t size)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    if (s == NULL || strlen(s) >= size)
+        return -1;
+    memcpy(out, s, strlen(s) + 1);
+    return 0;
+}
+
 static int get_image(const json_t *o, struct nc_image_ref *r)
 {
     if (!json_is_object(o))
@@ -169,9 +180,12 @@ static int get_image(const json_t *o, struct nc_image_ref *r)
     r->url = get_str(o, "url");
     json_int_t size = json_integer_value(json_object_get(o, "size"));
     r->size = size > 0 ? (uint64_t)size : 0;
-    const char *sha = json_string_value(json_object_get(o, "sha256"));
-    snprintf(r->sha256, sizeof(r->sha256), "%s", sha ? sha : "");
-    return r->id && strlen(r->sha256) == 64 ? 0 : -1;
+    if (get_fixed(o, "sha256", r->sha256, sizeof(r->sha256)) < 0)
+        return -1;
+    return r->id && strlen(r->sha256) == 64 &&
+                   strspn(r->sha256, "0123456789abcdef") == 64
+               ? 0
+               : -1;
 }
 
 struct nc_instance *nc_instance_from_json(const char *text, size_t len,
@@ -190,8 +204,7 @@ struct nc_instance *nc_instance_from_json(const char *text, size_t len,
         error_set(err, ENOMEM, NULL, "out of memory");
         return NULL;
     }
-    const char *id = json_string_value(json_object_get(o, "instanceId"));
-    snprintf(i->id, sizeof(i->id), "%s", id ? id : "");
+    int bad = get_fixed(o, "instanceId", i->id, sizeof(i->id));
     i->reservation_id = get_str(o, "reservationId");
     i->owner_id = get_str(o, "ownerId");
     i->launch_index = json_integer_value(json_object_get(o, "launchIndex"));
@@ -200,7 +213,7 @@ struct nc_instance *nc_instance_from_json(const char *text, size_t len,
     i->type.cores = json_integer_value(json_object_get(t, "cores"));
     i->type.memory_mb = json_integer_value(json_object_get(t, "memoryMb"));
     i->type.disk_gb = json_integer_value(json_object_get(t, "diskGb"));
-    int bad = get_image(json_object_get(o, "image"), &i->image);
+    bad |= get_image(json_object_get(o, "image"), &i->image);
     if (json_object_get(o, "kernel"))
         bad |= get_image(json_object_get(o, "kernel"), &i->kernel);
     if (json_object_get(o, "ramdisk"))
@@ -214,8 +227,7 @@ struct nc_instance *nc_instance_from_json(const char *text, size_t len,
     i->key_name = get_str(o, "keyName");
     i->public_key = get_str(o, "publicKey");
     i->launch_time_ms = json_integer_value(json_object_get(o, "launchTime"));
-    const char *tap = json_string_value(json_object_get(o, "tap"));
-    snprintf(i->tap, sizeof(i->tap), "%s", tap ? tap : "");
+    bad |= get_fixed(o, "tap", i->tap, sizeof(i->tap));
     const char *st = json_string_value(json_object_get(o, "state"));
     i->reason_code = get_str(o, "stateReasonCode");
     i->reason_message = get_str(o, "stateReasonMessage");
