@@ -165,6 +165,8 @@ def exchange(port, data, tls=None, timeout=20.0, pieces=None, cut=False,
     s = None
     try:
         s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        # without it, Nagle holds the client's TLS records ~40 ms
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if tls is not None:
             s = tls.wrap_socket(s, server_hostname="127.0.0.1")
         try:
@@ -514,7 +516,7 @@ class FuzzRun:
     unfixed); tls: an SSLContext for HTTPS daemons."""
 
     def __init__(self, name, daemon, port, tmp_path, tls=None,
-                 restart=None, timeout=10.0, cpu_budget=CPU_BUDGET):
+                 restart=None, timeout=5.0, cpu_budget=CPU_BUDGET):
         self.name = name
         self.daemon = daemon
         self.port = port
