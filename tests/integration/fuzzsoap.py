@@ -155,7 +155,7 @@ class SoapGen:
         if framing == 4 and len(data) > 50:
             # a slow client
             return Case(f"soap slow {method}", pieces=fuzzlib.slow_pieces(
-                r, data, r.uniform(0.2, 1.0)), check=self.check(method))
+                r, data, r.uniform(0.1, 0.5)), check=self.check(method))
         label = f"soap {method} {body[:160]!r}"
         return Case(label, data=data, check=self.check(method),
                     reply_optional=optional, head_request=method == "HEAD")

@@ -303,7 +303,7 @@ class EC2Gen:
         data = http_request(method, target, signed, body)
         if framing == 4 and len(data) < 200_000:
             return Case(label + " [slow]", pieces=fuzzlib.slow_pieces(
-                r, data, r.uniform(0.2, 1.0)), check=fuzzlib.check_ec2_reply)
+                r, data, r.uniform(0.1, 0.5)), check=fuzzlib.check_ec2_reply)
         return Case(label, data=data, check=fuzzlib.check_ec2_reply,
                     reply_optional=optional)
 

@@ -15,7 +15,6 @@ import os
 import random
 import signal
 import socket
-import threading
 import time
 
 import pytest
@@ -542,7 +541,7 @@ class S3Gen:
         data = http_request("PUT", path, h, body)
         if r.random() < 0.5:
             return Case("slow PUT", pieces=fuzzlib.slow_pieces(
-                r, data, r.uniform(0.2, 1.5)), check=self.check("PUT"))
+                r, data, r.uniform(0.1, 0.8)), check=self.check("PUT"))
         return Case("cut PUT", data=data[:r.randrange(1, len(data))],
                     cut=True)
 

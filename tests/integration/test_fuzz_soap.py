@@ -18,7 +18,6 @@ import http.client
 import os
 import shutil
 import socket
-import ssl
 import time
 
 import pytest
@@ -27,7 +26,7 @@ import fuzzlib
 import fuzzsoap
 from conftest import KOALA_BIN, PKI, Netns
 from fuzzlib import FuzzRun
-from soapclient import SoapClient, client_context, text, to_dict
+from soapclient import client_context, to_dict
 from test_cc import CC, CC_BIN
 from test_nc import NC_BIN, Node
 
