@@ -372,8 +372,10 @@ static int poll_cluster(void *ctx, const struct service *s)
         struct xml_writer *w = soap_start("ConfigureNodes", CC_NS);
         if (n_nodes)
             xml_text_element(w, "replace", "true");
+        /* (no rows: no buffer, and strtok_r must not see a NULL start) */
         for (char *line = nodes.data, *save = NULL;
-             (line = strtok_r(line, "\n", &save)) != NULL; line = NULL) {
+             nodes.data && (line = strtok_r(line, "\n", &save)) != NULL;
+             line = NULL) {
             char *tab = strchr(line, '\t');
             if (tab == NULL)
                 continue;
