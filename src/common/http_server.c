@@ -360,6 +360,15 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     char *q = strchr(req->target, '?');
     req->path = q ? strndup(req->target, (size_t)(q - req->target))
                   : strdup(req->target);
+    /* Right after this callback MHD (0.9.75) parses the query into one
+     * record per argument in the connection's pool.  Nothing reads those
+     * (handlers parse their own copy, req->target), and some thousands of
+     * arguments exhaust the pool: MHD then leaves the connection hanging
+     * without a reply.  uri lies in MHD's read buffer and is not used
+     * again after the parse, so its query is made a single argument. */
+    char *mhd_query = uri ? strchr(uri, '?') : NULL;
+    for (char *p = mhd_query; p && (p = strchr(p + 1, '&')) != NULL;)
+        *p = ';';
     req->query = q ? q + 1 : "";
     if (req->path == NULL) {
         free(req->target);
@@ -735,7 +744,14 @@ struct http_server *http_server_new(const struct http_server_config *cfg,
         }
     }
     tls[n_tls] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
-    size_t mem_limit = srv->max_header_bytes * 2 + 64 * 1024;
+    /* MHD keeps a request's header block and a record of 56 bytes per
+     * header line in the connection's pool (and per query argument: see
+     * on_uri); out of pool memory it answers with its own HTML page.  A
+     * header line may be as short as 4 bytes, so the pool holds the
+     * records of a header section several times past max_header_bytes,
+     * which then gets the API's own error (on_oversized).  MHD maps the
+     * pool and touches only what a request uses. */
+    size_t mem_limit = srv->max_header_bytes * 64 + 64 * 1024;
     srv->mhd = MHD_start_daemon(
         flags, cfg->port, on_accept, srv, on_access, srv, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&ss, MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,

@@ -537,6 +537,28 @@ static void test_stop_cuts_requests(void **s)
     close(stuck);
 }
 
+/* A query of tens of thousands of arguments is answered: MHD (0.9.75)
+ * ran out of its connection's memory recording them one by one and left
+ * the connection hanging without a reply. */
+static void test_many_query_arguments(void **s)
+{
+    struct buf req = {0};
+    buf_append_str(&req, "GET /many?");
+    for (int i = 0; i < 30000; i++)
+        buf_append_str(&req, "a&");
+    buf_append_str(&req, " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    int fd = raw_connect(http_server_port(g_srv), req.data);
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char reply[64] = "";
+    ssize_t n = read(fd, reply, sizeof(reply) - 1);
+    close(fd);
+    assert_true(n > 0);
+    assert_true(str_has_prefix(reply, "HTTP/1.1 200"));
+    assert_true(strstr(g_state.last_target, "/many?a&a&a&") != NULL);
+    buf_free(&req);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_ALL);
@@ -551,6 +573,7 @@ int main(void)
         cmocka_unit_test(test_early_reply_keeps_connection),
         cmocka_unit_test(test_defer),
         cmocka_unit_test(test_stop_cuts_requests),
+        cmocka_unit_test(test_many_query_arguments),
         cmocka_unit_test(test_body_backpressure),
         cmocka_unit_test(test_bad_address),
     };
