@@ -651,9 +651,8 @@ static void on_complete(struct http_request *http)
     run_op(r);
 }
 
-static void on_done(struct http_request *http)
+void s3_req_free(struct s3_req *r)
 {
-    struct s3_req *r = http_request_data(http);
     if (r == NULL)
         return;
     if (r->upload)
@@ -675,6 +674,11 @@ static void on_done(struct http_request *http)
     buf_free(&r->body);
     error_free(r->err);
     free(r);
+}
+
+static void on_done(struct http_request *http)
+{
+    s3_req_free(http_request_data(http));
 }
 
 static void on_oversized(struct http_request *http, void *ctx)

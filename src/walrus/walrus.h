@@ -296,6 +296,9 @@ struct put_target {
     struct acl acl;
 };
 
+/* Frees a request and all it holds (NULL-safe): at its end, and for
+ * requests made outside a connection (the fuzz targets). */
+void s3_req_free(struct s3_req *r);
 /* Addressing and routing, apart from the connection (the fuzz target
  * tests/fuzz/fuzz_s3_router.c calls it too): from the method, the raw
  * path and query and the Host and x-amz-copy-source headers (looked up

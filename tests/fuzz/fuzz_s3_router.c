@@ -50,16 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             (void)s3_param(r, params[i]);
     }
     error_free(err);
-    /* As server.c's on_done frees a request. */
-    for (size_t i = 0; i < r->n_params; i++) {
-        free(r->params[i].name);
-        free(r->params[i].value);
-    }
-    free(r->params);
-    free(r->bucket);
-    free(r->key);
-    free(r->resource);
-    free(r);
+    s3_req_free(r);
     fuzz_req_free(&req);
     return 0;
 }
