@@ -28,8 +28,10 @@ A failing case is written to the test's tmp_path as
 import datetime
 import os
 import random
+import signal
 import socket
 import ssl
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -655,6 +657,24 @@ class DaemonDied(AssertionError):
 
 
 # ---- slow clients ---------------------------------------------------------
+
+def sigterm_during(proc, port, data, settle=1.0):
+    """Sends data (a request, whole or in part) on a new connection, waits
+    settle seconds, sends SIGTERM to proc; the exit code (SIGKILL after
+    30 s)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    try:
+        s.sendall(data)
+        time.sleep(settle)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait()
+    finally:
+        s.close()
+
 
 def slow_pieces(r, data, seconds):
     """data cut into pieces sent with pauses, over about `seconds`."""

@@ -17,8 +17,6 @@ _SECONDS / _CASE: see fuzzlib.
 import base64
 import os
 import random
-import signal
-import socket
 import struct
 import time
 
@@ -525,16 +523,7 @@ def test_sigterm_during_long_request(tmp_path):
         d = clc(c)
         p = fill("InstanceId", "i-1", head=[("Action", "DescribeInstances")])
         data = signed(c, p)
-        s = socket.create_connection(("127.0.0.1", c.ports["clc"]))
-        s.sendall(data)
-        time.sleep(0.5)
-        d.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = d.proc.wait(30)
-        except Exception:
-            d.proc.kill()
-            rc = d.proc.wait()
-        s.close()
+        rc = fuzzlib.sigterm_during(d.proc, c.ports["clc"], data, settle=0.5)
         log = d.log_text()
         assert rc == 0, f"koala-clc exited with {rc}:\n{log[-3000:]}"
         assert not fuzzlib.sanitizer_lines(log)

@@ -13,8 +13,6 @@ them).  KOALA_FUZZ_SEED, KOALA_FUZZ_SECONDS, KOALA_FUZZ_CASE: see fuzzlib.
 import hashlib
 import os
 import random
-import signal
-import socket
 import time
 
 import pytest
@@ -749,22 +747,6 @@ def test_slow_clients_do_not_stall_others(fresh_walrus):
     assert w.proc.poll() is None
 
 
-def _sigterm_during(w, data, settle=1.0):
-    s = socket.create_connection(("127.0.0.1", w.port), timeout=30)
-    try:
-        s.sendall(data)
-        time.sleep(settle)
-        w.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = w.proc.wait(30)
-        except Exception:
-            w.proc.kill()
-            rc = w.proc.wait()
-    finally:
-        s.close()
-    return rc
-
-
 @pytest.mark.parametrize("what", ["stalled-body", "busy-request",
                                   "unanswered-request"])
 def test_sigterm_during_request_exits_cleanly(fresh_walrus, what):
@@ -783,7 +765,7 @@ def test_sigterm_during_request_exits_cleanly(fresh_walrus, what):
         q = "&".join(f"p{i}=v" for i in range(1400))
         data = http_request("GET", f"/bkt?{q}",
                             [("Host", f"127.0.0.1:{w.port}")])
-    rc = _sigterm_during(w, data)
+    rc = fuzzlib.sigterm_during(w.proc, w.port, data)
     log = w.log_text()
     w.proc = None
     w.log.close()
