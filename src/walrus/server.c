@@ -33,7 +33,9 @@ bool s3_has_param(const struct s3_req *r, const char *name)
 
 const char *s3_header(const struct s3_req *r, const char *name)
 {
-    return http_request_header(r->http, name);
+    if (r->header)
+        return r->header(r->header_ctx, name);
+    return r->http ? http_request_header(r->http, name) : NULL;
 }
 
 struct db *s3_db(struct s3_req *r, struct koala_error **err)
@@ -382,6 +384,8 @@ enum s3_op s3_route(struct s3_req *r, const char *method, const char *path,
                     const char *query, sigv4_header_fn header, void *hctx,
                     struct koala_error **err)
 {
+    r->header = header;
+    r->header_ctx = hctx;
     if (parse_target(r, path, query, header(hctx, "host"), err) < 0)
         return OP_NONE;
     return route(r, method, header(hctx, "x-amz-copy-source") != NULL, err);

@@ -266,6 +266,10 @@ struct upload; /* upload.c: streaming body state */
 struct s3_req {
     struct walrus *w;
     struct http_request *http;
+    /* How s3_header reads the request's headers (set by s3_route; the
+     * connection's, or a fuzz target's). */
+    sigv4_header_fn header;
+    void *header_ctx;
     char request_id[17];
     enum s3_op op;
     char *bucket;   /* decoded, NULL for service requests */
@@ -302,9 +306,9 @@ void s3_req_free(struct s3_req *r);
 /* Addressing and routing, apart from the connection (the fuzz target
  * tests/fuzz/fuzz_s3_router.c calls it too): from the method, the raw
  * path and query and the Host and x-amz-copy-source headers (looked up
- * with header), fills r's bucket, key, resource and params (r->w gives
- * the virtual-host domain) and returns the operation, or OP_NONE with
- * *err set. */
+ * with header, which s3_header uses from then on), fills r's bucket, key,
+ * resource and params (r->w gives the virtual-host domain) and returns the
+ * operation, or OP_NONE with *err set. */
 enum s3_op s3_route(struct s3_req *r, const char *method, const char *path,
                     const char *query, sigv4_header_fn header, void *hctx,
                     struct koala_error **err);

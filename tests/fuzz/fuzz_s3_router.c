@@ -3,7 +3,8 @@
  * authentication: the path (path-style and virtual-host-style addressing
  * with the Host header), the bucket and key's percent-decoding and UTF-8
  * check, the query's sub-resources and the choice of operation from the
- * method, sub-resources and x-amz-copy-source.  The input is a whole
+ * method, sub-resources and x-amz-copy-source; then, for the copies,
+ * s3_copy_source (the header's bucket and key).  The input is a whole
  * request (see fuzz_req.h). */
 #include <stdint.h>
 #include <stdlib.h>
@@ -48,6 +49,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         };
         for (size_t i = 0; i < sizeof(params) / sizeof(params[0]); i++)
             (void)s3_param(r, params[i]);
+        if (r->op == OP_COPY_OBJECT || r->op == OP_UPLOAD_PART_COPY) {
+            /* the copy source, as CopyObject and UploadPartCopy read it */
+            char *sb = NULL, *sk = NULL;
+            if (s3_copy_source(r, &sb, &sk, &err) == 0 &&
+                (sb == NULL || sk == NULL || strlen(sk) > WALRUS_MAX_KEY))
+                abort();
+            free(sb);
+            free(sk);
+        }
     }
     error_free(err);
     s3_req_free(r);
