@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # scripts/test.sh: installs what is missing, builds (plain and with ASan +
-# UBSan), and runs every test: the C unit tests in both builds, then the
-# integration suites against the sanitized daemons with real clients.
+# UBSan), and runs every test: the C unit tests and the fuzz targets over
+# their seed corpora in both builds, then the integration suites against
+# the sanitized daemons with real clients (the protocol fuzz suites among
+# them), then 30 s of libFuzzer on each target (scripts/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
