@@ -219,7 +219,10 @@ static int configs(const struct up *u, struct koala_error **err)
              "[walrus]\nlisten = 127.0.0.1:%d\ndata_dir = %s/walrus\n"
              "clc_endpoint = https://127.0.0.1:%d/\nca = %s/ca/ca.pem\n"
              "clc_cert = %s/certs/walrus-w1.pem\n"
-             "clc_key = %s/certs/walrus-w1.key\n",
+             "clc_key = %s/certs/walrus-w1.key\n"
+             /* the region of the credentials koala up prints, so that
+              * aws s3 mb's LocationConstraint is this endpoint's own */
+             "region = koala-1\n",
              u->port_walrus, d, u->port_clc_soap, d, d, d);
     if (write_file(path, text, err) < 0)
         return -1;

@@ -31,6 +31,10 @@ SCRIPT = textwrap.dedent(r"""
           --query 'Images[0].ImageId' --output text)
     echo "ami=$ami"
     "$aws_bin" --endpoint-url http://127.0.0.1:8779 s3 ls | grep koala-images > /dev/null
+    # A first bucket with the printed credentials (their region is every
+    # service's own).
+    "$aws_bin" --endpoint-url http://127.0.0.1:8779 s3 mb s3://first-bucket
+    "$aws_bin" --endpoint-url http://127.0.0.1:8779 s3 ls | grep first-bucket > /dev/null
     iid=$(ec2 run-instances --image-id "$ami" --instance-type t1.micro \
           --query 'Instances[0].InstanceId' --output text)
     echo "iid=$iid"
