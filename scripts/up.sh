@@ -8,6 +8,7 @@
 # namespaces, bridges, QEMU taps).  Data lives in $KOALA_HOME (default
 # ./.koala).  Stop it with: scripts/down.sh
 set -euo pipefail
+trap 'echo "up.sh: failed: $BASH_COMMAND (exit $?)" >&2' ERR
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 bash scripts/build.sh release
