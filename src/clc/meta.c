@@ -137,7 +137,18 @@ static const char schema_v3[] =
     "ALTER TABLE instances ADD COLUMN disable_api_termination INTEGER"
     "  NOT NULL DEFAULT 0;";
 
-const char *const clc_migrations[] = {schema_v1, schema_v2, schema_v3};
+/* The burstable sizes today's clients default to (Ansible's ec2_instance:
+ * t2.micro), with AWS's vCPUs and memory; like AWS's they have no
+ * instance store (the root disk is the image's overlay). */
+static const char schema_v4[] =
+    "INSERT OR IGNORE INTO instance_types VALUES"
+    "  ('t2.nano', 1, 512, 0), ('t2.micro', 1, 1024, 0),"
+    "  ('t2.small', 1, 2048, 0), ('t2.medium', 2, 4096, 0),"
+    "  ('t3.nano', 2, 512, 0), ('t3.micro', 2, 1024, 0),"
+    "  ('t3.small', 2, 2048, 0), ('t3.medium', 2, 4096, 0);";
+
+const char *const clc_migrations[] = {schema_v1, schema_v2, schema_v3,
+                                      schema_v4};
 const size_t clc_n_migrations = ARRAY_SIZE(clc_migrations);
 
 struct db_pool *clc_open_db(const char *data_dir, unsigned conns,

@@ -234,17 +234,21 @@ static void type_item(struct xml_writer *w, const struct instance_type *t)
     xml_start(w, "memoryInfo");
     xml_u64_element(w, "sizeInMiB", (uint64_t)t->memory_mb);
     xml_end(w);
-    xml_bool_element(w, "instanceStorageSupported", true);
-    xml_start(w, "instanceStorageInfo");
-    xml_u64_element(w, "totalSizeInGB", (uint64_t)t->disk_gb);
-    xml_start(w, "disks");
-    xml_start(w, "item");
-    xml_u64_element(w, "sizeInGB", (uint64_t)t->disk_gb);
-    xml_u64_element(w, "count", 1);
-    xml_text_element(w, "type", "ssd");
-    xml_end(w);
-    xml_end(w);
-    xml_end(w);
+    /* an ephemeral disk is the instance store; types without one have
+     * none, as AWS's EBS-only types */
+    xml_bool_element(w, "instanceStorageSupported", t->disk_gb > 0);
+    if (t->disk_gb > 0) {
+        xml_start(w, "instanceStorageInfo");
+        xml_u64_element(w, "totalSizeInGB", (uint64_t)t->disk_gb);
+        xml_start(w, "disks");
+        xml_start(w, "item");
+        xml_u64_element(w, "sizeInGB", (uint64_t)t->disk_gb);
+        xml_u64_element(w, "count", 1);
+        xml_text_element(w, "type", "ssd");
+        xml_end(w);
+        xml_end(w);
+        xml_end(w);
+    }
     xml_start(w, "networkInfo");
     xml_text_element(w, "networkPerformance", "Moderate");
     xml_u64_element(w, "maximumNetworkInterfaces", 1);

@@ -97,6 +97,16 @@ def test_regions_zones_types(cloud):
     assert types["m1.small"]["MemoryInfo"]["SizeInMiB"] == 256
     assert types["c1.medium"]["VCpuInfo"]["DefaultVCpus"] == 2
     assert types["m1.large"]["InstanceStorageInfo"]["TotalSizeInGB"] == 20
+    # the sizes clients default to (Ansible: t2.micro), as AWS has them,
+    # without an instance store
+    assert types["t2.micro"]["VCpuInfo"]["DefaultVCpus"] == 1
+    assert types["t2.micro"]["MemoryInfo"]["SizeInMiB"] == 1024
+    assert types["t2.micro"]["InstanceStorageSupported"] is False
+    assert "InstanceStorageInfo" not in types["t2.micro"]
+    assert types["t3.micro"]["VCpuInfo"]["DefaultVCpus"] == 2
+    assert {"t2.nano", "t2.small", "t2.medium", "t3.nano", "t3.small",
+            "t3.medium"} <= set(types)
+    assert types["m1.large"]["InstanceStorageSupported"] is True
     one = ec2.describe_instance_types(InstanceTypes=["t1.micro"])
     assert [t["InstanceType"] for t in one["InstanceTypes"]] == ["t1.micro"]
     f = ec2.describe_instance_types(Filters=[
