@@ -510,6 +510,42 @@ class Case:
         return self.data or b""
 
 
+def framed_case(r, method, target, headers, body, label, check, too_big,
+                chunk_sizes, head_request=False):
+    """A Case sending body under a framing drawn from r: a Content-Length
+    10 bytes past the body (the server rightly waits: no reply owed), cut
+    mid-request, chunked in pieces of one of chunk_sizes, a Content-Length
+    that is no number or past too_big, a slow client, or plain."""
+    import s3raw
+    framing = r.randrange(14)
+    headers = list(headers)
+    optional = False
+    if framing == 0 and body:
+        headers.append(("Content-Length", str(len(body) + 10)))
+        optional = True
+    elif framing == 1 and body:
+        headers.append(("Content-Length", str(len(body))))
+        data = http_request(method, target, headers, body)
+        return Case(label + " [cut]", data=data[:r.randrange(1, len(data))],
+                    cut=True)
+    elif framing == 2:
+        headers.append(("Transfer-Encoding", "chunked"))
+        body = s3raw.http_chunked(body, r.choice(chunk_sizes))
+    elif framing == 3:
+        headers.append(("Content-Length", r.choice(
+            ["-1", "x", "99999999999999999999", str(too_big)])))
+        optional = True
+    else:
+        headers.append(("Content-Length", str(len(body))))
+    headers.append(("Connection", "close"))
+    data = http_request(method, target, headers, body)
+    if framing == 4 and 50 < len(data) < 200_000:
+        return Case(label + " [slow]", pieces=slow_pieces(
+            r, data, r.uniform(0.1, 0.5)), check=check)
+    return Case(label, data=data, check=check, reply_optional=optional,
+                head_request=head_request)
+
+
 class FuzzRun:
     """Runs cases against one daemon and checks the oracles after each.
 

@@ -7,7 +7,7 @@ with a certificate of the cloud's CA (see fuzzlib for the oracles)."""
 from xml.sax.saxutils import escape
 
 import fuzzlib
-from fuzzlib import Case, hostile_text, hostile_xml, http_request
+from fuzzlib import hostile_text, hostile_xml, http_request
 
 ENV = fuzzlib.SOAP_ENV
 
@@ -129,36 +129,11 @@ class SoapGen:
             headers.append(("SOAPAction", '"x"'))
         method = "POST" if r.random() < 0.95 else r.choice(
             ["GET", "PUT", "DELETE", "OPTIONS", "HEAD"])
-        framing = r.randrange(14)
-        optional = False
-        if framing == 0 and body:
-            headers.append(("Content-Length", str(len(body) + 10)))
-            optional = True
-        elif framing == 1 and body:
-            data = http_request(method, "/", headers + [
-                ("Content-Length", str(len(body)))], body)
-            return Case(f"soap cut {len(body)} bytes",
-                        data=data[:r.randrange(1, len(data))], cut=True)
-        elif framing == 2:
-            headers.append(("Transfer-Encoding", "chunked"))
-            import s3raw
-            body = s3raw.http_chunked(body, r.choice([1, 1000, 65536]))
-        elif framing == 3:
-            headers.append(("Content-Length", r.choice(
-                ["-1", "x", "99999999999999999999", str(17 << 20)])))
-            optional = True
-        else:
-            headers.append(("Content-Length", str(len(body))))
-        headers.append(("Connection", "close"))
-        data = http_request(method, r.choice(["/"] * 9 + ["/x" * 3000]),
-                            headers, body)
-        if framing == 4 and len(data) > 50:
-            # a slow client
-            return Case(f"soap slow {method}", pieces=fuzzlib.slow_pieces(
-                r, data, r.uniform(0.1, 0.5)), check=self.check(method))
-        label = f"soap {method} {body[:160]!r}"
-        return Case(label, data=data, check=self.check(method),
-                    reply_optional=optional, head_request=method == "HEAD")
+        target = r.choice(["/"] * 9 + ["/x" * 3000])
+        return fuzzlib.framed_case(
+            r, method, target, headers, body, f"soap {method} {body[:160]!r}",
+            self.check(method), too_big=17 << 20,
+            chunk_sizes=[1, 1000, 65536], head_request=method == "HEAD")
 
     def check(self, method):
         def check(reply):

@@ -26,7 +26,7 @@ import fuzzlib
 import fuzzsoap
 from cloud import REGION, Cloud
 from conftest import KOALA_BIN, sh
-from fuzzlib import Case, FuzzRun, hostile_text, http_request, sigv4_headers
+from fuzzlib import FuzzRun, hostile_text, http_request, sigv4_headers
 from soapclient import client_context
 
 ACTIONS = ["CreateKeyPair", "CreateTags", "DeleteKeyPair", "DeleteTags",
@@ -277,33 +277,9 @@ class EC2Gen:
         signed = [("Host", host)] + [(k, v) for k, v in signed
                                      if k.lower() != "host"]
         label = f"{how_s} {action[:40]!r} {len(params)} params"
-        framing = r.randrange(14)
-        optional = False
-        if framing == 0 and body:
-            signed.append(("Content-Length", str(len(body) + 10)))
-            optional = True
-        elif framing == 1 and body:
-            signed.append(("Content-Length", str(len(body))))
-            data = http_request(method, target, signed, body)
-            return Case(label + " [cut]", data=data[:r.randrange(
-                1, len(data))], cut=True)
-        elif framing == 2:
-            signed.append(("Transfer-Encoding", "chunked"))
-            import s3raw
-            body = s3raw.http_chunked(body, r.choice([1, 100, 5000]))
-        elif framing == 3:
-            signed.append(("Content-Length", r.choice(
-                ["-1", "x", "99999999999999999999", str(2 << 20)])))
-            optional = True
-        else:
-            signed.append(("Content-Length", str(len(body))))
-        signed.append(("Connection", "close"))
-        data = http_request(method, target, signed, body)
-        if framing == 4 and len(data) < 200_000:
-            return Case(label + " [slow]", pieces=fuzzlib.slow_pieces(
-                r, data, r.uniform(0.1, 0.5)), check=fuzzlib.check_ec2_reply)
-        return Case(label, data=data, check=fuzzlib.check_ec2_reply,
-                    reply_optional=optional)
+        return fuzzlib.framed_case(r, method, target, signed, body, label,
+                                   fuzzlib.check_ec2_reply, too_big=2 << 20,
+                                   chunk_sizes=[1, 100, 5000])
 
 
 # ---- the fuzz runs -----------------------------------------------------------------
