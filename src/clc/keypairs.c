@@ -182,8 +182,24 @@ struct new_key {
     char id[32];
     char fingerprint[96];
     char *public_key; /* "ssh-rsa AAAA... name" (malloc'd) */
-    const char *type;
+    const char *type; /* "rsa" or "ed25519" */
 };
+
+/* Sets k->public_key, the OpenSSH line of the key's blob named name. */
+static int set_public_key(struct new_key *k, const struct buf *blob,
+                          const char *name, struct koala_error **err)
+{
+    _cleanup_free_ char *b64 =
+        str_base64_encode((const unsigned char *)blob->data, blob->len);
+    if (b64 == NULL ||
+        asprintf(&k->public_key, "%s %s %s",
+                 strcmp(k->type, "rsa") == 0 ? "ssh-rsa" : "ssh-ed25519", b64,
+                 name) < 0) {
+        k->public_key = NULL;
+        return error_set(err, ENOMEM, NULL, "out of memory");
+    }
+    return 0;
+}
 
 /* Stores a key pair (with its TagSpecifications) in one transaction. */
 static int store_key(struct ec2_req *r, const char *name,
@@ -263,20 +279,14 @@ void ec2_create_key_pair(struct ec2_req *r)
     EVP_PKEY *key =
         ed ? EVP_PKEY_Q_keygen(NULL, NULL, "ED25519") : EVP_RSA_gen(2048);
     struct buf blob = {0};
-    char *material = NULL, *b64 = NULL;
+    char *material = NULL;
     if (key == NULL || ssh_blob(key, &blob) < 0 ||
         id_resource(k.id, sizeof(k.id), "key") < 0) {
         error_set(&err, EIO, NULL, "cannot make a key pair");
         goto out;
     }
-    b64 = str_base64_encode((unsigned char *)blob.data, blob.len);
-    if (b64 == NULL ||
-        asprintf(&k.public_key, "%s %s %s", ed ? "ssh-ed25519" : "ssh-rsa", b64,
-                 name) < 0) {
-        k.public_key = NULL;
-        error_set(&err, ENOMEM, NULL, "out of memory");
+    if (set_public_key(&k, &blob, name, &err) < 0)
         goto out;
-    }
     if (ed) {
         sha256_b64(&blob, k.fingerprint, sizeof(k.fingerprint));
         material = openssh_private_ed25519(key, &blob, name);
@@ -295,7 +305,6 @@ out:
         OPENSSL_cleanse(material, strlen(material));
         free(material);
     }
-    free(b64);
     free(k.public_key);
     buf_free(&blob);
     EVP_PKEY_free(key);
@@ -410,23 +419,15 @@ void ec2_import_key_pair(struct ec2_req *r)
     } else {
         sha256_b64(&blob, k.fingerprint, sizeof(k.fingerprint));
     }
-    _cleanup_free_ char *b64 =
-        str_base64_encode((unsigned char *)blob.data, blob.len);
-    _cleanup_free_ char *pub = NULL;
-    if (b64 == NULL ||
-        asprintf(&pub, "%s %s %s",
-                 strcmp(k.type, "rsa") == 0 ? "ssh-rsa" : "ssh-ed25519", b64,
-                 name) < 0) {
-        pub = NULL;
-        error_set(&err, ENOMEM, NULL, "out of memory");
-    }
-    k.public_key = pub;
+    set_public_key(&k, &blob, name, &err);
     buf_free(&blob);
     if (!err && id_resource(k.id, sizeof(k.id), "key") < 0)
         error_set_errno(&err, "getrandom");
     if (err || store_key(r, name, &k, &err) < 0)
-        return ec2_fail(r, err);
-    key_reply(r, "ImportKeyPair", name, &k, NULL);
+        ec2_fail(r, err);
+    else
+        key_reply(r, "ImportKeyPair", name, &k, NULL);
+    free(k.public_key);
 }
 
 void ec2_describe_key_pairs(struct ec2_req *r)
