@@ -200,8 +200,9 @@ static int parse_query(struct s3_req *r, const char *q,
 }
 
 /* Virtual-host-style: Host is "<bucket>.<domain>[:port]". */
-static char *bucket_from_host(struct s3_req *r, const char *host)
+static char *bucket_from_host(struct s3_req *r)
 {
+    const char *host = s3_header(r, "Host");
     const char *dom = r->w->domain;
     if (host == NULL || dom == NULL || *dom == '\0')
         return NULL;
@@ -214,12 +215,12 @@ static char *bucket_from_host(struct s3_req *r, const char *host)
 }
 
 static int parse_target(struct s3_req *r, const char *path, const char *query,
-                        const char *host, struct koala_error **err)
+                        struct koala_error **err)
 {
     if (*path != '/')
         return error_set(err, EINVAL, "InvalidURI",
                          "Couldn't parse the specified URI.");
-    char *vb = bucket_from_host(r, host);
+    char *vb = bucket_from_host(r);
     const char *rest = path + 1;
     if (vb) {
         r->bucket = vb;
@@ -292,7 +293,7 @@ static const char *const unsupported[] = {
     "attributes",
 };
 
-static enum s3_op route(struct s3_req *r, const char *m, bool copy_source,
+static enum s3_op route(struct s3_req *r, const char *m,
                         struct koala_error **err)
 {
     for (size_t i = 0; i < ARRAY_SIZE(unsupported); i++)
@@ -355,9 +356,11 @@ static enum s3_op route(struct s3_req *r, const char *m, bool copy_source,
                               "uploadId and partNumber go together.");
                     return OP_NONE;
                 }
-                return copy_source ? OP_UPLOAD_PART_COPY : OP_UPLOAD_PART;
+                return s3_header(r, "x-amz-copy-source") ? OP_UPLOAD_PART_COPY
+                                                         : OP_UPLOAD_PART;
             }
-            return copy_source ? OP_COPY_OBJECT : OP_PUT_OBJECT;
+            return s3_header(r, "x-amz-copy-source") ? OP_COPY_OBJECT
+                                                     : OP_PUT_OBJECT;
         }
         if (get || head) {
             if (get && s3_has_param(r, "acl"))
@@ -386,9 +389,9 @@ enum s3_op s3_route(struct s3_req *r, const char *method, const char *path,
 {
     r->header = header;
     r->header_ctx = hctx;
-    if (parse_target(r, path, query, header(hctx, "host"), err) < 0)
+    if (parse_target(r, path, query, err) < 0)
         return OP_NONE;
-    return route(r, method, header(hctx, "x-amz-copy-source") != NULL, err);
+    return route(r, method, err);
 }
 
 /* ---- dispatch ---- */
