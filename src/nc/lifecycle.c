@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "antispoof.h"
 #include "log.h"
 #include "nc.h"
 #include "util.h"
@@ -342,8 +343,17 @@ static off_t console_size(const struct nc_instance *inst)
 static int boot(struct nc *nc, struct nc_instance *inst,
                 struct koala_error **err)
 {
+    if (nc_antispoof_check(inst->id, inst->tap, inst->mac, inst->private_ip,
+                           err) < 0)
+        return -1;
     if (nc_tap_add(nc, inst->tap, inst->bridge, err) < 0)
         return -1;
+    /* No frame of the guest may pass unfiltered: its chain is in before
+     * QEMU opens the tap. */
+    if (nc_antispoof_sync(nc, err) < 0) {
+        nc_tap_del(nc, inst->tap, NULL);
+        return -1;
+    }
     pthread_mutex_lock(&nc->lock);
     enum nc_hv hv = nc->hv;
     bool probe = hv == NC_HV_KVM && !nc->hv_forced;
@@ -386,6 +396,15 @@ static int boot(struct nc *nc, struct nc_instance *inst,
     return rc;
 }
 
+/* The instance left the states that have a tap: its chain goes. */
+static void antispoof_resync(struct nc *nc, struct nc_instance *inst)
+{
+    struct koala_error *err = NULL;
+    if (nc_antispoof_sync(nc, &err) < 0)
+        log_error("instance %s: %s", inst->id, error_message(err));
+    error_free(err);
+}
+
 /* Frees everything of an instance and ends it terminated.  Its last
  * console output stays in memory for GetConsoleOutput. */
 static void terminate_now(struct nc *nc, struct nc_instance *inst,
@@ -423,6 +442,7 @@ static void terminate_now(struct nc *nc, struct nc_instance *inst,
     inst->terminated_ms = time_mono_ms();
     nc_set_state_locked(nc, inst, NC_TERMINATED, code, msg);
     pthread_mutex_unlock(&nc->lock);
+    antispoof_resync(nc, inst);
 }
 
 /* QEMU is gone or no longer needed: the instance is stopped. */
@@ -436,6 +456,7 @@ static void stop_now(struct nc *nc, struct nc_instance *inst, const char *code,
     error_free(err);
     set_state(nc, inst, NC_STOPPED, code, msg);
     nc_save(nc, inst);
+    antispoof_resync(nc, inst);
 }
 
 enum action { ACT_NONE, ACT_TERMINATE, ACT_GUEST_STOP, ACT_CRASH };

@@ -4,7 +4,8 @@
  * startup (ops.c), QEMU, disks and taps (vm.c), the choice of
  * KVM or TCG (hv.c), notifications to the CC (notify.c) and the SOAP
  * operations (server.c).  The image cache (cache.h), the QMP client
- * (qmp.h) and the helper runner (exec.h) stand on their own.
+ * (qmp.h), the helper runner (exec.h) and the anti-spoofing table
+ * (antispoof.h) stand on their own.
  *
  * DESIGN.  An instance is a directory instances/<id>/ (instance.json, the
  * disks, console.log, qmp.sock, qemu.pid) and a `struct nc_instance` in

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "antispoof.h"
 #include "log.h"
 #include "nc.h"
 #include "util.h"
@@ -311,12 +312,14 @@ static int adopt(struct nc *nc, struct nc_instance *inst)
     return 1;
 }
 
-static void load_one(struct nc *nc, const char *id)
+/* Reads instances/<id>: the instance (its images pinned), or NULL when
+ * there is none to keep. */
+static struct nc_instance *load_one(struct nc *nc, const char *id)
 {
     _cleanup_free_ char *dir = NULL, *path = NULL;
     if (asprintf(&dir, "%s/%s", nc->inst_dir, id) < 0 ||
         asprintf(&path, "%s/instance.json", dir) < 0)
-        return;
+        return NULL;
     struct koala_error *err = NULL;
     size_t len;
     _cleanup_free_ char *text = nc_read_file(path, 1 << 20, &len, &err);
@@ -329,14 +332,14 @@ static void load_one(struct nc *nc, const char *id)
         error_free(err);
         nc_instance_free(inst);
         nc_rmtree(dir, NULL);
-        return;
+        return NULL;
     }
     inst->dir = dir;
     dir = NULL;
     if (inst->state == NC_TERMINATED) {
         nc_rmtree(inst->dir, NULL);
         nc_instance_free(inst);
-        return;
+        return NULL;
     }
     const char *shas[3] = {inst->image.sha256,
                            inst->kernel.id ? inst->kernel.sha256 : NULL,
@@ -349,6 +352,13 @@ static void load_one(struct nc *nc, const char *id)
             log_error("instance %s: image %s is no longer cached", inst->id,
                       shas[i]);
     }
+    return inst;
+}
+
+/* Takes a loaded instance over: re-adopts its QEMU and starts what its
+ * state needs. */
+static void take_over(struct nc *nc, struct nc_instance *inst)
+{
     enum nc_state st = inst->state;
     if (st == NC_SHUTTING_DOWN)
         inst->want_terminate = true;
@@ -399,6 +409,7 @@ int nc_instances_load(struct nc *nc, struct koala_error **err)
     if (d == NULL)
         return error_set_errno(err, "opendir %s", nc->inst_dir);
     struct dirent *de;
+    struct nc_instance *loaded = NULL;
     while ((de = readdir(d)) != NULL) {
         if (de->d_name[0] == '.')
             continue;
@@ -406,8 +417,25 @@ int nc_instances_load(struct nc *nc, struct koala_error **err)
             log_warn("instances/%s: not an instance: left alone", de->d_name);
             continue;
         }
-        load_one(nc, de->d_name);
+        struct nc_instance *inst = load_one(nc, de->d_name);
+        if (inst) {
+            inst->next = loaded;
+            loaded = inst;
+        }
     }
     closedir(d);
+    /* The anti-spoofing table is rewritten from what is on disk before any
+     * QEMU is touched (it may have been lost or be stale).  A failure
+     * leaves the kernel's table as it was; launches fail until nft works. */
+    struct koala_error *e = NULL;
+    if (nc_antispoof_sync_list(nc, loaded, &e) < 0)
+        log_error("%s", error_message(e));
+    error_free(e);
+    while (loaded) {
+        struct nc_instance *inst = loaded;
+        loaded = inst->next;
+        inst->next = NULL;
+        take_over(nc, inst);
+    }
     return 0;
 }
