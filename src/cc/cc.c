@@ -30,6 +30,17 @@
  *   node_bridge         bridge named to NCs in netConfig [empty: theirs]
  *   dhcp_lease          lease time [12h]
  *   dnsmasq             the DHCP server program [dnsmasq]
+ *   region              the cloud's region, naming the DNS domain of the
+ *                       instances (REGION.compute.internal) [koala-1]
+ *   dns_upstream        "a,b": servers the cluster's DNS forwards other
+ *                       names to [none: refused at once]
+ *   metadata            serve the instance metadata service on
+ *                       169.254.169.254 in the cluster network [true; only
+ *                       with manage_network]
+ *   metadata_port       its port [80]
+ *   identity_cert, identity_key  a certificate of the cloud's CA and its key
+ *                       that sign instance identity documents [none: not
+ *                       served]
  *   log_level           "info", "info,cc=debug" ... [info]
  */
 #define LOG_MODULE "cc"
@@ -41,6 +52,7 @@
 #include <unistd.h>
 
 #include "cc.h"
+#include "imds.h"
 #include "log.h"
 
 /* ---- options ---- */
@@ -98,7 +110,11 @@ int cc_options_load(const struct config *cfg, struct cc_options *opt,
         opt_str(cfg, "uplink", NULL, &opt->uplink, err) ||
         opt_str(cfg, "node_bridge", NULL, &opt->node_bridge, err) ||
         opt_str(cfg, "dhcp_lease", "12h", &opt->dhcp_lease, err) ||
-        opt_str(cfg, "dnsmasq", "dnsmasq", &opt->dnsmasq, err))
+        opt_str(cfg, "dnsmasq", "dnsmasq", &opt->dnsmasq, err) ||
+        opt_str(cfg, "region", "koala-1", &opt->region, err) ||
+        opt_str(cfg, "dns_upstream", NULL, &opt->dns_upstream, err) ||
+        opt_str(cfg, "identity_cert", NULL, &opt->identity_cert, err) ||
+        opt_str(cfg, "identity_key", NULL, &opt->identity_key, err))
         return -1;
     const char *sched = config_get(cfg, "cc", "scheduler", "GREEDY");
     if (str_equal_nocase(sched, "GREEDY"))
@@ -119,8 +135,18 @@ int cc_options_load(const struct config *cfg, struct cc_options *opt,
                        &opt->terminated_keep_s, err) < 0 ||
         config_get_int(cfg, "cc", "workers", 16, &v, err) < 0 ||
         config_get_bool(cfg, "cc", "manage_network", true, &opt->manage_network,
-                        err) < 0)
+                        err) < 0 ||
+        config_get_bool(cfg, "cc", "metadata", true, &opt->metadata, err) < 0 ||
+        config_get_int(cfg, "cc", "metadata_port", 80, &opt->metadata_port,
+                       err) < 0)
         return -1;
+    if (opt->metadata_port < 1 || opt->metadata_port > 65535)
+        return error_set(err, EINVAL, "InvalidParameterValue",
+                         "cc.metadata_port: %lld is not a port",
+                         (long long)opt->metadata_port);
+    if ((opt->identity_cert == NULL) != (opt->identity_key == NULL))
+        return error_set(err, EINVAL, "InvalidParameterValue",
+                         "cc.identity_cert and cc.identity_key go together");
     if (opt->fail_threshold < 1)
         opt->fail_threshold = 1;
     opt->workers = v < 1 ? 1 : v > 256 ? 256 : (unsigned)v;
@@ -138,7 +164,8 @@ void cc_options_clear(struct cc_options *opt)
                      &opt->clc_endpoint, &opt->nodes,    &opt->netns,
                      &opt->bridge,       &opt->subnet,   &opt->router,
                      &opt->dns,          &opt->uplink,   &opt->node_bridge,
-                     &opt->dhcp_lease,   &opt->dnsmasq};
+                     &opt->dhcp_lease,   &opt->dnsmasq,  &opt->identity_cert,
+                     &opt->identity_key, &opt->region,   &opt->dns_upstream};
     for (size_t i = 0; i < ARRAY_SIZE(strs); i++) {
         free(*strs[i]);
         *strs[i] = NULL;
@@ -158,7 +185,8 @@ static int copy_options(struct cc_options *dst, const struct cc_options *src)
                      &dst->clc_endpoint, &dst->nodes,    &dst->netns,
                      &dst->bridge,       &dst->subnet,   &dst->router,
                      &dst->dns,          &dst->uplink,   &dst->node_bridge,
-                     &dst->dhcp_lease,   &dst->dnsmasq};
+                     &dst->dhcp_lease,   &dst->dnsmasq,  &dst->identity_cert,
+                     &dst->identity_key, &dst->region,   &dst->dns_upstream};
     int rc = 0;
     for (size_t i = 0; i < ARRAY_SIZE(strs); i++) {
         const char *s = *strs[i];
@@ -239,6 +267,7 @@ void cc_free(struct cc *cc)
     if (cc == NULL)
         return;
     http_server_free(cc->http);
+    imds_stop(cc->imds);
     nodes_poller_stop(cc);
     workpool_free(cc->pool);
     workpool_free(cc->poll_pool);
@@ -266,7 +295,12 @@ static int setup_network(struct cc *cc, struct db *db, struct koala_error **err)
     _cleanup_free_ char *dnsmasq = proc_find(cc->opt.dnsmasq);
     if (net_setup(net, ip_bin, nft_bin, err) < 0)
         return -1;
+    char domain[128];
+    dns_domain_for(cc->opt.region, domain, sizeof(domain));
     struct dhcp_config dc = {
+        .domain = domain,
+        .upstream = cc->opt.dns_upstream,
+        .metadata = net->metadata,
         .dnsmasq = dnsmasq,
         .netns = cc->opt.netns,
         .bridge = net->bridge,
@@ -320,13 +354,15 @@ struct cc *cc_new(const struct cc_options *opt, struct koala_error **err)
      * cc->pool), cc->pool's and the poller's threads, and the poller. */
     cc->db = db_pool_new(
         path, cc_migrations, cc_n_migrations,
-        CC_HTTP_WORKERS + cc->opt.workers + CC_POLL_WORKERS + 4, err);
+        CC_HTTP_WORKERS + cc->opt.workers + CC_POLL_WORKERS + IMDS_WORKERS + 4,
+        err);
     if (cc->db == NULL || (db = db_pool_get(cc->db, err)) == NULL)
         goto fail;
     snprintf(cc->net.name, sizeof(cc->net.name), CC_DEFAULT_NETWORK);
     cc->net.netns = cc->opt.netns;
     cc->net.bridge = cc->opt.bridge;
     cc->net.uplink = cc->opt.uplink;
+    cc->net.metadata = cc->opt.manage_network && cc->opt.metadata;
     if (cc_subnet_parse(cc->opt.subnet, cc->opt.router, &cc->net.subnet, err) <
             0 ||
         nodes_load(cc, db, err) < 0 ||
@@ -345,6 +381,8 @@ struct cc *cc_new(const struct cc_options *opt, struct koala_error **err)
     if (cc->notify == NULL || setup_network(cc, db, err) < 0)
         goto fail;
     cc->net_ok = true;
+    if (cc->net.metadata && (cc->imds = imds_start(cc, err)) == NULL)
+        goto fail;
     db_pool_put(cc->db, db);
     db = NULL;
     if (nodes_poller_start(cc, err) < 0)

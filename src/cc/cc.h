@@ -80,6 +80,12 @@ struct cc_options {
     char *node_bridge; /* told to NCs in netConfig; NULL: theirs */
     char *dhcp_lease;  /* dnsmasq lease time ("12h") */
     char *dnsmasq;     /* program (PATH searched) */
+    char *region;      /* names the instances' DNS domain */
+    char *dns_upstream; /* "a,b": where other names are forwarded */
+    /* the metadata service (imds.c) */
+    bool metadata;        /* serve 169.254.169.254 (needs manage_network) */
+    int64_t metadata_port;
+    char *identity_cert, *identity_key; /* signs identity documents */
 };
 
 /* Reads [cc] of cfg (every key has a default, see docs).  0 / -1. */
@@ -282,6 +288,7 @@ struct cc_network {
     char *netns; /* borrowed from the options */
     char *bridge;
     char *uplink;
+    bool metadata; /* the bridge also holds 169.254.169.254/32 */
     struct dhcp *dhcp;
 };
 
@@ -296,8 +303,24 @@ struct dhcp_config {
     const struct cc_subnet *subnet;
     const char *dns;   /* comma separated, or NULL */
     const char *lease; /* "12h" */
-    const char *dir;   /* files: dhcp-hosts, dnsmasq.{leases,pid,log} */
+    const char *dir;   /* files: dhcp-hosts, dns-hosts, dnsmasq.* */
+    const char *domain;   /* the instances' DNS domain, or NULL */
+    const char *upstream; /* "a,b" DNS servers forwarded to, or NULL */
+    bool metadata;        /* instance-data names 169.254.169.254 */
 };
+
+/* DNS (dns.c).  The addn-hosts file for the DHCP hosts lines
+ * ("mac,ip,id\n"...): per instance "IP ip-A-B-C-D.DOMAIN ip-A-B-C-D
+ * ID.DOMAIN ID" (without DOMAIN when NULL), and instance-data for the
+ * metadata service.  Pure. */
+int dns_hosts_format(const char *dhcp_hosts, const char *domain, bool metadata,
+                     struct buf *out);
+/* dnsmasq's --server=ADDR arguments for "a,b" (NULL: none), each
+ * NUL-terminated in out, the list ended by an empty string. */
+int dns_server_args(const char *upstream, struct buf *out);
+/* The cluster's DNS domain for region: "REGION.compute.internal", or
+ * "ec2.internal" for us-east-1, as EC2's private names. */
+void dns_domain_for(const char *region, char *out, size_t size);
 
 /* Formats the hosts file dnsmasq reads (pure; for tests). */
 int dhcp_hosts_format(const char *const *macs, const char *const *ips,
@@ -327,6 +350,7 @@ void dhcp_free(struct dhcp *d);
 
 /* ---- the daemon (cc.c) ---- */
 struct notifier;
+struct imds;
 
 struct cc {
     struct cc_options opt;
@@ -345,6 +369,7 @@ struct cc {
     bool net_ok;
     char net_error[200];
     struct notifier *notify;
+    struct imds *imds;        /* the metadata service, or NULL */
     struct claims *launching; /* instances an ncRunInstance is on its way for */
     int64_t leases_stamp;     /* the lease file as leases_notice last read it */
     /* the poller */

@@ -14,6 +14,12 @@
  * if koala-cc dies (PR_SET_PDEATHSIG), so a crash leaves none behind. In
  * --no-daemon mode dnsmasq neither forks, nor writes its pid file (the CC
  * writes <dir>/dnsmasq.pid), nor changes its user.
+ *
+ * The same dnsmasq is the cluster's DNS server (dns.c): on the router's
+ * address it answers the instances' names from <dir>/dns-hosts (written
+ * with the DHCP hosts, reread on the same SIGHUP), never forwards the
+ * cluster's own domain, and forwards other names to the configured
+ * upstream servers or, with none, refuses them at once.
  */
 #define LOG_MODULE "cc"
 #include <errno.h>
@@ -33,9 +39,10 @@
 
 struct dhcp {
     pthread_mutex_t lock;
-    char *dnsmasq, *netns, *bridge, *dns, *lease;
+    char *dnsmasq, *netns, *bridge, *dns, *lease, *domain, *upstream;
+    bool metadata;
     struct cc_subnet subnet;
-    char *hosts_path, *lease_path, *pid_path, *log_path;
+    char *hosts_path, *lease_path, *pid_path, *log_path, *dns_hosts_path;
     pid_t pid;
     int64_t started_ms; /* monotonic */
     unsigned starts;
@@ -119,6 +126,9 @@ void dhcp_free(struct dhcp *d)
     free(d->bridge);
     free(d->dns);
     free(d->lease);
+    free(d->domain);
+    free(d->upstream);
+    free(d->dns_hosts_path);
     free(d->hosts_path);
     free(d->lease_path);
     free(d->pid_path);
@@ -140,7 +150,13 @@ struct dhcp *dhcp_new(const struct dhcp_config *cfg, struct koala_error **err)
     d->bridge = dup_opt(cfg->bridge);
     d->dns = dup_opt(cfg->dns);
     d->lease = strdup(cfg->lease && *cfg->lease ? cfg->lease : "12h");
+    d->domain = dup_opt(cfg->domain);
+    d->upstream = dup_opt(cfg->upstream);
+    d->metadata = cfg->metadata;
     if (d->bridge == NULL || d->lease == NULL ||
+        (cfg->domain && d->domain == NULL) ||
+        (cfg->upstream && d->upstream == NULL) ||
+        asprintf(&d->dns_hosts_path, "%s/dns-hosts", cfg->dir) < 0 ||
         asprintf(&d->hosts_path, "%s/dhcp-hosts", cfg->dir) < 0 ||
         asprintf(&d->lease_path, "%s/dnsmasq.leases", cfg->dir) < 0 ||
         asprintf(&d->pid_path, "%s/dnsmasq.pid", cfg->dir) < 0 ||
@@ -166,7 +182,9 @@ static int start_locked(struct dhcp *d, struct koala_error **err)
     cc_ip_format(d->subnet.prefix ? ~0u << (32 - d->subnet.prefix) : 0, mask);
     cc_ip_format(d->subnet.router, router);
     char a_iface[80], a_range[128], a_hosts[300], a_leases[300], a_pid[300],
-        a_router[64], a_dns[300], a_user[80];
+        a_router[64], a_dns[300], a_user[80], a_domain[300], a_local[300],
+        a_addn[300];
+    _cleanup_buf_ struct buf servers = {0};
     snprintf(a_iface, sizeof(a_iface), "--interface=%s", d->bridge);
     snprintf(a_range, sizeof(a_range), "--dhcp-range=%s,static,%s,%s", net,
              mask, d->lease);
@@ -181,7 +199,7 @@ static int start_locked(struct dhcp *d, struct koala_error **err)
     char pwbuf[1024];
     getpwuid_r(geteuid(), &pw, pwbuf, sizeof(pwbuf), &pwp);
     snprintf(a_user, sizeof(a_user), "--user=%s", pwp ? pw.pw_name : "root");
-    const char *argv[24];
+    const char *argv[48];
     size_t n = 0;
     argv[n++] = d->dnsmasq;
     argv[n++] = "--no-daemon";
@@ -189,17 +207,36 @@ static int start_locked(struct dhcp *d, struct koala_error **err)
     argv[n++] = "--bind-interfaces";
     argv[n++] = a_iface;
     argv[n++] = "--except-interface=lo";
-    argv[n++] = "--port=0"; /* no DNS */
+    /* DNS (see the top): our names from dns-hosts, nothing from
+     * /etc/hosts or /etc/resolv.conf, bare names and private reverse
+     * lookups never forwarded. */
+    snprintf(a_addn, sizeof(a_addn), "--addn-hosts=%s", d->dns_hosts_path);
+    argv[n++] = "--no-hosts";
+    argv[n++] = "--no-resolv";
+    argv[n++] = "--domain-needed";
+    argv[n++] = "--bogus-priv";
+    argv[n++] = a_addn;
+    if (d->domain) {
+        snprintf(a_domain, sizeof(a_domain), "--domain=%s", d->domain);
+        snprintf(a_local, sizeof(a_local), "--local=/%s/", d->domain);
+        argv[n++] = a_domain;
+        argv[n++] = a_local;
+    }
+    if (dns_server_args(d->upstream, &servers) < 0)
+        return error_set(err, ENOMEM, NULL, "out of memory");
+    for (char *p = servers.data; p && *p && n < ARRAY_SIZE(argv) - 16;) {
+        argv[n++] = p;
+        p += strlen(p) + 1;
+    }
     argv[n++] = a_range;
     argv[n++] = a_hosts;
     argv[n++] = a_leases;
     argv[n++] = a_pid;
     argv[n++] = a_router;
-    if (d->dns) {
-        snprintf(a_dns, sizeof(a_dns), "--dhcp-option=option:dns-server,%s",
-                 d->dns);
-        argv[n++] = a_dns;
-    }
+    /* Resolvers: the configured ones, else this dnsmasq on the router. */
+    snprintf(a_dns, sizeof(a_dns), "--dhcp-option=option:dns-server,%s",
+             d->dns ? d->dns : router);
+    argv[n++] = a_dns;
     argv[n++] = "--dhcp-authoritative";
     argv[n++] = "--log-dhcp";
     argv[n++] = "--log-facility=-";
@@ -376,8 +413,15 @@ static void release_stale_locked(struct dhcp *d, const struct buf *hosts)
 int dhcp_update(struct dhcp *d, const struct buf *hosts,
                 struct koala_error **err)
 {
+    _cleanup_buf_ struct buf names = {0};
+    if (dns_hosts_format(hosts->data ? hosts->data : "", d->domain,
+                         d->metadata, &names) < 0)
+        return error_set(err, ENOMEM, NULL, "out of memory");
     pthread_mutex_lock(&d->lock);
-    int rc = dhcp_write_file(d->hosts_path, hosts->data ? hosts->data : "",
+    int rc = dhcp_write_file(d->dns_hosts_path, names.data ? names.data : "",
+                             names.len, err);
+    if (rc == 0)
+        rc = dhcp_write_file(d->hosts_path, hosts->data ? hosts->data : "",
                              hosts->len, err);
     if (rc == 0) {
         if (!alive_locked(d)) {

@@ -37,6 +37,12 @@ static const char *const keys[] = {
     "node_bridge",
     "dhcp_lease",
     "dnsmasq",
+    "region",
+    "dns_upstream",
+    "metadata",
+    "metadata_port",
+    "identity_cert",
+    "identity_key",
     "log_level",
     NULL,
 };

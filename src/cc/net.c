@@ -99,6 +99,12 @@ int net_setup(struct cc_network *net, const char *ip_bin, const char *nft_bin,
     if (ns &&
         ip_cmd(ip_bin, ns, err, "link", "set", "dev", "lo", "up", NULL) < 0)
         return -1;
+    /* The metadata service's address, once on the LAN (guests reach it
+     * through their router, whose MAC answers for it). */
+    if (net->metadata &&
+        ip_cmd(ip_bin, ns, err, "addr", "replace", "169.254.169.254/32", "dev",
+               net->bridge, NULL) < 0)
+        return -1;
     if ((ns || net->uplink) && proc_enable_forwarding(ns, err) < 0)
         return -1;
     if (net->uplink) {

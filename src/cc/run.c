@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "cc.h"
+#include "imds.h"
 #include "log.h"
 #include "soap.h"
 
@@ -26,6 +27,7 @@ struct image_ref {
 struct run_req {
     char *reservation, *owner, *user_data, *key_name, *public_key;
     struct cc_itype type;
+    struct cc_imeta meta; /* what the metadata service serves */
     struct image_ref image, kernel, ramdisk;
     bool have_kernel, have_ramdisk;
     size_t n;
@@ -56,6 +58,7 @@ static void run_req_free(struct run_req *q)
     free(q->user_data);
     free(q->key_name);
     free(q->public_key);
+    imeta_clear(&q->meta);
     image_clear(&q->image);
     image_clear(&q->kernel);
     image_clear(&q->ramdisk);
@@ -106,6 +109,7 @@ static int parse_image(const struct xml_node *n, const char *what,
 static int parse_run(const struct xml_node *op, struct run_req *q,
                      struct koala_error **err)
 {
+    imeta_defaults(&q->meta);
     q->reservation = soap_text(op, "reservationId", err);
     q->owner = q->reservation ? soap_text(op, "ownerId", err) : NULL;
     if (q->owner == NULL)
@@ -134,6 +138,15 @@ static int parse_run(const struct xml_node *op, struct run_req *q,
     q->user_data = xml_child_text(op, "userData");
     q->key_name = xml_child_text(op, "keyName");
     q->public_key = xml_child_text(op, "publicKey");
+    const struct xml_node *md = xml_child(op, "metadata");
+    if (md && imeta_parse(md, &q->meta, err) < 0)
+        return -1;
+    if ((q->meta.user_data == NULL && q->user_data && *q->user_data &&
+         (q->meta.user_data = strdup(q->user_data)) == NULL) ||
+        (q->key_name && (q->meta.key_name = strdup(q->key_name)) == NULL) ||
+        (q->public_key &&
+         (q->meta.public_key = strdup(q->public_key)) == NULL))
+        return error_set(err, ENOMEM, NULL, "out of memory");
     for (const struct xml_node *i = xml_next_child(op, NULL, "instance"); i;
          i = xml_next_child(op, i, "instance")) {
         if (q->n == CC_MAX_INSTANCES)
@@ -311,7 +324,8 @@ static int place(struct cc *cc, struct db *db, struct run_req *q, size_t *n_new,
         in->updated_ms = now;
         if (alloc_address(db, cc->net.name, &cc->net.subnet, in->id, in->mac,
                           in->ip, err) < 0 ||
-            store_instance_insert(db, in, err) < 0) {
+            store_instance_insert(db, in, err) < 0 ||
+            store_imeta_put(db, in->id, &q->meta, err) < 0) {
             db_rollback(db);
             goto out;
         }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cc.h"
+#include "imds.h"
 #include "log.h"
 #include "soap.h"
 
@@ -56,6 +57,7 @@ static const struct {
     {"ConfigureNodes", cc_op_configure_nodes, NULL},
     {"NotifyInstanceState", cc_op_notify_instance_state, NULL},
     {"DescribeService", cc_op_describe_service, NULL},
+    {"SetInstanceMetadata", cc_op_set_instance_metadata, NULL},
 };
 
 static void dispatch(struct http_request *http)

@@ -68,7 +68,25 @@ static const char schema_v3[] =
     "ALTER TABLE instances ADD COLUMN lease_expiry INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE instances ADD COLUMN lease_ms INTEGER NOT NULL DEFAULT 0;";
 
-const char *const cc_migrations[] = {schema_v1, schema_v2, schema_v3};
+/* What the metadata service serves beyond the instance record (imeta.c);
+ * goes with the instance. */
+static const char schema_v4[] =
+    "CREATE TABLE instance_meta ("
+    "  id TEXT PRIMARY KEY,"
+    "  region TEXT NOT NULL,"
+    "  groups TEXT,"
+    "  http_tokens TEXT NOT NULL,"
+    "  http_endpoint TEXT NOT NULL,"
+    "  hop_limit INTEGER NOT NULL,"
+    "  tags TEXT NOT NULL,"
+    "  user_data TEXT,"
+    "  key_name TEXT,"
+    "  public_key TEXT);"
+    "CREATE TRIGGER instance_meta_gc AFTER DELETE ON instances BEGIN"
+    "  DELETE FROM instance_meta WHERE id = old.id; END;";
+
+const char *const cc_migrations[] = {schema_v1, schema_v2, schema_v3,
+                                     schema_v4};
 const size_t cc_n_migrations = ARRAY_SIZE(cc_migrations);
 
 #define INSTANCE_COLUMNS                                                       \

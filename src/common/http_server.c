@@ -208,6 +208,13 @@ bool http_request_content_length(const struct http_request *req, uint64_t *len)
     return v && str_to_u64(v, len) == 0;
 }
 
+int http_request_socket(const struct http_request *req)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci ? ci->connect_fd : -1;
+}
+
 const char *http_request_peer(const struct http_request *req)
 {
     return req->peer;
@@ -713,7 +720,7 @@ struct http_server *http_server_new(const struct http_server_config *cfg,
         http_server_free(srv);
         return NULL;
     }
-    struct MHD_OptionItem tls[4];
+    struct MHD_OptionItem tls[5];
     size_t n_tls = 0;
     if (cfg->tls_cert_file || cfg->tls_key_file) {
         if (!cfg->tls_cert_file || !cfg->tls_key_file) {
@@ -743,6 +750,9 @@ struct http_server *http_server_new(const struct http_server_config *cfg,
             srv->verify_clients = true;
         }
     }
+    if (cfg->use_listen_fd)
+        tls[n_tls++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET,
+                                               cfg->listen_fd, NULL};
     tls[n_tls] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     /* MHD keeps a request's header block and a record of 56 bytes per
      * header line in the connection's pool (and per query argument: see

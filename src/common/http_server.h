@@ -72,6 +72,11 @@ struct http_server_config {
     /* Mutual TLS: when set, only clients presenting a certificate issued
      * by this CA (PEM) are served; others get 403. */
     const char *tls_client_ca_file;
+    /* A socket already bound and listening (e.g. made in another network
+     * namespace) to serve instead of address and port; the server owns
+     * it.  Used when use_listen_fd is set. */
+    bool use_listen_fd;
+    int listen_fd;
 };
 
 struct http_server *http_server_new(const struct http_server_config *cfg,
@@ -107,6 +112,9 @@ size_t http_request_header_bytes(const struct http_request *req);
 bool http_request_content_length(const struct http_request *req, uint64_t *len);
 /* The peer's address as text ("127.0.0.1"). */
 const char *http_request_peer(const struct http_request *req);
+/* The connection's socket (to set socket options on the reply, such as
+ * IP_TTL), or -1. */
+int http_request_socket(const struct http_request *req);
 /* With mutual TLS: the common name of the client's verified certificate;
  * otherwise NULL. */
 const char *http_request_peer_name(const struct http_request *req);
