@@ -38,6 +38,7 @@ static const struct {
     {"GetConsoleOutput", ec2_get_console_output},
     {"ImportKeyPair", ec2_import_key_pair},
     {"ModifyInstanceAttribute", ec2_modify_instance_attribute},
+    {"ModifyInstanceMetadataOptions", ec2_modify_instance_metadata_options},
     {"RebootInstances", ec2_reboot_instances},
     {"RegisterImage", ec2_register_image},
     {"RunInstances", ec2_run_instances},

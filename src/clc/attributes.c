@@ -8,7 +8,8 @@
  * What can be changed: termination protection (TerminateInstances then
  * answers OperationNotPermitted), what a guest powering itself off does
  * (stop or terminate: cluster.c carries it out) and, while the instance
- * is stopped, its user data.  Changing the instance type, kernel or
+ * is stopped, its user data (which metadata_options.c then pushes to the
+ * cluster's metadata service).  Changing the instance type, kernel or
  * ramdisk of a stopped instance needs its node to boot it differently,
  * which the components cannot ask for yet: UnsupportedOperation, nothing
  * changed. */
@@ -20,14 +21,17 @@
 
 #include "clc.h"
 
+/* EC2 counts the decoded bytes, whatever they are: gzip-compressed user
+ * data is bytes like any other (neither EC2 nor this cloud unpacks it; the
+ * guest's cloud-init does). */
 int clc_check_user_data(const char *b64, struct koala_error **err)
 {
     size_t n = 0;
     unsigned char *raw = str_base64_decode(b64, &n);
-    free(raw);
-    if (raw == NULL && *b64)
+    if (raw == NULL)
         return error_set(err, EINVAL, "InvalidParameterValue",
                          "Invalid BASE64 encoding of user data.");
+    free(raw);
     if (n > CLC_MAX_USER_DATA)
         return error_set(err, EINVAL, "InvalidParameterValue",
                          "User data is limited to %d bytes", CLC_MAX_USER_DATA);
@@ -277,12 +281,18 @@ void ec2_modify_instance_attribute(struct ec2_req *r)
     }
     if (ec2_dry_run(r))
         goto out;
-    char sql[96];
+    /* New user data is a change the cluster's metadata service must learn
+     * (md_version), pushed after the reply. */
+    bool user_data = strcmp(column, "user_data") == 0;
+    char sql[128];
     snprintf(sql, sizeof(sql),
-             "UPDATE instances SET %s = NULLIF(?, '') WHERE id = ?", column);
+             "UPDATE instances SET %s = NULLIF(?, '')%s WHERE id = ?", column,
+             user_data ? ", md_version = md_version + 1" : "");
     if (clc_exec(r->db, sql, "modifying instance attribute", &err, value, a.id,
                  NULL) < 0)
         goto out;
+    if (user_data)
+        clc_md_kick(r->clc);
     struct xml_writer *w = ec2_reply_start(r, "ModifyInstanceAttribute");
     xml_bool_element(w, "return", true);
     ec2_reply_finish(r, w);

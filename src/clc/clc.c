@@ -27,6 +27,7 @@ void clc_free(struct clc *clc)
         pthread_cond_destroy(&clc->poll_cv);
     }
     claims_free(clc->launching);
+    claims_free(clc->md_pushing);
     db_pool_free(clc->db);
     keycache_free(clc->keys);
     free(clc->data_dir);
@@ -52,8 +53,9 @@ struct clc *clc_new(const struct clc_options *opt, struct koala_error **err)
         (struct http_client_tls){opt->ca, opt->tls_cert, opt->tls_key, false};
     clc->keys = keycache_new(4096, 10000);
     clc->launching = claims_new();
+    clc->md_pushing = claims_new();
     if (clc->data_dir == NULL || clc->region == NULL || clc->keys == NULL ||
-        clc->launching == NULL) {
+        clc->launching == NULL || clc->md_pushing == NULL) {
         error_set(err, ENOMEM, NULL, "out of memory");
         goto fail;
     }

@@ -58,6 +58,9 @@ struct clc {
     /* Reservations whose launch job is queued or under way (launch.c),
      * so that the poller resumes only the others. */
     struct claims *launching;
+    /* Instances whose metadata push to their cluster is under way
+     * (metadata_options.c): one at a time each, so pushes stay in order. */
+    struct claims *md_pushing;
     struct http_client_tls tls; /* to CCs and Walrus (strings in opt) */
     pthread_t poller;
     pthread_mutex_t poll_mu;
@@ -251,6 +254,15 @@ int clc_image_get(struct db *db, const char *id, int64_t viewer,
 int clc_check_boot_image(struct db *db, const char *id, const char *kind,
                          int64_t viewer, struct koala_error **err);
 
+/* ---- the metadata service's options (metadata_options.c) ---- */
+struct clc_md_options {
+    char http_tokens[16];   /* optional | required */
+    int hop_limit;          /* 1..64 */
+    char http_endpoint[16]; /* enabled | disabled */
+    char http_ipv6[16];     /* enabled | disabled */
+    char tags[16];          /* enabled | disabled: instance tags served */
+};
+
 /* ---- instances (describe.c) ---- */
 struct instance_row {
     char id[32];
@@ -276,6 +288,8 @@ struct instance_row {
     int64_t launch_time;
     int64_t updated;
     char reachability[16];
+    struct clc_md_options md;
+    int64_t md_version, md_applied; /* applied once md_applied catches up */
 };
 int ec2_state_code(const char *state);
 void clc_read_instance(sqlite3_stmt *st, struct instance_row *x);
@@ -344,6 +358,48 @@ void ec2_reboot_instances(struct ec2_req *r);
 void ec2_stop_instances(struct ec2_req *r);
 void ec2_start_instances(struct ec2_req *r);
 void ec2_get_console_output(struct ec2_req *r);
+
+/* metadata_options.c: the instance metadata service's options (EC2's
+ * MetadataOptions) and getting them and the user data to the cluster. */
+void ec2_modify_instance_metadata_options(struct ec2_req *r);
+/* AWS's defaults: optional, 1, enabled, disabled, disabled. */
+void clc_md_defaults(struct clc_md_options *o);
+/* RunInstances' MetadataOptions.*: the defaults and what is given, or
+ * InvalidParameterValue. */
+int clc_md_parse_run(const struct ec2_req *r, struct clc_md_options *o,
+                     struct koala_error **err);
+/* Stores a new instance's options (its first version, not yet applied),
+ * inside the caller's transaction. */
+int clc_md_store_new(struct db *db, const char *id,
+                     const struct clc_md_options *o, struct koala_error **err);
+/* The SQL columns of the options and versions, in the order
+ * clc_md_read_cols reads them from col on. */
+#define CLC_MD_COLS                                                            \
+    "i.md_http_tokens, i.md_hop_limit, i.md_http_endpoint, i.md_http_ipv6,"    \
+    " i.md_tags, i.md_version, i.md_applied"
+void clc_md_read_cols(sqlite3_stmt *st, int col, struct clc_md_options *o,
+                      int64_t *version, int64_t *applied);
+/* <metadataOptions> of DescribeInstances. */
+void ec2_write_metadata_options(struct xml_writer *w,
+                                const struct instance_row *x);
+/* The value of a metadata-options.* filter, or NULL for other filters. */
+const char *clc_md_filter_value(const struct instance_row *x, const char *f,
+                                char *tmp, size_t size);
+/* The CC's instanceMetadata element (cc.wsdl) named element: the region,
+ * the groups, the options and, with_user_data, user_data (base64) or
+ * noUserData when it is NULL or empty. */
+void clc_md_write_cc(struct xml_writer *w, const char *element,
+                     const char *region, const struct clc_md_options *o,
+                     bool with_user_data, const char *user_data);
+/* A launch the cluster answered carried each instance's first version:
+ * records it acknowledged for those of the answer still at it. */
+void clc_md_launch_acked(struct db *db, const struct xml_node *answer);
+/* Sends SetInstanceMetadata for every placed instance whose cluster has
+ * not acknowledged its last change; what fails waits for the next round
+ * (the poller's, or the next change's). */
+void clc_md_push(struct clc *clc, struct db *db);
+/* The same, from the launch pool, off the caller's request. */
+void clc_md_kick(struct clc *clc);
 
 /* Tags of a resource, as a <tagSet> (tags.c). */
 int ec2_write_tag_set(struct ec2_req *r, struct xml_writer *w,

@@ -31,7 +31,7 @@ int ec2_state_code(const char *state)
     " i.kernel_id, i.ramdisk_id, i.instance_type, i.key_name, i.cluster,"      \
     " i.node, i.state, i.reason_code, i.reason_message, i.transition_reason,"  \
     " i.private_ip, i.mac, i.hypervisor, i.client_token, i.launch_time,"       \
-    " i.updated, i.reachability"
+    " i.updated, i.reachability, " CLC_MD_COLS
 
 void clc_read_instance(sqlite3_stmt *st, struct instance_row *x)
 {
@@ -59,6 +59,7 @@ void clc_read_instance(sqlite3_stmt *st, struct instance_row *x)
     x->launch_time = sqlite3_column_int64(st, 20);
     x->updated = sqlite3_column_int64(st, 21);
     clc_col(x->reachability, sizeof(x->reachability), st, 22);
+    clc_md_read_cols(st, 23, &x->md, &x->md_version, &x->md_applied);
 }
 
 /* Loads the caller's instances, ordered by launch: all of them, those of
@@ -189,6 +190,7 @@ int ec2_write_instance(struct ec2_req *r, struct xml_writer *w,
         xml_end(w);
         xml_end(w);
     }
+    ec2_write_metadata_options(w, x);
     int rc = ec2_write_tag_set(r, w, x->id, err);
     xml_end(w);
     return rc;
@@ -308,6 +310,9 @@ static const char *instance_filter_value(struct ec2_req *r,
     for (size_t i = 0; i < ARRAY_SIZE(strs); i++)
         if (strcmp(strs[i].name, f) == 0)
             return (const char *)x + strs[i].off;
+    const char *md = clc_md_filter_value(x, f, tmp, size);
+    if (md)
+        return md;
     if (strcmp(f, "instance-state-code") == 0)
         snprintf(tmp, size, "%d", ec2_state_code(x->state));
     else if (strcmp(f, "launch-index") == 0)
@@ -363,6 +368,13 @@ void ec2_describe_instances(struct ec2_req *r)
                                         "client-token",
                                         "network-interface.mac-address",
                                         "state-reason-code",
+                                        "metadata-options.http-tokens",
+                                        "metadata-options.http-put-response-"
+                                        "hop-limit",
+                                        "metadata-options.http-endpoint",
+                                        "metadata-options.http-protocol-ipv6",
+                                        "metadata-options.instance-metadata-"
+                                        "tags",
                                         "tag-key",
                                         "tag-value",
                                         NULL};

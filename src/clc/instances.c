@@ -121,6 +121,7 @@ struct run_args {
     const char *shutdown_behavior; /* stop, terminate */
     bool disable_api_termination;
     long long min, max;
+    struct clc_md_options md; /* MetadataOptions */
 };
 
 static int check_run_args(struct ec2_req *r, struct run_args *a,
@@ -192,7 +193,8 @@ static int check_run_args(struct ec2_req *r, struct run_args *a,
             return -1;
     }
     a->user_data = ec2_param(r, "UserData");
-    if (a->user_data && clc_check_user_data(a->user_data, err) < 0)
+    if ((a->user_data && clc_check_user_data(a->user_data, err) < 0) ||
+        clc_md_parse_run(r, &a->md, err) < 0)
         return -1;
     a->token = ec2_param(r, "ClientToken");
     if (a->token && (strlen(a->token) > 64 || *a->token == '\0'))
@@ -286,6 +288,7 @@ static int insert_reservation(struct ec2_req *r, const struct run_args *a,
                      a->user_data ? a->user_data : "", cluster,
                      a->token ? a->token : "", now, now, a->shutdown_behavior,
                      a->disable_api_termination ? "#1" : "#0", NULL) < 0 ||
+            clc_md_store_new(r->db, id, &a->md, err) < 0 ||
             ec2_apply_tag_specs(r, "instance", id, err) < 0)
             goto fail;
     }

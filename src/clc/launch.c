@@ -95,7 +95,8 @@ static int send_launch(struct clc *clc, struct db *db, const char *reservation,
     static const char sql[] =
         "SELECT i.id, i.launch_index, i.owner, a.number, i.image_id,"
         " i.kernel_id, i.ramdisk_id, i.instance_type, i.key_name,"
-        " i.user_data, i.cluster FROM instances i JOIN accounts a ON"
+        " i.user_data, i.cluster, " CLC_MD_COLS
+        " FROM instances i JOIN accounts a ON"
         " a.id = i.owner WHERE i.reservation = ? AND i.state = 'pending' AND"
         " i.node = '' ORDER BY i.launch_index";
     sqlite3_stmt *st = db_stmt(db, sql, err);
@@ -105,7 +106,9 @@ static int send_launch(struct clc *clc, struct db *db, const char *reservation,
     struct xml_writer *w = NULL;
     char cluster[64] = "", image[32] = "", kernel[32] = "", ramdisk[32] = "",
          type[32] = "", key[256] = "", owner_number[16] = "";
-    int64_t owner = 0;
+    int64_t owner = 0, md_version = 0, md_applied = 0;
+    struct clc_md_options md;
+    clc_md_defaults(&md);
     struct buf user_data = {0}, instances = {0};
     int n = 0;
     while (sqlite3_step(st) == SQLITE_ROW) {
@@ -120,6 +123,7 @@ static int send_launch(struct clc *clc, struct db *db, const char *reservation,
             const unsigned char *ud = sqlite3_column_text(st, 9);
             buf_append_str(&user_data, ud ? (const char *)ud : "");
             clc_col(cluster, sizeof(cluster), st, 10);
+            clc_md_read_cols(st, 11, &md, &md_version, &md_applied);
         }
         buf_printf(&instances, "%s %d\n",
                    (const char *)sqlite3_column_text(st, 0),
@@ -156,6 +160,10 @@ static int send_launch(struct clc *clc, struct db *db, const char *reservation,
         if (pub)
             xml_text_element(w, "publicKey", pub);
     }
+    /* The reservation's metadata and options as RunInstances gave them
+     * (its first instance's: a change made since is pushed once the
+     * cluster placed it). */
+    clc_md_write_cc(w, "metadata", clc->region, &md, false, NULL);
     for (char *line = instances.data, *save = NULL;
          (line = strtok_r(line, "\n", &save)) != NULL; line = NULL) {
         char id[32];
@@ -179,6 +187,8 @@ static int send_launch(struct clc *clc, struct db *db, const char *reservation,
         goto out;
     }
     rc = clc_apply_instance_states(clc, db, cluster, body, false, err);
+    if (rc == 0 && md_version == 1)
+        clc_md_launch_acked(db, body);
 out:
     xml_writer_free(w);
     xml_doc_free(doc);

@@ -147,8 +147,29 @@ static const char schema_v4[] =
     "  ('t3.nano', 2, 512, 0), ('t3.micro', 2, 1024, 0),"
     "  ('t3.small', 2, 2048, 0), ('t3.medium', 2, 4096, 0);";
 
+/* The instance metadata service's options of each instance (RunInstances
+ * MetadataOptions, ModifyInstanceMetadataOptions: metadata_options.c), and
+ * how far its cluster has them: md_version counts the changes the CC must
+ * learn (options or user data), md_applied is the last one it acknowledged
+ * (0, 0: an instance from before, launched with the defaults). */
+static const char schema_v5[] =
+    "ALTER TABLE instances ADD COLUMN md_http_tokens TEXT NOT NULL"
+    "  DEFAULT 'optional';"
+    "ALTER TABLE instances ADD COLUMN md_hop_limit INTEGER NOT NULL"
+    "  DEFAULT 1;"
+    "ALTER TABLE instances ADD COLUMN md_http_endpoint TEXT NOT NULL"
+    "  DEFAULT 'enabled';"
+    "ALTER TABLE instances ADD COLUMN md_http_ipv6 TEXT NOT NULL"
+    "  DEFAULT 'disabled';"
+    "ALTER TABLE instances ADD COLUMN md_tags TEXT NOT NULL"
+    "  DEFAULT 'disabled';"
+    "ALTER TABLE instances ADD COLUMN md_version INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE instances ADD COLUMN md_applied INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX instances_md ON instances(md_applied, md_version)"
+    "  WHERE md_applied < md_version;";
+
 const char *const clc_migrations[] = {schema_v1, schema_v2, schema_v3,
-                                      schema_v4};
+                                      schema_v4, schema_v5};
 const size_t clc_n_migrations = ARRAY_SIZE(clc_migrations);
 
 struct db_pool *clc_open_db(const char *data_dir, unsigned conns,
