@@ -260,7 +260,10 @@ static void serve(struct http_request *req)
     }
     _cleanup_free_ char *doc = NULL, *pkcs7 = NULL, *sig = NULL;
     const char *path = http_request_path(req);
-    if (s->signer && strstr(path, "/dynamic/")) {
+    /* The signatures cost a little: made for the paths that may show
+     * them (dynamic/ and the listings above it). */
+    if (s->signer && strstr(path, "/meta-data") == NULL &&
+        strstr(path, "/user-data") == NULL) {
         doc = imds_identity_document(&in, &m, cc->opt.name);
         if (doc && imds_sign(s->signer, doc, &pkcs7, &sig, &err) < 0) {
             log_warn("instance %s: %s", in.id, error_message(err));

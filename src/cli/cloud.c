@@ -69,7 +69,9 @@ static void endpoint_san(const char *url, char *out, size_t size)
     snprintf(out, size, "%s:%.*s", ip ? "IP" : "DNS", (int)n, h);
 }
 
-/* Issues DIR/certs/NAME.pem|key unless they exist. */
+/* Issues DIR/certs/NAME.pem|key unless they exist: for TLS (server and
+ * client, named for endpoint), or, endpoint NULL, a signing certificate
+ * with no extended key usage (a CC's instance identity documents). */
 static int component_cert(const char *dir, const char *file, const char *cn,
                           const char *endpoint, struct koala_error **err)
 {
@@ -81,10 +83,13 @@ static int component_cert(const char *dir, const char *file, const char *cn,
         return 0;
     if (mkdirs(certs, err) < 0)
         return -1;
-    endpoint_san(endpoint, san, sizeof(san));
     const char *sans[] = {san, "IP:127.0.0.1", NULL};
-    struct ca_request rq = {
-        .cn = cn, .sans = sans, .server = true, .client = true};
+    struct ca_request rq = {.cn = cn};
+    if (endpoint) {
+        endpoint_san(endpoint, san, sizeof(san));
+        rq = (struct ca_request){
+            .cn = cn, .sans = sans, .server = true, .client = true};
+    }
     char ca[4096];
     snprintf(ca, sizeof(ca), "%s/ca", dir);
     return ca_issue(ca, &rq, cert, key, err);
@@ -160,6 +165,13 @@ static int register_service(const char *dir, const char *kind, const char *name,
     snprintf(file, sizeof(file), "%s-%s", kind, name);
     if (component_cert(dir, file, cn, endpoint, err) < 0)
         return -1;
+    /* A cluster's CC signs its instances' identity documents. */
+    char id_file[160], id_cn[200];
+    snprintf(id_file, sizeof(id_file), "identity-%s", name);
+    snprintf(id_cn, sizeof(id_cn), "koala-instance-identity-%s", name);
+    bool cluster_kind = strcmp(kind, "cluster") == 0;
+    if (cluster_kind && component_cert(dir, id_file, id_cn, NULL, err) < 0)
+        return -1;
     struct db *db = NULL;
     struct db_pool *pool = open_clc(dir, &db, err);
     if (pool == NULL)
@@ -175,6 +187,10 @@ static int register_service(const char *dir, const char *kind, const char *name,
         printf("registered %s %s at %s\n  certificate: %s/certs/%s.pem\n"
                "  key:         %s/certs/%s.key\n  cloud CA:    %s/ca/ca.pem\n",
                kind, name, endpoint, dir, file, dir, file, dir);
+    if (rc == 0 && verbose && cluster_kind)
+        printf("  identity:    %s/certs/%s.pem (identity_cert, identity_key "
+               "of the CC: signs instance identity documents)\n",
+               dir, id_file);
     return rc;
 }
 

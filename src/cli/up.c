@@ -240,9 +240,12 @@ static int configs(const struct up *u, struct koala_error **err)
              "[cc]\nlisten = 127.0.0.1:%d\ndata_dir = %s/cc\nname = " ZONE
              "\ntls_cert = %s/certs/cluster-" ZONE ".pem\n"
              "tls_key = %s/certs/cluster-" ZONE ".key\nca = %s/ca/ca.pem\n"
+             "identity_cert = %s/certs/identity-" ZONE ".pem\n"
+             "identity_key = %s/certs/identity-" ZONE ".key\n"
+             "region = koala-1\n"
              "clc_endpoint = https://127.0.0.1:%d/\nnetns = " CLUSTER_NS
              "\nbridge = klan0\nsubnet = 10.111.0.0/16\n",
-             u->port_cc, d, d, d, d, u->port_clc_soap);
+             u->port_cc, d, d, d, d, d, d, u->port_clc_soap);
     if (write_file(path, text, err) < 0)
         return -1;
     snprintf(path, sizeof(path), "%s/etc/nc.conf", d);

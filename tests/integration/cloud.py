@@ -199,6 +199,7 @@ class Cloud:
 
     def _start_cc(self):
         cert, key = self.certs("cluster", self.cluster)
+        icert, ikey = self.certs("identity", self.cluster)
         conf = self.base / "cc.conf"
         conf.write_text(
             "[cc]\n"
@@ -206,6 +207,8 @@ class Cloud:
             f"data_dir = {self.dir / 'cc'}\n"
             f"name = {self.cluster}\n"
             f"tls_cert = {cert}\ntls_key = {key}\nca = {self.ca}\n"
+            f"identity_cert = {icert}\nidentity_key = {ikey}\n"
+            f"region = {REGION}\n"
             f"clc_endpoint = https://127.0.0.1:{self.ports['clc_soap']}/\n"
             f"scheduler = {self.scheduler}\n"
             f"netns = {self.cluster_ns}\nbridge = klan0\n"
