@@ -5,7 +5,9 @@
  * the network namespaces the instances live in (so nothing touches the
  * host's own network: "koala-zone-a" holds the cluster's router, bridge
  * klan0; "koala-nc1" the node's bridge kbr0, wired to klan0 by a veth
- * pair), writes each daemon's configuration, starts koala-walrus,
+ * pair; the host reaches the instances through a veth "koala-host"
+ * (100.64.111.1/30) into the cluster namespace and a route to the cluster
+ * subnet, so that `ssh admin@10.111.0.5` works from the host), writes each daemon's configuration, starts koala-walrus,
  * koala-clc, koala-cc and koala-nc, waits until all are ENABLED, uploads
  * the test guest image (kernel, ramdisk, root disk) into Walrus, registers
  * it, and prints the endpoints and credentials.  Everything it starts is
@@ -38,6 +40,10 @@
 #define NODE "nc1"
 #define CLUSTER_NS "koala-" ZONE
 #define NODE_NS "koala-" NODE
+#define SUBNET "10.111.0.0/16"
+#define HOST_LINK "koala-host"     /* the host's end of its veth */
+#define HOST_ADDR "100.64.111.1"   /* ... and its address */
+#define HOST_PEER "100.64.111.2"   /* the cluster namespace's end */
 
 struct up {
     const char *dir;
@@ -205,6 +211,22 @@ static int networks(const struct up *u, struct koala_error **err)
         IP("-n", CLUSTER_NS, "link", "set", "to-" NODE, "master", "klan0",
            "up");
     }
+    /* The host's way in: its end of a veth in the cluster namespace and a
+     * route to the subnet through the router (going with the namespace). */
+    if (access("/sys/class/net/" HOST_LINK, F_OK) != 0) {
+        if (IP("link", "add", HOST_LINK, "type", "veth", "peer", "name",
+               "to-host", "netns", CLUSTER_NS) < 0 ||
+            IP("addr", "replace", HOST_ADDR "/30", "dev", HOST_LINK) < 0 ||
+            IP("link", "set", HOST_LINK, "up") < 0 ||
+            IP("-n", CLUSTER_NS, "addr", "replace", HOST_PEER "/30", "dev",
+               "to-host") < 0 ||
+            IP("-n", CLUSTER_NS, "link", "set", "to-host", "up") < 0)
+            return error_set(err, EIO, NULL,
+                             "cannot wire the host to the cluster network");
+    }
+    if (IP("route", "replace", SUBNET, "via", HOST_PEER, "dev", HOST_LINK) < 0)
+        return error_set(err, EIO, NULL, "cannot route " SUBNET
+                                         " to the cluster network");
     return write_file(list, CLUSTER_NS "\n" NODE_NS "\n", err);
 }
 
@@ -244,7 +266,7 @@ static int configs(const struct up *u, struct koala_error **err)
              "identity_key = %s/certs/identity-" ZONE ".key\n"
              "region = koala-1\n"
              "clc_endpoint = https://127.0.0.1:%d/\nnetns = " CLUSTER_NS
-             "\nbridge = klan0\nsubnet = 10.111.0.0/16\n",
+             "\nbridge = klan0\nsubnet = " SUBNET "\n",
              u->port_cc, d, d, d, d, d, d, u->port_clc_soap);
     if (write_file(path, text, err) < 0)
         return -1;
