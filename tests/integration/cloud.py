@@ -8,6 +8,7 @@ kbr0), wired to the cluster's with a veth pair, as hosts on a LAN.
 Every process is started here and stopped by its PID; nothing else is
 ever signalled.
 """
+import collections
 import datetime
 import os
 import signal
@@ -34,6 +35,13 @@ NC_BIN = BUILD / "src" / "nc" / "koala-nc"
 WALRUS_BIN = BUILD / "src" / "walrus" / "koala-walrus"
 IMAGES = Path(os.environ.get("KOALA_IMAGES", ROOT / "build" / "images"))
 REGION = "koala-1"
+
+
+class GuestUnreachable(Exception):
+    """Cloud.guest_run got no answer from the guest."""
+
+
+GuestRun = collections.namedtuple("GuestRun", "returncode output")
 
 
 class Daemon(Process):
@@ -328,3 +336,27 @@ class Cloud:
         return subprocess.run(["ip", "netns", "exec", ns, *map(str, cmd)],
                               check=check, capture_output=True, text=True,
                               timeout=timeout)
+
+    def guest_run(self, ip, script, timeout=30):
+        """Runs a shell script in the test guest at ip (its /cgi-bin/run,
+        tests/images/README.md), from the cluster's namespace:
+        GuestRun(returncode, output) with its stdout and stderr.  The guest
+        ends it after timeout seconds (returncode 124).  GuestUnreachable
+        when no answer comes."""
+        cmd = ["ip", "netns", "exec", self.cluster_ns, "curl", "-sS", "-i",
+               "-m", str(int(timeout) + 5), "-H", "Expect:",
+               "--data-binary", "@-",
+               f"http://{ip}:8080/cgi-bin/run?timeout={int(timeout)}"]
+        try:
+            r = subprocess.run(cmd, input=script.encode(),
+                               capture_output=True, timeout=timeout + 10)
+        except subprocess.TimeoutExpired:
+            raise GuestUnreachable(f"{ip}: no answer in {timeout + 10} s")
+        head, _, body = r.stdout.partition(b"\r\n\r\n")
+        lines = head.decode(errors="replace").split("\r\n")
+        if r.returncode != 0 or not lines[0].startswith("HTTP/1.1 200"):
+            raise GuestUnreachable(f"{ip}: {lines[0]!r} "
+                                   f"{r.stderr.decode(errors='replace')}")
+        status = [l.split(":", 1)[1].strip() for l in lines[1:]
+                  if l.lower().startswith("x-exit-status:")]
+        return GuestRun(int(status[0]), body.decode(errors="replace"))

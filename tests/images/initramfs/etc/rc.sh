@@ -1,9 +1,11 @@
 #!/bin/sh
 # /etc/rc.sh: boots the Koala test guest.  Mounts the API file systems, loads
 # the virtio modules, mounts /dev/vda read-only if it holds a file system,
-# starts the HTTP server on :8080, the ACPI daemon (power button ->
-# poweroff) and DHCP.  The DHCP script prints the KOALA-GUEST-READY marker
-# once the guest has an address and the page on :8080 shows it.
+# starts the HTTP server on :8080 (the page, and /cgi-bin/run: a shell
+# script POSTed to it runs and its output comes back, for tests), the ACPI
+# daemon (power button -> poweroff) and DHCP.  The DHCP script prints the
+# KOALA-GUEST-READY marker once the guest has an address and the page on
+# :8080 shows it.
 export PATH=/bin:/sbin
 
 mount -t proc proc /proc
