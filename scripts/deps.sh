@@ -13,7 +13,8 @@ PACKAGES=(
   # fuzzing (scripts/fuzz.sh): clang and its runtime, libFuzzer
   clang libclang-rt-14-dev
   sqlite3 curl procps iproute2 openssh-client
-  # the cluster controller's network: DHCP server, NAT
+  # the cluster controller's network (DHCP server, NAT) and the node
+  # controller's per-tap anti-spoofing (nft)
   dnsmasq-base dnsmasq-utils nftables
   # the node controller: the hypervisor and qemu-img
   qemu-system-x86 qemu-utils
