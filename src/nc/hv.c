@@ -162,17 +162,21 @@ static long measure_tsc_khz(void)
 #endif
 }
 
+/* ci.ds=Ec2: microvm has no SMBIOS, so cloud-init's ds-identify cannot
+ * tell the platform from DMI; this names the datasource (the EC2-style
+ * metadata service at 169.254.169.254).  Guests without cloud-init ignore
+ * it. */
+#define NC_APPEND "console=ttyS0 root=/dev/vda ro panic=-1 ci.ds=Ec2"
+
 char *nc_hv_append(const struct nc *nc, enum nc_hv hv)
 {
     char *s = NULL;
     int rc;
     if (hv == NC_HV_TCG && nc->tsc_khz > 0)
-        rc = asprintf(&s,
-                      "console=ttyS0 root=/dev/vda ro panic=-1 "
-                      "no_timer_check tsc_early_khz=%ld",
+        rc = asprintf(&s, NC_APPEND " no_timer_check tsc_early_khz=%ld",
                       nc->tsc_khz);
     else
-        rc = asprintf(&s, "console=ttyS0 root=/dev/vda ro panic=-1");
+        rc = asprintf(&s, NC_APPEND);
     return rc < 0 ? NULL : s;
 }
 

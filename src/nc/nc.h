@@ -227,6 +227,9 @@ struct nc_vm_spec {
     bool paused; /* -S: the guest waits for nc_vm_resume(), which also
                   * gives QEMU its niceness (vm.c) */
 };
+/* The SMBIOS system UUID (and serial) of a whole-disk boot: "ec2" and the
+ * instance id's hex digits, as a UUID string (36 characters and NUL). */
+void nc_vm_smbios_uuid(const char *instance_id, char out[37]);
 /* Starts QEMU daemonized; *pid from its pid file. */
 int nc_vm_launch(const struct nc_vm_spec *s, pid_t *pid,
                  struct koala_error **err);
@@ -247,7 +250,8 @@ void nc_vm_kill(pid_t pid, const char *name);
 int nc_tap_add(struct nc *nc, const char *tap, const char *bridge,
                struct koala_error **err);
 int nc_tap_del(struct nc *nc, const char *tap, struct koala_error **err);
-/* root.qcow2 over the cached image, ephemeral.qcow2 of disk_gb. */
+/* root.qcow2 over the cached image (of disk_gb where the image is
+ * smaller), ephemeral.qcow2 of disk_gb. */
 int nc_disks_create(struct nc *nc, struct nc_instance *inst,
                     const char *image_path, const char *image_format,
                     struct koala_error **err);

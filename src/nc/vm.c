@@ -95,6 +95,23 @@ static char *qemu_escape(const char *s)
     return buf_steal(&b);
 }
 
+void nc_vm_smbios_uuid(const char *instance_id, char out[37])
+{
+    /* "ec2", then the id's hex digits right-aligned in the other 29. */
+    char hex[33];
+    memset(hex, '0', 32);
+    hex[32] = '\0';
+    memcpy(hex, "ec2", 3);
+    const char *d =
+        instance_id && str_has_prefix(instance_id, "i-") ? instance_id + 2 : "";
+    size_t n = strlen(d);
+    if (n > 29)
+        d += n - 29, n = 29;
+    memcpy(hex + 32 - n, d, n);
+    snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12,
+             hex + 16, hex + 20);
+}
+
 int nc_vm_launch(const struct nc_vm_spec *s, pid_t *pid,
                  struct koala_error **err)
 {
@@ -135,6 +152,19 @@ int nc_vm_launch(const struct nc_vm_spec *s, pid_t *pid,
     const char *nic = direct ? "virtio-net-device" : "virtio-net-pci";
     arg(&b, "-M");
     arg(&b, direct ? "microvm" : "pc");
+    /* A PC has SMBIOS: a system UUID and serial starting "ec2" (equal, as
+     * on EC2's own machines) make stock cloud images' cloud-init
+     * (ds-identify and the Ec2 datasource) take the platform for EC2.
+     * microvm has no SMBIOS: the kernel command line says ci.ds=Ec2
+     * (hv.c).  Only for instances, not the KVM probe. */
+    if (!direct && nc_valid_instance_id(s->name)) {
+        char uuid[37];
+        nc_vm_smbios_uuid(s->name, uuid);
+        arg(&b, "-uuid");
+        argf(&b, "%s", uuid);
+        arg(&b, "-smbios");
+        argf(&b, "type=1,serial=%s,uuid=%s", uuid, uuid);
+    }
     if (direct) {
         arg(&b, "-kernel");
         arg(&b, s->kernel);
@@ -367,6 +397,31 @@ int nc_tap_del(struct nc *nc, const char *tap, struct koala_error **err)
 
 /* ---- disks ---- */
 
+/* The size of the disk an image holds: a raw file's length, a qcow2's
+ * virtual size (big-endian at offset 24 of its header).  -1: unreadable. */
+static int64_t image_virtual_size(const char *path, const char *format)
+{
+    errno = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int64_t size = -1;
+    struct stat st;
+    unsigned char h[32];
+    if (strcmp(format, "qcow2") != 0) {
+        if (fstat(fd, &st) == 0)
+            size = st.st_size;
+    } else if (pread(fd, h, sizeof(h), 0) == (ssize_t)sizeof(h) &&
+               memcmp(h, "QFI\xfb", 4) == 0) {
+        uint64_t v = 0;
+        for (int i = 24; i < 32; i++)
+            v = (v << 8) | h[i];
+        size = v > INT64_MAX ? -1 : (int64_t)v;
+    }
+    close(fd);
+    return size;
+}
+
 int nc_disks_create(struct nc *nc, struct nc_instance *inst,
                     const char *image_path, const char *image_format,
                     struct koala_error **err)
@@ -377,10 +432,30 @@ int nc_disks_create(struct nc *nc, struct nc_instance *inst,
         return error_set(err, ENOMEM, NULL, "out of memory");
     unlink(root);
     unlink(eph);
-    /* The root disk: a copy-on-write overlay; creating it copies nothing. */
-    const char *mk_root[] = {nc->opt.qemu_img, "create", "-q",         "-f",
-                             "qcow2",          "-F",     image_format, "-b",
-                             image_path,       root,     NULL};
+    /* The root disk: a copy-on-write overlay; creating it copies nothing.
+     * It is the type's disk size where the image is smaller (a cloud image
+     * is made small, and cloud-init grows its file system to the disk),
+     * never smaller than the image. */
+    char root_size[32] = "";
+    int64_t want = inst->type.disk_gb * (1LL << 30);
+    int64_t have = image_virtual_size(image_path, image_format);
+    if (have < 0)
+        return error_set(err, errno ? errno : EIO, NULL,
+                         "root disk: cannot read the size of %s", image_path);
+    if (want > have)
+        snprintf(root_size, sizeof(root_size), "%lld", (long long)want);
+    const char *mk_root[] = {nc->opt.qemu_img,
+                             "create",
+                             "-q",
+                             "-f",
+                             "qcow2",
+                             "-F",
+                             image_format,
+                             "-b",
+                             image_path,
+                             root,
+                             root_size[0] ? root_size : NULL,
+                             NULL};
     if (nc_exec(mk_root, NULL, NULL, err) < 0) {
         error_prefix(*err, "root disk");
         return -1;
