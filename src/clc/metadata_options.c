@@ -47,20 +47,17 @@
 static const struct md_enum {
     const char *param;  /* EC2's parameter */
     const char *filter; /* DescribeInstances filter */
-    const char *element;
-    size_t off; /* in struct clc_md_options */
+    size_t off;         /* in struct clc_md_options */
     const char *a, *b;
 } enums[] = {
-    {"HttpTokens", "metadata-options.http-tokens", "httpTokens",
+    {"HttpTokens", "metadata-options.http-tokens",
      offsetof(struct clc_md_options, http_tokens), "optional", "required"},
-    {"HttpEndpoint", "metadata-options.http-endpoint", "httpEndpoint",
+    {"HttpEndpoint", "metadata-options.http-endpoint",
      offsetof(struct clc_md_options, http_endpoint), "enabled", "disabled"},
     {"HttpProtocolIpv6", "metadata-options.http-protocol-ipv6",
-     "httpProtocolIpv6", offsetof(struct clc_md_options, http_ipv6), "enabled",
-     "disabled"},
+     offsetof(struct clc_md_options, http_ipv6), "enabled", "disabled"},
     {"InstanceMetadataTags", "metadata-options.instance-metadata-tags",
-     "instanceMetadataTags", offsetof(struct clc_md_options, tags), "enabled",
-     "disabled"},
+     offsetof(struct clc_md_options, tags), "enabled", "disabled"},
 };
 
 #define HOP_PARAM "HttpPutResponseHopLimit"

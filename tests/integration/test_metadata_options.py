@@ -415,7 +415,7 @@ class FakeCC:
     instances at once (state running on node fk1) and records every
     RunInstances and SetInstanceMetadata.  `has_set` False answers
     SetInstanceMetadata with InvalidAction, as a CC without it does;
-    `set_delay` holds its answers that long."""
+    `set_delay` and `run_delay` hold those answers that long."""
 
     def __init__(self, cloud, name):
         self.name = name
@@ -428,6 +428,7 @@ class FakeCC:
         self.set_calls = 0
         self.has_set = False
         self.set_delay = 0.0
+        self.run_delay = 0.0
         sh(KOALA_BIN, "register", "cluster", name, "--endpoint", self.url,
            "--data-dir", cloud.dir)
         cert, key = cloud.certs("cluster", name)
@@ -447,6 +448,8 @@ class FakeCC:
     def handle(self, op, el, req):
         if op == "SetInstanceMetadata":
             return self.set_metadata(el)
+        if op == "RunInstances":
+            time.sleep(self.run_delay)
         with self.lock:
             if op == "DescribeResources":
                 return [("resource", [("instanceType", text(t, "name")),
@@ -641,3 +644,30 @@ def test_user_data_change_is_pushed(fake):
     assert "userData" not in last and last["noUserData"] == "true"
     assert user_data_attr(ec2, iid) is None
     end(ec2, [iid])
+
+
+def test_change_before_the_cluster_placed_it(fake):
+    """Changed while its launch is on the way: the launch carries what
+    RunInstances said, and the change follows once the CC placed it."""
+    ec2 = fake.ec2()
+    cc = fake.fake
+    cc.has_set = True
+    cc.run_delay = 3.0
+    try:
+        r = ec2.run_instances(ImageId=fake.ami, MinCount=2, MaxCount=2,
+                              InstanceType="t1.micro")
+        ids = sorted(i["InstanceId"] for i in r["Instances"])
+        ec2.modify_instance_metadata_options(InstanceId=ids[1],
+                                             HttpEndpoint="disabled")
+    finally:
+        cc.run_delay = 0.0
+    assert wait_applied(ec2, ids[0]) == dict(DEFAULTS, State="applied")
+    assert wait_applied(ec2, ids[1]) == dict(DEFAULTS,
+                                             HttpEndpoint="disabled",
+                                             State="applied")
+    run = next(x for x in cc.runs if x["reservationId"] == r["ReservationId"])
+    assert run["metadata"]["httpEndpoint"] == "enabled"
+    assert cc.last_set(ids[0]) is None
+    assert cc.last_set(ids[1])["httpEndpoint"] == "disabled"
+    assert cc.last_set(ids[1])["noUserData"] == "true"
+    end(ec2, ids)
