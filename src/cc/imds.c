@@ -146,6 +146,12 @@ static void reply_error(struct http_request *req, unsigned status)
 
 /* ---- requests ---- */
 
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
 static struct imds *req_imds(struct http_request *req)
 {
     return http_request_ctx(req);
@@ -260,12 +266,14 @@ static void serve(struct http_request *req)
     }
     _cleanup_free_ char *doc = NULL, *pkcs7 = NULL, *sig = NULL;
     const char *path = http_request_path(req);
-    /* The signatures cost a little: made for the paths that may show
-     * them (dynamic/ and the listings above it). */
+    /* The document is cheap; its signatures are made only for the two
+     * paths that serve them (listings only name them). */
     if (s->signer && strstr(path, "/meta-data") == NULL &&
         strstr(path, "/user-data") == NULL) {
         doc = imds_identity_document(&in, &m, cc->opt.name);
-        if (doc && imds_sign(s->signer, doc, &pkcs7, &sig, &err) < 0) {
+        if (doc && (ends_with(path, "/pkcs7") ||
+                    ends_with(path, "/signature")) &&
+            imds_sign(s->signer, doc, &pkcs7, &sig, &err) < 0) {
             log_warn("instance %s: %s", in.id, error_message(err));
             error_free(err);
             err = NULL;
@@ -279,8 +287,8 @@ static void serve(struct http_request *req)
         .zone = cc->opt.name,
         .subnet = s->subnet,
         .identity_doc = doc,
-        .identity_pkcs7 = pkcs7,
-        .identity_signature = sig,
+        .identity_pkcs7 = pkcs7 ? pkcs7 : "",
+        .identity_signature = sig ? sig : "",
     };
     struct buf out = {0};
     const char *ctype = "text/plain";
@@ -349,7 +357,9 @@ struct imds *imds_start(struct cc *cc, struct koala_error **err)
         .address = IMDS_ADDRESS,
         .port = (uint16_t)cc->opt.metadata_port,
         .max_connections = 1024,
-        .max_header_bytes = 8 * 1024,
+        /* Guests' requests are small; MHD's per-connection pool grows
+         * with this (http_server.c) and is cleared for every request. */
+        .max_header_bytes = 2 * 1024,
         .idle_timeout_s = 30,
         .threads = 2,
         .workers = IMDS_WORKERS,
