@@ -4,13 +4,14 @@ two busybox guests A and B on the same node, driven through their
 /cgi-bin/run (tests/images/README.md) from the cluster's namespace.
 
 Shown: the node's bridge table koala_nc holds a chain per tap with the
-instance's MAC and address; with its own address A reaches B and the
-router; with a free address added, with B's address, and with another MAC
-it reaches neither (the script in A changes, probes and restores in the
-background and leaves its results in a file, since A cannot be reached
-meanwhile), while B keeps reaching the router and the router's neighbour
-table keeps B's MAC for B's address; restored, A reaches both again; the
-drop counters of A's chain show where its frames died.  A DHCP server in A
+instance's MAC and address; with its own address A reaches B, the router
+and the metadata service (which names A); with a free address added, with
+B's address, and with another MAC it reaches none of them (with B's
+address the metadata service would answer as if A were B; the script in A
+changes, probes and restores in the background and leaves its results in
+a file, since A cannot be reached meanwhile), while B keeps reaching the
+router and the router's neighbour table keeps B's MAC for B's address;
+restored, A reaches all of them again; the drop counters of A's chain show where its frames died.  A DHCP server in A
 is not heard by B (its offers are counted as dropped).  The table deleted
 by hand lets the spoofing through (the control that the probe can see it
 work); koala-nc killed with SIGKILL and started again puts the table back
@@ -133,8 +134,8 @@ def spoof_script(cloud, phases):
     """A shell script for A: in the background, probes with its own
     address, then each phase (free: a free address added; other: B's
     address instead of its own; mac: another MAC), restores, probes again,
-    and writes 'PHASE router=yes|no other=yes|no' lines and 'done' to
-    /tmp/spoof.log.  The neighbours are pinned while spoofing, so that IP
+    and writes 'PHASE router=yes|no other=yes|no meta=ID|no' lines ('-':
+    not probed) and 'done' to /tmp/spoof.log.  The neighbours are pinned while spoofing, so that IP
     frames leave A (not only ARP)."""
     a, b = cloud.a, cloud.b
     body = f"""
@@ -142,6 +143,12 @@ R={ROUTER}; RMAC={cloud.router_mac}; B={b.ip}; BMAC={b.mac}
 OWN={a.ip}; MAC={a.mac}; P={a.prefix}; FREE={FREE}; NEWMAC={OTHER_MAC}
 log() {{ echo "$*" >> /tmp/spoof.log; }}
 reach() {{ ping -c 2 -W 2 $2 $1 >/dev/null 2>&1 && echo yes || echo no; }}
+meta() {{  # (busybox wget crashes in this guest: HTTP through nc)
+    r=$(printf 'GET /latest/meta-data/instance-id HTTP/1.0\\r\\n%s\\r\\n\\r\\n' \\
+        'Host: 169.254.169.254' | nc -w 3 169.254.169.254 80 2>/dev/null |
+        tail -n 1)
+    case "$r" in i-*) echo "$r" ;; *) echo no ;; esac
+}}
 pin() {{
     ip neigh replace $R lladdr $RMAC dev eth0 nud permanent
     ip neigh replace $B lladdr $BMAC dev eth0 nud permanent
@@ -158,30 +165,30 @@ setmac() {{
     addr $OWN
 }}
 sleep 2
-log "own router=$(reach $R) other=$(reach $B)"
+log "own router=$(reach $R) other=$(reach $B) meta=$(meta)"
 """
     if "free" in phases:
         body += """pin
 ip addr add $FREE/$P dev eth0
-log "free router=$(reach $R "-I $FREE") other=$(reach $B "-I $FREE")"
+log "free router=$(reach $R "-I $FREE") other=$(reach $B "-I $FREE") meta=-"
 ip addr del $FREE/$P dev eth0
 """
     if "other" in phases:
         body += """addr $B
 pin
 arping -U -c 2 -w 3 -I eth0 $B >/dev/null 2>&1
-log "other router=$(reach $R) other=-"
+log "other router=$(reach $R) other=- meta=$(meta)"
 addr $OWN
 """
     if "mac" in phases:
         body += """setmac $NEWMAC
 pin
-log "mac router=$(reach $R) other=$(reach $B)"
+log "mac router=$(reach $R) other=$(reach $B) meta=$(meta)"
 """
     body += """setmac $MAC
 ip neigh del $R dev eth0 2>/dev/null
 ip neigh del $B dev eth0 2>/dev/null
-log "restored router=$(reach $R) other=$(reach $B)"
+log "restored router=$(reach $R) other=$(reach $B) meta=$(meta)"
 log done
 """
     return ("rm -f /tmp/spoof.log\n"
@@ -192,7 +199,7 @@ log done
 
 def spoof(cloud, phases):
     """Runs spoof_script in A and waits for its results:
-    {phase: (router, other)}."""
+    {phase: (router, other, meta)}."""
     assert run(cloud, cloud.a.ip, spoof_script(cloud, phases)).strip() == \
         "started"
     deadline = time.monotonic() + 180
@@ -208,9 +215,9 @@ def spoof(cloud, phases):
     assert "done" in log.split(), f"A never finished: {log!r}"
     out = {}
     for line in log.splitlines():
-        m = re.match(r"(\w+) router=(\w+) other=(\S+)$", line)
+        m = re.match(r"(\w+) router=(\w+) other=(\S+) meta=(\S+)$", line)
         if m:
-            out[m.group(1)] = (m.group(2), m.group(3))
+            out[m.group(1)] = m.group(2, 3, 4)
     return out
 
 
@@ -266,11 +273,11 @@ def test_spoofed_address_or_mac_reaches_nobody(cloud):
     finally:
         stop.set()
         t.join()
-    assert got == {"own": ("yes", "yes"),
-                   "free": ("no", "no"),
-                   "other": ("no", "-"),
-                   "mac": ("no", "no"),
-                   "restored": ("yes", "yes")}, got
+    assert got == {"own": ("yes", "yes", a.id),
+                   "free": ("no", "no", "-"),
+                   "other": ("no", "-", "no"),
+                   "mac": ("no", "no", "no"),
+                   "restored": ("yes", "yes", a.id)}, got
     # B was never cut off, and the router still has B's MAC for B's
     # address (A's gratuitous ARP for it never got out).
     assert len(b_pings) >= 5 and set(b_pings) == {0}, b_pings
@@ -336,8 +343,8 @@ def test_table_rebuilt_after_nc_kill9(cloud):
     # The control: without the table A's added address does reach both
     # (so the probes above would have seen spoofing work).
     got = spoof(cloud, ("free",))
-    assert got == {"own": ("yes", "yes"), "free": ("yes", "yes"),
-                   "restored": ("yes", "yes")}, got
+    assert got == {"own": ("yes", "yes", a.id), "free": ("yes", "yes", "-"),
+                   "restored": ("yes", "yes", a.id)}, got
     nc = cloud.daemons["nc1"]
     assert nc.stop(signal.SIGKILL) == -signal.SIGKILL
     nc.start()
@@ -350,8 +357,9 @@ def test_table_rebuilt_after_nc_kill9(cloud):
         assert f"ether saddr != {g.mac}" in t and f"ip saddr != {g.ip}" in t
     assert cloud.vms("nc1") == vms
     got = spoof(cloud, ("free", "mac"))
-    assert got == {"own": ("yes", "yes"), "free": ("no", "no"),
-                   "mac": ("no", "no"), "restored": ("yes", "yes")}, got
+    assert got == {"own": ("yes", "yes", a.id), "free": ("no", "no", "-"),
+                   "mac": ("no", "no", "no"),
+                   "restored": ("yes", "yes", a.id)}, got
 
 
 def test_rules_that_cannot_be_written_fail_the_launch(cloud):
