@@ -126,7 +126,10 @@ static void test_supervision(void **s)
                               .subnet = &sn,
                               .dns = "192.0.2.53",
                               .lease = "1h",
-                              .dir = g_dir};
+                              .dir = g_dir,
+                              .domain = "koala-1.compute.internal",
+                              .upstream = "192.0.2.1,192.0.2.2",
+                              .metadata = true};
     struct dhcp *d = dhcp_new(&cfg, &err);
     assert_non_null(d);
     assert_int_equal(dhcp_pid(d), 0);
@@ -138,11 +141,25 @@ static void test_supervision(void **s)
     assert_true(
         wait_for(args, "--dhcp-range=10.111.0.0,static,255.255.0.0,1h", 3000));
     char *a = slurp(args);
+    char dns_hosts[160];
+    snprintf(dns_hosts, sizeof(dns_hosts), "%s/dns-hosts", g_dir);
+    char *names = slurp(dns_hosts);
+    assert_non_null(names);
+    assert_non_null(strstr(names, "10.111.0.2 ip-10-111-0-2.koala-1.compute."
+                                  "internal ip-10-111-0-2 i-00000001."));
+    free(names);
     assert_non_null(strstr(a, "--no-daemon"));
     assert_non_null(strstr(a, "--conf-file=/dev/null"));
     assert_non_null(strstr(a, "--bind-interfaces"));
     assert_non_null(strstr(a, "--interface=klan0"));
-    assert_non_null(strstr(a, "--port=0"));
+    /* DNS: the cluster's names, the rest forwarded to the upstreams. */
+    assert_null(strstr(a, "--port=0"));
+    assert_non_null(strstr(a, "--no-resolv"));
+    assert_non_null(strstr(a, "--no-hosts"));
+    assert_non_null(strstr(a, "--addn-hosts="));
+    assert_non_null(strstr(a, "--domain=koala-1.compute.internal"));
+    assert_non_null(strstr(a, "--local=/koala-1.compute.internal/"));
+    assert_non_null(strstr(a, "--server=192.0.2.1 --server=192.0.2.2"));
     assert_non_null(strstr(a, "--dhcp-hostsfile="));
     assert_non_null(strstr(a, "--dhcp-leasefile="));
     assert_non_null(strstr(a, "--pid-file="));
