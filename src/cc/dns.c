@@ -20,8 +20,9 @@ int dns_hosts_format(const char *dhcp_hosts, const char *domain, bool metadata,
                      struct buf *out)
 {
     const char *dot = domain ? "." : "", *dom = domain ? domain : "";
-    if (metadata && buf_printf(out, "169.254.169.254 instance-data%s%s "
-                                    "instance-data\n",
+    if (metadata && buf_printf(out,
+                               "169.254.169.254 instance-data%s%s "
+                               "instance-data\n",
                                dot, dom) < 0)
         return -1;
     for (const char *line = dhcp_hosts; *line;) {

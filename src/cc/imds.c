@@ -91,7 +91,8 @@ static void *listen_thread(void *arg)
 static int listen_in_netns(const char *netns, const char *addr, uint16_t port,
                            struct koala_error **err)
 {
-    struct listen_job j = {.netns = netns, .addr = addr, .port = port, .fd = -1};
+    struct listen_job j = {
+        .netns = netns, .addr = addr, .port = port, .fd = -1};
     pthread_t t;
     if (pthread_create(&t, NULL, listen_thread, &j) != 0)
         return error_set(err, EAGAIN, NULL, "cannot start a thread");
@@ -271,8 +272,8 @@ static void serve(struct http_request *req)
     if (s->signer && strstr(path, "/meta-data") == NULL &&
         strstr(path, "/user-data") == NULL) {
         doc = imds_identity_document(&in, &m, cc->opt.name);
-        if (doc && (ends_with(path, "/pkcs7") ||
-                    ends_with(path, "/signature")) &&
+        if (doc &&
+            (ends_with(path, "/pkcs7") || ends_with(path, "/signature")) &&
             imds_sign(s->signer, doc, &pkcs7, &sig, &err) < 0) {
             log_warn("instance %s: %s", in.id, error_message(err));
             error_free(err);
@@ -336,13 +337,12 @@ struct imds *imds_start(struct cc *cc, struct koala_error **err)
     s->cc = cc;
     char net[16];
     cc_ip_format(cc->net.subnet.network, net);
-    snprintf(s->subnet, sizeof(s->subnet), "%s/%u", net,
-             cc->net.subnet.prefix);
+    snprintf(s->subnet, sizeof(s->subnet), "%s/%u", net, cc->net.subnet.prefix);
     if (imds_key_load(cc->opt.data_dir, s->key, err) < 0)
         goto fail;
     if (cc->opt.identity_cert && cc->opt.identity_key) {
-        s->signer = imds_signer_load(cc->opt.identity_cert,
-                                     cc->opt.identity_key, err);
+        s->signer =
+            imds_signer_load(cc->opt.identity_cert, cc->opt.identity_key, err);
         if (s->signer == NULL)
             goto fail;
     } else {

@@ -60,7 +60,8 @@ int imds_key_load(const char *dir, unsigned char key[IMDS_KEY_BYTES],
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return error_set_errno(err, "create %s", tmp);
-    bool ok = write(fd, key, IMDS_KEY_BYTES) == IMDS_KEY_BYTES && fsync(fd) == 0;
+    bool ok =
+        write(fd, key, IMDS_KEY_BYTES) == IMDS_KEY_BYTES && fsync(fd) == 0;
     close(fd);
     /* link: the first writer wins; a second one reads the first's key. */
     if (!ok || (link(tmp, path) < 0 && errno != EEXIST)) {
@@ -203,8 +204,7 @@ int imds_sign(struct imds_signer *s, const char *doc, char **pkcs7,
     unsigned char sig[512];
     size_t sig_len = sizeof(sig);
     if (md && EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, s->key) == 1 &&
-        EVP_DigestSign(md, sig, &sig_len, (const unsigned char *)doc, len) ==
-            1)
+        EVP_DigestSign(md, sig, &sig_len, (const unsigned char *)doc, len) == 1)
         *signature = base64_lines(sig, sig_len);
     EVP_MD_CTX_free(md);
     if (*pkcs7 == NULL || *signature == NULL) {

@@ -142,14 +142,14 @@ char *imds_identity_document(const struct cc_instance *in,
     json_object_set_new(o, "imageId", json_string(in->image_id));
     json_object_set_new(o, "instanceId", json_string(in->id));
     json_object_set_new(o, "instanceType", json_string(in->type.name));
-    json_object_set_new(o, "kernelId", in->kernel_id[0]
-                                           ? json_string(in->kernel_id)
-                                           : json_null());
+    json_object_set_new(o, "kernelId",
+                        in->kernel_id[0] ? json_string(in->kernel_id)
+                                         : json_null());
     json_object_set_new(o, "pendingTime", json_string(when));
     json_object_set_new(o, "privateIp", json_string(in->ip));
-    json_object_set_new(o, "ramdiskId", in->ramdisk_id[0]
-                                            ? json_string(in->ramdisk_id)
-                                            : json_null());
+    json_object_set_new(o, "ramdiskId",
+                        in->ramdisk_id[0] ? json_string(in->ramdisk_id)
+                                          : json_null());
     json_object_set_new(o, "region", json_string(m->region));
     json_object_set_new(o, "version", json_string("2017-09-30"));
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -170,8 +170,7 @@ static void build(struct tree *t, const struct imds_view *v)
     char dns[128], p[256];
     imds_private_dns(in->ip, m->region, dns, sizeof(dns));
     add(t, "meta-data/ami-id", in->image_id);
-    addf(t, "meta-data/ami-launch-index", "%lld",
-         (long long)in->launch_index);
+    addf(t, "meta-data/ami-launch-index", "%lld", (long long)in->launch_index);
     add(t, "meta-data/ami-manifest-path", "(unknown)");
     add(t, "meta-data/block-device-mapping/ami", "/dev/vda");
     add(t, "meta-data/block-device-mapping/root", "/dev/vda");
@@ -298,7 +297,8 @@ enum imds_result imds_resolve(const struct imds_view *v, const char *path,
     size_t vl = strcspn(path, "/");
     bool known = vl == 6 && strncmp(path, "latest", 6) == 0;
     for (size_t i = 0; !known && i < ARRAY_SIZE(versions); i++)
-        known = strlen(versions[i]) == vl && strncmp(path, versions[i], vl) == 0;
+        known =
+            strlen(versions[i]) == vl && strncmp(path, versions[i], vl) == 0;
     if (!known)
         return IMDS_NOT_FOUND;
     const char *rest = path + vl;

@@ -96,8 +96,8 @@ int imeta_parse(const struct xml_node *n, struct cc_imeta *m,
     }
     struct buf groups = {0};
     size_t n_groups = 0;
-    for (const struct xml_node *g = xml_next_child(n, NULL, "securityGroup");
-         g; g = xml_next_child(n, g, "securityGroup")) {
+    for (const struct xml_node *g = xml_next_child(n, NULL, "securityGroup"); g;
+         g = xml_next_child(n, g, "securityGroup")) {
         _cleanup_free_ char *name = xml_text(g);
         if (name == NULL)
             name = strdup("");

@@ -7,13 +7,13 @@
  * klan0; "koala-nc1" the node's bridge kbr0, wired to klan0 by a veth
  * pair; the host reaches the instances through a veth "koala-host"
  * (100.64.111.1/30) into the cluster namespace and a route to the cluster
- * subnet, so that `ssh admin@10.111.0.5` works from the host), writes each daemon's configuration, starts koala-walrus,
- * koala-clc, koala-cc and koala-nc, waits until all are ENABLED, uploads
- * the test guest image (kernel, ramdisk, root disk) into Walrus, registers
- * it, and prints the endpoints and credentials.  Everything it starts is
- * recorded in DIR/run (PIDs, namespaces) so that `koala down` stops
- * exactly that: the instances' QEMU processes, then the daemons, then the
- * namespaces.
+ * subnet, so that `ssh admin@10.111.0.5` works from the host), writes each
+ * daemon's configuration, starts koala-walrus, koala-clc, koala-cc and
+ * koala-nc, waits until all are ENABLED, uploads the test guest image (kernel,
+ * ramdisk, root disk) into Walrus, registers it, and prints the endpoints and
+ * credentials.  Everything it starts is recorded in DIR/run (PIDs, namespaces)
+ * so that `koala down` stops exactly that: the instances' QEMU processes, then
+ * the daemons, then the namespaces.
  */
 #define LOG_MODULE "koala"
 #include <dirent.h>
@@ -41,9 +41,9 @@
 #define CLUSTER_NS "koala-" ZONE
 #define NODE_NS "koala-" NODE
 #define SUBNET "10.111.0.0/16"
-#define HOST_LINK "koala-host"     /* the host's end of its veth */
-#define HOST_ADDR "100.64.111.1"   /* ... and its address */
-#define HOST_PEER "100.64.111.2"   /* the cluster namespace's end */
+#define HOST_LINK "koala-host"   /* the host's end of its veth */
+#define HOST_ADDR "100.64.111.1" /* ... and its address */
+#define HOST_PEER "100.64.111.2" /* the cluster namespace's end */
 
 struct up {
     const char *dir;
@@ -225,8 +225,8 @@ static int networks(const struct up *u, struct koala_error **err)
                              "cannot wire the host to the cluster network");
     }
     if (IP("route", "replace", SUBNET, "via", HOST_PEER, "dev", HOST_LINK) < 0)
-        return error_set(err, EIO, NULL, "cannot route " SUBNET
-                                         " to the cluster network");
+        return error_set(err, EIO, NULL,
+                         "cannot route " SUBNET " to the cluster network");
     return write_file(list, CLUSTER_NS "\n" NODE_NS "\n", err);
 }
 

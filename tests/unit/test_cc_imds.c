@@ -132,8 +132,7 @@ static void test_tree(void **s)
     expect("/latest/meta-data/public-keys/0/openssh-key",
            "ssh-ed25519 AAAAC3Nza mykey\n");
     expect("/latest/meta-data/block-device-mapping/", "ami\nroot");
-    expect("/latest/meta-data/network/interfaces/macs/",
-           "d0:0d:9a:bc:de:f0/");
+    expect("/latest/meta-data/network/interfaces/macs/", "d0:0d:9a:bc:de:f0/");
     expect("/latest/meta-data/network/interfaces/macs/d0:0d:9a:bc:de:f0/"
            "interface-id",
            "eni-0123456789abcdef0");
@@ -166,8 +165,8 @@ static void test_tree_without_key_or_user_data(void **s)
     free(g_meta.user_data);
     g_meta.user_data = strdup("H4sIAAAAAAAAA0vLz+cCAAAA//8=");
     enum imds_result res;
-    struct imds_view v = {.in = &g_in, .meta = &g_meta, .zone = "z",
-                          .subnet = "10.0.0.0/8"};
+    struct imds_view v = {
+        .in = &g_in, .meta = &g_meta, .zone = "z", .subnet = "10.0.0.0/8"};
     struct buf b = {0};
     const char *ct;
     res = imds_resolve(&v, "/latest/user-data", &b, &ct);
@@ -180,9 +179,9 @@ static void test_tree_without_key_or_user_data(void **s)
     free(raw);
     buf_free(&b);
     /* No identity document: dynamic/ is empty. */
-    assert_int_equal(imds_resolve(&v, "/latest/dynamic/instance-identity/document",
-                                  &b, &ct),
-                     IMDS_NOT_FOUND);
+    assert_int_equal(
+        imds_resolve(&v, "/latest/dynamic/instance-identity/document", &b, &ct),
+        IMDS_NOT_FOUND);
     buf_free(&b);
     imeta_clear(&g_meta);
 }
@@ -198,7 +197,7 @@ static void test_tokens(void **s)
     assert_non_null(t);
     assert_true(imds_token_check(key, "i-00000001", t, 999));
     assert_false(imds_token_check(key, "i-00000001", t, 1000)); /* expired */
-    assert_false(imds_token_check(key, "i-00000002", t, 10)); /* another's */
+    assert_false(imds_token_check(key, "i-00000002", t, 10));   /* another's */
     char *t2 = imds_token_mint(key, "i-00000001", 1000);
     assert_string_not_equal(t, t2); /* a nonce each */
     t[10] = t[10] == 'A' ? 'B' : 'A';
@@ -268,12 +267,12 @@ static void test_identity_signatures(void **s)
     size_t sl;
     unsigned char *raw = str_base64_decode(flat.data, &sl);
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    assert_int_equal(EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL,
-                                          X509_get0_pubkey(x)),
-                     1);
-    assert_int_equal(EVP_DigestVerify(md, raw, sl, (const unsigned char *)doc,
-                                      strlen(doc)),
-                     1);
+    assert_int_equal(
+        EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, X509_get0_pubkey(x)),
+        1);
+    assert_int_equal(
+        EVP_DigestVerify(md, raw, sl, (const unsigned char *)doc, strlen(doc)),
+        1);
     EVP_MD_CTX_free(md);
     free(raw);
     buf_free(&flat);
@@ -363,10 +362,11 @@ static void test_parse_metadata(void **s)
 static void test_dns_names(void **s)
 {
     struct buf b = {0};
-    assert_int_equal(dns_hosts_format("d0:0d:00:00:00:01,10.111.0.2,i-00000001\n"
-                                      "d0:0d:00:00:00:02,10.111.0.3,i-00000002\n",
-                                      "koala-1.compute.internal", true, &b),
-                     0);
+    assert_int_equal(
+        dns_hosts_format("d0:0d:00:00:00:01,10.111.0.2,i-00000001\n"
+                         "d0:0d:00:00:00:02,10.111.0.3,i-00000002\n",
+                         "koala-1.compute.internal", true, &b),
+        0);
     assert_string_equal(
         b.data, "169.254.169.254 instance-data.koala-1.compute.internal "
                 "instance-data\n"
