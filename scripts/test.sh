@@ -24,6 +24,8 @@ echo "== guest image =="
 # The small Debian-kernel guest the compute suites boot (cached, quick when
 # it is already built).
 bash tests/images/build.sh build/images
+# The Debian 12 cloud-init guest (test_debian_guest, test_all_in_one).
+bash tests/images/debian.sh build/images/debian
 
 echo "== integration tests =="
 # Debian's python3 with Debian's pytest and boto3, whatever else is on PATH.

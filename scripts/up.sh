@@ -3,8 +3,9 @@
 # Koala cloud on this host: Walrus (S3), the CLC (EC2 API), one cluster
 # controller and one node controller, each a real daemon speaking SOAP over
 # mutual TLS to the others, with the instances' network inside network
-# namespaces of its own.  Builds the small test guest and registers it as
-# an image, then prints the endpoints and credentials.  Needs root (network
+# namespaces of its own.  Builds the small test guest and the Debian 12
+# cloud-init guest and registers them as images, then prints the endpoints,
+# the credentials and how to launch an instance and ssh into it.  Needs root (network
 # namespaces, bridges, QEMU taps).  Data lives in $KOALA_HOME (default
 # ./.koala).  Stop it with: scripts/down.sh
 set -euo pipefail
@@ -13,5 +14,6 @@ cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 bash scripts/build.sh release
 bash tests/images/build.sh build/images
+bash tests/images/debian.sh build/images/debian
 exec build/src/cli/koala up --data-dir "${KOALA_HOME:-$PWD/.koala}" \
   --images build/images

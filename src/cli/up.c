@@ -463,12 +463,11 @@ static int ec2_call(const struct up *u, const char *form, char *id,
     return rc;
 }
 
-static int upload(const struct up *u, const char *images, const char *name,
+static int upload(const struct up *u, const char *file, const char *key,
                   struct koala_error **err)
 {
-    char file[4200], path[256];
-    snprintf(file, sizeof(file), "%s/%s", images, name);
-    snprintf(path, sizeof(path), "/koala-images/%s", name);
+    char path[256];
+    snprintf(path, sizeof(path), "/koala-images/%s", key);
     int fd = open(file, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) < 0) {
@@ -502,31 +501,56 @@ static int register_image(const struct up *u, const char *form, char *id,
     return ec2_call(u, q, id, size, err);
 }
 
-static int images(const struct up *u, const char *dir, char *ami, size_t size,
-                  struct koala_error **err)
+/* A guest of tests/images (vmlinuz, initrd.img, root.img in dir) uploaded
+ * to koala-images (under folder/ unless folder is "") and registered as
+ * NAME-kernel, NAME-ramdisk and NAME, the machine image booted with them. */
+static int guest_image(const struct up *u, const char *dir, const char *folder,
+                       const char *name, char *ami, size_t size,
+                       struct koala_error **err)
 {
     static const char *const files[] = {"vmlinuz", "initrd.img", "root.img"};
-    char aki[32] = "", ari[32] = "", form[512];
-    if (s3_put(u, "/koala-images", -1, 0, err) < 0)
-        return -1;
-    for (size_t i = 0; i < ARRAY_SIZE(files); i++)
-        if (upload(u, dir, files[i], err) < 0)
+    char ids[2][32] = {"", ""}, file[4200], key[128], loc[160], form[512],
+                            n[96];
+    for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+        snprintf(file, sizeof(file), "%s/%s", dir, files[i]);
+        snprintf(key, sizeof(key), "%s%s%s", folder, *folder ? "/" : "",
+                 files[i]);
+        /* ImageLocation, form-encoded: koala-images%2F[folder%2F]file */
+        snprintf(loc, sizeof(loc), "koala-images%%2F%s%s%s", folder,
+                 *folder ? "%2F" : "", files[i]);
+        if (upload(u, file, key, err) < 0)
             return -1;
-    if (register_image(u,
-                       "Action=RegisterImage&Version=2016-11-15&Name="
-                       "koala-test-kernel&ImageLocation=koala-images%2Fvmlinuz",
-                       aki, sizeof(aki), "koala-test-kernel", err) < 0 ||
-        register_image(u,
-                       "Action=RegisterImage&Version=2016-11-15&Name="
-                       "koala-test-ramdisk&ImageLocation=koala-images%2F"
-                       "initrd.img",
-                       ari, sizeof(ari), "koala-test-ramdisk", err) < 0)
-        return -1;
+        if (i == 2)
+            break;
+        snprintf(n, sizeof(n), "%s-%s", name, i == 0 ? "kernel" : "ramdisk");
+        snprintf(form, sizeof(form),
+                 "Action=RegisterImage&Version=2016-11-15&Name=%s&"
+                 "ImageLocation=%s",
+                 n, loc);
+        if (register_image(u, form, ids[i], sizeof(ids[i]), n, err) < 0)
+            return -1;
+    }
     snprintf(form, sizeof(form),
-             "Action=RegisterImage&Version=2016-11-15&Name=koala-test&"
-             "ImageLocation=koala-images%%2Froot.img&KernelId=%s&RamdiskId=%s",
-             aki, ari);
-    return register_image(u, form, ami, size, "koala-test", err);
+             "Action=RegisterImage&Version=2016-11-15&Name=%s&"
+             "ImageLocation=%s&KernelId=%s&RamdiskId=%s",
+             name, loc, ids[0], ids[1]);
+    return register_image(u, form, ami, size, name, err);
+}
+
+/* The test guest, and the Debian cloud guest when it was built
+ * (DIR/debian). */
+static int images(const struct up *u, const char *dir, char *ami, size_t size,
+                  char *debian, size_t dsize, struct koala_error **err)
+{
+    if (s3_put(u, "/koala-images", -1, 0, err) < 0 ||
+        guest_image(u, dir, "", "koala-test", ami, size, err) < 0)
+        return -1;
+    char deb[4200];
+    snprintf(deb, sizeof(deb), "%s/debian/root.img", dir);
+    if (access(deb, R_OK) != 0)
+        return 0;
+    snprintf(deb, sizeof(deb), "%s/debian", dir);
+    return guest_image(u, deb, "debian", "debian-12", debian, dsize, err);
 }
 
 /* ---- up / down ---- */
@@ -649,11 +673,10 @@ int cli_up(const char *dir, const char *image_dir, struct koala_error **err)
             return -1;
     if (wait_enabled(&u, 60, err) < 0)
         return -1;
-    char ami[32] = "";
-    if (image_dir) {
-        if (images(&u, image_dir, ami, sizeof(ami), err) < 0)
-            return -1;
-    }
+    char ami[32] = "", debian[32] = "";
+    if (image_dir && images(&u, image_dir, ami, sizeof(ami), debian,
+                            sizeof(debian), err) < 0)
+        return -1;
     printf("\nKoala is up.\n"
            "  EC2 (CLC):     http://127.0.0.1:%d   region koala-1, zone " ZONE
            "\n"
@@ -662,20 +685,40 @@ int cli_up(const char *dir, const char *image_dir, struct koala_error **err)
            "  logs:          %s/log/\n",
            u.port_clc, u.port_walrus, dir, dir);
     if (*ami)
-        printf("  test image:    %s (kernel + ramdisk + root disk)\n", ami);
+        printf("  test image:    %s (busybox: kernel + ramdisk + root disk)\n",
+               ami);
+    if (*debian)
+        printf("  Debian 12:     %s (cloud-init; log in as admin)\n", debian);
     printf("\nUse it with aws-cli:\n"
            "  export AWS_ACCESS_KEY_ID=%s\n"
            "  export AWS_SECRET_ACCESS_KEY=%s\n"
            "  export AWS_DEFAULT_REGION=koala-1\n"
-           "  aws --endpoint-url http://127.0.0.1:%d ec2 run-instances "
-           "--image-id %s --instance-type m1.small\n"
-           "  aws --endpoint-url http://127.0.0.1:%d ec2 describe-instances\n"
-           "  aws --endpoint-url http://127.0.0.1:%d s3 ls\n"
-           "Instances live in network namespace " CLUSTER_NS
-           " (e.g. ip netns exec " CLUSTER_NS " ping 10.111.0.2).\n"
+           "  aws --endpoint-url http://127.0.0.1:%d ec2 describe-images\n"
+           "  aws --endpoint-url http://127.0.0.1:%d s3 ls\n",
+           u.key, u.secret, u.port_clc, u.port_walrus);
+    if (*debian)
+        printf("\nLaunch an instance and log into it:\n"
+               "  EC2=\"aws --endpoint-url http://127.0.0.1:%d ec2\"\n"
+               "  $EC2 create-key-pair --key-name mykey --query KeyMaterial "
+               "--output text > mykey.pem && chmod 600 mykey.pem\n"
+               "  printf '#!/bin/sh\\necho hello > /tmp/hello\\n' > setup.sh\n"
+               "  id=$($EC2 run-instances --image-id %s --instance-type "
+               "t2.micro --key-name mykey --user-data file://setup.sh "
+               "--query 'Instances[0].InstanceId' --output text)\n"
+               "  $EC2 wait instance-status-ok --instance-ids $id\n"
+               "  ip=$($EC2 describe-instances --instance-ids $id --query "
+               "'Reservations[0].Instances[0].PrivateIpAddress' --output "
+               "text)\n"
+               "  ssh -i mykey.pem admin@$ip\n",
+               u.port_clc, debian);
+    else if (*ami)
+        printf("  aws --endpoint-url http://127.0.0.1:%d ec2 run-instances "
+               "--image-id %s --instance-type t2.micro\n",
+               u.port_clc, ami);
+    printf("Instances are on %s, routed from this host (and inside network "
+           "namespace " CLUSTER_NS ").\n"
            "Stop it with: koala down --data-dir %s\n",
-           u.key, u.secret, u.port_clc, *ami ? ami : "ami-...", u.port_clc,
-           u.port_walrus, dir);
+           SUBNET, dir);
     return 0;
 }
 

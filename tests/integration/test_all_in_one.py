@@ -59,6 +59,32 @@ SCRIPT = textwrap.dedent(r"""
     ec2 get-console-output --instance-id "$iid" --output text \
         | grep "KOALA-GUEST-READY ip=$ip" > /dev/null
     echo "console=ok"
+    # The host itself reaches the instances (a route into the cluster).
+    hostpage=$(curl -s -m 5 "http://$ip:8080/" || true)
+    case "$hostpage" in *"ip=$ip"*) echo "host_route=ok" ;; esac
+    # The sequence `koala up` printed, run as a user would (in a shell of
+    # its own, from a scratch directory), its ssh made non-interactive and
+    # retried until the user data has run.
+    if grep -q "^Launch an instance and log into it:" "$dir.up1.log"; then
+        sed -n '/^Launch an instance and log into it:/,/^  ssh -i/p' \
+            "$dir.up1.log" | tail -n +2 | sed 's/^  //' > "$dir.seq.sh"
+        grep -q '^ssh -i mykey.pem admin@$ip$' "$dir.seq.sh"
+        sed -i '$d' "$dir.seq.sh"
+        cat >> "$dir.seq.sh" <<'EOS'
+for _ in $(seq 90); do
+    out=$(ssh -i mykey.pem -o StrictHostKeyChecking=no \
+          -o UserKnownHostsFile=/dev/null -o BatchMode=yes \
+          -o ConnectTimeout=5 -o LogLevel=ERROR admin@$ip \
+          'cat /tmp/hello 2>/dev/null; hostname' || true)
+    case "$out" in hello*) break ;; esac
+    sleep 2
+done
+echo "ssh=$(echo $out)"
+$EC2 terminate-instances --instance-ids $id > /dev/null
+EOS
+        mkdir -p "$dir.user"
+        (cd "$dir.user" && PATH="$(dirname "$aws_bin"):$PATH" bash -e "$dir.seq.sh")
+    fi
     "$koala" down --data-dir "$dir"
     ip netns list | grep -c koala- || true
     # The same cloud again: the data is kept, the VM was stopped with it.
@@ -91,10 +117,16 @@ def test_up_run_down_up(tmp_path):
     assert lines["state"].startswith("running\t10.111.")
     assert lines["iid"] in lines["page"]
     assert lines["console"] == "ok"
+    assert lines["host_route"] == "ok"
+    debian = (IMAGES / "debian" / "root.img").exists()
+    if debian:
+        # ssh from the host into the Debian guest as printed: the user
+        # data ran, the hostname is EC2's
+        assert lines["ssh"].startswith("hello ip-10-111-"), lines["ssh"]
     # koala down removed its namespaces (the count printed after it).
     assert "\n0\n" in out
     # Instance-store: a VM running when the cloud went down ends terminated;
     # the images (kernel, ramdisk, machine) are all still registered, and
     # the second `up` registered none twice.
     assert lines["after"] == "terminated"
-    assert lines["images"] == "3"
+    assert lines["images"] == ("6" if debian else "3")
