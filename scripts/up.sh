@@ -5,9 +5,9 @@
 # mutual TLS to the others, with the instances' network inside network
 # namespaces of its own.  Builds the small test guest and the Debian 12
 # cloud-init guest and registers them as images, then prints the endpoints,
-# the credentials and how to launch an instance and ssh into it.  Needs root (network
-# namespaces, bridges, QEMU taps).  Data lives in $KOALA_HOME (default
-# ./.koala).  Stop it with: scripts/down.sh
+# the credentials and how to launch an instance and ssh into it.  Needs
+# root (network namespaces, bridges, QEMU taps).  Data lives in
+# $KOALA_HOME (default ./.koala).  Stop it with: scripts/down.sh
 set -euo pipefail
 trap 'echo "up.sh: failed: $BASH_COMMAND (exit $?)" >&2' ERR
 cd "$(dirname "$0")/.."
