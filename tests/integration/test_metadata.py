@@ -463,3 +463,43 @@ def test_metadata_survives_a_cc_restart(cloud, pair):
         get(cloud, ip, "/latest/meta-data/instance-id",
             f"X-aws-ec2-metadata-token: {t}")), 30, 0.5, "metadata back")
     assert r.text == pair["a"]["InstanceId"]
+
+
+def test_put_response_hop_limit_is_the_replies_ttl(cloud, pair):
+    """HttpPutResponseHopLimit: the IP TTL of the token reply's packets, as
+    they reach the guest's tap (counted by a bridge rule of the test's own
+    in the node's namespace)."""
+    ec2 = cloud.ec2()
+    iid = pair["b"]["InstanceId"]
+    ip = pair["b"]["PrivateIpAddress"]
+    ns = cloud.node_ns["nc1"]
+
+    def counted(ttl):
+        out = cloud.netns_exec(ns, "nft", "list", "table", "bridge",
+                               "koala_ttl_test").stdout
+        m = re.search(rf"ip ttl {ttl} counter packets (\d+)", out)
+        return int(m.group(1)) if m else 0
+
+    rules = ("table bridge koala_ttl_test {\n"
+             " chain c { type filter hook forward priority 0;\n"
+             f"  ip saddr {IMDS} ip daddr {ip} tcp sport 80 ip ttl 1 counter\n"
+             f"  ip saddr {IMDS} ip daddr {ip} tcp sport 80 ip ttl 7 counter\n"
+             " }\n}\n")
+    subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"],
+                   input=rules, text=True, check=True)
+    try:
+        before = counted(1)
+        token(cloud, ip)
+        assert counted(1) > before  # the default hop limit is 1
+        ec2.modify_instance_metadata_options(InstanceId=iid,
+                                             HttpPutResponseHopLimit=7)
+        wait_until(lambda: describe(ec2, iid)["MetadataOptions"]["State"]
+                   == "applied", 30, 0.5, "hop limit applied")
+        before7 = counted(7)
+        token(cloud, ip)
+        assert counted(7) > before7
+    finally:
+        subprocess.run(["ip", "netns", "exec", ns, "nft", "delete", "table",
+                        "bridge", "koala_ttl_test"], check=False)
+        ec2.modify_instance_metadata_options(InstanceId=iid,
+                                             HttpPutResponseHopLimit=1)
