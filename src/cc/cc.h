@@ -321,6 +321,8 @@ int dns_server_args(const char *upstream, struct buf *out);
 /* The cluster's DNS domain for region: "REGION.compute.internal", or
  * "ec2.internal" for us-east-1, as EC2's private names. */
 void dns_domain_for(const char *region, char *out, size_t size);
+/* "ip-10-111-0-5" for "10.111.0.5". */
+void dns_ip_label(const char *ip, char out[20]);
 
 /* Formats the hosts file dnsmasq reads (pure; for tests). */
 int dhcp_hosts_format(const char *const *macs, const char *const *ips,

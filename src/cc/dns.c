@@ -16,6 +16,14 @@ void dns_domain_for(const char *region, char *out, size_t size)
         snprintf(out, size, "%s.compute.internal", region);
 }
 
+void dns_ip_label(const char *ip, char out[20])
+{
+    int n = snprintf(out, 20, "ip-%s", ip);
+    for (char *p = out + 3; n > 0 && *p; p++)
+        if (*p == '.')
+            *p = '-';
+}
+
 int dns_hosts_format(const char *dhcp_hosts, const char *domain, bool metadata,
                      struct buf *out)
 {
@@ -30,13 +38,10 @@ int dns_hosts_format(const char *dhcp_hosts, const char *domain, bool metadata,
         char mac[32], ip[16], id[64];
         /* "mac,ip,id" as dhcp_hosts_format writes it. */
         if (sscanf(line, "%31[^,],%15[^,],%63[^,\n]", mac, ip, id) == 3) {
-            char dashed[16];
-            snprintf(dashed, sizeof(dashed), "%s", ip);
-            for (char *p = dashed; *p; p++)
-                if (*p == '.')
-                    *p = '-';
-            if (buf_printf(out, "%s ip-%s%s%s ip-%s %s%s%s %s\n", ip, dashed,
-                           dot, dom, dashed, id, dot, dom, id) < 0)
+            char label[20];
+            dns_ip_label(ip, label);
+            if (buf_printf(out, "%s %s%s%s %s %s%s%s %s\n", ip, label, dot, dom,
+                           label, id, dot, dom, id) < 0)
                 return -1;
         }
         line += len;

@@ -113,15 +113,10 @@ static int leaf_cmp(const void *x, const void *y)
 void imds_private_dns(const char *ip, const char *region, char *out,
                       size_t size)
 {
-    char dashed[16];
-    snprintf(dashed, sizeof(dashed), "%s", ip);
-    for (char *p = dashed; *p; p++)
-        if (*p == '.')
-            *p = '-';
-    if (region == NULL || *region == '\0' || strcmp(region, "us-east-1") == 0)
-        snprintf(out, size, "ip-%s.ec2.internal", dashed);
-    else
-        snprintf(out, size, "ip-%s.%s.compute.internal", dashed, region);
+    char label[20], domain[128];
+    dns_ip_label(ip, label);
+    dns_domain_for(region, domain, sizeof(domain));
+    snprintf(out, size, "%s.%s", label, domain);
 }
 
 char *imds_identity_document(const struct cc_instance *in,

@@ -123,7 +123,11 @@ static void private_dns(const struct instance_row *x, const char *region,
     for (char *p = ip; *p; p++)
         if (*p == '.')
             *p = '-';
-    if (*ip)
+    /* EC2's names: ec2.internal in us-east-1, REGION.compute.internal
+     * elsewhere (the CC's DNS and metadata service name them alike). */
+    if (*ip && strcmp(region, "us-east-1") == 0)
+        snprintf(out, size, "ip-%s.ec2.internal", ip);
+    else if (*ip)
         snprintf(out, size, "ip-%s.%s.compute.internal", ip, region);
     else
         snprintf(out, size, "%s", "");

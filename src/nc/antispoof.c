@@ -22,18 +22,6 @@ static pthread_mutex_t sync_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* ---- what may go into a rule ---- */
 
-static bool valid_tap(const char *s)
-{
-    size_t n = s ? strlen(s) : 0;
-    if (n == 0 || n > 15)
-        return false;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-              (*s >= '0' && *s <= '9') || *s == '-' || *s == '_' || *s == '.'))
-            return false;
-    return true;
-}
-
 /* "xx:xx:xx:xx:xx:xx", unicast; written lower case into out[18]. */
 static bool valid_mac(const char *s, char out[18])
 {
@@ -80,7 +68,7 @@ int nc_antispoof_check(const char *id, const char *tap, const char *mac,
     char m[18], a[16];
     if (!nc_valid_instance_id(id))
         return error_set(err, EINVAL, NULL, "anti-spoofing: bad instance id");
-    if (!valid_tap(tap))
+    if (!nc_valid_ifname(tap))
         return error_set(err, EINVAL, NULL, "anti-spoofing: bad tap name");
     if (!valid_mac(mac, m))
         return error_set(err, EINVAL, NULL,
@@ -157,7 +145,7 @@ int nc_antispoof_script(const struct nc_antispoof_tap *taps, size_t n,
         return -1;
     for (size_t i = 0; i < n; i++) {
         const struct nc_antispoof_tap *t = &taps[i];
-        if (!nc_valid_instance_id(t->id) || !valid_tap(t->tap))
+        if (!nc_valid_instance_id(t->id) || !nc_valid_ifname(t->tap))
             continue;
         use[i] = true;
         for (size_t j = 0; j < i && use[i]; j++)
@@ -261,14 +249,19 @@ static int apply(struct nc *nc, const struct buf *script, int count,
     return 0;
 }
 
-int nc_antispoof_sync(struct nc *nc, struct koala_error **err)
+/* Rewrites the table from list; with lock, list is nc's and read under
+ * nc->lock. */
+static int rewrite(struct nc *nc, struct nc_instance *list, bool lock,
+                   struct koala_error **err)
 {
     _cleanup_buf_ struct buf script = {0};
     int count = 0;
     pthread_mutex_lock(&sync_lock);
-    pthread_mutex_lock(&nc->lock);
-    int rc = script_of(nc->instances, &script, &count);
-    pthread_mutex_unlock(&nc->lock);
+    if (lock)
+        pthread_mutex_lock(&nc->lock);
+    int rc = script_of(lock ? nc->instances : list, &script, &count);
+    if (lock)
+        pthread_mutex_unlock(&nc->lock);
     if (rc < 0)
         error_set(err, ENOMEM, NULL, "out of memory");
     else
@@ -277,17 +270,13 @@ int nc_antispoof_sync(struct nc *nc, struct koala_error **err)
     return rc;
 }
 
+int nc_antispoof_sync(struct nc *nc, struct koala_error **err)
+{
+    return rewrite(nc, NULL, true, err);
+}
+
 int nc_antispoof_sync_list(struct nc *nc, struct nc_instance *list,
                            struct koala_error **err)
 {
-    _cleanup_buf_ struct buf script = {0};
-    int count = 0;
-    pthread_mutex_lock(&sync_lock);
-    int rc = script_of(list, &script, &count);
-    if (rc < 0)
-        error_set(err, ENOMEM, NULL, "out of memory");
-    else
-        rc = apply(nc, &script, count, err);
-    pthread_mutex_unlock(&sync_lock);
-    return rc;
+    return rewrite(nc, list, false, err);
 }

@@ -41,6 +41,18 @@ const char *nc_hv_name(enum nc_hv hv)
     return hv == NC_HV_KVM ? "kvm" : "tcg";
 }
 
+bool nc_valid_ifname(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 15)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+              (*s >= '0' && *s <= '9') || *s == '-' || *s == '_' || *s == '.'))
+            return false;
+    return true;
+}
+
 bool nc_valid_instance_id(const char *id)
 {
     if (id == NULL || !str_has_prefix(id, "i-"))

@@ -197,6 +197,9 @@ const char *nc_hv_name(enum nc_hv hv);
 struct nc_instance *nc_find_locked(struct nc *nc, const char *id);
 /* "i-" and 8 to 17 lower-case hex digits. */
 bool nc_valid_instance_id(const char *id);
+/* A network interface name that is safe in a command line or a rule: 1 to
+ * 15 of [A-Za-z0-9._-]. */
+bool nc_valid_ifname(const char *s);
 /* instance.json: the whole instance as JSON text (malloc'd) and back. */
 char *nc_instance_to_json(const struct nc_instance *inst);
 struct nc_instance *nc_instance_from_json(const char *text, size_t len,

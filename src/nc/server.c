@@ -119,18 +119,6 @@ static bool valid_mac(const char *s)
     return (first & 1) == 0;
 }
 
-static bool valid_ifname(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 15)
-        return false;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-              (*s >= '0' && *s <= '9') || *s == '-' || *s == '_' || *s == '.'))
-            return false;
-    return true;
-}
-
 static int instance_id(const struct xml_node *op, char **id,
                        struct koala_error **err)
 {
@@ -198,7 +186,7 @@ static int parse_run(struct nc *nc, const struct xml_node *op,
     i->bridge = opt_text(net, "bridge");
     if (i->network == NULL)
         i->network = strdup("default");
-    if (i->bridge && !valid_ifname(i->bridge))
+    if (i->bridge && !nc_valid_ifname(i->bridge))
         return error_set(err, EINVAL, "InvalidParameterValue",
                          "bridge '%s' is not an interface name", i->bridge);
     i->user_data = opt_text(op, "userData");
