@@ -173,21 +173,23 @@ def drive_info(cmdline):
 
 
 def overlay(j, dst):
-    """A fresh qcow2 like the NC's: on the same backing file, or empty of
-    the same size."""
+    """A fresh qcow2 like the NC's: on the same backing file, or empty, of
+    the same size (the NC makes a root disk the type's size where the image
+    is smaller)."""
     if j.get("full-backing-filename"):
         cmd = ["qemu-img", "create", "-q", "-f", "qcow2", "-F",
                j.get("backing-filename-format", "raw"), "-b",
-               j["full-backing-filename"], str(dst)]
+               j["full-backing-filename"], str(dst), str(j["virtual-size"])]
     else:
         cmd = ["qemu-img", "create", "-q", "-f", "qcow2", str(dst),
                str(j["virtual-size"])]
     subprocess.run(cmd, check=True)
 
 
-def bare_argv(cmdline, drives, tmp, n):
+def bare_argv(cmdline, drives, tmp, n, tap=None):
     """The NC's QEMU command line for one bare run: own overlays and console
-    file, no QMP, no tap, in the foreground."""
+    file, no QMP, in the foreground; no NIC, or with tap the NC's NIC (its
+    MAC) on that tap."""
     opts = []  # (option, value or None)
     i = 1
     while i < len(cmdline):
@@ -201,9 +203,14 @@ def bare_argv(cmdline, drives, tmp, n):
     out = [cmdline[0]]
     for a, v in opts:
         # -S: the NC starts QEMU paused and resumes it over QMP.
-        if a in ("-daemonize", "-pidfile", "-qmp", "-netdev", "-S") or \
-                (a == "-device" and "netdev=" in v):
+        if a in ("-daemonize", "-pidfile", "-qmp", "-S"):
             continue
+        if a == "-netdev" or (a == "-device" and "netdev=" in v):
+            if tap is None:
+                continue
+            if a == "-netdev":
+                v = ",".join(f"ifname={tap}" if x.startswith("ifname=")
+                             else x for x in v.split(","))
         if a in ("-chardev", "-drive"):
             head, *rest = v.split(",")
             kv = dict(x.split("=", 1) for x in rest if "=" in x)
