@@ -26,6 +26,9 @@ polling the API does not load the two cores the guests boot on;
 DescribeInstances is polled every 50 ms (250 ms in a burst).  The figures are the wall-clock
 time from the client's call; p50 and p95 over the runs.
 
+The Debian 12 cloud-init guest (RunInstances -> ssh accepts, against bare
+QEMU on the same cluster network) is bench/launch/debian.py.
+
 Environment: KOALA_BUILD_DIR (default build), KOALA_IMAGES (build/images),
 LAUNCHES (10), CONCURRENT (20), HYPERVISOR (auto: KVM when the NC's probe
 boots a guest with it, else TCG), KEEP=1 keeps the cloud's directory (logs).
