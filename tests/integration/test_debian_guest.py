@@ -185,6 +185,9 @@ def test_hostname_and_name_resolution(guest):
 
 
 def test_metadata_from_the_guest(guest):
+    got = ssh(guest, "curl -s http://169.254.169.254/latest/meta-data/"
+              "instance-id").stdout
+    assert got == guest["id"]
     status, body = imds(guest, "/latest/meta-data/instance-id")
     assert (status, body) == (200, guest["id"])
     status, tok = imds(guest, "/latest/api/token", "PUT",
