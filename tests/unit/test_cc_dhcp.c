@@ -139,7 +139,7 @@ static void test_supervision(void **s)
     pid_t first = dhcp_pid(d);
     assert_true(first > 0);
     assert_true(
-        wait_for(args, "--dhcp-range=10.111.0.0,static,255.255.0.0,1h", 3000));
+        wait_for(args, "--dhcp-range=10.111.0.0,static,255.255.0.0,1h", 10000));
     char *a = slurp(args);
     char dns_hosts[160];
     snprintf(dns_hosts, sizeof(dns_hosts), "%s/dns-hosts", g_dir);
@@ -169,7 +169,7 @@ static void test_supervision(void **s)
     /* A change: the file is rewritten and the server told (SIGHUP). */
     buf_append_str(&hosts, "d0:0d:00:00:00:02,10.111.0.3,i-00000002\n");
     assert_int_equal(dhcp_update(d, &hosts, &err), 0);
-    assert_true(wait_for(hups, "hup", 3000));
+    assert_true(wait_for(hups, "hup", 10000));
     assert_int_equal(dhcp_pid(d), first);
     char path[128];
     snprintf(path, sizeof(path), "%s/dhcp-hosts", g_dir);
