@@ -160,10 +160,15 @@ pid_t proc_spawn(const char *netns, const char *const *argv, int log_fd,
         int o = log_fd >= 0 ? log_fd : devnull;
         if (dup2(devnull, 0) < 0 || dup2(o, 1) < 0 || dup2(o, 2) < 0)
             _exit(127);
-        /* Signals blocked by the daemon's threads are not the child's. */
+        /* Signals blocked by the daemon's threads are not the child's, nor
+         * those ignored where it was started (nohup ignores SIGHUP, and a
+         * shell may not trap a signal ignored on entry): the child is told
+         * to reload with SIGHUP. */
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGHUP, SIG_DFL);
+        signal(SIGPIPE, SIG_DFL);
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }
