@@ -27,7 +27,7 @@ SCRIPT = textwrap.dedent(r"""
     export AWS_PAGER= AWS_CONFIG_FILE=/dev/null
     ec2() { "$aws_bin" --endpoint-url http://127.0.0.1:8773 ec2 "$@"; }
     ami=$(ec2 describe-images --owners self \
-          --filters Name=image-type,Values=machine \
+          --filters Name=image-type,Values=machine Name=name,Values=koala-test \
           --query 'Images[0].ImageId' --output text)
     echo "ami=$ami"
     "$aws_bin" --endpoint-url http://127.0.0.1:8779 s3 ls | grep koala-images > /dev/null
