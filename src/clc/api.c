@@ -1,8 +1,9 @@
 /* api.c: the EC2 Query API's request lifecycle: the form-encoded body (or
- * query string), SigV4 authentication (service "ec2"; the payload hash is
- * the body's SHA-256, as EC2 clients send no x-amz-content-sha256), the
- * Action table, and the per-request state.  Every action runs on a worker
- * thread (http_request_defer): all of them use the database. */
+ * query string), SigV4 authentication (service "ec2", or "sts" for the STS
+ * actions of sts.c; the payload hash is the body's SHA-256, as EC2 clients
+ * send no x-amz-content-sha256), the Action table, and the per-request
+ * state.  Every action runs on a worker thread (http_request_defer): all
+ * of them use the database. */
 #define LOG_MODULE "clc"
 #include <errno.h>
 #include <openssl/crypto.h>
@@ -26,6 +27,7 @@ static const struct {
     {"DeleteKeyPair", ec2_delete_key_pair},
     {"DeleteTags", ec2_delete_tags},
     {"DeregisterImage", ec2_deregister_image},
+    {"DescribeAccountAttributes", ec2_describe_account_attributes},
     {"DescribeAvailabilityZones", ec2_describe_availability_zones},
     {"DescribeImages", ec2_describe_images},
     {"DescribeInstanceAttribute", ec2_describe_instance_attribute},
@@ -34,7 +36,9 @@ static const struct {
     {"DescribeInstances", ec2_describe_instances},
     {"DescribeKeyPairs", ec2_describe_key_pairs},
     {"DescribeRegions", ec2_describe_regions},
+    {"DescribeSubnets", ec2_describe_subnets},
     {"DescribeTags", ec2_describe_tags},
+    {"DescribeVpcs", ec2_describe_vpcs},
     {"GetConsoleOutput", ec2_get_console_output},
     {"ImportKeyPair", ec2_import_key_pair},
     {"ModifyInstanceAttribute", ec2_modify_instance_attribute},
@@ -99,7 +103,9 @@ static int authenticate(struct ec2_req *r, struct koala_error **err)
         return error_set(err, EACCES, "MissingAuthenticationToken",
                          "Request is missing Authentication Token");
     rc = -1;
-    if (strcmp(a.service, "ec2") != 0) {
+    r->sts = strcmp(a.service, "sts") == 0;
+    snprintf(r->access_key, sizeof(r->access_key), "%s", a.access_key);
+    if (strcmp(a.service, "ec2") != 0 && !r->sts) {
         error_set(err, EINVAL, "IncompleteSignature",
                   "Credential should be scoped to correct service: 'ec2'.");
         goto out;
@@ -164,6 +170,8 @@ static void handle(struct http_request *http)
         ec2_parse_params(r, r->body.data ? r->body.data : "", r->body.len,
                          &err) < 0)
         return ec2_fail(r, err);
+    if (r->sts)
+        return sts_handle(r);
     r->action = ec2_param(r, "Action");
     if (r->action == NULL) {
         error_set(&err, EINVAL, "MissingAction",

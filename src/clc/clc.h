@@ -44,6 +44,7 @@ struct clc_options {
     const char *region;
     unsigned poll_interval_ms;
     unsigned pending_timeout_s;
+    const char *default_vpc_cidr; /* NULL: 10.96.0.0/12 */
 };
 
 struct clc {
@@ -68,6 +69,9 @@ struct clc {
     bool stopping;
     bool poller_started;
     bool poll_mu_ready;
+    /* The cloud's default network: every default VPC's CIDR (vpc.c). */
+    uint32_t vpc_net;
+    int vpc_prefix;
 };
 
 /* ---- identities ---- */
@@ -102,7 +106,9 @@ struct ec2_req {
     struct account who;
     struct db *db;
     bool dry_run;
-    bool too_big; /* the body passed EC2_MAX_BODY */
+    bool too_big;        /* the body passed EC2_MAX_BODY */
+    bool sts;            /* signed for service "sts": STS's replies (sts.c) */
+    char access_key[32]; /* the caller's, once authenticated */
 };
 
 /* params.c: EC2 query parameters ("InstanceId.1", "Filter.1.Value.2"). */
@@ -290,6 +296,8 @@ struct instance_row {
     char reachability[16];
     struct clc_md_options md;
     int64_t md_version, md_applied; /* applied once md_applied catches up */
+    char subnet_id[32]; /* "" until the account's default VPC exists */
+    char vpc_id[32];
 };
 int ec2_state_code(const char *state);
 void clc_read_instance(sqlite3_stmt *st, struct instance_row *x);
@@ -419,6 +427,42 @@ static inline bool ec2_is_tag_filter(const char *name)
     return str_has_prefix(name, "tag:") || strcmp(name, "tag-key") == 0 ||
            strcmp(name, "tag-value") == 0;
 }
+
+/* ---- the default VPC and its subnets (vpc.c) ---- */
+/* "10.96.0.0/12" into network and prefix (8..28, host bits zero). */
+int clc_cidr_parse(const char *s, uint32_t *net, int *prefix,
+                   struct koala_error **err);
+/* Reads opt.default_vpc_cidr into clc->vpc_net / vpc_prefix. */
+int clc_vpc_init(struct clc *clc, struct koala_error **err);
+/* Makes the account's default VPC and its default subnet in every zone
+ * if they are missing (one transaction, idempotent); its id into vpc_id
+ * (may be NULL). */
+int clc_vpc_ensure(struct clc *clc, struct db *db, int64_t owner, char *vpc_id,
+                   struct koala_error **err);
+struct clc_subnet {
+    char id[32];
+    char vpc[32];
+    char zone[64];
+    char cidr[20];
+};
+/* The owner's subnet of that id: 0, or -1 with InvalidSubnetID.NotFound
+ * (another account's too). */
+int clc_subnet_get(struct db *db, int64_t owner, const char *id,
+                   struct clc_subnet *out, struct koala_error **err);
+/* The owner's default subnet in zone (made if missing): 0 / -1. */
+int clc_default_subnet(struct clc *clc, struct db *db, int64_t owner,
+                       const char *zone, struct clc_subnet *out,
+                       struct koala_error **err);
+void ec2_describe_vpcs(struct ec2_req *r);
+void ec2_describe_subnets(struct ec2_req *r);
+void ec2_describe_account_attributes(struct ec2_req *r);
+
+/* ---- STS on the EC2 endpoint (sts.c) ---- */
+#define STS_XMLNS "https://sts.amazonaws.com/doc/2011-06-15/"
+/* Runs an STS action (GetCallerIdentity; others are InvalidAction). */
+void sts_handle(struct ec2_req *r);
+/* An error in STS's <ErrorResponse> form. */
+void sts_reply_error(struct ec2_req *r, const struct koala_error *err);
 
 /* ---- clusters (cluster.c) ---- */
 struct soap_client;

@@ -26,6 +26,7 @@ static const char *const keys[] = {
     "poll_interval_ms",
     "pending_timeout",
     "log_level",
+    "default_vpc_cidr",
     NULL,
 };
 
@@ -46,6 +47,8 @@ static const struct daemon_spec spec = {
     "  --region NAME               (koala-1)\n"
     "  --poll-interval-ms N        how often clusters are asked (2000)\n"
     "  --pending-timeout S         pending longer ends terminated (300)\n"
+    "  --default-vpc-cidr CIDR     every default VPC's network, sliced\n"
+    "                              per zone (10.96.0.0/12)\n"
     "  --log-level SPEC            \"info\", \"info,clc=debug\" ...\n",
 };
 
@@ -66,6 +69,7 @@ int main(int argc, char **argv)
         .api_tls_cert = GET("api_tls_cert", NULL),
         .api_tls_key = GET("api_tls_key", NULL),
         .region = GET("region", "koala-1"),
+        .default_vpc_cidr = GET("default_vpc_cidr", NULL),
     };
     char *api_addr = NULL, *soap_addr = NULL;
     if (str_split_hostport(GET("listen", "127.0.0.1:8773"), &api_addr,

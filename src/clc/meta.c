@@ -168,8 +168,46 @@ static const char schema_v5[] =
     "CREATE INDEX instances_md ON instances(md_applied, md_version)"
     "  WHERE md_applied < md_version;";
 
+/* The default VPC of each account and its default subnet per zone (vpc.c,
+ * docs/network.md).  The partial unique indexes make their lazy creation
+ * idempotent (INSERT OR IGNORE); zone_networks records the slice of the
+ * cloud's default network each zone was given, once and for good.  An
+ * instance's subnet_id is NULL until its account's default VPC exists,
+ * which then claims it for its zone's default subnet. */
+static const char schema_v6[] =
+    "CREATE TABLE zone_networks ("
+    "  zone TEXT PRIMARY KEY,"
+    "  slot INTEGER NOT NULL UNIQUE,"
+    "  cidr TEXT NOT NULL UNIQUE);"
+    "CREATE TABLE vpcs ("
+    "  id TEXT PRIMARY KEY,"
+    "  owner INTEGER NOT NULL REFERENCES accounts(id),"
+    "  cidr TEXT NOT NULL,"
+    "  cidr_assoc TEXT NOT NULL,"
+    "  dhcp_options TEXT NOT NULL,"
+    "  is_default INTEGER NOT NULL DEFAULT 0,"
+    "  domain TEXT NOT NULL DEFAULT 'default',"
+    "  state TEXT NOT NULL DEFAULT 'available',"
+    "  created INTEGER NOT NULL);"
+    "CREATE UNIQUE INDEX vpcs_default ON vpcs(owner) WHERE is_default = 1;"
+    "CREATE TABLE subnets ("
+    "  id TEXT PRIMARY KEY,"
+    "  vpc TEXT NOT NULL REFERENCES vpcs(id),"
+    "  owner INTEGER NOT NULL REFERENCES accounts(id),"
+    "  zone TEXT NOT NULL,"
+    "  cidr TEXT NOT NULL,"
+    "  default_for_az INTEGER NOT NULL DEFAULT 0,"
+    "  map_public_ip INTEGER NOT NULL DEFAULT 0,"
+    "  state TEXT NOT NULL DEFAULT 'available',"
+    "  created INTEGER NOT NULL);"
+    "CREATE UNIQUE INDEX subnets_default ON subnets(vpc, zone)"
+    "  WHERE default_for_az = 1;"
+    "CREATE INDEX subnets_owner ON subnets(owner, id);"
+    "ALTER TABLE instances ADD COLUMN subnet_id TEXT;"
+    "CREATE INDEX instances_subnet ON instances(subnet_id);";
+
 const char *const clc_migrations[] = {schema_v1, schema_v2, schema_v3,
-                                      schema_v4, schema_v5};
+                                      schema_v4, schema_v5, schema_v6};
 const size_t clc_n_migrations = ARRAY_SIZE(clc_migrations);
 
 struct db_pool *clc_open_db(const char *data_dir, unsigned conns,

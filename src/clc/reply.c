@@ -88,6 +88,8 @@ void ec2_reply_end(struct ec2_req *r, struct xml_writer *w,
 
 void ec2_reply_error(struct ec2_req *r, const struct koala_error *err)
 {
+    if (r->sts)
+        return sts_reply_error(r, err);
     const char *code = error_code(err);
     int status = err && err->status ? err->status : ec2_status_for(code);
     bool internal = err == NULL || err->code == NULL;

@@ -1,6 +1,6 @@
-/* tags.c: tags on instances, images and key pairs: CreateTags, DeleteTags,
- * DescribeTags, the TagSpecifications of the create calls, the <tagSet>
- * of descriptions, and the tag:K / tag-key / tag-value filters. */
+/* tags.c: tags on instances, images, key pairs, VPCs and subnets: CreateTags,
+ * DeleteTags, DescribeTags, the TagSpecifications of the create calls, the
+ * <tagSet> of descriptions, and the tag:K / tag-key / tag-value filters. */
 #define LOG_MODULE "clc"
 #include <errno.h>
 #include <stdio.h>
@@ -21,6 +21,10 @@ static const char *resource_type(const char *id)
         return "image";
     if (str_has_prefix(id, "key-"))
         return "key-pair";
+    if (str_has_prefix(id, "vpc-"))
+        return "vpc";
+    if (str_has_prefix(id, "subnet-"))
+        return "subnet";
     return NULL;
 }
 
@@ -33,6 +37,10 @@ static int owns(struct ec2_req *r, const char *id, const char *type,
         : strcmp(type, "image") == 0
             ? "SELECT 1 FROM images WHERE id = ? AND owner = ? AND"
               " state != 'deregistered'"
+        : strcmp(type, "vpc") == 0
+            ? "SELECT 1 FROM vpcs WHERE id = ? AND owner = ?"
+        : strcmp(type, "subnet") == 0
+            ? "SELECT 1 FROM subnets WHERE id = ? AND owner = ?"
             : "SELECT 1 FROM keypairs WHERE id = ? AND owner = ?";
     sqlite3_stmt *st = db_stmt(r->db, sql, err);
     if (st == NULL)
@@ -46,6 +54,8 @@ static int owns(struct ec2_req *r, const char *id, const char *type,
             err, ENOENT,
             strcmp(type, "instance") == 0 ? "InvalidInstanceID.NotFound"
             : strcmp(type, "image") == 0  ? "InvalidAMIID.NotFound"
+            : strcmp(type, "vpc") == 0    ? "InvalidVpcID.NotFound"
+            : strcmp(type, "subnet") == 0 ? "InvalidSubnetID.NotFound"
                                           : "InvalidKeyPair.NotFound",
             "The ID '%s' does not exist", id);
     return rc;
