@@ -453,6 +453,12 @@ int clc_subnet_get(struct db *db, int64_t owner, const char *id,
 int clc_default_subnet(struct clc *clc, struct db *db, int64_t owner,
                        const char *zone, struct clc_subnet *out,
                        struct koala_error **err);
+/* RunInstances' SubnetId (or NetworkInterface.1.SubnetId): the caller's
+ * subnet, whose zone becomes *zone (InvalidParameterCombination if
+ * Placement.AvailabilityZone names another); *given false without one. */
+int clc_run_subnet(const struct ec2_req *r, const char **zone,
+                   struct clc_subnet *out, bool *given,
+                   struct koala_error **err);
 void ec2_describe_vpcs(struct ec2_req *r);
 void ec2_describe_subnets(struct ec2_req *r);
 void ec2_describe_account_attributes(struct ec2_req *r);

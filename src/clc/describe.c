@@ -31,7 +31,8 @@ int ec2_state_code(const char *state)
     " i.kernel_id, i.ramdisk_id, i.instance_type, i.key_name, i.cluster,"      \
     " i.node, i.state, i.reason_code, i.reason_message, i.transition_reason,"  \
     " i.private_ip, i.mac, i.hypervisor, i.client_token, i.launch_time,"       \
-    " i.updated, i.reachability, " CLC_MD_COLS
+    " i.updated, i.reachability, " CLC_MD_COLS ", i.subnet_id,"                \
+    " (SELECT vpc FROM subnets WHERE id = i.subnet_id)"
 
 void clc_read_instance(sqlite3_stmt *st, struct instance_row *x)
 {
@@ -60,6 +61,8 @@ void clc_read_instance(sqlite3_stmt *st, struct instance_row *x)
     x->updated = sqlite3_column_int64(st, 21);
     clc_col(x->reachability, sizeof(x->reachability), st, 22);
     clc_md_read_cols(st, 23, &x->md, &x->md_version, &x->md_applied);
+    clc_col(x->subnet_id, sizeof(x->subnet_id), st, 30);
+    clc_col(x->vpc_id, sizeof(x->vpc_id), st, 31);
 }
 
 /* Loads the caller's instances, ordered by launch: all of them, those of
@@ -166,6 +169,10 @@ int ec2_write_instance(struct ec2_req *r, struct xml_writer *w,
     xml_end(w);
     if (*x->private_ip)
         xml_text_element(w, "privateIpAddress", x->private_ip);
+    if (*x->subnet_id) {
+        xml_text_element(w, "subnetId", x->subnet_id);
+        xml_text_element(w, "vpcId", x->vpc_id);
+    }
     xml_start(w, "groupSet");
     xml_end(w);
     if (*x->reason_code) {
@@ -187,6 +194,11 @@ int ec2_write_instance(struct ec2_req *r, struct xml_writer *w,
     if (*x->mac) {
         xml_start(w, "networkInterfaceSet");
         xml_start(w, "item");
+        if (*x->subnet_id) {
+            xml_text_element(w, "subnetId", x->subnet_id);
+            xml_text_element(w, "vpcId", x->vpc_id);
+            xml_text_element(w, "ownerId", x->owner_number);
+        }
         xml_text_element(w, "macAddress", x->mac);
         xml_text_element(w, "privateIpAddress", x->private_ip);
         xml_text_element(w, "privateDnsName", dns);
@@ -310,6 +322,10 @@ static const char *instance_filter_value(struct ec2_req *r,
         {"hypervisor", offsetof(struct instance_row, hypervisor)},
         {"network-interface.mac-address", offsetof(struct instance_row, mac)},
         {"state-reason-code", offsetof(struct instance_row, reason_code)},
+        {"subnet-id", offsetof(struct instance_row, subnet_id)},
+        {"vpc-id", offsetof(struct instance_row, vpc_id)},
+        {"network-interface.subnet-id", offsetof(struct instance_row, subnet_id)},
+        {"network-interface.vpc-id", offsetof(struct instance_row, vpc_id)},
     };
     for (size_t i = 0; i < ARRAY_SIZE(strs); i++)
         if (strcmp(strs[i].name, f) == 0)
@@ -372,6 +388,10 @@ void ec2_describe_instances(struct ec2_req *r)
                                         "client-token",
                                         "network-interface.mac-address",
                                         "state-reason-code",
+                                        "subnet-id",
+                                        "vpc-id",
+                                        "network-interface.subnet-id",
+                                        "network-interface.vpc-id",
                                         "metadata-options.http-tokens",
                                         "metadata-options.http-put-response-"
                                         "hop-limit",
@@ -397,7 +417,9 @@ void ec2_describe_instances(struct ec2_req *r)
         ec2_instance_token_parse(token, &after_time, after_id, &err) < 0 ||
         ec2_dry_run(r))
         goto out;
-    if (clc_load_instances(r->db, r->who.id, NULL, &rows, &n, &err) < 0)
+    /* Instances from before the account's default VPC join its subnets. */
+    if (clc_vpc_ensure(r->clc, r->db, r->who.id, NULL, &err) < 0 ||
+        clc_load_instances(r->db, r->who.id, NULL, &rows, &n, &err) < 0)
         goto out;
     w = ec2_reply_start(r, "DescribeInstances");
     xml_start(w, "reservationSet");

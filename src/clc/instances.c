@@ -122,6 +122,8 @@ struct run_args {
     bool disable_api_termination;
     long long min, max;
     struct clc_md_options md; /* MetadataOptions */
+    struct clc_subnet subnet; /* SubnetId's, or the zone's default (vpc.c) */
+    bool subnet_given;
 };
 
 static int check_run_args(struct ec2_req *r, struct run_args *a,
@@ -201,6 +203,8 @@ static int check_run_args(struct ec2_req *r, struct run_args *a,
         return error_set(err, EINVAL, "InvalidParameterValue",
                          "ClientToken must be 1 to 64 ASCII characters");
     a->zone = ec2_param(r, "Placement.AvailabilityZone");
+    if (clc_run_subnet(r, &a->zone, &a->subnet, &a->subnet_given, err) < 0)
+        return -1;
     a->shutdown_behavior = ec2_param(r, "InstanceInitiatedShutdownBehavior");
     if (a->shutdown_behavior == NULL)
         a->shutdown_behavior = "stop";
@@ -278,16 +282,17 @@ static int insert_reservation(struct ec2_req *r, const struct run_args *a,
                      " launch_index, image_id, kernel_id, ramdisk_id,"
                      " instance_type, key_name, user_data, cluster, state,"
                      " client_token, launch_time, updated, shutdown_behavior,"
-                     " disable_api_termination) VALUES(?,?,?,?,?,"
+                     " disable_api_termination, subnet_id) VALUES(?,?,?,?,?,"
                      " NULLIF(?, ''), NULLIF(?, ''),?,NULLIF(?, ''),"
-                     " NULLIF(?, ''),?,'pending',NULLIF(?, ''),?,?,?,?)",
+                     " NULLIF(?, ''),?,'pending',NULLIF(?, ''),?,?,?,?,?)",
                      "storing instance", err, id, reservation, owner, idx,
                      a->image_id, a->kernel_id ? a->kernel_id : "",
                      a->ramdisk_id ? a->ramdisk_id : "", a->type.name,
                      a->key_name ? a->key_name : "",
                      a->user_data ? a->user_data : "", cluster,
                      a->token ? a->token : "", now, now, a->shutdown_behavior,
-                     a->disable_api_termination ? "#1" : "#0", NULL) < 0 ||
+                     a->disable_api_termination ? "#1" : "#0", a->subnet.id,
+                     NULL) < 0 ||
             clc_md_store_new(r->db, id, &a->md, err) < 0 ||
             ec2_apply_tag_specs(r, "instance", id, err) < 0)
             goto fail;
@@ -343,6 +348,9 @@ void ec2_run_instances(struct ec2_req *r)
     }
     error_free(c.last_err);
     long long count = c.best_available < a.max ? c.best_available : a.max;
+    if (!a.subnet_given && clc_default_subnet(r->clc, r->db, r->who.id, c.best,
+                                              &a.subnet, &err) < 0)
+        return ec2_fail(r, err);
     if (insert_reservation(r, &a, c.best, count, reservation, &err) < 0) {
         /* A concurrent request with the same ClientToken won the race. */
         if (a.token && err && err->errnum == EEXIST &&

@@ -752,3 +752,32 @@ void ec2_describe_account_attributes(struct ec2_req *r)
     free(names);
     ec2_reply_finish(r, w);
 }
+
+/* ---- RunInstances ---- */
+
+int clc_run_subnet(const struct ec2_req *r, const char **zone,
+                   struct clc_subnet *out, bool *given,
+                   struct koala_error **err)
+{
+    memset(out, 0, sizeof(*out));
+    *given = false;
+    const char *id = ec2_param(r, "SubnetId");
+    const char *nic = ec2_param(r, "NetworkInterface.1.SubnetId");
+    if (id && nic && strcmp(id, nic) != 0)
+        return error_set(err, EINVAL, "InvalidParameterCombination",
+                         "Network interfaces and an instance-level subnet "
+                         "ID may not be specified on the same request");
+    if (id == NULL)
+        id = nic;
+    if (id == NULL)
+        return 0;
+    if (clc_subnet_get(r->db, r->who.id, id, out, err) < 0)
+        return -1;
+    if (*zone && strcmp(*zone, out->zone) != 0)
+        return error_set(err, EINVAL, "InvalidParameterCombination",
+                         "The subnet %s is in availability zone %s, not %s", id,
+                         out->zone, *zone);
+    *zone = out->zone;
+    *given = true;
+    return 0;
+}

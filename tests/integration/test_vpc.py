@@ -286,3 +286,95 @@ def test_get_caller_identity_aws_cli(cloud, tmp_path):
                           "--endpoint-url", cloud.ec2_endpoint], env).stdout)
     assert out == {"UserId": owner, "Account": owner,
                    "Arn": f"arn:aws:iam::{owner}:root"}
+
+
+# ---- instances in subnets ----
+
+def all_instance_ids(ec2):
+    return sorted(i["InstanceId"]
+                  for r in ec2.describe_instances()["Reservations"]
+                  for i in r["Instances"])
+
+
+def described(ec2, iid, **kw):
+    return [i["InstanceId"]
+            for r in ec2.describe_instances(**kw)["Reservations"]
+            for i in r["Instances"] if i["InstanceId"] == iid]
+
+
+def test_run_instances_in_subnet(cloud, bob, tmp_path):
+    import ipaddress
+    ec2 = cloud.ec2()
+    vpc = default_vpc(ec2)
+    sn = ec2.describe_subnets()["Subnets"][0]
+    their_sn = cloud.ec2(*bob).describe_subnets()["Subnets"][0]
+    before = all_instance_ids(ec2)
+    for kw, err in (
+            ({"SubnetId": "subnet-0123456789abcdef0"},
+             "InvalidSubnetID.NotFound"),
+            ({"SubnetId": "nonsense"}, "InvalidSubnetID.NotFound"),
+            ({"SubnetId": their_sn["SubnetId"]}, "InvalidSubnetID.NotFound"),
+            ({"SubnetId": sn["SubnetId"],
+              "Placement": {"AvailabilityZone": "zone-elsewhere"}},
+             "InvalidParameterCombination")):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            ec2.run_instances(ImageId=cloud.ami, MinCount=1, MaxCount=1,
+                              InstanceType="t1.micro", **kw)
+        assert code(e) == err, kw
+    aws = cloud.aws_ec2(tmp_path)
+    p = aws("run-instances", "--image-id", cloud.ami, "--instance-type",
+            "t1.micro", "--subnet-id", "subnet-0123456789abcdef0",
+            check=False)
+    assert p.returncode != 0 and "InvalidSubnetID.NotFound" in p.stderr
+    assert all_instance_ids(ec2) == before  # nothing launched
+
+    out = json.loads(aws("run-instances", "--image-id", cloud.ami,
+                         "--instance-type", "t1.micro", "--subnet-id",
+                         sn["SubnetId"]).stdout)
+    a = out["Instances"][0]
+    assert (a["SubnetId"], a["VpcId"]) == (sn["SubnetId"], vpc["VpcId"])
+    assert a["Placement"]["AvailabilityZone"] == sn["AvailabilityZone"]
+    b = ec2.run_instances(
+        ImageId=cloud.ami, MinCount=1, MaxCount=1, InstanceType="t1.micro",
+        NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": sn["SubnetId"]}]
+    )["Instances"][0]
+    assert b["SubnetId"] == sn["SubnetId"]
+    c = ec2.run_instances(ImageId=cloud.ami, MinCount=1, MaxCount=1,
+                          InstanceType="t1.micro")["Instances"][0]
+    assert (c["SubnetId"], c["VpcId"]) == (sn["SubnetId"], vpc["VpcId"])
+    ids = [a["InstanceId"], b["InstanceId"], c["InstanceId"]]
+
+    for f in ("vpc-id", "network-interface.vpc-id"):
+        for iid in ids:
+            assert described(ec2, iid, Filters=[
+                {"Name": f, "Values": [vpc["VpcId"]]}]) == [iid]
+            assert described(ec2, iid, Filters=[
+                {"Name": f, "Values": ["vpc-0123456789abcdef0"]}]) == []
+    for f in ("subnet-id", "network-interface.subnet-id"):
+        assert described(ec2, ids[0], Filters=[
+            {"Name": f, "Values": [sn["SubnetId"]]}]) == [ids[0]]
+        assert described(ec2, ids[0], Filters=[
+            {"Name": f, "Values": [their_sn["SubnetId"]]}]) == []
+
+    # running, with an address of the subnet and its interface in it
+    net = ipaddress.ip_network(sn["CidrBlock"])
+
+    def running():
+        got = {i["InstanceId"]: i
+               for r in ec2.describe_instances(InstanceIds=ids)["Reservations"]
+               for i in r["Instances"]}
+        bad = [i for i in got.values() if i["State"]["Name"] == "terminated"]
+        assert not bad, bad[0].get("StateReason")
+        ok = all(i["State"]["Name"] == "running" and
+                 i.get("PrivateIpAddress") for i in got.values())
+        return got if ok else None
+    got = wait_until(running, 240, 1, "instances running")
+    for i in got.values():
+        assert ipaddress.ip_address(i["PrivateIpAddress"]) in net
+        assert (i["SubnetId"], i["VpcId"]) == (sn["SubnetId"], vpc["VpcId"])
+        nics = i["NetworkInterfaces"]
+        assert [(n["SubnetId"], n["VpcId"]) for n in nics] == \
+            [(sn["SubnetId"], vpc["VpcId"])]
+    left = ec2.describe_subnets()["Subnets"][0]["AvailableIpAddressCount"]
+    assert left == sn["AvailableIpAddressCount"] - 3
+    ec2.terminate_instances(InstanceIds=ids)
