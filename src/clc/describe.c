@@ -324,7 +324,8 @@ static const char *instance_filter_value(struct ec2_req *r,
         {"state-reason-code", offsetof(struct instance_row, reason_code)},
         {"subnet-id", offsetof(struct instance_row, subnet_id)},
         {"vpc-id", offsetof(struct instance_row, vpc_id)},
-        {"network-interface.subnet-id", offsetof(struct instance_row, subnet_id)},
+        {"network-interface.subnet-id",
+         offsetof(struct instance_row, subnet_id)},
         {"network-interface.vpc-id", offsetof(struct instance_row, vpc_id)},
     };
     for (size_t i = 0; i < ARRAY_SIZE(strs); i++)
