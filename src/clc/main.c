@@ -105,6 +105,9 @@ int main(int argc, char **argv)
     struct clc *clc = clc_new(&opt, &err);
     if (clc == NULL) {
         log_error("cannot start: %s", error_message(err));
+        error_free(err);
+        free(api_addr);
+        free(soap_addr);
         return 1;
     }
     log_info("EC2 API on %s://%s:%u, components on https://%s:%u (data in %s)",
