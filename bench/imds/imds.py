@@ -392,8 +392,9 @@ def report(b, results, load0, load1):
           "asker by source address, no")
     print("instance record or metadata options read, no token minted or "
           "checked (a fixed string), no")
-    print("signing (Koala signs the identity document, PKCS#7 and "
-          "signature, at each dynamic/ request).")
+    print("signing (Koala signs at each request of dynamic/instance-identity/"
+          "pkcs7 and signature;")
+    print("the document row here is the JSON document, not signed).")
     for (name, new_conn), r in results.items():
         for s in ("koala", "nginx"):
             for e in r[s]["stderr_all"]:
