@@ -158,7 +158,8 @@ static const char *group_lines(const struct cc_imeta *m)
     return m->groups && *m->groups ? m->groups : "default";
 }
 
-static void build(struct tree *t, const struct imds_view *v)
+static void build(struct tree *t, const struct imds_view *v,
+                  bool want_user_data)
 {
     const struct cc_instance *in = v->in;
     const struct cc_imeta *m = v->meta;
@@ -230,7 +231,11 @@ static void build(struct tree *t, const struct imds_view *v)
     add(t, "meta-data/security-groups", group_lines(m));
     add(t, "meta-data/services/domain", "amazonaws.com");
     add(t, "meta-data/services/partition", "aws");
-    if (m->user_data && *m->user_data) {
+    /* Decoded only when it is what was asked (it was checked to be base64
+     * when stored); elsewhere it only needs to be listed. */
+    if (m->user_data && *m->user_data && !want_user_data) {
+        add_len(t, "user-data", "", 0, false);
+    } else if (m->user_data && *m->user_data) {
         size_t n = 0;
         unsigned char *raw = str_base64_decode(m->user_data, &n);
         if (raw)
@@ -313,7 +318,7 @@ enum imds_result imds_resolve(const struct imds_view *v, const char *path,
         return IMDS_NOT_FOUND;
 
     struct tree t = {0};
-    build(&t, v);
+    build(&t, v, strcmp(rel, "user-data") == 0);
     enum imds_result res = IMDS_NOT_FOUND;
     if (t.oom)
         goto out;
