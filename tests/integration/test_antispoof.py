@@ -32,27 +32,12 @@ import pytest
 
 from cloud import IMAGES, Cloud, GuestUnreachable
 from conftest import ROOT, sh, wait_until
+from test_compute import wait_state
 
 TABLE = "koala_nc"
 ROUTER = "10.111.0.1"
 FREE = "10.111.250.250"  # in the cluster's /16, never handed out here
 OTHER_MAC = "02:00:00:5a:5a:01"
-
-
-def instances(ec2, ids):
-    out = {}
-    for r in ec2.describe_instances(InstanceIds=ids)["Reservations"]:
-        for i in r["Instances"]:
-            out[i["InstanceId"]] = i
-    return out
-
-
-def wait_state(ec2, ids, state, timeout=240):
-    def check():
-        got = instances(ec2, ids)
-        return got if all(i["State"]["Name"] == state
-                          for i in got.values()) else None
-    return wait_until(check, timeout, 1, f"{ids} {state}")
 
 
 def node_nft(cloud, *args, check=True):
@@ -112,7 +97,7 @@ def cloud(tmp_path_factory):
     ids = [i["InstanceId"] for i in ec2.run_instances(
         ImageId=c.ami, MinCount=2, MaxCount=2,
         InstanceType="m1.small")["Instances"]]
-    got = wait_state(ec2, ids, "running")
+    got = wait_state(ec2, ids, "running", timeout=240)
     ips = [got[i]["PrivateIpAddress"] for i in ids]
 
     def answers(ip):
@@ -373,7 +358,7 @@ def test_rules_that_cannot_be_written_fail_the_launch(cloud):
         iid = ec2.run_instances(ImageId=cloud.ami, MinCount=1, MaxCount=1,
                                 InstanceType="m1.small")["Instances"][0][
                                     "InstanceId"]
-        got = wait_state(ec2, [iid], "terminated")[iid]
+        got = wait_state(ec2, [iid], "terminated", timeout=240)[iid]
     finally:
         blocker.rmdir()
     assert "anti-spoofing" in got["StateReason"]["Message"], got
@@ -387,7 +372,7 @@ def test_terminated_instance_chain_is_gone(cloud):
     a, b = cloud.a, cloud.b
     ec2 = cloud.ec2()
     ec2.terminate_instances(InstanceIds=[b.id])
-    wait_state(ec2, [b.id], "terminated")
+    wait_state(ec2, [b.id], "terminated", timeout=240)
     t = wait_until(lambda: (lambda t: t if t and b.chain not in t else None)(
         table_text(cloud)), 30, 0.5, f"{b.chain} gone")
     assert b.tap not in t
