@@ -129,7 +129,11 @@ struct run_args {
 static int check_run_args(struct ec2_req *r, struct run_args *a,
                           struct koala_error **err)
 {
-    static const char *const tag_types[] = {"instance", NULL};
+    /* "volume": the tags of the instance's EBS volumes (Ansible's
+     * ec2_instance always sends them).  Its root disk is no EBS volume
+     * until the storage controller exists, so they tag nothing yet, as
+     * EC2's do for an instance-store instance. */
+    static const char *const tag_types[] = {"instance", "volume", NULL};
     const char *type = ec2_param(r, "InstanceType");
     memset(a, 0, sizeof(*a));
     a->image_id = ec2_required(r, "ImageId", err);

@@ -114,9 +114,16 @@ def test_three_instances_with_aws_cli(cloud, tmp_path):
         "run-instances", "--image-id", cloud.ami, "--count", "3",
         "--instance-type", "m1.small",
         "--tag-specifications",
-        "ResourceType=instance,Tags=[{Key=Name,Value=cli}]").stdout)
+        "ResourceType=instance,Tags=[{Key=Name,Value=cli}]",
+        # as Ansible's ec2_instance sends: accepted, tagging no volume yet
+        "ResourceType=volume,Tags=[{Key=Name,Value=cli}]").stdout)
     ids = [i["InstanceId"] for i in run_out["Instances"]]
     assert len(ids) == 3
+    bad = aws("run-instances", "--image-id", cloud.ami, "--tag-specifications",
+              "ResourceType=image,Tags=[{Key=Name,Value=cli}]", check=False)
+    assert bad.returncode != 0
+    assert "InvalidParameterValue" in bad.stderr
+    assert "'image' is not a valid taggable resource type" in bad.stderr
     assert all(i["State"]["Name"] == "pending" for i in run_out["Instances"])
     assert sorted(i["AmiLaunchIndex"] for i in run_out["Instances"]) == \
         [0, 1, 2]
