@@ -41,9 +41,14 @@
  *   identity_cert, identity_key  a certificate of the cloud's CA and its key
  *                       that sign instance identity documents [none: not
  *                       served]
+ *   tunnel_address      this router's address on the network between the
+ *                       clusters' routers: joins the tunnels to the other
+ *                       clusters (tunnel.h); guests then get MTU 1450
+ *                       [none: no tunnels]
  *   log_level           "info", "info,cc=debug" ... [info]
  */
 #define LOG_MODULE "cc"
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +58,7 @@
 
 #include "cc.h"
 #include "imds.h"
+#include "tunnel.h"
 #include "log.h"
 
 /* ---- options ---- */
@@ -114,7 +120,8 @@ int cc_options_load(const struct config *cfg, struct cc_options *opt,
         opt_str(cfg, "region", "koala-1", &opt->region, err) ||
         opt_str(cfg, "dns_upstream", NULL, &opt->dns_upstream, err) ||
         opt_str(cfg, "identity_cert", NULL, &opt->identity_cert, err) ||
-        opt_str(cfg, "identity_key", NULL, &opt->identity_key, err))
+        opt_str(cfg, "identity_key", NULL, &opt->identity_key, err) ||
+        opt_str(cfg, "tunnel_address", NULL, &opt->tunnel_address, err))
         return -1;
     const char *sched = config_get(cfg, "cc", "scheduler", "GREEDY");
     if (str_equal_nocase(sched, "GREEDY"))
@@ -147,6 +154,12 @@ int cc_options_load(const struct config *cfg, struct cc_options *opt,
     if ((opt->identity_cert == NULL) != (opt->identity_key == NULL))
         return error_set(err, EINVAL, "InvalidParameterValue",
                          "cc.identity_cert and cc.identity_key go together");
+    struct in_addr ta;
+    if (opt->tunnel_address &&
+        inet_pton(AF_INET, opt->tunnel_address, &ta) != 1)
+        return error_set(err, EINVAL, "InvalidParameterValue",
+                         "cc.tunnel_address: '%s' is not an IPv4 address",
+                         opt->tunnel_address);
     if (opt->fail_threshold < 1)
         opt->fail_threshold = 1;
     opt->workers = v < 1 ? 1 : v > 256 ? 256 : (unsigned)v;
@@ -165,7 +178,8 @@ void cc_options_clear(struct cc_options *opt)
                      &opt->bridge,       &opt->subnet,   &opt->router,
                      &opt->dns,          &opt->uplink,   &opt->node_bridge,
                      &opt->dhcp_lease,   &opt->dnsmasq,  &opt->identity_cert,
-                     &opt->identity_key, &opt->region,   &opt->dns_upstream};
+                     &opt->identity_key, &opt->region,   &opt->dns_upstream,
+                     &opt->tunnel_address};
     for (size_t i = 0; i < ARRAY_SIZE(strs); i++) {
         free(*strs[i]);
         *strs[i] = NULL;
@@ -186,7 +200,8 @@ static int copy_options(struct cc_options *dst, const struct cc_options *src)
                      &dst->bridge,       &dst->subnet,   &dst->router,
                      &dst->dns,          &dst->uplink,   &dst->node_bridge,
                      &dst->dhcp_lease,   &dst->dnsmasq,  &dst->identity_cert,
-                     &dst->identity_key, &dst->region,   &dst->dns_upstream};
+                     &dst->identity_key, &dst->region,   &dst->dns_upstream,
+                     &dst->tunnel_address};
     int rc = 0;
     for (size_t i = 0; i < ARRAY_SIZE(strs); i++) {
         const char *s = *strs[i];
@@ -308,6 +323,7 @@ static int setup_network(struct cc *cc, struct db *db, struct koala_error **err)
         .dns = cc->opt.dns,
         .lease = cc->opt.dhcp_lease,
         .dir = cc->opt.data_dir,
+        .mtu = cc->opt.tunnel_address ? 1500 - CC_TUNNEL_OVERHEAD : 0,
     };
     net->dhcp = dhcp_new(&dc, err);
     if (net->dhcp == NULL)
@@ -378,7 +394,8 @@ struct cc *cc_new(const struct cc_options *opt, struct koala_error **err)
         error_set(err, ENOMEM, NULL, "out of memory");
         goto fail;
     }
-    if (cc->notify == NULL || setup_network(cc, db, err) < 0)
+    if (cc->notify == NULL || setup_network(cc, db, err) < 0 ||
+        cc_tunnel_restore(cc, db, err) < 0)
         goto fail;
     cc->net_ok = true;
     if (cc->net.metadata && (cc->imds = imds_start(cc, err)) == NULL)

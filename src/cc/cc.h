@@ -82,6 +82,7 @@ struct cc_options {
     char *dnsmasq;     /* program (PATH searched) */
     char *region;      /* names the instances' DNS domain */
     char *dns_upstream; /* "a,b": where other names are forwarded */
+    char *tunnel_address; /* the router's WAN address for tunnels, or NULL */
     /* the metadata service (imds.c) */
     bool metadata;        /* serve 169.254.169.254 (needs manage_network) */
     int64_t metadata_port;
@@ -307,6 +308,7 @@ struct dhcp_config {
     const char *domain;   /* the instances' DNS domain, or NULL */
     const char *upstream; /* "a,b" DNS servers forwarded to, or NULL */
     bool metadata;        /* instance-data names 169.254.169.254 */
+    int mtu;              /* DHCP option 26 when > 0 (tunnels) */
 };
 
 /* DNS (dns.c).  The addn-hosts file for the DHCP hosts lines

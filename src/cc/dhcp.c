@@ -41,6 +41,7 @@ struct dhcp {
     pthread_mutex_t lock;
     char *dnsmasq, *netns, *bridge, *dns, *lease, *domain, *upstream;
     bool metadata;
+    int mtu;
     struct cc_subnet subnet;
     char *hosts_path, *lease_path, *pid_path, *log_path, *dns_hosts_path;
     pid_t pid;
@@ -152,6 +153,7 @@ struct dhcp *dhcp_new(const struct dhcp_config *cfg, struct koala_error **err)
     d->lease = strdup(cfg->lease && *cfg->lease ? cfg->lease : "12h");
     d->domain = dup_opt(cfg->domain);
     d->upstream = dup_opt(cfg->upstream);
+    d->mtu = cfg->mtu;
     d->metadata = cfg->metadata;
     if (d->bridge == NULL || d->lease == NULL ||
         (cfg->domain && d->domain == NULL) ||
@@ -183,7 +185,7 @@ static int start_locked(struct dhcp *d, struct koala_error **err)
     cc_ip_format(d->subnet.router, router);
     char a_iface[80], a_range[128], a_hosts[300], a_leases[300], a_pid[300],
         a_router[64], a_dns[300], a_user[80], a_domain[300], a_local[300],
-        a_addn[300];
+        a_addn[300], a_mtu[48];
     _cleanup_buf_ struct buf servers = {0};
     snprintf(a_iface, sizeof(a_iface), "--interface=%s", d->bridge);
     snprintf(a_range, sizeof(a_range), "--dhcp-range=%s,static,%s,%s", net,
@@ -237,6 +239,11 @@ static int start_locked(struct dhcp *d, struct koala_error **err)
     snprintf(a_dns, sizeof(a_dns), "--dhcp-option=option:dns-server,%s",
              d->dns ? d->dns : router);
     argv[n++] = a_dns;
+    /* Under tunnels the guests' MTU leaves room for VXLAN (tunnel.h). */
+    if (d->mtu > 0) {
+        snprintf(a_mtu, sizeof(a_mtu), "--dhcp-option=option:mtu,%d", d->mtu);
+        argv[n++] = a_mtu;
+    }
     argv[n++] = "--dhcp-authoritative";
     argv[n++] = "--log-dhcp";
     argv[n++] = "--log-facility=-";

@@ -39,6 +39,7 @@ static const char *const keys[] = {
     "dnsmasq",
     "region",
     "dns_upstream",
+    "tunnel_address",
     "metadata",
     "metadata_port",
     "identity_cert",

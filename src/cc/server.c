@@ -11,6 +11,7 @@
 #include "imds.h"
 #include "log.h"
 #include "soap.h"
+#include "tunnel.h"
 
 void cc_fail(struct cc_req *r, struct koala_error *err)
 {
@@ -55,6 +56,7 @@ static const struct {
     {"DescribeResources", cc_op_describe_resources, NULL},
     {"GetConsoleOutput", cc_op_get_console_output, NULL},
     {"ConfigureNodes", cc_op_configure_nodes, NULL},
+    {"ConfigureTunnels", cc_op_configure_tunnels, NULL},
     {"NotifyInstanceState", cc_op_notify_instance_state, NULL},
     {"DescribeService", cc_op_describe_service, NULL},
     {"SetInstanceMetadata", cc_op_set_instance_metadata, NULL},

@@ -85,8 +85,16 @@ static const char schema_v4[] =
     "CREATE TRIGGER instance_meta_gc AFTER DELETE ON instances BEGIN"
     "  DELETE FROM instance_meta WHERE id = old.id; END;";
 
+/* The peers of the tunnels between clusters' routers, as the CLC last
+ * listed them (tunnel.c). */
+static const char schema_v5[] = "CREATE TABLE tunnel_peers ("
+                                "  zone TEXT PRIMARY KEY,"
+                                "  address TEXT NOT NULL,"
+                                "  subnet TEXT NOT NULL,"
+                                "  router TEXT NOT NULL);";
+
 const char *const cc_migrations[] = {schema_v1, schema_v2, schema_v3,
-                                     schema_v4};
+                                     schema_v4, schema_v5};
 const size_t cc_n_migrations = ARRAY_SIZE(cc_migrations);
 
 #define INSTANCE_COLUMNS                                                       \

@@ -406,6 +406,9 @@ void clc_md_launch_acked(struct db *db, const struct xml_node *answer);
  * not acknowledged its last change; what fails waits for the next round
  * (the poller's, or the next change's). */
 void clc_md_push(struct clc *clc, struct db *db);
+/* Sends each ENABLED cluster the list of its tunnel peers and records its
+ * own (tunnels.c); from the poller. */
+void clc_tunnels_push(struct clc *clc, struct db *db);
 /* The same, from the launch pool, off the caller's request. */
 void clc_md_kick(struct clc *clc);
 

@@ -481,6 +481,7 @@ static void poll_once(struct clc *clc)
     clc_resume_launches(clc, db);
     clc_resend_orders(clc, db);
     clc_md_push(clc, db);
+    clc_tunnels_push(clc, db);
     if (err) {
         log_error("poller: %s", error_message(err));
         error_free(err);

@@ -206,8 +206,18 @@ static const char schema_v6[] =
     "ALTER TABLE instances ADD COLUMN subnet_id TEXT;"
     "CREATE INDEX instances_subnet ON instances(subnet_id);";
 
+/* What each cluster's router said of itself for the tunnels between
+ * clusters (tunnels.c): its address between routers ('' none), the
+ * subnet it hands out and its router address there. */
+static const char schema_v7[] = "CREATE TABLE cluster_tunnels ("
+                                "  zone TEXT PRIMARY KEY,"
+                                "  address TEXT NOT NULL,"
+                                "  subnet TEXT NOT NULL,"
+                                "  router TEXT NOT NULL);";
+
 const char *const clc_migrations[] = {schema_v1, schema_v2, schema_v3,
-                                      schema_v4, schema_v5, schema_v6};
+                                      schema_v4, schema_v5, schema_v6,
+                                      schema_v7};
 const size_t clc_n_migrations = ARRAY_SIZE(clc_migrations);
 
 struct db_pool *clc_open_db(const char *data_dir, unsigned conns,

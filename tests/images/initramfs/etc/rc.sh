@@ -66,7 +66,7 @@ if [ -e /sys/class/net/eth0 ]; then
     # -b: go to the background if no lease comes within the tries; the
     # script prints the marker whenever the lease arrives.
     udhcpc -i eth0 -s /etc/udhcpc/default.script -b -t 20 -T 1 -A 3 \
-        -O hostname -x hostname:"$(hostname)" -p /run/udhcpc.pid
+        -O hostname -O mtu -x hostname:"$(hostname)" -p /run/udhcpc.pid
 else
     say "KOALA-GUEST-READY ip=none hostname=$(hostname)"
 fi
