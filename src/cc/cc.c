@@ -59,6 +59,7 @@
 #include "cc.h"
 #include "imds.h"
 #include "tunnel.h"
+#include "tunnel_crypt.h"
 #include "log.h"
 
 /* ---- options ---- */
@@ -283,6 +284,7 @@ void cc_free(struct cc *cc)
         return;
     http_server_free(cc->http);
     imds_stop(cc->imds);
+    tunnel_relay_free(cc->tunnel_relay);
     nodes_poller_stop(cc);
     workpool_free(cc->pool);
     workpool_free(cc->poll_pool);
@@ -323,7 +325,8 @@ static int setup_network(struct cc *cc, struct db *db, struct koala_error **err)
         .dns = cc->opt.dns,
         .lease = cc->opt.dhcp_lease,
         .dir = cc->opt.data_dir,
-        .mtu = cc->opt.tunnel_address ? 1500 - CC_TUNNEL_OVERHEAD : 0,
+        /* room for VXLAN and for the relay's seal (tunnel_crypt.h) */
+        .mtu = cc->opt.tunnel_address ? CC_TUNNEL_GUEST_MTU : 0,
     };
     net->dhcp = dhcp_new(&dc, err);
     if (net->dhcp == NULL)

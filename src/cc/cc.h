@@ -269,10 +269,21 @@ char *proc_find(const char *prog);
  * non-zero. */
 int proc_run(const char *netns, const char *const *argv, const char *input,
              struct koala_error **err);
+/* proc_run, and on success its whole output (stdout and stderr) into
+ * *out_text (the caller frees it). */
+int proc_run_output(const char *netns, const char *const *argv,
+                    const char *input, struct buf *out_text,
+                    struct koala_error **err);
 /* Starts argv inside netns with stdout/stderr to log_fd (-1: /dev/null);
  * it gets SIGTERM when this process dies.  Returns its pid or -1. */
 pid_t proc_spawn(const char *netns, const char *const *argv, int log_fd,
                  struct koala_error **err);
+/* A socket of type (SOCK_STREAM: listening, backlog 256; SOCK_DGRAM)
+ * bound to addr:port inside netns (NULL: this one), made by a thread that
+ * enters the namespace and leaves; the socket stays there.  IP_FREEBIND:
+ * the address may appear a moment later.  Returns the fd (CLOEXEC) or -1. */
+int proc_socket_in(const char *netns, int type, const char *addr,
+                   uint16_t port, struct koala_error **err);
 /* Writes "1" to /proc/sys/net/ipv4/ip_forward of netns. */
 int proc_enable_forwarding(const char *netns, struct koala_error **err);
 
@@ -374,6 +385,7 @@ struct cc {
     char net_error[200];
     struct notifier *notify;
     struct imds *imds;        /* the metadata service, or NULL */
+    struct tunnel_relay *tunnel_relay; /* encrypted tunnels (tunnel.c) */
     struct claims *launching; /* instances an ncRunInstance is on its way for */
     int64_t leases_stamp;     /* the lease file as leases_notice last read it */
     /* the poller */

@@ -40,70 +40,6 @@ struct imds {
     atomic_uint_fast64_t served;
 };
 
-/* ---- the socket, made inside the namespace ---- */
-
-struct listen_job {
-    const char *netns;
-    const char *addr;
-    uint16_t port;
-    int fd;
-    int err;
-    char what[64];
-};
-
-static void *listen_thread(void *arg)
-{
-    struct listen_job *j = arg;
-    if (j->netns) {
-        char path[300];
-        snprintf(path, sizeof(path), "/run/netns/%s", j->netns);
-        int ns = open(path, O_RDONLY | O_CLOEXEC);
-        if (ns < 0 || setns(ns, CLONE_NEWNET) < 0) {
-            j->err = errno;
-            snprintf(j->what, sizeof(j->what), "entering netns %s", j->netns);
-            if (ns >= 0)
-                close(ns);
-            return NULL;
-        }
-        close(ns);
-    }
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(j->port)};
-    inet_pton(AF_INET, j->addr, &sa.sin_addr);
-    int one = 1;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    /* FREEBIND: the address may be added to the bridge a moment later. */
-    if (fd < 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-        setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one)) < 0 ||
-        bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-        listen(fd, 256) < 0) {
-        j->err = errno;
-        snprintf(j->what, sizeof(j->what), "listening on %s:%u", j->addr,
-                 (unsigned)j->port);
-        if (fd >= 0)
-            close(fd);
-        return NULL;
-    }
-    j->fd = fd;
-    return NULL; /* the thread ends; its namespace goes with it */
-}
-
-static int listen_in_netns(const char *netns, const char *addr, uint16_t port,
-                           struct koala_error **err)
-{
-    struct listen_job j = {
-        .netns = netns, .addr = addr, .port = port, .fd = -1};
-    pthread_t t;
-    if (pthread_create(&t, NULL, listen_thread, &j) != 0)
-        return error_set(err, EAGAIN, NULL, "cannot start a thread");
-    pthread_join(t, NULL);
-    if (j.fd < 0) {
-        errno = j.err;
-        return error_set_errno(err, "metadata service: %s", j.what);
-    }
-    return j.fd;
-}
-
 /* ---- replies ---- */
 
 static const char *status_text(unsigned status)
@@ -349,8 +285,8 @@ struct imds *imds_start(struct cc *cc, struct koala_error **err)
         log_warn("no identity_cert/identity_key: instance identity "
                  "documents are not served");
     }
-    int fd = listen_in_netns(cc->opt.netns, IMDS_ADDRESS,
-                             (uint16_t)cc->opt.metadata_port, err);
+    int fd = proc_socket_in(cc->opt.netns, SOCK_STREAM, IMDS_ADDRESS,
+                            (uint16_t)cc->opt.metadata_port, err);
     if (fd < 0)
         goto fail;
     struct http_server_config hc = {

@@ -7,15 +7,19 @@
  * nothing else this process started is ever reaped by mistake.
  */
 #define LOG_MODULE "cc"
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -65,6 +69,13 @@ static void child_enter(int nsfd)
 int proc_run(const char *netns, const char *const *argv, const char *input,
              struct koala_error **err)
 {
+    return proc_run_output(netns, argv, input, NULL, err);
+}
+
+int proc_run_output(const char *netns, const char *const *argv,
+                    const char *input, struct buf *out_text,
+                    struct koala_error **err)
+{
     int nsfd = open_netns(netns, err);
     if (nsfd == -1)
         return -1;
@@ -112,7 +123,7 @@ int proc_run(const char *netns, const char *const *argv, const char *input,
             continue;
         if (r <= 0)
             break;
-        if (output.len < 4096)
+        if (output.len < 4096 || out_text)
             buf_append(&output, chunk, (size_t)r);
     }
     close(out[0]);
@@ -125,6 +136,10 @@ int proc_run(const char *netns, const char *const *argv, const char *input,
         rc = error_set(err, EIO, NULL, "%s%s%s exited with %d: %s", argv[0],
                        netns ? " in netns " : "", netns ? netns : "",
                        WIFEXITED(status) ? WEXITSTATUS(status) : -1, msg);
+    }
+    if (rc == 0 && out_text) {
+        *out_text = output;
+        return 0;
     }
     buf_free(&output);
     return rc;
@@ -207,4 +222,68 @@ int proc_enable_forwarding(const char *netns, struct koala_error **err)
         return error_set(err, EIO, NULL, "cannot enable IPv4 forwarding%s%s",
                          netns ? " in netns " : "", netns ? netns : "");
     return 0;
+}
+
+/* ---- sockets inside a namespace ---- */
+
+struct socket_job {
+    const char *netns;
+    int type;
+    const char *addr;
+    uint16_t port;
+    int fd;
+    int err;
+    char what[64];
+};
+
+static void *socket_thread(void *arg)
+{
+    struct socket_job *j = arg;
+    if (j->netns) {
+        char path[300];
+        snprintf(path, sizeof(path), "/run/netns/%s", j->netns);
+        int ns = open(path, O_RDONLY | O_CLOEXEC);
+        if (ns < 0 || setns(ns, CLONE_NEWNET) < 0) {
+            j->err = errno;
+            snprintf(j->what, sizeof(j->what), "entering netns %s", j->netns);
+            if (ns >= 0)
+                close(ns);
+            return NULL;
+        }
+        close(ns);
+    }
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(j->port)};
+    inet_pton(AF_INET, j->addr, &sa.sin_addr);
+    int one = 1;
+    int fd = socket(AF_INET, j->type | SOCK_CLOEXEC, 0);
+    if (fd < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one)) < 0 ||
+        bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        (j->type == SOCK_STREAM && listen(fd, 256) < 0)) {
+        j->err = errno;
+        snprintf(j->what, sizeof(j->what), "binding %s:%u", j->addr,
+                 (unsigned)j->port);
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    j->fd = fd;
+    return NULL; /* the thread ends; its namespace goes with it */
+}
+
+int proc_socket_in(const char *netns, int type, const char *addr,
+                   uint16_t port, struct koala_error **err)
+{
+    struct socket_job j = {
+        .netns = netns, .type = type, .addr = addr, .port = port, .fd = -1};
+    pthread_t t;
+    if (pthread_create(&t, NULL, socket_thread, &j) != 0)
+        return error_set(err, EAGAIN, NULL, "cannot start a thread");
+    pthread_join(t, NULL);
+    if (j.fd < 0) {
+        errno = j.err;
+        return error_set_errno(err, "%s", j.what);
+    }
+    return j.fd;
 }

@@ -87,11 +87,16 @@ static const char schema_v4[] =
 
 /* The peers of the tunnels between clusters' routers, as the CLC last
  * listed them (tunnel.c). */
-static const char schema_v5[] = "CREATE TABLE tunnel_peers ("
-                                "  zone TEXT PRIMARY KEY,"
-                                "  address TEXT NOT NULL,"
-                                "  subnet TEXT NOT NULL,"
-                                "  router TEXT NOT NULL);";
+static const char schema_v5[] =
+    "CREATE TABLE tunnel_peers ("
+    "  zone TEXT PRIMARY KEY,"
+    "  address TEXT NOT NULL,"
+    "  subnet TEXT NOT NULL,"
+    "  router TEXT NOT NULL);"
+    /* the cloud's tunnel secret (hex) when they are encrypted, else '' */
+    "CREATE TABLE tunnel_config ("
+    "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  secret TEXT NOT NULL);";
 
 const char *const cc_migrations[] = {schema_v1, schema_v2, schema_v3,
                                      schema_v4, schema_v5};

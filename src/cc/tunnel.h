@@ -12,6 +12,11 @@
  * is ever exchanged.  That is layer 3 between routers, one route per peer
  * cluster (subnets are per zone: there is nothing to stretch).
  *
+ * Encrypted (the CLC says so, with the cloud's secret): the nftables
+ * table ip koala_cc_tunnel hands kvx0's packets to the relay of
+ * tunnel_crypt.h, which seals them between routers, and drops VXLAN from
+ * the WAN; without encryption that table is absent.
+ *
  * The CLC sends the whole peer list on every poll (ConfigureTunnels); the
  * CC keeps it in cc.db (tunnel_peers) and changes the kernel only where
  * the list changed: entries of peers gone are deleted, the others
@@ -23,6 +28,7 @@
 #define KOALA_CC_TUNNEL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "error.h"
 
@@ -31,11 +37,17 @@ struct cc_req;
 struct db;
 
 #define CC_TUNNEL_DEV "kvx0"
+#define CC_TUNNEL_TABLE "koala_cc_tunnel"
 #define CC_TUNNEL_VNI 1
 #define CC_TUNNEL_PORT 4789
 #define CC_TUNNEL_MAX_PEERS 64
 /* VXLAN over IPv4: 14 (inner Ethernet) + 8 (VXLAN) + 8 (UDP) + 20 (IP). */
 #define CC_TUNNEL_OVERHEAD 50
+/* What DHCP hands guests of a cluster with tunnels: below kvx0's MTU
+ * encrypted or not (1450, 1406). */
+#define CC_TUNNEL_GUEST_MTU 1400
+/* The only cipher of the encrypting relay (tunnel_crypt.h). */
+#define TUNNEL_CIPHER "aes-256-gcm"
 
 struct cc_tunnel_peer {
     char zone[64];
@@ -52,11 +64,12 @@ int cc_tunnel_peer_check(const struct cc *cc, const struct cc_tunnel_peer *p,
 /* kvx0's MAC for the router at ip (dotted): 02:6b:a:b:c:d into out[18]. */
 void cc_tunnel_mac(const char *router_ip, char out[18]);
 
-/* Replaces the stored peer list with peers[0..n) and brings the kernel in
- * line (only what changed).  The CC must have a tunnel_address. */
+/* Replaces the stored peer list with peers[0..n) and the secret (NULL:
+ * not encrypted; else TUNNEL_SECRET_BYTES) and brings the kernel and the
+ * relay in line (only what changed).  The CC must have a tunnel_address. */
 int cc_tunnel_configure(struct cc *cc, struct db *db,
                         const struct cc_tunnel_peer *peers, size_t n,
-                        struct koala_error **err);
+                        const uint8_t *secret, struct koala_error **err);
 
 /* At start: kvx0 and the stored peers' entries (no-op without a
  * tunnel_address). */

@@ -59,7 +59,7 @@ struct clc *clc_new(const struct clc_options *opt, struct koala_error **err)
         error_set(err, ENOMEM, NULL, "out of memory");
         goto fail;
     }
-    if (clc_vpc_init(clc, err) < 0)
+    if (clc_vpc_init(clc, err) < 0 || clc_tunnels_init(clc, err) < 0)
         goto fail;
     clc->db = clc_open_db(opt->data_dir, 64, err);
     if (clc->db == NULL)

@@ -45,6 +45,7 @@ struct clc_options {
     unsigned poll_interval_ms;
     unsigned pending_timeout_s;
     const char *default_vpc_cidr; /* NULL: 10.96.0.0/12 */
+    bool tunnel_encryption; /* seal the tunnels between clusters */
 };
 
 struct clc {
@@ -63,6 +64,9 @@ struct clc {
      * (metadata_options.c): one at a time each, so pushes stay in order. */
     struct claims *md_pushing;
     struct http_client_tls tls; /* to CCs and Walrus (strings in opt) */
+    /* The cloud's tunnel secret (data_dir/tunnel.key), when the tunnels
+     * are encrypted (tunnels.c). */
+    unsigned char tunnel_secret[32];
     pthread_t poller;
     pthread_mutex_t poll_mu;
     pthread_cond_t poll_cv;
@@ -409,6 +413,8 @@ void clc_md_push(struct clc *clc, struct db *db);
 /* Sends each ENABLED cluster the list of its tunnel peers and records its
  * own (tunnels.c); from the poller. */
 void clc_tunnels_push(struct clc *clc, struct db *db);
+/* With opt.tunnel_encryption: reads data_dir/tunnel.key, made at first. */
+int clc_tunnels_init(struct clc *clc, struct koala_error **err);
 /* The same, from the launch pool, off the caller's request. */
 void clc_md_kick(struct clc *clc);
 

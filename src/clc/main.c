@@ -27,6 +27,7 @@ static const char *const keys[] = {
     "pending_timeout",
     "log_level",
     "default_vpc_cidr",
+    "tunnel_encryption",
     NULL,
 };
 
@@ -49,6 +50,8 @@ static const struct daemon_spec spec = {
     "  --pending-timeout S         pending longer ends terminated (300)\n"
     "  --default-vpc-cidr CIDR     every default VPC's network, sliced\n"
     "                              per zone (10.96.0.0/12)\n"
+    "  --tunnel-encryption BOOL    seal the tunnels between clusters'\n"
+    "                              routers (false)\n"
     "  --log-level SPEC            \"info\", \"info,clc=debug\" ...\n",
 };
 
@@ -85,7 +88,9 @@ int main(int argc, char **argv)
     if (config_get_int(cfg, "clc", "poll_interval_ms", 2000, &poll_ms, &err) <
             0 ||
         config_get_int(cfg, "clc", "pending_timeout", 300, &pending_s, &err) <
-            0) {
+            0 ||
+        config_get_bool(cfg, "clc", "tunnel_encryption", false,
+                        &opt.tunnel_encryption, &err) < 0) {
         fprintf(stderr, "koala-clc: %s\n", error_message(err));
         error_free(err);
         free(api_addr);

@@ -11,12 +11,24 @@
  * poll, has the right list after the next one.  A cluster's row stays
  * while it is registered, whatever its state, so a peer that is down is
  * not dropped from the others' tables (its instances come back with it).
+ *
+ * With tunnel_encryption the message also carries the cloud's tunnel
+ * secret (32 random bytes made once, data_dir/tunnel.key, mode 0600),
+ * from which each router's relay derives its keys (src/cc/tunnel_crypt.h);
+ * it travels only over the CCs' mutual TLS.
  */
 #define LOG_MODULE "clc"
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include "clc.h"
 #include "log.h"
@@ -140,6 +152,14 @@ static int push_one(void *ctx, const struct service *s)
         xml_text_element(w, "router", r->router);
         xml_end(w);
     }
+    if (t->clc->opt.tunnel_encryption) {
+        char hex[2 * sizeof(t->clc->tunnel_secret) + 1];
+        for (size_t i = 0; i < sizeof(t->clc->tunnel_secret); i++)
+            snprintf(hex + 2 * i, 3, "%02x", t->clc->tunnel_secret[i]);
+        xml_text_element(w, "encryption", "aes-256-gcm");
+        xml_text_element(w, "secret", hex);
+        OPENSSL_cleanse(hex, sizeof(hex));
+    }
     size_t len;
     char *rq = soap_finish(w, &len);
     if (soap_call(c, "ConfigureTunnels", rq, len, &doc, &body, &err) == 0)
@@ -171,4 +191,65 @@ void clc_tunnels_push(struct clc *clc, struct db *db)
         error_free(err);
     }
     free(t);
+}
+
+/* ---- the secret ---- */
+
+static int read_secret(const char *path, unsigned char out[32],
+                       struct koala_error **err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1; /* errno: ENOENT makes one */
+    char hex[65] = "";
+    ssize_t n = read(fd, hex, 64);
+    close(fd);
+    for (size_t i = 0; n == 64 && i < 32; i++) {
+        unsigned v;
+        if (sscanf(hex + 2 * i, "%2x", &v) != 1) {
+            n = 0;
+            break;
+        }
+        out[i] = (unsigned char)v;
+    }
+    OPENSSL_cleanse(hex, sizeof(hex));
+    if (n != 64) {
+        errno = EINVAL;
+        return error_set(err, EINVAL, NULL,
+                         "%s: not 64 hex digits (the tunnel secret)", path);
+    }
+    return 0;
+}
+
+int clc_tunnels_init(struct clc *clc, struct koala_error **err)
+{
+    if (!clc->opt.tunnel_encryption)
+        return 0;
+    _cleanup_free_ char *path = NULL, *tmp = NULL;
+    if (asprintf(&path, "%s/tunnel.key", clc->data_dir) < 0 ||
+        asprintf(&tmp, "%s/tunnel.key.tmp", clc->data_dir) < 0)
+        return error_set(err, ENOMEM, NULL, "out of memory");
+    if (mkdir(clc->data_dir, 0700) < 0 && errno != EEXIST)
+        return error_set_errno(err, "data directory %s", clc->data_dir);
+    if (read_secret(path, clc->tunnel_secret, err) == 0)
+        return 0;
+    if (errno != ENOENT)
+        return *err ? -1 : error_set_errno(err, "reading %s", path);
+    /* A new one, written whole before it takes the name. */
+    char hex[65];
+    if (RAND_bytes(clc->tunnel_secret, sizeof(clc->tunnel_secret)) != 1)
+        return error_set(err, EIO, NULL, "no random bytes for the secret");
+    for (size_t i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", clc->tunnel_secret[i]);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 && write(fd, hex, 64) == 64 && fsync(fd) == 0;
+    if (fd >= 0)
+        close(fd);
+    OPENSSL_cleanse(hex, sizeof(hex));
+    if (!ok || rename(tmp, path) < 0) {
+        unlink(tmp);
+        return error_set_errno(err, "writing %s", path);
+    }
+    log_info("tunnels: a new tunnel secret in %s", path);
+    return 0;
 }

@@ -17,6 +17,7 @@ Every process is started here (cloud.py, zones.py) and stopped by its
 PID; what the guests start runs inside them.
 """
 import json
+import re
 import signal
 import time
 
@@ -26,7 +27,7 @@ from cloud import IMAGES
 from conftest import sh, wait_until
 from soapclient import SoapClient, SoapFault
 from test_compute import guest_page, wait_state
-from zones import ZonesCloud
+from zones import Capture, ZonesCloud
 
 CC_NS = "urn:koala:cc"
 
@@ -82,6 +83,11 @@ def tunnel_state(cloud, zone):
                "show", "dev", "kvx0").stdout)
 
 
+def ns_nft(cloud, zone):
+    return sh("ip", "netns", "exec", cloud.zone_ns[zone], "nft", "list",
+              "ruleset").stdout
+
+
 def wan_packets(cloud, zone):
     """VXLAN bytes the zone's router sent (kvx0's transmit counter)."""
     out = ns_ip(cloud, zone, "-s", "-j", "link", "show", "dev", "kvx0")
@@ -97,6 +103,8 @@ def test_routers_are_given_their_peers(cloud):
         assert "nolearning" in link
         assert f"local {cloud.tunnel_address(zone)}" in link
         assert "mtu 1450" in link
+        # not sealed: no relay table
+        assert "koala_cc_tunnel" not in ns_nft(cloud, zone)
         peer_router = cloud.subnet(peer).replace("0.0/16", "0.1")
         a, b, c, d = (int(x) for x in peer_router.split("."))
         mac = f"02:6b:{a:02x}:{b:02x}:{c:02x}:{d:02x}"
@@ -110,13 +118,18 @@ def test_routers_are_given_their_peers(cloud):
 def test_guests_reach_each_other_across_the_tunnel(cloud, guests):
     (ia, ipa), (ib, ipb) = guests["zone-a"], guests["zone-b"]
     for ip in (ipa, ipb):
+        # by DHCP: below kvx0's, with room for the seal of encryption
         r = cloud.guest_run(ip, "cat /sys/class/net/eth0/mtu")
-        assert r.output.strip() == "1450", r
+        assert r.output.strip() == "1400", r
     before = wan_packets(cloud, "zone-a")
-    r = cloud.guest_run(ipa, f"wget -q -O - http://{ipb}:8080/ && "
-                             f"ping -c 2 -W 2 {ipb}")
+    with Capture(cloud.wan_ns, "to-z0") as cap:
+        r = cloud.guest_run(ipa, f"wget -q -O - http://{ipb}:8080/ && "
+                                 f"ping -c 2 -W 2 {ipb}")
     assert r.returncode == 0, r.output
     assert ib in r.output and "2 packets received" in r.output
+    # unencrypted: VXLAN on the WAN, the page readable there
+    assert cap.udp_ports().get(4789, 0) >= 4
+    assert any(ib.encode() in f for f in cap.frames)
     r = cloud.guest_run(ipb, f"ping -c 2 -W 2 {ipa}")
     assert r.returncode == 0 and "2 packets received" in r.output, r.output
     # 256 KiB each way over TCP, in full-sized segments: a file the one
@@ -176,3 +189,96 @@ def test_router_restart_restores_the_tunnel_from_its_database(cloud, guests):
     finally:
         cloud.daemons["clc"].start()
     cloud.wait_enabled()
+
+
+# ---- sealed tunnels ----
+
+@pytest.fixture(scope="module")
+def sealed(tmp_path_factory, cloud, guests):
+    """A second two-zone cloud, its CLC with --tunnel-encryption, one
+    guest per zone (after the plain cloud's tests, which it outlives)."""
+    c = ZonesCloud(tmp_path_factory.mktemp("sealed"), encrypt=True).start()
+    try:
+        c.ami, c.aki, c.ari = c.upload_images()
+        ec2 = c.ec2()
+        ids = {}
+        for zone in c.zones:
+            r = ec2.run_instances(ImageId=c.ami, MinCount=1, MaxCount=1,
+                                  InstanceType="t1.micro",
+                                  Placement={"AvailabilityZone": zone})
+            ids[zone] = r["Instances"][0]["InstanceId"]
+        got = wait_state(ec2, list(ids.values()), "running")
+        c.guests = {}
+        for zone, iid in ids.items():
+            ip = got[iid]["PrivateIpAddress"]
+            guest_page(c, ip, iid)
+            c.guests[zone] = (iid, ip)
+        yield c
+    finally:
+        rcs = c.stop()
+    assert all(rc == 0 for rc in rcs.values()), rcs
+
+
+def test_sealed_tunnel_carries_only_ciphertext(sealed):
+    c = sealed
+    (ia, ipa), (ib, ipb) = c.guests["zone-a"], c.guests["zone-b"]
+    c.wait_tunnels()
+    for zone in c.zones:
+        (peer,) = [z for z in c.zones if z != zone]
+        link, routes, neigh, fdb = tunnel_state(c, zone)
+        assert "mtu 1406" in link
+        # the relay's table: kvx0's packets to the peer go to the relay
+        rules = ns_nft(c, zone)
+        assert re.search(rf"elements = {{ {c.tunnel_address(peer)} : \d+ }}",
+                         rules), rules
+        assert f"dnat to {c.tunnel_address(zone)}:ip daddr map @relay" \
+            in rules
+    key = (c.dir / "clc" / "tunnel.key")
+    assert key.stat().st_mode & 0o777 == 0o600
+    r = c.guest_run(ipa, "cat /sys/class/net/eth0/mtu")
+    assert r.output.strip() == "1400"
+    with Capture(c.wan_ns, "to-z0") as cap:
+        r = c.guest_run(ipa, f"wget -q -O - http://{ipb}:8080/ && "
+                             f"ping -c 2 -W 2 {ipb}")
+    assert r.returncode == 0, r.output
+    assert ib in r.output and "2 packets received" in r.output
+    ports = cap.udp_ports()
+    assert ports.get(4790, 0) >= 4 and 4789 not in ports, ports
+    # the page (with B's id and address) crossed the WAN, but not readable
+    assert not any(ib.encode() in f or ipb.encode() in f for f in cap.frames)
+    # nothing reaches a sealed router's VXLAN from the WAN in the clear:
+    # a VXLAN packet for VNI 1 sent to zone-b's router is counted, dropped
+    def dropped():
+        m = re.search(r'iifname != "lo" udp dport 4789 counter packets (\d+)',
+                      ns_nft(c, "zone-b"))
+        return int(m.group(1))
+    # (sent by a WAN host of the test's: 192.0.2.250 on the WAN's bridge)
+    before = dropped()
+    sh("ip", "-n", c.wan_ns, "addr", "add", "192.0.2.250/24", "dev", "wan0")
+    try:
+        sh("ip", "netns", "exec", c.wan_ns, "/usr/bin/python3", "-c",
+           "import socket; s = socket.socket(socket.AF_INET, "
+           "socket.SOCK_DGRAM); s.sendto(bytes.fromhex('0800000000000100')"
+           f" + bytes(60), ('{c.tunnel_address('zone-b')}', 4789))")
+        assert wait_until(lambda: dropped() > before, timeout=5)
+    finally:
+        sh("ip", "-n", c.wan_ns, "addr", "del", "192.0.2.250/24", "dev",
+           "wan0")
+
+
+def test_sealed_tunnel_bulk_and_restart(sealed):
+    c = sealed
+    (ia, ipa), (ib, ipb) = c.guests["zone-a"], c.guests["zone-b"]
+    r = c.guest_run(ipb, "dd if=/dev/urandom of=/www/big bs=1024 "
+                         "count=512 2>/dev/null; md5sum < /www/big")
+    want = r.output.split()[0]
+    r = c.guest_run(ipa, f"wget -q -O - http://{ipb}:8080/big | md5sum")
+    assert r.returncode == 0 and r.output.split()[0] == want, r
+    # the relay is koala-cc's: killed, the tunnel stalls; restarted, it
+    # comes back from the CC's database (new session, same secret)
+    assert c.daemons["cc-zone-a"].stop(signal.SIGKILL) == -signal.SIGKILL
+    r = c.guest_run(ipa, f"ping -c 1 -W 2 {ipb}")
+    assert r.returncode != 0
+    c.start_cc("zone-a")
+    r = c.guest_run(ipa, f"wget -q -O - http://{ipb}:8080/big | md5sum")
+    assert r.returncode == 0 and r.output.split()[0] == want, r

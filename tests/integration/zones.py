@@ -10,6 +10,8 @@ theirs).
 Everything else is cloud.Cloud's: the same daemons, started and stopped
 by PID, the namespaces deleted by stop().
 """
+import subprocess
+import sys
 import time
 
 from cloud import CC_BIN, REGION, Cloud, GuestRun, GuestUnreachable  # noqa
@@ -18,8 +20,9 @@ from conftest import Netns, free_port, sh, KOALA_BIN
 
 class ZonesCloud(Cloud):
     def __init__(self, base, zones=("zone-a", "zone-b"), nodes_per_zone=1,
-                 tunnels=True, **kw):
+                 tunnels=True, encrypt=False, **kw):
         super().__init__(base, n_nodes=0, cluster=zones[0], **kw)
+        self.encrypt = encrypt
         self.zones = list(zones)
         self.nodes_per_zone = nodes_per_zone
         self.tunnels = tunnels
@@ -93,6 +96,11 @@ class ZonesCloud(Cloud):
         self.wait_enabled()
         return self
 
+    def _daemon(self, name, argv, port):
+        if name == "clc" and self.encrypt:
+            argv = argv + ["--tunnel-encryption", "true"]
+        return super()._daemon(name, argv, port)
+
     def start_cc(self, zone):
         cert, key = self.certs("cluster", zone)
         icert, ikey = self.certs("identity", zone)
@@ -151,3 +159,57 @@ class ZonesCloud(Cloud):
             if time.monotonic() > deadline:
                 raise AssertionError(f"no tunnel routes for {missing}")
             time.sleep(0.2)
+
+
+SNIFFER = """
+import socket, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.bind((sys.argv[1], 0))
+s.settimeout(0.2)
+print("ready", flush=True)
+end = time.monotonic() + float(sys.argv[2])
+out = sys.stdout.buffer
+while time.monotonic() < end:
+    try:
+        frame = s.recv(65535)
+    except socket.timeout:
+        continue
+    out.write(len(frame).to_bytes(4, "big") + frame)
+    out.flush()
+"""
+
+
+class Capture:
+    """Every frame seen on ifname in namespace ns for up to seconds (an
+    AF_PACKET socket in a python3 started there): `with Capture(...) as c:
+    ...` then c.frames."""
+
+    def __init__(self, ns, ifname, seconds=20):
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", SNIFFER,
+             ifname, str(seconds)], stdout=subprocess.PIPE)
+        assert self.proc.stdout.readline().strip() == b"ready"
+        self.frames = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        data, _ = self.proc.communicate(timeout=30)
+        while len(data) >= 4:
+            n = int.from_bytes(data[:4], "big")
+            self.frames.append(data[4:4 + n])
+            data = data[4 + n:]
+        return False
+
+    def udp_ports(self):
+        """{destination UDP port: frames} of the IPv4 frames seen."""
+        ports = {}
+        for f in self.frames:
+            if len(f) < 42 or f[12:14] != b"\x08\x00" or f[23] != 17:
+                continue
+            ihl = (f[14] & 15) * 4
+            port = int.from_bytes(f[14 + ihl + 2:14 + ihl + 4], "big")
+            ports[port] = ports.get(port, 0) + 1
+        return ports

@@ -1,0 +1,519 @@
+/* tunnel_crypt.c: the sealing of tunnel packets and the relay that
+ * carries them between routers (see tunnel_crypt.h). */
+#define LOG_MODULE "cc"
+#include "tunnel_crypt.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include "cc.h"
+#include "log.h"
+#include "tunnel.h"
+
+/* ---- sealing ---- */
+
+static const char KDF_LABEL[] = "koala-tunnel-1";
+
+void tunnel_direction_key(const uint8_t secret[TUNNEL_SECRET_BYTES],
+                          const char *src, const char *dst, uint8_t out[32])
+{
+    uint8_t msg[sizeof(KDF_LABEL) + 2 * 16];
+    size_t n = 0;
+    memcpy(msg, KDF_LABEL, sizeof(KDF_LABEL)); /* with its NUL */
+    n += sizeof(KDF_LABEL);
+    size_t ls = strnlen(src, 15) + 1, ld = strnlen(dst, 15) + 1;
+    memcpy(msg + n, src, ls - 1);
+    msg[n + ls - 1] = 0;
+    n += ls;
+    memcpy(msg + n, dst, ld - 1);
+    msg[n + ld - 1] = 0;
+    n += ld;
+    unsigned len = 32;
+    HMAC(EVP_sha256(), secret, TUNNEL_SECRET_BYTES, msg, n, out, &len);
+}
+
+void tunnel_session_key(const uint8_t dir_key[32],
+                        const uint8_t session[TUNNEL_SESSION_BYTES],
+                        uint8_t out[32])
+{
+    unsigned len = 32;
+    HMAC(EVP_sha256(), dir_key, 32, session, TUNNEL_SESSION_BYTES, out, &len);
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static void nonce_of(uint64_t counter, uint8_t iv[12])
+{
+    memset(iv, 0, 4);
+    put_be64(iv + 4, counter);
+}
+
+size_t tunnel_seal(const uint8_t session_key[32],
+                   const uint8_t session[TUNNEL_SESSION_BYTES],
+                   uint64_t counter, const uint8_t *in, size_t len,
+                   uint8_t *out)
+{
+    out[0] = 'K';
+    out[1] = 'T';
+    out[2] = 1;
+    out[3] = 0;
+    memcpy(out + 4, session, TUNNEL_SESSION_BYTES);
+    put_be64(out + 4 + TUNNEL_SESSION_BYTES, counter);
+    uint8_t iv[12];
+    nonce_of(counter, iv);
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    int n = 0, fin = 0;
+    size_t rc = 0;
+    if (ctx && len <= TUNNEL_MAX_PACKET &&
+        EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, session_key, iv) ==
+            1 &&
+        EVP_EncryptUpdate(ctx, NULL, &n, out, TUNNEL_HEADER_BYTES) == 1 &&
+        EVP_EncryptUpdate(ctx, out + TUNNEL_HEADER_BYTES, &n, in, (int)len) ==
+            1 &&
+        EVP_EncryptFinal_ex(ctx, out + TUNNEL_HEADER_BYTES + n, &fin) == 1 &&
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, TUNNEL_TAG_BYTES,
+                            out + TUNNEL_HEADER_BYTES + len) == 1)
+        rc = len + TUNNEL_SEAL_OVERHEAD;
+    EVP_CIPHER_CTX_free(ctx);
+    return rc;
+}
+
+bool tunnel_peek(const uint8_t *in, size_t len,
+                 uint8_t session[TUNNEL_SESSION_BYTES], uint64_t *counter)
+{
+    if (len < TUNNEL_SEAL_OVERHEAD || in[0] != 'K' || in[1] != 'T' ||
+        in[2] != 1 || in[3] != 0)
+        return false;
+    memcpy(session, in + 4, TUNNEL_SESSION_BYTES);
+    *counter = get_be64(in + 4 + TUNNEL_SESSION_BYTES);
+    return true;
+}
+
+long tunnel_open(const uint8_t session_key[32], const uint8_t *in, size_t len,
+                 uint8_t *out)
+{
+    uint8_t session[TUNNEL_SESSION_BYTES];
+    uint64_t counter;
+    if (!tunnel_peek(in, len, session, &counter) ||
+        len - TUNNEL_SEAL_OVERHEAD > TUNNEL_MAX_PACKET)
+        return -1;
+    size_t body = len - TUNNEL_SEAL_OVERHEAD;
+    uint8_t iv[12], tag[TUNNEL_TAG_BYTES];
+    nonce_of(counter, iv);
+    memcpy(tag, in + TUNNEL_HEADER_BYTES + body, TUNNEL_TAG_BYTES);
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    int n = 0, fin = 0;
+    long rc = -1;
+    if (ctx &&
+        EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, session_key, iv) ==
+            1 &&
+        EVP_DecryptUpdate(ctx, NULL, &n, in, TUNNEL_HEADER_BYTES) == 1 &&
+        EVP_DecryptUpdate(ctx, out, &n, in + TUNNEL_HEADER_BYTES, (int)body) ==
+            1 &&
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TUNNEL_TAG_BYTES, tag) ==
+            1 &&
+        EVP_DecryptFinal_ex(ctx, out + n, &fin) == 1)
+        rc = (long)body;
+    EVP_CIPHER_CTX_free(ctx);
+    return rc;
+}
+
+bool tunnel_window_accept(struct tunnel_window *w, uint64_t counter)
+{
+    if (counter == 0)
+        return false;
+    if (counter > w->top) {
+        uint64_t shift = counter - w->top;
+        w->seen = shift >= 64 ? 0 : w->seen << shift;
+        w->seen |= 1;
+        w->top = counter;
+        return true;
+    }
+    uint64_t back = w->top - counter;
+    if (back >= 64 || (w->seen >> back) & 1)
+        return false;
+    w->seen |= (uint64_t)1 << back;
+    return true;
+}
+
+/* ---- the relay ---- */
+
+struct rx_session {
+    bool used;
+    uint8_t id[TUNNEL_SESSION_BYTES];
+    uint8_t key[32];
+    struct tunnel_window window;
+};
+
+struct relay_peer {
+    char address[16];
+    struct sockaddr_in wan; /* its relay */
+    int inner_fd;
+    uint16_t inner_port;
+    uint8_t tx_key[32];     /* this relay's session toward it */
+    uint8_t rx_dir_key[32]; /* K(it -> us) */
+    struct rx_session rx[2];
+    unsigned rx_next;
+};
+
+struct tunnel_relay {
+    pthread_t thread;
+    bool started;
+    int wake[2];
+    int wan_fd;
+    char local[16];
+    char *netns;
+    pthread_mutex_t mu; /* everything below; never held across poll() */
+    struct relay_peer *peers;
+    size_t n;
+    uint8_t secret[TUNNEL_SECRET_BYTES];
+    bool have_secret;
+    uint8_t session[TUNNEL_SESSION_BYTES];
+    uint64_t counter; /* shared by all peers: no (key, nonce) repeats even
+                         when a peer leaves and comes back */
+    bool stop;
+    atomic_uint_fast64_t sealed, opened, dropped_auth, dropped_replay,
+        dropped_unknown;
+};
+
+static struct relay_peer *peer_by_fd(struct tunnel_relay *r, int fd)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (r->peers[i].inner_fd == fd)
+            return &r->peers[i];
+    return NULL;
+}
+
+static struct relay_peer *peer_by_addr(struct tunnel_relay *r,
+                                       const struct sockaddr_in *sa)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (r->peers[i].wan.sin_addr.s_addr == sa->sin_addr.s_addr &&
+            r->peers[i].wan.sin_port == sa->sin_port)
+            return &r->peers[i];
+    return NULL;
+}
+
+/* From the kernel's kvx0 toward a peer. */
+static void outbound(struct tunnel_relay *r, int fd, uint8_t *in,
+                     uint8_t *out)
+{
+    ssize_t len = recv(fd, in, TUNNEL_MAX_PACKET, MSG_DONTWAIT);
+    if (len <= 0)
+        return;
+    pthread_mutex_lock(&r->mu);
+    struct relay_peer *p = peer_by_fd(r, fd);
+    size_t sealed = 0;
+    struct sockaddr_in to;
+    if (p && r->have_secret) {
+        sealed = tunnel_seal(p->tx_key, r->session, ++r->counter, in,
+                             (size_t)len, out);
+        to = p->wan;
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (sealed &&
+        sendto(r->wan_fd, out, sealed, MSG_DONTWAIT, (struct sockaddr *)&to,
+               sizeof(to)) > 0)
+        atomic_fetch_add(&r->sealed, 1);
+}
+
+/* From a peer's relay toward the kernel's kvx0. */
+static void inbound(struct tunnel_relay *r, uint8_t *in, uint8_t *out)
+{
+    struct sockaddr_in from;
+    socklen_t fl = sizeof(from);
+    ssize_t len = recvfrom(r->wan_fd, in, TUNNEL_MAX_PACKET + 64,
+                           MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
+    if (len <= 0)
+        return;
+    uint8_t session[TUNNEL_SESSION_BYTES];
+    uint64_t counter;
+    pthread_mutex_lock(&r->mu);
+    struct relay_peer *p = peer_by_addr(r, &from);
+    if (p == NULL || !r->have_secret ||
+        !tunnel_peek(in, (size_t)len, session, &counter)) {
+        pthread_mutex_unlock(&r->mu);
+        atomic_fetch_add(&r->dropped_unknown, 1);
+        return;
+    }
+    struct rx_session *s = NULL, fresh = {.used = true};
+    for (int i = 0; i < 2; i++)
+        if (p->rx[i].used && memcmp(p->rx[i].id, session, sizeof(session)) == 0)
+            s = &p->rx[i];
+    if (s == NULL) {
+        memcpy(fresh.id, session, sizeof(session));
+        tunnel_session_key(p->rx_dir_key, session, fresh.key);
+    }
+    long plain = tunnel_open(s ? s->key : fresh.key, in, (size_t)len, out);
+    bool ok = false;
+    if (plain < 0) {
+        atomic_fetch_add(&r->dropped_auth, 1);
+    } else {
+        if (s == NULL) { /* an authentic new session: keep it */
+            s = &p->rx[p->rx_next];
+            p->rx_next ^= 1;
+            *s = fresh;
+        }
+        ok = tunnel_window_accept(&s->window, counter);
+        if (!ok)
+            atomic_fetch_add(&r->dropped_replay, 1);
+    }
+    int fd = p->inner_fd;
+    pthread_mutex_unlock(&r->mu);
+    OPENSSL_cleanse(&fresh, sizeof(fresh));
+    if (!ok)
+        return;
+    struct sockaddr_in vx = {.sin_family = AF_INET,
+                             .sin_port = htons(CC_TUNNEL_PORT)};
+    inet_pton(AF_INET, r->local, &vx.sin_addr);
+    if (sendto(fd, out, (size_t)plain, MSG_DONTWAIT, (struct sockaddr *)&vx,
+               sizeof(vx)) > 0)
+        atomic_fetch_add(&r->opened, 1);
+}
+
+static void *relay_main(void *arg)
+{
+    struct tunnel_relay *r = arg;
+    uint8_t *in = malloc(TUNNEL_MAX_PACKET + 64);
+    uint8_t *out = malloc(TUNNEL_MAX_PACKET + 2 * TUNNEL_SEAL_OVERHEAD);
+    struct pollfd *fds = calloc(2 + CC_TUNNEL_MAX_PEERS, sizeof(*fds));
+    if (in == NULL || out == NULL || fds == NULL) {
+        log_error("tunnel relay: out of memory");
+        goto out;
+    }
+    for (;;) {
+        pthread_mutex_lock(&r->mu);
+        if (r->stop) {
+            pthread_mutex_unlock(&r->mu);
+            break;
+        }
+        size_t n = 0;
+        fds[n++] = (struct pollfd){.fd = r->wake[0], .events = POLLIN};
+        fds[n++] = (struct pollfd){.fd = r->wan_fd, .events = POLLIN};
+        for (size_t i = 0; i < r->n; i++)
+            fds[n++] = (struct pollfd){.fd = r->peers[i].inner_fd,
+                                       .events = POLLIN};
+        pthread_mutex_unlock(&r->mu);
+        if (poll(fds, n, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            log_error("tunnel relay: poll: %s", strerror(errno));
+            break;
+        }
+        if (fds[0].revents) {
+            char drain[64];
+            while (read(r->wake[0], drain, sizeof(drain)) > 0)
+                ;
+            continue; /* the peers may have changed: poll them anew */
+        }
+        if (fds[1].revents & POLLIN)
+            for (int burst = 0; burst < 64; burst++)
+                inbound(r, in, out);
+        for (size_t i = 2; i < n; i++)
+            if (fds[i].revents & POLLIN)
+                for (int burst = 0; burst < 64; burst++)
+                    outbound(r, fds[i].fd, in, out);
+    }
+out:
+    free(in);
+    free(out);
+    free(fds);
+    return NULL;
+}
+
+static void wake(struct tunnel_relay *r)
+{
+    ssize_t w = write(r->wake[1], "x", 1);
+    (void)w;
+}
+
+struct tunnel_relay *tunnel_relay_start(const char *netns, const char *local,
+                                        struct koala_error **err)
+{
+    struct tunnel_relay *r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        error_set(err, ENOMEM, NULL, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&r->mu, NULL);
+    r->wake[0] = r->wake[1] = r->wan_fd = -1;
+    snprintf(r->local, sizeof(r->local), "%s", local);
+    r->netns = netns ? strdup(netns) : NULL;
+    if (pipe2(r->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
+        error_set_errno(err, "pipe");
+        goto fail;
+    }
+    r->wan_fd = proc_socket_in(netns, SOCK_DGRAM, local, TUNNEL_RELAY_PORT,
+                               err);
+    if (r->wan_fd < 0 || RAND_bytes(r->session, sizeof(r->session)) != 1)
+        goto fail;
+    if (pthread_create(&r->thread, NULL, relay_main, r) != 0) {
+        error_set(err, EAGAIN, NULL, "cannot start the tunnel relay");
+        goto fail;
+    }
+    r->started = true;
+    log_info("tunnels: encrypting relay on %s:%d", local, TUNNEL_RELAY_PORT);
+    return r;
+fail:
+    tunnel_relay_free(r);
+    return NULL;
+}
+
+int tunnel_relay_set(struct tunnel_relay *r,
+                     const uint8_t secret[TUNNEL_SECRET_BYTES],
+                     struct tunnel_relay_peer *peers, size_t n,
+                     struct koala_error **err)
+{
+    struct relay_peer *next = calloc(n ? n : 1, sizeof(*next));
+    if (next == NULL)
+        return error_set(err, ENOMEM, NULL, "out of memory");
+    pthread_mutex_lock(&r->mu);
+    bool rekey = !r->have_secret ||
+                 CRYPTO_memcmp(r->secret, secret, TUNNEL_SECRET_BYTES) != 0;
+    if (rekey) {
+        memcpy(r->secret, secret, TUNNEL_SECRET_BYTES);
+        r->have_secret = true;
+        if (RAND_bytes(r->session, sizeof(r->session)) != 1) {
+            pthread_mutex_unlock(&r->mu);
+            free(next);
+            return error_set(err, EIO, NULL, "no random bytes");
+        }
+    }
+    size_t made = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        struct relay_peer *p = &next[i];
+        struct relay_peer *old = NULL;
+        for (size_t j = 0; j < r->n; j++)
+            if (strcmp(r->peers[j].address, peers[i].address) == 0)
+                old = &r->peers[j];
+        if (old) {
+            *p = *old;
+            old->inner_fd = -1; /* moved */
+            if (rekey)
+                memset(p->rx, 0, sizeof(p->rx));
+        } else {
+            snprintf(p->address, sizeof(p->address), "%s", peers[i].address);
+            p->wan.sin_family = AF_INET;
+            p->wan.sin_port = htons(TUNNEL_RELAY_PORT);
+            if (inet_pton(AF_INET, p->address, &p->wan.sin_addr) != 1) {
+                rc = error_set(err, EINVAL, "InvalidParameterValue",
+                               "peer address %s", p->address);
+                break;
+            }
+            p->inner_fd = proc_socket_in(r->netns, SOCK_DGRAM, r->local, 0, err);
+            struct sockaddr_in sa;
+            socklen_t sl = sizeof(sa);
+            if (p->inner_fd < 0 ||
+                getsockname(p->inner_fd, (struct sockaddr *)&sa, &sl) < 0) {
+                if (p->inner_fd >= 0)
+                    error_set_errno(err, "tunnel relay socket");
+                rc = -1;
+                break;
+            }
+            p->inner_port = ntohs(sa.sin_port);
+        }
+        made++;
+        uint8_t dir[32];
+        tunnel_direction_key(secret, r->local, p->address, dir);
+        tunnel_session_key(dir, r->session, p->tx_key);
+        tunnel_direction_key(secret, p->address, r->local, p->rx_dir_key);
+        OPENSSL_cleanse(dir, sizeof(dir));
+        peers[i].inner_port = p->inner_port;
+    }
+    if (rc < 0) { /* undo: the old table stays as it was */
+        for (size_t i = 0; i < made; i++) {
+            struct relay_peer *p = &next[i];
+            bool moved = false;
+            for (size_t j = 0; j < r->n; j++)
+                if (strcmp(r->peers[j].address, p->address) == 0 &&
+                    r->peers[j].inner_fd == -1) {
+                    r->peers[j].inner_fd = p->inner_fd;
+                    moved = true;
+                }
+            if (!moved && p->inner_fd >= 0)
+                close(p->inner_fd);
+        }
+        if (next[made].inner_fd > 0)
+            close(next[made].inner_fd);
+        OPENSSL_cleanse(next, n * sizeof(*next));
+        free(next);
+        pthread_mutex_unlock(&r->mu);
+        return -1;
+    }
+    for (size_t j = 0; j < r->n; j++)
+        if (r->peers[j].inner_fd >= 0)
+            close(r->peers[j].inner_fd);
+    if (r->peers)
+        OPENSSL_cleanse(r->peers, r->n * sizeof(*r->peers));
+    free(r->peers);
+    r->peers = next;
+    r->n = n;
+    pthread_mutex_unlock(&r->mu);
+    wake(r);
+    return 0;
+}
+
+void tunnel_relay_stats(struct tunnel_relay *r, struct tunnel_relay_stats *out)
+{
+    out->sealed = atomic_load(&r->sealed);
+    out->opened = atomic_load(&r->opened);
+    out->dropped_auth = atomic_load(&r->dropped_auth);
+    out->dropped_replay = atomic_load(&r->dropped_replay);
+    out->dropped_unknown = atomic_load(&r->dropped_unknown);
+}
+
+void tunnel_relay_free(struct tunnel_relay *r)
+{
+    if (r == NULL)
+        return;
+    if (r->started) {
+        pthread_mutex_lock(&r->mu);
+        r->stop = true;
+        pthread_mutex_unlock(&r->mu);
+        wake(r);
+        pthread_join(r->thread, NULL);
+    }
+    for (size_t j = 0; j < r->n; j++)
+        if (r->peers[j].inner_fd >= 0)
+            close(r->peers[j].inner_fd);
+    if (r->peers)
+        OPENSSL_cleanse(r->peers, r->n * sizeof(*r->peers));
+    free(r->peers);
+    OPENSSL_cleanse(r->secret, sizeof(r->secret));
+    for (int i = 0; i < 2; i++)
+        if (r->wake[i] >= 0)
+            close(r->wake[i]);
+    if (r->wan_fd >= 0)
+        close(r->wan_fd);
+    free(r->netns);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
