@@ -312,6 +312,10 @@ int sg_rules_parse(struct ec2_req *r, const struct sg_group *g, bool egress,
                        "SourceSecurityGroupName");
     else if (flat)
         rc = parse_permission(r, "", &base, &l, err);
+    else if (!perms)
+        rc = error_set(err, EINVAL, "MissingParameter",
+                       "The request must contain the parameter "
+                       "ipPermissions");
     for (int i = 1; rc == 0 && perms; i++) {
         char pfx[48];
         snprintf(pfx, sizeof(pfx), "IpPermissions.%d.", i);

@@ -97,6 +97,15 @@ def default_vpc(ec2):
                                        "Values": ["true"]}])["Vpcs"][0]
 
 
+def canon(x):
+    return json.dumps(x, sort_keys=True)
+
+
+def default_group_id(ec2):
+    return ec2.describe_security_groups(GroupNames=["default"])[
+        "SecurityGroups"][0]["GroupId"]
+
+
 def group(ec2, gid):
     return ec2.describe_security_groups(GroupIds=[gid])["SecurityGroups"][0]
 
@@ -186,8 +195,12 @@ def test_create_describe_delete(cloud):
               ("owner-id", vpc["OwnerId"]), ("vpc-id", vpc["VpcId"]),
               ("tag:role", "web"), ("tag-key", "role")):
         got = ec2.describe_security_groups(
-            Filters=[{"Name": f[0], "Values": [f[1]]}])["SecurityGroups"]
-        assert [x["GroupId"] for x in got] == [gid], f
+            Filters=[{"Name": f[0], "Values": [f[1]]},
+                     {"Name": "group-name", "Values": ["web", "default"]}])[
+            "SecurityGroups"]
+        want = [gid] if f[0] not in ("owner-id", "vpc-id") else sorted(
+            [gid, default_group_id(ec2)])
+        assert sorted(x["GroupId"] for x in got) == want, f
     assert ec2.describe_security_groups(Filters=[
         {"Name": "group-name", "Values": ["nope"]}])["SecurityGroups"] == []
     assert ec2.describe_security_groups(GroupNames=["web"])[
@@ -214,13 +227,15 @@ def test_create_describe_delete(cloud):
                      (dict(GroupIds=["sg-0123456789abcdef0"]),
                       "InvalidGroup.NotFound"),
                      (dict(GroupNames=["nope"]), "InvalidGroup.NotFound"),
-                     (dict(MaxResults=2), "InvalidParameterValue"),
                      (dict(NextToken="garbage"), "InvalidNextToken"),
                      (dict(Filters=[{"Name": "bogus", "Values": ["x"]}]),
                       "InvalidParameterValue")):
         with pytest.raises(botocore.exceptions.ClientError) as e:
             ec2.describe_security_groups(**kw)
         assert code(e) == want, kw
+    status, body = cloud.raw_ec2({"Action": "DescribeSecurityGroups",
+                                  "Version": "2016-11-15", "MaxResults": "2"})
+    assert status == 400 and "<Code>InvalidParameterValue</Code>" in body
     status, body = cloud.raw_ec2({"Action": "CreateSecurityGroup",
                                   "Version": "2016-11-15", "GroupName": "z"})
     assert status == 400 and "<Code>MissingParameter</Code>" in body
@@ -306,6 +321,11 @@ def test_authorize_and_revoke(cloud):
         {"Name": "group-name", "Values": ["rules-*"]}])["SecurityGroups"]
     assert sorted(x["GroupId"] for x in got) == sorted([a, b])
 
+    # a group another group's rule names cannot go
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ec2.delete_security_group(GroupId=b)
+    assert code(e) == "DependencyViolation"
+
     # egress
     out = ec2.authorize_security_group_egress(GroupId=b, IpPermissions=[
         {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443,
@@ -338,11 +358,7 @@ def test_authorize_and_revoke(cloud):
     r = next(r for r in rules_of(ec2, a) if r["SecurityGroupRuleId"] == rid)
     assert (r["FromPort"], r["ToPort"], r["CidrIpv4"], r["Description"]) == \
         (9000, 9001, "192.168.2.0/24", "moved")
-    # a group another group's rule names cannot go
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        ec2.delete_security_group(GroupId=b)
-    assert code(e) == "DependencyViolation"
-    ec2.delete_security_group(GroupId=a)
+    ec2.delete_security_group(GroupId=a)  # it named only itself
     ec2.delete_security_group(GroupId=b)
 
 
@@ -817,12 +833,15 @@ def test_policy_document_pushed(cloud):
     doc = settled(lambda d: d["members"].get(web) == [ip[w1]] and
                   d["members"].get(cli) == [ip[c1]])
     assert doc["instances"][w1] == [web] and doc["instances"][c1] == [cli]
-    assert doc["groups"][web] == {
-        "ingress": [
-            {"proto": "icmp", "from": 8, "to": -1, "cidr": "10.1.0.0/16"},
-            {"proto": "tcp", "from": 8080, "to": 8080, "cidr": "10.0.0.0/8"},
-            {"proto": "tcp", "from": 8080, "to": 8080, "group": cli}],
-        "egress": [{"proto": "all", "cidr": "0.0.0.0/0"}]}
+    rules = doc["groups"][web]
+    assert sorted(rules["ingress"], key=canon) == sorted([
+        {"proto": "icmp", "from": 8, "to": -1, "cidr": "10.1.0.0/16"},
+        {"proto": "tcp", "from": 8080, "to": 8080, "cidr": "10.0.0.0/8"},
+        {"proto": "tcp", "from": 8080, "to": 8080, "group": cli}],
+        key=canon)
+    assert rules["egress"] == [{"proto": "all", "cidr": "0.0.0.0/0"}]
+    # the group a rule names has its members listed, not its rules
+    assert cli in doc["groups"]
     v = doc["version"]
     # revoke: a newer document without the rule
     ec2.revoke_security_group_ingress(GroupId=web, IpPermissions=[
@@ -837,7 +856,7 @@ def test_policy_document_pushed(cloud):
         calls = fake.policy_calls
     ec2.modify_instance_attribute(InstanceId=c1, Groups=[web])
     wait_for("retried", lambda: fake.policy_calls >= calls + 3, 30)
-    assert cli not in fake.last_policy()["instances"].get(c1, [])
+    assert fake.last_policy()["instances"][c1] == [cli]  # none taken
     with fake.lock:
         fake.has_policy = True
     doc = settled(lambda d: d["instances"].get(c1) == [web])
