@@ -53,8 +53,7 @@ static json_t *rule_json(sqlite3_stmt *st)
     else if (strcmp(proto, "tcp") == 0 || strcmp(proto, "udp") == 0 ||
              strcmp(proto, "icmp") == 0) {
         json_object_set_new(r, "proto", json_string(proto));
-        json_object_set_new(r, "from",
-                            json_integer(sqlite3_column_int(st, 2)));
+        json_object_set_new(r, "from", json_integer(sqlite3_column_int(st, 2)));
         json_object_set_new(r, "to", json_integer(sqlite3_column_int(st, 3)));
     } else
         json_object_set_new(r, "proto", json_integer(atoi(proto)));
@@ -276,8 +275,7 @@ static int push_one(struct clc *clc, struct db *db, const char *cluster,
     long long acked = -1;
     int rc = soap_call(c, "SetNetworkPolicy", rq, len, &answer, &body, err);
     soap_client_free(c);
-    if (rc == 0 && soap_int(body, "version", -1, &acked, err) == 0 &&
-        acked < 0)
+    if (rc == 0 && soap_int(body, "version", -1, &acked, err) == 0 && acked < 0)
         rc = error_set(err, EPROTO, "InternalError",
                        "SetNetworkPolicy answered no version");
     xml_doc_free(answer);
@@ -290,8 +288,7 @@ static int push_one(struct clc *clc, struct db *db, const char *cluster,
                  "INSERT INTO netpolicy_clusters(cluster, applied)"
                  " VALUES(?1, ?2) ON CONFLICT(cluster) DO UPDATE SET"
                  " applied = MAX(applied, excluded.applied)",
-                 "recording network policy applied", err, cluster, v,
-                 NULL) < 0)
+                 "recording network policy applied", err, cluster, v, NULL) < 0)
         return -1;
     log_debug("cluster %s: network policy version %lld applied", cluster,
               acked < version ? acked : version);

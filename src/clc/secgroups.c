@@ -21,8 +21,7 @@
 #include "id.h"
 #include "secgroups.h"
 
-#define GROUP_COLS                                                             \
-    "g.id, g.owner, a.number, g.vpc, g.name, g.description"
+#define GROUP_COLS "g.id, g.owner, a.number, g.vpc, g.name, g.description"
 
 static void read_group(sqlite3_stmt *st, int col, struct sg_group *g)
 {
@@ -386,8 +385,8 @@ void ec2_delete_security_group(struct ec2_req *r)
                  "DELETE FROM tags WHERE resource_id = ?1 OR resource_id IN"
                  " (SELECT id FROM sg_rules WHERE grp = ?1)",
                  "deleting tags", &err, g.id, NULL) < 0 ||
-        clc_exec(r->db, "DELETE FROM sg_rules WHERE grp = ?",
-                 "deleting rules", &err, g.id, NULL) < 0 ||
+        clc_exec(r->db, "DELETE FROM sg_rules WHERE grp = ?", "deleting rules",
+                 &err, g.id, NULL) < 0 ||
         clc_exec(r->db, "DELETE FROM instance_groups WHERE grp = ?",
                  "deleting memberships", &err, g.id, NULL) < 0 ||
         clc_exec(r->db, "DELETE FROM security_groups WHERE id = ?",
@@ -427,13 +426,12 @@ static bool group_wanted(struct ec2_req *r, const struct sg_group *g,
                 ok = rules[k].egress == egress &&
                      sg_rule_filter(&rules[k], what, f);
         } else {
-            const char *v = strcmp(name, "group-name") == 0 ? g->name
-                            : strcmp(name, "group-id") == 0 ? g->id
-                            : strcmp(name, "owner-id") == 0 ? g->owner_number
-                            : strcmp(name, "description") == 0
-                                ? g->description
-                            : strcmp(name, "vpc-id") == 0 ? g->vpc
-                                                          : "";
+            const char *v = strcmp(name, "group-name") == 0    ? g->name
+                            : strcmp(name, "group-id") == 0    ? g->id
+                            : strcmp(name, "owner-id") == 0    ? g->owner_number
+                            : strcmp(name, "description") == 0 ? g->description
+                            : strcmp(name, "vpc-id") == 0      ? g->vpc
+                                                               : "";
             ok = ec2_filter_match(f, v);
         }
         if (!ok)

@@ -17,9 +17,9 @@
 #include "clc.h"
 
 #define SG_MAX_PER_INSTANCE 5
-#define SG_MAX_RULES 60         /* per group and direction, as AWS's quota */
-#define SG_MAX_GROUPS 2500      /* per VPC, as AWS's quota per region */
-#define SG_MAX_TEXT 255         /* names and descriptions */
+#define SG_MAX_RULES 60    /* per group and direction, as AWS's quota */
+#define SG_MAX_GROUPS 2500 /* per VPC, as AWS's quota per region */
+#define SG_MAX_TEXT 255    /* names and descriptions */
 
 struct sg_group {
     char id[32];

@@ -39,8 +39,8 @@ static int set_add(struct ec2_req *r, struct clc_sg_set *s, const char *id,
 }
 
 /* The groups of GroupId.N-style parameters prefix.1, prefix.2 ... */
-static int add_list(struct ec2_req *r, struct clc_sg_set *s,
-                    const char *prefix, bool names, struct koala_error **err)
+static int add_list(struct ec2_req *r, struct clc_sg_set *s, const char *prefix,
+                    bool names, struct koala_error **err)
 {
     const char **v = NULL;
     size_t n = ec2_param_list(r, prefix, &v);
@@ -86,9 +86,8 @@ static int group_vpc(struct db *db, const char *id, char vpc[32],
 }
 
 /* Replaces the instance's groups by s (checked to be in vpc). */
-static int store(struct ec2_req *r, const struct clc_sg_set *s,
-                 const char *vpc, const char *instance,
-                 struct koala_error **err)
+static int store(struct ec2_req *r, const struct clc_sg_set *s, const char *vpc,
+                 const char *instance, struct koala_error **err)
 {
     struct clc_sg_set def = {0};
     if (s->n == 0) {
@@ -196,8 +195,7 @@ bool clc_sg_instance_filter(struct ec2_req *r, const char *instance,
 {
     size_t len = strlen(f->name);
     struct filter_ctx c = {
-        f, len >= 10 && strcmp(f->name + len - 10, "group-name") == 0,
-        false};
+        f, len >= 10 && strcmp(f->name + len - 10, "group-name") == 0, false};
     struct koala_error *err = NULL;
     if (each_group(r->db, instance, filter_one, &c, &err) < 0)
         error_free(err); /* shown as no match */
@@ -267,8 +265,7 @@ int clc_sg_modify_instance(struct ec2_req *r, const char *instance,
 {
     struct clc_sg_set s = {0};
     char vpc[32];
-    if (strcmp(state, "terminated") == 0 ||
-        strcmp(state, "shutting-down") == 0)
+    if (strcmp(state, "terminated") == 0 || strcmp(state, "shutting-down") == 0)
         return error_set(err, EINVAL, "IncorrectInstanceState",
                          "The instance '%s' is not in a state from which its "
                          "groups can be changed (%s)",
@@ -288,9 +285,10 @@ int clc_sg_modify_instance(struct ec2_req *r, const char *instance,
         db_rollback(r->db);
         return 1;
     }
-    if (clc_exec(r->db,
-                 "UPDATE instances SET md_version = md_version + 1 WHERE id = ?",
-                 "changing instance groups", err, instance, NULL) < 0 ||
+    if (clc_exec(
+            r->db,
+            "UPDATE instances SET md_version = md_version + 1 WHERE id = ?",
+            "changing instance groups", err, instance, NULL) < 0 ||
         db_commit(r->db, err) < 0)
         goto fail;
     clc_md_kick(r->clc);

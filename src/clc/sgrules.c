@@ -32,8 +32,8 @@ static const struct {
     const char *name;
     int number;
 } protocols[] = {
-    {"icmp", 1},  {"igmp", 2}, {"ipv4", 4},  {"tcp", 6},    {"egp", 8},
-    {"udp", 17},  {"ipv6", 41}, {"gre", 47}, {"esp", 50},   {"ah", 51},
+    {"icmp", 1},    {"igmp", 2},  {"ipv4", 4},  {"tcp", 6},    {"egp", 8},
+    {"udp", 17},    {"ipv6", 41}, {"gre", 47},  {"esp", 50},   {"ah", 51},
     {"icmpv6", 58}, {"ospf", 89}, {"pim", 103}, {"sctp", 132},
 };
 
@@ -56,7 +56,10 @@ static int proto_parse(const char *in, char out[8], struct koala_error **err)
                          shown);
     }
     snprintf(out, 8, "%s",
-             n == 6 ? "tcp" : n == 17 ? "udp" : n == 1 ? "icmp" : "");
+             n == 6    ? "tcp"
+             : n == 17 ? "udp"
+             : n == 1  ? "icmp"
+                       : "");
     if (*out == '\0')
         snprintf(out, 8, "%d", (int)n);
     return 0;
@@ -116,8 +119,9 @@ static int cidr_parse(const char *s, char out[20], struct koala_error **err)
         goto bad;
     memcpy(addr, s, (size_t)(slash - s));
     addr[slash - s] = '\0';
-    if (inet_pton(AF_INET, addr, &a) != 1 || !isdigit((unsigned char)slash[1]) ||
-        str_to_i64(slash + 1, &p) < 0 || p < 0 || p > 32)
+    if (inet_pton(AF_INET, addr, &a) != 1 ||
+        !isdigit((unsigned char)slash[1]) || str_to_i64(slash + 1, &p) < 0 ||
+        p < 0 || p > 32)
         goto bad;
     uint32_t n = ntohl(a.s_addr);
     uint32_t mask = p == 0 ? 0 : ~0u << (32 - p);
@@ -224,8 +228,8 @@ static int parse_permission(struct ec2_req *r, const char *pfx,
 {
     bool flat = *pfx == '\0';
     const char *proto = ec2_paramf(r, "%sIpProtocol", pfx);
-    const char *src_name = flat ? ec2_param(r, "SourceSecurityGroupName")
-                                : NULL;
+    const char *src_name =
+        flat ? ec2_param(r, "SourceSecurityGroupName") : NULL;
     const char *src_owner =
         flat ? ec2_param(r, "SourceSecurityGroupOwnerId") : NULL;
     if (proto == NULL && flat && src_name)
@@ -295,8 +299,7 @@ int sg_rules_parse(struct ec2_req *r, const struct sg_group *g, bool egress,
     struct sg_rule base;
     memset(&base, 0, sizeof(base));
     snprintf(base.group, sizeof(base.group), "%s", g->id);
-    snprintf(base.group_owner, sizeof(base.group_owner), "%s",
-             g->owner_number);
+    snprintf(base.group_owner, sizeof(base.group_owner), "%s", g->owner_number);
     base.egress = egress;
     bool flat = ec2_param(r, "IpProtocol") || ec2_param(r, "CidrIp") ||
                 ec2_param(r, "SourceSecurityGroupName") ||
@@ -520,8 +523,8 @@ int sg_rule_insert(struct db *db, struct sg_rule *x, struct koala_error **err)
                  " to_port, cidr, ref_group, description, created)"
                  " VALUES(?,?,?,?,?,?,NULLIF(?, ''),NULLIF(?, ''),?,?)",
                  "storing rule", err, x->id, x->group, x->egress ? "#1" : "#0",
-                 x->proto, from, to, x->cidr, x->ref_group, x->description,
-                 now, NULL) == 0)
+                 x->proto, from, to, x->cidr, x->ref_group, x->description, now,
+                 NULL) == 0)
         return 0;
     if (err && *err && (*err)->errnum == EEXIST) {
         error_free(*err);
@@ -695,8 +698,8 @@ static int revoke_rules(struct ec2_req *r, const struct sg_group *g,
 
 static void revoke_perms(struct ec2_req *r, bool egress)
 {
-    const char *action = egress ? "RevokeSecurityGroupEgress"
-                                : "RevokeSecurityGroupIngress";
+    const char *action =
+        egress ? "RevokeSecurityGroupEgress" : "RevokeSecurityGroupIngress";
     struct koala_error *err = NULL;
     struct sg_group g;
     struct sg_rule *rules = NULL;
@@ -744,8 +747,8 @@ void ec2_revoke_security_group_egress(struct ec2_req *r)
 
 void ec2_describe_security_group_rules(struct ec2_req *r)
 {
-    static const char *const known[] = {
-        "group-id", "security-group-rule-id", "tag-key", "tag-value", NULL};
+    static const char *const known[] = {"group-id", "security-group-rule-id",
+                                        "tag-key", "tag-value", NULL};
     struct koala_error *err = NULL;
     struct ec2_filters fs;
     struct ec2_id_list ids = {0};

@@ -430,7 +430,8 @@ def test_bad_rules_change_nothing(cloud):
                                                  IpPermissions=perms)
         assert code(e) == "InvalidPermission.Duplicate"
     with pytest.raises(botocore.exceptions.ClientError) as e:
-        ec2.authorize_security_group_egress(GroupId=gid, IpPermissions=[ALL_OUT])
+        ec2.authorize_security_group_egress(GroupId=gid,
+                                            IpPermissions=[ALL_OUT])
     assert code(e) == "InvalidPermission.Duplicate"
     # revoking a rule that is not there (with one that is) revokes nothing
     with pytest.raises(botocore.exceptions.ClientError) as e:

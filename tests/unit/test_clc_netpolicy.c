@@ -153,28 +153,27 @@ static void test_document_of_a_cluster(void **s)
      * known (i-a2) or of terminated instances (i-a3); bob's group, named
      * by a rule, lists its members, not its rules. */
     char want[2048];
-    snprintf(
-        want, sizeof(want),
-        "{\"version\": %lld,"
-        " \"instances\": {\"i-a1\": [\"sg-web\"],"
-        "                 \"i-a2\": [\"sg-cli\", \"sg-web\"]},"
-        " \"groups\": {"
-        "  \"sg-web\": {\"ingress\": ["
-        "     {\"proto\": 47, \"group\": \"sg-bob\"},"
-        "     {\"proto\": \"icmp\", \"from\": 8, \"to\": -1,"
-        "      \"cidr\": \"10.1.0.0/16\"},"
-        "     {\"proto\": \"tcp\", \"from\": 8080, \"to\": 8080,"
-        "      \"group\": \"sg-cli\"},"
-        "     {\"proto\": \"tcp\", \"from\": 8080, \"to\": 8080,"
-        "      \"cidr\": \"10.0.0.0/8\"}],"
-        "   \"egress\": [{\"proto\": \"all\", \"cidr\": \"0.0.0.0/0\"}]},"
-        "  \"sg-cli\": {\"ingress\": [], \"egress\": ["
-        "     {\"proto\": \"udp\", \"from\": 53, \"to\": 53,"
-        "      \"cidr\": \"10.0.0.0/8\"}]}},"
-        " \"members\": {\"sg-web\": [\"10.111.0.5\"],"
-        "               \"sg-cli\": [\"10.110.0.9\"],"
-        "               \"sg-bob\": [\"10.110.0.4\"]}}",
-        (long long)version(db));
+    snprintf(want, sizeof(want),
+             "{\"version\": %lld,"
+             " \"instances\": {\"i-a1\": [\"sg-web\"],"
+             "                 \"i-a2\": [\"sg-cli\", \"sg-web\"]},"
+             " \"groups\": {"
+             "  \"sg-web\": {\"ingress\": ["
+             "     {\"proto\": 47, \"group\": \"sg-bob\"},"
+             "     {\"proto\": \"icmp\", \"from\": 8, \"to\": -1,"
+             "      \"cidr\": \"10.1.0.0/16\"},"
+             "     {\"proto\": \"tcp\", \"from\": 8080, \"to\": 8080,"
+             "      \"group\": \"sg-cli\"},"
+             "     {\"proto\": \"tcp\", \"from\": 8080, \"to\": 8080,"
+             "      \"cidr\": \"10.0.0.0/8\"}],"
+             "   \"egress\": [{\"proto\": \"all\", \"cidr\": \"0.0.0.0/0\"}]},"
+             "  \"sg-cli\": {\"ingress\": [], \"egress\": ["
+             "     {\"proto\": \"udp\", \"from\": 53, \"to\": 53,"
+             "      \"cidr\": \"10.0.0.0/8\"}]}},"
+             " \"members\": {\"sg-web\": [\"10.111.0.5\"],"
+             "               \"sg-cli\": [\"10.110.0.9\"],"
+             "               \"sg-bob\": [\"10.110.0.4\"]}}",
+             (long long)version(db));
     assert_json(doc, want);
     json_decref(doc);
 
