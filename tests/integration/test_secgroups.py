@@ -20,6 +20,8 @@ import json
 import signal
 import threading
 
+import boto3
+import botocore.config
 import botocore.exceptions
 import pytest
 
@@ -89,7 +91,20 @@ def bob(cloud):
     out = sh(KOALA_BIN, "account", "create", "bob",
              "--data-dir", cloud.dir).stdout
     kv = dict(line.split("=", 1) for line in out.split())
-    return cloud.ec2(kv["AWS_ACCESS_KEY_ID"], kv["AWS_SECRET_ACCESS_KEY"])
+    ec2 = cloud.ec2(kv["AWS_ACCESS_KEY_ID"], kv["AWS_SECRET_ACCESS_KEY"])
+    # an image of bob's own, so that his launches get as far as the groups
+    s3 = boto3.client("s3", endpoint_url=cloud.s3_endpoint,
+                      region_name="us-east-1",
+                      aws_access_key_id=kv["AWS_ACCESS_KEY_ID"],
+                      aws_secret_access_key=kv["AWS_SECRET_ACCESS_KEY"],
+                      config=botocore.config.Config(
+                          s3={"addressing_style": "path"}))
+    s3.create_bucket(Bucket="bob-images")
+    s3.put_object(Bucket="bob-images", Key="root.img", Body=b"\0" * 4096)
+    ec2.ami = ec2.register_image(Name="bob-image",
+                                 ImageLocation="bob-images/root.img")[
+        "ImageId"]
+    return ec2
 
 
 def default_vpc(ec2):
@@ -722,9 +737,10 @@ def test_instances_and_their_groups(cloud, bob, tmp_path):
                               InstanceType="t1.micro", **kw)
         assert code(e) == want, kw
     with pytest.raises(botocore.exceptions.ClientError) as e:
-        bob.run_instances(ImageId=cloud.ami, MinCount=1, MaxCount=1,
+        bob.run_instances(ImageId=bob.ami, MinCount=1, MaxCount=1,
                           InstanceType="t1.micro", SecurityGroupIds=[a])
-    assert code(e) in ("InvalidGroup.NotFound", "InvalidAMIID.NotFound")
+    assert code(e) == "InvalidGroup.NotFound"
+    assert bob.describe_instances()["Reservations"] == []
     assert ec2.describe_instances()["Reservations"] == before
 
     r = ec2.run_instances(ImageId=cloud.ami, MinCount=2, MaxCount=2,
@@ -769,8 +785,11 @@ def test_instances_and_their_groups(cloud, bob, tmp_path):
     assert code(e) == "DependencyViolation"
 
     # ModifyInstanceAttribute: the groups of a running instance
+    bobs = new_group(bob, "bobs")
     for kw, want in ((dict(Groups=["sg-0123456789abcdef0"]),
                       "InvalidGroup.NotFound"),
+                     (dict(Groups=[bobs]), "InvalidGroup.NotFound"),
+                     (dict(Groups=["sg-zz"]), "InvalidGroupId.Malformed"),
                      (dict(Groups=[a, b, c, default] + [
                          g["GroupId"] for g in ec2.describe_security_groups(
                              Filters=[{"Name": "group-name", "Values": [
@@ -789,6 +808,7 @@ def test_instances_and_their_groups(cloud, bob, tmp_path):
     wait_applied(ec2, i2)
     assert md_groups(cloud, i2) == ["inst-c"]
     ec2.delete_security_group(GroupId=a)  # no longer used
+    bob.delete_security_group(GroupId=bobs)
     # stopped instances too
     ec2.stop_instances(InstanceIds=[i3])
     wait_state(ec2, [i3], "stopped")
