@@ -927,3 +927,17 @@ def _quietly(fn, **kw):
         fn(**kw)
     except Exception:  # the CLC died under it: either outcome is fine
         pass
+
+
+def test_group_limit(cloud, bob):
+    """2500 groups per VPC (AWS's default quota); the next is refused and
+    makes nothing.  In bob's VPC, so that the other tests' counts stay."""
+    have = len(bob.describe_security_groups()["SecurityGroups"])
+    made = [new_group(bob, f"many-{i}") for i in range(2500 - have)]
+    before = snapshot(bob)
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        new_group(bob, "one-too-many")
+    assert code(e) == "SecurityGroupLimitExceeded"
+    assert snapshot(bob) == before
+    bob.delete_security_group(GroupId=made[-1])
+    new_group(bob, "fits-again")
