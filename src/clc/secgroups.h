@@ -1,7 +1,8 @@
 /* secgroups.h: security groups on the CLC (issue 10, docs/network.md): the
- * groups and their EC2 API (secgroups.c), their rules (sgrules.c), the
- * groups of instances (sg_instances.c) and the network policy document
- * pushed to each cluster (netpolicy_push.c).
+ * groups and their EC2 API (secgroups.c), their rules (sgrules.c) and the
+ * actions on them (sgrules_api.c), the groups of instances
+ * (sg_instances.c) and the network policy document pushed to each cluster
+ * (netpolicy_push.c).
  *
  * The data (meta.c, schema_v7): security_groups (a group of one owner in
  * one VPC, names unique per VPC), sg_rules (one row per source or
@@ -99,6 +100,18 @@ int sg_write_rule(struct ec2_req *r, struct xml_writer *w,
 bool sg_rule_filter(const struct sg_rule *x, const char *what,
                     const struct ec2_filter *f);
 
+/* Is there a parameter of that prefix ("IpPermissions.")? */
+bool sg_any_param(const struct ec2_req *r, const char *prefix);
+/* RulesPerSecurityGroupLimitExceeded if the group has more rules of that
+ * direction than allowed (checked after the inserts). */
+int sg_rules_check_limit(struct db *db, const char *group, bool egress,
+                         struct koala_error **err);
+/* ModifySecurityGroupRules' SecurityGroupRule.i.SecurityGroupRule: the new
+ * content of rule x (its id and group stay). */
+int sg_rule_modified(struct ec2_req *r, int i, struct sg_rule *x,
+                     struct koala_error **err);
+
+/* ---- the actions on rules (sgrules_api.c) ---- */
 void ec2_authorize_security_group_ingress(struct ec2_req *r);
 void ec2_authorize_security_group_egress(struct ec2_req *r);
 void ec2_revoke_security_group_ingress(struct ec2_req *r);
