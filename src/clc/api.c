@@ -17,11 +17,23 @@
 #include "clc.h"
 #include "id.h"
 #include "log.h"
+#include "secgroups.h"
 
 static const struct {
     const char *name;
     void (*fn)(struct ec2_req *r);
 } actions[] = {
+    /* security groups (secgroups.h) */
+    {"AuthorizeSecurityGroupEgress", ec2_authorize_security_group_egress},
+    {"AuthorizeSecurityGroupIngress", ec2_authorize_security_group_ingress},
+    {"CreateSecurityGroup", ec2_create_security_group},
+    {"DeleteSecurityGroup", ec2_delete_security_group},
+    {"DescribeSecurityGroupRules", ec2_describe_security_group_rules},
+    {"DescribeSecurityGroups", ec2_describe_security_groups},
+    {"ModifySecurityGroupRules", ec2_modify_security_group_rules},
+    {"RevokeSecurityGroupEgress", ec2_revoke_security_group_egress},
+    {"RevokeSecurityGroupIngress", ec2_revoke_security_group_ingress},
+    /* the rest */
     {"CreateKeyPair", ec2_create_key_pair},
     {"CreateTags", ec2_create_tags},
     {"DeleteKeyPair", ec2_delete_key_pair},

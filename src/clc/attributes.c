@@ -2,8 +2,8 @@
  *
  * Every attribute EC2 names can be read, and each answer is what this
  * cloud really does: no EBS (empty block device mapping, not EBS-optimized),
- * virtio rather than ENA or SR-IOV, no enclaves, no stop protection, no
- * security groups yet, and no source/destination check (the cluster's
+ * virtio rather than ENA or SR-IOV, no enclaves, no stop protection,
+ * and no source/destination check (the cluster's
  * bridge does not filter spoofed addresses), so sourceDestCheck is false.
  * What can be changed: termination protection (TerminateInstances then
  * answers OperationNotPermitted), what a guest powering itself off does
@@ -12,7 +12,8 @@
  * cluster's metadata service).  Changing the instance type, kernel or
  * ramdisk of a stopped instance needs its node to boot it differently,
  * which the components cannot ask for yet: UnsupportedOperation, nothing
- * changed. */
+ * changed.  The security groups (groupSet, GroupId.N) of an instance that
+ * is not ending can be read and replaced (sg_instances.c). */
 #define LOG_MODULE "clc"
 #include <errno.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include <string.h>
 
 #include "clc.h"
+#include "secgroups.h"
 
 /* EC2 counts the decoded bytes, whatever they are: gzip-compressed user
  * data is bytes like any other (neither EC2 nor this cloud unpacks it; the
@@ -174,16 +176,17 @@ void ec2_describe_instance_attribute(struct ec2_req *r)
         xml_start(w, name);
         xml_bool_element(w, "enabled", false);
         xml_end(w);
+    } else if (strcmp(name, "groupSet") == 0) {
+        clc_sg_write_instance_groups(r, w, name, a.id, &err);
     } else if (strcmp(name, "blockDeviceMapping") == 0 ||
-               strcmp(name, "productCodes") == 0 ||
-               strcmp(name, "groupSet") == 0) {
+               strcmp(name, "productCodes") == 0) {
         xml_start(w, name); /* empty lists */
         xml_end(w);
     } else { /* sourceDestCheck, ebsOptimized, enaSupport, disableApiStop */
         attr_bool(w, name, false);
     }
     free(a.user_data);
-    ec2_reply_finish(r, w);
+    ec2_reply_end(r, w, err);
 }
 
 /* ModifyInstanceAttribute names its change either as Attribute + Value
@@ -263,6 +266,12 @@ void ec2_modify_instance_attribute(struct ec2_req *r)
         if (clc_check_shutdown_behavior(c.value, &err) < 0)
             goto out;
         column = "shutdown_behavior";
+    } else if (strcmp(c.attribute, "groupSet") == 0) {
+        /* Its own transaction, metadata and policy pushes. */
+        int rc = clc_sg_modify_instance(r, a.id, a.state, &err);
+        if (rc != 0)
+            goto out;
+        goto done;
     } else if (strcmp(c.attribute, "userData") == 0) {
         if (clc_check_user_data(c.value, &err) < 0)
             goto out;
@@ -293,6 +302,7 @@ void ec2_modify_instance_attribute(struct ec2_req *r)
         goto out;
     if (user_data)
         clc_md_kick(r->clc);
+done:;
     struct xml_writer *w = ec2_reply_start(r, "ModifyInstanceAttribute");
     xml_bool_element(w, "return", true);
     ec2_reply_finish(r, w);

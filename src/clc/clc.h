@@ -398,11 +398,13 @@ void ec2_write_metadata_options(struct xml_writer *w,
 const char *clc_md_filter_value(const struct instance_row *x, const char *f,
                                 char *tmp, size_t size);
 /* The CC's instanceMetadata element (cc.wsdl) named element: the region,
- * the groups, the options and, with_user_data, user_data (base64) or
- * noUserData when it is NULL or empty. */
+ * the groups (their names, one per line: clc_sg_names), the options and,
+ * with_user_data, user_data (base64) or noUserData when it is NULL or
+ * empty. */
 void clc_md_write_cc(struct xml_writer *w, const char *element,
-                     const char *region, const struct clc_md_options *o,
-                     bool with_user_data, const char *user_data);
+                     const char *region, const char *groups,
+                     const struct clc_md_options *o, bool with_user_data,
+                     const char *user_data);
 /* A launch the cluster answered carried each instance's first version:
  * records it acknowledged for those of the answer still at it. */
 void clc_md_launch_acked(struct db *db, const struct xml_node *answer);

@@ -21,6 +21,7 @@
 
 #include "clc.h"
 #include "log.h"
+#include "secgroups.h"
 #include "soap.h"
 
 #define CC_TIMEOUT_MS 30000
@@ -482,6 +483,7 @@ static void poll_once(struct clc *clc)
     clc_resend_orders(clc, db);
     clc_md_push(clc, db);
     clc_tunnels_push(clc, db);
+    clc_netpolicy_push(clc, db); /* secgroups.h */
     if (err) {
         log_error("poller: %s", error_message(err));
         error_free(err);

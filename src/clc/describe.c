@@ -10,6 +10,7 @@
 
 #include "clc.h"
 #include "id.h"
+#include "secgroups.h"
 
 #define TERMINATED_VISIBLE_MS (3600 * 1000)
 
@@ -173,8 +174,10 @@ int ec2_write_instance(struct ec2_req *r, struct xml_writer *w,
         xml_text_element(w, "subnetId", x->subnet_id);
         xml_text_element(w, "vpcId", x->vpc_id);
     }
-    xml_start(w, "groupSet");
-    xml_end(w);
+    if (clc_sg_write_instance_groups(r, w, "groupSet", x->id, err) < 0) {
+        xml_end(w);
+        return -1;
+    }
     if (*x->reason_code) {
         xml_start(w, "stateReason");
         xml_text_element(w, "code", x->reason_code);
@@ -356,8 +359,9 @@ static bool instance_wanted(struct ec2_req *r, const struct instance_row *x,
         const struct ec2_filter *f = &fs->f[i];
         char tmp[160];
         bool ok =
-            ec2_is_tag_filter(f->name)
-                ? ec2_tag_filter(r, x->id, f)
+            ec2_is_tag_filter(f->name) ? ec2_tag_filter(r, x->id, f)
+            : clc_sg_is_instance_filter(f->name)
+                ? clc_sg_instance_filter(r, x->id, f)
                 : ec2_filter_match(f, instance_filter_value(r, x, f->name, tmp,
                                                             sizeof(tmp)));
         if (!ok)
@@ -393,6 +397,13 @@ void ec2_describe_instances(struct ec2_req *r)
                                         "vpc-id",
                                         "network-interface.subnet-id",
                                         "network-interface.vpc-id",
+                                        /* security groups (secgroups.h) */
+                                        "instance.group-id",
+                                        "instance.group-name",
+                                        "group-id",
+                                        "group-name",
+                                        "network-interface.group-id",
+                                        "network-interface.group-name",
                                         "metadata-options.http-tokens",
                                         "metadata-options.http-put-response-"
                                         "hop-limit",

@@ -20,6 +20,7 @@
 #include "clc.h"
 #include "id.h"
 #include "log.h"
+#include "secgroups.h"
 #include "soap.h"
 
 #define MAX_PER_REQUEST 100
@@ -124,6 +125,7 @@ struct run_args {
     struct clc_md_options md; /* MetadataOptions */
     struct clc_subnet subnet; /* SubnetId's, or the zone's default (vpc.c) */
     bool subnet_given;
+    struct clc_sg_set groups; /* SecurityGroupId.N, SecurityGroup.N */
 };
 
 static int check_run_args(struct ec2_req *r, struct run_args *a,
@@ -207,7 +209,8 @@ static int check_run_args(struct ec2_req *r, struct run_args *a,
         return error_set(err, EINVAL, "InvalidParameterValue",
                          "ClientToken must be 1 to 64 ASCII characters");
     a->zone = ec2_param(r, "Placement.AvailabilityZone");
-    if (clc_run_subnet(r, &a->zone, &a->subnet, &a->subnet_given, err) < 0)
+    if (clc_run_subnet(r, &a->zone, &a->subnet, &a->subnet_given, err) < 0 ||
+        clc_sg_run_parse(r, &a->groups, err) < 0)
         return -1;
     a->shutdown_behavior = ec2_param(r, "InstanceInitiatedShutdownBehavior");
     if (a->shutdown_behavior == NULL)
@@ -298,6 +301,7 @@ static int insert_reservation(struct ec2_req *r, const struct run_args *a,
                      a->disable_api_termination ? "#1" : "#0", a->subnet.id,
                      NULL) < 0 ||
             clc_md_store_new(r->db, id, &a->md, err) < 0 ||
+            clc_sg_run_store(r, &a->groups, a->subnet.vpc, id, err) < 0 ||
             ec2_apply_tag_specs(r, "instance", id, err) < 0)
             goto fail;
     }
@@ -366,6 +370,7 @@ void ec2_run_instances(struct ec2_req *r)
         return ec2_fail(r, err);
     }
     clc_queue_launch(r->clc, reservation);
+    clc_netpolicy_kick(r->clc);
     reply_reservation(r, reservation);
 }
 

@@ -19,6 +19,7 @@
 
 #include "clc.h"
 #include "log.h"
+#include "secgroups.h"
 #include "soap.h"
 
 #define PRESIGN_SECONDS 3600
@@ -163,7 +164,10 @@ static int send_launch(struct clc *clc, struct db *db, const char *reservation,
     /* The reservation's metadata and options as RunInstances gave them
      * (its first instance's: a change made since is pushed once the
      * cluster placed it). */
-    clc_md_write_cc(w, "metadata", clc->region, &md, false, NULL);
+    _cleanup_free_ char *groups = NULL;
+    if (clc_sg_names(db, NULL, reservation, &groups, err) < 0)
+        goto out;
+    clc_md_write_cc(w, "metadata", clc->region, groups, &md, false, NULL);
     for (char *line = instances.data, *save = NULL;
          (line = strtok_r(line, "\n", &save)) != NULL; line = NULL) {
         char id[32];

@@ -206,10 +206,87 @@ static const char schema_v6[] =
     "ALTER TABLE instances ADD COLUMN subnet_id TEXT;"
     "CREATE INDEX instances_subnet ON instances(subnet_id);";
 
+/* Security groups (secgroups.c, sgrules.c, sg_instances.c) and the network
+ * policy push (netpolicy_push.c, docs/network.md).  A group belongs to a
+ * VPC; each default VPC has a group named "default".  A rule is one source
+ * or destination (a CIDR or a group) of one protocol and port range, as
+ * EC2's security group rules are; from_port/to_port are -1 where the
+ * protocol has none.  netpolicy.version counts the changes of any cluster's
+ * policy document: the triggers bump it in the transaction of the change
+ * itself (a rule, a group, a membership, an instance's address, cluster or
+ * end), and netpolicy_clusters records what each CC acknowledged.  The
+ * default VPCs made before get their default group, and their instances
+ * join it. */
+#define SG_ID "'sg-' || substr(lower(hex(randomblob(9))), 1, 17)"
+#define SGR_ID "'sgr-' || substr(lower(hex(randomblob(9))), 1, 17)"
+#define NP_BUMP " BEGIN UPDATE netpolicy SET version = version + 1; END;"
+static const char schema_v7[] =
+    "CREATE TABLE security_groups ("
+    "  id TEXT PRIMARY KEY,"
+    "  owner INTEGER NOT NULL REFERENCES accounts(id),"
+    "  vpc TEXT NOT NULL REFERENCES vpcs(id),"
+    "  name TEXT NOT NULL,"
+    "  description TEXT NOT NULL,"
+    "  created INTEGER NOT NULL,"
+    "  UNIQUE(vpc, name));"
+    "CREATE INDEX security_groups_owner ON security_groups(owner, id);"
+    "CREATE TABLE sg_rules ("
+    "  id TEXT PRIMARY KEY,"
+    "  grp TEXT NOT NULL REFERENCES security_groups(id),"
+    "  egress INTEGER NOT NULL,"
+    "  proto TEXT NOT NULL,"
+    "  from_port INTEGER NOT NULL,"
+    "  to_port INTEGER NOT NULL,"
+    "  cidr TEXT,"
+    "  ref_group TEXT REFERENCES security_groups(id),"
+    "  description TEXT NOT NULL DEFAULT '',"
+    "  created INTEGER NOT NULL,"
+    "  CHECK ((cidr IS NULL) != (ref_group IS NULL)));"
+    "CREATE UNIQUE INDEX sg_rules_key ON sg_rules(grp, egress, proto,"
+    "  from_port, to_port, IFNULL(cidr, ''), IFNULL(ref_group, ''));"
+    "CREATE INDEX sg_rules_ref ON sg_rules(ref_group)"
+    "  WHERE ref_group IS NOT NULL;"
+    "CREATE TABLE instance_groups ("
+    "  instance TEXT NOT NULL REFERENCES instances(id),"
+    "  grp TEXT NOT NULL REFERENCES security_groups(id),"
+    "  position INTEGER NOT NULL,"
+    "  PRIMARY KEY(instance, grp));"
+    "CREATE INDEX instance_groups_grp ON instance_groups(grp);"
+    "CREATE TABLE netpolicy ("
+    "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  version INTEGER NOT NULL);"
+    "INSERT INTO netpolicy VALUES (1, 1);"
+    "CREATE TABLE netpolicy_clusters ("
+    "  cluster TEXT PRIMARY KEY,"
+    "  applied INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TRIGGER np_rule_add AFTER INSERT ON sg_rules" NP_BUMP
+    "CREATE TRIGGER np_rule_del AFTER DELETE ON sg_rules" NP_BUMP
+    "CREATE TRIGGER np_rule_mod AFTER UPDATE ON sg_rules" NP_BUMP
+    "CREATE TRIGGER np_member_add AFTER INSERT ON instance_groups" NP_BUMP
+    "CREATE TRIGGER np_member_del AFTER DELETE ON instance_groups" NP_BUMP
+    "CREATE TRIGGER np_group_del AFTER DELETE ON security_groups" NP_BUMP
+    "CREATE TRIGGER np_instance AFTER UPDATE OF state, private_ip, cluster"
+    "  ON instances WHEN OLD.private_ip IS NOT NEW.private_ip OR"
+    "  OLD.cluster IS NOT NEW.cluster OR"
+    "  (OLD.state = 'terminated') != (NEW.state = 'terminated')" NP_BUMP
+    "INSERT INTO security_groups(id, owner, vpc, name, description, created)"
+    "  SELECT " SG_ID ", v.owner, v.id, 'default', 'default VPC security"
+    " group', v.created FROM vpcs v;"
+    "INSERT INTO sg_rules(id, grp, egress, proto, from_port, to_port, cidr,"
+    "  ref_group, created) SELECT " SGR_ID ", g.id, 0, '-1', -1, -1, NULL,"
+    "  g.id, g.created FROM security_groups g;"
+    "INSERT INTO sg_rules(id, grp, egress, proto, from_port, to_port, cidr,"
+    "  ref_group, created) SELECT " SGR_ID ", g.id, 1, '-1', -1, -1,"
+    "  '0.0.0.0/0', NULL, g.created FROM security_groups g;"
+    "INSERT INTO instance_groups(instance, grp, position)"
+    "  SELECT i.id, g.id, 0 FROM instances i JOIN subnets s ON"
+    "  s.id = i.subnet_id JOIN security_groups g ON g.vpc = s.vpc AND"
+    "  g.name = 'default';";
+
 /* What each cluster's router said of itself for the tunnels between
  * clusters (tunnels.c): its address between routers ('' none), the
  * subnet it hands out and its router address there. */
-static const char schema_v7[] = "CREATE TABLE cluster_tunnels ("
+static const char schema_v8[] = "CREATE TABLE cluster_tunnels ("
                                 "  zone TEXT PRIMARY KEY,"
                                 "  address TEXT NOT NULL,"
                                 "  subnet TEXT NOT NULL,"
@@ -217,7 +294,7 @@ static const char schema_v7[] = "CREATE TABLE cluster_tunnels ("
 
 const char *const clc_migrations[] = {schema_v1, schema_v2, schema_v3,
                                       schema_v4, schema_v5, schema_v6,
-                                      schema_v7};
+                                      schema_v7, schema_v8};
 const size_t clc_n_migrations = ARRAY_SIZE(clc_migrations);
 
 struct db_pool *clc_open_db(const char *data_dir, unsigned conns,

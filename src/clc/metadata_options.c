@@ -38,6 +38,7 @@
 #include "clc.h"
 #include "id.h"
 #include "log.h"
+#include "secgroups.h"
 #include "soap.h"
 
 /* Instances pushed per round at most (the poller's round stays short). */
@@ -183,14 +184,22 @@ const char *clc_md_filter_value(const struct instance_row *x, const char *f,
 }
 
 void clc_md_write_cc(struct xml_writer *w, const char *element,
-                     const char *region, const struct clc_md_options *o,
-                     bool with_user_data, const char *user_data)
+                     const char *region, const char *groups,
+                     const struct clc_md_options *o, bool with_user_data,
+                     const char *user_data)
 {
     xml_start(w, element);
     xml_text_element(w, "region", region);
-    /* The CLC keeps no security groups yet: every instance is in the
-     * account's default one, as EC2 puts an instance launched without. */
-    xml_text_element(w, "securityGroup", "default");
+    /* The instance's groups' names, in order (none: the CC serves
+     * "default"). */
+    for (const char *g = groups; g && *g;) {
+        size_t len = strcspn(g, "\n");
+        if (len)
+            xml_text_elementf(w, "securityGroup", "%.*s", (int)len, g);
+        g += len;
+        if (*g == '\n')
+            g++;
+    }
     xml_text_element(w, "httpTokens", o->http_tokens);
     xml_text_element(w, "httpEndpoint", o->http_endpoint);
     xml_u64_element(w, "httpPutResponseHopLimit", (uint64_t)o->hop_limit);
@@ -358,9 +367,15 @@ static int push_one(struct clc *clc, struct db *db, struct soap_client *c,
     int rc = load_push(db, id, &o, &version, &user_data, err);
     if (rc != 0)
         return rc < 0 ? -1 : 0;
+    char *groups = NULL;
+    if (clc_sg_names(db, id, NULL, &groups, err) < 0) {
+        free(user_data);
+        return -1;
+    }
     struct xml_writer *w = soap_start("SetInstanceMetadata", CC_NS);
     xml_text_element(w, "instanceId", id);
-    clc_md_write_cc(w, "metadata", clc->region, &o, true, user_data);
+    clc_md_write_cc(w, "metadata", clc->region, groups, &o, true, user_data);
+    free(groups);
     free(user_data);
     size_t len;
     char *rq = soap_finish(w, &len);

@@ -25,6 +25,10 @@ static const char *resource_type(const char *id)
         return "vpc";
     if (str_has_prefix(id, "subnet-"))
         return "subnet";
+    if (str_has_prefix(id, "sg-"))
+        return "security-group";
+    if (str_has_prefix(id, "sgr-"))
+        return "security-group-rule";
     return NULL;
 }
 
@@ -41,6 +45,11 @@ static int owns(struct ec2_req *r, const char *id, const char *type,
             ? "SELECT 1 FROM vpcs WHERE id = ? AND owner = ?"
         : strcmp(type, "subnet") == 0
             ? "SELECT 1 FROM subnets WHERE id = ? AND owner = ?"
+        : strcmp(type, "security-group") == 0
+            ? "SELECT 1 FROM security_groups WHERE id = ? AND owner = ?"
+        : strcmp(type, "security-group-rule") == 0
+            ? "SELECT 1 FROM sg_rules r JOIN security_groups g ON"
+              " g.id = r.grp WHERE r.id = ? AND g.owner = ?"
             : "SELECT 1 FROM keypairs WHERE id = ? AND owner = ?";
     sqlite3_stmt *st = db_stmt(r->db, sql, err);
     if (st == NULL)
@@ -56,6 +65,9 @@ static int owns(struct ec2_req *r, const char *id, const char *type,
             : strcmp(type, "image") == 0  ? "InvalidAMIID.NotFound"
             : strcmp(type, "vpc") == 0    ? "InvalidVpcID.NotFound"
             : strcmp(type, "subnet") == 0 ? "InvalidSubnetID.NotFound"
+            : strcmp(type, "security-group") == 0 ? "InvalidGroup.NotFound"
+            : strcmp(type, "security-group-rule") == 0
+                ? "InvalidSecurityGroupRuleId.NotFound"
                                           : "InvalidKeyPair.NotFound",
             "The ID '%s' does not exist", id);
     return rc;

@@ -37,6 +37,7 @@
 #include "clc.h"
 #include "id.h"
 #include "log.h"
+#include "secgroups.h"
 
 #define DEFAULT_VPC_CIDR "10.96.0.0/12"
 #define MAX_ZONES 256
@@ -230,6 +231,9 @@ int clc_vpc_ensure(struct clc *clc, struct db *db, int64_t owner, char *vpc_id,
     for (size_t i = 0; i < n; i++)
         if (add_subnet(clc, db, o, id, zones[i], now, err) < 0)
             goto fail;
+    /* The VPC's default security group, with the VPC (secgroups.c). */
+    if (clc_sg_ensure_default(db, owner, id, err) < 0)
+        goto fail;
     free(zones);
     if (db_commit(db, err) < 0)
         return -1;

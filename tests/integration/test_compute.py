@@ -450,7 +450,11 @@ def test_instance_attributes(cloud, tmp_path):
         {"RootDeviceName": {"Value": "/dev/sda1"}}
     assert attribute(ec2, iid, "blockDeviceMapping") == \
         {"BlockDeviceMappings": []}
-    assert attribute(ec2, iid, "groupSet") == {"Groups": []}
+    # launched without groups: its VPC's default group (test_secgroups)
+    default = ec2.describe_security_groups(GroupNames=["default"])[
+        "SecurityGroups"][0]["GroupId"]
+    assert attribute(ec2, iid, "groupSet") == \
+        {"Groups": [{"GroupId": default, "GroupName": "default"}]}
     assert attribute(ec2, iid, "sourceDestCheck") == \
         {"SourceDestCheck": {"Value": False}}
     assert attribute(ec2, iid, "enclaveOptions") == \
