@@ -306,6 +306,8 @@ static int op_describe_resource(struct nc *nc, const struct xml_node *op,
     xml_u64_element(w, "diskGbMax", (uint64_t)r.disk_gb_max);
     xml_u64_element(w, "diskGbAvailable", (uint64_t)r.disk_gb_free);
     xml_u64_element(w, "instanceCount", r.instances);
+    xml_u64_element(w, "networkPolicyVersion",
+                    (uint64_t)nc_sgfilter_version(nc));
     return 0;
 }
 

@@ -510,6 +510,14 @@ int nc_sgfilter_sync_list(struct nc *nc, struct nc_instance *list,
     return rc;
 }
 
+int64_t nc_sgfilter_version(struct nc *nc)
+{
+    pthread_mutex_lock(&nc->sg->lock);
+    int64_t v = nc->sg->policy ? nc->sg->policy->version : 0;
+    pthread_mutex_unlock(&nc->sg->lock);
+    return v;
+}
+
 int nc_sgfilter_set(struct nc *nc, int64_t version, const char *text,
                     size_t len, const char *router, int64_t *held,
                     struct koala_error **err)

@@ -83,6 +83,9 @@ int nc_sgfilter_set(struct nc *nc, int64_t version, const char *text,
                     size_t len, const char *router, int64_t *held,
                     struct koala_error **err);
 
+/* The version held (0: none), for ncDescribeResource. */
+int64_t nc_sgfilter_version(struct nc *nc);
+
 /* Rewrites the table from the node's instance list (call without
  * nc->lock), or from a list that is not the node's yet (startup). */
 int nc_sgfilter_sync(struct nc *nc, struct koala_error **err);
