@@ -116,86 +116,101 @@ static const struct netpolicy_instance *groups_of(const struct netpolicy *p,
     return netpolicy_instance(p, id);
 }
 
+/* A list of group ids (pointers into the document), each once. */
+struct names {
+    const char **v;
+    size_t n, cap;
+    bool oom;
+};
+
+static void names_add(struct names *l, const char *id)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->v[i], id) == 0)
+            return;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        const char **v = realloc(l->v, cap * sizeof(*v));
+        if (v == NULL) {
+            l->oom = true;
+            return;
+        }
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = id;
+}
+
+/* The groups of the instances written that the document describes
+ * (used), and the groups their rules name (named: a set each). */
+static void groups_used(const struct netpolicy *p,
+                        const struct nc_sg_inst *insts, const bool *use,
+                        size_t n, struct names *used, struct names *named)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct netpolicy_instance *pi =
+            use[i] ? groups_of(p, insts[i].id) : NULL;
+        for (size_t g = 0; pi && g < pi->n_groups; g++)
+            if (netpolicy_group(p, pi->groups[g]))
+                names_add(used, pi->groups[g]);
+    }
+    for (size_t g = 0; g < used->n; g++) {
+        const struct netpolicy_group *grp = netpolicy_group(p, used->v[g]);
+        for (size_t r = 0; r < grp->n_ingress; r++)
+            if (!grp->ingress[r].has_cidr)
+                names_add(named, grp->ingress[r].group);
+        for (size_t r = 0; r < grp->n_egress; r++)
+            if (!grp->egress[r].has_cidr)
+                names_add(named, grp->egress[r].group);
+    }
+}
+
+/* A group's rules, once for all its local instances: gin_<g> accepts
+ * what its ingress allows; gout_<g> sends what its egress allows on to
+ * the receiver's ingress (goto egress_ok, whose accept ends the hook: a
+ * `return` would only leave gout_<g>). */
+static void write_group(struct text *t, const struct netpolicy_group *g)
+{
+    emit(t, "  chain gin_%s {\n", g->id + 3);
+    for (size_t k = 0; k < g->n_ingress; k++)
+        write_rule(t, &g->ingress[k], "saddr", "accept");
+    emit(t, "  }\n  chain gout_%s {\n", g->id + 3);
+    for (size_t k = 0; k < g->n_egress; k++)
+        write_rule(t, &g->egress[k], "daddr", "goto egress_ok");
+    emit(t, "  }\n");
+}
+
+/* An instance's chains: what every guest needs to come up, then a jump
+ * to each of its groups, then drop. */
 static void write_chains(struct text *t, const struct netpolicy *p,
                          const char *router, const struct nc_sg_inst *in)
 {
     const struct netpolicy_instance *pi = groups_of(p, in->id);
     const char *hex = in->id + 2;
-    /* Out: what every guest needs to come up, then its groups' egress.
-     * `return`, not accept: the receiver's ingress still has a say. */
-    emit(t, "  chain out_%s {\n    udp sport 68 udp dport 67 return\n", hex);
+    emit(t, "  chain out_%s {\n    udp sport 68 udp dport 67 goto egress_ok\n",
+         hex);
     if (router)
         emit(t,
-             "    ip daddr %s udp dport 53 return\n"
-             "    ip daddr %s tcp dport 53 return\n",
+             "    ip daddr %s udp dport 53 goto egress_ok\n"
+             "    ip daddr %s tcp dport 53 goto egress_ok\n",
              router, router);
     else
-        emit(t, "    udp dport 53 return\n    tcp dport 53 return\n");
-    emit(t, "    ip daddr " NC_SG_METADATA " tcp dport 80 return\n");
-    for (size_t g = 0; pi && g < pi->n_groups; g++) {
-        const struct netpolicy_group *grp = netpolicy_group(p, pi->groups[g]);
-        for (size_t k = 0; grp && k < grp->n_egress; k++)
-            write_rule(t, &grp->egress[k], "daddr", "return");
-    }
+        emit(t, "    udp dport 53 goto egress_ok\n"
+                "    tcp dport 53 goto egress_ok\n");
+    emit(t, "    ip daddr " NC_SG_METADATA " tcp dport 80 goto egress_ok\n");
+    for (size_t g = 0; pi && g < pi->n_groups; g++)
+        if (netpolicy_group(p, pi->groups[g]))
+            emit(t, "    jump gout_%s\n", pi->groups[g] + 3);
     emit(t, "    counter drop\n  }\n");
     emit(t, "  chain in_%s {\n", hex);
     if (router)
         emit(t, "    ip saddr %s udp sport 67 udp dport 68 accept\n", router);
     else
         emit(t, "    udp sport 67 udp dport 68 accept\n");
-    for (size_t g = 0; pi && g < pi->n_groups; g++) {
-        const struct netpolicy_group *grp = netpolicy_group(p, pi->groups[g]);
-        for (size_t k = 0; grp && k < grp->n_ingress; k++)
-            write_rule(t, &grp->ingress[k], "saddr", "accept");
-    }
+    for (size_t g = 0; pi && g < pi->n_groups; g++)
+        if (netpolicy_group(p, pi->groups[g]))
+            emit(t, "    jump gin_%s\n", pi->groups[g] + 3);
     emit(t, "    counter drop\n  }\n");
-}
-
-/* Marks in `named` (indexed like p->members, plus a flag for groups
- * without members) every group a rule of a used group names; returns the
- * names in order, deduplicated, as a malloc'd array of pointers into p. */
-static const char **named_groups(const struct netpolicy *p,
-                                 const struct nc_sg_inst *insts,
-                                 const bool *use, size_t n, size_t *count)
-{
-    size_t cap = 16, k = 0;
-    const char **names = malloc(cap * sizeof(*names));
-    if (names == NULL)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        const struct netpolicy_instance *pi =
-            use[i] ? groups_of(p, insts[i].id) : NULL;
-        for (size_t g = 0; pi && g < pi->n_groups; g++) {
-            const struct netpolicy_group *grp =
-                netpolicy_group(p, pi->groups[g]);
-            for (int d = 0; grp && d < 2; d++) {
-                const struct netpolicy_rule *rs =
-                    d ? grp->egress : grp->ingress;
-                size_t nr = d ? grp->n_egress : grp->n_ingress;
-                for (size_t r = 0; r < nr; r++) {
-                    if (rs[r].has_cidr)
-                        continue;
-                    bool seen = false;
-                    for (size_t j = 0; j < k && !seen; j++)
-                        seen = strcmp(names[j], rs[r].group) == 0;
-                    if (seen)
-                        continue;
-                    if (k == cap) {
-                        cap *= 2;
-                        const char **g2 = realloc(names, cap * sizeof(*g2));
-                        if (g2 == NULL) {
-                            free(names);
-                            return NULL;
-                        }
-                        names = g2;
-                    }
-                    names[k++] = rs[r].group;
-                }
-            }
-        }
-    }
-    *count = k;
-    return names;
 }
 
 static void write_set(struct text *t, const struct netpolicy *p,
@@ -240,7 +255,7 @@ int nc_sgfilter_script(const struct netpolicy *p, const char *router,
     struct text t = {0};
     bool *use = n ? calloc(n, sizeof(*use)) : NULL;
     char(*ips)[16] = n ? calloc(n, sizeof(*ips)) : NULL;
-    const char **names = NULL;
+    struct names used = {0}, named = {0};
     char rtr[16];
     int count = 0, rc = -1;
     if (n && (use == NULL || ips == NULL))
@@ -262,13 +277,12 @@ int nc_sgfilter_script(const struct netpolicy *p, const char *router,
     emit(&t, "add table inet " NC_SG_TABLE "\n"
              "delete table inet " NC_SG_TABLE "\n");
     if (p) {
-        size_t n_names = 0;
-        names = named_groups(p, insts, use, n, &n_names);
-        if (names == NULL)
+        groups_used(p, insts, use, n, &used, &named);
+        if (used.oom || named.oom)
             goto out;
         emit(&t, "table inet " NC_SG_TABLE " {\n");
-        for (size_t i = 0; i < n_names; i++)
-            write_set(&t, p, names[i]);
+        for (size_t i = 0; i < named.n; i++)
+            write_set(&t, p, named.v[i]);
         write_map(&t, "egress", "out", insts, use, ips, n);
         write_map(&t, "ingress", "in", insts, use, ips, n);
         emit(&t, "  chain forward {\n"
@@ -277,7 +291,13 @@ int nc_sgfilter_script(const struct netpolicy *p, const char *router,
                  "    ct state invalid drop\n"
                  "    ip saddr vmap @egress\n"
                  "    ip daddr vmap @ingress\n"
+                 "  }\n"
+                 "  chain egress_ok {\n"
+                 "    ip daddr vmap @ingress\n"
+                 "    accept\n"
                  "  }\n");
+        for (size_t i = 0; i < used.n; i++)
+            write_group(&t, netpolicy_group(p, used.v[i]));
         for (size_t i = 0; i < n; i++)
             if (use[i])
                 write_chains(&t, p, router, &insts[i]);
@@ -286,7 +306,8 @@ int nc_sgfilter_script(const struct netpolicy *p, const char *router,
     if (!t.oom && buf_append(out, t.b.data, t.b.len) == 0)
         rc = count;
 out:
-    free(names);
+    free(used.v);
+    free(named.v);
     free(use);
     free(ips);
     buf_free(&t.b);

@@ -5,7 +5,9 @@
  * policy document the CC pushed (ncSetNetworkPolicy) and the node's
  * instances: a chain out_<i> and in_<i> per local instance, chosen by its
  * address from the forward hook (bridged IPv4 traverses it through
- * br_netfilter, with conntrack), a set per group that rules name.  The
+ * br_netfilter, with conntrack), jumping to a chain gout_<g> and gin_<g>
+ * per group of theirs (a group's rules are written once), and a set per
+ * group that rules name.  The
  * whole table is rewritten in one `nft -f` transaction (add table; delete
  * table; table ...), so a crash leaves the old table or the new one.
  *
