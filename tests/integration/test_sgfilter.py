@@ -95,7 +95,7 @@ def cloud(tmp_path_factory):
         one = [n for n, v in by_node.items() if len(v) == 1]
         assert two and one, by_node
         a, cc_ = by_node[two[0]]
-        b = by_node[one[0]]
+        b = by_node[one[0]][0]
 
         def answers(ip):
             try:
@@ -494,7 +494,8 @@ def test_nc_kill9_rebuilds_its_table(cloud):
         d.start()
     assert table(cloud, node) == before  # rebuilt before it answered
     assert not probe_http(cloud, "A")
-    assert http_from(cloud, "C", "A")
+    assert not http_from(cloud, "C", "A")
+    assert run(cloud, cloud.ip["A"], "echo ok").strip() == "ok"
 
 
 def test_cc_kill9_repushes(cloud):
