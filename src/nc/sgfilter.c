@@ -425,6 +425,7 @@ int nc_sgfilter_init(struct nc *nc, struct koala_error **err)
     if (sg == NULL)
         return error_set(err, ENOMEM, NULL, "out of memory");
     pthread_mutex_init(&sg->lock, NULL);
+    sg->applied = -1; /* whatever the kernel has: rewritten at start */
     nc->sg = sg;
     if (state_load(nc, sg, err) < 0) {
         error_prefix(*err, "the held network policy cannot be read (remove the "
@@ -467,6 +468,10 @@ static int rewrite_locked(struct nc *nc, struct nc_instance *list, bool lock,
 {
     struct nc_sg *sg = nc->sg;
     _cleanup_buf_ struct buf script = {0};
+    /* No document, and the table already deleted since start: nothing to
+     * write (and no nft on every launch of a node without a CLC). */
+    if (sg->policy == NULL && sg->applied == 0)
+        return 0;
     if (lock)
         pthread_mutex_lock(&nc->lock);
     size_t n = 0;
