@@ -287,6 +287,7 @@ void cc_free(struct cc *cc)
     tunnel_relay_free(cc->tunnel_relay);
     nodes_poller_stop(cc);
     workpool_free(cc->pool);
+    netpush_free(cc->netpush);
     workpool_free(cc->poll_pool);
     notifier_free(cc->notify);
     claims_free(cc->launching);
@@ -385,6 +386,7 @@ struct cc *cc_new(const struct cc_options *opt, struct koala_error **err)
     if (cc_subnet_parse(cc->opt.subnet, cc->opt.router, &cc->net.subnet, err) <
             0 ||
         nodes_load(cc, db, err) < 0 ||
+        (cc->netpush = netpush_new(db, err)) == NULL ||
         (cc->opt.nodes &&
          nodes_configure_static(cc, db, cc->opt.nodes, err) < 0))
         goto fail;

@@ -366,6 +366,7 @@ void dhcp_free(struct dhcp *d);
 /* ---- the daemon (cc.c) ---- */
 struct notifier;
 struct imds;
+struct netpush;
 
 struct cc {
     struct cc_options opt;
@@ -386,6 +387,7 @@ struct cc {
     struct notifier *notify;
     struct imds *imds;        /* the metadata service, or NULL */
     struct tunnel_relay *tunnel_relay; /* encrypted tunnels (tunnel.c) */
+    struct netpush *netpush;  /* the network policy (netpush.c) */
     struct claims *launching; /* instances an ncRunInstance is on its way for */
     int64_t leases_stamp;     /* the lease file as leases_notice last read it */
     /* the poller */
@@ -480,6 +482,18 @@ void notifier_free(struct notifier *n);
 /* Records sent, failures (for tests and logs). */
 void notifier_counts(struct notifier *n, uint64_t *sent, uint64_t *failed);
 
+/* ---- security groups: the network policy and its push (netpush.c) ---- */
+/* Loads the held document from cc.db (net_policy). */
+struct netpush *netpush_new(struct db *db, struct koala_error **err);
+void netpush_free(struct netpush *np);
+/* After a successful poll of a node that reports holding version reported
+ * (-1: it did not say): pushes the held document if the node is behind. */
+void netpush_node(struct cc *cc, const char *name, const char *endpoint,
+                  int64_t reported);
+/* Whether the node acknowledged the held version (true with none): the
+ * scheduler places new instances only on such nodes. */
+bool netpush_node_current(struct cc *cc, const char *name);
+
 /* ---- operations (ops.c, run.c) and routing (server.c) ---- */
 struct cc_req {
     struct cc *cc;
@@ -514,6 +528,7 @@ void cc_op_get_console_output(struct cc_req *r);
 void cc_op_configure_nodes(struct cc_req *r);
 void cc_op_notify_instance_state(struct cc_req *r);
 void cc_op_describe_service(struct cc_req *r);
+void cc_op_set_network_policy(struct cc_req *r); /* netpush.c */
 /* Replies with a fault for err and frees it. */
 void cc_fail(struct cc_req *r, struct koala_error *err);
 /* Replies with a finished document. */

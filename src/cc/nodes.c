@@ -206,6 +206,7 @@ struct poll_result {
     struct cc_res max, avail;
     int64_t count;
     char hypervisor[16];
+    int64_t policy_version; /* the network policy it holds; -1: unsaid */
 };
 
 static int poll_describe_instances(struct cc *cc, const char *endpoint,
@@ -267,6 +268,9 @@ static int poll_describe_resource(struct cc *cc, const char *endpoint,
         pr->max = (struct cc_res){v[0], v[2], v[4]};
         pr->avail = (struct cc_res){v[1], v[3], v[5]};
         pr->count = v[6];
+        long long pv = -1;
+        if (soap_int(body, "networkPolicyVersion", -1, &pv, NULL) == 0)
+            pr->policy_version = pv;
         _cleanup_free_ char *hv = xml_child_text(body, "hypervisor");
         snprintf(pr->hypervisor, sizeof(pr->hypervisor), "%s",
                  hv ? str_trim(hv) : "");
@@ -452,7 +456,7 @@ static void poll_one(size_t idx, void *ctx)
     struct poll_round *round = ctx;
     struct cc *cc = round->cc;
     const struct cc_node *nd = &round->nodes[idx];
-    struct poll_result pr = {0};
+    struct poll_result pr = {.policy_version = -1};
     struct koala_error *e = NULL;
     if (poll_describe_instances(cc, nd->endpoint, &pr, &e) == 0)
         poll_describe_resource(cc, nd->endpoint, &pr, &e);
@@ -475,6 +479,8 @@ static void poll_one(size_t idx, void *ctx)
                 }
             reconcile(cc, db, nd, &pr, &round->dirty[idx]);
         }
+        if (e == NULL) /* behind the network policy: pushed (netpush.c) */
+            netpush_node(cc, nd->name, nd->endpoint, pr.policy_version);
         db_pool_put(cc->db, db);
     } else if (dbe) {
         log_error("node %s: %s", nd->name, error_message(dbe));

@@ -186,7 +186,9 @@ size_t cc_sched_view(struct cc *cc, struct db *db, struct cc_node *nodes,
             return SIZE_MAX;
         view[i] = (struct sched_node){
             .name = nd->name,
-            .usable = nd->state == CC_NODE_ENABLED,
+            /* not behind the network policy (netpush.c) */
+            .usable = nd->state == CC_NODE_ENABLED &&
+                      netpush_node_current(cc, nd->name),
             .max = nd->max,
             .free = {nd->max.cores - used.cores - nd->foreign.cores,
                      nd->max.memory_mb - used.memory_mb - nd->foreign.memory_mb,

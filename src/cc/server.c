@@ -60,6 +60,7 @@ static const struct {
     {"NotifyInstanceState", cc_op_notify_instance_state, NULL},
     {"DescribeService", cc_op_describe_service, NULL},
     {"SetInstanceMetadata", cc_op_set_instance_metadata, NULL},
+    {"SetNetworkPolicy", cc_op_set_network_policy, NULL},
 };
 
 static void dispatch(struct http_request *http)

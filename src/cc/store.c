@@ -85,9 +85,15 @@ static const char schema_v4[] =
     "CREATE TRIGGER instance_meta_gc AFTER DELETE ON instances BEGIN"
     "  DELETE FROM instance_meta WHERE id = old.id; END;";
 
+/* The network policy document held (netpush.c): one row. */
+static const char schema_v5[] = "CREATE TABLE net_policy ("
+                                "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+                                "  version INTEGER NOT NULL,"
+                                "  document TEXT NOT NULL);";
+
 /* The peers of the tunnels between clusters' routers, as the CLC last
  * listed them (tunnel.c). */
-static const char schema_v5[] =
+static const char schema_v6[] =
     "CREATE TABLE tunnel_peers ("
     "  zone TEXT PRIMARY KEY,"
     "  address TEXT NOT NULL,"
@@ -99,7 +105,7 @@ static const char schema_v5[] =
     "  secret TEXT NOT NULL);";
 
 const char *const cc_migrations[] = {schema_v1, schema_v2, schema_v3,
-                                     schema_v4, schema_v5};
+                                     schema_v4, schema_v5, schema_v6};
 const size_t cc_n_migrations = ARRAY_SIZE(cc_migrations);
 
 #define INSTANCE_COLUMNS                                                       \

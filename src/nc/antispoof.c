@@ -135,6 +135,29 @@ static void write_chain(struct text *b, const struct nc_antispoof_tap *t)
     emit(b, "    counter drop\n  }\n");
 }
 
+/* The reverse check of a tap (docs/network.md): a frame leaves it only
+ * for the instance's address, as a broadcast, or as ARP, so that no guest
+ * reaches another with a crafted destination MAC (the security groups
+ * choose their chains by IPv4 address).  The subnet's broadcast is not
+ * known here: a broadcast is an IPv4 frame to ff:ff:ff:ff:ff:ff. */
+static void write_out_chain(struct text *b, const struct nc_antispoof_tap *t)
+{
+    char mac[18], ip[16];
+    emit(b, "  chain to_%s {\n", t->id + 2);
+    bool has_ip = !no_ip(t->ip);
+    if (!valid_mac(t->mac, mac) || (has_ip && !valid_ip(t->ip, ip))) {
+        emit(b, "    counter drop\n  }\n");
+        return;
+    }
+    emit(b, "    ether type arp accept\n");
+    if (has_ip)
+        emit(b, "    ip daddr { %s, 255.255.255.255 } accept\n", ip);
+    else /* its DHCP offer goes to the address it is being offered */
+        emit(b, "    udp sport 67 udp dport 68 accept\n");
+    emit(b, "    ether daddr ff:ff:ff:ff:ff:ff ether type ip accept\n"
+            "    counter drop\n  }\n");
+}
+
 int nc_antispoof_script(const struct nc_antispoof_tap *taps, size_t n,
                         struct buf *out)
 {
@@ -161,8 +184,10 @@ int nc_antispoof_script(const struct nc_antispoof_tap *taps, size_t n,
     if (count > 0) {
         emit(&b, "table bridge " NC_ANTISPOOF_TABLE " {\n");
         for (size_t i = 0; i < n; i++)
-            if (use[i])
+            if (use[i]) {
                 write_chain(&b, &taps[i]);
+                write_out_chain(&b, &taps[i]);
+            }
         emit(&b, "  map tap_chain {\n"
                  "    type ifname : verdict\n"
                  "    elements = {");
@@ -176,10 +201,27 @@ int nc_antispoof_script(const struct nc_antispoof_tap *taps, size_t n,
         }
         emit(&b, " }\n"
                  "  }\n"
+                 "  map tap_out {\n"
+                 "    type ifname : verdict\n"
+                 "    elements = {");
+        sep = " ";
+        for (size_t i = 0; i < n; i++) {
+            if (!use[i])
+                continue;
+            emit(&b, "%s\"%s\" : jump to_%s", sep, taps[i].tap, taps[i].id + 2);
+            sep = ",\n                 ";
+        }
+        emit(&b, " }\n"
+                 "  }\n"
                  "  chain from_guests {\n"
                  "    type filter hook prerouting priority -200; "
                  "policy accept;\n"
                  "    iifname vmap @tap_chain\n"
+                 "  }\n"
+                 "  chain to_guests {\n"
+                 "    type filter hook postrouting priority 200; "
+                 "policy accept;\n"
+                 "    oifname vmap @tap_out\n"
                  "  }\n"
                  "}\n");
     }

@@ -22,6 +22,7 @@
 #include "antispoof.h"
 #include "log.h"
 #include "nc.h"
+#include "sgfilter.h"
 #include "util.h"
 
 static void settle(struct nc *nc, struct nc_instance *inst);
@@ -344,13 +345,14 @@ static int boot(struct nc *nc, struct nc_instance *inst,
                 struct koala_error **err)
 {
     if (nc_antispoof_check(inst->id, inst->tap, inst->mac, inst->private_ip,
-                           err) < 0)
+                           err) < 0 ||
+        nc_sgfilter_ready(nc, err) < 0)
         return -1;
     if (nc_tap_add(nc, inst->tap, inst->bridge, err) < 0)
         return -1;
-    /* No frame of the guest may pass unfiltered: its chain is in before
-     * QEMU opens the tap. */
-    if (nc_antispoof_sync(nc, err) < 0) {
+    /* No frame of the guest may pass unfiltered: its chains (anti-spoofing
+     * and security groups) are in before QEMU opens the tap. */
+    if (nc_antispoof_sync(nc, err) < 0 || nc_sgfilter_sync(nc, err) < 0) {
         nc_tap_del(nc, inst->tap, NULL);
         return -1;
     }
@@ -396,11 +398,14 @@ static int boot(struct nc *nc, struct nc_instance *inst,
     return rc;
 }
 
-/* The instance left the states that have a tap: its chain goes. */
+/* The instance left the states that have a tap: its chains go. */
 static void antispoof_resync(struct nc *nc, struct nc_instance *inst)
 {
     struct koala_error *err = NULL;
     if (nc_antispoof_sync(nc, &err) < 0)
+        log_error("instance %s: %s", inst->id, error_message(err));
+    error_clear(&err);
+    if (nc_sgfilter_sync(nc, &err) < 0)
         log_error("instance %s: %s", inst->id, error_message(err));
     error_free(err);
 }

@@ -12,6 +12,7 @@
 #include "exec.h"
 #include "log.h"
 #include "nc.h"
+#include "sgfilter.h"
 #include "util.h"
 
 void nc_wait_locked(struct nc *nc, int64_t deadline_ms)
@@ -121,6 +122,7 @@ void nc_free(struct nc *nc)
     if (nc->housekeeper_started)
         pthread_join(nc->housekeeper, NULL);
     nc_notifier_free(nc->notifier);
+    nc_sgfilter_free(nc->sg);
     while (nc->instances) {
         struct nc_instance *i = nc->instances;
         nc->instances = i->next;
@@ -201,6 +203,9 @@ struct nc *nc_new(const struct nc_options *opt, struct koala_error **err)
     if (nc->cache == NULL)
         goto fail;
     if (opt->cc_endpoint && (nc->notifier = nc_notifier_new(nc, err)) == NULL)
+        goto fail;
+    /* The held policy, before the instances that it filters. */
+    if (nc_sgfilter_init(nc, err) < 0)
         goto fail;
     if (nc_instances_load(nc, err) < 0)
         goto fail;

@@ -4,8 +4,9 @@
  * startup (ops.c), QEMU, disks and taps (vm.c), the choice of
  * KVM or TCG (hv.c), notifications to the CC (notify.c) and the SOAP
  * operations (server.c).  The image cache (cache.h), the QMP client
- * (qmp.h), the helper runner (exec.h) and the anti-spoofing table
- * (antispoof.h) stand on their own.
+ * (qmp.h), the helper runner (exec.h), the anti-spoofing table
+ * (antispoof.h) and the security-group table (sgfilter.h) stand on their
+ * own.
  *
  * DESIGN.  An instance is a directory instances/<id>/ (instance.json, the
  * disks, console.log, qmp.sock, qemu.pid) and a `struct nc_instance` in
@@ -146,6 +147,7 @@ struct nc_instance {
 };
 
 struct nc_notifier;
+struct nc_sg;
 
 struct nc {
     struct nc_options opt;
@@ -171,6 +173,7 @@ struct nc {
     long tsc_khz; /* the host's TSC rate (TCG guests see it) */
 
     struct nc_notifier *notifier;
+    struct nc_sg *sg; /* the security-group filter (sgfilter.h) */
     pthread_t housekeeper;
     bool housekeeper_started;
     struct http_server *http;

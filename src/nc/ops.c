@@ -14,6 +14,7 @@
 #include "antispoof.h"
 #include "log.h"
 #include "nc.h"
+#include "sgfilter.h"
 #include "util.h"
 
 /* ---- operations ---- */
@@ -429,6 +430,10 @@ int nc_instances_load(struct nc *nc, struct koala_error **err)
      * leaves the kernel's table as it was; launches fail until nft works. */
     struct koala_error *e = NULL;
     if (nc_antispoof_sync_list(nc, loaded, &e) < 0)
+        log_error("%s", error_message(e));
+    error_clear(&e);
+    /* So is the security-group table, from the held policy. */
+    if (nc_sgfilter_sync_list(nc, loaded, &e) < 0)
         log_error("%s", error_message(e));
     error_free(e);
     while (loaded) {

@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "nc.h"
+#include "sgfilter.h"
 #include "soap.h"
 
 struct nc_req {
@@ -305,6 +306,8 @@ static int op_describe_resource(struct nc *nc, const struct xml_node *op,
     xml_u64_element(w, "diskGbMax", (uint64_t)r.disk_gb_max);
     xml_u64_element(w, "diskGbAvailable", (uint64_t)r.disk_gb_free);
     xml_u64_element(w, "instanceCount", r.instances);
+    xml_u64_element(w, "networkPolicyVersion",
+                    (uint64_t)nc_sgfilter_version(nc));
     return 0;
 }
 
@@ -326,6 +329,25 @@ static int op_console(struct nc *nc, const struct xml_node *op,
     return 0;
 }
 
+/* The CC's network policy (sgfilter.h): <version>, <policy> (the JSON
+ * document as text), <router> (optional); answers the version held. */
+static int op_set_network_policy(struct nc *nc, const struct xml_node *op,
+                                 struct xml_writer *w, struct koala_error **err)
+{
+    int64_t version, held = 0;
+    if (need_int(op, "version", 1, NETPOLICY_MAX_VERSION, &version, err) < 0)
+        return -1;
+    _cleanup_free_ char *policy = need(op, "policy", err);
+    if (policy == NULL)
+        return -1;
+    _cleanup_free_ char *router = opt_text(op, "router");
+    if (nc_sgfilter_set(nc, version, policy, strlen(policy), router, &held,
+                        err) < 0)
+        return -1;
+    xml_u64_element(w, "version", (uint64_t)held);
+    return 0;
+}
+
 static const struct {
     const char *name;
     op_fn fn;
@@ -338,6 +360,7 @@ static const struct {
     {"ncDescribeInstances", op_describe_instances},
     {"ncDescribeResource", op_describe_resource},
     {"ncGetConsoleOutput", op_console},
+    {"ncSetNetworkPolicy", op_set_network_policy},
 };
 
 /* ---- HTTP ---- */

@@ -1,8 +1,8 @@
 /* test_nc_antispoof.c: the node's anti-spoofing rule set as text (golden
- * output for a tap with an address and one without), what fails closed
- * (malformed MAC or address: a chain that drops everything; ids and tap
- * names that cannot be written: left out; repeats: once), the empty table,
- * the launch-time check, and, where nft and the privilege to use it are
+ * output for a tap with an address and one without, both directions), what
+ * fails closed (malformed MAC or address: a chain that drops everything; ids
+ * and tap names that cannot be written: left out; repeats: once), the empty
+ * table, the launch-time check, and, where nft and the privilege to use it are
  * there, that nft accepts the script (`nft -c` in a namespace of its own). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -37,6 +37,12 @@ static const char *const golden_two =
     "    ether type { ip, arp } accept\n"
     "    counter drop\n"
     "  }\n"
+    "  chain to_0123456789abcdef0 {\n"
+    "    ether type arp accept\n"
+    "    ip daddr { 10.111.0.5, 255.255.255.255 } accept\n"
+    "    ether daddr ff:ff:ff:ff:ff:ff ether type ip accept\n"
+    "    counter drop\n"
+    "  }\n"
     "  chain tap_00000000000000aa {\n"
     "    ether saddr != d0:0d:01:02:03:05 counter drop\n"
     "    arp saddr ether != d0:0d:01:02:03:05 counter drop\n"
@@ -46,14 +52,29 @@ static const char *const golden_two =
     "    ether type arp accept\n"
     "    counter drop\n"
     "  }\n"
+    "  chain to_00000000000000aa {\n"
+    "    ether type arp accept\n"
+    "    udp sport 67 udp dport 68 accept\n"
+    "    ether daddr ff:ff:ff:ff:ff:ff ether type ip accept\n"
+    "    counter drop\n"
+    "  }\n"
     "  map tap_chain {\n"
     "    type ifname : verdict\n"
     "    elements = { \"tap56789abcdef0\" : jump tap_0123456789abcdef0,\n"
     "                 \"tap0000000000aa\" : jump tap_00000000000000aa }\n"
     "  }\n"
+    "  map tap_out {\n"
+    "    type ifname : verdict\n"
+    "    elements = { \"tap56789abcdef0\" : jump to_0123456789abcdef0,\n"
+    "                 \"tap0000000000aa\" : jump to_00000000000000aa }\n"
+    "  }\n"
     "  chain from_guests {\n"
     "    type filter hook prerouting priority -200; policy accept;\n"
     "    iifname vmap @tap_chain\n"
+    "  }\n"
+    "  chain to_guests {\n"
+    "    type filter hook postrouting priority 200; policy accept;\n"
+    "    oifname vmap @tap_out\n"
     "  }\n"
     "}\n";
 
