@@ -490,8 +490,10 @@ void netpush_free(struct netpush *np);
  * (-1: it did not say): pushes the held document if the node is behind. */
 void netpush_node(struct cc *cc, const char *name, const char *endpoint,
                   int64_t reported);
-/* Whether the node acknowledged the held version (true with none): the
- * scheduler places new instances only on such nodes. */
+/* Whether the node may take new instances as far as the policy goes: it
+ * holds some document, or the CC holds none.  (A node behind the held
+ * version keeps instances its document does not list closed until the
+ * newer one arrives; one without any document would run them open.) */
 bool netpush_node_current(struct cc *cc, const char *name);
 
 /* ---- operations (ops.c, run.c) and routing (server.c) ---- */

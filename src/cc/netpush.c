@@ -129,7 +129,7 @@ bool netpush_node_current(struct cc *cc, const char *name)
     bool ok = np->version == 0;
     for (size_t i = 0; i < np->n_nodes && !ok; i++)
         if (strcmp(np->nodes[i].name, name) == 0)
-            ok = np->nodes[i].acked >= np->version;
+            ok = np->nodes[i].acked > 0;
     pthread_mutex_unlock(&np->lock);
     return ok;
 }

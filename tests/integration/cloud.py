@@ -107,7 +107,31 @@ class Cloud:
         for name in self.nodes:
             self.start_nc(name)
         self.wait_enabled()
+        if self.with_cluster:
+            self.allow_test_access()
         return self
+
+    def routers(self):
+        """The cluster routers' addresses: where the tests reach guests
+        from (guest_run, the pages, ssh)."""
+        return ["10.111.0.1"]
+
+    def allow_test_access(self, ec2=None):
+        """Opens, in the account's default security group, what the tests
+        use to drive guests from their cluster's namespace: tcp 8080 (the
+        busybox guest's page and /cgi-bin/run), tcp 22 and ICMP from the
+        routers, as a user opens a group to their own workstation.  Other
+        ingress stays as EC2's default group has it (its members only)."""
+        ec2 = ec2 or self.ec2()
+        ranges = [{"CidrIp": f"{r}/32", "Description": "koala tests"}
+                  for r in self.routers()]
+        ec2.authorize_security_group_ingress(GroupName="default", IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 8080, "ToPort": 8080,
+             "IpRanges": ranges},
+            {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+             "IpRanges": ranges},
+            {"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1,
+             "IpRanges": ranges}])
 
     def stop(self):
         rcs = {}

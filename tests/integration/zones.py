@@ -94,7 +94,11 @@ class ZonesCloud(Cloud):
         for name in self.nodes:
             self.start_nc(name)
         self.wait_enabled()
+        self.allow_test_access()
         return self
+
+    def routers(self):
+        return [self.subnet(z).replace("0.0/16", "0.1") for z in self.zones]
 
     def _daemon(self, name, argv, port):
         if name == "clc" and self.encrypt:
