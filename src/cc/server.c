@@ -58,6 +58,8 @@ static const struct {
     {"NotifyInstanceState", cc_op_notify_instance_state, NULL},
     {"DescribeService", cc_op_describe_service, NULL},
     {"SetInstanceMetadata", cc_op_set_instance_metadata, NULL},
+    {"SetPublicAddresses", cc_op_set_public_addresses, NULL},
+    {"DescribePublicAddresses", cc_op_describe_public_addresses, NULL},
 };
 
 static void dispatch(struct http_request *http)

@@ -85,8 +85,23 @@ static const char schema_v4[] =
     "CREATE TRIGGER instance_meta_gc AFTER DELETE ON instances BEGIN"
     "  DELETE FROM instance_meta WHERE id = old.id; END;";
 
+/* Another branch's migration (the network policy) takes this place; an
+ * empty one keeps the numbering here until it is merged. */
+static const char schema_v5[] = "";
+
+/* The public address map the CLC pushes (eip.c): the version held and
+ * its pairs, applied as the router's 1:1 NAT (eipnat.c). */
+static const char schema_v6[] =
+    "CREATE TABLE public_map ("
+    "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  version INTEGER NOT NULL);"
+    "CREATE TABLE public_addresses ("
+    "  public_ip TEXT PRIMARY KEY,"
+    "  private_ip TEXT NOT NULL UNIQUE,"
+    "  instance_id TEXT NOT NULL UNIQUE);";
+
 const char *const cc_migrations[] = {schema_v1, schema_v2, schema_v3,
-                                     schema_v4};
+                                     schema_v4, schema_v5, schema_v6};
 const size_t cc_n_migrations = ARRAY_SIZE(cc_migrations);
 
 #define INSTANCE_COLUMNS                                                       \
