@@ -14,20 +14,11 @@ struct clc *clc_new(const struct clc_options *opt, struct koala_error **err);
 void clc_free(struct clc *clc);
 
 static const char *const keys[] = {
-    "listen",
-    "soap_listen",
-    "data_dir",
-    "tls_cert",
-    "tls_key",
-    "ca",
-    "api_tls_cert",
-    "api_tls_key",
-    "region",
-    "poll_interval_ms",
-    "pending_timeout",
-    "log_level",
-    "default_vpc_cidr",
-    NULL,
+    "listen",           "soap_listen",     "data_dir",
+    "tls_cert",         "tls_key",         "ca",
+    "api_tls_cert",     "api_tls_key",     "region",
+    "poll_interval_ms", "pending_timeout", "log_level",
+    "default_vpc_cidr", "address_quota",   NULL,
 };
 
 static const struct daemon_spec spec = {
@@ -49,6 +40,7 @@ static const struct daemon_spec spec = {
     "  --pending-timeout S         pending longer ends terminated (300)\n"
     "  --default-vpc-cidr CIDR     every default VPC's network, sliced\n"
     "                              per zone (10.96.0.0/12)\n"
+    "  --address-quota N           elastic IPs per account (5)\n"
     "  --log-level SPEC            \"info\", \"info,clc=debug\" ...\n",
 };
 
@@ -81,9 +73,10 @@ int main(int argc, char **argv)
     }
     opt.api_addr = api_addr;
     opt.soap_addr = soap_addr;
-    int64_t poll_ms, pending_s;
+    int64_t poll_ms, pending_s, quota;
     if (config_get_int(cfg, "clc", "poll_interval_ms", 2000, &poll_ms, &err) <
             0 ||
+        config_get_int(cfg, "clc", "address_quota", 5, &quota, &err) < 0 ||
         config_get_int(cfg, "clc", "pending_timeout", 300, &pending_s, &err) <
             0) {
         fprintf(stderr, "koala-clc: %s\n", error_message(err));
@@ -92,15 +85,17 @@ int main(int argc, char **argv)
         free(soap_addr);
         return 2;
     }
-    if (poll_ms < 10 || pending_s < 1) {
-        fprintf(stderr, "koala-clc: poll_interval_ms is at least 10 and "
-                        "pending_timeout at least 1\n");
+    if (poll_ms < 10 || pending_s < 1 || quota < 1 || quota > 100000) {
+        fprintf(stderr, "koala-clc: poll_interval_ms is at least 10, "
+                        "pending_timeout at least 1 and address_quota 1 "
+                        "to 100000\n");
         free(api_addr);
         free(soap_addr);
         return 2;
     }
     opt.poll_interval_ms = (unsigned)poll_ms;
     opt.pending_timeout_s = (unsigned)pending_s;
+    opt.address_quota = (unsigned)quota;
     daemon_block_signals();
     struct clc *clc = clc_new(&opt, &err);
     if (clc == NULL) {
