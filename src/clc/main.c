@@ -14,11 +14,21 @@ struct clc *clc_new(const struct clc_options *opt, struct koala_error **err);
 void clc_free(struct clc *clc);
 
 static const char *const keys[] = {
-    "listen",           "soap_listen",     "data_dir",
-    "tls_cert",         "tls_key",         "ca",
-    "api_tls_cert",     "api_tls_key",     "region",
-    "poll_interval_ms", "pending_timeout", "log_level",
-    "default_vpc_cidr", "address_quota",   NULL,
+    "listen",
+    "soap_listen",
+    "data_dir",
+    "tls_cert",
+    "tls_key",
+    "ca",
+    "api_tls_cert",
+    "api_tls_key",
+    "region",
+    "poll_interval_ms",
+    "pending_timeout",
+    "log_level",
+    "default_vpc_cidr",
+    "address_quota",
+    NULL,
 };
 
 static const struct daemon_spec spec = {
