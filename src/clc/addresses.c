@@ -299,7 +299,7 @@ void ec2_allocate_address(struct ec2_req *r)
         db_rollback(r->db);
         return;
     }
-    if (rc == 0 && id_resource(alloc, sizeof(alloc), "eipalloc-") < 0)
+    if (rc == 0 && id_resource(alloc, sizeof(alloc), "eipalloc") < 0)
         rc = error_set(&err, EIO, NULL, "no randomness");
     char owner[24], now[24], num[24];
     snprintf(owner, sizeof(owner), "#%lld", (long long)r->who.id);
@@ -432,7 +432,7 @@ void ec2_associate_address(struct ec2_req *r)
         db_rollback(r->db);
         return;
     }
-    if (id_resource(assoc, sizeof(assoc), "eipassoc-") < 0) {
+    if (id_resource(assoc, sizeof(assoc), "eipassoc") < 0) {
         error_set(&err, EIO, NULL, "no randomness");
         goto fail;
     }
