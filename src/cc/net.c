@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cc.h"
 #include "log.h"
@@ -116,6 +117,16 @@ int net_setup(struct cc_network *net, const char *ip_bin,
     if ((ns &&
          proc_sysctl(ns, "net/ipv4/conf/all/send_redirects", "0\n", err) < 0) ||
         proc_sysctl(ns, path, "0\n", err) < 0)
+        return -1;
+    /* The router routes; it filters nothing bridged.  With br_netfilter
+     * (built in here, a module elsewhere) frames crossing the LAN bridge
+     * would pass the ip hooks and get the NAT at the bridge: a hairpin
+     * (an instance to another's public address) is then bridged straight
+     * back out of the port it came in on, which a bridge never does, and
+     * is lost.  Off in the router's own namespace (docs/network.md). */
+    if (ns &&
+        access("/proc/sys/net/bridge/bridge-nf-call-iptables", F_OK) == 0 &&
+        proc_sysctl(ns, "net/bridge/bridge-nf-call-iptables", "0\n", err) < 0)
         return -1;
     if (net->uplink && hold_pool(net, ip_bin, err) < 0)
         return -1;
