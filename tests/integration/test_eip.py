@@ -531,3 +531,102 @@ def test_terminate_frees_the_association(cloud, pair):
 def test_koala_addresses_shows_the_pool(cloud):
     out = sh(KOALA_BIN, "addresses", "--data-dir", cloud.dir).stdout
     assert cloud.cluster in out and "100.64.112.16-100.64.112.31" in out
+
+
+# ---- the CC's side alone (SOAP, as the CLC) ----
+
+def test_cc_public_address_map(tmp_path):
+    """SetPublicAddresses on a CC of its own: a stale version is ignored,
+    a bad document refused whole (nothing changes), the map survives a
+    kill -9 and is the router's NAT again at start."""
+    from conftest import PKI, Netns
+    from soapclient import SoapFault, children, text
+    from test_cc import CC
+    (tmp_path / "pki").mkdir()
+    pki = PKI.create(tmp_path / "pki")
+    pki.issue("koala-cc-zone-a")
+    pki.issue("koala-clc")
+    ns = Netns("e")
+    cc = None
+    try:
+        ns.ip("link", "add", "klan0", "type", "bridge")
+        ns.ip("link", "add", "uplink0", "type", "veth", "peer", "name",
+              "world0")
+        ns.ip("link", "set", "uplink0", "up")
+        cc = CC(pki, tmp_path / "cc", ns, uplink="uplink0",
+                public_ips="198.51.100.8/30, 198.51.100.20")
+        cc.start()
+
+        def held():
+            body = cc.call("DescribePublicAddresses")
+            return (int(text(body, "version")),
+                    [(text(a, "publicIp"), text(a, "privateIp"),
+                      text(a, "instanceId"))
+                     for a in children(body, "address")])
+        body = cc.call("DescribePublicAddresses")
+        assert [(text(r, "first"), text(r, "last"))
+                for r in children(body, "range")] == \
+            [("198.51.100.8", "198.51.100.11"),
+             ("198.51.100.20", "198.51.100.20")]
+        assert held() == (0, [])
+
+        def addr(pub, priv, iid):
+            return ("address", [("publicIp", pub), ("privateIp", priv),
+                                ("instanceId", iid)])
+        one = addr("198.51.100.9", "10.111.0.5", "i-0123456789abcdef0")
+        two = addr("198.51.100.20", "10.111.0.6", "i-0123456789abcdef1")
+        r = cc.call("SetPublicAddresses", [("version", "3"), one, two])
+        assert text(r, "version") == "3"
+        want = (3, [("198.51.100.20", "10.111.0.6", "i-0123456789abcdef1"),
+                    ("198.51.100.9", "10.111.0.5", "i-0123456789abcdef0")])
+        assert held() == want
+
+        def nat():
+            return ns.run("nft", "list", "table", "ip",
+                          "koala_cc_default").stdout
+        assert "198.51.100.9 : 10.111.0.5" in nat()
+        assert "10.111.0.6 : 198.51.100.20" in nat()
+        # the pool is on the uplink
+        addrs = ns.ip("-4", "-o", "addr", "show", "dev", "uplink0").stdout
+        for a in ("198.51.100.8/32", "198.51.100.11/32", "198.51.100.20/32"):
+            assert a in addrs
+        # stale and equal versions: ignored, the version held answered
+        for v in ("2", "3"):
+            r = cc.call("SetPublicAddresses", [("version", v)])
+            assert text(r, "version") == "3"
+        assert held() == want
+        # bad documents: refused whole
+        bad = [
+            [("version", "4"), addr("198.51.100.12", "10.111.0.5",
+                                    "i-0123456789abcdef0")],  # not pool
+            [("version", "4"), addr("198.51.100.9", "10.112.0.5",
+                                    "i-0123456789abcdef0")],  # not subnet
+            [("version", "4"), addr("198.51.100.9", "10.111.0.1",
+                                    "i-0123456789abcdef0")],  # the router
+            [("version", "4"), one, addr("198.51.100.10", "10.111.0.5",
+                                         "i-0123456789abcdef2")],  # twice
+            [("version", "4"), addr("198.51.100.9", "10.111.0.5", "i-x")],
+            [("version", "x")],
+            [one],
+        ]
+        for items in bad:
+            with pytest.raises(SoapFault) as e:
+                cc.call("SetPublicAddresses", items)
+            assert e.value.code in ("InvalidParameterValue",
+                                    "MissingParameter",
+                                    "InvalidInstanceID.Malformed"), items
+        assert held() == want
+        # kill -9, the table flushed: rebuilt from cc.db at start
+        assert cc.stop(signal.SIGKILL) == -signal.SIGKILL
+        ns.run("nft", "delete", "table", "ip", "koala_cc_default")
+        cc.start()
+        assert held() == want
+        assert "198.51.100.9 : 10.111.0.5" in nat()
+        # an empty map empties the NAT
+        cc.call("SetPublicAddresses", [("version", "4")])
+        assert held() == (4, [])
+        assert "198.51.100.9" not in nat().split("set pool")[0]
+    finally:
+        if cc:
+            cc.stop()
+        ns.delete()
