@@ -683,3 +683,141 @@ out:
     ec2_filters_free(&fs);
     ec2_reply_end(r, w, err);
 }
+
+/* ---- public addresses assigned at launch ---- */
+
+int clc_subnet_maps_public_ip(struct db *db, const char *subnet, bool *out,
+                              struct koala_error **err)
+{
+    *out = false;
+    sqlite3_stmt *st =
+        db_stmt(db, "SELECT map_public_ip FROM subnets WHERE id = ?", err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, subnet ? subnet : "", -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *out = sqlite3_column_int(st, 0) != 0;
+    db_stmt_done(st);
+    return 0;
+}
+
+/* One instance's address from its cluster's pool: 0 given, 1 the pool is
+ * full, -1 error. */
+static int autoassign_one(struct db *db, const char *iid, const char *cluster,
+                          int64_t owner, struct koala_error **err)
+{
+    if (db_begin(db, err) < 0)
+        return -1;
+    char ip[16], where[64], num[24], who[24], now[24];
+    /* (checked again inside the transaction: nobody gave it one since) */
+    sqlite3_stmt *st = db_stmt(db,
+                               "SELECT 1 FROM instances i WHERE i.id = ? AND"
+                               " i.public_ip_wanted = 1 AND NOT EXISTS"
+                               " (SELECT 1 FROM addresses a WHERE"
+                               " a.instance_id = i.id)",
+                               err);
+    int rc = st ? 0 : -1;
+    if (st) {
+        sqlite3_bind_text(st, 1, iid, -1, SQLITE_STATIC);
+        rc = db_step_row(db, st, "looking up instance", err);
+        db_stmt_done(st);
+    }
+    if (rc == 0)
+        rc = pick_address(db, cluster, NULL, ip, where, err);
+    if (rc != 0) {
+        db_rollback(db);
+        return rc;
+    }
+    struct in_addr a;
+    inet_pton(AF_INET, ip, &a);
+    snprintf(num, sizeof(num), "#%lu", (unsigned long)ntohl(a.s_addr));
+    snprintf(who, sizeof(who), "#%lld", (long long)owner);
+    snprintf(now, sizeof(now), "#%lld", (long long)time_now_ms());
+    if (clc_exec(db,
+                 "INSERT INTO addresses (public_ip, ip, cluster, owner,"
+                 " instance_id, created) VALUES (?,?,?,?,?,?)",
+                 "assigning a public address", err, ip, num, where, who, iid,
+                 now, NULL) < 0 ||
+        clc_eip_bump(db, where, err) < 0 || db_commit(db, err) < 0) {
+        db_rollback(db);
+        return -1;
+    }
+    log_info("%s: public address %s assigned", iid, ip);
+    return 0;
+}
+
+void clc_eip_autoassign(struct clc *clc, struct db *db)
+{
+    (void)clc;
+    struct koala_error *err = NULL;
+    sqlite3_stmt *st = db_stmt(
+        db,
+        "SELECT i.id, i.cluster, i.owner FROM instances i WHERE"
+        " i.public_ip_wanted = 1 AND i.private_ip != '' AND i.node != '' AND"
+        " i.state IN ('pending', 'running') AND NOT EXISTS (SELECT 1 FROM"
+        " addresses a WHERE a.instance_id = i.id) LIMIT 256",
+        &err);
+    struct want {
+        char id[32], cluster[64];
+        int64_t owner;
+    } *v = NULL;
+    size_t n = 0;
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+        struct want *nv = realloc(v, (n + 1) * sizeof(*v));
+        if (nv == NULL)
+            break;
+        v = nv;
+        clc_col(v[n].id, sizeof(v[n].id), st, 0);
+        clc_col(v[n].cluster, sizeof(v[n].cluster), st, 1);
+        v[n].owner = sqlite3_column_int64(st, 2);
+        n++;
+    }
+    if (st)
+        db_stmt_done(st);
+    for (size_t i = 0; i < n; i++) {
+        int rc = autoassign_one(db, v[i].id, v[i].cluster, v[i].owner, &err);
+        if (rc == 1)
+            log_warn("%s: no free public address in %s (assigned once one "
+                     "is free)",
+                     v[i].id, v[i].cluster);
+        if (rc < 0) {
+            log_warn("%s: %s", v[i].id, error_message(err));
+            error_free(err);
+            err = NULL;
+        }
+    }
+    error_free(err);
+    free(v);
+}
+
+/* ---- ModifySubnetAttribute (MapPublicIpOnLaunch) ---- */
+
+void ec2_modify_subnet_attribute(struct ec2_req *r)
+{
+    struct koala_error *err = NULL;
+    const char *id = ec2_required(r, "SubnetId", &err);
+    if (id == NULL)
+        return ec2_fail(r, err);
+    const char *v = ec2_param(r, "MapPublicIpOnLaunch.Value");
+    if (v == NULL) {
+        /* The other attributes (IPv6, customer-owned addresses, DNS64,
+         * host names) belong to custom VPCs, not built yet. */
+        error_set(&err, EINVAL, "InvalidParameterValue",
+                  "Only MapPublicIpOnLaunch can be modified here");
+        return ec2_fail(r, err);
+    }
+    bool on;
+    struct clc_subnet sn;
+    if (ec2_param_bool(r, "MapPublicIpOnLaunch.Value", false, &on, &err) < 0 ||
+        clc_subnet_get(r->db, r->who.id, id, &sn, &err) < 0)
+        return ec2_fail(r, err);
+    if (ec2_dry_run(r))
+        return;
+    if (clc_exec(r->db, "UPDATE subnets SET map_public_ip = ? WHERE id = ?",
+                 "changing the subnet", &err, on ? "#1" : "#0", sn.id,
+                 NULL) < 0)
+        return ec2_fail(r, err);
+    struct xml_writer *w = ec2_reply_start(r, "ModifySubnetAttribute");
+    xml_bool_element(w, "return", true);
+    ec2_reply_finish(r, w);
+}

@@ -47,6 +47,7 @@ static const struct {
     {"ImportKeyPair", ec2_import_key_pair},
     {"ModifyInstanceAttribute", ec2_modify_instance_attribute},
     {"ModifyInstanceMetadataOptions", ec2_modify_instance_metadata_options},
+    {"ModifySubnetAttribute", ec2_modify_subnet_attribute},
     {"RebootInstances", ec2_reboot_instances},
     {"RegisterImage", ec2_register_image},
     {"ReleaseAddress", ec2_release_address},

@@ -493,6 +493,15 @@ void clc_eip_poll(struct clc *clc, struct db *db, const char *cluster,
 void clc_eip_push(struct clc *clc, struct db *db);
 /* The same, from the launch pool, off the caller's request. */
 void clc_eip_kick(struct clc *clc);
+/* Gives each placed instance that wants a public address (RunInstances'
+ * AssociatePublicIpAddress or its subnet's MapPublicIpOnLaunch) and has
+ * none one of its cluster's pool, without an allocation id; what finds
+ * the pool full waits for the next round. */
+void clc_eip_autoassign(struct clc *clc, struct db *db);
+/* The subnet's MapPublicIpOnLaunch. */
+int clc_subnet_maps_public_ip(struct db *db, const char *subnet, bool *out,
+                              struct koala_error **err);
+void ec2_modify_subnet_attribute(struct ec2_req *r);
 
 /* ---- STS on the EC2 endpoint (sts.c) ---- */
 #define STS_XMLNS "https://sts.amazonaws.com/doc/2011-06-15/"

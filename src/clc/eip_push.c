@@ -204,6 +204,7 @@ static int push_one(struct clc *clc, struct db *db, const char *cluster,
 void clc_eip_push(struct clc *clc, struct db *db)
 {
     pthread_mutex_lock(&clc->eip_mu);
+    clc_eip_autoassign(clc, db);
     struct koala_error *err = NULL;
     sqlite3_stmt *st = db_stmt(
         db, "SELECT cluster FROM eip_push WHERE applied < version", &err);

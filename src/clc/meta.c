@@ -217,7 +217,10 @@ static const char schema_v7[] = "";
  * (public -> private) and the last one its CC acknowledged: every change
  * bumps the version and the push sends the whole map until the CC has it.
  * An instance that ends loses its association (and an auto-assigned
- * address) in the same transaction, whichever path ends it. */
+ * address) in the same transaction, whichever path ends it; one that
+ * stops loses an auto-assigned address (it gets a new one when it runs
+ * again, as on EC2).  public_ip_wanted: RunInstances asked for a public
+ * address (AssociatePublicIpAddress, or the subnet's MapPublicIpOnLaunch). */
 static const char schema_v8[] =
     "CREATE TABLE public_pools ("
     "  cluster TEXT NOT NULL,"
@@ -239,6 +242,17 @@ static const char schema_v8[] =
     "  cluster TEXT PRIMARY KEY,"
     "  version INTEGER NOT NULL DEFAULT 1,"
     "  applied INTEGER NOT NULL DEFAULT 0);"
+    "ALTER TABLE instances ADD COLUMN public_ip_wanted INTEGER NOT NULL"
+    "  DEFAULT 0;"
+    "CREATE TRIGGER addresses_instance_stop AFTER UPDATE OF state ON"
+    "  instances WHEN new.state = 'stopped' AND old.state != 'stopped' AND"
+    "  EXISTS (SELECT 1 FROM addresses WHERE instance_id = new.id AND"
+    "  allocation_id IS NULL) BEGIN"
+    "  UPDATE eip_push SET version = version + 1 WHERE cluster IN"
+    "    (SELECT cluster FROM addresses WHERE instance_id = new.id);"
+    "  DELETE FROM addresses WHERE instance_id = new.id AND"
+    "    allocation_id IS NULL;"
+    "  END;"
     "CREATE TRIGGER addresses_instance_end AFTER UPDATE OF state ON instances"
     "  WHEN new.state = 'terminated' AND old.state != 'terminated' AND"
     "  EXISTS (SELECT 1 FROM addresses WHERE instance_id = new.id) BEGIN"

@@ -533,6 +533,60 @@ def test_koala_addresses_shows_the_pool(cloud):
     assert cloud.cluster in out and "100.64.112.16-100.64.112.31" in out
 
 
+
+def test_public_address_at_launch(cloud, recorder):
+    """MapPublicIpOnLaunch of the default subnet, and RunInstances'
+    AssociatePublicIpAddress: an address of the zone's pool without an
+    allocation id (DescribeAddresses does not show it), reachable from
+    outside, the guest's source outside, gone at terminate."""
+    ec2 = cloud.ec2()
+    sub = ec2.describe_subnets(Filters=[
+        {"Name": "default-for-az", "Values": ["true"]}])["Subnets"][0]
+    assert sub["MapPublicIpOnLaunch"] is False
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ec2.modify_subnet_attribute(SubnetId="subnet-0123456789abcdef0",
+                                    MapPublicIpOnLaunch={"Value": True})
+    assert code(e) == "InvalidSubnetID.NotFound"
+    ec2.modify_subnet_attribute(SubnetId=sub["SubnetId"],
+                                MapPublicIpOnLaunch={"Value": True})
+    try:
+        assert ec2.describe_subnets(SubnetIds=[sub["SubnetId"]])[
+            "Subnets"][0]["MapPublicIpOnLaunch"] is True
+        iid = ec2.run_instances(ImageId=cloud.ami, MinCount=1, MaxCount=1,
+                                InstanceType="m1.small")["Instances"][0][
+                                    "InstanceId"]
+    finally:
+        ec2.modify_subnet_attribute(SubnetId=sub["SubnetId"],
+                                    MapPublicIpOnLaunch={"Value": False})
+    # explicitly off for this one, though it would not be by default
+    none = ec2.run_instances(
+        ImageId=cloud.ami, MinCount=1, MaxCount=1, InstanceType="m1.small",
+        NetworkInterfaces=[{"DeviceIndex": 0,
+                            "AssociatePublicIpAddress": True}])[
+                                "Instances"][0]["InstanceId"]
+    got = wait_state(ec2, [iid, none], "running", timeout=240)
+    i = wait_until(lambda: (lambda x: x if x.get("PublicIpAddress") else None)(
+        instance(ec2, iid)), 20, 0.2, "a public address at launch")
+    pub, priv = i["PublicIpAddress"], i["PrivateIpAddress"]
+    assert ipaddress.ip_address(pub) in POOL
+    assert i["NetworkInterfaces"][0]["Association"]["IpOwnerId"] == "amazon"
+    j = wait_until(lambda: (lambda x: x if x.get("PublicIpAddress") else None)(
+        instance(ec2, none)), 20, 0.2, "AssociatePublicIpAddress")
+    assert j["PublicIpAddress"] != pub
+    assert addresses(ec2) == []
+    text = wait_until(lambda: page(cloud, pub, wait=1), 240, 0.5,
+                      "the guest at its launch address")
+    assert f"ip={priv}" in text
+    assert connect_out(cloud, priv, recorder) == pub
+    ec2.terminate_instances(InstanceIds=[iid, none])
+    wait_state(ec2, [iid, none], "terminated", timeout=120)
+    wait_until(lambda: pub not in nat_table(cloud).split("set pool")[0],
+               10, 0.1, "the launch address freed")
+    assert page(cloud, pub, wait=1) is None
+    out = sh(KOALA_BIN, "addresses", "--data-dir", cloud.dir).stdout
+    assert out.splitlines()[1].split()[3:] == ["0", "0"], out
+
+
 # ---- the CC's side alone (SOAP, as the CLC) ----
 
 def test_cc_public_address_map(tmp_path):
