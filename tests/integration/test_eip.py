@@ -558,7 +558,7 @@ def test_public_address_at_launch(cloud, recorder):
     finally:
         ec2.modify_subnet_attribute(SubnetId=sub["SubnetId"],
                                     MapPublicIpOnLaunch={"Value": False})
-    # explicitly off for this one, though it would not be by default
+    # asked for explicitly, the subnet's default being off again
     none = ec2.run_instances(
         ImageId=cloud.ami, MinCount=1, MaxCount=1, InstanceType="m1.small",
         NetworkInterfaces=[{"DeviceIndex": 0,
