@@ -13,6 +13,7 @@
 #define KOALA_CLC_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -73,6 +74,8 @@ struct clc {
     /* Pushes of the clusters' public address maps, one at a time
      * (eip_push.c): each reads the map once it holds this. */
     pthread_mutex_t eip_mu;
+    atomic_bool eip_job;   /* a kicked push is queued or running */
+    atomic_bool eip_again; /* a change since that push read the map */
     /* The cloud's default network: every default VPC's CIDR (vpc.c). */
     uint32_t vpc_net;
     int vpc_prefix;

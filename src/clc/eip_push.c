@@ -201,9 +201,21 @@ static int push_one(struct clc *clc, struct db *db, const char *cluster,
     return rc;
 }
 
+static void push_locked(struct clc *clc, struct db *db);
+
+/* The poller's round: skipped while a kicked push runs (it, or the next
+ * round, sends what is pending), so that a CC that does not answer holds
+ * up one thread, not the poller. */
 void clc_eip_push(struct clc *clc, struct db *db)
 {
-    pthread_mutex_lock(&clc->eip_mu);
+    if (pthread_mutex_trylock(&clc->eip_mu) != 0)
+        return;
+    push_locked(clc, db);
+    pthread_mutex_unlock(&clc->eip_mu);
+}
+
+static void push_locked(struct clc *clc, struct db *db)
+{
     clc_eip_autoassign(clc, db);
     struct koala_error *err = NULL;
     sqlite3_stmt *st = db_stmt(
@@ -254,24 +266,41 @@ void clc_eip_push(struct clc *clc, struct db *db)
     }
     error_free(err);
     free(names);
-    pthread_mutex_unlock(&clc->eip_mu);
 }
 
+/* One job at a time: kicks while it is queued or running only ask it to
+ * go round again, so that a burst of changes (or a CC that does not
+ * answer) takes one launch-pool thread, not one per change. */
 static void push_job(void *arg)
 {
     struct clc *clc = arg;
     struct koala_error *err = NULL;
     struct db *db = db_pool_get(clc->db, &err);
-    if (db)
-        clc_eip_push(clc, db);
-    else
+    if (db == NULL) {
         log_error("public address push: %s", error_message(err));
-    error_free(err);
+        error_free(err);
+        atomic_store(&clc->eip_job, false);
+        return; /* the poller pushes it */
+    }
+    do {
+        do {
+            atomic_store(&clc->eip_again, false);
+            pthread_mutex_lock(&clc->eip_mu);
+            push_locked(clc, db);
+            pthread_mutex_unlock(&clc->eip_mu);
+        } while (atomic_load(&clc->eip_again));
+        atomic_store(&clc->eip_job, false);
+        /* a kick between the last round and the flag's reset */
+    } while (atomic_load(&clc->eip_again) &&
+             !atomic_exchange(&clc->eip_job, true));
     db_pool_put(clc->db, db);
 }
 
 void clc_eip_kick(struct clc *clc)
 {
-    /* A full pool: the poller pushes it. */
-    workpool_submit(clc->launcher, push_job, clc);
+    atomic_store(&clc->eip_again, true);
+    if (atomic_exchange(&clc->eip_job, true))
+        return; /* the job under way goes round again */
+    if (workpool_submit(clc->launcher, push_job, clc) < 0)
+        atomic_store(&clc->eip_job, false); /* the poller pushes it */
 }
