@@ -337,7 +337,8 @@ struct cc_network {
     char *bridge;
     char *uplink;
     bool metadata; /* the bridge also holds 169.254.169.254/32 */
-    struct cc_pool pool; /* public addresses, held on the uplink */
+    /* the public addresses, held on the uplink (net.c) */
+    struct cc_pool pool;
     struct dhcp *dhcp;
 };
 

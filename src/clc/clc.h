@@ -307,7 +307,7 @@ struct instance_row {
     int64_t md_version, md_applied; /* applied once md_applied catches up */
     char subnet_id[32]; /* "" until the account's default VPC exists */
     char vpc_id[32];
-    char public_ip[16]; /* "" without one (addresses.c) */
+    char public_ip[16];  /* "" without one (addresses.c) */
     bool public_elastic; /* it is an elastic IP (else auto-assigned) */
 };
 int ec2_state_code(const char *state);
@@ -482,8 +482,7 @@ void ec2_release_address(struct ec2_req *r);
 void ec2_describe_addresses(struct ec2_req *r);
 /* "ec2-198-51-100-5.<region>.compute.koala": the public DNS name of a
  * public address (docs/network.md); "" for "". */
-void clc_public_dns(const char *ip, const char *region, char *out,
-                    size_t size);
+void clc_public_dns(const char *ip, const char *region, char *out, size_t size);
 /* Marks the cluster's map changed (inside the caller's transaction). */
 int clc_eip_bump(struct db *db, const char *cluster, struct koala_error **err);
 /* Asks the cluster's CC (client c) for its pool and the map version it
