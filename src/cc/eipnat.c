@@ -9,6 +9,12 @@
  *   pool    set of the pool         input: what reaches a public address
  *                                   that no instance holds is dropped
  *                                   (the router holds them all, net.c)
+ *   pairs   set public . private    forward: a connection NATed to or
+ *                                   from a public address whose pair is
+ *                                   no longer in the map is dropped, so a
+ *                                   disassociation cuts established
+ *                                   connections too (their conntrack
+ *                                   entries would keep translating)
  *
  * Postrouting, in order: a hairpin (an instance to another's public
  * address: dnat'ed, and back out on the LAN) is snat'ed to the sender's
@@ -81,6 +87,15 @@ int eipnat_format(const struct cc_network *net, const struct cc_eip *map,
                         "    elements = { ");
         pool_elements(out, &net->pool);
         buf_printf(out, " }\n  }\n");
+        buf_printf(out, "  set pairs {\n    type ipv4_addr . ipv4_addr\n");
+        if (n) {
+            buf_printf(out, "    elements = { ");
+            for (size_t i = 0; i < n; i++)
+                buf_printf(out, "%s%s . %s", i ? ", " : "", map[i].public_ip,
+                           map[i].private_ip);
+            buf_printf(out, " }\n");
+        }
+        buf_printf(out, "  }\n");
     }
     buf_printf(out,
                "  chain prerouting {\n"
@@ -102,11 +117,20 @@ int eipnat_format(const struct cc_network *net, const struct cc_eip *map,
                cidr, cidr, cidr, cidr, router, cidr, net->uplink, cidr,
                net->uplink);
     if (net->pool.n)
-        buf_printf(out, "  chain input {\n"
-                        "    type filter hook input priority filter; policy "
-                        "accept;\n"
-                        "    ip daddr @pool drop\n"
-                        "  }\n");
+        buf_printf(out,
+                   "  chain input {\n"
+                   "    type filter hook input priority filter; policy "
+                   "accept;\n"
+                   "    ip daddr @pool drop\n"
+                   "  }\n"
+                   "  chain forward {\n"
+                   "    type filter hook forward priority filter; policy "
+                   "accept;\n"
+                   "    ct status dnat ct original ip daddr @pool"
+                   " ct original ip daddr . ct reply ip saddr != @pairs drop\n"
+                   "    ct status snat ct reply ip daddr @pool"
+                   " ct reply ip daddr . ct original ip saddr != @pairs drop\n"
+                   "  }\n");
     buf_printf(out, "}\n");
     return out->data ? 0 : -1;
 }

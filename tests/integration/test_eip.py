@@ -450,11 +450,20 @@ def test_disassociate_cuts_at_once(cloud, pair, recorder):
     ia, ipa = pair["a"]
     p1 = cloud.p1
     assert page(cloud, p1["PublicIp"]) is not None
+    # A connection from outside under way: its answer comes 3 s later,
+    # after the disassociation, and must not arrive.
+    slow = subprocess.Popen(
+        ["ip", "netns", "exec", cloud.outside_ns, "curl", "-s", "-m", "8",
+         "--data-binary", "sleep 3; echo late",
+         f"http://{p1['PublicIp']}:8080/cgi-bin/run?timeout=10"],
+        stdout=subprocess.PIPE, text=True)
+    time.sleep(1)
     ec2.disassociate_address(AssociationId=cloud.assoc1)
     t0 = time.monotonic()
     wait_until(lambda: page(cloud, p1["PublicIp"], wait=1) is None, 5, 0.05,
                "the public address cut")
     assert time.monotonic() - t0 < 3
+    assert "late" not in slow.communicate(timeout=15)[0]
     assert connect_out(cloud, ipa, recorder) == OUTSIDE_ROUTER
     assert metadata(cloud, ipa, "public-ipv4") == "NOTFOUND"
     i = instance(ec2, ia)

@@ -121,10 +121,25 @@ static void test_nat_format(void **s)
     assert_non_null(strstr(t, "oifname \"uplink0\" masquerade"));
     assert_non_null(strstr(t, "elements = { 100.64.112.16-100.64.112.31 }"));
     assert_non_null(strstr(t, "ip daddr @pool drop"));
+    assert_non_null(strstr(t, "elements = { 100.64.112.17 . 10.111.0.5, "
+                              "100.64.112.18 . 10.111.0.6 }"));
+    assert_non_null(strstr(t, "ct original ip daddr . ct reply ip saddr != "
+                              "@pairs drop"));
+    assert_non_null(strstr(t, "ct reply ip daddr . ct original ip saddr != "
+                              "@pairs drop"));
     /* the instance's snat comes before the masquerade */
     assert_true(strstr(t, "snat to ip saddr map @eip_out\n    ip saddr "
                           "10.111.0.0/16 oifname") != NULL);
     nft_check(t);
+    buf_free(&out);
+
+    /* A pool and an empty map: empty maps and sets. */
+    net_for(&net, "100.64.112.16/28", up);
+    assert_int_equal(eipnat_format(&net, NULL, 0, &out), 0);
+    assert_null(strstr(out.data, ": 10."));
+    assert_null(strstr(out.data, ". 10."));
+    assert_non_null(strstr(out.data, "@pairs drop"));
+    nft_check(out.data);
     buf_free(&out);
 
     /* An empty map and no pool: only the masquerade's work. */
