@@ -360,11 +360,12 @@ def test_associate_reaches_the_guest_from_outside(cloud, pair, recorder):
     assoc = ec2.associate_address(AllocationId=p1["AllocationId"],
                                   InstanceId=ia)["AssociationId"]
     assert assoc.startswith("eipassoc-") and len(assoc) == 9 + 17
-    text = wait_until(lambda: page(cloud, p1["PublicIp"], wait=1), 10, 0.05,
-                      "the guest at its public address")
+    text = wait_until(lambda: page(cloud, p1["PublicIp"], wait=0.3), 10,
+                      0.02, "the guest at its public address")
     took = time.monotonic() - t0
     assert f"ip={ipa}" in text
-    assert took < 3, took
+    print(f"associate to traffic: {took:.3f} s")
+    assert took < 1, took
     # the guest's connections out leave with its public address
     assert connect_out(cloud, ipa, recorder) == p1["PublicIp"]
     # the other still masqueraded
