@@ -27,6 +27,10 @@
  *   router              the bridge's address [the subnet's first host]
  *   dns                 DNS servers handed out by DHCP, "a,b" [none]
  *   uplink              interface for outbound NAT of the subnet [none]
+ *   public_ips          the cluster's public address pool for elastic
+ *                       IPs: CIDRs (/16../32), ranges A-B and addresses,
+ *                       comma separated, at most 4096 addresses; held on
+ *                       the uplink (needs uplink) [none]
  *   node_bridge         bridge named to NCs in netConfig [empty: theirs]
  *   dhcp_lease          lease time [12h]
  *   dnsmasq             the DHCP server program [dnsmasq]
@@ -115,6 +119,7 @@ int cc_options_load(const struct config *cfg, struct cc_options *opt,
         opt_str(cfg, "router", NULL, &opt->router, err) ||
         opt_str(cfg, "dns", NULL, &opt->dns, err) ||
         opt_str(cfg, "uplink", NULL, &opt->uplink, err) ||
+        opt_str(cfg, "public_ips", NULL, &opt->public_ips, err) ||
         opt_str(cfg, "node_bridge", NULL, &opt->node_bridge, err) ||
         opt_str(cfg, "dhcp_lease", "12h", &opt->dhcp_lease, err) ||
         opt_str(cfg, "dnsmasq", "dnsmasq", &opt->dnsmasq, err) ||
@@ -161,6 +166,13 @@ int cc_options_load(const struct config *cfg, struct cc_options *opt,
         return error_set(err, EINVAL, "InvalidParameterValue",
                          "cc.tunnel_address: '%s' is not an IPv4 address",
                          opt->tunnel_address);
+    struct cc_pool pool;
+    if (cc_pool_parse(opt->public_ips, &pool, err) < 0)
+        return -1;
+    if (pool.n && (!opt->manage_network || opt->uplink == NULL))
+        return error_set(err, EINVAL, "InvalidParameterValue",
+                         "cc.public_ips needs cc.uplink (and "
+                         "manage_network): the router holds them there");
     if (opt->fail_threshold < 1)
         opt->fail_threshold = 1;
     opt->workers = v < 1 ? 1 : v > 256 ? 256 : (unsigned)v;
@@ -180,7 +192,7 @@ void cc_options_clear(struct cc_options *opt)
                      &opt->dns,          &opt->uplink,   &opt->node_bridge,
                      &opt->dhcp_lease,   &opt->dnsmasq,  &opt->identity_cert,
                      &opt->identity_key, &opt->region,   &opt->dns_upstream,
-                     &opt->tunnel_address};
+                     &opt->tunnel_address, &opt->public_ips};
     for (size_t i = 0; i < ARRAY_SIZE(strs); i++) {
         free(*strs[i]);
         *strs[i] = NULL;
@@ -202,7 +214,7 @@ static int copy_options(struct cc_options *dst, const struct cc_options *src)
                      &dst->dns,          &dst->uplink,   &dst->node_bridge,
                      &dst->dhcp_lease,   &dst->dnsmasq,  &dst->identity_cert,
                      &dst->identity_key, &dst->region,   &dst->dns_upstream,
-                     &dst->tunnel_address};
+                     &dst->tunnel_address, &dst->public_ips};
     int rc = 0;
     for (size_t i = 0; i < ARRAY_SIZE(strs); i++) {
         const char *s = *strs[i];
@@ -296,6 +308,7 @@ void cc_free(struct cc *cc)
     pthread_mutex_destroy(&cc->lock);
     pthread_mutex_destroy(&cc->sched_lock);
     pthread_mutex_destroy(&cc->dhcp_sync_lock);
+    pthread_mutex_destroy(&cc->eip_lock);
     pthread_mutex_destroy(&cc->poll_mu);
     cc_options_clear(&cc->opt);
     free(cc);
@@ -309,9 +322,10 @@ static int setup_network(struct cc *cc, struct db *db, struct koala_error **err)
         return 0;
     }
     _cleanup_free_ char *ip_bin = proc_find("ip");
-    _cleanup_free_ char *nft_bin = proc_find("nft");
     _cleanup_free_ char *dnsmasq = proc_find(cc->opt.dnsmasq);
-    if (net_setup(net, ip_bin, nft_bin, err) < 0)
+    /* The NAT from cc.db first: after a restart the instances' public
+     * addresses are back before anything else runs. */
+    if (net_setup(net, ip_bin, err) < 0 || eipnat_apply(cc, db, err) < 0)
         return -1;
     char domain[128];
     dns_domain_for(cc->opt.region, domain, sizeof(domain));
@@ -345,6 +359,7 @@ struct cc *cc_new(const struct cc_options *opt, struct koala_error **err)
     pthread_mutex_init(&cc->lock, NULL);
     pthread_mutex_init(&cc->sched_lock, NULL);
     pthread_mutex_init(&cc->dhcp_sync_lock, NULL);
+    pthread_mutex_init(&cc->eip_lock, NULL);
     pthread_mutex_init(&cc->poll_mu, NULL);
     struct db *db = NULL;
     if (copy_options(&cc->opt, opt) < 0) {
@@ -385,6 +400,7 @@ struct cc *cc_new(const struct cc_options *opt, struct koala_error **err)
     cc->net.metadata = cc->opt.manage_network && cc->opt.metadata;
     if (cc_subnet_parse(cc->opt.subnet, cc->opt.router, &cc->net.subnet, err) <
             0 ||
+        cc_pool_parse(cc->opt.public_ips, &cc->net.pool, err) < 0 ||
         nodes_load(cc, db, err) < 0 ||
         (cc->netpush = netpush_new(db, err)) == NULL ||
         (cc->opt.nodes &&

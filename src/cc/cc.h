@@ -18,6 +18,8 @@
  *   cc->dhcp_sync_lock  makes reading the allocations and rewriting the
  *                   DHCP hosts one step, so an older reading never
  *                   replaces a newer file.  Taken before dhcp->lock.
+ *   cc->eip_lock    the same for the public address map and the router's
+ *                   nft table (eipnat.c).  Taken with no other lock.
  *   dhcp->lock      (dhcp.c) the hosts file and the dnsmasq child.
  * The database is the truth for instances and addresses: each thread takes
  * its own connection from cc->db and changes rows in BEGIN IMMEDIATE
@@ -77,6 +79,7 @@ struct cc_options {
     char *router;      /* NULL: the subnet's first host */
     char *dns;         /* "a,b" handed out by DHCP, or NULL */
     char *uplink;      /* NULL: no NAT */
+    char *public_ips;  /* the public pool (eip.c), or NULL: none */
     char *node_bridge; /* told to NCs in netConfig; NULL: theirs */
     char *dhcp_lease;  /* dnsmasq lease time ("12h") */
     char *dnsmasq;     /* program (PATH searched) */
@@ -286,6 +289,51 @@ int proc_socket_in(const char *netns, int type, const char *addr,
                    uint16_t port, struct koala_error **err);
 /* Writes "1" to /proc/sys/net/ipv4/ip_forward of netns. */
 int proc_enable_forwarding(const char *netns, struct koala_error **err);
+/* Writes value to /proc/sys/<path> of netns. */
+int proc_sysctl(const char *netns, const char *path, const char *value,
+                struct koala_error **err);
+
+/* ---- public addresses (eip.c) ---- */
+struct cc;
+struct cc_req;
+#define CC_POOL_MAX_RANGES 64
+#define CC_POOL_MAX_ADDRS 4096 /* each one is an address on the uplink */
+
+/* The cluster's public pool: disjoint ranges, in ascending order. */
+struct cc_pool {
+    size_t n;
+    uint32_t count; /* addresses in all ranges */
+    struct {
+        uint32_t first, last; /* host byte order, inclusive */
+    } r[CC_POOL_MAX_RANGES];
+};
+
+/* "198.51.100.0/28, 198.51.100.20-198.51.100.30, 203.0.113.7" (CIDRs,
+ * ranges, single addresses; commas or spaces) into out: overlapping
+ * ranges, more than CC_POOL_MAX_RANGES ranges or CC_POOL_MAX_ADDRS
+ * addresses are InvalidParameterValue.  NULL or "": an empty pool. */
+int cc_pool_parse(const char *spec, struct cc_pool *out,
+                  struct koala_error **err);
+bool cc_pool_has(const struct cc_pool *p, uint32_t ip);
+/* "a.b.c.d" into *ip (host byte order): 0 / -1. */
+int cc_ip_parse(const char *s, uint32_t *ip);
+
+/* One association of the cluster's map: the public address the router
+ * translates to and from the instance's private one. */
+struct cc_eip {
+    char public_ip[16];
+    char private_ip[16];
+    char instance_id[32];
+};
+/* The map the CC holds: its version (0: none received) and pairs (*out
+ * malloc'd, by public address; out may be NULL for the version only). */
+int store_eip_get(struct db *db, int64_t *version, struct cc_eip **out,
+                  size_t *n, struct koala_error **err);
+/* The instance's public address: 0 found, 1 none, -1 error. */
+int store_eip_of(struct db *db, const char *instance_id, char out[16],
+                 struct koala_error **err);
+void cc_op_set_public_addresses(struct cc_req *r);
+void cc_op_describe_public_addresses(struct cc_req *r);
 
 /* ---- the cluster network (net.c) and DHCP (dhcp.c) ---- */
 struct dhcp;
@@ -301,12 +349,29 @@ struct cc_network {
     char *bridge;
     char *uplink;
     bool metadata; /* the bridge also holds 169.254.169.254/32 */
+    /* the public addresses, held on the uplink (net.c) */
+    struct cc_pool pool;
     struct dhcp *dhcp;
 };
 
-/* Brings up the bridge with the router address, forwarding and NAT. */
-int net_setup(struct cc_network *net, const char *ip_bin, const char *nft_bin,
+/* Brings up the bridge with the router address, forwarding, and the
+ * public pool's addresses on the uplink (the NAT table is eipnat's). */
+int net_setup(struct cc_network *net, const char *ip_bin,
               struct koala_error **err);
+
+/* The router's NAT (eipnat.c): the nft script that replaces the table
+ * "ip koala_cc_<network>" with outbound masquerade and the 1:1 NAT of
+ * the map (pure; for tests).  No uplink: an empty script (nothing to
+ * do). */
+int eipnat_format(const struct cc_network *net, const struct cc_eip *map,
+                  size_t n, struct buf *out);
+/* Rewrites the router's table from the map in the database, in one nft
+ * transaction (serialised by cc->eip_lock, so an older reading never
+ * replaces a newer one).  On failure cc->eip_dirty stays set and the
+ * poller tries again. */
+int eipnat_apply(struct cc *cc, struct db *db, struct koala_error **err);
+/* The poller: applies again if the last apply failed. */
+void eipnat_check(struct cc *cc, struct db *db);
 
 struct dhcp_config {
     const char *dnsmasq; /* program path */
@@ -378,6 +443,8 @@ struct cc {
     pthread_mutex_t lock;
     pthread_mutex_t sched_lock;
     pthread_mutex_t dhcp_sync_lock;     /* reading the hosts + writing them */
+    pthread_mutex_t eip_lock;           /* reading the map + writing nft */
+    bool eip_dirty;                     /* the last NAT apply failed */
     struct cc_node nodes[CC_MAX_NODES]; /* by name */
     size_t n_nodes;
     char rr_last[64]; /* ROUNDROBIN: node used last */

@@ -117,13 +117,16 @@ static ssize_t on_body(struct http_request *req, const char *data, size_t len)
 /* The asking instance and its metadata: 0, or an HTTP status. */
 static unsigned who_asks(struct imds *s, struct db *db,
                          struct http_request *req, struct cc_instance *in,
-                         struct cc_imeta *m)
+                         struct cc_imeta *m, char public_ip[16])
 {
     struct koala_error *err = NULL;
+    public_ip[0] = '\0';
     int rc = store_instance_by_ip(db, s->cc->net.name, http_request_peer(req),
                                   in, &err);
     if (rc == 0)
         rc = store_imeta_get(db, in->id, m, &err) < 0 ? -1 : 0;
+    if (rc == 0 && store_eip_of(db, in->id, public_ip, &err) < 0)
+        rc = -1;
     if (rc < 0) {
         log_warn("%s: %s", http_request_peer(req), error_message(err));
         error_free(err);
@@ -181,7 +184,8 @@ static void serve(struct http_request *req)
     struct cc_instance in;
     struct cc_imeta m;
     imeta_defaults(&m);
-    unsigned status = who_asks(s, db, req, &in, &m);
+    char public_ip[16];
+    unsigned status = who_asks(s, db, req, &in, &m, public_ip);
     db_pool_put(cc->db, db);
     if (status)
         return reply_error(req, status);
@@ -223,6 +227,7 @@ static void serve(struct http_request *req)
         .meta = &m,
         .zone = cc->opt.name,
         .subnet = s->subnet,
+        .public_ip = public_ip,
         .identity_doc = doc,
         .identity_pkcs7 = pkcs7 ? pkcs7 : "",
         .identity_signature = sig ? sig : "",

@@ -62,6 +62,7 @@ struct imds_view {
     const struct cc_imeta *meta;
     const char *zone;   /* the cluster */
     const char *subnet; /* "10.111.0.0/16" */
+    const char *public_ip; /* its public address (eip.c), NULL: none */
     /* dynamic/instance-identity: the document and its signatures (NULL:
      * not served, e.g. no identity key configured). */
     const char *identity_doc;
@@ -79,6 +80,10 @@ enum imds_result imds_resolve(const struct imds_view *v, const char *path,
  * or ".ec2.internal" for us-east-1, as EC2 names them). */
 void imds_private_dns(const char *ip, const char *region, char *out,
                       size_t size);
+/* The public DNS name of a public address:
+ * "ec2-198-51-100-5.<region>.compute.koala" (docs/network.md). */
+void imds_public_dns(const char *ip, const char *region, char *out,
+                     size_t size);
 /* The identity document (JSON, malloc'd). */
 char *imds_identity_document(const struct cc_instance *in,
                              const struct cc_imeta *m, const char *zone);

@@ -119,6 +119,14 @@ void imds_private_dns(const char *ip, const char *region, char *out,
     snprintf(out, size, "%s.%s", label, domain);
 }
 
+void imds_public_dns(const char *ip, const char *region, char *out, size_t size)
+{
+    char label[20];
+    dns_ip_label(ip, label); /* "ip-A-B-C-D" */
+    snprintf(out, size, "ec2-%s.%s.compute.koala", label + 3,
+             region && *region ? region : "koala-1");
+}
+
 char *imds_identity_document(const struct cc_instance *in,
                              const struct cc_imeta *m, const char *zone)
 {
@@ -205,6 +213,21 @@ static void build(struct tree *t, const struct imds_view *v,
     snprintf(p, sizeof(p), "meta-data/network/interfaces/macs/%s/interface-id",
              in->mac);
     addf(t, p, "eni-%s", hex);
+    /* A public address: served only while the instance has one, as EC2
+     * (absent, 404, otherwise). */
+    if (v->public_ip && *v->public_ip) {
+        char pub[128];
+        imds_public_dns(v->public_ip, m->region, pub, sizeof(pub));
+        add(t, "meta-data/public-ipv4", v->public_ip);
+        add(t, "meta-data/public-hostname", pub);
+        snprintf(p, sizeof(p),
+                 "meta-data/network/interfaces/macs/%s/public-ipv4s", in->mac);
+        add(t, p, v->public_ip);
+        snprintf(p, sizeof(p),
+                 "meta-data/network/interfaces/macs/%s/public-hostname",
+                 in->mac);
+        add(t, p, pub);
+    }
     add(t, "meta-data/placement/availability-zone", v->zone);
     if (m->region[0])
         add(t, "meta-data/placement/region", m->region);

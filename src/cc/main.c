@@ -34,6 +34,7 @@ static const char *const keys[] = {
     "router",
     "dns",
     "uplink",
+    "public_ips",
     "node_bridge",
     "dhcp_lease",
     "dnsmasq",
@@ -66,6 +67,7 @@ static const struct daemon_spec spec = {
     "  --netns NAME --bridge NAME --subnet CIDR --router ADDR\n"
     "  --dns A,B --uplink IF --node-bridge NAME --dhcp-lease T\n"
     "  --dnsmasq PATH\n"
+    "  --public-ips LIST         the public pool on the uplink (none)\n"
     "  --log-level SPEC          \"info\", \"info,cc=debug\" ...\n",
 };
 

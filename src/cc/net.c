@@ -1,8 +1,8 @@
 /* net.c: the cluster network's router, first cut: in the cluster's network
  * namespace (or the host's when none is configured) the LAN bridge exists,
- * is up and holds the router address; IPv4 forwarding is on; and when an
- * uplink is configured, traffic from the subnet leaving through it is
- * masqueraded (nftables table "koala_cc_<network>", replaced atomically).
+ * is up and holds the router address; IPv4 forwarding is on; the public
+ * pool's addresses are on the uplink.  The NAT (outbound masquerade and
+ * the public addresses' 1:1 NAT) is eipnat.c's.
  *
  * Nodes' bridges are joined to the LAN bridge by whoever set up the hosts
  * (veth pairs, or a physical NIC); the CC only owns its side.  Nothing is
@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cc.h"
 #include "log.h"
@@ -39,38 +40,36 @@ static int ip_cmd(const char *ip_bin, const char *netns,
     return proc_run(NULL, argv, NULL, err);
 }
 
-static int setup_nat(struct cc_network *net, const char *nft_bin,
+/* The pool's addresses, each a /32 on the uplink (one ip -batch): the
+ * router owns them, so it answers ARP for them at once and conntrack
+ * sees them as its own; eipnat.c drops what reaches one that is not
+ * associated.  Addresses a smaller pool no longer has stay until the
+ * namespace or interface goes (docs/network.md). */
+static int hold_pool(struct cc_network *net, const char *ip_bin,
                      struct koala_error **err)
 {
-    char cidr[24], table[64];
-    cc_ip_format(net->subnet.network, cidr);
-    snprintf(cidr + strlen(cidr), sizeof(cidr) - strlen(cidr), "/%u",
-             net->subnet.prefix);
-    snprintf(table, sizeof(table), "koala_cc_%s", net->name);
-    _cleanup_buf_ struct buf script = {0};
-    /* add+delete+add: replaces the table in one transaction whether or not
-     * it existed. */
-    buf_printf(&script,
-               "add table ip %s\n"
-               "delete table ip %s\n"
-               "table ip %s {\n"
-               "  chain postrouting {\n"
-               "    type nat hook postrouting priority srcnat; policy accept;\n"
-               "    ip saddr %s oifname \"%s\" masquerade\n"
-               "  }\n"
-               "}\n",
-               table, table, table, cidr, net->uplink);
-    if (script.data == NULL)
+    if (net->pool.n == 0)
+        return 0;
+    _cleanup_buf_ struct buf batch = {0};
+    for (size_t i = 0; i < net->pool.n; i++)
+        for (uint64_t ip = net->pool.r[i].first; ip <= net->pool.r[i].last;
+             ip++) {
+            char a[16];
+            cc_ip_format((uint32_t)ip, a);
+            buf_printf(&batch, "address replace %s/32 dev %s\n", a,
+                       net->uplink);
+        }
+    if (batch.data == NULL)
         return error_set(err, ENOMEM, NULL, "out of memory");
-    const char *argv[] = {nft_bin, "-f", "-", NULL};
-    if (proc_run(net->netns, argv, script.data, err) < 0) {
-        error_prefix(*err, "outbound NAT");
+    const char *argv[] = {ip_bin, "-batch", "-", NULL};
+    if (proc_run(net->netns, argv, batch.data, err) < 0) {
+        error_prefix(*err, "public addresses on %s", net->uplink);
         return -1;
     }
     return 0;
 }
 
-int net_setup(struct cc_network *net, const char *ip_bin, const char *nft_bin,
+int net_setup(struct cc_network *net, const char *ip_bin,
               struct koala_error **err)
 {
     if (ip_bin == NULL)
@@ -107,14 +106,30 @@ int net_setup(struct cc_network *net, const char *ip_bin, const char *nft_bin,
         return -1;
     if ((ns || net->uplink) && proc_enable_forwarding(ns, err) < 0)
         return -1;
-    if (net->uplink) {
-        if (nft_bin == NULL)
-            return error_set(err, ENOENT, NULL,
-                             "uplink %s needs nft (nftables) for NAT",
-                             net->uplink);
-        if (setup_nat(net, nft_bin, err) < 0)
-            return -1;
-    }
+    /* A hairpin (an instance to another's public address) leaves by the
+     * LAN it came in on: a redirect would tell the sender to go to the
+     * private address directly, around the NAT.  Both knobs: the kernel
+     * sends one when either is on ("all" only in a namespace of our
+     * own: the host's is the host's). */
+    char path[128];
+    snprintf(path, sizeof(path), "net/ipv4/conf/%s/send_redirects",
+             net->bridge);
+    if ((ns &&
+         proc_sysctl(ns, "net/ipv4/conf/all/send_redirects", "0\n", err) < 0) ||
+        proc_sysctl(ns, path, "0\n", err) < 0)
+        return -1;
+    /* The router routes; it filters nothing bridged.  With br_netfilter
+     * (built in here, a module elsewhere) frames crossing the LAN bridge
+     * would pass the ip hooks and get the NAT at the bridge: a hairpin
+     * (an instance to another's public address) is then bridged straight
+     * back out of the port it came in on, which a bridge never does, and
+     * is lost.  Off in the router's own namespace (docs/network.md). */
+    if (ns &&
+        access("/proc/sys/net/bridge/bridge-nf-call-iptables", F_OK) == 0 &&
+        proc_sysctl(ns, "net/bridge/bridge-nf-call-iptables", "0\n", err) < 0)
+        return -1;
+    if (net->uplink && hold_pool(net, ip_bin, err) < 0)
+        return -1;
     log_info("network %s: router %s on %s%s%s%s%s", net->name, addr,
              net->bridge, ns ? " in netns " : "", ns ? ns : "",
              net->uplink ? ", NAT out of " : "",

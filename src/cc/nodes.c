@@ -520,6 +520,7 @@ static void poll_round(struct cc *cc)
         if (any_dirty && cc_dhcp_sync(cc, db, &e) < 0)
             log_error("DHCP hosts: %s", error_message(e));
         leases_notice(cc, db);
+        eipnat_check(cc, db);
         db_pool_put(cc->db, db);
     }
     error_free(e);

@@ -194,8 +194,12 @@ pid_t proc_spawn(const char *netns, const char *const *argv, int log_fd,
     return pid;
 }
 
-int proc_enable_forwarding(const char *netns, struct koala_error **err)
+int proc_sysctl(const char *netns, const char *path, const char *value,
+                struct koala_error **err)
 {
+    char file[256];
+    snprintf(file, sizeof(file), "/proc/sys/%s", path);
+    size_t len = strlen(value);
     int nsfd = open_netns(netns, err);
     if (nsfd == -1)
         return -1;
@@ -208,8 +212,8 @@ int proc_enable_forwarding(const char *netns, struct koala_error **err)
     if (pid == 0) {
         child_enter(nsfd);
         /* /proc/sys/net is the namespace of the task that opens it. */
-        int fd = open("/proc/sys/net/ipv4/ip_forward", O_WRONLY);
-        if (fd < 0 || write(fd, "1\n", 2) != 2)
+        int fd = open(file, O_WRONLY);
+        if (fd < 0 || write(fd, value, len) != (ssize_t)len)
             _exit(1);
         _exit(0);
     }
@@ -219,8 +223,17 @@ int proc_enable_forwarding(const char *netns, struct koala_error **err)
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        return error_set(err, EIO, NULL, "cannot enable IPv4 forwarding%s%s",
+        return error_set(err, EIO, NULL, "cannot write %s%s%s", file,
                          netns ? " in netns " : "", netns ? netns : "");
+    return 0;
+}
+
+int proc_enable_forwarding(const char *netns, struct koala_error **err)
+{
+    if (proc_sysctl(netns, "net/ipv4/ip_forward", "1\n", err) < 0) {
+        error_prefix(*err, "cannot enable IPv4 forwarding");
+        return -1;
+    }
     return 0;
 }
 

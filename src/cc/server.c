@@ -61,6 +61,8 @@ static const struct {
     {"DescribeService", cc_op_describe_service, NULL},
     {"SetInstanceMetadata", cc_op_set_instance_metadata, NULL},
     {"SetNetworkPolicy", cc_op_set_network_policy, NULL},
+    {"SetPublicAddresses", cc_op_set_public_addresses, NULL},
+    {"DescribePublicAddresses", cc_op_describe_public_addresses, NULL},
 };
 
 static void dispatch(struct http_request *http)

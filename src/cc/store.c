@@ -104,8 +104,19 @@ static const char schema_v6[] =
     "  id INTEGER PRIMARY KEY CHECK (id = 1),"
     "  secret TEXT NOT NULL);";
 
+/* The public address map the CLC pushes (eip.c): the version held and
+ * its pairs, applied as the router's 1:1 NAT (eipnat.c). */
+static const char schema_v7[] = "CREATE TABLE public_map ("
+                                "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+                                "  version INTEGER NOT NULL);"
+                                "CREATE TABLE public_addresses ("
+                                "  public_ip TEXT PRIMARY KEY,"
+                                "  private_ip TEXT NOT NULL UNIQUE,"
+                                "  instance_id TEXT NOT NULL UNIQUE);";
+
 const char *const cc_migrations[] = {schema_v1, schema_v2, schema_v3,
-                                     schema_v4, schema_v5, schema_v6};
+                                     schema_v4, schema_v5, schema_v6,
+                                     schema_v7};
 const size_t cc_n_migrations = ARRAY_SIZE(cc_migrations);
 
 #define INSTANCE_COLUMNS                                                       \

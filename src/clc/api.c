@@ -23,6 +23,8 @@ static const struct {
     const char *name;
     void (*fn)(struct ec2_req *r);
 } actions[] = {
+    {"AllocateAddress", ec2_allocate_address},
+    {"AssociateAddress", ec2_associate_address},
     /* security groups (secgroups.h) */
     {"AuthorizeSecurityGroupEgress", ec2_authorize_security_group_egress},
     {"AuthorizeSecurityGroupIngress", ec2_authorize_security_group_ingress},
@@ -40,6 +42,7 @@ static const struct {
     {"DeleteTags", ec2_delete_tags},
     {"DeregisterImage", ec2_deregister_image},
     {"DescribeAccountAttributes", ec2_describe_account_attributes},
+    {"DescribeAddresses", ec2_describe_addresses},
     {"DescribeAvailabilityZones", ec2_describe_availability_zones},
     {"DescribeImages", ec2_describe_images},
     {"DescribeInstanceAttribute", ec2_describe_instance_attribute},
@@ -51,12 +54,15 @@ static const struct {
     {"DescribeSubnets", ec2_describe_subnets},
     {"DescribeTags", ec2_describe_tags},
     {"DescribeVpcs", ec2_describe_vpcs},
+    {"DisassociateAddress", ec2_disassociate_address},
     {"GetConsoleOutput", ec2_get_console_output},
     {"ImportKeyPair", ec2_import_key_pair},
     {"ModifyInstanceAttribute", ec2_modify_instance_attribute},
     {"ModifyInstanceMetadataOptions", ec2_modify_instance_metadata_options},
+    {"ModifySubnetAttribute", ec2_modify_subnet_attribute},
     {"RebootInstances", ec2_reboot_instances},
     {"RegisterImage", ec2_register_image},
+    {"ReleaseAddress", ec2_release_address},
     {"RunInstances", ec2_run_instances},
     {"StartInstances", ec2_start_instances},
     {"StopInstances", ec2_stop_instances},

@@ -28,6 +28,7 @@ void clc_free(struct clc *clc)
     }
     claims_free(clc->launching);
     claims_free(clc->md_pushing);
+    pthread_mutex_destroy(&clc->eip_mu);
     db_pool_free(clc->db);
     keycache_free(clc->keys);
     free(clc->data_dir);
@@ -43,6 +44,9 @@ struct clc *clc_new(const struct clc_options *opt, struct koala_error **err)
         return NULL;
     }
     clc->opt = *opt;
+    pthread_mutex_init(&clc->eip_mu, NULL);
+    if (clc->opt.address_quota == 0)
+        clc->opt.address_quota = 5;
     if (clc->opt.poll_interval_ms == 0)
         clc->opt.poll_interval_ms = 2000;
     if (clc->opt.pending_timeout_s == 0)

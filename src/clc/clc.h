@@ -13,6 +13,7 @@
 #define KOALA_CLC_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -46,6 +47,7 @@ struct clc_options {
     unsigned pending_timeout_s;
     const char *default_vpc_cidr; /* NULL: 10.96.0.0/12 */
     bool tunnel_encryption; /* seal the tunnels between clusters */
+    unsigned address_quota;       /* elastic IPs per account; 0: 5 */
 };
 
 struct clc {
@@ -73,10 +75,17 @@ struct clc {
     bool stopping;
     bool poller_started;
     bool poll_mu_ready;
+    /* Pushes of the clusters' public address maps, one at a time
+     * (eip_push.c): each reads the map once it holds this. */
+    pthread_mutex_t eip_mu;
+    atomic_bool eip_job;   /* a kicked push is queued or running */
+    atomic_bool eip_again; /* a change since that push read the map */
     /* The cloud's default network: every default VPC's CIDR (vpc.c). */
     uint32_t vpc_net;
     int vpc_prefix;
 };
+
+struct soap_client;
 
 /* ---- identities ---- */
 struct account {
@@ -302,6 +311,8 @@ struct instance_row {
     int64_t md_version, md_applied; /* applied once md_applied catches up */
     char subnet_id[32]; /* "" until the account's default VPC exists */
     char vpc_id[32];
+    char public_ip[16];  /* "" without one (addresses.c) */
+    bool public_elastic; /* it is an elastic IP (else auto-assigned) */
 };
 int ec2_state_code(const char *state);
 void clc_read_instance(sqlite3_stmt *st, struct instance_row *x);
@@ -473,6 +484,37 @@ int clc_run_subnet(const struct ec2_req *r, const char **zone,
 void ec2_describe_vpcs(struct ec2_req *r);
 void ec2_describe_subnets(struct ec2_req *r);
 void ec2_describe_account_attributes(struct ec2_req *r);
+
+/* ---- elastic and public IPs (addresses.c, eip_push.c) ---- */
+void ec2_allocate_address(struct ec2_req *r);
+void ec2_associate_address(struct ec2_req *r);
+void ec2_disassociate_address(struct ec2_req *r);
+void ec2_release_address(struct ec2_req *r);
+void ec2_describe_addresses(struct ec2_req *r);
+/* "ec2-198-51-100-5.<region>.compute.koala": the public DNS name of a
+ * public address (docs/network.md); "" for "". */
+void clc_public_dns(const char *ip, const char *region, char *out, size_t size);
+/* Marks the cluster's map changed (inside the caller's transaction). */
+int clc_eip_bump(struct db *db, const char *cluster, struct koala_error **err);
+/* Asks the cluster's CC (client c) for its pool and the map version it
+ * holds (DescribePublicAddresses): records the pool, and marks the map
+ * for a push when the CC is behind.  Quiet about a CC without it. */
+void clc_eip_poll(struct clc *clc, struct db *db, const char *cluster,
+                  struct soap_client *c);
+/* Sends SetPublicAddresses to every cluster whose CC has not acknowledged
+ * its map's last version; what fails waits for the next round. */
+void clc_eip_push(struct clc *clc, struct db *db);
+/* The same, from the launch pool, off the caller's request. */
+void clc_eip_kick(struct clc *clc);
+/* Gives each placed instance that wants a public address (RunInstances'
+ * AssociatePublicIpAddress or its subnet's MapPublicIpOnLaunch) and has
+ * none one of its cluster's pool, without an allocation id; what finds
+ * the pool full waits for the next round. */
+void clc_eip_autoassign(struct clc *clc, struct db *db);
+/* The subnet's MapPublicIpOnLaunch. */
+int clc_subnet_maps_public_ip(struct db *db, const char *subnet, bool *out,
+                              struct koala_error **err);
+void ec2_modify_subnet_attribute(struct ec2_req *r);
 
 /* ---- STS on the EC2 endpoint (sts.c) ---- */
 #define STS_XMLNS "https://sts.amazonaws.com/doc/2011-06-15/"

@@ -406,8 +406,10 @@ static int poll_cluster(void *ctx, const struct service *s)
             if (soap_call(c, "DescribeInstances", rq, len, &doc, &body, &err) ==
                     0 &&
                 clc_apply_instance_states(p->clc, p->db, s->name, body, true,
-                                          &err) == 0)
+                                          &err) == 0) {
                 state = "ENABLED";
+                clc_eip_poll(p->clc, p->db, s->name, c);
+            }
         }
     }
     clc_service_set_state(p->db, "cluster", s->name, state,
@@ -484,6 +486,7 @@ static void poll_once(struct clc *clc)
     clc_md_push(clc, db);
     clc_tunnels_push(clc, db);
     clc_netpolicy_push(clc, db); /* secgroups.h */
+    clc_eip_push(clc, db);
     if (err) {
         log_error("poller: %s", error_message(err));
         error_free(err);

@@ -33,7 +33,10 @@ int ec2_state_code(const char *state)
     " i.node, i.state, i.reason_code, i.reason_message, i.transition_reason,"  \
     " i.private_ip, i.mac, i.hypervisor, i.client_token, i.launch_time,"       \
     " i.updated, i.reachability, " CLC_MD_COLS ", i.subnet_id,"                \
-    " (SELECT vpc FROM subnets WHERE id = i.subnet_id)"
+    " (SELECT vpc FROM subnets WHERE id = i.subnet_id),"                       \
+    " (SELECT public_ip FROM addresses WHERE instance_id = i.id),"             \
+    " (SELECT allocation_id IS NOT NULL FROM addresses WHERE"                  \
+    "  instance_id = i.id)"
 
 void clc_read_instance(sqlite3_stmt *st, struct instance_row *x)
 {
@@ -64,6 +67,8 @@ void clc_read_instance(sqlite3_stmt *st, struct instance_row *x)
     clc_md_read_cols(st, 23, &x->md, &x->md_version, &x->md_applied);
     clc_col(x->subnet_id, sizeof(x->subnet_id), st, 30);
     clc_col(x->vpc_id, sizeof(x->vpc_id), st, 31);
+    clc_col(x->public_ip, sizeof(x->public_ip), st, 32);
+    x->public_elastic = sqlite3_column_int(st, 33) != 0;
 }
 
 /* Loads the caller's instances, ordered by launch: all of them, those of
@@ -140,14 +145,15 @@ static void private_dns(const struct instance_row *x, const char *region,
 int ec2_write_instance(struct ec2_req *r, struct xml_writer *w,
                        const struct instance_row *x, struct koala_error **err)
 {
-    char t[25], dns[128];
+    char t[25], dns[128], pub[128];
     xml_start(w, "item");
     xml_text_element(w, "instanceId", x->id);
     xml_text_element(w, "imageId", x->image_id);
     ec2_write_state(w, "instanceState", x->state);
     private_dns(x, r->clc->region, dns, sizeof(dns));
+    clc_public_dns(x->public_ip, r->clc->region, pub, sizeof(pub));
     xml_text_element(w, "privateDnsName", dns);
-    xml_text_element(w, "dnsName", "");
+    xml_text_element(w, "dnsName", pub);
     xml_text_element(w, "reason", x->transition_reason);
     if (*x->key_name)
         xml_text_element(w, "keyName", x->key_name);
@@ -170,6 +176,8 @@ int ec2_write_instance(struct ec2_req *r, struct xml_writer *w,
     xml_end(w);
     if (*x->private_ip)
         xml_text_element(w, "privateIpAddress", x->private_ip);
+    if (*x->public_ip)
+        xml_text_element(w, "ipAddress", x->public_ip);
     if (*x->subnet_id) {
         xml_text_element(w, "subnetId", x->subnet_id);
         xml_text_element(w, "vpcId", x->vpc_id);
@@ -206,6 +214,15 @@ int ec2_write_instance(struct ec2_req *r, struct xml_writer *w,
         xml_text_element(w, "privateIpAddress", x->private_ip);
         xml_text_element(w, "privateDnsName", dns);
         xml_text_element(w, "status", "in-use");
+        if (*x->public_ip) {
+            /* EC2 names the owner of an auto-assigned address "amazon" */
+            xml_start(w, "association");
+            xml_text_element(w, "publicIp", x->public_ip);
+            xml_text_element(w, "publicDnsName", pub);
+            xml_text_element(w, "ipOwnerId",
+                             x->public_elastic ? x->owner_number : "amazon");
+            xml_end(w);
+        }
         xml_end(w);
         xml_end(w);
     }
@@ -318,6 +335,9 @@ static const char *instance_filter_value(struct ec2_req *r,
         {"ramdisk-id", offsetof(struct instance_row, ramdisk_id)},
         {"key-name", offsetof(struct instance_row, key_name)},
         {"private-ip-address", offsetof(struct instance_row, private_ip)},
+        {"ip-address", offsetof(struct instance_row, public_ip)},
+        {"network-interface.association.public-ip",
+         offsetof(struct instance_row, public_ip)},
         {"reservation-id", offsetof(struct instance_row, reservation)},
         {"availability-zone", offsetof(struct instance_row, cluster)},
         {"owner-id", offsetof(struct instance_row, owner_number)},
@@ -343,6 +363,8 @@ static const char *instance_filter_value(struct ec2_req *r,
         snprintf(tmp, size, "%d", x->launch_index);
     else if (strcmp(f, "private-dns-name") == 0)
         private_dns(x, r->clc->region, tmp, size);
+    else if (strcmp(f, "dns-name") == 0)
+        clc_public_dns(x->public_ip, r->clc->region, tmp, size);
     else if (strcmp(f, "architecture") == 0)
         snprintf(tmp, size, "x86_64");
     else if (strcmp(f, "root-device-type") == 0)
@@ -384,6 +406,10 @@ void ec2_describe_instances(struct ec2_req *r)
                                         "launch-index",
                                         "private-ip-address",
                                         "private-dns-name",
+                                        "ip-address",
+                                        "dns-name",
+                                        "network-interface.association."
+                                        "public-ip",
                                         "reservation-id",
                                         "availability-zone",
                                         "owner-id",

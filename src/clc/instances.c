@@ -126,6 +126,9 @@ struct run_args {
     struct clc_subnet subnet; /* SubnetId's, or the zone's default (vpc.c) */
     bool subnet_given;
     struct clc_sg_set groups; /* SecurityGroupId.N, SecurityGroup.N */
+    /* NetworkInterface.1.AssociatePublicIpAddress, else the subnet's
+     * MapPublicIpOnLaunch (addresses.c assigns it once placed) */
+    bool public_ip_given, public_ip;
 };
 
 static int check_run_args(struct ec2_req *r, struct run_args *a,
@@ -211,6 +214,11 @@ static int check_run_args(struct ec2_req *r, struct run_args *a,
     a->zone = ec2_param(r, "Placement.AvailabilityZone");
     if (clc_run_subnet(r, &a->zone, &a->subnet, &a->subnet_given, err) < 0 ||
         clc_sg_run_parse(r, &a->groups, err) < 0)
+        return -1;
+    a->public_ip_given =
+        ec2_param(r, "NetworkInterface.1.AssociatePublicIpAddress") != NULL;
+    if (ec2_param_bool(r, "NetworkInterface.1.AssociatePublicIpAddress", false,
+                       &a->public_ip, err) < 0)
         return -1;
     a->shutdown_behavior = ec2_param(r, "InstanceInitiatedShutdownBehavior");
     if (a->shutdown_behavior == NULL)
@@ -305,6 +313,12 @@ static int insert_reservation(struct ec2_req *r, const struct run_args *a,
             ec2_apply_tag_specs(r, "instance", id, err) < 0)
             goto fail;
     }
+    if (a->public_ip &&
+        clc_exec(r->db,
+                 "UPDATE instances SET public_ip_wanted = 1 WHERE"
+                 " reservation = ?",
+                 "storing instance", err, reservation, NULL) < 0)
+        goto fail;
     return db_commit(r->db, err);
 fail:
     db_rollback(r->db);
@@ -358,6 +372,9 @@ void ec2_run_instances(struct ec2_req *r)
     long long count = c.best_available < a.max ? c.best_available : a.max;
     if (!a.subnet_given && clc_default_subnet(r->clc, r->db, r->who.id, c.best,
                                               &a.subnet, &err) < 0)
+        return ec2_fail(r, err);
+    if (!a.public_ip_given &&
+        clc_subnet_maps_public_ip(r->db, a.subnet.id, &a.public_ip, &err) < 0)
         return ec2_fail(r, err);
     if (insert_reservation(r, &a, c.best, count, reservation, &err) < 0) {
         /* A concurrent request with the same ClientToken won the race. */

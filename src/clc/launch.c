@@ -193,6 +193,8 @@ static int send_launch(struct clc *clc, struct db *db, const char *reservation,
     rc = clc_apply_instance_states(clc, db, cluster, body, false, err);
     if (rc == 0 && md_version == 1)
         clc_md_launch_acked(db, body);
+    if (rc == 0)
+        clc_eip_kick(clc); /* a public address auto-assigned at launch */
 out:
     xml_writer_free(w);
     xml_doc_free(doc);

@@ -28,6 +28,7 @@ static const char *const keys[] = {
     "log_level",
     "default_vpc_cidr",
     "tunnel_encryption",
+    "address_quota",
     NULL,
 };
 
@@ -52,6 +53,7 @@ static const struct daemon_spec spec = {
     "                              per zone (10.96.0.0/12)\n"
     "  --tunnel-encryption BOOL    seal the tunnels between clusters'\n"
     "                              routers (false)\n"
+    "  --address-quota N           elastic IPs per account (5)\n"
     "  --log-level SPEC            \"info\", \"info,clc=debug\" ...\n",
 };
 
@@ -84,9 +86,10 @@ int main(int argc, char **argv)
     }
     opt.api_addr = api_addr;
     opt.soap_addr = soap_addr;
-    int64_t poll_ms, pending_s;
+    int64_t poll_ms, pending_s, quota;
     if (config_get_int(cfg, "clc", "poll_interval_ms", 2000, &poll_ms, &err) <
             0 ||
+        config_get_int(cfg, "clc", "address_quota", 5, &quota, &err) < 0 ||
         config_get_int(cfg, "clc", "pending_timeout", 300, &pending_s, &err) <
             0 ||
         config_get_bool(cfg, "clc", "tunnel_encryption", false,
@@ -97,15 +100,17 @@ int main(int argc, char **argv)
         free(soap_addr);
         return 2;
     }
-    if (poll_ms < 10 || pending_s < 1) {
-        fprintf(stderr, "koala-clc: poll_interval_ms is at least 10 and "
-                        "pending_timeout at least 1\n");
+    if (poll_ms < 10 || pending_s < 1 || quota < 1 || quota > 100000) {
+        fprintf(stderr, "koala-clc: poll_interval_ms is at least 10, "
+                        "pending_timeout at least 1 and address_quota 1 "
+                        "to 100000\n");
         free(api_addr);
         free(soap_addr);
         return 2;
     }
     opt.poll_interval_ms = (unsigned)poll_ms;
     opt.pending_timeout_s = (unsigned)pending_s;
+    opt.address_quota = (unsigned)quota;
     daemon_block_signals();
     struct clc *clc = clc_new(&opt, &err);
     if (clc == NULL) {

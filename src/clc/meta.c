@@ -292,9 +292,65 @@ static const char schema_v8[] = "CREATE TABLE cluster_tunnels ("
                                 "  subnet TEXT NOT NULL,"
                                 "  router TEXT NOT NULL);";
 
+/* Elastic and public IPs (addresses.c, eip_push.c, docs/network.md):
+ * each cluster's pool as its CC reports it; the addresses handed out (an
+ * elastic IP has an allocation id, an address auto-assigned at launch
+ * none), each of one cluster; and per cluster the version of its map
+ * (public -> private) and the last one its CC acknowledged: every change
+ * bumps the version and the push sends the whole map until the CC has it.
+ * An instance that ends loses its association (and an auto-assigned
+ * address) in the same transaction, whichever path ends it; one that
+ * stops loses an auto-assigned address (it gets a new one when it runs
+ * again, as on EC2).  public_ip_wanted: RunInstances asked for a public
+ * address (AssociatePublicIpAddress, or the subnet's MapPublicIpOnLaunch). */
+static const char schema_v9[] =
+    "CREATE TABLE public_pools ("
+    "  cluster TEXT NOT NULL,"
+    "  first INTEGER NOT NULL,"
+    "  last INTEGER NOT NULL,"
+    "  PRIMARY KEY (cluster, first));"
+    "CREATE TABLE addresses ("
+    "  public_ip TEXT PRIMARY KEY,"
+    "  ip INTEGER NOT NULL UNIQUE,"
+    "  cluster TEXT NOT NULL,"
+    "  owner INTEGER NOT NULL REFERENCES accounts(id),"
+    "  allocation_id TEXT UNIQUE,"
+    "  domain TEXT NOT NULL DEFAULT 'vpc',"
+    "  instance_id TEXT UNIQUE,"
+    "  association_id TEXT UNIQUE,"
+    "  created INTEGER NOT NULL);"
+    "CREATE INDEX addresses_owner ON addresses(owner, ip);"
+    "CREATE TABLE eip_push ("
+    "  cluster TEXT PRIMARY KEY,"
+    "  version INTEGER NOT NULL DEFAULT 1,"
+    "  applied INTEGER NOT NULL DEFAULT 0);"
+    "ALTER TABLE instances ADD COLUMN public_ip_wanted INTEGER NOT NULL"
+    "  DEFAULT 0;"
+    "CREATE TRIGGER addresses_instance_stop AFTER UPDATE OF state ON"
+    "  instances WHEN new.state = 'stopped' AND old.state != 'stopped' AND"
+    "  EXISTS (SELECT 1 FROM addresses WHERE instance_id = new.id AND"
+    "  allocation_id IS NULL) BEGIN"
+    "  UPDATE eip_push SET version = version + 1 WHERE cluster IN"
+    "    (SELECT cluster FROM addresses WHERE instance_id = new.id);"
+    "  DELETE FROM addresses WHERE instance_id = new.id AND"
+    "    allocation_id IS NULL;"
+    "  END;"
+    "CREATE TRIGGER addresses_instance_end AFTER UPDATE OF state ON instances"
+    "  WHEN new.state = 'terminated' AND old.state != 'terminated' AND"
+    "  EXISTS (SELECT 1 FROM addresses WHERE instance_id = new.id) BEGIN"
+    "  INSERT OR IGNORE INTO eip_push (cluster) SELECT cluster FROM"
+    "    addresses WHERE instance_id = new.id;"
+    "  UPDATE eip_push SET version = version + 1 WHERE cluster IN"
+    "    (SELECT cluster FROM addresses WHERE instance_id = new.id);"
+    "  DELETE FROM addresses WHERE instance_id = new.id AND"
+    "    allocation_id IS NULL;"
+    "  UPDATE addresses SET instance_id = NULL, association_id = NULL"
+    "    WHERE instance_id = new.id;"
+    "  END;";
+
 const char *const clc_migrations[] = {schema_v1, schema_v2, schema_v3,
                                       schema_v4, schema_v5, schema_v6,
-                                      schema_v7, schema_v8};
+                                      schema_v7, schema_v8, schema_v9};
 const size_t clc_n_migrations = ARRAY_SIZE(clc_migrations);
 
 struct db_pool *clc_open_db(const char *data_dir, unsigned conns,

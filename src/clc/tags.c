@@ -1,4 +1,5 @@
-/* tags.c: tags on instances, images, key pairs, VPCs and subnets: CreateTags,
+/* tags.c: tags on instances, images, key pairs, VPCs, subnets and elastic
+ * IPs (their allocation ids): CreateTags,
  * DeleteTags, DescribeTags, the TagSpecifications of the create calls, the
  * <tagSet> of descriptions, and the tag:K / tag-key / tag-value filters. */
 #define LOG_MODULE "clc"
@@ -29,6 +30,8 @@ static const char *resource_type(const char *id)
         return "security-group";
     if (str_has_prefix(id, "sgr-"))
         return "security-group-rule";
+    if (str_has_prefix(id, "eipalloc-"))
+        return "elastic-ip";
     return NULL;
 }
 
@@ -50,6 +53,8 @@ static int owns(struct ec2_req *r, const char *id, const char *type,
         : strcmp(type, "security-group-rule") == 0
             ? "SELECT 1 FROM sg_rules r JOIN security_groups g ON"
               " g.id = r.grp WHERE r.id = ? AND g.owner = ?"
+        : strcmp(type, "elastic-ip") == 0
+            ? "SELECT 1 FROM addresses WHERE allocation_id = ? AND owner = ?"
             : "SELECT 1 FROM keypairs WHERE id = ? AND owner = ?";
     sqlite3_stmt *st = db_stmt(r->db, sql, err);
     if (st == NULL)
@@ -61,14 +66,15 @@ static int owns(struct ec2_req *r, const char *id, const char *type,
     if (rc == 1)
         return error_set(
             err, ENOENT,
-            strcmp(type, "instance") == 0 ? "InvalidInstanceID.NotFound"
-            : strcmp(type, "image") == 0  ? "InvalidAMIID.NotFound"
-            : strcmp(type, "vpc") == 0    ? "InvalidVpcID.NotFound"
-            : strcmp(type, "subnet") == 0 ? "InvalidSubnetID.NotFound"
+            strcmp(type, "instance") == 0     ? "InvalidInstanceID.NotFound"
+            : strcmp(type, "image") == 0      ? "InvalidAMIID.NotFound"
+            : strcmp(type, "vpc") == 0        ? "InvalidVpcID.NotFound"
+            : strcmp(type, "subnet") == 0     ? "InvalidSubnetID.NotFound"
             : strcmp(type, "security-group") == 0 ? "InvalidGroup.NotFound"
             : strcmp(type, "security-group-rule") == 0
                 ? "InvalidSecurityGroupRuleId.NotFound"
-                                          : "InvalidKeyPair.NotFound",
+            : strcmp(type, "elastic-ip") == 0 ? "InvalidAllocationID.NotFound"
+                                              : "InvalidKeyPair.NotFound",
             "The ID '%s' does not exist", id);
     return rc;
 }

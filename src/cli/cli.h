@@ -13,6 +13,8 @@ int cli_register(const char *dir, const char *kind, const char *name,
                  const char *endpoint, const char *cluster,
                  struct koala_error **err);
 int cli_services(const char *dir, struct koala_error **err);
+/* Each cluster's public pool and how much of it is in use. */
+int cli_addresses(const char *dir, struct koala_error **err);
 /* cli_register without the report on stdout. */
 int cli_register_quiet(const char *dir, const char *kind, const char *name,
                        const char *endpoint, const char *cluster,

@@ -237,3 +237,56 @@ int cli_services(const char *dir, struct koala_error **err)
     close_clc(pool, db);
     return rc;
 }
+
+static void ip_text(int64_t v, char out[16])
+{
+    snprintf(out, 16, "%u.%u.%u.%u", (unsigned)(v >> 24) & 255,
+             (unsigned)(v >> 16) & 255, (unsigned)(v >> 8) & 255,
+             (unsigned)v & 255);
+}
+
+int cli_addresses(const char *dir, struct koala_error **err)
+{
+    struct db *db = NULL;
+    struct db_pool *pool = open_clc(dir, &db, err);
+    if (pool == NULL)
+        return -1;
+    /* Per cluster: its pool as its CC last reported it, how many of its
+     * addresses are handed out (elastic or auto-assigned) and how many
+     * are associated with an instance. */
+    sqlite3_stmt *st = db_stmt(
+        db,
+        "SELECT p.cluster, p.first, p.last,"
+        " (SELECT count(*) FROM addresses a WHERE a.ip BETWEEN p.first AND"
+        "  p.last),"
+        " (SELECT count(*) FROM addresses a WHERE a.ip BETWEEN p.first AND"
+        "  p.last AND a.instance_id IS NOT NULL)"
+        " FROM public_pools p ORDER BY p.cluster, p.first",
+        err);
+    if (st == NULL) {
+        close_clc(pool, db);
+        return -1;
+    }
+    printf("%-16s %-33s %6s %9s %10s\n", "CLUSTER", "PUBLIC RANGE", "SIZE",
+           "ALLOCATED", "ASSOCIATED");
+    int rows = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        char a[16], b[16], range[40];
+        int64_t first = sqlite3_column_int64(st, 1);
+        int64_t last = sqlite3_column_int64(st, 2);
+        ip_text(first, a);
+        ip_text(last, b);
+        snprintf(range, sizeof(range), "%s-%s", a, b);
+        printf("%-16s %-33s %6lld %9lld %10lld\n",
+               (const char *)sqlite3_column_text(st, 0), range,
+               (long long)(last - first + 1),
+               (long long)sqlite3_column_int64(st, 3),
+               (long long)sqlite3_column_int64(st, 4));
+        rows++;
+    }
+    db_stmt_done(st);
+    if (rows == 0)
+        printf("(no cluster reports a public pool: cc.public_ips)\n");
+    close_clc(pool, db);
+    return 0;
+}

@@ -9,6 +9,7 @@
  *   koala account create NAME [--data-dir DIR]     an account + access key
  *   koala register KIND NAME --endpoint URL [--cluster C] [--data-dir DIR]
  *   koala services [--data-dir DIR]                the components and states
+ *   koala addresses [--data-dir DIR]               public pools and their use
  *
  * Until the CLC exists, Walrus keeps accounts in its own database; these
  * commands open it directly (SQLite WAL allows it while the daemon runs).
@@ -40,6 +41,7 @@ static void usage(FILE *f)
                "--endpoint URL\n"
                "                [--cluster CLUSTER] [--data-dir DIR]\n"
                "       koala services [--data-dir DIR]\n"
+               "       koala addresses [--data-dir DIR]\n"
                "       koala up [--data-dir DIR] [--images DIR]\n"
                "       koala down [--data-dir DIR]\n"
                "DIR defaults to $KOALA_HOME, or /var/lib/koala.\n");
@@ -99,6 +101,8 @@ static int cloud_cmd(int argc, char **argv)
         rc = cli_register(dir, args[0], args[1], endpoint, cluster, &err);
     else if (strcmp(cmd, "services") == 0 && left == 0)
         rc = cli_services(dir, &err);
+    else if (strcmp(cmd, "addresses") == 0 && left == 0)
+        rc = cli_addresses(dir, &err);
     else if (strcmp(cmd, "up") == 0 && left == 0)
         rc = cli_up(dir, image_dir, &err);
     else if (strcmp(cmd, "down") == 0 && left == 0)
@@ -256,8 +260,8 @@ int main(int argc, char **argv)
         return walrus_cmd(argc - 1, argv + 1);
     if (strcmp(argv[1], "ca") == 0)
         return ca_cmd(argc - 1, argv + 1);
-    static const char *const cloud[] = {"init",     "account", "register",
-                                        "services", "up",      "down"};
+    static const char *const cloud[] = {
+        "init", "account", "register", "services", "addresses", "up", "down"};
     for (size_t i = 0; i < ARRAY_SIZE(cloud); i++)
         if (strcmp(argv[1], cloud[i]) == 0)
             return cloud_cmd(argc - 1, argv + 1);

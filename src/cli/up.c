@@ -7,7 +7,10 @@
  * klan0; "koala-nc1" the node's bridge kbr0, wired to klan0 by a veth
  * pair; the host reaches the instances through a veth "koala-host"
  * (100.64.111.1/30) into the cluster namespace and a route to the cluster
- * subnet, so that `ssh admin@10.111.0.5` works from the host), writes each
+ * subnet, so that `ssh admin@10.111.0.5` works from the host; the same veth
+ * is the router's uplink, holding the cluster's public pool PUBLIC_POOL,
+ * routed from the host too, so that an elastic IP reaches its instance
+ * from the host), writes each
  * daemon's configuration, starts koala-walrus, koala-clc, koala-cc and
  * koala-nc, waits until all are ENABLED, uploads the test guest image (kernel,
  * ramdisk, root disk) into Walrus, registers it, and prints the endpoints and
@@ -44,6 +47,9 @@
 #define HOST_LINK "koala-host"   /* the host's end of its veth */
 #define HOST_ADDR "100.64.111.1" /* ... and its address */
 #define HOST_PEER "100.64.111.2" /* the cluster namespace's end */
+/* The cluster's public addresses (elastic IPs), on the cluster's end of
+ * the host's veth, its router's uplink. */
+#define PUBLIC_POOL "100.64.112.16/28"
 
 struct up {
     const char *dir;
@@ -227,6 +233,10 @@ static int networks(const struct up *u, struct koala_error **err)
     if (IP("route", "replace", SUBNET, "via", HOST_PEER, "dev", HOST_LINK) < 0)
         return error_set(err, EIO, NULL,
                          "cannot route " SUBNET " to the cluster network");
+    if (IP("route", "replace", PUBLIC_POOL, "via", HOST_PEER, "dev",
+           HOST_LINK) < 0)
+        return error_set(err, EIO, NULL,
+                         "cannot route " PUBLIC_POOL " to the cluster network");
     return write_file(list, CLUSTER_NS "\n" NODE_NS "\n", err);
 }
 
@@ -266,7 +276,8 @@ static int configs(const struct up *u, struct koala_error **err)
              "identity_key = %s/certs/identity-" ZONE ".key\n"
              "region = koala-1\n"
              "clc_endpoint = https://127.0.0.1:%d/\nnetns = " CLUSTER_NS
-             "\nbridge = klan0\nsubnet = " SUBNET "\n",
+             "\nbridge = klan0\nsubnet = " SUBNET "\n"
+             "uplink = to-host\npublic_ips = " PUBLIC_POOL "\n",
              u->port_cc, d, d, d, d, d, d, u->port_clc_soap);
     if (write_file(path, text, err) < 0)
         return -1;
@@ -717,8 +728,11 @@ int cli_up(const char *dir, const char *image_dir, struct koala_error **err)
                u.port_clc, ami);
     printf("Instances are on %s, routed from this host (and inside network "
            "namespace " CLUSTER_NS ").\n"
+           "Elastic IPs come from " PUBLIC_POOL ", also routed from this "
+           "host:\n"
+           "  aws --endpoint-url http://127.0.0.1:%d ec2 allocate-address\n"
            "Stop it with: koala down --data-dir %s\n",
-           SUBNET, dir);
+           SUBNET, u.port_clc, dir);
     return 0;
 }
 

@@ -3,7 +3,10 @@ directory: `koala init`, then Walrus, the CLC, clusters (CCs) and nodes
 (NCs) registered and started with their certificates.  Instance networks
 live in network namespaces this module creates (and deletes): one per
 cluster (its router: bridge klan0, DHCP, NAT) and one per node (bridge
-kbr0), wired to the cluster's with a veth pair, as hosts on a LAN.
+kbr0), wired to the cluster's with a veth pair, as hosts on a LAN.  With
+outside=True, a namespace standing for the world outside the cloud is
+joined to the cluster's by a veth, the router's uplink (OUTSIDE_NET), and
+the cluster gets the public pool PUBLIC_POOL on it.
 
 Every process is started here and stopped by its PID; nothing else is
 ever signalled.
@@ -35,6 +38,13 @@ NC_BIN = BUILD / "src" / "nc" / "koala-nc"
 WALRUS_BIN = BUILD / "src" / "walrus" / "koala-walrus"
 IMAGES = Path(os.environ.get("KOALA_IMAGES", ROOT / "build" / "images"))
 REGION = "koala-1"
+# The "outside" network of Cloud(outside=True): the router's uplink holds
+# OUTSIDE_ROUTER, the outside namespace OUTSIDE_HOST, and the cluster's
+# public pool is PUBLIC_POOL, inside the same /24 (the router answers ARP
+# for the pool's addresses on the uplink).
+OUTSIDE_ROUTER = "100.64.112.1"
+OUTSIDE_HOST = "100.64.112.2"
+PUBLIC_POOL = "100.64.112.16/28"
 
 
 class GuestUnreachable(Exception):
@@ -56,7 +66,7 @@ class Daemon(Process):
 class Cloud:
     def __init__(self, base, n_nodes=1, scheduler="GREEDY", node_cores=4,
                  node_memory_mb=2048, cluster="zone-a", hypervisor="tcg",
-                 with_cluster=True):
+                 with_cluster=True, outside=False, clc_args=()):
         self.base = Path(base)
         self.dir = self.base / "cloud"
         self.cluster = cluster
@@ -66,6 +76,9 @@ class Cloud:
         self.node_cores = node_cores
         self.node_memory_mb = node_memory_mb
         self.hypervisor = hypervisor
+        self.outside = outside
+        self.outside_ns = None  # its name, with outside=True
+        self.clc_args = list(clc_args)
         self.daemons = {}
         self.netns = []  # the Netns made here, deleted by stop()
         self.ports = {k: free_port() for k in ("walrus", "clc", "clc_soap",
@@ -202,6 +215,16 @@ class Cloud:
             ns.ip("link", "set", "uplink", "master", "kbr0", "up")
             cns.ip("link", "set", f"to-n{i}", "master", "klan0", "up")
             self.node_ns[f"nc{i}"] = ns.name
+        if self.outside:
+            ons = Netns("o")
+            self.netns.append(ons)
+            ons.ip("link", "add", "eth0", "type", "veth",
+                   "peer", "name", "uplink0", "netns", cns.name)
+            ons.ip("addr", "add", f"{OUTSIDE_HOST}/24", "dev", "eth0")
+            ons.ip("link", "set", "eth0", "up")
+            cns.ip("addr", "add", f"{OUTSIDE_ROUTER}/24", "dev", "uplink0")
+            cns.ip("link", "set", "uplink0", "up")
+            self.outside_ns = ons.name
 
     def _daemon(self, name, argv, port):
         d = Daemon(name, argv, self.base / f"{name}.log", port)
@@ -215,7 +238,7 @@ class Cloud:
             "--listen", f"127.0.0.1:{self.ports['clc']}",
             "--soap-listen", f"127.0.0.1:{self.ports['clc_soap']}",
             "--tls-cert", cert, "--tls-key", key, "--ca", self.ca,
-            "--region", REGION, "--log-level", "info"],
+            "--region", REGION, "--log-level", "info", *self.clc_args],
             self.ports["clc"])
         self.ec2_endpoint = f"http://127.0.0.1:{self.ports['clc']}"
 
@@ -245,7 +268,9 @@ class Cloud:
             f"scheduler = {self.scheduler}\n"
             f"netns = {self.cluster_ns}\nbridge = klan0\n"
             "subnet = 10.111.0.0/16\n"
-            "poll_interval = 1\n")
+            "poll_interval = 1\n" +
+            (f"uplink = uplink0\npublic_ips = {PUBLIC_POOL}\n"
+             if self.outside else ""))
         self._daemon("cc", [CC_BIN, "--config", conf], self.ports["cc"])
 
     def start_nc(self, name):

@@ -62,6 +62,19 @@ SCRIPT = textwrap.dedent(r"""
     # The host itself reaches the instances (a route into the cluster).
     hostpage=$(curl -s -m 5 "http://$ip:8080/" || true)
     case "$hostpage" in *"ip=$ip"*) echo "host_route=ok" ;; esac
+    # An elastic IP from the pool koala up routes from the host reaches
+    # the instance from the host.
+    eip=$(ec2 allocate-address --domain vpc \
+          --query '[AllocationId,PublicIp]' --output text)
+    ec2 associate-address --allocation-id "${eip%%	*}" \
+        --instance-id "$iid" > /dev/null
+    pubpage=
+    for _ in $(seq 50); do
+        pubpage=$(curl -s -m 2 "http://${eip##*	}:8080/" || true)
+        case "$pubpage" in *"ip=$ip"*) break ;; esac
+        sleep 0.2
+    done
+    case "$pubpage" in *"ip=$ip"*) echo "public_ip=ok" ;; esac
     # The sequence `koala up` printed, run as a user would (in a shell of
     # its own, from a scratch directory), its ssh made non-interactive and
     # retried until the user data has run.
@@ -118,6 +131,7 @@ def test_up_run_down_up(tmp_path):
     assert lines["iid"] in lines["page"]
     assert lines["console"] == "ok"
     assert lines["host_route"] == "ok"
+    assert lines.get("public_ip") == "ok", out
     debian = (IMAGES / "debian" / "root.img").exists()
     if debian:
         # ssh from the host into the Debian guest as printed: the user

@@ -49,6 +49,8 @@ CC_OPS = {
     "GetConsoleOutput": ["instanceId"],
     "NotifyInstanceState": ["node", "instance"],
     "ConfigureNodes": ["node"],
+    "SetPublicAddresses": ["version", "address"],
+    "DescribePublicAddresses": [],
 }
 NC_OPS = {
     "ncDescribeResource": [],
@@ -81,6 +83,7 @@ def values(r, name):
                          "gopher://127.0.0.1:1/", "http://[::1", ""]),
         "node": r.choice(["nc1", "node1", "x" * 500]),
         "endpoint": r.choice(["https://127.0.0.1:1/", "x", ""]),
+        "version": r.choice(["1", "0", "-1", "99999999999999999999", "x"]),
     }.get(name)
 
 
