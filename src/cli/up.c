@@ -712,6 +712,8 @@ int cli_up(const char *dir, const char *image_dir, struct koala_error **err)
                "  EC2=\"aws --endpoint-url http://127.0.0.1:%d ec2\"\n"
                "  $EC2 create-key-pair --key-name mykey --query KeyMaterial "
                "--output text > mykey.pem && chmod 600 mykey.pem\n"
+               "  $EC2 authorize-security-group-ingress --group-name default "
+               "--protocol tcp --port 22 --cidr " HOST_ADDR "/32\n"
                "  printf '#!/bin/sh\\necho hello > /tmp/hello\\n' > setup.sh\n"
                "  id=$($EC2 run-instances --image-id %s --instance-type "
                "t2.micro --key-name mykey --user-data file://setup.sh "

@@ -35,6 +35,10 @@ SCRIPT = textwrap.dedent(r"""
     # service's own).
     "$aws_bin" --endpoint-url http://127.0.0.1:8779 s3 mb s3://first-bucket
     "$aws_bin" --endpoint-url http://127.0.0.1:8779 s3 ls | grep first-bucket > /dev/null
+    # The guest's page open to everyone, as a user opens a web port (the
+    # default group admits only its own members).
+    ec2 authorize-security-group-ingress --group-name default \
+        --protocol tcp --port 8080 --cidr 0.0.0.0/0 > /dev/null
     iid=$(ec2 run-instances --image-id "$ami" --instance-type t1.micro \
           --query 'Instances[0].InstanceId' --output text)
     echo "iid=$iid"
