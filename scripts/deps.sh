@@ -10,6 +10,8 @@ PACKAGES=(
   libsqlite3-dev libjansson-dev libinih-dev zlib1g-dev libgnutls28-dev
   # tests
   libcmocka-dev python3 python3-pytest python3-boto3 awscli s3cmd
+  # Ansible's amazon.aws modules against the EC2 API (test_ansible.py)
+  ansible
   # fuzzing (scripts/fuzz.sh): clang and its runtime, libFuzzer
   clang libclang-rt-14-dev
   sqlite3 curl procps iproute2 openssh-client

@@ -1,0 +1,100 @@
+"""Koala as a new user of Ansible meets it (issue 10, "Shown by"): the
+playbook tests/integration/ansible/web.yml, written as for AWS, run with
+Debian's ansible-playbook (collection amazon.aws): ec2_security_group
+creates a VPC group with its rules, ec2_instance launches an instance into
+the default VPC by name and tags (DescribeVpcs isDefault, DescribeSubnets
+default-for-az, STS GetCallerIdentity on the EC2 endpoint, RunInstances
+with TagSpecifications for the instance and its volumes) and waits for it,
+ec2_eip gives it an elastic IP.  Then the guest's page is fetched from
+the namespace standing for the outside world at that public address, and
+the playbook run again changes nothing.
+"""
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from cloud import IMAGES, OUTSIDE_HOST, Cloud  # noqa: F401
+from conftest import wait_until
+
+PLAYBOOK = os.path.join(os.path.dirname(__file__), "ansible", "web.yml")
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    if not (IMAGES / "vmlinuz").exists():
+        pytest.fail(f"no test image in {IMAGES}: run tests/images/build.sh")
+    if shutil.which("ansible-playbook") is None:
+        pytest.fail("ansible-playbook is not installed (scripts/deps.sh)")
+    c = Cloud(tmp_path_factory.mktemp("ansible"), outside=True).start()
+    c.ami, c.aki, c.ari = c.upload_images()
+    yield c
+    rcs = c.stop()
+    assert all(rc == 0 for rc in rcs.values()), rcs
+
+
+def play(cloud, tmp_path, name):
+    result = tmp_path / f"{name}.json"
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    env = dict(cloud.env(), EC2_URL=cloud.ec2_endpoint, AMI=cloud.ami,
+               RESULT=str(result), HOME=str(home),
+               PATH="/usr/bin:/bin", ANSIBLE_NOCOLOR="1",
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"),
+               ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3")
+    r = subprocess.run(["ansible-playbook", "-i", "localhost,", PLAYBOOK],
+                       env=env, capture_output=True, text=True, timeout=600)
+    (tmp_path / f"{name}.log").write_text(r.stdout + r.stderr)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    return json.loads(result.read_text())
+
+
+def test_playbook_runs_unchanged_and_again_changes_nothing(cloud, tmp_path):
+    first = play(cloud, tmp_path, "first")
+    assert first["sg_changed"] and first["instance_changed"] and \
+        first["eip_changed"]
+    ec2 = cloud.ec2()
+    (grp,) = ec2.describe_security_groups(
+        GroupNames=["web"])["SecurityGroups"]
+    assert grp["GroupId"] == first["sg"]
+    perms = grp["IpPermissions"]
+    assert [(p["IpProtocol"], p["FromPort"], p["ToPort"],
+             [r["CidrIp"] for r in p["IpRanges"]]) for p in perms] == \
+        [("tcp", 8080, 8080, ["0.0.0.0/0"])]
+    assert grp["IpPermissions"][0]["IpRanges"][0]["Description"] == "the page"
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault",
+                                      "Values": ["true"]}])["Vpcs"][0]
+    assert grp["VpcId"] == vpc["VpcId"]
+    inst = ec2.describe_instances(
+        InstanceIds=[first["instance"]])["Reservations"][0]["Instances"][0]
+    assert inst["State"]["Name"] == "running"
+    tags = {t["Key"]: t["Value"] for t in inst["Tags"]}
+    assert tags == {"Name": "web-1", "role": "web"}
+    assert [g["GroupName"] for g in inst["SecurityGroups"]] == ["web"]
+    assert inst["VpcId"] == vpc["VpcId"]
+    assert inst["PublicIpAddress"] == first["public_ip"]
+    (addr,) = ec2.describe_addresses(
+        PublicIps=[first["public_ip"]])["Addresses"]
+    assert addr["InstanceId"] == first["instance"]
+
+    # the page from the outside world at the public address: the group's
+    # rule and the router's 1:1 NAT, for real
+    def page():
+        r = cloud.netns_exec(cloud.outside_ns, "curl", "-sS", "-m", "3",
+                             f"http://{first['public_ip']}:8080/",
+                             check=False)
+        return r.stdout if first["instance"] in r.stdout else ""
+    assert f"ip={inst['PrivateIpAddress']}" in wait_until(page, timeout=180)
+
+    again = play(cloud, tmp_path, "again")
+    assert (again["sg"], again["instance"], again["public_ip"]) == \
+        (first["sg"], first["instance"], first["public_ip"])
+    assert not again["sg_changed"], again
+    assert not again["instance_changed"], again
+    assert not again["eip_changed"], again
+    assert len(ec2.describe_instances(Filters=[
+        {"Name": "tag:Name", "Values": ["web-1"]},
+        {"Name": "instance-state-name", "Values": ["running"]}])
+        ["Reservations"]) == 1
