@@ -354,6 +354,20 @@ static void wake(struct tunnel_relay *r)
     (void)w;
 }
 
+/* Closes the peers' sockets and forgets their keys (r->mu held, or the
+ * thread gone). */
+static void drop_peers(struct tunnel_relay *r)
+{
+    for (size_t j = 0; j < r->n; j++)
+        if (r->peers[j].inner_fd >= 0)
+            close(r->peers[j].inner_fd);
+    if (r->peers)
+        OPENSSL_cleanse(r->peers, r->n * sizeof(*r->peers));
+    free(r->peers);
+    r->peers = NULL;
+    r->n = 0;
+}
+
 struct tunnel_relay *tunnel_relay_start(const char *netns, const char *local,
                                         struct koala_error **err)
 {
@@ -468,12 +482,7 @@ int tunnel_relay_set(struct tunnel_relay *r,
         pthread_mutex_unlock(&r->mu);
         return -1;
     }
-    for (size_t j = 0; j < r->n; j++)
-        if (r->peers[j].inner_fd >= 0)
-            close(r->peers[j].inner_fd);
-    if (r->peers)
-        OPENSSL_cleanse(r->peers, r->n * sizeof(*r->peers));
-    free(r->peers);
+    drop_peers(r);
     r->peers = next;
     r->n = n;
     pthread_mutex_unlock(&r->mu);
@@ -501,12 +510,15 @@ void tunnel_relay_free(struct tunnel_relay *r)
         wake(r);
         pthread_join(r->thread, NULL);
     }
-    for (size_t j = 0; j < r->n; j++)
-        if (r->peers[j].inner_fd >= 0)
-            close(r->peers[j].inner_fd);
-    if (r->peers)
-        OPENSSL_cleanse(r->peers, r->n * sizeof(*r->peers));
-    free(r->peers);
+    struct tunnel_relay_stats st;
+    tunnel_relay_stats(r, &st);
+    log_info("tunnels: relay stopped after sealing %llu and opening %llu "
+             "packets; dropped %llu forged, %llu replayed, %llu from no peer",
+             (unsigned long long)st.sealed, (unsigned long long)st.opened,
+             (unsigned long long)st.dropped_auth,
+             (unsigned long long)st.dropped_replay,
+             (unsigned long long)st.dropped_unknown);
+    drop_peers(r);
     OPENSSL_cleanse(r->secret, sizeof(r->secret));
     for (int i = 0; i < 2; i++)
         if (r->wake[i] >= 0)

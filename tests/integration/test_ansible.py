@@ -16,7 +16,7 @@ import subprocess
 
 import pytest
 
-from cloud import IMAGES, OUTSIDE_HOST, Cloud  # noqa: F401
+from cloud import IMAGES, Cloud
 from conftest import wait_until
 
 PLAYBOOK = os.path.join(os.path.dirname(__file__), "ansible", "web.yml")

@@ -19,7 +19,6 @@ PID; what the guests start runs inside them.
 import json
 import re
 import signal
-import time
 
 import pytest
 
@@ -43,8 +42,7 @@ def cloud(tmp_path_factory):
     assert all(rc == 0 for rc in rcs.values()), rcs
 
 
-@pytest.fixture(scope="module")
-def guests(cloud):
+def one_guest_per_zone(cloud):
     """{zone: (instance id, ip)}: one running guest per zone, its page up."""
     ec2 = cloud.ec2()
     ids = {}
@@ -61,6 +59,11 @@ def guests(cloud):
         guest_page(cloud, ip, iid)
         out[zone] = (iid, ip)
     return out
+
+
+@pytest.fixture(scope="module")
+def guests(cloud):
+    return one_guest_per_zone(cloud)
 
 
 def cc_client(cloud, zone):
@@ -116,7 +119,7 @@ def test_routers_are_given_their_peers(cloud):
 
 
 def test_guests_reach_each_other_across_the_tunnel(cloud, guests):
-    (ia, ipa), (ib, ipb) = guests["zone-a"], guests["zone-b"]
+    (_, ipa), (ib, ipb) = guests["zone-a"], guests["zone-b"]
     for ip in (ipa, ipb):
         # by DHCP: below kvx0's, with room for the seal of encryption
         r = cloud.guest_run(ip, "cat /sys/class/net/eth0/mtu")
@@ -171,7 +174,7 @@ def test_bad_peers_are_refused_and_change_nothing(cloud):
 
 
 def test_router_restart_restores_the_tunnel_from_its_database(cloud, guests):
-    (ia, ipa), (ib, ipb) = guests["zone-a"], guests["zone-b"]
+    (_, ipa), (_, ipb) = guests["zone-a"], guests["zone-b"]
     cloud.wait_tunnels()
     assert cloud.daemons["clc"].stop(signal.SIGKILL) == -signal.SIGKILL
     try:
@@ -194,25 +197,13 @@ def test_router_restart_restores_the_tunnel_from_its_database(cloud, guests):
 # ---- sealed tunnels ----
 
 @pytest.fixture(scope="module")
-def sealed(tmp_path_factory, cloud, guests):
+def sealed(tmp_path_factory):
     """A second two-zone cloud, its CLC with --tunnel-encryption, one
-    guest per zone (after the plain cloud's tests, which it outlives)."""
+    guest per zone."""
     c = ZonesCloud(tmp_path_factory.mktemp("sealed"), encrypt=True).start()
     try:
         c.ami, c.aki, c.ari = c.upload_images()
-        ec2 = c.ec2()
-        ids = {}
-        for zone in c.zones:
-            r = ec2.run_instances(ImageId=c.ami, MinCount=1, MaxCount=1,
-                                  InstanceType="t1.micro",
-                                  Placement={"AvailabilityZone": zone})
-            ids[zone] = r["Instances"][0]["InstanceId"]
-        got = wait_state(ec2, list(ids.values()), "running")
-        c.guests = {}
-        for zone, iid in ids.items():
-            ip = got[iid]["PrivateIpAddress"]
-            guest_page(c, ip, iid)
-            c.guests[zone] = (iid, ip)
+        c.guests = one_guest_per_zone(c)
         yield c
     finally:
         rcs = c.stop()
@@ -221,7 +212,7 @@ def sealed(tmp_path_factory, cloud, guests):
 
 def test_sealed_tunnel_carries_only_ciphertext(sealed):
     c = sealed
-    (ia, ipa), (ib, ipb) = c.guests["zone-a"], c.guests["zone-b"]
+    (_, ipa), (ib, ipb) = c.guests["zone-a"], c.guests["zone-b"]
     c.wait_tunnels()
     for zone in c.zones:
         (peer,) = [z for z in c.zones if z != zone]
@@ -268,7 +259,7 @@ def test_sealed_tunnel_carries_only_ciphertext(sealed):
 
 def test_sealed_tunnel_bulk_and_restart(sealed):
     c = sealed
-    (ia, ipa), (ib, ipb) = c.guests["zone-a"], c.guests["zone-b"]
+    (_, ipa), (_, ipb) = c.guests["zone-a"], c.guests["zone-b"]
     r = c.guest_run(ipb, "dd if=/dev/urandom of=/www/big bs=1024 "
                          "count=512 2>/dev/null; md5sum < /www/big")
     want = r.output.split()[0]

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from cloud import CC_BIN, REGION, Cloud, GuestRun, GuestUnreachable  # noqa
+from cloud import CC_BIN, REGION, Cloud
 from conftest import Netns, free_port, sh, KOALA_BIN
 
 
