@@ -17,7 +17,6 @@
  * Without a reply, every datagram of the flow is "ct state new" to
  * conntrack, so a stateful filter walks its rules for each one: the
  * worst case of a rule set.  With one, only the first walked them. */
-#define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
