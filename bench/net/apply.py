@@ -173,7 +173,13 @@ class Apply:
         t_pass = float(line[1])
         version = cp.wait_for(lambda: (cp.held_policy(self.cloud) or {})
                               .get("version"), 5, "version")
+        # The CC logs the push once nc1 has answered: a moment after the
+        # packet may have passed.
+        deadline = time.monotonic() + 3
         push = cp.nc_log_pushes(self.cloud, version)
+        while push is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            push = cp.nc_log_pushes(self.cloud, version)
         self.ec2.revoke_security_group_ingress(GroupId=self.groups[-1],
                                                IpPermissions=perm)
         time.sleep(1.0)
