@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+import botocore.exceptions
+
 import cloudparts as cp
 import netlib as nl
 
@@ -72,10 +74,20 @@ def make_groups(ec2):
 def run_n(ec2, ami, n, groups):
     """n instances in these groups (RunInstances caps each request)."""
     out = []
+    deadline = time.monotonic() + 60
     while len(out) < n:
-        r = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=n - len(out),
-                              InstanceType="t1.micro",
-                              SecurityGroupIds=groups)
+        try:
+            r = ec2.run_instances(ImageId=ami, MinCount=1,
+                                  MaxCount=n - len(out),
+                                  InstanceType="t1.micro",
+                                  SecurityGroupIds=groups)
+        except botocore.exceptions.ClientError as e:
+            # The CLC learns a node's new capacity at its next poll.
+            if e.response["Error"]["Code"] != "InsufficientInstanceCapacity" \
+                    or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+            continue
         out += [i["InstanceId"] for i in r["Instances"]]
     return out
 
