@@ -231,3 +231,44 @@ def rewrite_times(doc_path, rows, work, rounds=5):
             "sg_bytes": sg.stat().st_size, "as_ms": as_s * 1e3,
             "as_bytes": asp.stat().st_size, "sg_path": sg, "as_path": asp,
             "list_path": lst}
+
+
+def _chains(script):
+    """{chain name: [statement lines]} of an nft script."""
+    chains, cur = {}, None
+    for line in script.splitlines():
+        s = line.strip()
+        if s.startswith("chain ") and s.endswith("{"):
+            cur = chains.setdefault(s.split()[1], [])
+        elif s == "}":
+            cur = None
+        elif cur is not None and s and not s.startswith("type "):
+            cur.append(s)
+    return chains
+
+
+def rules_walked(script, x_id, y_id, match):
+    """How many rules a new packet from X to Y evaluates in koala-nc's
+    table before the rule containing `match` (in Y's ingress) accepts it:
+    X's out chain and its groups' egress until the first allowing rule,
+    then Y's in chain and its groups' ingress."""
+    ch = _chains(script)
+
+    def walk(chain, stop):
+        n = 0
+        for s in ch[chain]:
+            if s.startswith("jump "):
+                k, done = walk(s.split()[1], stop)
+                n += k
+                if done:
+                    return n, True
+                continue
+            n += 1
+            if stop(s):
+                return n, True
+        return n, False
+    eg, _ = walk("out_" + x_id[2:],
+                 lambda s: s == "goto egress_ok" or
+                 ("@grp_" not in s and "0.0.0.0/0" in s))
+    ing, ok = walk("in_" + y_id[2:], lambda s: match in s)
+    return eg + ing if ok else None

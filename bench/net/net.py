@@ -61,6 +61,10 @@ def part_cloud(base, out):
         out["rewrite"] = apply.rewrite_times(doc, rows, work)
         byid = {r[0]: r for r in rows}
         out["x"], out["y"] = byid[ap.x], byid[ap.y]
+        script = out["rewrite"]["sg_path"].read_text()
+        out["walk"] = {k: apply.rules_walked(script, ap.x, ap.y, m) for k, m
+                       in (("udp", "udp dport 6000"),
+                           ("tcp", "tcp dport 5201"))}
         if "eip" in PARTS:
             ec2 = ap.ec2
             cp.wait_for(lambda: cp.pool_known(ap.cloud), 30, "the pool")
@@ -165,8 +169,10 @@ def report(o, load0, load1, took):
           "established fast path);")
         p("   new: a one-way UDP flow, every packet `ct state new`, so each "
           "walks the rules")
-        p("   (X's egress, ~41 rules, then Y's ingress, 5 groups x 59: the "
-          "allowing rule is the last).")
+        w = o.get("walk") or {}
+        p(f"   (rules evaluated by each such packet, X's egress then Y's "
+          f"ingress in 5 groups: {w.get('udp')};")
+        p(f"   by the first packet of the TCP connection: {w.get('tcp')})")
         p("   ns/pkt: 1e9 / rate, one sender core saturated, the whole path "
           "in its softirq; +ns: over the bare bridge.")
     if "eip" in o:
