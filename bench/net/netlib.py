@@ -118,13 +118,20 @@ class Iperf:
         stop(self.proc)
 
 
+# A source port of its own for every flow: conntrack keeps a flow's entry
+# (30 s unreplied, 120 s once answered), and a "new" flow on the 5-tuple of
+# an earlier answered one would be established from its first packet.
+_sports = iter(range(41000, 60000))
+
+
 def udp_rate(src_ns, dst_ns, dst_ip, count_ns, count_if, established,
-             port=6000, sport=40000):
+             port=6000, sport=None):
     """Packets per second of a udpflood flow from src_ns to dst_ip that
     got as far as count_if in count_ns (its tx counter: what the path
     forwarded), and the sender's CPU seconds per packet sent.  established:
     the sink answers the first datagram, so conntrack has seen both ways;
     otherwise every datagram is `ct state new`."""
+    sport = sport or next(_sports)
     sink = subprocess.Popen(
         ["ip", "netns", "exec", dst_ns, str(UDPFLOOD), "sink", str(port),
          str(DURATION + 8), "reply" if established else "quiet"],
