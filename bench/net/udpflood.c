@@ -67,8 +67,8 @@ static int sink(int port, double seconds, int reply)
     while (reply && now() < end) {
         struct sockaddr_in from;
         socklen_t fl = sizeof(from);
-        ssize_t n = recvfrom(fd, buf, sizeof(buf), 0,
-                             (struct sockaddr *)&from, &fl);
+        ssize_t n =
+            recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fl);
         if (n >= 0) {
             sendto(fd, "ok", 2, 0, (struct sockaddr *)&from, fl);
             break;
@@ -136,8 +136,8 @@ int main(int argc, char **argv)
         return sink(atoi(argv[2]), atof(argv[3]),
                     argc > 4 && strcmp(argv[4], "reply") == 0);
     if (argc >= 7 && strcmp(argv[1], "send") == 0)
-        return send_flood(atoi(argv[2]), argv[3], atoi(argv[4]),
-                          atof(argv[5]), atoi(argv[6]),
+        return send_flood(atoi(argv[2]), argv[3], atoi(argv[4]), atof(argv[5]),
+                          atoi(argv[6]),
                           argc > 7 && strcmp(argv[7], "wait-reply") == 0);
     fprintf(stderr, "usage: udpflood sink PORT SECONDS [reply]\n"
                     "       udpflood send SRC_PORT DST_IP DST_PORT SECONDS "
