@@ -201,13 +201,14 @@ def report(o, load0, load1, took):
         p("5. between two zones (namespaces on each zone's LAN, MTU 1400, "
           "real CC routers on a veth WAN)")
         p(f"   {'path':<8} | {'TCP Gbit/s':>10} {'ratio':>5} | "
-          f"{'UDP est. kpps':>13} {'ratio':>5} | {'koala-cc cpu':>12}")
+          f"{'UDP est. kpps':>13} {'ratio':>5} | {'koala-cc cpu':>12} | "
+          f"{'TCP retransmits':>15}")
         for k in ("direct", "plain", "sealed"):
             r = t[k]
             p(f"   {k:<8} | {gbit(r['tcp']):>10} {ratio(r['tcp'], d['tcp'])} "
               f"| {r['est']['pps'] / 1e3:>13.0f} "
               f"{ratio(r['est']['pps'], d['est']['pps'])} | "
-              f"{r['est']['cc_cpu'] * 100:>11.0f}%")
+              f"{r['est']['cc_cpu'] * 100:>11.0f}% | {r['retr']:>15.0f}")
         if t["plain"]["tcp"]:
             tr = ratio(t["sealed"]["tcp"], t["plain"]["tcp"])
             pr = ratio(t["sealed"]["est"]["pps"], t["plain"]["est"]["pps"])

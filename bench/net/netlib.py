@@ -109,6 +109,7 @@ class Iperf:
                            timeout=DURATION + 30)
         try:
             out = json.loads(r.stdout)
+            self.retransmits = out["end"]["sum_sent"].get("retransmits", 0)
             return out["end"]["sum_received"]["bits_per_second"] / 1e9
         except (ValueError, KeyError):
             raise RuntimeError(f"iperf3 to {dst}: {r.stdout[-400:]} "

@@ -109,7 +109,7 @@ def tunnel(zc, cc_pids, direct=True):
                   gateway="10.110.0.1", mtu=1400)
     srv = nl.Iperf(b.name)
     paths = ["tunnel"] + (["direct"] if direct else [])
-    res = {p: {"tcp": [], "est": []} for p in paths}
+    res = {p: {"tcp": [], "est": [], "retr": []} for p in paths}
 
     def route(op):
         nl.sh("ip", "-n", na, "route", op, f"{b_ip}/32", "via",
@@ -124,6 +124,7 @@ def tunnel(zc, cc_pids, direct=True):
                 try:
                     r = res[p]
                     r["tcp"].append(srv.tcp(a.name, b_ip))
+                    r["retr"].append(srv.retransmits)
                     c0 = sum(nl.cpu_s(pid) for pid in cc_pids)
                     t0 = time.monotonic()
                     u = nl.udp_rate(a.name, b.name, b_ip, nb, "bn-tb",
@@ -140,5 +141,6 @@ def tunnel(zc, cc_pids, direct=True):
         srv.stop()
         a.delete()
         b.delete()
-    return {p: {"tcp": nl.statistics.median(r["tcp"]), "est": mid(r["est"])}
+    return {p: {"tcp": nl.statistics.median(r["tcp"]), "est": mid(r["est"]),
+                "retr": nl.statistics.median(r["retr"])}
             for p, r in res.items()}
