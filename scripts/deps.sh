@@ -18,6 +18,8 @@ PACKAGES=(
   # the cluster controller's network (DHCP server, NAT) and the node
   # controller's per-tap anti-spoofing (nft)
   dnsmasq-base dnsmasq-utils nftables
+  # bench/net: throughput between namespaces standing for instances
+  iperf3
   # the node controller: the hypervisor and qemu-img
   qemu-system-x86 qemu-utils
 )
