@@ -75,10 +75,12 @@ static void nonce_of(uint64_t counter, uint8_t iv[12])
     put_be64(iv + 4, counter);
 }
 
-size_t tunnel_seal(const uint8_t session_key[32],
-                   const uint8_t session[TUNNEL_SESSION_BYTES],
-                   uint64_t counter, const uint8_t *in, size_t len,
-                   uint8_t *out)
+/* Seals with ctx, which holds AES-256-GCM and the session's key; only the
+ * nonce is set per packet. */
+static size_t seal_with(EVP_CIPHER_CTX *ctx,
+                        const uint8_t session[TUNNEL_SESSION_BYTES],
+                        uint64_t counter, const uint8_t *in, size_t len,
+                        uint8_t *out)
 {
     out[0] = 'K';
     out[1] = 'T';
@@ -88,19 +90,29 @@ size_t tunnel_seal(const uint8_t session_key[32],
     put_be64(out + 4 + TUNNEL_SESSION_BYTES, counter);
     uint8_t iv[12];
     nonce_of(counter, iv);
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     int n = 0, fin = 0;
-    size_t rc = 0;
-    if (ctx && len <= TUNNEL_MAX_PACKET &&
-        EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, session_key, iv) ==
-            1 &&
+    if (len <= TUNNEL_MAX_PACKET &&
+        EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, iv) == 1 &&
         EVP_EncryptUpdate(ctx, NULL, &n, out, TUNNEL_HEADER_BYTES) == 1 &&
         EVP_EncryptUpdate(ctx, out + TUNNEL_HEADER_BYTES, &n, in, (int)len) ==
             1 &&
         EVP_EncryptFinal_ex(ctx, out + TUNNEL_HEADER_BYTES + n, &fin) == 1 &&
         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, TUNNEL_TAG_BYTES,
                             out + TUNNEL_HEADER_BYTES + len) == 1)
-        rc = len + TUNNEL_SEAL_OVERHEAD;
+        return len + TUNNEL_SEAL_OVERHEAD;
+    return 0;
+}
+
+size_t tunnel_seal(const uint8_t session_key[32],
+                   const uint8_t session[TUNNEL_SESSION_BYTES],
+                   uint64_t counter, const uint8_t *in, size_t len,
+                   uint8_t *out)
+{
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    size_t rc = 0;
+    if (ctx && EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, session_key,
+                                  NULL) == 1)
+        rc = seal_with(ctx, session, counter, in, len, out);
     EVP_CIPHER_CTX_free(ctx);
     return rc;
 }
@@ -116,8 +128,9 @@ bool tunnel_peek(const uint8_t *in, size_t len,
     return true;
 }
 
-long tunnel_open(const uint8_t session_key[32], const uint8_t *in, size_t len,
-                 uint8_t *out)
+/* Opens with ctx, which holds AES-256-GCM and the session's key. */
+static long open_with(EVP_CIPHER_CTX *ctx, const uint8_t *in, size_t len,
+                      uint8_t *out)
 {
     uint8_t session[TUNNEL_SESSION_BYTES];
     uint64_t counter;
@@ -128,19 +141,26 @@ long tunnel_open(const uint8_t session_key[32], const uint8_t *in, size_t len,
     uint8_t iv[12], tag[TUNNEL_TAG_BYTES];
     nonce_of(counter, iv);
     memcpy(tag, in + TUNNEL_HEADER_BYTES + body, TUNNEL_TAG_BYTES);
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     int n = 0, fin = 0;
-    long rc = -1;
-    if (ctx &&
-        EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, session_key, iv) ==
-            1 &&
+    if (EVP_DecryptInit_ex(ctx, NULL, NULL, NULL, iv) == 1 &&
         EVP_DecryptUpdate(ctx, NULL, &n, in, TUNNEL_HEADER_BYTES) == 1 &&
         EVP_DecryptUpdate(ctx, out, &n, in + TUNNEL_HEADER_BYTES, (int)body) ==
             1 &&
         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TUNNEL_TAG_BYTES, tag) ==
             1 &&
         EVP_DecryptFinal_ex(ctx, out + n, &fin) == 1)
-        rc = (long)body;
+        return (long)body;
+    return -1;
+}
+
+long tunnel_open(const uint8_t session_key[32], const uint8_t *in, size_t len,
+                 uint8_t *out)
+{
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    long rc = -1;
+    if (ctx && EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, session_key,
+                                  NULL) == 1)
+        rc = open_with(ctx, in, len, out);
     EVP_CIPHER_CTX_free(ctx);
     return rc;
 }
@@ -201,7 +221,35 @@ struct tunnel_relay {
     bool stop;
     atomic_uint_fast64_t sealed, opened, dropped_auth, dropped_replay,
         dropped_unknown;
+    /* The relay thread's cipher contexts and the keys they hold: loaded
+     * again only when the next packet is of another key (a key schedule
+     * per packet cost more than the cipher). */
+    struct key_ctx {
+        EVP_CIPHER_CTX *ctx;
+        uint8_t key[32];
+        bool loaded;
+    } enc, dec;
 };
+
+/* kc holding key (for encrypting or decrypting), or NULL. */
+static EVP_CIPHER_CTX *keyed(struct key_ctx *kc, const uint8_t key[32],
+                             bool encrypt)
+{
+    if (kc->loaded && CRYPTO_memcmp(kc->key, key, 32) == 0)
+        return kc->ctx;
+    kc->loaded = false;
+    if (kc->ctx == NULL && (kc->ctx = EVP_CIPHER_CTX_new()) == NULL)
+        return NULL;
+    int ok = encrypt ? EVP_EncryptInit_ex(kc->ctx, EVP_aes_256_gcm(), NULL,
+                                          key, NULL)
+                     : EVP_DecryptInit_ex(kc->ctx, EVP_aes_256_gcm(), NULL,
+                                          key, NULL);
+    if (ok != 1)
+        return NULL;
+    memcpy(kc->key, key, 32);
+    kc->loaded = true;
+    return kc->ctx;
+}
 
 static struct relay_peer *peer_by_fd(struct tunnel_relay *r, int fd)
 {
@@ -232,9 +280,12 @@ static void outbound(struct tunnel_relay *r, int fd, uint8_t *in,
     struct relay_peer *p = peer_by_fd(r, fd);
     size_t sealed = 0;
     struct sockaddr_in to;
-    if (p && r->have_secret) {
-        sealed = tunnel_seal(p->tx_key, r->session, ++r->counter, in,
-                             (size_t)len, out);
+    EVP_CIPHER_CTX *ctx = p && r->have_secret
+                              ? keyed(&r->enc, p->tx_key, true)
+                              : NULL;
+    if (ctx) {
+        sealed = seal_with(ctx, r->session, ++r->counter, in, (size_t)len,
+                           out);
         to = p->wan;
     }
     pthread_mutex_unlock(&r->mu);
@@ -271,7 +322,8 @@ static void inbound(struct tunnel_relay *r, uint8_t *in, uint8_t *out)
         memcpy(fresh.id, session, sizeof(session));
         tunnel_session_key(p->rx_dir_key, session, fresh.key);
     }
-    long plain = tunnel_open(s ? s->key : fresh.key, in, (size_t)len, out);
+    EVP_CIPHER_CTX *ctx = keyed(&r->dec, s ? s->key : fresh.key, false);
+    long plain = ctx ? open_with(ctx, in, (size_t)len, out) : -1;
     bool ok = false;
     if (plain < 0) {
         atomic_fetch_add(&r->dropped_auth, 1);
@@ -348,6 +400,18 @@ out:
     return NULL;
 }
 
+/* Room for bursts: a sender faster than the relay for a moment must not
+ * turn into losses (TCP through the tunnel reads them as congestion).
+ * The FORCE options pass net.core.[rw]mem_max, as root. */
+static void big_buffers(int fd)
+{
+    int size = 4 << 20;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)) < 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+}
+
 static void wake(struct tunnel_relay *r)
 {
     ssize_t w = write(r->wake[1], "x", 1);
@@ -388,6 +452,7 @@ struct tunnel_relay *tunnel_relay_start(const char *netns, const char *local,
                                err);
     if (r->wan_fd < 0 || RAND_bytes(r->session, sizeof(r->session)) != 1)
         goto fail;
+    big_buffers(r->wan_fd);
     if (pthread_create(&r->thread, NULL, relay_main, r) != 0) {
         error_set(err, EAGAIN, NULL, "cannot start the tunnel relay");
         goto fail;
@@ -453,6 +518,7 @@ int tunnel_relay_set(struct tunnel_relay *r,
                 break;
             }
             p->inner_port = ntohs(sa.sin_port);
+            big_buffers(p->inner_fd);
         }
         made++;
         uint8_t dir[32];
@@ -520,6 +586,10 @@ void tunnel_relay_free(struct tunnel_relay *r)
              (unsigned long long)st.dropped_unknown);
     drop_peers(r);
     OPENSSL_cleanse(r->secret, sizeof(r->secret));
+    EVP_CIPHER_CTX_free(r->enc.ctx);
+    EVP_CIPHER_CTX_free(r->dec.ctx);
+    OPENSSL_cleanse(&r->enc, sizeof(r->enc));
+    OPENSSL_cleanse(&r->dec, sizeof(r->dec));
     for (int i = 0; i < 2; i++)
         if (r->wake[i] >= 0)
             close(r->wake[i]);
