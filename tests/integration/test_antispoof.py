@@ -35,6 +35,7 @@ from conftest import ROOT, sh, wait_until
 from test_compute import wait_state
 
 TABLE = "koala_nc"
+SG_TABLE = "koala_nc_sg"  # the security groups' (sgfilter.c)
 ROUTER = "10.111.0.1"
 FREE = "10.111.250.250"  # in the cluster's /16, never handed out here
 OTHER_MAC = "02:00:00:5a:5a:01"
@@ -325,6 +326,9 @@ def test_table_rebuilt_after_nc_kill9(cloud):
     assert set(vms) == {a.id, b.id}
     node_nft(cloud, "delete", "table", "bridge", TABLE)
     assert table_text(cloud) is None
+    # (and the security groups' table, which would stop the free address
+    # at B's ingress: it is in no group; rebuilt with the other)
+    node_nft(cloud, "delete", "table", "inet", SG_TABLE)
     # The control: without the table A's added address does reach both
     # (so the probes above would have seen spoofing work).
     got = spoof(cloud, ("free",))
@@ -337,6 +341,8 @@ def test_table_rebuilt_after_nc_kill9(cloud):
     # the QEMUs were re-adopted, not restarted.
     t = table_text(cloud)
     assert t is not None, nc.log_text()[-3000:]
+    assert node_nft(cloud, "list", "table", "inet", SG_TABLE,
+                    check=False).returncode == 0
     for g in (a, b):
         assert f'"{g.tap}" : jump {g.chain}' in t
         assert f"ether saddr != {g.mac}" in t and f"ip saddr != {g.ip}" in t
