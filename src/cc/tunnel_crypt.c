@@ -269,50 +269,107 @@ static struct relay_peer *peer_by_addr(struct tunnel_relay *r,
     return NULL;
 }
 
-/* From the kernel's kvx0 toward a peer. */
-static void outbound(struct tunnel_relay *r, int fd, uint8_t *in,
-                     uint8_t *out)
+/* Packets move in batches: one recvmmsg takes what is queued (up to
+ * RELAY_BATCH), one sendmmsg sends what came of it. */
+#define RELAY_BATCH 32
+
+struct batch {
+    struct mmsghdr msg[RELAY_BATCH];
+    struct iovec iov[RELAY_BATCH];
+    struct sockaddr_in addr[RELAY_BATCH];
+    uint8_t *buf[RELAY_BATCH];
+};
+
+static void batch_free(struct batch *b)
 {
-    ssize_t len = recv(fd, in, TUNNEL_MAX_PACKET, MSG_DONTWAIT);
-    if (len <= 0)
-        return;
+    for (int i = 0; b && i < RELAY_BATCH; i++)
+        free(b->buf[i]);
+    free(b);
+}
+
+static struct batch *batch_new(size_t buf_size)
+{
+    struct batch *b = calloc(1, sizeof(*b));
+    for (int i = 0; b && i < RELAY_BATCH; i++)
+        if ((b->buf[i] = malloc(buf_size)) == NULL) {
+            batch_free(b);
+            return NULL;
+        }
+    return b;
+}
+
+/* Arms message i of b for a receive (or a send of len bytes to `to`). */
+static void arm(struct batch *b, int i, size_t len,
+                const struct sockaddr_in *to)
+{
+    b->iov[i] = (struct iovec){.iov_base = b->buf[i], .iov_len = len};
+    if (to)
+        b->addr[i] = *to;
+    b->msg[i].msg_hdr = (struct msghdr){.msg_name = &b->addr[i],
+                                        .msg_namelen = sizeof(b->addr[i]),
+                                        .msg_iov = &b->iov[i],
+                                        .msg_iovlen = 1};
+    b->msg[i].msg_len = 0;
+}
+
+static int receive(int fd, struct batch *in, size_t size)
+{
+    for (int i = 0; i < RELAY_BATCH; i++)
+        arm(in, i, size, NULL);
+    return recvmmsg(fd, in->msg, RELAY_BATCH, MSG_DONTWAIT, NULL);
+}
+
+static void send_all(int fd, struct batch *out, int n,
+                     atomic_uint_fast64_t *counter)
+{
+    int off = 0;
+    while (off < n) {
+        int sent = sendmmsg(fd, out->msg + off, (unsigned)(n - off),
+                            MSG_DONTWAIT);
+        if (sent <= 0)
+            break; /* a full buffer: the rest is lost, as on a wire */
+        atomic_fetch_add(counter, (uint_fast64_t)sent);
+        off += sent;
+    }
+}
+
+/* From the kernel's kvx0 toward a peer: how many packets were taken. */
+static int outbound(struct tunnel_relay *r, int fd, struct batch *in,
+                    struct batch *out)
+{
+    int n = receive(fd, in, TUNNEL_MAX_PACKET);
+    if (n <= 0)
+        return 0;
+    int k = 0;
     pthread_mutex_lock(&r->mu);
     struct relay_peer *p = peer_by_fd(r, fd);
-    size_t sealed = 0;
-    struct sockaddr_in to;
     EVP_CIPHER_CTX *ctx = p && r->have_secret
                               ? keyed(&r->enc, p->tx_key, true)
                               : NULL;
-    if (ctx) {
-        sealed = seal_with(ctx, r->session, ++r->counter, in, (size_t)len,
-                           out);
-        to = p->wan;
+    for (int i = 0; ctx && i < n; i++) {
+        size_t sealed = seal_with(ctx, r->session, ++r->counter, in->buf[i],
+                                  in->msg[i].msg_len, out->buf[k]);
+        if (sealed)
+            arm(out, k++, sealed, &p->wan);
     }
     pthread_mutex_unlock(&r->mu);
-    if (sealed &&
-        sendto(r->wan_fd, out, sealed, MSG_DONTWAIT, (struct sockaddr *)&to,
-               sizeof(to)) > 0)
-        atomic_fetch_add(&r->sealed, 1);
+    send_all(r->wan_fd, out, k, &r->sealed);
+    return n;
 }
 
-/* From a peer's relay toward the kernel's kvx0. */
-static void inbound(struct tunnel_relay *r, uint8_t *in, uint8_t *out)
+/* One sealed packet from a peer's relay into out's slot k: true when it
+ * is authentic, new and armed for kvx0 (r->mu held). */
+static bool open_one(struct tunnel_relay *r, const uint8_t *in, size_t len,
+                     const struct sockaddr_in *from, struct batch *out, int k,
+                     const struct sockaddr_in *vx)
 {
-    struct sockaddr_in from;
-    socklen_t fl = sizeof(from);
-    ssize_t len = recvfrom(r->wan_fd, in, TUNNEL_MAX_PACKET + 64,
-                           MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
-    if (len <= 0)
-        return;
     uint8_t session[TUNNEL_SESSION_BYTES];
     uint64_t counter;
-    pthread_mutex_lock(&r->mu);
-    struct relay_peer *p = peer_by_addr(r, &from);
+    struct relay_peer *p = peer_by_addr(r, from);
     if (p == NULL || !r->have_secret ||
-        !tunnel_peek(in, (size_t)len, session, &counter)) {
-        pthread_mutex_unlock(&r->mu);
+        !tunnel_peek(in, len, session, &counter)) {
         atomic_fetch_add(&r->dropped_unknown, 1);
-        return;
+        return false;
     }
     struct rx_session *s = NULL, fresh = {.used = true};
     for (int i = 0; i < 2; i++)
@@ -323,7 +380,7 @@ static void inbound(struct tunnel_relay *r, uint8_t *in, uint8_t *out)
         tunnel_session_key(p->rx_dir_key, session, fresh.key);
     }
     EVP_CIPHER_CTX *ctx = keyed(&r->dec, s ? s->key : fresh.key, false);
-    long plain = ctx ? open_with(ctx, in, (size_t)len, out) : -1;
+    long plain = ctx ? open_with(ctx, in, len, out->buf[k]) : -1;
     bool ok = false;
     if (plain < 0) {
         atomic_fetch_add(&r->dropped_auth, 1);
@@ -337,24 +394,39 @@ static void inbound(struct tunnel_relay *r, uint8_t *in, uint8_t *out)
         if (!ok)
             atomic_fetch_add(&r->dropped_replay, 1);
     }
-    int fd = p->inner_fd;
-    pthread_mutex_unlock(&r->mu);
     OPENSSL_cleanse(&fresh, sizeof(fresh));
-    if (!ok)
-        return;
+    if (ok)
+        arm(out, k, (size_t)plain, vx);
+    return ok;
+}
+
+/* From peers' relays toward the kernel's kvx0 (at tunnel_address:4789,
+ * sent from the WAN socket: this host's own, so the input rule lets it
+ * in): how many packets were taken. */
+static int inbound(struct tunnel_relay *r, struct batch *in,
+                   struct batch *out)
+{
+    int n = receive(r->wan_fd, in, TUNNEL_MAX_PACKET + 64);
+    if (n <= 0)
+        return 0;
     struct sockaddr_in vx = {.sin_family = AF_INET,
                              .sin_port = htons(CC_TUNNEL_PORT)};
     inet_pton(AF_INET, r->local, &vx.sin_addr);
-    if (sendto(fd, out, (size_t)plain, MSG_DONTWAIT, (struct sockaddr *)&vx,
-               sizeof(vx)) > 0)
-        atomic_fetch_add(&r->opened, 1);
+    int k = 0;
+    pthread_mutex_lock(&r->mu);
+    for (int i = 0; i < n; i++)
+        k += open_one(r, in->buf[i], in->msg[i].msg_len, &in->addr[i], out, k,
+                      &vx);
+    pthread_mutex_unlock(&r->mu);
+    send_all(r->wan_fd, out, k, &r->opened);
+    return n;
 }
 
 static void *relay_main(void *arg)
 {
     struct tunnel_relay *r = arg;
-    uint8_t *in = malloc(TUNNEL_MAX_PACKET + 64);
-    uint8_t *out = malloc(TUNNEL_MAX_PACKET + 2 * TUNNEL_SEAL_OVERHEAD);
+    struct batch *in = batch_new(TUNNEL_MAX_PACKET + 64);
+    struct batch *out = batch_new(TUNNEL_MAX_PACKET + 2 * TUNNEL_SEAL_OVERHEAD);
     struct pollfd *fds = calloc(2 + CC_TUNNEL_MAX_PEERS, sizeof(*fds));
     if (in == NULL || out == NULL || fds == NULL) {
         log_error("tunnel relay: out of memory");
@@ -385,17 +457,21 @@ static void *relay_main(void *arg)
                 ;
             continue; /* the peers may have changed: poll them anew */
         }
+        /* Drain while whole batches come, a few at a time per socket so
+         * that one direction cannot starve the other. */
         if (fds[1].revents & POLLIN)
-            for (int burst = 0; burst < 64; burst++)
-                inbound(r, in, out);
-        for (size_t i = 2; i < n; i++)
-            if (fds[i].revents & POLLIN)
-                for (int burst = 0; burst < 64; burst++)
-                    outbound(r, fds[i].fd, in, out);
+            for (int i = 0; i < 8 && inbound(r, in, out) == RELAY_BATCH; i++)
+                ;
+        for (size_t j = 2; j < n; j++)
+            if (fds[j].revents & POLLIN)
+                for (int i = 0;
+                     i < 8 && outbound(r, fds[j].fd, in, out) == RELAY_BATCH;
+                     i++)
+                    ;
     }
 out:
-    free(in);
-    free(out);
+    batch_free(in);
+    batch_free(out);
     free(fds);
     return NULL;
 }
