@@ -59,8 +59,8 @@ def upload_images_as(cloud, key, secret, bucket):
     for f in ("vmlinuz", "initrd.img", "root.img"):
         s3.upload_file(str(IMAGES / f), bucket, f)
     ec2 = cloud.ec2(key, secret)
-    aki = ec2.register_image(Name="k", ImageLocation=f"{bucket}/vmlinuz")
-    ari = ec2.register_image(Name="r", ImageLocation=f"{bucket}/initrd.img")
+    aki = ec2.register_image(Name="bob-kernel", ImageLocation=f"{bucket}/vmlinuz")
+    ari = ec2.register_image(Name="bob-ramdisk", ImageLocation=f"{bucket}/initrd.img")
     return ec2.register_image(Name="bob-test", KernelId=aki["ImageId"],
                               RamdiskId=ari["ImageId"],
                               ImageLocation=f"{bucket}/root.img")["ImageId"]
