@@ -23,6 +23,7 @@ Every process is started here (cloud.py) and stopped by its PID; what the
 guests start runs inside them.
 """
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -738,10 +739,9 @@ class TestOneCluster:
         node = cloud.g["B"][2]
 
         def table():
-            out = cloud.netns_exec(cloud.node_ns[node], "nft", "list",
-                                   "table", "inet", TABLE).stdout
-            return "\n".join(l for l in out.splitlines()
-                             if "counter packets" not in l)
+            return nft_blocks(cloud.netns_exec(
+                cloud.node_ns[node], "nft", "list", "table", "inet",
+                TABLE).stdout)
         before = table()
         d = cloud.daemons[node]
         with Prober(cloud, [cloud.ip["B"], cloud.ip["A"]],
@@ -762,6 +762,31 @@ class TestOneCluster:
         settle(cloud, 30)
         assert reach(cloud, "A", "B") == NONE
         assert probe_http(cloud, "B")
+
+
+def nft_blocks(text):
+    """A listed nft table as {chain/set/map header: its content}, without
+    counters: a chain's rules in order (order matters there), a set's or
+    map's elements sorted.  The order of the chains and the elements'
+    follows the order in which the NC lists its instances, which a restart
+    may change without changing what the table does."""
+    blocks, name, body = {}, None, []
+    for line in text.splitlines():
+        line = re.sub(r"counter packets \d+ bytes \d+", "counter",
+                      line.strip())
+        m = re.match(r"(chain|set|map) (\S+) \{$", line)
+        if m:
+            name, body = line, []
+        elif name and line == "}":
+            if name.startswith("chain"):
+                blocks[name] = body
+            else:
+                blocks[name] = sorted(t for t in re.split(
+                    r"[\s,{}]+", " ".join(body)) if t)
+            name = None
+        elif name:
+            body.append(line)
+    return blocks
 
 
 def services_from(cloud, src):
