@@ -10,7 +10,12 @@ account's default group alone (ModifyInstanceAttribute), and the groups a
 test made are emptied and deleted after it.  A probe namespace on the
 cluster's LAN (PROBE, made here) stands for a host of the cluster that is
 not an instance: it serves TCP for the egress test and times the revoke.
-A second cloud of two zones (zones.ZonesCloud) boots three more guests for
+One more guest is launched into a group and terminated to show membership
+following instances as they come and go.  After an API change a test
+waits (settle()) until every CC acknowledged the CLC's policy version and
+every node holds it, so that "denied" is never read from a table that is
+merely behind.  Each test's docstring says what it shows and with which
+client.  A second cloud of two zones (zones.ZonesCloud) boots three more guests for
 the tunnel.
 
 The harness opens tcp 8080 from the cluster routers in each account's
@@ -35,7 +40,7 @@ import botocore.config
 import botocore.exceptions
 import pytest
 
-from cloud import IMAGES, REGION, Cloud, GuestUnreachable
+from cloud import IMAGES, Cloud, GuestUnreachable
 from conftest import KOALA_BIN, ROOT, Netns, sh, wait_until
 from test_compute import wait_state
 from zones import ZonesCloud
