@@ -772,9 +772,9 @@ class TestOneCluster:
 def nft_blocks(text):
     """A listed nft table as {chain/set/map header: its content}, without
     counters: a chain's rules in order (order matters there), a set's or
-    map's elements sorted.  The order of the chains and the elements'
-    follows the order in which the NC lists its instances, which a restart
-    may change without changing what the table does."""
+    map's elements sorted.  What the table does, not the order nft lists
+    its chains and elements in (the NC writes them in its instances' id
+    order since a restart changed the order it listed them in)."""
     blocks, name, body = {}, None, []
     for line in text.splitlines():
         line = re.sub(r"counter packets \d+ bytes \d+", "counter",
