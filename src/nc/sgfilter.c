@@ -248,18 +248,33 @@ static void write_map(struct text *t, const char *name, const char *chain,
     emit(t, "  }\n");
 }
 
+static int inst_cmp(const void *a, const void *b)
+{
+    const struct nc_sg_inst *x = a, *y = b;
+    int c = strcmp(x->id ? x->id : "", y->id ? y->id : "");
+    return c ? c : strcmp(x->ip ? x->ip : "", y->ip ? y->ip : "");
+}
+
 int nc_sgfilter_script(const struct netpolicy *p, const char *router,
-                       const struct nc_sg_inst *insts, size_t n,
+                       const struct nc_sg_inst *given, size_t n,
                        struct buf *out)
 {
     struct text t = {0};
     bool *use = n ? calloc(n, sizeof(*use)) : NULL;
     char(*ips)[16] = n ? calloc(n, sizeof(*ips)) : NULL;
+    /* In the order of their ids, not the caller's: the same instances and
+     * document give the same table whatever order the NC lists its
+     * instances in (a restarted NC lists them as it finds them). */
+    struct nc_sg_inst *insts = n ? malloc(n * sizeof(*insts)) : NULL;
     struct names used = {0}, named = {0};
     char rtr[16];
     int count = 0, rc = -1;
-    if (n && (use == NULL || ips == NULL))
+    if (n && (use == NULL || ips == NULL || insts == NULL))
         goto out;
+    if (n) {
+        memcpy(insts, given, n * sizeof(*insts));
+        qsort(insts, n, sizeof(*insts), inst_cmp);
+    }
     if (router && !inst_ip(router, rtr))
         router = NULL;
     else if (router)
@@ -310,6 +325,7 @@ out:
     free(named.v);
     free(use);
     free(ips);
+    free(insts);
     buf_free(&t.b);
     return rc;
 }

@@ -63,7 +63,9 @@ struct nc_sg_inst {
  * document, the table is only deleted.  router: the cluster router's
  * address (DHCP server, DNS), or NULL when unknown (then DHCP and DNS to
  * any address pass).  Instances whose id or address cannot be written
- * into a rule, and repeats of an id or address, are left out.  Returns
+ * into a rule, and repeats of an id or address, are left out; the rest
+ * are written in the order of their ids (then addresses), whatever order
+ * insts has, so the same instances give the same table.  Returns
  * the number of instances written, -1 when out of memory. */
 int nc_sgfilter_script(const struct netpolicy *p, const char *router,
                        const struct nc_sg_inst *insts, size_t n,

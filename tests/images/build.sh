@@ -4,7 +4,8 @@
 #   vmlinuz      Debian's cloud kernel, taken out of its .deb (never installed)
 #   initrd.img   gzip cpio initramfs: busybox-static, the virtio modules and
 #                the init scripts in tests/images/initramfs/ (DHCP, marker
-#                line on the serial console, HTTP page on :8080)
+#                line on the serial console, HTTP page on :8080), and
+#                udpecho (udpecho.c, static: a UDP echo on port 7)
 #   root.img     64 MiB raw ext4 image standing for an EMI root disk
 #   disk.qcow2   whole-disk bootable image: MBR + FAT partition with syslinux,
 #                the same kernel and initrd
@@ -30,11 +31,12 @@ KMETA=linux-image-cloud-amd64
 MODULES=(virtio_mmio virtio_pci virtio_blk virtio_net button evdev)
 
 PACKAGES=(qemu-system-x86 qemu-utils e2fsprogs cpio gzip kmod
-          syslinux syslinux-common mtools dosfstools fdisk util-linux)
+          syslinux syslinux-common mtools dosfstools fdisk util-linux
+          gcc libc6-dev)
 
 # ---- fast path -------------------------------------------------------------
 inputs_hash() {
-    ( cd "$HERE" && cat build.sh && find initramfs -type f | LC_ALL=C sort |
+    ( cd "$HERE" && cat build.sh udpecho.c && find initramfs -type f | LC_ALL=C sort |
         while read -r f; do echo "$f"; stat -c %a "$f"; cat "$f"; done
       echo "${KOALA_GUEST_KERNEL:-}" ) | sha256sum | cut -d' ' -f1
 }
@@ -140,6 +142,9 @@ for a in $("$R/bin/busybox" --list); do
     [ -e "$R/bin/$a" ] || ln -s busybox "$R/bin/$a"
 done
 ln -sf /bin/busybox "$R/init"
+# The guest's UDP echo (busybox's nc is TCP only): static, so it needs
+# nothing else in the initramfs; libc6-dev carries the static libc.
+gcc -static -Os -s -Wall -Werror -o "$R/bin/udpecho" "$HERE/udpecho.c"
 # init needs a console before it can mount devtmpfs itself.
 mknod -m 600 "$R/dev/console" c 5 1
 mknod -m 666 "$R/dev/null" c 1 3

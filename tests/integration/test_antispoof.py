@@ -324,6 +324,22 @@ def test_table_rebuilt_after_nc_kill9(cloud):
     a, b = cloud.a, cloud.b
     vms = cloud.vms("nc1")
     assert set(vms) == {a.id, b.id}
+    # B's security groups (the default group: its members' addresses only)
+    # would refuse the free address too; let ICMP from it in, so that the
+    # anti-spoofing table alone decides below.
+    ec2 = cloud.ec2()
+    icmp_free = [{"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1,
+                  "IpRanges": [{"CidrIp": FREE + "/32"}]}]
+    ec2.authorize_security_group_ingress(GroupName="default",
+                                         IpPermissions=icmp_free)
+    try:
+        _table_rebuilt_after_nc_kill9(cloud, a, b, vms)
+    finally:
+        ec2.revoke_security_group_ingress(GroupName="default",
+                                          IpPermissions=icmp_free)
+
+
+def _table_rebuilt_after_nc_kill9(cloud, a, b, vms):
     node_nft(cloud, "delete", "table", "bridge", TABLE)
     assert table_text(cloud) is None
     # (and the security groups' table, which would stop the free address

@@ -9,8 +9,8 @@ Every policy here allows tcp/8080 from the router (10.111.0.1/32): that is
 how the tests drive the guests (Cloud.guest_run); everything else is what
 is being shown.
 
-Shown: the CLC's own policy (the default group) is on every node first;
-then, with the test's documents (versions above the CLC's), default deny in (probe and other guests cannot reach :8080,
+Shown: first the CLC's own document (the default group the harness opens
+to the router) on every node; then default deny in (probe and other guests cannot reach :8080,
 on one node or across nodes), stateful replies, a rule from a CIDR, a rule
 from a group and membership changes (a member removed from the set is cut,
 on the same node and across nodes), ICMP type rules, UDP in (the probe
@@ -271,19 +271,20 @@ def udp_out(cloud, src, port=5000):
 
 # ---- the tests, in order (each builds on the policy of the last) ----
 
-def test_the_clcs_policy_is_there_first(cloud):
-    # The CLC's own document (the account's default group, which the
-    # harness opened to the router on :8080) reached every node before
-    # the tests push theirs.
+def test_the_clcs_policy_first(cloud):
+    """Before the tests push their own documents the nodes hold the CLC's:
+    the account's default group, which the harness opened to the router
+    (Cloud.allow_test_access).  A node that never got one (version 0)
+    filters nothing; tests/unit/test_nc_sgfilter.c shows that, as a cloud
+    with a CLC never leaves its nodes without one."""
     for node in cloud.nodes:
         assert wait_until(lambda: table(cloud, node), timeout=30)
-        assert 1 <= node_version(cloud, node) < BASE
+        assert 0 < node_version(cloud, node) < BASE
         sysctl = cloud.netns_exec(
             cloud.node_ns[node], "cat",
             "/proc/sys/net/bridge/bridge-nf-call-iptables").stdout.strip()
         assert sysctl == "1"
-    # members of the default group reach each other, on one node and
-    # across nodes; the probe, in no group, reaches no one
+    # the default group: its members reach each other, no one else
     assert http_from(cloud, "A", "C") and http_from(cloud, "A", "B")
     assert not probe_http(cloud, "A") and not probe_http(cloud, "B")
 

@@ -2,7 +2,8 @@
  * policy document and the node's instances (golden text: a group with
  * tcp/icmp/all/protocol-number rules from CIDRs and groups, egress rules,
  * an instance in two groups, one absent from the document, one with a bad
- * address left out, repeats once), no document (the table only deleted),
+ * address left out, repeats once; the same whatever the instances'
+ * order), no document (the table only deleted),
  * no router known, and, where nft and the privilege to use it are there,
  * that nft loads the script (in a network namespace of its own). */
 #include <setjmp.h>
@@ -175,6 +176,26 @@ static void test_golden(void **state)
     if (strcmp(s, golden) != 0)
         fail_msg("got:\n%s", s);
     free(s);
+    netpolicy_free(p);
+}
+
+/* The NC lists its instances newest first while it runs and in the order
+ * it finds them after a restart: the table must not depend on it (a
+ * restarted NC compares and rewrites the same table). */
+static void test_order_of_instances_does_not_matter(void **state)
+{
+    (void)state;
+    struct netpolicy *p = policy();
+    size_t n = sizeof(insts) / sizeof(insts[0]);
+    struct nc_sg_inst rev[sizeof(insts) / sizeof(insts[0])];
+    for (size_t i = 0; i < n; i++)
+        rev[i] = insts[n - 1 - i];
+    char *a = script(p, "10.111.0.1", insts, n, 3);
+    char *b = script(p, "10.111.0.1", rev, n, 3);
+    assert_string_equal(a, golden);
+    assert_string_equal(b, golden);
+    free(a);
+    free(b);
     netpolicy_free(p);
 }
 
@@ -365,6 +386,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden),
+        cmocka_unit_test(test_order_of_instances_does_not_matter),
         cmocka_unit_test(test_no_document),
         cmocka_unit_test(test_no_instances),
         cmocka_unit_test(test_unknown_router),

@@ -3,7 +3,8 @@
 # the virtio modules, mounts /dev/vda read-only if it holds a file system,
 # starts the HTTP server on :8080 (the page, and /cgi-bin/run: a shell
 # script POSTed to it runs and its output comes back, for tests), the ACPI
-# daemon (power button -> poweroff) and DHCP.  The DHCP script prints the
+# daemon (power button -> poweroff), the UDP echo on port 7 (udpecho) and
+# DHCP.  The DHCP script prints the
 # KOALA-GUEST-READY marker once the guest has an address and the page on
 # :8080 shows it.
 export PATH=/bin:/sbin
@@ -55,6 +56,7 @@ say "KOALA-GUEST-DISKS ${disks:-none} emi=${emi:-none}"
 
 /etc/udhcpc/page.sh none
 httpd -p 8080 -h /www
+udpecho -l 7 </dev/null >/dev/null 2>&1 &
 
 # Power button -> /etc/acpi/PWRF/00000080 -> poweroff.
 if ls /dev/input/event* >/dev/null 2>&1; then
