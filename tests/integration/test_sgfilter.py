@@ -29,10 +29,8 @@ guests start runs inside them.
 import json
 import re
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -240,7 +238,6 @@ class TftpResponder:
 
     def __init__(self, cloud, port=5000):
         code = f"""
-import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("0.0.0.0", {port}))
 print("ready", flush=True)
