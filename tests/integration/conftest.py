@@ -51,10 +51,20 @@ def wait_until(fn, timeout=60.0, step=0.1, what="condition"):
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
+_ports_given = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now and never handed out before in this process: the
+    kernel may offer the same ephemeral port to two calls in a row (a
+    cloud's CLC once got one port for both its listeners)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
 
 
 def wait_port(port, proc, timeout=20.0):

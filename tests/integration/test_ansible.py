@@ -18,6 +18,7 @@ import pytest
 
 from cloud import IMAGES, Cloud
 from conftest import wait_until
+from test_compute import wait_state
 
 PLAYBOOK = os.path.join(os.path.dirname(__file__), "ansible", "web.yml")
 
@@ -67,9 +68,9 @@ def test_playbook_runs_unchanged_and_again_changes_nothing(cloud, tmp_path):
     vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault",
                                       "Values": ["true"]}])["Vpcs"][0]
     assert grp["VpcId"] == vpc["VpcId"]
-    inst = ec2.describe_instances(
-        InstanceIds=[first["instance"]])["Reservations"][0]["Instances"][0]
-    assert inst["State"]["Name"] == "running"
+    # ec2_instance's state `present` waits for the instance to exist, not
+    # to run (amazon.aws 5: `running` would)
+    inst = wait_state(ec2, [first["instance"]], "running")[first["instance"]]
     tags = {t["Key"]: t["Value"] for t in inst["Tags"]}
     assert tags == {"Name": "web-1", "role": "web"}
     assert [g["GroupName"] for g in inst["SecurityGroups"]] == ["web"]

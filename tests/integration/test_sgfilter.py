@@ -238,6 +238,7 @@ class TftpResponder:
 
     def __init__(self, cloud, port=5000):
         code = f"""
+import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("0.0.0.0", {port}))
 print("ready", flush=True)
