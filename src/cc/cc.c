@@ -362,6 +362,7 @@ struct cc *cc_new(const struct cc_options *opt, struct koala_error **err)
     pthread_mutex_init(&cc->eip_lock, NULL);
     pthread_mutex_init(&cc->poll_mu, NULL);
     struct db *db = NULL;
+    _cleanup_free_ char *path = NULL; /* (before any goto: clang wants it) */
     if (copy_options(&cc->opt, opt) < 0) {
         error_set(err, ENOMEM, NULL, "out of memory");
         goto fail;
@@ -379,7 +380,6 @@ struct cc *cc_new(const struct cc_options *opt, struct koala_error **err)
         error_set_errno(err, "data directory %s", cc->opt.data_dir);
         goto fail;
     }
-    _cleanup_free_ char *path = NULL;
     if (asprintf(&path, "%s/cc.db", cc->opt.data_dir) < 0) {
         error_set(err, ENOMEM, NULL, "out of memory");
         goto fail;

@@ -135,6 +135,7 @@ static int send_launch(struct clc *clc, struct db *db, const char *reservation,
     struct instance_type t;
     struct soap_client *c = NULL;
     struct xml_doc *doc = NULL;
+    char *groups = NULL; /* the security groups' names, for the metadata */
     if (n == 0) {
         rc = 0;
         goto out;
@@ -164,7 +165,6 @@ static int send_launch(struct clc *clc, struct db *db, const char *reservation,
     /* The reservation's metadata and options as RunInstances gave them
      * (its first instance's: a change made since is pushed once the
      * cluster placed it). */
-    _cleanup_free_ char *groups = NULL;
     if (clc_sg_names(db, NULL, reservation, &groups, err) < 0)
         goto out;
     clc_md_write_cc(w, "metadata", clc->region, groups, &md, false, NULL);
@@ -196,6 +196,7 @@ static int send_launch(struct clc *clc, struct db *db, const char *reservation,
     if (rc == 0)
         clc_eip_kick(clc); /* a public address auto-assigned at launch */
 out:
+    free(groups);
     xml_writer_free(w);
     xml_doc_free(doc);
     soap_client_free(c);
