@@ -16,6 +16,7 @@
 #include "exec.h"
 #include "log.h"
 #include "nc.h"
+#include "util.h"
 
 /* Serialises rewrites: taken before nc->lock. */
 static pthread_mutex_t sync_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -83,56 +84,39 @@ int nc_antispoof_check(const char *id, const char *tap, const char *mac,
 
 /* ---- the rule set ---- */
 
-/* Text being written; one failed append spoils all of it (a script with a
- * line missing could still load). */
-struct text {
-    struct buf b;
-    bool oom;
-};
-
-static void emit(struct text *t, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void emit(struct text *t, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (buf_vprintf(&t->b, fmt, ap) < 0)
-        t->oom = true;
-    va_end(ap);
-}
 
 /* The chain of one tap (its id and tap name checked). */
-static void write_chain(struct text *b, const struct nc_antispoof_tap *t)
+static void write_chain(struct nc_text *b, const struct nc_antispoof_tap *t)
 {
     char mac[18], ip[16];
-    emit(b, "  chain tap_%s {\n", t->id + 2);
+    nc_emit(b, "  chain tap_%s {\n", t->id + 2);
     bool has_ip = !no_ip(t->ip);
     if (!valid_mac(t->mac, mac) || (has_ip && !valid_ip(t->ip, ip))) {
         /* Nothing it may send can be told: nothing at all. */
-        emit(b, "    counter drop\n  }\n");
+        nc_emit(b, "    counter drop\n  }\n");
         return;
     }
-    emit(b,
+    nc_emit(b,
          "    ether saddr != %s counter drop\n"
          "    arp saddr ether != %s counter drop\n",
          mac, mac);
     if (has_ip)
-        emit(b, "    arp saddr ip != { %s, 0.0.0.0 } counter drop\n", ip);
+        nc_emit(b, "    arp saddr ip != { %s, 0.0.0.0 } counter drop\n", ip);
     else
-        emit(b, "    arp saddr ip != 0.0.0.0 counter drop\n");
+        nc_emit(b, "    arp saddr ip != 0.0.0.0 counter drop\n");
     /* Before the DHCP accept: a guest's DHCP server replies go nowhere,
      * not even from 0.0.0.0. */
-    emit(b, "    udp sport 67 counter drop\n"
+    nc_emit(b, "    udp sport 67 counter drop\n"
             "    ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept\n");
     if (has_ip)
-        emit(b,
+        nc_emit(b,
              "    ip saddr != %s counter drop\n"
              "    ether type { ip, arp } accept\n",
              ip);
     else
-        emit(b, "    ether type arp accept\n");
+        nc_emit(b, "    ether type arp accept\n");
     /* IPv6 and everything else: not offered yet. */
-    emit(b, "    counter drop\n  }\n");
+    nc_emit(b, "    counter drop\n  }\n");
 }
 
 /* The reverse check of a tap (docs/network.md): a frame leaves it only
@@ -140,28 +124,28 @@ static void write_chain(struct text *b, const struct nc_antispoof_tap *t)
  * reaches another with a crafted destination MAC (the security groups
  * choose their chains by IPv4 address).  The subnet's broadcast is not
  * known here: a broadcast is an IPv4 frame to ff:ff:ff:ff:ff:ff. */
-static void write_out_chain(struct text *b, const struct nc_antispoof_tap *t)
+static void write_out_chain(struct nc_text *b, const struct nc_antispoof_tap *t)
 {
     char mac[18], ip[16];
-    emit(b, "  chain to_%s {\n", t->id + 2);
+    nc_emit(b, "  chain to_%s {\n", t->id + 2);
     bool has_ip = !no_ip(t->ip);
     if (!valid_mac(t->mac, mac) || (has_ip && !valid_ip(t->ip, ip))) {
-        emit(b, "    counter drop\n  }\n");
+        nc_emit(b, "    counter drop\n  }\n");
         return;
     }
-    emit(b, "    ether type arp accept\n");
+    nc_emit(b, "    ether type arp accept\n");
     if (has_ip)
-        emit(b, "    ip daddr { %s, 255.255.255.255 } accept\n", ip);
+        nc_emit(b, "    ip daddr { %s, 255.255.255.255 } accept\n", ip);
     else /* its DHCP offer goes to the address it is being offered */
-        emit(b, "    udp sport 67 udp dport 68 accept\n");
-    emit(b, "    ether daddr ff:ff:ff:ff:ff:ff ether type ip accept\n"
+        nc_emit(b, "    udp sport 67 udp dport 68 accept\n");
+    nc_emit(b, "    ether daddr ff:ff:ff:ff:ff:ff ether type ip accept\n"
             "    counter drop\n  }\n");
 }
 
 int nc_antispoof_script(const struct nc_antispoof_tap *taps, size_t n,
                         struct buf *out)
 {
-    struct text b = {0};
+    struct nc_text b = {0};
     bool *use = n ? calloc(n, sizeof(*use)) : NULL;
     int count = 0;
     if (n && use == NULL)
@@ -179,27 +163,27 @@ int nc_antispoof_script(const struct nc_antispoof_tap *taps, size_t n,
     }
     /* add + delete: the table goes whether or not it was there; all of it
      * is one transaction. */
-    emit(&b, "add table bridge " NC_ANTISPOOF_TABLE "\n"
+    nc_emit(&b, "add table bridge " NC_ANTISPOOF_TABLE "\n"
              "delete table bridge " NC_ANTISPOOF_TABLE "\n");
     if (count > 0) {
-        emit(&b, "table bridge " NC_ANTISPOOF_TABLE " {\n");
+        nc_emit(&b, "table bridge " NC_ANTISPOOF_TABLE " {\n");
         for (size_t i = 0; i < n; i++)
             if (use[i]) {
                 write_chain(&b, &taps[i]);
                 write_out_chain(&b, &taps[i]);
             }
-        emit(&b, "  map tap_chain {\n"
+        nc_emit(&b, "  map tap_chain {\n"
                  "    type ifname : verdict\n"
                  "    elements = {");
         const char *sep = " ";
         for (size_t i = 0; i < n; i++) {
             if (!use[i])
                 continue;
-            emit(&b, "%s\"%s\" : jump tap_%s", sep, taps[i].tap,
+            nc_emit(&b, "%s\"%s\" : jump tap_%s", sep, taps[i].tap,
                  taps[i].id + 2);
             sep = ",\n                 ";
         }
-        emit(&b, " }\n"
+        nc_emit(&b, " }\n"
                  "  }\n"
                  "  map tap_out {\n"
                  "    type ifname : verdict\n"
@@ -208,10 +192,10 @@ int nc_antispoof_script(const struct nc_antispoof_tap *taps, size_t n,
         for (size_t i = 0; i < n; i++) {
             if (!use[i])
                 continue;
-            emit(&b, "%s\"%s\" : jump to_%s", sep, taps[i].tap, taps[i].id + 2);
+            nc_emit(&b, "%s\"%s\" : jump to_%s", sep, taps[i].tap, taps[i].id + 2);
             sep = ",\n                 ";
         }
-        emit(&b, " }\n"
+        nc_emit(&b, " }\n"
                  "  }\n"
                  "  chain from_guests {\n"
                  "    type filter hook prerouting priority -200; "

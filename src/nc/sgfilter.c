@@ -31,21 +31,6 @@ struct nc_sg {
 
 /* ---- the rule set ---- */
 
-struct text {
-    struct buf b;
-    bool oom;
-};
-
-static void emit(struct text *t, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void emit(struct text *t, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (buf_vprintf(&t->b, fmt, ap) < 0)
-        t->oom = true;
-    va_end(ap);
-}
 
 static void addr_text(uint32_t a, char out[16])
 {
@@ -91,22 +76,22 @@ static void proto_match(const struct netpolicy_rule *r, char *out, size_t n)
 }
 
 /* One rule of a chain: dir "daddr" (egress) or "saddr" (ingress). */
-static void write_rule(struct text *t, const struct netpolicy_rule *r,
+static void write_rule(struct nc_text *t, const struct netpolicy_rule *r,
                        const char *dir, const char *verdict)
 {
     char proto[64], net[16];
     proto_match(r, proto, sizeof(proto));
-    emit(t, "   ");
+    nc_emit(t, "   ");
     if (!r->has_cidr) {
-        emit(t, " ip %s @grp_%s", dir, r->group + 3);
+        nc_emit(t, " ip %s @grp_%s", dir, r->group + 3);
     } else if (r->prefix == 32) {
         addr_text(r->net, net);
-        emit(t, " ip %s %s", dir, net);
+        nc_emit(t, " ip %s %s", dir, net);
     } else if (r->prefix > 0) {
         addr_text(r->net, net);
-        emit(t, " ip %s %s/%d", dir, net, r->prefix);
+        nc_emit(t, " ip %s %s/%d", dir, net, r->prefix);
     }
-    emit(t, "%s %s\n", proto, verdict);
+    nc_emit(t, "%s %s\n", proto, verdict);
 }
 
 /* The groups of instance id, or none. */
@@ -169,83 +154,83 @@ static void groups_used(const struct netpolicy *p,
  * what its ingress allows; gout_<g> sends what its egress allows on to
  * the receiver's ingress (goto egress_ok, whose accept ends the hook: a
  * `return` would only leave gout_<g>). */
-static void write_group(struct text *t, const struct netpolicy_group *g)
+static void write_group(struct nc_text *t, const struct netpolicy_group *g)
 {
-    emit(t, "  chain gin_%s {\n", g->id + 3);
+    nc_emit(t, "  chain gin_%s {\n", g->id + 3);
     for (size_t k = 0; k < g->n_ingress; k++)
         write_rule(t, &g->ingress[k], "saddr", "accept");
-    emit(t, "  }\n  chain gout_%s {\n", g->id + 3);
+    nc_emit(t, "  }\n  chain gout_%s {\n", g->id + 3);
     for (size_t k = 0; k < g->n_egress; k++)
         write_rule(t, &g->egress[k], "daddr", "goto egress_ok");
-    emit(t, "  }\n");
+    nc_emit(t, "  }\n");
 }
 
 /* An instance's chains: what every guest needs to come up, then a jump
  * to each of its groups, then drop. */
-static void write_chains(struct text *t, const struct netpolicy *p,
+static void write_chains(struct nc_text *t, const struct netpolicy *p,
                          const char *router, const struct nc_sg_inst *in)
 {
     const struct netpolicy_instance *pi = groups_of(p, in->id);
     const char *hex = in->id + 2;
-    emit(t, "  chain out_%s {\n    udp sport 68 udp dport 67 goto egress_ok\n",
+    nc_emit(t, "  chain out_%s {\n    udp sport 68 udp dport 67 goto egress_ok\n",
          hex);
     if (router)
-        emit(t,
+        nc_emit(t,
              "    ip daddr %s udp dport 53 goto egress_ok\n"
              "    ip daddr %s tcp dport 53 goto egress_ok\n",
              router, router);
     else
-        emit(t, "    udp dport 53 goto egress_ok\n"
+        nc_emit(t, "    udp dport 53 goto egress_ok\n"
                 "    tcp dport 53 goto egress_ok\n");
-    emit(t, "    ip daddr " NC_SG_METADATA " tcp dport 80 goto egress_ok\n");
+    nc_emit(t, "    ip daddr " NC_SG_METADATA " tcp dport 80 goto egress_ok\n");
     for (size_t g = 0; pi && g < pi->n_groups; g++)
         if (netpolicy_group(p, pi->groups[g]))
-            emit(t, "    jump gout_%s\n", pi->groups[g] + 3);
-    emit(t, "    counter drop\n  }\n");
-    emit(t, "  chain in_%s {\n", hex);
+            nc_emit(t, "    jump gout_%s\n", pi->groups[g] + 3);
+    nc_emit(t, "    counter drop\n  }\n");
+    nc_emit(t, "  chain in_%s {\n", hex);
     if (router)
-        emit(t, "    ip saddr %s udp sport 67 udp dport 68 accept\n", router);
+        nc_emit(t, "    ip saddr %s udp sport 67 udp dport 68 accept\n", router);
     else
-        emit(t, "    udp sport 67 udp dport 68 accept\n");
+        nc_emit(t, "    udp sport 67 udp dport 68 accept\n");
     for (size_t g = 0; pi && g < pi->n_groups; g++)
         if (netpolicy_group(p, pi->groups[g]))
-            emit(t, "    jump gin_%s\n", pi->groups[g] + 3);
-    emit(t, "    counter drop\n  }\n");
+            nc_emit(t, "    jump gin_%s\n", pi->groups[g] + 3);
+    nc_emit(t, "    counter drop\n  }\n");
 }
 
-static void write_set(struct text *t, const struct netpolicy *p,
+static void write_set(struct nc_text *t, const struct netpolicy *p,
                       const char *group)
 {
     const struct netpolicy_members *m = netpolicy_members(p, group);
-    emit(t, "  set grp_%s {\n    type ipv4_addr\n", group + 3);
+    nc_emit(t, "  set grp_%s {\n    type ipv4_addr\n", group + 3);
     for (size_t i = 0; m && i < m->n; i++) {
         char a[16];
         addr_text(m->addrs[i], a);
-        emit(t, "%s%s", i == 0 ? "    elements = { " : ",\n                 ",
+        nc_emit(t, "%s%s", i == 0 ? "    elements = { " : ",\n                 ",
              a);
     }
     if (m && m->n)
-        emit(t, " }\n");
-    emit(t, "  }\n");
+        nc_emit(t, " }\n");
+    nc_emit(t, "  }\n");
 }
 
-static void write_map(struct text *t, const char *name, const char *chain,
+static void write_map(struct nc_text *t, const char *name, const char *chain,
                       const struct nc_sg_inst *insts, const bool *use,
                       char (*ips)[16], size_t n)
 {
-    emit(t, "  map %s {\n    type ipv4_addr : verdict\n", name);
+    nc_emit(t, "  map %s {\n    type ipv4_addr : verdict\n", name);
     bool first = true;
     for (size_t i = 0; i < n; i++) {
         if (!use[i])
             continue;
-        emit(t, "%s%s : jump %s_%s",
+        nc_emit(t, "%s%s : jump %s_%s",
              first ? "    elements = { " : ",\n                 ", ips[i],
              chain, insts[i].id + 2);
         first = false;
     }
     if (!first)
-        emit(t, " }\n");
-    emit(t, "  }\n");
+        nc_emit(t, " }\n");
+    nc_emit(t, "  }\n");
 }
 
 static int inst_cmp(const void *a, const void *b)
@@ -259,7 +244,7 @@ int nc_sgfilter_script(const struct netpolicy *p, const char *router,
                        const struct nc_sg_inst *given, size_t n,
                        struct buf *out)
 {
-    struct text t = {0};
+    struct nc_text t = {0};
     bool *use = n ? calloc(n, sizeof(*use)) : NULL;
     char(*ips)[16] = n ? calloc(n, sizeof(*ips)) : NULL;
     /* In the order of their ids, not the caller's: the same instances and
@@ -289,18 +274,18 @@ int nc_sgfilter_script(const struct netpolicy *p, const char *router,
                 use[i] = false;
         count += use[i];
     }
-    emit(&t, "add table inet " NC_SG_TABLE "\n"
+    nc_emit(&t, "add table inet " NC_SG_TABLE "\n"
              "delete table inet " NC_SG_TABLE "\n");
     if (p) {
         groups_used(p, insts, use, n, &used, &named);
         if (used.oom || named.oom)
             goto out;
-        emit(&t, "table inet " NC_SG_TABLE " {\n");
+        nc_emit(&t, "table inet " NC_SG_TABLE " {\n");
         for (size_t i = 0; i < named.n; i++)
             write_set(&t, p, named.v[i]);
         write_map(&t, "egress", "out", insts, use, ips, n);
         write_map(&t, "ingress", "in", insts, use, ips, n);
-        emit(&t, "  chain forward {\n"
+        nc_emit(&t, "  chain forward {\n"
                  "    type filter hook forward priority 0; policy accept;\n"
                  "    ct state established,related accept\n"
                  "    ct state invalid drop\n"
@@ -316,7 +301,7 @@ int nc_sgfilter_script(const struct netpolicy *p, const char *router,
         for (size_t i = 0; i < n; i++)
             if (use[i])
                 write_chains(&t, p, router, &insts[i]);
-        emit(&t, "}\n");
+        nc_emit(&t, "}\n");
     }
     if (!t.oom && buf_append(out, t.b.data, t.b.len) == 0)
         rc = count;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,4 +190,13 @@ char *nc_read_tail(const char *path, size_t max, size_t *len)
     out[got] = '\0';
     *len = got;
     return out;
+}
+
+void nc_emit(struct nc_text *t, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (buf_vprintf(&t->b, fmt, ap) < 0)
+        t->oom = true;
+    va_end(ap);
 }

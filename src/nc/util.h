@@ -4,13 +4,25 @@
 #ifndef KOALA_NC_UTIL_H
 #define KOALA_NC_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
 #include "error.h"
 
 /* Writes data to path.tmp, fsyncs it, renames it over path and fsyncs the
  * directory: after a crash path holds either the old or the new content. */
+/* Text being written (nft scripts); one failed append spoils all of it (a
+ * script with a line missing could still load). */
+struct nc_text {
+    struct buf b;
+    bool oom;
+};
+/* Appends to t; on failure marks it spoiled. */
+void nc_emit(struct nc_text *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 int nc_write_atomic(const char *path, const void *data, size_t len,
                     struct koala_error **err);
 /* fsync of the directory holding path (or of path when it is one). */
