@@ -175,6 +175,15 @@ static int simple_op(struct nc *nc, const char *id, enum nc_state from,
     pthread_mutex_lock(&nc->lock);
     struct nc_instance *inst = find(nc, id, err);
     int rc = inst ? 0 : -1;
+    /* A job that has already moved the instance to `from` (a guest's own
+     * shutdown reaching "stopped") may still be tidying up after it (the
+     * nft rewrite): a request that saw the new state waits for that
+     * rather than being refused for a state it was just shown. */
+    int64_t deadline = time_mono_ms() + 10000;
+    while (inst && inst->busy && inst->state == from &&
+           !inst->want_terminate && !nc->stopping &&
+           time_mono_ms() < deadline)
+        nc_wait_locked(nc, deadline);
     if (inst && (same & (1u << inst->state)) && !inst->want_terminate) {
         /* nothing to do */
     } else if (inst && inst->state == from && !inst->busy &&
