@@ -15,6 +15,7 @@
 
 #include "checksum.h"
 #include "clc.h"
+#include "ebs.h"
 #include "id.h"
 #include "log.h"
 #include "secgroups.h"
@@ -35,6 +36,23 @@ static const struct {
     {"ModifySecurityGroupRules", ec2_modify_security_group_rules},
     {"RevokeSecurityGroupEgress", ec2_revoke_security_group_egress},
     {"RevokeSecurityGroupIngress", ec2_revoke_security_group_ingress},
+    /* EBS (ebs.h) */
+    {"AttachVolume", ec2_attach_volume},
+    {"CopySnapshot", ec2_copy_snapshot},
+    {"CreateSnapshot", ec2_create_snapshot},
+    {"CreateSnapshots", ec2_create_snapshots},
+    {"CreateVolume", ec2_create_volume},
+    {"DeleteSnapshot", ec2_delete_snapshot},
+    {"DeleteVolume", ec2_delete_volume},
+    {"DescribeSnapshotAttribute", ec2_describe_snapshot_attribute},
+    {"DescribeSnapshots", ec2_describe_snapshots},
+    {"DescribeVolumeStatus", ec2_describe_volume_status},
+    {"DescribeVolumes", ec2_describe_volumes},
+    {"DescribeVolumesModifications", ec2_describe_volumes_modifications},
+    {"DetachVolume", ec2_detach_volume},
+    {"ModifySnapshotAttribute", ec2_modify_snapshot_attribute},
+    {"ModifyVolume", ec2_modify_volume},
+    {"ResetSnapshotAttribute", ec2_reset_snapshot_attribute},
     /* the rest */
     {"CreateKeyPair", ec2_create_key_pair},
     {"CreateTags", ec2_create_tags},

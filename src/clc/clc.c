@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "clc.h"
+#include "ebs.h"
 #include "log.h"
 
 struct clc *clc_new(const struct clc_options *opt, struct koala_error **err);
@@ -28,7 +29,8 @@ void clc_free(struct clc *clc)
     }
     claims_free(clc->launching);
     claims_free(clc->md_pushing);
-    pthread_mutex_destroy(&clc->eip_mu);
+    clc_kicker_destroy(&clc->eip);
+    clc_kicker_destroy(&clc->ebs);
     db_pool_free(clc->db);
     keycache_free(clc->keys);
     free(clc->data_dir);
@@ -44,7 +46,8 @@ struct clc *clc_new(const struct clc_options *opt, struct koala_error **err)
         return NULL;
     }
     clc->opt = *opt;
-    pthread_mutex_init(&clc->eip_mu, NULL);
+    clc_kicker_init(&clc->eip, "public address push", clc_eip_round);
+    clc_kicker_init(&clc->ebs, "volumes and snapshots", clc_ebs_sync);
     if (clc->opt.address_quota == 0)
         clc->opt.address_quota = 5;
     if (clc->opt.poll_interval_ms == 0)

@@ -25,6 +25,7 @@
 #include "http_client.h"
 #include "http_server.h"
 #include "keycache.h"
+#include "kicker.h"
 #include "sigv4.h"
 #include "workpool.h"
 #include "xml.h"
@@ -76,10 +77,10 @@ struct clc {
     bool poller_started;
     bool poll_mu_ready;
     /* Pushes of the clusters' public address maps, one at a time
-     * (eip_push.c): each reads the map once it holds this. */
-    pthread_mutex_t eip_mu;
-    atomic_bool eip_job;   /* a kicked push is queued or running */
-    atomic_bool eip_again; /* a change since that push read the map */
+     * (eip_push.c): each reads the map once it runs. */
+    struct clc_kicker eip;
+    /* EBS work towards the SCs and clusters (ebs_sync.c). */
+    struct clc_kicker ebs;
     /* The cloud's default network: every default VPC's CIDR (vpc.c). */
     uint32_t vpc_net;
     int vpc_prefix;
@@ -502,7 +503,9 @@ int clc_eip_bump(struct db *db, const char *cluster, struct koala_error **err);
 void clc_eip_poll(struct clc *clc, struct db *db, const char *cluster,
                   struct soap_client *c);
 /* Sends SetPublicAddresses to every cluster whose CC has not acknowledged
- * its map's last version; what fails waits for the next round. */
+ * its map's last version; what fails waits for the next round
+ * (clc_eip_round; clc_eip_push is the poller's, through clc->eip). */
+void clc_eip_round(struct clc *clc, struct db *db);
 void clc_eip_push(struct clc *clc, struct db *db);
 /* The same, from the launch pool, off the caller's request. */
 void clc_eip_kick(struct clc *clc);

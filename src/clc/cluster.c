@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "clc.h"
+#include "ebs.h"
 #include "log.h"
 #include "secgroups.h"
 #include "soap.h"
@@ -147,7 +148,7 @@ static int apply_one(struct db *db, const char *cluster,
                        strcmp(cur_reason, INSTANCE_INITIATED) == 0;
     char now[24];
     snprintf(now, sizeof(now), "#%lld", (long long)time_now_ms());
-    return clc_exec(
+    int rc2 = clc_exec(
         db,
         "UPDATE instances SET state = ?, reported = ?, desired = ?,"
         " node = COALESCE(NULLIF(?, ''), node),"
@@ -163,6 +164,9 @@ static int apply_one(struct db *db, const char *cluster,
         mac ? str_trim(mac) : "", hv ? str_trim(hv) : "",
         rcode && !keep_reason ? str_trim(rcode) : "", rmsg ? rmsg : "", now, id,
         reach ? str_trim(reach) : "", NULL);
+    /* (after the instance's new state: a terminated one's volumes that
+     * were to go with it go) */
+    return rc2 < 0 ? -1 : clc_ebs_apply_instance(NULL, db, id, shown, n, err);
 }
 
 /* After a complete report: instances the cluster no longer knows. */
@@ -487,6 +491,7 @@ static void poll_once(struct clc *clc)
     clc_tunnels_push(clc, db);
     clc_netpolicy_push(clc, db); /* secgroups.h */
     clc_eip_push(clc, db);
+    clc_kicker_poll(&clc->ebs, clc, db);
     if (err) {
         log_error("poller: %s", error_message(err));
         error_free(err);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "clc.h"
+#include "ebs.h"
 #include "id.h"
 #include "secgroups.h"
 
@@ -196,6 +197,10 @@ int ec2_write_instance(struct ec2_req *r, struct xml_writer *w,
     xml_text_element(w, "rootDeviceType", "instance-store");
     xml_text_element(w, "rootDeviceName", "/dev/sda1");
     xml_start(w, "blockDeviceMapping");
+    if (ec2_write_instance_volumes(r, w, x->id, err) < 0) {
+        xml_end(w);
+        return -1;
+    }
     xml_end(w);
     xml_text_element(w, "virtualizationType", "hvm");
     if (*x->client_token)

@@ -10,7 +10,7 @@
  * does not answer stays behind and gets the next round's (the poller's,
  * or the next change's kick), so nothing is lost while a CC is down, nor
  * across a restart of the CLC (the counters are the queue).  Pushes run
- * one at a time (clc->eip_mu) and read the map once they hold it, so an
+ * one at a time (clc->eip, kicker.h) and read the map once they run, so an
  * older map never follows a newer one.
  *
  * Each poll asks every CC DescribePublicAddresses: its pool replaces the
@@ -201,20 +201,18 @@ static int push_one(struct clc *clc, struct db *db, const char *cluster,
     return rc;
 }
 
-static void push_locked(struct clc *clc, struct db *db);
-
-/* The poller's round: skipped while a kicked push runs (it, or the next
- * round, sends what is pending), so that a CC that does not answer holds
- * up one thread, not the poller. */
+/* The poller's round and the kicked ones (kicker.h). */
 void clc_eip_push(struct clc *clc, struct db *db)
 {
-    if (pthread_mutex_trylock(&clc->eip_mu) != 0)
-        return;
-    push_locked(clc, db);
-    pthread_mutex_unlock(&clc->eip_mu);
+    clc_kicker_poll(&clc->eip, clc, db);
 }
 
-static void push_locked(struct clc *clc, struct db *db)
+void clc_eip_kick(struct clc *clc)
+{
+    clc_kicker_kick(&clc->eip, clc);
+}
+
+void clc_eip_round(struct clc *clc, struct db *db)
 {
     clc_eip_autoassign(clc, db);
     struct koala_error *err = NULL;
@@ -266,41 +264,4 @@ static void push_locked(struct clc *clc, struct db *db)
     }
     error_free(err);
     free(names);
-}
-
-/* One job at a time: kicks while it is queued or running only ask it to
- * go round again, so that a burst of changes (or a CC that does not
- * answer) takes one launch-pool thread, not one per change. */
-static void push_job(void *arg)
-{
-    struct clc *clc = arg;
-    struct koala_error *err = NULL;
-    struct db *db = db_pool_get(clc->db, &err);
-    if (db == NULL) {
-        log_error("public address push: %s", error_message(err));
-        error_free(err);
-        atomic_store(&clc->eip_job, false);
-        return; /* the poller pushes it */
-    }
-    do {
-        do {
-            atomic_store(&clc->eip_again, false);
-            pthread_mutex_lock(&clc->eip_mu);
-            push_locked(clc, db);
-            pthread_mutex_unlock(&clc->eip_mu);
-        } while (atomic_load(&clc->eip_again));
-        atomic_store(&clc->eip_job, false);
-        /* a kick between the last round and the flag's reset */
-    } while (atomic_load(&clc->eip_again) &&
-             !atomic_exchange(&clc->eip_job, true));
-    db_pool_put(clc->db, db);
-}
-
-void clc_eip_kick(struct clc *clc)
-{
-    atomic_store(&clc->eip_again, true);
-    if (atomic_exchange(&clc->eip_job, true))
-        return; /* the job under way goes round again */
-    if (workpool_submit(clc->launcher, push_job, clc) < 0)
-        atomic_store(&clc->eip_job, false); /* the poller pushes it */
 }

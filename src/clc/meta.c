@@ -348,9 +348,89 @@ static const char schema_v9[] =
     "    WHERE instance_id = new.id;"
     "  END;";
 
+/* EBS (ebs.h, docs/storage.md).  sc_state is what the volume's SC last
+ * said of it; sc_drops holds SC work that outlives its row (a deleted
+ * snapshot's data, an export after its detach). */
+static const char schema_v10[] =
+    "CREATE TABLE volumes ("
+    "  id TEXT PRIMARY KEY,"
+    "  owner INTEGER NOT NULL REFERENCES accounts(id),"
+    "  zone TEXT NOT NULL,"
+    "  size_gb INTEGER NOT NULL,"
+    "  snapshot_id TEXT NOT NULL DEFAULT '',"
+    "  type TEXT NOT NULL,"
+    "  iops INTEGER NOT NULL DEFAULT 0,"
+    "  throughput INTEGER NOT NULL DEFAULT 0,"
+    "  state TEXT NOT NULL,"
+    "  sc_state TEXT NOT NULL DEFAULT '',"
+    "  message TEXT NOT NULL DEFAULT '',"
+    "  client_token TEXT,"
+    "  created INTEGER NOT NULL,"
+    "  updated INTEGER NOT NULL,"
+    "  UNIQUE(owner, client_token));"
+    "CREATE INDEX volumes_owner ON volumes(owner, created, id);"
+    "CREATE TABLE attachments ("
+    "  volume_id TEXT PRIMARY KEY REFERENCES volumes(id),"
+    "  instance_id TEXT NOT NULL,"
+    "  device TEXT NOT NULL,"
+    "  state TEXT NOT NULL,"
+    "  node TEXT NOT NULL DEFAULT '',"
+    "  force INTEGER NOT NULL DEFAULT 0,"
+    "  delete_on_termination INTEGER NOT NULL DEFAULT 0,"
+    "  attach_time INTEGER NOT NULL,"
+    "  UNIQUE(instance_id, device));"
+    "CREATE TABLE volume_mods ("
+    "  volume_id TEXT PRIMARY KEY,"
+    "  state TEXT NOT NULL,"
+    "  orig_size INTEGER NOT NULL, target_size INTEGER NOT NULL,"
+    "  orig_type TEXT NOT NULL, target_type TEXT NOT NULL,"
+    "  orig_iops INTEGER NOT NULL, target_iops INTEGER NOT NULL,"
+    "  orig_throughput INTEGER NOT NULL,"
+    "  target_throughput INTEGER NOT NULL,"
+    "  message TEXT NOT NULL DEFAULT '',"
+    "  start_time INTEGER NOT NULL,"
+    "  end_time INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE snapshots ("
+    "  id TEXT PRIMARY KEY,"
+    "  owner INTEGER NOT NULL REFERENCES accounts(id),"
+    "  volume_id TEXT NOT NULL,"
+    "  volume_size_gb INTEGER NOT NULL,"
+    "  zone TEXT NOT NULL,"
+    "  sc_id TEXT NOT NULL,"
+    "  state TEXT NOT NULL,"
+    "  progress INTEGER NOT NULL DEFAULT 0,"
+    "  sent INTEGER NOT NULL DEFAULT 0,"
+    "  description TEXT NOT NULL DEFAULT '',"
+    "  data_size INTEGER NOT NULL DEFAULT 0,"
+    "  message TEXT NOT NULL DEFAULT '',"
+    "  start_time INTEGER NOT NULL);"
+    "CREATE INDEX snapshots_owner ON snapshots(owner, start_time, id);"
+    "CREATE TABLE snapshot_perms ("
+    "  snapshot_id TEXT NOT NULL,"
+    "  grantee TEXT NOT NULL,"
+    "  PRIMARY KEY(snapshot_id, grantee));"
+    "CREATE TABLE sc_drops ("
+    "  id INTEGER PRIMARY KEY,"
+    "  zone TEXT NOT NULL,"
+    "  kind TEXT NOT NULL,"
+    "  target TEXT NOT NULL,"
+    "  node TEXT NOT NULL DEFAULT '');"
+    /* EBS-backed images: their block device mapping. */
+    "CREATE TABLE image_block_devices ("
+    "  image_id TEXT NOT NULL,"
+    "  device TEXT NOT NULL,"
+    "  snapshot_id TEXT NOT NULL DEFAULT '',"
+    "  volume_size_gb INTEGER NOT NULL DEFAULT 0,"
+    "  volume_type TEXT NOT NULL DEFAULT 'gp2',"
+    "  delete_on_termination INTEGER NOT NULL DEFAULT 1,"
+    "  PRIMARY KEY(image_id, device));"
+    "CREATE INDEX image_block_devices_snapshot ON"
+    "  image_block_devices(snapshot_id);";
+
 const char *const clc_migrations[] = {schema_v1, schema_v2, schema_v3,
                                       schema_v4, schema_v5, schema_v6,
-                                      schema_v7, schema_v8, schema_v9};
+                                      schema_v7, schema_v8, schema_v9,
+                                      schema_v10};
 const size_t clc_n_migrations = ARRAY_SIZE(clc_migrations);
 
 struct db_pool *clc_open_db(const char *data_dir, unsigned conns,

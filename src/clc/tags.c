@@ -32,6 +32,10 @@ static const char *resource_type(const char *id)
         return "security-group-rule";
     if (str_has_prefix(id, "eipalloc-"))
         return "elastic-ip";
+    if (str_has_prefix(id, "vol-"))
+        return "volume";
+    if (str_has_prefix(id, "snap-"))
+        return "snapshot";
     return NULL;
 }
 
@@ -55,6 +59,11 @@ static int owns(struct ec2_req *r, const char *id, const char *type,
               " g.id = r.grp WHERE r.id = ? AND g.owner = ?"
         : strcmp(type, "elastic-ip") == 0
             ? "SELECT 1 FROM addresses WHERE allocation_id = ? AND owner = ?"
+        : strcmp(type, "volume") == 0
+            ? "SELECT 1 FROM volumes WHERE id = ? AND owner = ? AND"
+              " state NOT IN ('deleting', 'deleted')"
+        : strcmp(type, "snapshot") == 0
+            ? "SELECT 1 FROM snapshots WHERE id = ? AND owner = ?"
             : "SELECT 1 FROM keypairs WHERE id = ? AND owner = ?";
     sqlite3_stmt *st = db_stmt(r->db, sql, err);
     if (st == NULL)
@@ -74,6 +83,8 @@ static int owns(struct ec2_req *r, const char *id, const char *type,
             : strcmp(type, "security-group-rule") == 0
                 ? "InvalidSecurityGroupRuleId.NotFound"
             : strcmp(type, "elastic-ip") == 0 ? "InvalidAllocationID.NotFound"
+            : strcmp(type, "volume") == 0     ? "InvalidVolume.NotFound"
+            : strcmp(type, "snapshot") == 0   ? "InvalidSnapshot.NotFound"
                                               : "InvalidKeyPair.NotFound",
             "The ID '%s' does not exist", id);
     return rc;
