@@ -448,6 +448,31 @@ static int poll_walrus(void *ctx, const struct service *s)
     return 0;
 }
 
+/* A storage controller: up if it answers DescribeResources. */
+static int poll_sc(void *ctx, const struct service *s)
+{
+    struct poll_ctx *p = ctx;
+    struct koala_error *err = NULL;
+    struct soap_client *c = clc_sc_client(p->clc, p->db, s->partition, &err);
+    int rc = -1;
+    if (c) {
+        struct xml_writer *w = soap_start("DescribeResources", "urn:koala:sc");
+        size_t len;
+        char *rq = soap_finish(w, &len);
+        _cleanup_xml_doc_ struct xml_doc *doc = NULL;
+        const struct xml_node *body;
+        rc = soap_call(c, "DescribeResources", rq, len, &doc, &body, &err);
+        soap_client_free(c);
+    }
+    const char *state = rc == 0 ? "ENABLED" : "BROKEN";
+    if (err && strcmp(s->state, state) != 0)
+        log_warn("storage controller %s: %s", s->name, error_message(err));
+    clc_service_set_state(p->db, "sc", s->name, state,
+                          rc == 0 ? "" : error_message(err), NULL);
+    error_free(err);
+    return 0;
+}
+
 /* Instances pending too long never started: EC2 would not leave them. */
 static void expire_pending(struct clc *clc, struct db *db)
 {
@@ -484,6 +509,7 @@ static void poll_once(struct clc *clc)
     struct poll_ctx p = {clc, db};
     clc_services_each(db, "cluster", poll_cluster, &p, &err);
     clc_services_each(db, "walrus", poll_walrus, &p, &err);
+    clc_services_each(db, "sc", poll_sc, &p, &err);
     expire_pending(clc, db);
     clc_resume_launches(clc, db);
     clc_resend_orders(clc, db);
