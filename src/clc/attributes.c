@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "clc.h"
+#include "ebs.h"
 #include "secgroups.h"
 
 /* EC2 counts the decoded bytes, whatever they are: gzip-compressed user
@@ -178,8 +179,11 @@ void ec2_describe_instance_attribute(struct ec2_req *r)
         xml_end(w);
     } else if (strcmp(name, "groupSet") == 0) {
         clc_sg_write_instance_groups(r, w, name, a.id, &err);
-    } else if (strcmp(name, "blockDeviceMapping") == 0 ||
-               strcmp(name, "productCodes") == 0) {
+    } else if (strcmp(name, "blockDeviceMapping") == 0) {
+        xml_start(w, name);
+        ec2_write_instance_volumes(r, w, a.id, &err);
+        xml_end(w);
+    } else if (strcmp(name, "productCodes") == 0) {
         xml_start(w, name); /* empty lists */
         xml_end(w);
     } else { /* sourceDestCheck, ebsOptimized, enaSupport, disableApiStop */
@@ -270,6 +274,11 @@ void ec2_modify_instance_attribute(struct ec2_req *r)
         /* Its own transaction, metadata and policy pushes. */
         int rc = clc_sg_modify_instance(r, a.id, a.state, &err);
         if (rc != 0)
+            goto out;
+        goto done;
+    } else if (strcmp(c.attribute, "blockDeviceMapping") == 0) {
+        /* DeleteOnTermination of attached volumes (vol_attach.c). */
+        if (clc_ebs_modify_instance_bdm(r, a.id, &err) != 0)
             goto out;
         goto done;
     } else if (strcmp(c.attribute, "userData") == 0) {

@@ -121,6 +121,10 @@ void ec2_detach_volume(struct ec2_req *r);
 int ec2_write_instance_volumes(struct ec2_req *r, struct xml_writer *w,
                                const char *instance_id,
                                struct koala_error **err);
+/* ModifyInstanceAttribute's BlockDeviceMapping.N (DeviceName,
+ * Ebs.DeleteOnTermination) on the instance's attached volumes. */
+int clc_ebs_modify_instance_bdm(struct ec2_req *r, const char *instance_id,
+                                struct koala_error **err);
 /* The volumes a cluster reports on one instance (its <volume> children):
  * attaching -> attached, detaching -> done. */
 int clc_ebs_apply_instance(struct clc *clc, struct db *db, const char *iid,

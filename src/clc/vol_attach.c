@@ -306,6 +306,49 @@ int ec2_write_instance_volumes(struct ec2_req *r, struct xml_writer *w,
     return 0;
 }
 
+int clc_ebs_modify_instance_bdm(struct ec2_req *r, const char *instance_id,
+                                struct koala_error **err)
+{
+    if (db_begin(r->db, err) < 0)
+        return -1;
+    for (int i = 1; i <= EC2_MAX_MEMBERS; i++) {
+        const char *dev = ec2_paramf(r, "BlockDeviceMapping.%d.DeviceName", i);
+        if (dev == NULL)
+            break;
+        bool dot;
+        char name[64];
+        snprintf(name, sizeof(name),
+                 "BlockDeviceMapping.%d.Ebs.DeleteOnTermination", i);
+        if (ec2_param_bool(r, name, false, &dot, err) < 0)
+            goto fail;
+        const char *vol = ec2_paramf(r, "BlockDeviceMapping.%d.Ebs.VolumeId",
+                                     i);
+        if (clc_exec(r->db,
+                     "UPDATE attachments SET delete_on_termination = ? WHERE"
+                     " instance_id = ? AND device = ? AND (?4 = '' OR"
+                     " volume_id = ?4)",
+                     "changing the mapping", err, dot ? "#1" : "#0",
+                     instance_id, dev, vol ? vol : "", NULL) < 0)
+            goto fail;
+        if (sqlite3_changes(db_handle(r->db)) == 0) {
+            char shown[80];
+            snprintf(shown, sizeof(shown), "%s", dev);
+            error_set(err, EINVAL, "InvalidInstanceAttributeValue",
+                      "No device named %s is mapped on %s", shown,
+                      instance_id);
+            goto fail;
+        }
+    }
+    if (ec2_dry_run(r)) {
+        db_rollback(r->db);
+        return 1;
+    }
+    return db_commit(r->db, err);
+fail:
+    db_rollback(r->db);
+    return -1;
+}
+
 /* ---- what the clusters report ---- */
 
 /* clc_attachment_done inside the caller's transaction. */

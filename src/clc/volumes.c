@@ -410,9 +410,11 @@ void ec2_create_volume(struct ec2_req *r)
     if (clc_exec(r->db,
                  "INSERT INTO volumes (id, owner, zone, size_gb, snapshot_id,"
                  " type, iops, throughput, state, client_token, created,"
-                 " updated) VALUES (?,?,?,?,?,?,?,?,'creating',?,?,?)",
+                 " updated) VALUES (?,?,?,?,?,?,?,?,'creating',NULLIF(?,''),"
+                 " ?,?)",
                  "recording the volume", &err, v.id, owner, v.zone, gb,
-                 v.snapshot_id, v.type, io, tp, token, now, now, NULL) < 0 ||
+                 v.snapshot_id, v.type, io, tp, token ? token : "", now, now,
+                 NULL) < 0 ||
         ec2_apply_tag_specs(r, "volume", v.id, &err) < 0 ||
         db_commit(r->db, &err) < 0) {
         db_rollback(r->db);

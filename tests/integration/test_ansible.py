@@ -8,6 +8,11 @@ with TagSpecifications for the instance and its volumes) and waits for it,
 ec2_eip gives it an elastic IP.  Then the guest's page is fetched from
 the namespace standing for the outside world at that public address, and
 the playbook run again changes nothing.
+
+Then tests/integration/ansible/ebs.yml (issue 11): ec2_vol makes a data
+volume for that instance and attaches it (DeleteOnTermination through
+ModifyInstanceAttribute), ec2_snapshot snapshots it, ec2_vol detaches it,
+makes a volume from the snapshot, and both go.
 """
 import json
 import os
@@ -21,6 +26,7 @@ from conftest import wait_until
 from test_compute import wait_state
 
 PLAYBOOK = os.path.join(os.path.dirname(__file__), "ansible", "web.yml")
+EBS_PLAYBOOK = os.path.join(os.path.dirname(__file__), "ansible", "ebs.yml")
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +35,15 @@ def cloud(tmp_path_factory):
         pytest.fail(f"no test image in {IMAGES}: run tests/images/build.sh")
     if shutil.which("ansible-playbook") is None:
         pytest.fail("ansible-playbook is not installed (scripts/deps.sh)")
-    c = Cloud(tmp_path_factory.mktemp("ansible"), outside=True).start()
+    c = Cloud(tmp_path_factory.mktemp("ansible"), outside=True,
+              sc=True).start()
     c.ami, c.aki, c.ari = c.upload_images()
     yield c
     rcs = c.stop()
     assert all(rc == 0 for rc in rcs.values()), rcs
 
 
-def play(cloud, tmp_path, name):
+def play(cloud, tmp_path, name, playbook=PLAYBOOK):
     result = tmp_path / f"{name}.json"
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
@@ -45,7 +52,7 @@ def play(cloud, tmp_path, name):
                PATH="/usr/bin:/bin", ANSIBLE_NOCOLOR="1",
                ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"),
                ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3")
-    r = subprocess.run(["ansible-playbook", "-i", "localhost,", PLAYBOOK],
+    r = subprocess.run(["ansible-playbook", "-i", "localhost,", playbook],
                        env=env, capture_output=True, text=True, timeout=600)
     (tmp_path / f"{name}.log").write_text(r.stdout + r.stderr)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
@@ -99,3 +106,20 @@ def test_playbook_runs_unchanged_and_again_changes_nothing(cloud, tmp_path):
         {"Name": "tag:Name", "Values": ["web-1"]},
         {"Name": "instance-state-name", "Values": ["running"]}])
         ["Reservations"]) == 1
+
+
+def test_ebs_playbook(cloud, tmp_path):
+    """After the web playbook: its instance runs."""
+    ec2 = cloud.ec2()
+    r = play(cloud, tmp_path, "ebs", EBS_PLAYBOOK)
+    assert r["volume_changed"] and r["snapshot_changed"], r
+    assert r["device"] == "/dev/sdf", r
+    assert not r["again_changed"], r
+    assert r["detached_changed"], r
+    assert r["restored_snapshot"] == r["snapshot"], r
+    assert r["snapshot_gone"] and r["volumes_gone"] == [True, True], r
+    for vid in (r["volume"], r["restored"]):
+        ec2.get_waiter("volume_deleted").wait(
+            VolumeIds=[vid], WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    assert not [s for s in ec2.describe_snapshots(OwnerIds=["self"])
+                ["Snapshots"] if s["SnapshotId"] == r["snapshot"]]
