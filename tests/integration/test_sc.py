@@ -1,0 +1,293 @@
+"""koala-sc, the storage controller, driven over SOAP as the CLC drives
+it, with a real NBD client: qemu-io / qemu-img with a node's certificate
+from the cloud's CA, as the NC's QEMU opens an export (docs/storage.md).
+Snapshots go into the cloud's real Walrus; their uploads are measured
+there."""
+import os
+import random
+import signal
+import subprocess
+import time
+
+import boto3
+import botocore.config
+import pytest
+
+from cloud import Cloud
+from conftest import KOALA_BIN, sh, wait_until
+from soapclient import SoapFault, child, children, text
+
+GIB = 1 << 30
+MIB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    base = tmp_path_factory.mktemp("sc")
+    c = Cloud(base, with_cluster=False, sc=True, sc_capacity_gb=20)
+    c.start()
+    # node certificates for the NBD clients (no NC runs: qemu-io is the
+    # client here)
+    for n in ("n1", "n2"):
+        sh(KOALA_BIN, "register", "node", n, "--cluster", c.cluster,
+           "--endpoint", "https://127.0.0.1:1/", "--data-dir", c.dir)
+    yield c
+    c.stop()
+
+
+def vol_id():
+    return "vol-%017x" % random.getrandbits(68)
+
+
+def snap_id():
+    return "snap-%017x" % random.getrandbits(68)
+
+
+def call(sc, op, **kw):
+    return sc.call(op, list(kw.items()))
+
+
+def fault(sc, op, **kw):
+    with pytest.raises(SoapFault) as e:
+        call(sc, op, **kw)
+    return e.value.code
+
+
+def volume(sc, vid):
+    vols = children(call(sc, "DescribeVolumes", volumeId=vid), "volume")
+    return {c.tag.split("}")[1]: c.text for c in vols[0]} if vols else None
+
+
+def resources(sc):
+    r = call(sc, "DescribeResources")
+    return {k: int(text(r, k)) for k in
+            ("capacityBytes", "usedBytes", "volumes", "exports")}
+
+
+def tls_dir(cloud, tmp_path, node):
+    """A tls-creds-x509 directory (endpoint=client) with node's
+    certificate."""
+    d = tmp_path / f"tls-{node}"
+    d.mkdir(exist_ok=True)
+    cert, key = cloud.certs("node", node)
+    for name, src in (("ca-cert.pem", cloud.ca), ("client-cert.pem", cert),
+                      ("client-key.pem", key)):
+        if not (d / name).exists():
+            (d / name).symlink_to(src)
+    return d
+
+
+def nbd_opts(export, reconnect=0):
+    assert export["transport"] == "unix"
+    o = (f"driver=nbd,server.type=unix,server.path={export['path']},"
+         f"export={export['exportName']},tls-creds=tls0,"
+         f"tls-hostname={export['tlsHostname']}")
+    return o + (f",reconnect-delay={reconnect}" if reconnect else "")
+
+
+def qemu_io(tls, export, *cmds, check=True):
+    argv = ["qemu-io", "--object",
+            f"tls-creds-x509,id=tls0,dir={tls},endpoint=client",
+            "--image-opts", nbd_opts(export)]
+    for c in cmds:
+        argv += ["-c", c]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    if check:
+        assert r.returncode == 0 and "error" not in r.stdout.lower() and \
+            "fail" not in r.stdout.lower(), r.stdout + r.stderr
+    return r
+
+
+def export(sc, vid, node):
+    e = child(call(sc, "ExportVolume", volumeId=vid, node=node), "export")
+    return {c.tag.split("}")[1]: c.text for c in e}
+
+
+def create(sc, size_gib=1, snapshot=None):
+    vid = vol_id()
+    kw = {"volumeId": vid, "sizeBytes": size_gib * GIB}
+    if snapshot:
+        kw["snapshotId"] = snapshot
+    call(sc, "CreateVolume", **kw)
+    return vid
+
+
+# ---- volumes and bad input ----
+
+def test_volumes_and_bad_input(cloud):
+    sc = cloud.sc_soap()
+    before = resources(sc)
+    vid = vol_id()
+    t = time.monotonic()
+    v = child(call(sc, "CreateVolume", volumeId=vid,
+                   sizeBytes=16 * GIB), "volume")
+    took = time.monotonic() - t
+    assert text(v, "status") == "available", took
+    # sparse: a 16 GiB volume takes almost nothing
+    f = cloud.dir / "sc" / "volumes" / f"{vid}.qcow2"
+    assert f.stat().st_blocks * 512 < 4 * MIB
+    assert resources(sc)["usedBytes"] == before["usedBytes"] + 16 * GIB
+    # the same request again: the same volume; other parameters: refused
+    assert volume(sc, vid)["sizeBytes"] == str(16 * GIB)
+    call(sc, "CreateVolume", volumeId=vid, sizeBytes=16 * GIB)
+    assert fault(sc, "CreateVolume", volumeId=vid, sizeBytes=2 * GIB) == \
+        "IdempotentParameterMismatch"
+    # bad input: EC2's codes, nothing changed
+    state = resources(sc)
+    assert fault(sc, "CreateVolume", volumeId=vol_id(),
+                 sizeBytes=0) == "InvalidParameterValue"
+    assert fault(sc, "CreateVolume", volumeId=vol_id(),
+                 sizeBytes=GIB + 1) == "InvalidParameterValue"
+    assert fault(sc, "CreateVolume", volumeId=vol_id(),
+                 sizeBytes=20 * GIB) == "InsufficientVolumeCapacity"
+    assert fault(sc, "CreateVolume", volumeId="vol-nothex",
+                 sizeBytes=GIB) == "InvalidVolume.Malformed"
+    assert fault(sc, "CreateVolume", volumeId=vol_id()) == "MissingParameter"
+    assert fault(sc, "CreateVolume", volumeId=vol_id(), sizeBytes=GIB,
+                 snapshotId=snap_id()) == "InvalidSnapshot.NotFound"
+    assert fault(sc, "DeleteVolume", volumeId=vol_id()) == \
+        "InvalidVolume.NotFound"
+    assert fault(sc, "ResizeVolume", volumeId=vid, sizeBytes=GIB) == \
+        "InvalidParameterValue"
+    assert fault(sc, "ResizeVolume", volumeId=vid, sizeBytes=40 * GIB) == \
+        "InsufficientVolumeCapacity"
+    assert fault(sc, "ExportVolume", volumeId=vol_id(), node="n1") == \
+        "InvalidVolume.NotFound"
+    assert fault(sc, "ExportVolume", volumeId=vid, node="a/b") == \
+        "InvalidParameterValue"
+    assert fault(sc, "CreateSnapshot", snapshotId=snap_id(),
+                 volumeId=vol_id()) == "InvalidVolume.NotFound"
+    assert fault(sc, "NoSuchOperation") == "InvalidAction"
+    assert resources(sc) == state
+    # grow offline
+    call(sc, "ResizeVolume", volumeId=vid, sizeBytes=17 * GIB)
+    assert volume(sc, vid)["sizeBytes"] == str(17 * GIB)
+    assert "17 GiB" in subprocess.run(["qemu-img", "info", "-U", str(f)],
+                                      capture_output=True, text=True).stdout
+    d = child(call(sc, "DeleteVolume", volumeId=vid), "volume")
+    assert text(d, "status") == "deleted"
+    assert not f.exists()
+    assert volume(sc, vid)["status"] == "deleted"
+    assert resources(sc)["usedBytes"] == before["usedBytes"]
+    # a snapshot of a deleted volume
+    assert fault(sc, "CreateSnapshot", snapshotId=snap_id(),
+                 volumeId=vid) == "InvalidVolume.NotFound"
+
+
+def test_only_the_clc_ca(cloud, tmp_path):
+    """A client without a certificate of the cloud's CA is refused."""
+    other = tmp_path / "other"
+    sh(KOALA_BIN, "init", "--data-dir", other)
+    from soapclient import SoapClient
+    c = SoapClient(f"https://127.0.0.1:{cloud.ports['sc']}/",
+                   "urn:koala:sc", ca=cloud.ca,
+                   cert=other / "certs" / "clc.pem",
+                   key=other / "certs" / "clc.key")
+    with pytest.raises(Exception):
+        c.call("DescribeResources")
+
+
+# ---- exports ----
+
+def test_export_only_to_its_node(cloud, tmp_path):
+    sc = cloud.sc_soap()
+    vid = create(sc)
+    e = export(sc, vid, "n1")
+    assert e["tlsHostname"] == "koala-sc-sc1" and e["node"] == "n1"
+    assert export(sc, vid, "n1") == e  # idempotent
+    n1, n2 = tls_dir(cloud, tmp_path, "n1"), tls_dir(cloud, tmp_path, "n2")
+    qemu_io(n1, e, "write -P 0x5a 0 1M", "flush", "read -P 0x5a 0 1M")
+    # another node of the same CA: cut off in the TLS handshake
+    r = qemu_io(n2, e, "read 0 4k", check=False)
+    assert r.returncode != 0
+    # a node certificate of another cloud's CA
+    other = tmp_path / "other"
+    sh(KOALA_BIN, "init", "--data-dir", other)
+    sh(KOALA_BIN, "register", "node", "n1", "--cluster", "zone-a",
+       "--endpoint", "https://127.0.0.1:1/", "--data-dir", other)
+    d = tmp_path / "tls-other"
+    d.mkdir()
+    (d / "ca-cert.pem").symlink_to(cloud.ca)
+    (d / "client-cert.pem").symlink_to(other / "certs" / "node-n1.pem")
+    (d / "client-key.pem").symlink_to(other / "certs" / "node-n1.key")
+    assert qemu_io(d, e, "read 0 4k", check=False).returncode != 0
+    # a wrong tls-hostname is refused by the client
+    bad = dict(e, tlsHostname="koala-sc-other")
+    assert qemu_io(n1, bad, "read 0 4k", check=False).returncode != 0
+    # in use: no second node, no delete
+    assert fault(sc, "ExportVolume", volumeId=vid, node="n2") == "VolumeInUse"
+    assert fault(sc, "DeleteVolume", volumeId=vid) == "VolumeInUse"
+    assert resources(sc)["exports"] >= 1
+    # online growth
+    call(sc, "ResizeVolume", volumeId=vid, sizeBytes=2 * GIB)
+    r = qemu_io(n1, e, "length")
+    assert "2 GiB" in r.stdout, r.stdout
+    call(sc, "UnexportVolume", volumeId=vid, node="n2")  # not its: no-op
+    qemu_io(n1, e, "read -P 0x5a 0 1M")
+    call(sc, "UnexportVolume", volumeId=vid, node="n1")
+    call(sc, "UnexportVolume", volumeId=vid, node="n1")  # idempotent
+    assert qemu_io(n1, e, "read 0 4k", check=False).returncode != 0
+    # to another node now, the data still there
+    e2 = export(sc, vid, "n2")
+    qemu_io(n2, e2, "read -P 0x5a 0 1M")
+    call(sc, "UnexportVolume", volumeId=vid, node="n2")
+    call(sc, "DeleteVolume", volumeId=vid)
+
+
+def qsd_pids(cloud):
+    out = subprocess.run(["pgrep", "-f", "qemu-storage-daemon"],
+                         capture_output=True, text=True).stdout.split()
+    mine = []
+    for p in out:
+        try:
+            cwd = os.readlink(f"/proc/{p}/cwd")
+        except OSError:
+            continue
+        if cwd.startswith(str(cloud.dir)):
+            mine.append(int(p))
+    return mine
+
+
+def test_export_survives_kill9(cloud, tmp_path):
+    """kill -9 of koala-sc while a client writes: the client (reconnect-
+    delay, as the NC's QEMU) stalls and resumes once a new SC re-created the
+    export from its database; what it flushed is intact."""
+    sc = cloud.sc_soap()
+    vid = create(sc)
+    e = export(sc, vid, "n1")
+    n1 = tls_dir(cloud, tmp_path, "n1")
+    p = subprocess.Popen(
+        ["qemu-io", "--object",
+         f"tls-creds-x509,id=tls0,dir={n1},endpoint=client",
+         "--image-opts", nbd_opts(e, reconnect=60)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    try:
+        p.stdin.write("write -P 0x11 0 1M\nflush\n")
+        p.stdin.flush()
+        time.sleep(1)
+        old = qsd_pids(cloud)
+        assert old
+        cloud.daemons["sc"].stop(signal.SIGKILL)
+        # the QSD dies with it (PR_SET_PDEATHSIG)
+        wait_until(lambda: not set(old) & set(qsd_pids(cloud)), timeout=10,
+                   what="the QSD to die with koala-sc")
+        # written while the SC is away: waits in reconnect-delay
+        p.stdin.write("write -P 0x22 1M 1M\nflush\n"
+                      "read -P 0x11 0 1M\nread -P 0x22 1M 1M\nquit\n")
+        p.stdin.flush()
+        time.sleep(2)
+        assert p.poll() is None
+        cloud.start_sc()
+        out, _ = p.communicate(timeout=90)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, out
+    assert "fail" not in out.lower() and "error" not in out.lower(), out
+    assert out.count("read 1048576/1048576") == 2, out
+    # a new client sees it all too
+    qemu_io(n1, e, "read -P 0x11 0 1M", "read -P 0x22 1M 1M")
+    call(sc, "UnexportVolume", volumeId=vid, node="n1")
+    call(sc, "DeleteVolume", volumeId=vid)
