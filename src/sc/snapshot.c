@@ -5,9 +5,9 @@
  * The point in time is fixed by one QMP transaction in the volume's QSD:
  * a new persistent bitmap koala-SNAPID starts counting writes, and a
  * backup job copies the blocks the volume's previous bitmap marks (all of
- * them without one) into a scratch qcow2 whose data sits in a raw file at
- * the volume's own offsets.  The job then reads the scratch image's
- * allocation (the dirty blocks), hashes each 512 KiB block, uploads the
+ * them without one) into a scratch qcow2.  The job then reads the scratch
+ * image's map (`qemu-img map`: which blocks it holds, and where their
+ * data sits in the file), hashes each 512 KiB block, uploads the
  * blocks Walrus does not hold yet and the manifest, and makes the new
  * bitmap the volume's.
  *
@@ -109,7 +109,7 @@ struct snap_job {
     char old_bitmap[64];
     char base[32]; /* the manifest the old bitmap is relative to */
     bool full;
-    char scratch[4200], raw[4200];
+    char scratch[4200];
 };
 
 static void sleep_ms(unsigned ms)
@@ -179,33 +179,72 @@ static int wait_backup(struct snap_job *j, struct db *db,
     }
 }
 
-/* Marks the blocks the scratch image holds (present in its map). */
-static int dirty_blocks(struct snap_job *j, bool *dirty, size_t n,
-                        struct koala_error **err)
+/* The scratch image's map (qemu-img map): which guest ranges it holds
+ * ("present": the blocks the backup copied, zeroed ones included) and
+ * where their data sits in the qcow2 file, read straight from there. */
+struct extent {
+    uint64_t start, len, offset;
+    bool present, data;
+};
+
+static int read_map(struct snap_job *j, struct extent **out, size_t *n,
+                    struct koala_error **err)
 {
     const char *argv[] = {j->sc->opt.qemu_img, "map", "--output=json",
                           "-f", "qcow2", j->scratch, NULL};
-    _cleanup_buf_ struct buf out = {0};
-    if (sc_run(argv, &out, err) < 0)
+    _cleanup_buf_ struct buf text = {0};
+    if (sc_run(argv, &text, err) < 0)
         return -1;
     json_error_t je;
-    json_t *map = json_loadb(out.data ? out.data : "", out.len, 0, &je);
+    json_t *map = json_loadb(text.data ? text.data : "", text.len, 0, &je);
     if (!json_is_array(map)) {
         json_decref(map);
         return error_set(err, EIO, NULL, "qemu-img map: %s", je.text);
     }
+    *n = json_array_size(map);
+    *out = calloc(*n ? *n : 1, sizeof(**out));
+    if (*out == NULL) {
+        json_decref(map);
+        return error_set(err, ENOMEM, NULL, "out of memory");
+    }
     size_t i;
     json_t *e;
     json_array_foreach(map, i, e) {
-        if (!json_is_true(json_object_get(e, "present")))
-            continue;
-        uint64_t start = (uint64_t)json_integer_value(json_object_get(e, "start"));
-        uint64_t len = (uint64_t)json_integer_value(json_object_get(e, "length"));
-        for (uint64_t b = start / SC_BLOCK_SIZE;
-             b < n && b * SC_BLOCK_SIZE < start + len; b++)
-            dirty[b] = true;
+        struct extent *x = &(*out)[i];
+        x->start = (uint64_t)json_integer_value(json_object_get(e, "start"));
+        x->len = (uint64_t)json_integer_value(json_object_get(e, "length"));
+        x->present = json_is_true(json_object_get(e, "present"));
+        x->data = json_is_true(json_object_get(e, "data")) &&
+                  json_object_get(e, "offset");
+        x->offset = (uint64_t)json_integer_value(json_object_get(e, "offset"));
     }
     json_decref(map);
+    return 0;
+}
+
+/* Block [off, off+len) from the scratch image into buf; *any: some of it
+ * is in the image (present).  *cur: the first extent that may overlap. */
+static int read_block(int fd, const struct extent *x, size_t n, size_t *cur,
+                      uint64_t off, size_t len, char *buf, bool *any,
+                      struct koala_error **err)
+{
+    memset(buf, 0, len);
+    *any = false;
+    while (*cur < n && x[*cur].start + x[*cur].len <= off)
+        (*cur)++;
+    for (size_t i = *cur; i < n && x[i].start < off + len; i++) {
+        if (!x[i].present)
+            continue;
+        *any = true;
+        if (!x[i].data)
+            continue;
+        uint64_t a = x[i].start > off ? x[i].start : off;
+        uint64_t b = x[i].start + x[i].len < off + len ? x[i].start + x[i].len
+                                                       : off + len;
+        if (pread(fd, buf + (a - off), b - a,
+                  (off_t)(x[i].offset + (a - x[i].start))) != (ssize_t)(b - a))
+            return error_set_errno(err, "reading the snapshot's scratch image");
+    }
     return 0;
 }
 
@@ -284,73 +323,57 @@ static int upload(struct snap_job *j, struct db *db, struct koala_error **err)
     struct sc_manifest m, base = {0};
     if (sc_manifest_init(&m, j->snap.volume_size, SC_BLOCK_SIZE, err) < 0)
         return -1;
-    bool *dirty = calloc(n, sizeof(bool));
+    struct extent *map = NULL;
+    size_t n_map = 0, cur = 0;
     char *block = malloc(SC_BLOCK_SIZE);
-    int fd = open(j->raw, O_RDONLY | O_CLOEXEC);
+    int fd = open(j->scratch, O_RDONLY | O_CLOEXEC);
     int rc = -1;
     char *text = NULL;
-    if (dirty == NULL || block == NULL) {
+    if (block == NULL) {
         error_set(err, ENOMEM, NULL, "out of memory");
         goto out;
     }
     if (fd < 0) {
-        error_set_errno(err, "%s", j->raw);
+        error_set_errno(err, "%s", j->scratch);
         goto out;
     }
-    if (j->full) {
-        for (size_t i = 0; i < n; i++)
-            dirty[i] = true;
-    } else {
-        if (sc_manifest_load(sc, j->base, &base, err) < 0 ||
-            dirty_blocks(j, dirty, n, err) < 0)
-            goto out;
-        for (size_t i = 0; i < n && i < base.n; i++)
-            if (!dirty[i])
-                memcpy(m.hash[i], base.hash[i], 65);
-        /* a volume grown since its base: the new blocks are read */
-        for (size_t i = base.n; i < n; i++)
-            dirty[i] = true;
-    }
-    size_t to_read = 0, done = 0;
-    for (size_t i = 0; i < n; i++)
-        to_read += dirty[i];
+    if (read_map(j, &map, &n_map, err) < 0 ||
+        (!j->full && sc_manifest_load(sc, j->base, &base, err) < 0))
+        goto out;
+    size_t read_blocks = 0, done = 0;
     j->snap.uploaded = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!dirty[i])
-            continue;
         uint64_t off = (uint64_t)i * SC_BLOCK_SIZE;
         size_t len = j->snap.volume_size - off < SC_BLOCK_SIZE
                          ? (size_t)(j->snap.volume_size - off)
                          : SC_BLOCK_SIZE;
-        /* holes of the raw file are zeros: skip to the next data */
-        off_t data = lseek(fd, (off_t)off, SEEK_DATA);
-        if (data < 0 || (uint64_t)data >= off + len) {
-            m.hash[i][0] = '\0';
-        } else {
-            ssize_t got = pread(fd, block, len, (off_t)off);
-            if (got < 0) {
-                error_set_errno(err, "reading %s", j->raw);
+        bool present;
+        if (read_block(fd, map, n_map, &cur, off, len, block, &present, err) <
+            0)
+            goto out;
+        /* incremental: a block the backup did not copy is unchanged since
+         * the base (a volume grown since has no base entry: zeros) */
+        if (!j->full && !present) {
+            if (i < base.n)
+                memcpy(m.hash[i], base.hash[i], 65);
+            continue;
+        }
+        read_blocks++;
+        if (sc_block_hash(block, len, m.hash[i])) {
+            bool known;
+            if (block_known(db, m.hash[i], &known, err) < 0)
                 goto out;
-            }
-            if ((size_t)got < len)
-                memset(block + got, 0, len - (size_t)got);
-            if (sc_block_hash(block, len, m.hash[i])) {
-                bool known;
-                if (block_known(db, m.hash[i], &known, err) < 0)
+            if (!known) {
+                char key[256];
+                object_key(sc, "blocks", m.hash[i], key, sizeof(key));
+                if (sc_s3_put(sc->s3, SC_BUCKET, key, block, len, err) < 0 ||
+                    block_stored(db, m.hash[i], len, err) < 0)
                     goto out;
-                if (!known) {
-                    char key[256];
-                    object_key(sc, "blocks", m.hash[i], key, sizeof(key));
-                    if (sc_s3_put(sc->s3, SC_BUCKET, key, block, len, err) <
-                            0 ||
-                        block_stored(db, m.hash[i], len, err) < 0)
-                        goto out;
-                    j->snap.uploaded += len;
-                }
+                j->snap.uploaded += len;
             }
         }
-        if (++done % 64 == 0) {
-            j->snap.progress = 40 + (int)(done * 55 / (to_read ? to_read : 1));
+        if (++done % 256 == 0) {
+            j->snap.progress = 40 + (int)(i * 55 / n);
             if (sc_snapshot_put(db, &j->snap, err) < 0)
                 goto out;
         }
@@ -388,7 +411,7 @@ static int upload(struct snap_job *j, struct db *db, struct koala_error **err)
     log_info("%s: completed (%s of %s: %zu of %zu blocks read, %llu bytes "
              "uploaded, %llu bytes of data)",
              j->snap.id, j->full ? "full" : "incremental", j->snap.volume_id,
-             to_read, n, (unsigned long long)j->snap.uploaded,
+             read_blocks, n, (unsigned long long)j->snap.uploaded,
              (unsigned long long)j->snap.total);
     rc = 0;
 out:
@@ -396,7 +419,7 @@ out:
     if (fd >= 0)
         close(fd);
     free(block);
-    free(dirty);
+    free(map);
     sc_manifest_clear(&m);
     sc_manifest_clear(&base);
     return rc;
@@ -430,6 +453,10 @@ static void snapshot_job(void *ctx)
     qmp_do(sc, j->snap.volume_id, "blockdev-del",
            json_pack("{s:s}", "node-name", node), NULL, &e2);
     error_clear(&e2);
+    /* the bucket is made on first use (Walrus may start after the SC);
+     * it is the koala-storage account's, so no user sees it */
+    if (rc == 0)
+        rc = sc_s3_make_bucket(sc->s3, SC_BUCKET, &err);
     if (rc == 0)
         rc = upload(j, db, &err);
     char new_bitmap[64];
@@ -457,7 +484,6 @@ static void snapshot_job(void *ctx)
     if (db)
         db_pool_put(sc->db, db);
     unlink(j->scratch);
-    unlink(j->raw);
     free(j);
 }
 
@@ -489,20 +515,18 @@ static int ids(struct sc_req *r, char snap[32], char vol[32],
 static int start_backup(struct sc *sc, struct sc_active *a,
                         struct snap_job *j, struct koala_error **err)
 {
-    char size[32], opts[4400];
+    char size[32];
     snprintf(size, sizeof(size), "%llu",
              (unsigned long long)j->snap.volume_size);
-    snprintf(opts, sizeof(opts), "data_file=%s,data_file_raw=on", j->raw);
     const char *argv[] = {sc->opt.qemu_img, "create", "-q", "-f", "qcow2",
-                          "-o", opts, j->scratch, size, NULL};
+                          j->scratch, size, NULL};
     if (sc_run(argv, NULL, err) < 0)
         return -1;
     json_t *r = sc_qsd_qmp(
         a, "blockdev-add",
-        json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s}}", "driver", "qcow2",
+        json_pack("{s:s, s:s, s:{s:s, s:s}}", "driver", "qcow2",
                   "node-name", j->snap.id, "file", "driver", "file",
-                  "filename", j->scratch, "data-file", "driver", "file",
-                  "filename", j->raw),
+                  "filename", j->scratch),
         err);
     if (r == NULL)
         return -1;
@@ -579,8 +603,6 @@ static int create_snapshot(struct sc_req *r, struct sc_snapshot *out,
     j->sc = sc;
     snprintf(j->scratch, sizeof(j->scratch), "%s/scratch/%s.qcow2",
              sc->opt.data_dir, snap);
-    snprintf(j->raw, sizeof(j->raw), "%s/scratch/%s.raw", sc->opt.data_dir,
-             snap);
     pthread_mutex_lock(&sc->lock);
     rc = -1;
     struct sc_export e;
@@ -632,7 +654,6 @@ out:
     pthread_mutex_unlock(&sc->lock);
     if (j) {
         unlink(j->scratch);
-        unlink(j->raw);
         free(j);
     }
     return rc;

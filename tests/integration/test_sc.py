@@ -291,3 +291,145 @@ def test_export_survives_kill9(cloud, tmp_path):
     qemu_io(n1, e, "read -P 0x11 0 1M", "read -P 0x22 1M 1M")
     call(sc, "UnexportVolume", volumeId=vid, node="n1")
     call(sc, "DeleteVolume", volumeId=vid)
+
+
+# ---- snapshots ----
+
+def storage_s3(cloud):
+    """Walrus as the cloud-internal account koala-storage (its bucket is
+    where the SC keeps snapshots)."""
+    kv = dict(line.split("=", 1) for line in
+              (cloud.dir / "certs" / "koala-storage.credentials")
+              .read_text().split())
+    return boto3.client(
+        "s3", endpoint_url=cloud.s3_endpoint, region_name="us-east-1",
+        aws_access_key_id=kv["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=kv["AWS_SECRET_ACCESS_KEY"],
+        config=botocore.config.Config(s3={"addressing_style": "path"}))
+
+
+def stored_blocks(s3, zone):
+    objs = []
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(
+                Bucket="koala-snapshots", Prefix=f"{zone}/blocks/"):
+            objs += page.get("Contents", [])
+    except s3.exceptions.NoSuchBucket:
+        return {}
+    return {o["Key"]: o["Size"] for o in objs}
+
+
+def snapshot(sc, vid):
+    sid = snap_id()
+    s = child(call(sc, "CreateSnapshot", snapshotId=sid, volumeId=vid),
+              "snapshot")
+    assert text(s, "status") in ("pending", "completed")
+
+    def done():
+        s = child(call(sc, "DescribeSnapshots", snapshotId=sid), "snapshot")
+        assert text(s, "status") != "error", text(s, "statusMessage")
+        return text(s, "status") == "completed" and s
+    s = wait_until(done, timeout=120, what=f"{sid} completed")
+    return sid, {k: int(text(s, k)) for k in
+                 ("uploadedBytes", "totalBytes", "progress")}
+
+
+def write_random(tmp_path, n1, e, ref, off, length):
+    data = os.urandom(length)
+    chunk = tmp_path / f"chunk-{off}-{length}"
+    chunk.write_bytes(data)
+    qemu_io(n1, e, f"write -s {chunk} {off} {length}", "flush")
+    with open(ref, "r+b") as f:
+        f.seek(off)
+        f.write(data)
+
+
+def same_bytes(n1, e, ref):
+    r = subprocess.run(
+        ["qemu-img", "compare", "--object",
+         f"tls-creds-x509,id=tls0,dir={n1},endpoint=client",
+         "--image-opts", nbd_opts(e), f"driver=raw,file.filename={ref}"],
+        capture_output=True, text=True, timeout=120)
+    return r.returncode == 0, r.stdout + r.stderr
+
+
+def restored(sc, sid, size_gib=1):
+    vid = create(sc, size_gib, snapshot=sid)
+    wait_until(lambda: volume(sc, vid)["status"] == "available",
+               timeout=120, what=f"{vid} from {sid}")
+    return vid
+
+
+def test_snapshots_incremental_dedup_restore(cloud, tmp_path):
+    sc = cloud.sc_soap()
+    s3 = storage_s3(cloud)
+    zone = cloud.cluster
+    vid = create(sc)
+    e = export(sc, vid, "n1")
+    n1 = tls_dir(cloud, tmp_path, "n1")
+    ref1 = tmp_path / "ref1.raw"
+    with open(ref1, "wb") as f:
+        f.truncate(GIB)
+    write_random(tmp_path, n1, e, ref1, 0, 4 * MIB)
+    write_random(tmp_path, n1, e, ref1, 100 * MIB, 1 * MIB)
+    before = stored_blocks(s3, zone)
+    # a snapshot of an attached volume, taken while it is written to
+    s1, st1 = snapshot(sc, vid)
+    after1 = stored_blocks(s3, zone)
+    new1 = {k: v for k, v in after1.items() if k not in before}
+    assert st1["uploadedBytes"] == sum(new1.values()) == 5 * MIB
+    assert st1["totalBytes"] == 5 * MIB and st1["progress"] == 100
+    # small writes: the second snapshot reads and uploads only them
+    ref2 = tmp_path / "ref2.raw"
+    subprocess.run(["cp", "--sparse=always", ref1, ref2], check=True)
+    write_random(tmp_path, n1, e, ref2, 512 * 1024, 512 * 1024)
+    write_random(tmp_path, n1, e, ref2, 300 * MIB, 4096)
+    s2, st2 = snapshot(sc, vid)
+    after2 = stored_blocks(s3, zone)
+    new2 = {k: v for k, v in after2.items() if k not in after1}
+    assert len(new2) == 2 and st2["uploadedBytes"] == sum(new2.values()) \
+        == 2 * 512 * 1024, (st2, new2)
+    assert st2["uploadedBytes"] * 5 <= st1["uploadedBytes"]
+    assert st2["totalBytes"] == 5 * MIB + 512 * 1024
+    log = (cloud.base / "sc.log").read_text()
+    assert f"{s2}: completed (incremental" in log
+    # volumes from each: the right bytes, usable as soon as available
+    for sid, ref in ((s1, ref1), (s2, ref2)):
+        v = restored(sc, sid)
+        ev = export(sc, v, "n1")
+        ok, out = same_bytes(n1, ev, ref)
+        assert ok, out
+        call(sc, "UnexportVolume", volumeId=v, node="n1")
+        call(sc, "DeleteVolume", volumeId=v)
+    # a bigger volume from a snapshot: the rest reads as zeros
+    big = restored(sc, s2, size_gib=2)
+    assert volume(sc, big)["sizeBytes"] == str(2 * GIB)
+    eb = export(sc, big, "n1")
+    ok, out = same_bytes(n1, eb, ref2)
+    assert ok, out
+    call(sc, "UnexportVolume", volumeId=big, node="n1")
+    call(sc, "DeleteVolume", volumeId=big)
+    # deleting a snapshot removes only the blocks no other one uses
+    call(sc, "DeleteSnapshot", snapshotId=s1)
+    after_del = stored_blocks(s3, zone)
+    gone = set(after2) - set(after_del)
+    assert len(gone) == 1 and all(k in new1 for k in gone), gone
+    assert fault(sc, "CreateVolume", volumeId=vol_id(), sizeBytes=GIB,
+                 snapshotId=s1) == "InvalidSnapshot.NotFound"
+    call(sc, "DeleteSnapshot", snapshotId=s1)  # idempotent
+    # the bucket is the cloud's own: a user of the cloud cannot list it
+    with pytest.raises(Exception):
+        cloud.s3().list_objects_v2(Bucket="koala-snapshots")
+    # the SC killed: the bitmap the QSD held is lost, so the next
+    # snapshot reads every block but uploads only the new ones
+    cloud.daemons["sc"].stop(signal.SIGKILL)
+    cloud.start_sc()
+    write_random(tmp_path, n1, e, ref2, 0, 512 * 1024)
+    s3_, st3 = snapshot(sc, vid)
+    assert f"{s3_}: completed (full" in (cloud.base / "sc.log").read_text()
+    assert st3["uploadedBytes"] == 512 * 1024, st3
+    call(sc, "UnexportVolume", volumeId=vid, node="n1")
+    for s in (s2, s3_):
+        call(sc, "DeleteSnapshot", snapshotId=s)
+    assert stored_blocks(s3, zone) == before
+    call(sc, "DeleteVolume", volumeId=vid)
