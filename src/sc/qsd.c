@@ -10,13 +10,20 @@
  * restarts a QSD that died on its own (its export comes back; clients
  * with reconnect-delay wait meanwhile).
  *
- * Each QSD opens its volume as block node "vol" and serves QMP on a unix
- * socket, RUN/vol-ID.qmp; the NBD server and export are added and
- * removed over QMP (sc_qsd_export), so one QSD serves both a snapshot and
- * an attachment.  With export_transport = tcp it inherits, as fd 3, a
- * listening socket that koala-sc made with TCP_NODELAY (accepted sockets
- * inherit it; QEMU 7.2 does not set it, and TLS reads then wait for the
- * peer's delayed ACK, 44 ms each).
+ * Each QSD opens its volume as block node "vol", serves QMP on a unix
+ * socket, RUN/vol-ID.qmp, and runs its NBD server from the start, with
+ * TLS (the SC's certificate, the cloud CA, verify-peer) and an
+ * authz-simple object that lets no one in.  Exporting the volume to a node
+ * sets that object's identity to the node's DN (qom-set) and adds the
+ * export; unexporting removes the export (cutting its clients) and lets no
+ * one in again.  So one QSD serves both a snapshot and an attachment.
+ *
+ * The server is set up on the command line because of TCP: with
+ * export_transport = tcp the QSD inherits, as fd 3, a listening socket
+ * that koala-sc made with TCP_NODELAY (accepted sockets inherit it; QEMU
+ * 7.2 does not set it, and TLS reads then wait for the peer's delayed ACK,
+ * 44 ms each), and QSD's QMP refuses a numeric fd ("only QEMU supports
+ * file descriptor passing"); only its command line takes one.
  */
 #define LOG_MODULE "sc"
 #include <arpa/inet.h>
@@ -42,6 +49,9 @@
 #include "sc.h"
 
 #define QMP_TIMEOUT_MS 30000
+/* The identity of a QSD's authz-simple while no node may connect: no
+ * certificate of the cloud CA has this DN (every one starts O=Koala). */
+#define NOBODY "CN=koala-no-node"
 #define RUN_OUTPUT_MAX (64u << 20)
 
 /* ---- helper programs ---- */
@@ -281,15 +291,46 @@ static int qsd_start(struct sc *sc, struct sc_active *a,
         return error_set(err, ENOMEM, NULL, "out of memory");
     /* The QMP socket by a relative path (the QSD runs in RUN): a unix
      * socket's path is limited to 107 bytes. */
-    char chardev[256];
+    char chardev[256], sock[4200];
     snprintf(chardev, sizeof(chardev),
              "socket,id=qmp,path=%s.qmp,server=on,wait=off", a->volume_id);
-    const char *argv[] = {sc->opt.qsd, "--chardev", chardev, "--monitor",
-                          "chardev=qmp", "--blockdev", bd_text, NULL};
+    snprintf(sock, sizeof(sock), "%s/%s.sock", sc->opt.export_dir,
+             a->volume_id);
+    json_t *tls = json_pack("{s:s, s:s, s:s, s:s, s:b}", "qom-type",
+                            "tls-creds-x509", "id", "tls0", "dir",
+                            sc->tls_dir, "endpoint", "server", "verify-peer",
+                            1);
+    json_t *authz = json_pack("{s:s, s:s, s:s}", "qom-type", "authz-simple",
+                              "id", "authz0", "identity", NOBODY);
+    json_t *addr = sc->opt.transport == SC_EXPORT_TCP
+                       ? json_pack("{s:s, s:s}", "type", "fd", "str", "3")
+                       : json_pack("{s:s, s:s}", "type", "unix", "path", sock);
+    json_t *nbd = json_pack("{s:o, s:s, s:s}", "addr", addr, "tls-creds",
+                            "tls0", "tls-authz", "authz0");
+    char *tls_text = json_dumps(tls, JSON_COMPACT);
+    char *authz_text = json_dumps(authz, JSON_COMPACT);
+    char *nbd_text = json_dumps(nbd, JSON_COMPACT);
+    json_decref(tls);
+    json_decref(authz);
+    json_decref(nbd);
+    if (sc->opt.transport == SC_EXPORT_UNIX)
+        unlink(sock);
+    const char *argv[] = {sc->opt.qsd,  "--chardev",   chardev,
+                          "--monitor",  "chardev=qmp", "--object",
+                          tls_text,     "--object",    authz_text,
+                          "--nbd-server", nbd_text,    "--blockdev",
+                          bd_text,      NULL};
+    if (!tls_text || !authz_text || !nbd_text) {
+        free(tls_text), free(authz_text), free(nbd_text), free(bd_text);
+        return error_set(err, ENOMEM, NULL, "out of memory");
+    }
     struct sc_spawn s = {.argv = argv, .cwd = run_dir, .log_path = log_path,
                          .keep_fd = a->listen_fd};
     pid_t pid = spawn(sc, &s, err);
     free(bd_text);
+    free(tls_text);
+    free(authz_text);
+    free(nbd_text);
     if (pid < 0)
         return -1;
     a->pid = pid;
@@ -387,6 +428,12 @@ void sc_qsd_release(struct sc *sc, struct sc_active *a)
             break;
         }
     qsd_stop(a);
+    if (sc->opt.transport == SC_EXPORT_UNIX) {
+        char sock[4200];
+        snprintf(sock, sizeof(sock), "%s/%s.sock", sc->opt.export_dir,
+                 a->volume_id);
+        unlink(sock);
+    }
     active_free(a);
 }
 
@@ -413,37 +460,15 @@ static int qmp_ok(struct sc_active *a, const char *cmd, json_t *args,
     return r ? 0 : -1;
 }
 
-/* Sets up the TLS credentials, the authorisation of one node, the NBD
- * server and the export, in the QSD that runs (the first steps of a
- * restart are the same). */
+/* Lets one node in and adds the export. */
 static int export_setup(struct sc *sc, struct sc_active *a, const char *node,
                         struct koala_error **err)
 {
-    char identity[160], sock[4200];
+    char identity[160];
     snprintf(identity, sizeof(identity), "O=Koala,CN=koala-node-%s", node);
-    /* nbd-server-start takes QAPI's legacy socket address ("data") */
-    json_t *addr;
-    if (sc->opt.transport == SC_EXPORT_TCP) {
-        addr = json_pack("{s:s, s:{s:s}}", "type", "fd", "data", "str", "3");
-    } else {
-        snprintf(sock, sizeof(sock), "%s/%s.sock", sc->opt.export_dir,
-                 a->volume_id);
-        unlink(sock);
-        addr = json_pack("{s:s, s:{s:s}}", "type", "unix", "data", "path",
-                         sock);
-    }
-    if (qmp_ok(a, "object-add",
-               json_pack("{s:s, s:s, s:s, s:s, s:b}", "qom-type",
-                         "tls-creds-x509", "id", "tls0", "dir", sc->tls_dir,
-                         "endpoint", "server", "verify-peer", 1),
-               err) < 0 ||
-        qmp_ok(a, "object-add",
-               json_pack("{s:s, s:s, s:s}", "qom-type", "authz-simple", "id",
-                         "authz0", "identity", identity),
-               err) < 0 ||
-        qmp_ok(a, "nbd-server-start",
-               json_pack("{s:o, s:s, s:s}", "addr", addr, "tls-creds", "tls0",
-                         "tls-authz", "authz0"),
+    if (qmp_ok(a, "qom-set",
+               json_pack("{s:s, s:s, s:s}", "path", "authz0", "property",
+                         "identity", "value", identity),
                err) < 0 ||
         qmp_ok(a, "block-export-add",
                json_pack("{s:s, s:s, s:s, s:s, s:b}", "type", "nbd", "id",
@@ -480,29 +505,26 @@ int sc_qsd_unexport(struct sc *sc, struct sc_active *a,
 {
     if (!a->exported)
         return 0;
-    /* Each step may fail because a partial setup never made it: the
-     * end state (nothing exported) is what matters. */
+    /* hard: the node's connections are cut now, not when it lets go */
     struct koala_error *e = NULL;
-    qmp_ok(a, "block-export-del",
-           json_pack("{s:s, s:s}", "id", "exp0", "mode", "hard"), &e);
+    if (qmp_ok(a, "block-export-del",
+               json_pack("{s:s, s:s}", "id", "exp0", "mode", "hard"),
+               &e) < 0 &&
+        strstr(error_message(e), "not found") == NULL) {
+        error_prefix(e, "unexporting");
+        *err = e;
+        return -1;
+    }
     error_clear(&e);
-    /* the export goes away asynchronously; the server stop waits for it */
     wait_exports_gone(a);
-    qmp_ok(a, "nbd-server-stop", NULL, &e);
-    error_clear(&e);
-    qmp_ok(a, "object-del", json_pack("{s:s}", "id", "authz0"), &e);
-    error_clear(&e);
-    qmp_ok(a, "object-del", json_pack("{s:s}", "id", "tls0"), &e);
-    error_clear(&e);
+    if (qmp_ok(a, "qom-set",
+               json_pack("{s:s, s:s, s:s}", "path", "authz0", "property",
+                         "identity", "value", NOBODY),
+               err) < 0)
+        return -1;
     a->exported = false;
     a->node[0] = '\0';
-    if (sc->opt.transport == SC_EXPORT_UNIX) {
-        char sock[4200];
-        snprintf(sock, sizeof(sock), "%s/%s.sock", sc->opt.export_dir,
-                 a->volume_id);
-        unlink(sock);
-    }
-    (void)err;
+    (void)sc;
     return 0;
 }
 

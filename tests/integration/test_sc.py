@@ -78,8 +78,13 @@ def tls_dir(cloud, tmp_path, node):
 
 
 def nbd_opts(export, reconnect=0):
-    assert export["transport"] == "unix"
-    o = (f"driver=nbd,server.type=unix,server.path={export['path']},"
+    if export["transport"] == "unix":
+        server = f"server.type=unix,server.path={export['path']}"
+    else:
+        assert export["transport"] == "tcp"
+        server = (f"server.type=inet,server.host={export['host']},"
+                  f"server.port={export['port']}")
+    o = (f"driver=nbd,{server},"
          f"export={export['exportName']},tls-creds=tls0,"
          f"tls-hostname={export['tlsHostname']}")
     return o + (f",reconnect-delay={reconnect}" if reconnect else "")
@@ -248,11 +253,9 @@ def qsd_pids(cloud):
     return mine
 
 
-def test_export_survives_kill9(cloud, tmp_path):
-    """kill -9 of koala-sc while a client writes: the client (reconnect-
-    delay, as the NC's QEMU) stalls and resumes once a new SC re-created the
-    export from its database; what it flushed is intact."""
-    sc = cloud.sc_soap()
+def writer_across_kill(cloud, sc, daemon, restart, tmp_path):
+    """A client writing through kill -9 and restart() of the SC daemon:
+    it stalls in reconnect-delay and resumes; flushed data intact."""
     vid = create(sc)
     e = export(sc, vid, "n1")
     n1 = tls_dir(cloud, tmp_path, "n1")
@@ -268,7 +271,7 @@ def test_export_survives_kill9(cloud, tmp_path):
         time.sleep(1)
         old = qsd_pids(cloud)
         assert old
-        cloud.daemons["sc"].stop(signal.SIGKILL)
+        daemon.stop(signal.SIGKILL)
         # the QSD dies with it (PR_SET_PDEATHSIG)
         wait_until(lambda: not set(old) & set(qsd_pids(cloud)), timeout=10,
                    what="the QSD to die with koala-sc")
@@ -278,7 +281,7 @@ def test_export_survives_kill9(cloud, tmp_path):
         p.stdin.flush()
         time.sleep(2)
         assert p.poll() is None
-        cloud.start_sc()
+        restart()
         out, _ = p.communicate(timeout=90)
     finally:
         if p.poll() is None:
@@ -287,10 +290,54 @@ def test_export_survives_kill9(cloud, tmp_path):
     assert p.returncode == 0, out
     assert "fail" not in out.lower() and "error" not in out.lower(), out
     assert out.count("read 1048576/1048576") == 2, out
-    # a new client sees it all too
+    # a new client sees it all too, at the same address
+    assert export(sc, vid, "n1") == e
     qemu_io(n1, e, "read -P 0x11 0 1M", "read -P 0x22 1M 1M")
     call(sc, "UnexportVolume", volumeId=vid, node="n1")
     call(sc, "DeleteVolume", volumeId=vid)
+
+
+def test_export_over_tcp(cloud, tmp_path):
+    """export_transport = tcp: the NBD socket koala-sc made (TCP_NODELAY)
+    and handed to the QSD; the same port again after a kill -9."""
+    from cloud import SC_BIN, Daemon
+    from conftest import free_port
+    port = free_port()
+    cert, key = cloud.certs("sc", "sc1")
+    conf = tmp_path / "sc-tcp.conf"
+    conf.write_text(
+        "[sc]\n"
+        f"listen = 127.0.0.1:{port}\ndata_dir = {cloud.dir / 'sc-tcp'}\n"
+        f"name = sc1\nzone = {cloud.cluster}\n"
+        f"tls_cert = {cert}\ntls_key = {key}\nca = {cloud.ca}\n"
+        "export_transport = tcp\nexport_address = 127.0.0.1\n")
+    d = Daemon("sc-tcp", [SC_BIN, "--config", conf], tmp_path / "sc.log",
+               port)
+    d.start()
+    try:
+        sc = cloud.sc_soap()
+        sc.port = port
+        vid = create(sc)
+        e = export(sc, vid, "n1")
+        assert e["transport"] == "tcp" and e["host"] == "127.0.0.1"
+        n1, n2 = tls_dir(cloud, tmp_path, "n1"), tls_dir(cloud, tmp_path, "n2")
+        qemu_io(n1, e, "write -P 0x3c 0 1M", "flush", "read -P 0x3c 0 1M")
+        assert qemu_io(n2, e, "read 0 4k", check=False).returncode != 0
+        call(sc, "UnexportVolume", volumeId=vid, node="n1")
+        call(sc, "DeleteVolume", volumeId=vid)
+        # no snapshots without Walrus: a clear error
+        vid = create(sc)
+        assert fault(sc, "CreateSnapshot", snapshotId=snap_id(),
+                     volumeId=vid) == "UnsupportedOperation"
+        call(sc, "DeleteVolume", volumeId=vid)
+        writer_across_kill(cloud, sc, d, d.start, tmp_path)
+    finally:
+        d.stop()
+
+
+def test_export_survives_kill9(cloud, tmp_path):
+    writer_across_kill(cloud, cloud.sc_soap(), cloud.daemons["sc"],
+                       cloud.start_sc, tmp_path)
 
 
 # ---- snapshots ----
