@@ -8,6 +8,7 @@
  *   DIR/certs/KIND-NAME.pem|key the components' certificates
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,8 +73,9 @@ static void endpoint_san(const char *url, char *out, size_t size)
 /* Issues DIR/certs/NAME.pem|key unless they exist: for TLS (server and
  * client, named for endpoint), or, endpoint NULL, a signing certificate
  * with no extended key usage (a CC's instance identity documents). */
-static int component_cert(const char *dir, const char *file, const char *cn,
-                          const char *endpoint, struct koala_error **err)
+static int component_cert_san(const char *dir, const char *file,
+                              const char *cn, const char *endpoint,
+                              const char *extra_san, struct koala_error **err)
 {
     char certs[4096], cert[4200], key[4200], san[300];
     snprintf(certs, sizeof(certs), "%s/certs", dir);
@@ -83,7 +85,7 @@ static int component_cert(const char *dir, const char *file, const char *cn,
         return 0;
     if (mkdirs(certs, err) < 0)
         return -1;
-    const char *sans[] = {san, "IP:127.0.0.1", NULL};
+    const char *sans[] = {san, "IP:127.0.0.1", extra_san, NULL};
     struct ca_request rq = {.cn = cn};
     if (endpoint) {
         endpoint_san(endpoint, san, sizeof(san));
@@ -93,6 +95,55 @@ static int component_cert(const char *dir, const char *file, const char *cn,
     char ca[4096];
     snprintf(ca, sizeof(ca), "%s/ca", dir);
     return ca_issue(ca, &rq, cert, key, err);
+}
+
+static int component_cert(const char *dir, const char *file, const char *cn,
+                          const char *endpoint, struct koala_error **err)
+{
+    return component_cert_san(dir, file, cn, endpoint, NULL, err);
+}
+
+/* The cloud-internal account the SCs store snapshots in Walrus as
+ * (docs/storage.md): made once; its key written to
+ * DIR/certs/koala-storage.credentials (0600) for the SCs' configuration
+ * (sc.walrus_credentials).  Users never see its bucket. */
+static int storage_account(const char *dir, struct db *db, char *path,
+                           size_t size, struct koala_error **err)
+{
+    snprintf(path, size, "%s/certs/koala-storage.credentials", dir);
+    struct account a;
+    char key[21], secret[41];
+    int rc = clc_account_by_name(db, "koala-storage", &a, err);
+    if (rc == 1)
+        rc = clc_account_create(db, "koala-storage", key, secret, err);
+    else if (rc == 0) {
+        rc = clc_account_any_key(db, a.id, key, secret, err);
+        if (rc == 1)
+            rc = error_set(err, ENOENT, NULL,
+                           "the account koala-storage has no access key");
+    }
+    if (rc < 0)
+        return -1;
+    char tmp[4200];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = NULL;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        f = fdopen(fd, "w");
+    if (f == NULL) {
+        if (fd >= 0)
+            close(fd);
+        explicit_bzero(secret, sizeof(secret));
+        return error_set_errno(err, "%s", tmp);
+    }
+    fprintf(f, "AWS_ACCESS_KEY_ID=%s\nAWS_SECRET_ACCESS_KEY=%s\n", key,
+            secret);
+    explicit_bzero(secret, sizeof(secret));
+    bool ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
+    fclose(f);
+    if (!ok || rename(tmp, path) < 0)
+        return error_set_errno(err, "writing %s", path);
+    return 0;
 }
 
 int cli_init(const char *dir, const char *admin, struct koala_error **err)
@@ -144,6 +195,19 @@ int cli_account_create(const char *dir, const char *name,
     return rc;
 }
 
+/* clc_services_each callback: the name of an SC of zone q->zone other
+ * than q->name. */
+static int sc_of_zone(void *ctx, const struct service *s)
+{
+    struct {
+        const char *zone, *name;
+        char other[64];
+    } *q = ctx;
+    if (strcmp(s->partition, q->zone) == 0 && strcmp(s->name, q->name) != 0)
+        snprintf(q->other, sizeof(q->other), "%s", s->name);
+    return 0;
+}
+
 static int register_service(const char *dir, const char *kind, const char *name,
                             const char *endpoint, const char *cluster,
                             bool verbose, struct koala_error **err)
@@ -160,10 +224,19 @@ static int register_service(const char *dir, const char *kind, const char *name,
                          kind);
     if (strcmp(kind, "node") == 0 && cluster == NULL)
         return error_set(err, EINVAL, NULL, "a node needs --cluster");
-    char cn[160], file[160];
+    bool sc_kind = strcmp(kind, "sc") == 0;
+    if (sc_kind && cluster == NULL)
+        return error_set(err, EINVAL, NULL,
+                         "a storage controller needs --cluster (its zone)");
+    char cn[160], file[160], dns[200];
     snprintf(cn, sizeof(cn), "koala-%s-%s", kind, name);
     snprintf(file, sizeof(file), "%s-%s", kind, name);
-    if (component_cert(dir, file, cn, endpoint, err) < 0)
+    /* An SC's name is also a DNS name of its certificate: QEMU checks the
+     * NBD server's tls-hostname against the subjectAltNames only (gnutls
+     * ignores the CN once there are any). */
+    snprintf(dns, sizeof(dns), "DNS:%s", cn);
+    if (component_cert_san(dir, file, cn, endpoint, sc_kind ? dns : NULL,
+                           err) < 0)
         return -1;
     /* A cluster's CC signs its instances' identity documents. */
     char id_file[160], id_cn[200];
@@ -181,12 +254,33 @@ static int register_service(const char *dir, const char *kind, const char *name,
     snprintf(s.name, sizeof(s.name), "%s", name);
     snprintf(s.partition, sizeof(s.partition), "%s", cluster ? cluster : "");
     snprintf(s.endpoint, sizeof(s.endpoint), "%s", endpoint);
-    int rc = clc_service_register(db, &s, err);
+    char creds[4200] = "";
+    int rc = 0;
+    if (sc_kind) {
+        /* one SC per zone: another name for the same zone is refused */
+        struct one_sc {
+            const char *zone, *name;
+            char other[64];
+        } q = {cluster, name, ""};
+        rc = clc_services_each(db, "sc", sc_of_zone, &q, err);
+        if (rc == 0 && q.other[0])
+            rc = error_set(err, EEXIST, NULL,
+                           "zone %s has a storage controller already: %s",
+                           cluster, q.other);
+        if (rc == 0)
+            rc = storage_account(dir, db, creds, sizeof(creds), err);
+    }
+    if (rc == 0)
+        rc = clc_service_register(db, &s, err);
     close_clc(pool, db);
     if (rc == 0 && verbose)
         printf("registered %s %s at %s\n  certificate: %s/certs/%s.pem\n"
                "  key:         %s/certs/%s.key\n  cloud CA:    %s/ca/ca.pem\n",
                kind, name, endpoint, dir, file, dir, file, dir);
+    if (rc == 0 && verbose && sc_kind)
+        printf("  walrus:      %s (walrus_credentials of the SC: the "
+               "cloud-internal account koala-storage)\n",
+               creds);
     if (rc == 0 && verbose && cluster_kind)
         printf("  identity:    %s/certs/%s.pem (identity_cert, identity_key "
                "of the CC: signs instance identity documents)\n",

@@ -1,7 +1,9 @@
 /* up.c: `koala up` and `koala down`: an all-in-one cloud on this host.
  *
  * `koala up` initialises a cloud in the data directory (if it is new),
- * registers one Walrus, one cluster (zone "zone-a") and one node, creates
+ * registers one Walrus, one cluster (zone "zone-a"), one node and the zone's
+ * storage controller (koala-sc "sc1": EBS volumes, exported to the node
+ * over a unix socket, which the node's namespace shares), creates
  * the network namespaces the instances live in (so nothing touches the
  * host's own network: "koala-zone-a" holds the cluster's router, bridge
  * klan0; "koala-nc1" the node's bridge kbr0, wired to klan0 by a veth
@@ -11,8 +13,8 @@
  * is the router's uplink, holding the cluster's public pool PUBLIC_POOL,
  * routed from the host too, so that an elastic IP reaches its instance
  * from the host), writes each
- * daemon's configuration, starts koala-walrus, koala-clc, koala-cc and
- * koala-nc, waits until all are ENABLED, uploads the test guest image (kernel,
+ * daemon's configuration, starts koala-walrus, koala-clc, koala-cc,
+ * koala-nc and koala-sc, waits until all are ENABLED, uploads the test guest image (kernel,
  * ramdisk, root disk) into Walrus, registers it, and prints the endpoints and
  * credentials.  Everything it starts is recorded in DIR/run (PIDs, namespaces)
  * so that `koala down` stops exactly that: the instances' QEMU processes, then
@@ -54,11 +56,13 @@
 struct up {
     const char *dir;
     char bindir[4096];
-    int port_walrus, port_clc, port_clc_soap, port_cc, port_nc;
+    int port_walrus, port_clc, port_clc_soap, port_cc, port_nc, port_sc;
     char key[64], secret[64];
 };
 
-static const char *const daemons[] = {"walrus", "clc", "cc", "nc"};
+/* Started in this order (up) and stopped in the reverse one (down): the
+ * SC before Walrus, which holds its snapshots. */
+static const char *const daemons[] = {"walrus", "clc", "cc", "nc", "sc"};
 
 /* ---- small helpers ---- */
 
@@ -289,6 +293,21 @@ static int configs(const struct up *u, struct koala_error **err)
              "cc_endpoint = https://127.0.0.1:%d/\nnetns = " NODE_NS
              "\nbridge = kbr0\nhypervisor = auto\n",
              u->port_nc, d, d, d, d, u->port_cc);
+    if (write_file(path, text, err) < 0)
+        return -1;
+    snprintf(path, sizeof(path), "%s/etc/sc.conf", d);
+    snprintf(text, sizeof(text),
+             "[sc]\nlisten = 127.0.0.1:%d\ndata_dir = %s/sc\nname = sc1\n"
+             "zone = " ZONE "\ntls_cert = %s/certs/sc-sc1.pem\n"
+             "tls_key = %s/certs/sc-sc1.key\nca = %s/ca/ca.pem\n"
+             "capacity_gb = 100\n"
+             /* the node's namespace has no route to the host, but shares
+              * its file system */
+             "export_transport = unix\n"
+             "walrus_endpoint = http://127.0.0.1:%d\n"
+             "walrus_credentials = %s/certs/koala-storage.credentials\n"
+             "region = koala-1\n",
+             u->port_sc, d, d, d, d, u->port_walrus, d);
     return write_file(path, text, err);
 }
 
@@ -341,6 +360,10 @@ struct enabled_ctx {
 static int count_enabled(void *ctx, const struct service *s)
 {
     struct enabled_ctx *c = ctx;
+    /* The CLC does not poll storage controllers (yet): an SC is NOTREADY
+     * in `koala services` until it does, and not waited for here. */
+    if (strcmp(s->kind, "sc") == 0)
+        return 0;
     c->total++;
     c->enabled += strcmp(s->state, "ENABLED") == 0;
     return 0;
@@ -633,7 +656,10 @@ static int init_once(struct up *u, struct koala_error **err)
     if (cli_register_quiet(u->dir, "cluster", ZONE, ep, NULL, err) < 0)
         return -1;
     snprintf(ep, sizeof(ep), "https://127.0.0.1:%d/", u->port_nc);
-    return cli_register_quiet(u->dir, "node", NODE, ep, ZONE, err);
+    if (cli_register_quiet(u->dir, "node", NODE, ep, ZONE, err) < 0)
+        return -1;
+    snprintf(ep, sizeof(ep), "https://127.0.0.1:%d/", u->port_sc);
+    return cli_register_quiet(u->dir, "sc", "sc1", ep, ZONE, err);
 }
 
 static int mkdir_in(const char *dir, const char *sub, struct koala_error **err)
@@ -663,7 +689,8 @@ int cli_up(const char *dir, const char *image_dir, struct koala_error **err)
                    .port_clc = 8773,
                    .port_clc_soap = 8777,
                    .port_cc = 8774,
-                   .port_nc = 8775};
+                   .port_nc = 8775,
+                   .port_sc = 8776};
     set_bindir(&u);
     if ((mkdir(dir, 0750) < 0 && errno != EEXIST) ||
         mkdir_in(dir, "etc", err) < 0 || mkdir_in(dir, "run", err) < 0 ||
@@ -677,8 +704,9 @@ int cli_up(const char *dir, const char *image_dir, struct koala_error **err)
     printf("Koala all-in-one in %s\n", dir);
     if (init_once(&u, err) < 0 || networks(&u, err) < 0 || configs(&u, err) < 0)
         return -1;
-    int ports[] = {u.port_clc, u.port_walrus, u.port_cc, u.port_nc};
-    const char *order[] = {"clc", "walrus", "cc", "nc"};
+    int ports[] = {u.port_clc, u.port_walrus, u.port_cc, u.port_nc,
+                   u.port_sc};
+    const char *order[] = {"clc", "walrus", "cc", "nc", "sc"};
     for (size_t i = 0; i < ARRAY_SIZE(order); i++)
         if (start_daemon(&u, order[i], ports[i], err) < 0)
             return -1;
@@ -692,9 +720,10 @@ int cli_up(const char *dir, const char *image_dir, struct koala_error **err)
            "  EC2 (CLC):     http://127.0.0.1:%d   region koala-1, zone " ZONE
            "\n"
            "  S3 (Walrus):   http://127.0.0.1:%d\n"
+           "  EBS (SC):      https://127.0.0.1:%d (zone " ZONE ", 100 GiB)\n"
            "  credentials:   %s/credentials\n"
            "  logs:          %s/log/\n",
-           u.port_clc, u.port_walrus, dir, dir);
+           u.port_clc, u.port_walrus, u.port_sc, dir, dir);
     if (*ami)
         printf("  test image:    %s (busybox: kernel + ramdisk + root disk)\n",
                ami);

@@ -36,6 +36,8 @@ CLC_BIN = BUILD / "src" / "clc" / "koala-clc"
 CC_BIN = BUILD / "src" / "cc" / "koala-cc"
 NC_BIN = BUILD / "src" / "nc" / "koala-nc"
 WALRUS_BIN = BUILD / "src" / "walrus" / "koala-walrus"
+SC_BIN = BUILD / "src" / "sc" / "koala-sc"
+SC_NS = "urn:koala:sc"
 IMAGES = Path(os.environ.get("KOALA_IMAGES", ROOT / "build" / "images"))
 REGION = "koala-1"
 # The "outside" network of Cloud(outside=True): the router's uplink holds
@@ -66,7 +68,8 @@ class Daemon(Process):
 class Cloud:
     def __init__(self, base, n_nodes=1, scheduler="GREEDY", node_cores=4,
                  node_memory_mb=2048, cluster="zone-a", hypervisor="tcg",
-                 with_cluster=True, outside=False, clc_args=()):
+                 with_cluster=True, outside=False, clc_args=(), sc=False,
+                 sc_capacity_gb=100, sc_transport="unix"):
         self.base = Path(base)
         self.dir = self.base / "cloud"
         self.cluster = cluster
@@ -82,7 +85,12 @@ class Cloud:
         self.daemons = {}
         self.netns = []  # the Netns made here, deleted by stop()
         self.ports = {k: free_port() for k in ("walrus", "clc", "clc_soap",
-                                               "cc")}
+                                               "cc", "sc")}
+        # the zone's storage controller (koala-sc), started after the
+        # rest with sc=True
+        self.sc = sc
+        self.sc_capacity_gb = sc_capacity_gb
+        self.sc_transport = sc_transport
         self.nodes = {}
 
     # ---- lifecycle ----
@@ -122,6 +130,11 @@ class Cloud:
         self.wait_enabled()
         if self.with_cluster:
             self.allow_test_access()
+        if self.sc:
+            self._register("sc", "sc1",
+                           f"https://127.0.0.1:{self.ports['sc']}/",
+                           "--cluster", self.cluster)
+            self.start_sc()
         return self
 
     def routers(self):
@@ -290,6 +303,36 @@ class Cloud:
             "max_disk_gb = 100\n"
             f"hypervisor = {self.hypervisor}\n")
         return self._daemon(name, [NC_BIN, "--config", conf], port)
+
+    def start_sc(self):
+        """Starts koala-sc for the cluster's zone (again, after a kill: the
+        same configuration and data)."""
+        cert, key = self.certs("sc", "sc1")
+        conf = self.base / "sc.conf"
+        conf.write_text(
+            "[sc]\n"
+            f"listen = 127.0.0.1:{self.ports['sc']}\n"
+            f"data_dir = {self.dir / 'sc'}\n"
+            f"name = sc1\nzone = {self.cluster}\n"
+            f"tls_cert = {cert}\ntls_key = {key}\nca = {self.ca}\n"
+            f"capacity_gb = {self.sc_capacity_gb}\n"
+            f"export_transport = {self.sc_transport}\n"
+            f"walrus_endpoint = http://127.0.0.1:{self.ports['walrus']}\n"
+            "walrus_credentials = "
+            f"{self.dir / 'certs' / 'koala-storage.credentials'}\n"
+            f"region = {REGION}\n")
+        return self._daemon("sc", [SC_BIN, "--config", conf],
+                            self.ports["sc"])
+
+    def sc_soap(self, cert=None, key=None):
+        """A SOAP client of the SC, as the CLC (its certificate) by
+        default."""
+        from soapclient import SoapClient
+        if cert is None:
+            cert, key = self.dir / "certs" / "clc.pem", \
+                self.dir / "certs" / "clc.key"
+        return SoapClient(f"https://127.0.0.1:{self.ports['sc']}/", SC_NS,
+                          ca=self.ca, cert=cert, key=key, timeout=60)
 
     def wait_enabled(self, timeout=60):
         ec2 = self.ec2()

@@ -1,5 +1,5 @@
 """`koala up` / `koala down`, the all-in-one of the README's Quick start:
-the four daemons on their fixed ports, the test image registered, a guest
+the five daemons on their fixed ports, the test image registered, a guest
 launched with aws-cli, reached on the cluster LAN, and everything stopped
 again, then started again on the same data.
 
@@ -23,6 +23,14 @@ SCRIPT = textwrap.dedent(r"""
     trap '"$koala" down --data-dir "$dir" > /dev/null 2>&1 || true' EXIT
     "$koala" up --data-dir "$dir" --images "$images" > "$dir.up1.log"
     grep "Koala is up" "$dir.up1.log" > /dev/null
+    # The zone's storage controller: registered, and answering the CLC's
+    # certificate over SOAP.
+    "$koala" services --data-dir "$dir" | grep -E '^sc +sc1 +zone-a ' > /dev/null
+    curl -s --cacert "$dir/ca/ca.pem" --cert "$dir/certs/clc.pem" \
+        --key "$dir/certs/clc.key" -H 'Content-Type: text/xml' \
+        -d '<Envelope xmlns="http://schemas.xmlsoap.org/soap/envelope/"><Body><DescribeResources xmlns="urn:koala:sc"/></Body></Envelope>' \
+        https://127.0.0.1:8776/ | grep -q '<capacityBytes>107374182400<' \
+        && echo "sc=ok"
     . "$dir/credentials"
     export AWS_PAGER= AWS_CONFIG_FILE=/dev/null
     ec2() { "$aws_bin" --endpoint-url http://127.0.0.1:8773 ec2 "$@"; }
@@ -129,6 +137,7 @@ def test_up_run_down_up(tmp_path):
     assert r.returncode == 0, f"{out}\n{r.stderr}{logs}"
     lines = dict(line.split("=", 1) for line in out.splitlines()
                  if "=" in line)
+    assert lines.get("sc") == "ok", out
     assert lines["ami"].startswith("ami-")
     assert lines["iid"].startswith("i-")
     assert lines["state"].startswith("running\t10.111.")
