@@ -174,7 +174,7 @@ static int new_snapshot(struct ec2_req *r, const struct volume_row *v,
                         struct snap_row *s, struct koala_error **err)
 {
     memset(s, 0, sizeof(*s));
-    if (id_resource(s->id, sizeof(s->id), "snap-") < 0)
+    if (id_resource(s->id, sizeof(s->id), "snap") < 0)
         return error_set(err, EIO, NULL, "cannot make a snapshot id");
     s->owner = r->who.id;
     snprintf(s->owner_number, sizeof(s->owner_number), "%s", r->who.number);
@@ -633,7 +633,7 @@ void ec2_copy_snapshot(struct ec2_req *r)
     if (ec2_dry_run(r))
         return;
     char id[32], owner[24], gb[24], now[24], size[24];
-    if (id_resource(id, sizeof(id), "snap-") < 0) {
+    if (id_resource(id, sizeof(id), "snap") < 0) {
         error_set(&err, EIO, NULL, "cannot make a snapshot id");
         return ec2_fail(r, err);
     }

@@ -395,7 +395,7 @@ void ec2_create_volume(struct ec2_req *r)
     v.throughput = tput;
     snprintf(v.state, sizeof(v.state), "creating");
     v.created = time_now_ms();
-    if (id_resource(v.id, sizeof(v.id), "vol-") < 0) {
+    if (id_resource(v.id, sizeof(v.id), "vol") < 0) {
         error_set(&err, EIO, NULL, "cannot make a volume id");
         return ec2_fail(r, err);
     }

@@ -53,12 +53,13 @@ def new_volume(ec2, cloud, size=1, **kw):
 
 
 def test_services_show_the_sc(cloud):
-    out = sh(KOALA_BIN, "services", "--data-dir", cloud.dir).stdout
-    wait_until(lambda: "ENABLED" in [
-        line.split()[-1] for line in sh(
-            KOALA_BIN, "services", "--data-dir", cloud.dir).stdout.splitlines()
-        if line.startswith("sc")] or None, 30, 0.5, "the SC enabled")
-    assert "sc" in out
+    def sc_line():
+        out = sh(KOALA_BIN, "services", "--data-dir", cloud.dir).stdout
+        return [line.split() for line in out.splitlines()
+                if line.startswith("sc ")]
+    (line,) = wait_until(lambda: [x for x in sc_line() if "ENABLED" in x],
+                         30, 0.5, "the SC enabled")
+    assert line[2] == cloud.cluster
 
 
 def test_create_describe_delete(cloud):
