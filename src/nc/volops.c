@@ -117,8 +117,26 @@ static int drop_node(struct qmp *q, const struct nc_volume *v,
     int has = has_node(q, node, err);
     if (has <= 0)
         return has;
-    return run(q, "blockdev-del", json_pack("{s:s}", "node-name", node), 10000,
-               err);
+    /* A device just deleted lets go of its node a moment later (QEMU
+     * finalizes it after the guest's requests drained): "in use" until
+     * then. */
+    int64_t deadline = time_mono_ms() + 10000;
+    for (;;) {
+        struct koala_error *e = NULL;
+        if (run(q, "blockdev-del", json_pack("{s:s}", "node-name", node),
+                10000, &e) == 0)
+            return 0;
+        if (strstr(error_message(e), "in use") == NULL ||
+            time_mono_ms() >= deadline) {
+            if (err && *err == NULL)
+                *err = e;
+            else
+                error_free(e);
+            return -1;
+        }
+        error_free(e);
+        usleep(20000);
+    }
 }
 
 /* ---- plugging and unplugging (no lock held; v's fields are stable
