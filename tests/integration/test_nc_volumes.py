@@ -533,3 +533,61 @@ def test_pc_guest_hotplugs_virtio_blk(nodes, nets, imgsrv, storage):
     wait_disk(net1, ip, vol, present=False, timeout=10)
     n1.call("ncTerminateInstance", instanceId=iid)
     n1.wait_state(iid, "terminated")
+
+
+def test_cc_forwards_attach_and_detach(nodes, pki, imgsrv, storage,
+                                       tmp_path):
+    """AttachVolume and DetachVolume through koala-cc reach the node of the
+    instance, and the cluster's DescribeInstances carries the attachment
+    as the node reports it (no cluster network: manage_network false)."""
+    from types import SimpleNamespace
+    from test_cc import CC, type_items
+    n1 = nodes[0]
+    for name in ("koala-cc-zone-a", "koala-clc"):
+        pki.issue(name)
+    cc = CC(pki, tmp_path / "cc", SimpleNamespace(name=None),
+            netns=None, manage_network="false", nc_timeout="10",
+            nodes=f"vnode1=https://127.0.0.1:{n1.port}/")
+    cc.start()
+    iid = "i-00000000000000cc1"
+    n1.started.add(iid)
+    try:
+        cc.wait_nodes({"vnode1": "ENABLED"}, timeout=30)
+        refs = {k: imgsrv.ref(f, i) for k, f, i in (
+            ("image", "root.img", "emi-00000001"),
+            ("kernel", "vmlinuz", "eki-00000001"),
+            ("ramdisk", "initrd.img", "eri-00000001"))}
+        items = [("reservationId", "r-0000cc01"), ("ownerId", "000000000001"),
+                 ("instanceType", type_items(("t1.micro", 1, 256, 1)))]
+        items += [(k, list(v.items())) for k, v in refs.items()]
+        items += [("instance", [("instanceId", iid), ("launchIndex", 0)])]
+        cc.call("RunInstances", items)
+        wait_until(lambda: cc.describe(iid)[iid]["state"] == "running",
+                   timeout=120, step=0.5, what="running")
+        vol = new_vol()
+        ex = storage.serve(vol, "unix")
+        r = cc.call("AttachVolume", [
+            ("instanceId", iid), ("volumeId", vol), ("device", "/dev/sdf"),
+            ("export", list(ex.items()))], timeout=90)
+        v = to_dict(child(r, "volume"))
+        assert v["state"] == "attached" and v["serial"] == serial_of(vol)
+        assert n1.volumes(iid)[vol]["state"] == "attached"
+        got = wait_until(lambda: (lambda d: d.get("volume", {}).get(
+            "state") == "attached" and d)(cc.describe(iid)[iid]),
+            timeout=30, step=0.3, what="the attachment in DescribeInstances")
+        assert got["volume"]["device"] == "/dev/sdf"
+        # An unknown instance is the cluster's own fault, not the node's.
+        with pytest.raises(SoapFault) as e:
+            cc.call("AttachVolume", [
+                ("instanceId", "i-00000000000000bad"), ("volumeId", vol),
+                ("device", "/dev/sdg"), ("export", list(ex.items()))])
+        assert e.value.code == "InvalidInstanceID.NotFound"
+        r = cc.call("DetachVolume", [("instanceId", iid), ("volumeId", vol)],
+                    timeout=90)
+        assert to_dict(child(r, "volume"))["state"] == "detached"
+        wait_until(lambda: cc.describe(iid)[iid].get("volume", {}).get(
+            "state") == "detached", timeout=30, step=0.3,
+            what="detached in DescribeInstances")
+    finally:
+        rc = cc.stop()
+    assert rc == 0, cc.log_text()[-3000:]
