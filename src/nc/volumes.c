@@ -308,6 +308,11 @@ static char *jstr(const json_t *o, const char *key)
 int nc_volumes_from_json(const json_t *arr, struct nc_instance *inst,
                          struct koala_error **err)
 {
+    if (arr && !json_is_array(arr)) {
+        log_error("instance.json of %s: volumes is not a list: left out",
+                  inst->id);
+        return 0;
+    }
     struct nc_volume **tail = &inst->volumes;
     while (*tail)
         tail = &(*tail)->next;
@@ -333,10 +338,13 @@ int nc_volumes_from_json(const json_t *arr, struct nc_instance *inst,
         if (!nc_valid_volume_id(id) || vol_state_parse(st, &v->state) < 0 ||
             v->device == NULL || v->ex.transport == NULL ||
             v->ex.export_name == NULL || v->ex.tls_hostname == NULL) {
+            /* Only that attachment is lost, never the instance (whose
+             * loading would remove it). */
+            log_error("instance.json of %s: volume %zu is incomplete: "
+                      "left out",
+                      inst->id, i);
             nc_volume_free(v);
-            return error_set(err, EINVAL, NULL,
-                             "instance.json of %s: volume %zu is incomplete",
-                             inst->id, i);
+            continue;
         }
         snprintf(v->id, sizeof(v->id), "%s", id);
         *tail = v;
