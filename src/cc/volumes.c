@@ -11,7 +11,8 @@
  *
  * Stored form: one line per attachment, "volumeId TAB device TAB state
  * TAB serial TAB statusMessage", at most CC_VOLUMES_TEXT bytes (tabs and
- * line ends in the message become spaces).
+ * line ends in the message become spaces; the message is cut at 120
+ * bytes).
  */
 #define LOG_MODULE "cc"
 #include <errno.h>
@@ -41,7 +42,11 @@ void cc_volumes_from_xml(const struct xml_node *inst, char *out, size_t size)
         size_t mark = b.len;
         for (int i = 0; i < 5; i++) {
             _cleanup_free_ char *t = xml_child_text(v, f[i]);
-            put_field(&b, t ? str_trim(t) : "", i == 4);
+            char *s = t ? str_trim(t) : NULL;
+            /* A reason is kept short, so that 16 attachments always fit. */
+            if (s && i == 4 && strlen(s) > 120)
+                s[120] = '\0';
+            put_field(&b, s, i == 4);
         }
         if (b.len >= size) { /* the rest does not fit: left out */
             log_warn("instance attachments beyond %zu bytes left out", size);
