@@ -506,6 +506,29 @@ def test_refused_by_a_server_of_another_ca_or_for_another_node(
             st.close()
 
 
+def test_run_with_a_volume(nodes, nets, imgsrv, storage):
+    """ncRunInstance's volume* (an instance booting with its volumes):
+    on QEMU's command line, in the guest from its boot, attached."""
+    n2, net2 = nodes[1], nets[1]
+    vol = new_vol()
+    ex = storage.serve(vol, "unix")
+    iid = n2.run(imgsrv, net=net2.host(),
+                 volume={"volumeId": vol, "device": "/dev/sdf",
+                         "export": ex})["instanceId"]
+    ip = guest_ip(n2, iid)
+    assert n2.volumes(iid)[vol]["state"] == "attached"
+    name, sectors = wait_disk(net2, ip, vol, timeout=10)
+    assert sectors == (VOL_MB << 20) // 512
+    # The same volume given twice is refused before anything starts.
+    f = fault(n2.run, imgsrv, net=net2.host(), volume=[
+        {"volumeId": vol, "device": "/dev/sdf", "export": ex},
+        {"volumeId": vol, "device": "/dev/sdg", "export": ex}])
+    assert f.code == "InvalidParameterValue"
+    n2.call("ncTerminateInstance", instanceId=iid)
+    n2.wait_state(iid, "terminated")
+    assert n2.volumes(iid)[vol]["state"] == "detached"
+
+
 def test_terminate_detaches(guests, nodes, storage):
     g, n1 = guests, nodes[0]
     vol = new_vol()
@@ -588,6 +611,19 @@ def test_cc_forwards_attach_and_detach(nodes, pki, imgsrv, storage,
         wait_until(lambda: cc.describe(iid)[iid].get("volume", {}).get(
             "state") == "detached", timeout=30, step=0.3,
             what="detached in DescribeInstances")
+        # A launch with a volume: the CC passes it to ncRunInstance.
+        iid2 = "i-00000000000000cc2"
+        n1.started.add(iid2)
+        items[-1] = ("instance", [("instanceId", iid2), ("launchIndex", 0),
+                                  ("volume", [("volumeId", vol),
+                                              ("device", "xvdf"),
+                                              ("export", list(ex.items()))])])
+        items[0] = ("reservationId", "r-0000cc02")
+        cc.call("RunInstances", items)
+        assert n1.volumes(iid2)[vol]["device"] == "xvdf"
+        wait_until(lambda: cc.describe(iid2)[iid2].get("volume", {}).get(
+            "state") == "attached", timeout=60, step=0.3,
+            what="the launch's volume in DescribeInstances")
     finally:
         rc = cc.stop()
     assert rc == 0, cc.log_text()[-3000:]
