@@ -265,6 +265,7 @@ void nc_volumes_converge(struct nc *nc, struct nc_instance *inst)
         bool running = inst->state == NC_RUNNING && q && !inst->qemu_gone;
         bool microvm = inst->kernel.id != NULL;
         bool force = v && v->force;
+        bool attach = v && v->state == NC_VOL_ATTACHING;
         if (v && !running) {
             /* No QEMU: the records are all there is (the next start puts
              * attached volumes on the command line). */
@@ -282,7 +283,6 @@ void nc_volumes_converge(struct nc *nc, struct nc_instance *inst)
         /* v stays in the list while the job runs: requests only add
          * records or change states, and reaping skips non-detached ones. */
         struct koala_error *err = NULL;
-        bool attach = v->state == NC_VOL_ATTACHING;
         int64_t t0 = time_mono_ms();
         int rc = attach ? plug(nc, q, v, microvm, &err) : unplug(q, v, force, &err);
         pthread_mutex_lock(&nc->lock);
