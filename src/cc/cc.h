@@ -179,6 +179,7 @@ int alloc_release(struct db *db, const char *instance_id, bool *freed,
                   struct koala_error **err);
 
 /* ---- instances (store.c) ---- */
+#define CC_VOLUMES_TEXT 3072 /* an instance's attachments (volumes.c) */
 struct cc_instance {
     char id[32];
     char reservation[32];
@@ -203,6 +204,8 @@ struct cc_instance {
      * started (0: not since). */
     int64_t lease_expiry;
     int64_t lease_ms;
+    /* Its EBS attachments as its NC last reported them (volumes.c). */
+    char volumes[CC_VOLUMES_TEXT];
 };
 
 extern const char *const cc_migrations[];
@@ -508,6 +511,8 @@ struct nc_report {
     char reason_code[64];
     char reason_message[256];
     char hypervisor[8];
+    bool have_volumes; /* from the NC's own description of the instance */
+    char volumes[CC_VOLUMES_TEXT];
 };
 int nc_report_parse(const struct xml_node *n, struct nc_report *out,
                     struct koala_error **err);
@@ -564,6 +569,19 @@ void netpush_node(struct cc *cc, const char *name, const char *endpoint,
 bool netpush_node_current(struct cc *cc, const char *name);
 
 /* ---- operations (ops.c, run.c) and routing (server.c) ---- */
+/* ---- EBS volumes (volumes.c) ---- */
+/* An instance element's <volume> attachments in the stored form. */
+void cc_volumes_from_xml(const struct xml_node *inst, char *out, size_t size);
+/* The stored form as <volume> elements. */
+void cc_volumes_write(struct xml_writer *w, const char *text);
+/* Writes n and what it holds (elements and text) into w. */
+void cc_xml_copy(struct xml_writer *w, const struct xml_node *n);
+/* A <volume> (attachment with its export) has what a node needs. */
+int cc_volume_check(const struct xml_node *v, struct koala_error **err);
+struct cc_req;
+void cc_op_attach_volume(struct cc_req *r);
+void cc_op_detach_volume(struct cc_req *r);
+
 struct cc_req {
     struct cc *cc;
     struct http_request *http;

@@ -70,6 +70,8 @@ int nc_report_parse(const struct xml_node *n, struct nc_report *out,
     copy_child(n, "stateReasonMessage", out->reason_message,
                sizeof(out->reason_message));
     copy_child(n, "hypervisor", out->hypervisor, sizeof(out->hypervisor));
+    cc_volumes_from_xml(n, out->volumes, sizeof(out->volumes));
+    out->have_volumes = true;
     if (!cc_instance_id_valid(out->id))
         return error_set(err, EINVAL, "InvalidInstanceID.Malformed",
                          "instance id '%s' is malformed", out->id);
@@ -128,6 +130,7 @@ void cc_instance_write(struct xml_writer *w, const char *elem,
     const char *reach = cc_reachability(in);
     if (reach)
         xml_text_element(w, "reachability", reach);
+    cc_volumes_write(w, in->volumes);
     xml_end(w);
 }
 
@@ -161,12 +164,15 @@ int cc_apply_report(struct cc *cc, struct db *db, const char *node,
         snprintf(now.hypervisor, sizeof(now.hypervisor), "%s", r->hypervisor);
     if (mark_seen)
         now.seen = true;
+    if (r->have_volumes)
+        snprintf(now.volumes, sizeof(now.volumes), "%s", r->volumes);
     /* Its guest is down: the next start must show a new lease. */
     if (strcmp(now.state, "running") != 0 && strcmp(now.state, "pending") != 0)
         now.lease_ms = 0;
     bool changed = strcmp(now.state, in.state) != 0 ||
                    strcmp(now.reason_code, in.reason_code) != 0 ||
-                   strcmp(now.reason_message, in.reason_message) != 0;
+                   strcmp(now.reason_message, in.reason_message) != 0 ||
+                   strcmp(now.volumes, in.volumes) != 0;
     bool touched = changed || now.seen != in.seen ||
                    now.lease_ms != in.lease_ms ||
                    strcmp(now.hypervisor, in.hypervisor) != 0;

@@ -33,6 +33,8 @@ struct run_req {
     size_t n;
     char ids[CC_MAX_INSTANCES][32];
     int64_t launch_index[CC_MAX_INSTANCES];
+    /* each <instance> of the request: its volume* go to its node */
+    const struct xml_node *inst_el[CC_MAX_INSTANCES];
     bool is_new[CC_MAX_INSTANCES];
     /* What is sent to nodes: placed now, or recorded and still pending
      * (id[0] set), with its ncRunInstance request. */
@@ -166,7 +168,12 @@ static int parse_run(const struct xml_node *op, struct run_req *q,
             if (strcmp(q->ids[j], id) == 0)
                 return error_set(err, EINVAL, "InvalidParameterValue",
                                  "instance %s is listed twice", id);
+        for (const struct xml_node *v = xml_next_child(i, NULL, "volume"); v;
+             v = xml_next_child(i, v, "volume"))
+            if (cc_volume_check(v, err) < 0)
+                return -1;
         snprintf(q->ids[q->n], sizeof(q->ids[0]), "%s", id);
+        q->inst_el[q->n] = i;
         q->launch_index[q->n++] = li;
     }
     if (q->n == 0)
@@ -213,7 +220,8 @@ static void write_image(struct xml_writer *w, const char *elem,
 
 /* in's ncRunInstance request (malloc'd, *len bytes). */
 static char *launch_request(const struct cc *cc, const struct run_req *q,
-                            const struct cc_instance *in, size_t *len)
+                            const struct cc_instance *in,
+                            const struct xml_node *inst_el, size_t *len)
 {
     struct xml_writer *w = soap_start("ncRunInstance", NC_NS);
     xml_text_element(w, "instanceId", in->id);
@@ -244,6 +252,11 @@ static char *launch_request(const struct cc *cc, const struct run_req *q,
         xml_text_element(w, "keyName", q->key_name);
     if (q->public_key)
         xml_text_element(w, "publicKey", q->public_key);
+    /* EBS volumes it has from its start (booting from one), as the CLC
+     * gave them. */
+    for (const struct xml_node *v = xml_next_child(inst_el, NULL, "volume");
+         v; v = xml_next_child(inst_el, v, "volume"))
+        cc_xml_copy(w, v);
     return soap_finish(w, len);
 }
 
@@ -331,7 +344,7 @@ static int place(struct cc *cc, struct db *db, struct run_req *q, size_t *n_new,
             db_rollback(db);
             goto out;
         }
-        q->req[i] = launch_request(cc, q, in, &q->req_len[i]);
+        q->req[i] = launch_request(cc, q, in, q->inst_el[i], &q->req_len[i]);
         if (q->req[i] == NULL) {
             error_set(err, ENOMEM, NULL, "out of memory");
             db_rollback(db);

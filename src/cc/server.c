@@ -63,6 +63,8 @@ static const struct {
     {"SetNetworkPolicy", cc_op_set_network_policy, NULL},
     {"SetPublicAddresses", cc_op_set_public_addresses, NULL},
     {"DescribePublicAddresses", cc_op_describe_public_addresses, NULL},
+    {"AttachVolume", cc_op_attach_volume, NULL},
+    {"DetachVolume", cc_op_detach_volume, NULL},
 };
 
 static void dispatch(struct http_request *http)

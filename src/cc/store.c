@@ -114,16 +114,20 @@ static const char schema_v7[] = "CREATE TABLE public_map ("
                                 "  private_ip TEXT NOT NULL UNIQUE,"
                                 "  instance_id TEXT NOT NULL UNIQUE);";
 
+/* EBS: the instance's attachments as its NC reports them (volumes.c). */
+static const char schema_v8[] =
+    "ALTER TABLE instances ADD COLUMN volumes TEXT NOT NULL DEFAULT '';";
+
 const char *const cc_migrations[] = {schema_v1, schema_v2, schema_v3,
                                      schema_v4, schema_v5, schema_v6,
-                                     schema_v7};
+                                     schema_v7, schema_v8};
 const size_t cc_n_migrations = ARRAY_SIZE(cc_migrations);
 
 #define INSTANCE_COLUMNS                                                       \
     "id, reservation, owner, launch_index, state, reason_code, "               \
     "reason_message, type_name, cores, memory_mb, disk_gb, image_id, "         \
     "kernel_id, ramdisk_id, node, mac, ip, network, launch_ms, hypervisor, "   \
-    "seen, terminate_requested, updated_ms, lease_expiry, lease_ms"
+    "seen, terminate_requested, updated_ms, lease_expiry, lease_ms, volumes"
 
 static void col_copy(sqlite3_stmt *st, int col, char *out, size_t size)
 {
@@ -159,6 +163,7 @@ static void instance_from_row(sqlite3_stmt *st, struct cc_instance *in)
     in->updated_ms = sqlite3_column_int64(st, 22);
     in->lease_expiry = sqlite3_column_int64(st, 23);
     in->lease_ms = sqlite3_column_int64(st, 24);
+    col_copy(st, 25, in->volumes, sizeof(in->volumes));
 }
 
 int store_instance_get(struct db *db, const char *id, struct cc_instance *out,
@@ -203,7 +208,7 @@ int store_instance_insert(struct db *db, const struct cc_instance *in,
     sqlite3_stmt *st = db_stmt(
         db,
         "INSERT INTO instances (" INSTANCE_COLUMNS ") VALUES (?, ?, ?, ?, "
-        "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         err);
     if (st == NULL)
         return -1;
@@ -233,6 +238,7 @@ int store_instance_insert(struct db *db, const struct cc_instance *in,
     sqlite3_bind_int64(st, c++, in->updated_ms);
     sqlite3_bind_int64(st, c++, in->lease_expiry);
     sqlite3_bind_int64(st, c++, in->lease_ms);
+    sqlite3_bind_text(st, c++, in->volumes, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     db_stmt_done(st);
     if (rc != SQLITE_DONE)
@@ -247,7 +253,8 @@ int store_instance_update(struct db *db, const struct cc_instance *in,
         db,
         "UPDATE instances SET state = ?, reason_code = ?, reason_message = ?,"
         " hypervisor = ?, seen = ?, terminate_requested = ?, node = ?,"
-        " updated_ms = ?, lease_expiry = ?, lease_ms = ? WHERE id = ?",
+        " updated_ms = ?, lease_expiry = ?, lease_ms = ?, volumes = ?"
+        " WHERE id = ?",
         err);
     if (st == NULL)
         return -1;
@@ -261,7 +268,8 @@ int store_instance_update(struct db *db, const struct cc_instance *in,
     sqlite3_bind_int64(st, 8, in->updated_ms);
     sqlite3_bind_int64(st, 9, in->lease_expiry);
     sqlite3_bind_int64(st, 10, in->lease_ms);
-    sqlite3_bind_text(st, 11, in->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 11, in->volumes, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 12, in->id, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     db_stmt_done(st);
     if (rc != SQLITE_DONE)

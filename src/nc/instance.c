@@ -95,6 +95,7 @@ void nc_instance_free(struct nc_instance *inst)
     free(inst->reason_code);
     free(inst->reason_message);
     free(inst->console);
+    nc_volumes_free(inst->volumes);
     qmp_free(inst->qmp);
     pthread_mutex_destroy(&inst->save_lock);
     free(inst);
@@ -162,6 +163,7 @@ char *nc_instance_to_json(const struct nc_instance *i)
     set_str(o, "hypervisor", nc_hv_name(i->hv));
     json_object_set_new(o, "booted", json_boolean(i->booted));
     json_object_set_new(o, "pid", json_integer(i->pid));
+    json_object_set_new(o, "volumes", nc_volumes_to_json(i));
     char *text = json_dumps(o, JSON_INDENT(1) | JSON_SORT_KEYS);
     json_decref(o);
     return text;
@@ -247,6 +249,12 @@ struct nc_instance *nc_instance_from_json(const char *text, size_t len,
     i->hv = hv && strcmp(hv, "kvm") == 0 ? NC_HV_KVM : NC_HV_TCG;
     i->booted = json_is_true(json_object_get(o, "booted"));
     i->pid = (pid_t)json_integer_value(json_object_get(o, "pid"));
+    struct koala_error *verr = NULL;
+    if (nc_volumes_from_json(json_object_get(o, "volumes"), i, &verr) < 0) {
+        log_error("%s", error_message(verr));
+        bad = -1;
+    }
+    error_free(verr);
     if (bad || !nc_valid_instance_id(i->id) || nc_state_parse(st, &i->state) ||
         i->type.name == NULL || i->mac == NULL || i->tap[0] == '\0') {
         error_set(err, EINVAL, NULL, "instance.json of %s: incomplete",
@@ -310,5 +318,6 @@ void nc_instance_describe(struct nc *nc, const struct nc_instance *i,
         time_format_iso8601((time_t)(i->launch_time_ms / 1000), t));
     xml_text_element(w, "node", nc->name);
     xml_text_element(w, "hypervisor", nc_hv_name(i->hv));
+    nc_volumes_describe(i, w);
     xml_end(w);
 }

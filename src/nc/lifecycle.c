@@ -300,8 +300,17 @@ static int qemu_start(struct nc *nc, struct nc_instance *inst, enum nc_hv hv,
         .netns_fd = nc->netns_fd,
         .paused = true,
     };
+    /* Its volumes (and, on a microvm, the bus they plug into later). */
+    pthread_mutex_lock(&nc->lock);
+    char **extra = nc_volumes_qemu_args_locked(nc, inst);
+    pthread_mutex_unlock(&nc->lock);
+    if (extra == NULL)
+        return error_set(err, ENOMEM, NULL, "out of memory");
+    s.extra = extra;
     pid_t pid = 0;
-    if (nc_vm_launch(&s, &pid, err) < 0)
+    int launched = nc_vm_launch(&s, &pid, err);
+    nc_strv_free(extra);
+    if (launched < 0)
         return -1;
     struct qmp *q = qmp_connect(sock, 10000, err);
     if (q == NULL) {
@@ -445,6 +454,7 @@ static void terminate_now(struct nc *nc, struct nc_instance *inst,
     inst->console_len = len;
     inst->want_terminate = false;
     inst->terminated_ms = time_mono_ms();
+    nc_volumes_qemu_gone_locked(nc, inst, true);
     nc_set_state_locked(nc, inst, NC_TERMINATED, code, msg);
     pthread_mutex_unlock(&nc->lock);
     antispoof_resync(nc, inst);
@@ -459,12 +469,15 @@ static void stop_now(struct nc *nc, struct nc_instance *inst, const char *code,
     if (nc_tap_del(nc, inst->tap, &err) < 0)
         log_error("instance %s: %s", inst->id, error_message(err));
     error_free(err);
-    set_state(nc, inst, NC_STOPPED, code, msg);
+    pthread_mutex_lock(&nc->lock);
+    nc_volumes_qemu_gone_locked(nc, inst, false);
+    nc_set_state_locked(nc, inst, NC_STOPPED, code, msg);
+    pthread_mutex_unlock(&nc->lock);
     nc_save(nc, inst);
     antispoof_resync(nc, inst);
 }
 
-enum action { ACT_NONE, ACT_TERMINATE, ACT_GUEST_STOP, ACT_CRASH };
+enum action { ACT_NONE, ACT_TERMINATE, ACT_GUEST_STOP, ACT_CRASH, ACT_VOLUMES };
 
 static enum action next_action_locked(struct nc *nc, struct nc_instance *inst)
 {
@@ -476,6 +489,11 @@ static enum action next_action_locked(struct nc *nc, struct nc_instance *inst)
         return ACT_GUEST_STOP;
     if (inst->state == NC_RUNNING && inst->qemu_gone)
         return ACT_CRASH;
+    /* Attachments to plug or unplug (volops.c), with its QEMU running or
+     * none at all. */
+    if ((inst->state == NC_RUNNING || inst->state == NC_STOPPED) &&
+        nc_volumes_pending_locked(inst))
+        return ACT_VOLUMES;
     return ACT_NONE;
 }
 
@@ -506,6 +524,9 @@ static void settle(struct nc *nc, struct nc_instance *inst)
         case ACT_CRASH:
             terminate_now(nc, inst, "Server.InternalError",
                           "QEMU exited unexpectedly");
+            break;
+        case ACT_VOLUMES:
+            nc_volumes_converge(nc, inst);
             break;
         case ACT_NONE:
             break;

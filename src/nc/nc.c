@@ -135,6 +135,7 @@ void nc_free(struct nc *nc)
     pthread_cond_destroy(&nc->cond);
     free(nc->data_dir);
     free(nc->inst_dir);
+    free(nc->tls_dir);
     free(nc->name);
     free(nc->bridge);
     free(nc->hv_key);
@@ -189,7 +190,7 @@ struct nc *nc_new(const struct nc_options *opt, struct koala_error **err)
                   "speaks mutual TLS)");
         goto fail;
     }
-    if (nc_mkdir_p(nc->inst_dir, err) < 0)
+    if (nc_mkdir_p(nc->inst_dir, err) < 0 || nc_volumes_tls_init(nc, err) < 0)
         goto fail;
     if (opt->netns && (nc->netns_fd = nc_netns_open(opt->netns, err)) < 0)
         goto fail;

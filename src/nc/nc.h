@@ -3,7 +3,9 @@
  * the watchers (lifecycle.c), the operations and the re-adoption at
  * startup (ops.c), QEMU, disks and taps (vm.c), the choice of
  * KVM or TCG (hv.c), notifications to the CC (notify.c) and the SOAP
- * operations (server.c).  The image cache (cache.h), the QMP client
+ * operations (server.c); EBS volumes: the attachment records, their
+ * XML, JSON and QEMU arguments (volumes.c) and attaching and detaching
+ * them through QMP (volops.c).  The image cache (cache.h), the QMP client
  * (qmp.h), the helper runner (exec.h), the anti-spoofing table
  * (antispoof.h) and the security-group table (sgfilter.h) stand on their
  * own.
@@ -95,6 +97,38 @@ enum nc_hv {
     NC_HV_KVM,
 };
 
+/* An EBS volume attached to an instance (docs/storage.md): the guest
+ * sees it through QEMU's own NBD client, connected to the SC's export. */
+enum nc_vol_state {
+    NC_VOL_ATTACHING = 0,
+    NC_VOL_ATTACHED,
+    NC_VOL_DETACHING,
+    NC_VOL_DETACHED,
+};
+
+struct nc_export {
+    char *transport; /* "unix" | "tcp" */
+    char *path;      /* unix: the socket */
+    char *host;      /* tcp */
+    int64_t port;
+    char *export_name;
+    char *tls_hostname; /* the SC certificate's CN */
+    int64_t size_bytes;
+};
+
+struct nc_volume {
+    char id[32]; /* vol-... */
+    char *device; /* what the user asked for (/dev/sdf), reported back */
+    enum nc_vol_state state;
+    bool force;    /* detaching: do not wait for the guest */
+    bool stuck;    /* detaching: the guest did not let go; wait for a
+                    * new request rather than retrying in a loop */
+    struct nc_export ex;
+    char *error;         /* why the last attach or detach failed */
+    int64_t detached_ms; /* monotonic; detached records are kept a while */
+    struct nc_volume *next;
+};
+
 struct nc_type {
     char *name;
     int64_t cores;
@@ -122,6 +156,7 @@ struct nc_instance {
     int64_t launch_time_ms;
     char tap[16];
     char *dir; /* data_dir/instances/<id> */
+    struct nc_volume *volumes; /* its attachments (instance.json too) */
 
     /* ---- state (instance.json) ---- */
     enum nc_state state;
@@ -153,6 +188,7 @@ struct nc {
     struct nc_options opt;
     char *data_dir;
     char *inst_dir; /* data_dir/instances */
+    char *tls_dir;  /* data_dir/tls: QEMU's NBD client credentials */
     char *name;
     char *bridge;
     int64_t cores_max, memory_mb_max, disk_gb_max;
@@ -232,6 +268,7 @@ struct nc_vm_spec {
     int netns_fd;
     bool paused; /* -S: the guest waits for nc_vm_resume(), which also
                   * gives QEMU its niceness (vm.c) */
+    char *const *extra; /* more arguments (volumes.c), NULL-terminated */
 };
 /* The SMBIOS system UUID (and serial) of a whole-disk boot: "ec2" and the
  * instance id's hex digits, as a UUID string (36 characters and NUL). */
@@ -312,6 +349,66 @@ int nc_console_output(struct nc *nc, const char *id, char **out, size_t *len,
 int nc_instances_load(struct nc *nc, struct koala_error **err);
 /* Drops terminated instances older than the TTL.  Lock held. */
 void nc_instances_reap_locked(struct nc *nc);
+
+/* ---- volumes.c: attachment records ---- */
+#define NC_MAX_VOLUMES 16 /* per instance */
+/* "vol-" and 8 or 17 lower-case hex digits. */
+bool nc_valid_volume_id(const char *id);
+/* What the guest sees as the disk's serial: "vol" and the id's hex digits
+ * (20 characters at most: virtio-blk's limit; as on Nitro). */
+void nc_volume_serial(const char *volume_id, char out[24]);
+const char *nc_vol_state_name(enum nc_vol_state s);
+void nc_volume_free(struct nc_volume *v); /* one record; NULL-safe */
+void nc_volumes_free(struct nc_volume *list);
+struct nc_volume *nc_volume_find(const struct nc_instance *inst,
+                                 const char *volume_id);
+/* A <volume> of a request: volumeId, device and (need_export or present)
+ * export.  *out malloc'd. */
+int nc_volume_parse(const struct xml_node *n, bool need_export,
+                    struct nc_volume **out, struct koala_error **err);
+/* Every <volume> (attachment) of inst into w.  Lock held. */
+void nc_volumes_describe(const struct nc_instance *inst, struct xml_writer *w);
+/* instance.json's "volumes" (the records not detached) and back. */
+json_t *nc_volumes_to_json(const struct nc_instance *inst);
+int nc_volumes_from_json(const json_t *arr, struct nc_instance *inst,
+                         struct koala_error **err);
+/* The QEMU arguments of inst's volumes at launch: the disk bus a microvm
+ * needs for hot-plugging later, the TLS credentials and each attached
+ * volume's -blockdev and -device (malloc'd vector, NULL-terminated; free
+ * with nc_strv_free).  Lock held. */
+char **nc_volumes_qemu_args_locked(const struct nc *nc,
+                                   const struct nc_instance *inst);
+void nc_strv_free(char **v);
+/* QMP arguments (new references): blockdev-add of the volume's NBD
+ * client, device_add of its disk, object-add of the credentials. */
+json_t *nc_volume_blockdev(const struct nc_volume *v);
+json_t *nc_volume_device(const struct nc_volume *v, bool microvm);
+json_t *nc_volume_tls_object(const struct nc *nc);
+/* Writes data_dir/tls (the CA, the node's certificate and key under the
+ * names QEMU's tls-creds-x509 wants). */
+int nc_volumes_tls_init(struct nc *nc, struct koala_error **err);
+/* Drops detached records older than ttl_ms.  Lock held. */
+void nc_volumes_reap_locked(struct nc_instance *inst, int64_t now_ms,
+                            int64_t ttl_ms);
+
+/* ---- volops.c: attaching and detaching ---- */
+/* ncAttachVolume: v (taken over) becomes an attachment of the instance;
+ * answers once it is attached (or still attaching after a while). */
+int nc_attach_volume(struct nc *nc, const char *instance_id,
+                     struct nc_volume *v, struct xml_writer *w,
+                     struct koala_error **err);
+int nc_detach_volume(struct nc *nc, const char *instance_id,
+                     const char *volume_id, bool force, struct xml_writer *w,
+                     struct koala_error **err);
+/* Some attachment waits for work (plugging, unplugging) that settling the
+ * instance does.  Lock held. */
+bool nc_volumes_pending_locked(const struct nc_instance *inst);
+/* The job part of settling: plugs and unplugs what waits. */
+void nc_volumes_converge(struct nc *nc, struct nc_instance *inst);
+/* QEMU is gone: attachments being undone are (detaching -> detached);
+ * with all, every one is (the instance terminated).  Lock held. */
+void nc_volumes_qemu_gone_locked(struct nc *nc, struct nc_instance *inst,
+                                 bool all);
 
 /* ---- notify.c ---- */
 struct nc_notifier *nc_notifier_new(struct nc *nc, struct koala_error **err);

@@ -263,6 +263,7 @@ void nc_instances_reap_locked(struct nc *nc)
             log_debug("instance %s: forgotten", i->id);
             nc_instance_free(i);
         } else {
+            nc_volumes_reap_locked(i, now, 600 * 1000);
             p = &i->next;
         }
     }
@@ -401,7 +402,8 @@ static void take_over(struct nc *nc, struct nc_instance *inst)
     case NC_SHUTTING_DOWN:
         break; /* settle terminates */
     default:
-        spawn = false;
+        /* A stopped one only has attachment records to settle. */
+        spawn = st == NC_STOPPED && nc_volumes_pending_locked(inst);
         break;
     }
     if (spawn) /* fn NULL: settles whatever the watcher saw meanwhile */

@@ -131,6 +131,34 @@ static int instance_id(const struct xml_node *op, char **id,
     return 0;
 }
 
+/* volume*: attachments (with their exports) the instance has from its
+ * start: a stopped instance started again, or one booting from a volume. */
+static int parse_run_volumes(const struct xml_node *op, struct nc_instance *i,
+                             struct koala_error **err)
+{
+    struct nc_volume **tail = &i->volumes;
+    size_t count = 0;
+    for (const struct xml_node *n = xml_next_child(op, NULL, "volume"); n;
+         n = xml_next_child(op, n, "volume")) {
+        struct nc_volume *v = NULL;
+        if (nc_volume_parse(n, true, &v, err) < 0)
+            return -1;
+        *tail = v;
+        tail = &v->next;
+        v->state = NC_VOL_ATTACHED;
+        for (struct nc_volume *o = i->volumes; o != v; o = o->next)
+            if (strcmp(o->id, v->id) == 0 || strcmp(o->device, v->device) == 0)
+                return error_set(err, EINVAL, "InvalidParameterValue",
+                                 "volume %s (%s) is given twice", v->id,
+                                 v->device);
+        if (++count > NC_MAX_VOLUMES)
+            return error_set(err, ENOSPC, "AttachmentLimitExceeded",
+                             "at most %d volumes per instance",
+                             NC_MAX_VOLUMES);
+    }
+    return 0;
+}
+
 static int parse_run(struct nc *nc, const struct xml_node *op,
                      struct nc_instance *i, struct koala_error **err)
 {
@@ -206,7 +234,7 @@ static int parse_run(struct nc *nc, const struct xml_node *op,
     i->key_name = opt_text(op, "keyName");
     i->public_key = opt_text(op, "publicKey");
     (void)nc;
-    return 0;
+    return parse_run_volumes(op, i, err);
 }
 
 /* ---- operations ---- */
@@ -348,10 +376,41 @@ static int op_set_network_policy(struct nc *nc, const struct xml_node *op,
     return 0;
 }
 
+static int op_attach_volume(struct nc *nc, const struct xml_node *op,
+                            struct xml_writer *w, struct koala_error **err)
+{
+    _cleanup_free_ char *id = NULL;
+    struct nc_volume *v = NULL;
+    if (instance_id(op, &id, err) < 0 || nc_volume_parse(op, true, &v, err) < 0)
+        return -1;
+    return nc_attach_volume(nc, id, v, w, err);
+}
+
+static int op_detach_volume(struct nc *nc, const struct xml_node *op,
+                            struct xml_writer *w, struct koala_error **err)
+{
+    _cleanup_free_ char *id = NULL, *vol = NULL, *force = NULL;
+    if (instance_id(op, &id, err) < 0 ||
+        (vol = need(op, "volumeId", err)) == NULL)
+        return -1;
+    if (!nc_valid_volume_id(vol))
+        return error_set(err, EINVAL, "InvalidVolumeID.Malformed",
+                         "Invalid id: \"%s\" (expecting \"vol-...\")", vol);
+    force = opt_text(op, "force");
+    if (force && strcmp(force, "true") != 0 && strcmp(force, "false") != 0 &&
+        strcmp(force, "1") != 0 && strcmp(force, "0") != 0)
+        return error_set(err, EINVAL, "InvalidParameterValue",
+                         "force must be true or false");
+    bool f = force && (strcmp(force, "true") == 0 || strcmp(force, "1") == 0);
+    return nc_detach_volume(nc, id, vol, f, w, err);
+}
+
 static const struct {
     const char *name;
     op_fn fn;
 } ops[] = {
+    {"ncAttachVolume", op_attach_volume},
+    {"ncDetachVolume", op_detach_volume},
     {"ncRunInstance", op_run},
     {"ncTerminateInstance", op_terminate},
     {"ncRebootInstance", op_reboot},

@@ -42,7 +42,7 @@
 #include "qmp.h"
 #include "util.h"
 
-#define MAX_ARGS 80
+#define MAX_ARGS (80 + 4 * NC_MAX_VOLUMES + 8)
 
 struct argv_builder {
     const char *argv[MAX_ARGS];
@@ -203,6 +203,8 @@ int nc_vm_launch(const struct nc_vm_spec *s, pid_t *pid,
         arg(&b, "-device");
         argf(&b, "%s,netdev=net0,mac=%s", nic, s->mac);
     }
+    for (char *const *x = s->extra; x && *x; x++)
+        arg(&b, *x);
     arg(&b, "-daemonize");
     arg(&b, "-pidfile");
     arg(&b, pidfile);

@@ -26,9 +26,12 @@ OUT="$(cd "$OUT" && pwd)"
 KMETA=linux-image-cloud-amd64
 
 # Modules the guest loads (their dependencies are added): virtio-mmio for
-# microvm, virtio-pci for pc/q35, disk and NIC drivers, and the ACPI button
-# plus evdev so that acpid sees the power button (QMP system_powerdown).
-MODULES=(virtio_mmio virtio_pci virtio_blk virtio_net button evdev)
+# microvm, virtio-pci for pc/q35, disk and NIC drivers, the ACPI button
+# plus evdev so that acpid sees the power button (QMP system_powerdown),
+# and virtio-scsi with SCSI disks: EBS volumes reach a microvm guest as
+# scsi-hd disks on a virtio-scsi bus (src/nc/volumes.c).
+MODULES=(virtio_mmio virtio_pci virtio_blk virtio_net button evdev
+         virtio_scsi sd_mod)
 
 PACKAGES=(qemu-system-x86 qemu-utils e2fsprogs cpio gzip kmod
           syslinux syslinux-common mtools dosfstools fdisk util-linux

@@ -51,6 +51,8 @@ CC_OPS = {
     "ConfigureNodes": ["node"],
     "SetPublicAddresses": ["version", "address"],
     "DescribePublicAddresses": [],
+    "AttachVolume": ["instanceId", "volumeId", "device", "export"],
+    "DetachVolume": ["instanceId", "volumeId", "force"],
 }
 NC_OPS = {
     "ncDescribeResource": [],
@@ -63,6 +65,8 @@ NC_OPS = {
     "ncStopInstance": ["instanceId"],
     "ncStartInstance": ["instanceId"],
     "ncGetConsoleOutput": ["instanceId"],
+    "ncAttachVolume": ["instanceId", "volumeId", "device", "export"],
+    "ncDetachVolume": ["instanceId", "volumeId", "force"],
 }
 
 
@@ -84,6 +88,10 @@ def values(r, name):
         "node": r.choice(["nc1", "node1", "x" * 500]),
         "endpoint": r.choice(["https://127.0.0.1:1/", "x", ""]),
         "version": r.choice(["1", "0", "-1", "99999999999999999999", "x"]),
+        "volumeId": r.choice(["vol-0000000000000001a", "vol-0000001a",
+                              "vol-../../x", "vol-" + "f" * 300]),
+        "device": r.choice(["/dev/sdf", "xvdf", "/dev/../sda", "sd,f"]),
+        "force": r.choice(["true", "false", "1", "yes"]),
     }.get(name)
 
 
