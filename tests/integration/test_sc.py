@@ -547,3 +547,29 @@ def test_snapshot_is_point_in_time(cloud, tmp_path):
     for x in (v, vid):
         call(sc, "DeleteVolume", volumeId=x)
     call(sc, "DeleteSnapshot", snapshotId=sid)
+
+
+def test_one_sc_per_zone(tmp_path):
+    """ZonesCloud(sc=True): an SC for each zone, each answering for its
+    own; a second SC for a zone is refused at registration."""
+    from zones import ZonesCloud
+    z = ZonesCloud(tmp_path, sc=True, nodes_per_zone=1, tunnels=False)
+    z.start()
+    try:
+        for zone in z.zones:
+            r = z.sc_soap(zone).call("DescribeResources")
+            assert text(r, "zone") == zone
+        out = sh(KOALA_BIN, "services", "--data-dir", z.dir).stdout
+        for zone in z.zones:
+            assert any(line.split()[:3] == ["sc", f"sc-{zone}", zone]
+                       for line in out.splitlines()), out
+        r = subprocess.run(
+            [str(KOALA_BIN), "register", "sc", "another", "--cluster",
+             "zone-a", "--endpoint", "https://127.0.0.1:1/", "--data-dir",
+             str(z.dir)], capture_output=True, text=True)
+        assert r.returncode != 0 and "sc-zone-a" in r.stderr, r.stderr
+        assert "another" not in sh(KOALA_BIN, "services", "--data-dir",
+                                   z.dir).stdout
+        assert not (z.dir / "certs" / "sc-another.pem").exists()
+    finally:
+        z.stop()
