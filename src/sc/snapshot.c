@@ -35,7 +35,7 @@
 #include "soap.h"
 #include "uploader.h"
 
-/* PUTs to Walrus at once per snapshot (uploader.h) */
+/* threads hashing and PUTting a snapshot's blocks (uploader.h) */
 #define UPLOADERS 4
 
 /* ---- records ---- */
@@ -109,6 +109,7 @@ int sc_manifest_load(struct sc *sc, const char *snap, struct sc_manifest *m,
 
 struct snap_job {
     struct sc *sc;
+    int64_t backup_ms; /* the backup job's time: the copy in the QSD */
     struct sc_snapshot snap;
     char old_bitmap[64];
     char base[32]; /* the manifest the old bitmap is relative to */
@@ -313,11 +314,12 @@ static int upload(struct snap_job *j, struct db *db, struct koala_error **err)
         error_set_errno(err, "%s", j->scratch);
         goto out;
     }
-    up = sc_uploader_new(sc, UPLOADERS, err);
+    up = sc_uploader_new(sc, UPLOADERS, &m, err);
     if (up == NULL || read_map(j, &map, &n_map, err) < 0 ||
         (!j->full && sc_manifest_load(sc, j->base, &base, err) < 0))
         goto out;
     size_t read_blocks = 0, done = 0;
+    int64_t t_upload = sc_now_ms();
     j->snap.uploaded = 0;
     for (size_t i = 0; i < n; i++) {
         uint64_t off = (uint64_t)i * SC_BLOCK_SIZE;
@@ -336,13 +338,9 @@ static int upload(struct snap_job *j, struct db *db, struct koala_error **err)
             continue;
         }
         read_blocks++;
-        if (sc_block_hash(block, len, m.hash[i])) {
-            bool known, queued;
-            if (sc_block_known(db, m.hash[i], &known, err) < 0 ||
-                (!known && sc_uploader_put(up, m.hash[i], block, len, &queued,
-                                           err) < 0))
-                goto out;
-        }
+        /* hashed, and uploaded if new, by the uploader's threads */
+        if (sc_uploader_put(up, i, block, len, err) < 0)
+            goto out;
         if (++done % 256 == 0) {
             j->snap.progress = 40 + (int)(i * 55 / n);
             if (sc_snapshot_put(db, &j->snap, err) < 0)
@@ -384,10 +382,12 @@ static int upload(struct snap_job *j, struct db *db, struct koala_error **err)
     if (commit(j, db, &m, err) < 0)
         goto out;
     log_info("%s: completed (%s of %s: %zu of %zu blocks read, %llu bytes "
-             "uploaded, %llu bytes of data)",
+             "uploaded, %llu bytes of data; backup %lld ms, hashing and "
+             "uploads %lld ms)",
              j->snap.id, j->full ? "full" : "incremental", j->snap.volume_id,
              read_blocks, n, (unsigned long long)j->snap.uploaded,
-             (unsigned long long)j->snap.total);
+             (unsigned long long)j->snap.total, (long long)j->backup_ms,
+             (long long)(sc_now_ms() - t_upload));
     rc = 0;
 out:
     if (up) {
@@ -426,7 +426,9 @@ static void snapshot_job(void *ctx)
     struct sc *sc = j->sc;
     struct koala_error *err = NULL;
     struct db *db = db_pool_get(sc->db, &err);
+    int64_t t0 = sc_now_ms();
     int rc = db ? wait_backup(j, db, &err) : -1;
+    j->backup_ms = sc_now_ms() - t0;
     char node[64];
     snprintf(node, sizeof(node), "%s", j->snap.id);
     struct koala_error *e2 = NULL;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "manifest.h"
 #include "s3.h"
 #include "sc.h"
 
@@ -14,13 +15,14 @@
 #define QUEUE 16 /* blocks waiting: 8 MiB */
 
 struct item {
-    char hash[65];
+    size_t index;
     char *data;
     size_t len;
 };
 
 struct sc_uploader {
     struct sc *sc;
+    struct sc_manifest *m;
     pthread_mutex_t lock;
     pthread_cond_t cond;
     struct item queue[QUEUE];
@@ -103,17 +105,29 @@ static void *worker(void *arg)
         bool failed = u->error != NULL;
         pthread_mutex_unlock(&u->lock);
         int rc = 0;
-        if (!failed && db) {
-            char key[256];
-            snprintf(key, sizeof(key), "%s/blocks/%s", sc->opt.zone, it.hash);
-            rc = sc_s3_put_hashed(sc->s3, SC_BUCKET, key, it.data, it.len,
-                                  it.hash, &err);
+        bool upload = false;
+        char *hash = u->m->hash[it.index];
+        if (!failed && db && sc_block_hash(it.data, it.len, hash)) {
+            unsigned char key[32];
+            unhex(hash, key);
+            pthread_mutex_lock(&u->lock);
+            upload = seen_add(u, key);
+            pthread_mutex_unlock(&u->lock);
+            bool known = false;
+            if (upload && (rc = sc_block_known(db, hash, &known, &err)) == 0)
+                upload = !known;
+        }
+        if (upload && rc == 0) {
+            char okey[256];
+            snprintf(okey, sizeof(okey), "%s/blocks/%s", sc->opt.zone, hash);
+            rc = sc_s3_put_hashed(sc->s3, SC_BUCKET, okey, it.data, it.len,
+                                  hash, &err);
             if (rc == 0)
-                rc = sc_block_stored(db, it.hash, it.len, &err);
+                rc = sc_block_stored(db, hash, it.len, &err);
         }
         free(it.data);
         pthread_mutex_lock(&u->lock);
-        if (rc == 0 && !failed && db)
+        if (rc == 0 && upload)
             u->uploaded += it.len;
         if ((rc < 0 || db == NULL) && u->error == NULL) {
             u->error = err;
@@ -129,12 +143,14 @@ static void *worker(void *arg)
 }
 
 struct sc_uploader *sc_uploader_new(struct sc *sc, unsigned threads,
+                                    struct sc_manifest *m,
                                     struct koala_error **err)
 {
     struct sc_uploader *u = calloc(1, sizeof(*u));
     if (u == NULL)
         return error_set(err, ENOMEM, NULL, "out of memory"), NULL;
     u->sc = sc;
+    u->m = m;
     pthread_mutex_init(&u->lock, NULL);
     pthread_cond_init(&u->cond, NULL);
     threads = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
@@ -150,12 +166,9 @@ struct sc_uploader *sc_uploader_new(struct sc *sc, unsigned threads,
     return u;
 }
 
-int sc_uploader_put(struct sc_uploader *u, const char hash[65],
-                    const void *data, size_t len, bool *queued,
-                    struct koala_error **err)
+int sc_uploader_put(struct sc_uploader *u, size_t index, const void *data,
+                    size_t len, struct koala_error **err)
 {
-    unsigned char key[32];
-    unhex(hash, key);
     char *copy = malloc(len ? len : 1);
     if (copy == NULL)
         return error_set(err, ENOMEM, NULL, "out of memory");
@@ -169,18 +182,13 @@ int sc_uploader_put(struct sc_uploader *u, const char hash[65],
         return error_set(err, u->error->errnum, u->error->code, "%s",
                          error_message(u->error));
     }
-    *queued = seen_add(u, key);
-    if (*queued) {
-        struct item *it = &u->queue[(u->head + u->count) % QUEUE];
-        memcpy(it->hash, hash, 65);
-        it->data = copy;
-        it->len = len;
-        copy = NULL;
-        u->count++;
-        pthread_cond_broadcast(&u->cond);
-    }
+    struct item *it = &u->queue[(u->head + u->count) % QUEUE];
+    it->index = index;
+    it->data = copy;
+    it->len = len;
+    u->count++;
+    pthread_cond_broadcast(&u->cond);
     pthread_mutex_unlock(&u->lock);
-    free(copy);
     return 0;
 }
 
