@@ -22,6 +22,9 @@ PACKAGES=(
   iperf3
   # the node controller: the hypervisor and qemu-img
   qemu-system-x86 qemu-utils
+  # the storage controller: qemu-storage-daemon serves the volumes' NBD
+  # exports (qemu-img, qemu-io from qemu-utils make and test them)
+  qemu-system-common
 )
 
 missing=()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/up.sh: installs what is missing, builds, and starts an all-in-one
 # Koala cloud on this host: Walrus (S3), the CLC (EC2 API), one cluster
-# controller and one node controller, each a real daemon speaking SOAP over
+# controller, one node controller and the zone's storage controller (EBS
+# volumes and snapshots), each a real daemon speaking SOAP over
 # mutual TLS to the others, with the instances' network inside network
 # namespaces of its own.  Builds the small test guest and the Debian 12
 # cloud-init guest and registers them as images, then prints the endpoints,

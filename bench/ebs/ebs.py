@@ -4,6 +4,7 @@ export_transport = tcp, and drives them over SOAP as the CLC does; the
 NBD client is qemu-img with a node's certificate, as the NC's QEMU."""
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -261,6 +262,10 @@ def main():
         if tcp:
             tcp.stop()
         cloud.stop()
+        if os.environ.get("KEEP") != "1":
+            shutil.rmtree(base, ignore_errors=True)
+        else:
+            print(f"kept {base}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@
 # Not here: AttachVolume -> device in a guest (the NC's hot-plug).
 # Installs what is missing, builds a release build in build-bench/ (or
 # KOALA_BUILD_DIR).  Every process it starts it ends by PID.  About
-# 2 minutes.  SIZE_MB=256 (the bytes snapshotted), ROUNDS=3 (median shown).
+# 2 minutes.  SIZE_MB=256 (the bytes snapshotted), ROUNDS=3 (median shown),
+# KEEP=1 (keep the daemons' logs: sc.log says how long the backup copy and
+# the uploads of each snapshot took).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash scripts/deps.sh

@@ -197,15 +197,36 @@ int cli_account_create(const char *dir, const char *name,
 
 /* clc_services_each callback: the name of an SC of zone q->zone other
  * than q->name. */
+struct sc_zone_query {
+    const char *zone, *name;
+    char other[64];
+};
+
 static int sc_of_zone(void *ctx, const struct service *s)
 {
-    struct {
-        const char *zone, *name;
-        char other[64];
-    } *q = ctx;
+    struct sc_zone_query *q = ctx;
     if (strcmp(s->partition, q->zone) == 0 && strcmp(s->name, q->name) != 0)
         snprintf(q->other, sizeof(q->other), "%s", s->name);
     return 0;
+}
+
+/* One SC per zone: another name for the same zone is refused (before
+ * any certificate is issued for it). */
+static int one_sc_per_zone(const char *dir, const char *name,
+                           const char *zone, struct koala_error **err)
+{
+    struct db *db = NULL;
+    struct db_pool *pool = open_clc(dir, &db, err);
+    if (pool == NULL)
+        return -1;
+    struct sc_zone_query q = {zone, name, ""};
+    int rc = clc_services_each(db, "sc", sc_of_zone, &q, err);
+    close_clc(pool, db);
+    if (rc == 0 && q.other[0])
+        rc = error_set(err, EEXIST, NULL,
+                       "zone %s has a storage controller already: %s", zone,
+                       q.other);
+    return rc;
 }
 
 static int register_service(const char *dir, const char *kind, const char *name,
@@ -231,6 +252,8 @@ static int register_service(const char *dir, const char *kind, const char *name,
     char cn[160], file[160], dns[200];
     snprintf(cn, sizeof(cn), "koala-%s-%s", kind, name);
     snprintf(file, sizeof(file), "%s-%s", kind, name);
+    if (sc_kind && one_sc_per_zone(dir, name, cluster, err) < 0)
+        return -1;
     /* An SC's name is also a DNS name of its certificate: QEMU checks the
      * NBD server's tls-hostname against the subjectAltNames only (gnutls
      * ignores the CN once there are any). */
@@ -256,20 +279,8 @@ static int register_service(const char *dir, const char *kind, const char *name,
     snprintf(s.endpoint, sizeof(s.endpoint), "%s", endpoint);
     char creds[4200] = "";
     int rc = 0;
-    if (sc_kind) {
-        /* one SC per zone: another name for the same zone is refused */
-        struct one_sc {
-            const char *zone, *name;
-            char other[64];
-        } q = {cluster, name, ""};
-        rc = clc_services_each(db, "sc", sc_of_zone, &q, err);
-        if (rc == 0 && q.other[0])
-            rc = error_set(err, EEXIST, NULL,
-                           "zone %s has a storage controller already: %s",
-                           cluster, q.other);
-        if (rc == 0)
-            rc = storage_account(dir, db, creds, sizeof(creds), err);
-    }
+    if (sc_kind)
+        rc = storage_account(dir, db, creds, sizeof(creds), err);
     if (rc == 0)
         rc = clc_service_register(db, &s, err);
     close_clc(pool, db);

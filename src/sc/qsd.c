@@ -586,11 +586,22 @@ static void revive(struct sc *sc, struct sc_active *a)
     struct koala_error *err = NULL;
     bool exported = a->exported;
     a->exported = false;
-    if (qsd_start(sc, a, &err) == 0 &&
+    /* the dead QSD left the volume's bitmaps in-use: check_bitmaps drops
+     * them, and the next snapshot reads every block */
+    struct db *db = db_pool_get(sc->db, &err);
+    struct sc_volume v;
+    int rc = db ? sc_volume_get(db, a->volume_id, &v, &err) : -1;
+    if (rc == 1)
+        rc = error_set(&err, ENOENT, NULL, "no such volume");
+    if (rc == 0 && qsd_start(sc, a, &err) == 0 &&
+        check_bitmaps(sc, db, a, &v, &err) == 0 &&
         (!exported || sc_qsd_export(sc, a, a->node, &err) == 0)) {
+        db_pool_put(sc->db, db);
         log_warn("%s: qemu-storage-daemon restarted", a->volume_id);
         return;
     }
+    if (db)
+        db_pool_put(sc->db, db);
     a->exported = exported;
     log_error("%s: restarting qemu-storage-daemon: %s", a->volume_id,
               error_message(err));

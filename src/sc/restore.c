@@ -4,13 +4,15 @@
  * holes); then the volume's qcow2 overlay is made on top of it with a
  * bitmap koala-SNAPID, so that the volume's first snapshot is incremental
  * against the one it came from.  The volume is `creating` with progress
- * until then.  A restarted SC starts the fill again from the beginning. */
+ * until then.  Blocks are fetched by a few threads at once (FETCHERS).  A restarted SC starts the fill again from the beginning. */
 #define LOG_MODULE "sc"
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "checksum.h"
@@ -19,10 +21,81 @@
 #include "s3.h"
 #include "sc.h"
 
+#define FETCHERS 4 /* GETs at once */
+
 struct restore_job {
     struct sc *sc;
     char volume_id[32];
 };
+
+/* The blocks of one fill, shared by its fetcher threads. */
+struct fill {
+    struct sc *sc;
+    const struct sc_manifest *m;
+    const char *snapshot_id;
+    int fd;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    size_t next;    /* the next block to take */
+    size_t done;    /* blocks written */
+    unsigned running;
+    struct koala_error *error; /* the first failure */
+};
+
+static int fetch_one(struct fill *f, size_t i, struct koala_error **err)
+{
+    struct sc *sc = f->sc;
+    char key[256], hash[65];
+    snprintf(key, sizeof(key), "%s/blocks/%s", sc->opt.zone, f->m->hash[i]);
+    _cleanup_buf_ struct buf b = {0};
+    int g = sc_s3_get(sc->s3, SC_BUCKET, key, &b, f->m->block_size, err);
+    if (g == 1)
+        return error_set(err, ENOENT, NULL, "block %s is missing",
+                         f->m->hash[i]);
+    if (g != 0)
+        return -1;
+    checksum_sha256_hex(b.data ? b.data : "", b.len, hash);
+    if (strcmp(hash, f->m->hash[i]) != 0)
+        return error_set(err, EIO, NULL,
+                         "block %zu of %s does not match its hash", i,
+                         f->snapshot_id);
+    if (pwrite(f->fd, b.data, b.len, (off_t)i * f->m->block_size) !=
+        (ssize_t)b.len)
+        return error_set_errno(err, "writing a volume's base");
+    return 0;
+}
+
+static void *fetcher(void *arg)
+{
+    struct fill *f = arg;
+    struct koala_error *err = NULL;
+    pthread_mutex_lock(&f->lock);
+    for (;;) {
+        while (f->next < f->m->n && !f->m->hash[f->next][0])
+            f->next++;
+        pthread_mutex_lock(&f->sc->lock);
+        bool stop = f->sc->jobs_stop;
+        pthread_mutex_unlock(&f->sc->lock);
+        if (stop && f->error == NULL)
+            error_set(&f->error, ECANCELED, NULL, "the SC is stopping");
+        if (f->next >= f->m->n || f->error)
+            break;
+        size_t i = f->next++;
+        pthread_mutex_unlock(&f->lock);
+        int rc = fetch_one(f, i, &err);
+        pthread_mutex_lock(&f->lock);
+        if (rc < 0 && f->error == NULL) {
+            f->error = err;
+            err = NULL;
+        }
+        error_clear(&err);
+        f->done++;
+    }
+    f->running--;
+    pthread_cond_broadcast(&f->cond);
+    pthread_mutex_unlock(&f->lock);
+    return NULL;
+}
 
 static int fill(struct sc *sc, struct db *db, const struct sc_volume *v,
                 struct koala_error **err)
@@ -40,42 +113,48 @@ static int fill(struct sc *sc, struct db *db, const struct sc_volume *v,
         error_set_errno(err, "%s", base);
         goto out;
     }
-    size_t nonzero = 0, done = 0;
+    size_t nonzero = 0;
     for (size_t i = 0; i < m.n; i++)
         nonzero += m.hash[i][0] != '\0';
-    for (size_t i = 0; i < m.n; i++) {
-        if (!m.hash[i][0])
-            continue;
-        pthread_mutex_lock(&sc->lock);
-        bool stop = sc->jobs_stop;
-        pthread_mutex_unlock(&sc->lock);
-        if (stop) {
-            error_set(err, ECANCELED, NULL, "the SC is stopping");
-            goto out;
+    struct fill f = {.sc = sc, .m = &m, .snapshot_id = v->snapshot_id,
+                     .fd = fd};
+    pthread_mutex_init(&f.lock, NULL);
+    pthread_cond_init(&f.cond, NULL);
+    pthread_t th[FETCHERS];
+    unsigned started = 0;
+    pthread_mutex_lock(&f.lock);
+    for (; started < FETCHERS; started++) {
+        if (pthread_create(&th[started], NULL, fetcher, &f) != 0)
+            break;
+        f.running++;
+    }
+    if (started == 0)
+        error_set(&f.error, EAGAIN, NULL, "cannot start a thread");
+    /* progress while the fetchers work */
+    while (f.running > 0) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 250 * 1000 * 1000;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
         }
-        char key[256], hash[65];
-        snprintf(key, sizeof(key), "%s/blocks/%s", sc->opt.zone, m.hash[i]);
-        _cleanup_buf_ struct buf b = {0};
-        int g = sc_s3_get(sc->s3, SC_BUCKET, key, &b, m.block_size, err);
-        if (g == 1)
-            error_set(err, ENOENT, NULL, "block %s is missing", m.hash[i]);
-        if (g != 0)
-            goto out;
-        checksum_sha256_hex(b.data ? b.data : "", b.len, hash);
-        if (strcmp(hash, m.hash[i]) != 0) {
-            error_set(err, EIO, NULL, "block %zu of %s does not match its hash",
-                      i, v->snapshot_id);
-            goto out;
-        }
-        if (pwrite(fd, b.data, b.len, (off_t)i * m.block_size) !=
-            (ssize_t)b.len) {
-            error_set_errno(err, "writing %s", base);
-            goto out;
-        }
-        if (++done % 32 == 0 &&
-            sc_volume_set_status(db, v->id, "creating",
-                                 (int)(done * 99 / nonzero), NULL, err) < 0)
-            goto out;
+        pthread_cond_timedwait(&f.cond, &f.lock, &until);
+        int pct = (int)(f.done * 99 / (nonzero ? nonzero : 1));
+        pthread_mutex_unlock(&f.lock);
+        struct koala_error *e2 = NULL;
+        sc_volume_set_status(db, v->id, "creating", pct, NULL, &e2);
+        error_free(e2);
+        pthread_mutex_lock(&f.lock);
+    }
+    pthread_mutex_unlock(&f.lock);
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    pthread_mutex_destroy(&f.lock);
+    pthread_cond_destroy(&f.cond);
+    if (f.error) {
+        *err = f.error;
+        goto out;
     }
     if (fsync(fd) < 0) {
         error_set_errno(err, "fsync %s", base);
@@ -88,7 +167,8 @@ static int fill(struct sc *sc, struct db *db, const struct sc_volume *v,
         sc_volume_set_bitmap(db, v->id, bitmap, v->snapshot_id, err) < 0 ||
         sc_volume_set_status(db, v->id, "available", 100, NULL, err) < 0)
         goto out;
-    log_info("%s: filled from %s (%zu blocks)", v->id, v->snapshot_id, done);
+    log_info("%s: filled from %s (%zu blocks)", v->id, v->snapshot_id,
+             nonzero);
     rc = 0;
 out:
     if (fd >= 0)

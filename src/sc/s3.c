@@ -123,7 +123,7 @@ static const char *hdr(void *ctx, const char *lname)
 /* One signed request; the reply in resp. */
 static int request(struct sc_s3 *s, const char *method, const char *bucket,
                    const char *key, const void *data, size_t len,
-                   struct http_client_sink sink,
+                   const char *known_sha, struct http_client_sink sink,
                    struct http_client_response *resp, struct koala_error **err)
 {
     char path[1024], url[1400], date[32], sha[65];
@@ -135,7 +135,10 @@ static int request(struct sc_s3 *s, const char *method, const char *bucket,
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(date, sizeof(date), "%Y%m%dT%H%M%SZ", &tm);
-    checksum_sha256_hex(data ? data : "", data ? len : 0, sha);
+    if (known_sha)
+        snprintf(sha, sizeof(sha), "%s", known_sha);
+    else
+        checksum_sha256_hex(data ? data : "", data ? len : 0, sha);
     struct hdrs h = {s->host, date, sha};
     struct sigv4_request rq = {method, path, "", hdr, &h, NULL};
     char *auth = sigv4_sign(&rq, s->key, s->secret, s->region, "s3", date,
@@ -184,7 +187,7 @@ int sc_s3_make_bucket(struct sc_s3 *s, const char *bucket,
                       struct koala_error **err)
 {
     _cleanup_http_response_ struct http_client_response r = {0};
-    if (request(s, "PUT", bucket, NULL, NULL, 0,
+    if (request(s, "PUT", bucket, NULL, NULL, 0, NULL,
                 (struct http_client_sink){0}, &r, err) < 0)
         return -1;
     if (r.status == 200 ||
@@ -194,14 +197,21 @@ int sc_s3_make_bucket(struct sc_s3 *s, const char *bucket,
     return status_error("PUT", bucket, NULL, &r, err);
 }
 
-int sc_s3_put(struct sc_s3 *s, const char *bucket, const char *key,
-              const void *data, size_t len, struct koala_error **err)
+int sc_s3_put_hashed(struct sc_s3 *s, const char *bucket, const char *key,
+                     const void *data, size_t len, const char *sha256,
+                     struct koala_error **err)
 {
     _cleanup_http_response_ struct http_client_response r = {0};
-    if (request(s, "PUT", bucket, key, data ? data : "", len,
+    if (request(s, "PUT", bucket, key, data ? data : "", len, sha256,
                 (struct http_client_sink){0}, &r, err) < 0)
         return -1;
     return r.status == 200 ? 0 : status_error("PUT", bucket, key, &r, err);
+}
+
+int sc_s3_put(struct sc_s3 *s, const char *bucket, const char *key,
+              const void *data, size_t len, struct koala_error **err)
+{
+    return sc_s3_put_hashed(s, bucket, key, data, len, NULL, err);
 }
 
 int sc_s3_get(struct sc_s3 *s, const char *bucket, const char *key,
@@ -210,7 +220,7 @@ int sc_s3_get(struct sc_s3 *s, const char *bucket, const char *key,
     _cleanup_http_response_ struct http_client_response r = {0};
     struct http_client_sink sink = {.kind = HTTP_CLIENT_SINK_MEMORY,
                                     .max_len = max};
-    if (request(s, "GET", bucket, key, NULL, 0, sink, &r, err) < 0)
+    if (request(s, "GET", bucket, key, NULL, 0, NULL, sink, &r, err) < 0)
         return -1;
     if (r.status == 404)
         return 1;
@@ -225,7 +235,7 @@ int sc_s3_delete(struct sc_s3 *s, const char *bucket, const char *key,
                  struct koala_error **err)
 {
     _cleanup_http_response_ struct http_client_response r = {0};
-    if (request(s, "DELETE", bucket, key, NULL, 0,
+    if (request(s, "DELETE", bucket, key, NULL, 0, NULL,
                 (struct http_client_sink){0}, &r, err) < 0)
         return -1;
     return r.status == 204 || r.status == 200 || r.status == 404

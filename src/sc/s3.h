@@ -26,6 +26,11 @@ int sc_s3_make_bucket(struct sc_s3 *s, const char *bucket,
                       struct koala_error **err);
 int sc_s3_put(struct sc_s3 *s, const char *bucket, const char *key,
               const void *data, size_t len, struct koala_error **err);
+/* As sc_s3_put, with the data's SHA-256 (hex) known already: a block's
+ * content address is also the payload hash SigV4 signs. */
+int sc_s3_put_hashed(struct sc_s3 *s, const char *bucket, const char *key,
+                     const void *data, size_t len, const char *sha256,
+                     struct koala_error **err);
 /* The object into out (at most max bytes); 1 when there is none. */
 int sc_s3_get(struct sc_s3 *s, const char *bucket, const char *key,
               struct buf *out, size_t max, struct koala_error **err);

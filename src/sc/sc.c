@@ -170,6 +170,18 @@ static int make_tls_dir(struct sc *sc, struct koala_error **err)
     return 0;
 }
 
+/* The snapshot bucket made at start, so that no user can take its name
+ * first (bucket names are the whole Walrus' own); a Walrus not up yet is
+ * fine, as every snapshot makes sure of the bucket again. */
+static void make_bucket(void *ctx)
+{
+    struct sc *sc = ctx;
+    struct koala_error *err = NULL;
+    if (sc_s3_make_bucket(sc->s3, SC_BUCKET, &err) < 0)
+        log_warn("the snapshot bucket %s: %s", SC_BUCKET, error_message(err));
+    error_free(err);
+}
+
 struct sc *sc_new(const struct sc_options *opt, struct koala_error **err)
 {
     struct sc *sc = calloc(1, sizeof(*sc));
@@ -217,6 +229,8 @@ struct sc *sc_new(const struct sc_options *opt, struct koala_error **err)
     sc->jobs = workpool_new(o->snapshot_workers, "sc-jobs", err);
     if (sc->jobs == NULL || sc_qsd_init(sc, err) < 0)
         goto fail;
+    if (sc->s3)
+        workpool_submit(sc->jobs, make_bucket, sc);
     /* The exports come back before the server answers: a CLC that asks
      * sees them as they were. */
     if (sc_recover(sc, err) < 0)

@@ -196,6 +196,12 @@ int sc_snapshots_each(struct db *db,
 /* Whether a pending snapshot of the volume exists: 1 yes, 0 no, -1. */
 int sc_snapshot_pending_for(struct db *db, const char *volume_id,
                             struct koala_error **err);
+/* Blocks stored in Walrus (whether or not a manifest uses them yet):
+ * whether one is, and recording one once Walrus has it. */
+int sc_block_known(struct db *db, const char *hash, bool *known,
+                   struct koala_error **err);
+int sc_block_stored(struct db *db, const char *hash, size_t len,
+                    struct koala_error **err);
 /* Counts in the SC's records: exports, snapshots not deleted. */
 int sc_count(struct db *db, const char *sql, int64_t *n,
              struct koala_error **err);

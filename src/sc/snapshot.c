@@ -33,6 +33,10 @@
 #include "s3.h"
 #include "sc.h"
 #include "soap.h"
+#include "uploader.h"
+
+/* threads hashing and PUTting a snapshot's blocks (uploader.h) */
+#define UPLOADERS 4
 
 /* ---- records ---- */
 
@@ -105,6 +109,7 @@ int sc_manifest_load(struct sc *sc, const char *snap, struct sc_manifest *m,
 
 struct snap_job {
     struct sc *sc;
+    int64_t backup_ms; /* the backup job's time: the copy in the QSD */
     struct sc_snapshot snap;
     char old_bitmap[64];
     char base[32]; /* the manifest the old bitmap is relative to */
@@ -248,35 +253,6 @@ static int read_block(int fd, const struct extent *x, size_t n, size_t *cur,
     return 0;
 }
 
-static int block_known(struct db *db, const char *hash, bool *known,
-                       struct koala_error **err)
-{
-    sqlite3_stmt *st = db_stmt(db, "SELECT 1 FROM blocks WHERE hash = ?", err);
-    if (st == NULL)
-        return -1;
-    sqlite3_bind_text(st, 1, hash, -1, SQLITE_TRANSIENT);
-    int rc = db_step_row(db, st, "reading blocks", err);
-    db_stmt_done(st);
-    *known = rc == 0;
-    return rc < 0 ? -1 : 0;
-}
-
-static int block_stored(struct db *db, const char *hash, size_t len,
-                        struct koala_error **err)
-{
-    sqlite3_stmt *st = db_stmt(
-        db, "INSERT OR IGNORE INTO blocks (hash, size) VALUES (?, ?)", err);
-    if (st == NULL)
-        return -1;
-    sqlite3_bind_text(st, 1, hash, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)len);
-    int rc = sqlite3_step(st) == SQLITE_DONE
-                 ? 0
-                 : db_error(db, "recording a block", err);
-    db_stmt_done(st);
-    return rc;
-}
-
 /* The snapshot completed: its blocks referenced, the new bitmap the
  * volume's, in one transaction. */
 static int commit(struct snap_job *j, struct db *db,
@@ -324,6 +300,7 @@ static int upload(struct snap_job *j, struct db *db, struct koala_error **err)
     if (sc_manifest_init(&m, j->snap.volume_size, SC_BLOCK_SIZE, err) < 0)
         return -1;
     struct extent *map = NULL;
+    struct sc_uploader *up = NULL;
     size_t n_map = 0, cur = 0;
     char *block = malloc(SC_BLOCK_SIZE);
     int fd = open(j->scratch, O_RDONLY | O_CLOEXEC);
@@ -337,10 +314,12 @@ static int upload(struct snap_job *j, struct db *db, struct koala_error **err)
         error_set_errno(err, "%s", j->scratch);
         goto out;
     }
-    if (read_map(j, &map, &n_map, err) < 0 ||
+    up = sc_uploader_new(sc, UPLOADERS, &m, err);
+    if (up == NULL || read_map(j, &map, &n_map, err) < 0 ||
         (!j->full && sc_manifest_load(sc, j->base, &base, err) < 0))
         goto out;
     size_t read_blocks = 0, done = 0;
+    int64_t t_upload = sc_now_ms();
     j->snap.uploaded = 0;
     for (size_t i = 0; i < n; i++) {
         uint64_t off = (uint64_t)i * SC_BLOCK_SIZE;
@@ -359,25 +338,19 @@ static int upload(struct snap_job *j, struct db *db, struct koala_error **err)
             continue;
         }
         read_blocks++;
-        if (sc_block_hash(block, len, m.hash[i])) {
-            bool known;
-            if (block_known(db, m.hash[i], &known, err) < 0)
-                goto out;
-            if (!known) {
-                char key[256];
-                object_key(sc, "blocks", m.hash[i], key, sizeof(key));
-                if (sc_s3_put(sc->s3, SC_BUCKET, key, block, len, err) < 0 ||
-                    block_stored(db, m.hash[i], len, err) < 0)
-                    goto out;
-                j->snap.uploaded += len;
-            }
-        }
+        /* hashed, and uploaded if new, by the uploader's threads */
+        if (sc_uploader_put(up, i, block, len, err) < 0)
+            goto out;
         if (++done % 256 == 0) {
             j->snap.progress = 40 + (int)(i * 55 / n);
             if (sc_snapshot_put(db, &j->snap, err) < 0)
                 goto out;
         }
     }
+    int fin = sc_uploader_finish(up, &j->snap.uploaded, err);
+    up = NULL;
+    if (fin < 0)
+        goto out;
     j->snap.total = 0;
     for (size_t i = 0; i < n; i++)
         if (m.hash[i][0])
@@ -409,12 +382,19 @@ static int upload(struct snap_job *j, struct db *db, struct koala_error **err)
     if (commit(j, db, &m, err) < 0)
         goto out;
     log_info("%s: completed (%s of %s: %zu of %zu blocks read, %llu bytes "
-             "uploaded, %llu bytes of data)",
+             "uploaded, %llu bytes of data; backup %lld ms, hashing and "
+             "uploads %lld ms)",
              j->snap.id, j->full ? "full" : "incremental", j->snap.volume_id,
              read_blocks, n, (unsigned long long)j->snap.uploaded,
-             (unsigned long long)j->snap.total);
+             (unsigned long long)j->snap.total, (long long)j->backup_ms,
+             (long long)(sc_now_ms() - t_upload));
     rc = 0;
 out:
+    if (up) {
+        struct koala_error *e2 = NULL;
+        sc_uploader_finish(up, NULL, &e2);
+        error_free(e2);
+    }
     free(text);
     if (fd >= 0)
         close(fd);
@@ -446,7 +426,9 @@ static void snapshot_job(void *ctx)
     struct sc *sc = j->sc;
     struct koala_error *err = NULL;
     struct db *db = db_pool_get(sc->db, &err);
+    int64_t t0 = sc_now_ms();
     int rc = db ? wait_backup(j, db, &err) : -1;
+    j->backup_ms = sc_now_ms() - t0;
     char node[64];
     snprintf(node, sizeof(node), "%s", j->snap.id);
     struct koala_error *e2 = NULL;

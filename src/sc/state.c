@@ -354,3 +354,32 @@ int sc_count(struct db *db, const char *sql, int64_t *n,
     db_stmt_done(st);
     return rc < 0 ? -1 : 0;
 }
+
+int sc_block_known(struct db *db, const char *hash, bool *known,
+                       struct koala_error **err)
+{
+    sqlite3_stmt *st = db_stmt(db, "SELECT 1 FROM blocks WHERE hash = ?", err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, hash, -1, SQLITE_TRANSIENT);
+    int rc = db_step_row(db, st, "reading blocks", err);
+    db_stmt_done(st);
+    *known = rc == 0;
+    return rc < 0 ? -1 : 0;
+}
+
+int sc_block_stored(struct db *db, const char *hash, size_t len,
+                        struct koala_error **err)
+{
+    sqlite3_stmt *st = db_stmt(
+        db, "INSERT OR IGNORE INTO blocks (hash, size) VALUES (?, ?)", err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, hash, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)len);
+    int rc = sqlite3_step(st) == SQLITE_DONE
+                 ? 0
+                 : db_error(db, "recording a block", err);
+    db_stmt_done(st);
+    return rc;
+}

@@ -131,11 +131,17 @@ class Cloud:
         if self.with_cluster:
             self.allow_test_access()
         if self.sc:
-            self._register("sc", "sc1",
-                           f"https://127.0.0.1:{self.ports['sc']}/",
-                           "--cluster", self.cluster)
-            self.start_sc()
+            self._start_scs({self.cluster: ("sc1", self.ports["sc"])})
         return self
+
+    def _start_scs(self, scs):
+        """Registers and starts one koala-sc per zone: scs is {zone:
+        (name, port)}."""
+        self.scs = scs
+        for zone, (name, port) in scs.items():
+            self._register("sc", name, f"https://127.0.0.1:{port}/",
+                           "--cluster", zone)
+            self.start_sc(zone)
 
     def routers(self):
         """The cluster routers' addresses: where the tests reach guests
@@ -304,16 +310,25 @@ class Cloud:
             f"hypervisor = {self.hypervisor}\n")
         return self._daemon(name, [NC_BIN, "--config", conf], port)
 
-    def start_sc(self):
-        """Starts koala-sc for the cluster's zone (again, after a kill: the
-        same configuration and data)."""
-        cert, key = self.certs("sc", "sc1")
-        conf = self.base / "sc.conf"
+    def sc_daemon(self, zone=None):
+        """The name of a zone's koala-sc in self.daemons ("sc" for the
+        first zone's)."""
+        zone = zone or self.cluster
+        return "sc" if zone == self.cluster else f"sc-{zone}"
+
+    def start_sc(self, zone=None):
+        """Starts koala-sc for a zone (the cluster's by default), again
+        after a kill: the same configuration and data."""
+        zone = zone or self.cluster
+        name, port = self.scs[zone]
+        daemon = self.sc_daemon(zone)
+        cert, key = self.certs("sc", name)
+        conf = self.base / f"{daemon}.conf"
         conf.write_text(
             "[sc]\n"
-            f"listen = 127.0.0.1:{self.ports['sc']}\n"
-            f"data_dir = {self.dir / 'sc'}\n"
-            f"name = sc1\nzone = {self.cluster}\n"
+            f"listen = 127.0.0.1:{port}\n"
+            f"data_dir = {self.dir / daemon}\n"
+            f"name = {name}\nzone = {zone}\n"
             f"tls_cert = {cert}\ntls_key = {key}\nca = {self.ca}\n"
             f"capacity_gb = {self.sc_capacity_gb}\n"
             f"export_transport = {self.sc_transport}\n"
@@ -321,17 +336,17 @@ class Cloud:
             "walrus_credentials = "
             f"{self.dir / 'certs' / 'koala-storage.credentials'}\n"
             f"region = {REGION}\n")
-        return self._daemon("sc", [SC_BIN, "--config", conf],
-                            self.ports["sc"])
+        return self._daemon(daemon, [SC_BIN, "--config", conf], port)
 
-    def sc_soap(self, cert=None, key=None):
-        """A SOAP client of the SC, as the CLC (its certificate) by
+    def sc_soap(self, zone=None, cert=None, key=None):
+        """A SOAP client of a zone's SC, as the CLC (its certificate) by
         default."""
         from soapclient import SoapClient
         if cert is None:
             cert, key = self.dir / "certs" / "clc.pem", \
                 self.dir / "certs" / "clc.key"
-        return SoapClient(f"https://127.0.0.1:{self.ports['sc']}/", SC_NS,
+        _, port = self.scs[zone or self.cluster]
+        return SoapClient(f"https://127.0.0.1:{port}/", SC_NS,
                           ca=self.ca, cert=cert, key=key, timeout=60)
 
     def wait_enabled(self, timeout=60):

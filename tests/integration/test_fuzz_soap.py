@@ -1,6 +1,6 @@
-"""The CC's and the NC's SOAP endpoints under hostile requests (issue 13),
-over mutual TLS with a certificate of the cloud's CA (the CLC's for the
-CC, a CC's for the NC): a seeded, time-bounded fuzz run each (fuzzsoap:
+"""The CC's, the NC's and the SC's SOAP endpoints under hostile requests
+(issue 13), over mutual TLS with a certificate of the cloud's CA (the CLC's
+for the CC and the SC, a CC's for the NC): a seeded, time-bounded fuzz run each (fuzzsoap:
 unknown operations, a Fault as the Body, missing and repeated elements,
 huge strings, many attributes, deep nesting, DOCTYPEs, broken framing,
 slow and cut connections), TLS without a client certificate, and the known
@@ -10,7 +10,8 @@ Oracles (fuzzlib): the daemon stays up, no sanitizer report, every reply a
 SOAP Envelope (faults as soap:Fault with a Koala code, never InternalError
 for a bad request), no request over the CPU budget, what was there before
 reads back the same (the CC's DescribeService and resources, the NC's
-resources), and nothing written outside the daemon's data directory.
+resources, the SC's volumes, snapshots and resources), and nothing written
+outside the daemon's data directory.
 The CC runs without nodes and the NC without instances: nothing here
 boots a guest.  KOALA_FUZZ_SEED / _SECONDS / _CASE: see fuzzlib.
 """
@@ -19,18 +20,20 @@ import os
 import shutil
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
 import fuzzlib
 import fuzzsoap
-from conftest import KOALA_BIN, PKI, Netns
+from conftest import KOALA_BIN, PKI, Netns, Process, free_port
 from fuzzlib import FuzzRun
-from soapclient import client_context, to_dict
+from soapclient import SoapClient, client_context, to_dict
 from test_cc import CC, CC_BIN
 from test_nc import NC_BIN, Node
 
-CC_NS, NC_NS = "urn:koala:cc", "urn:koala:nc"
+CC_NS, NC_NS, SC_NS = "urn:koala:cc", "urn:koala:nc", "urn:koala:sc"
+SC_BIN = KOALA_BIN.parent.parent / "sc" / "koala-sc"
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ip") is None,
@@ -68,6 +71,37 @@ NC_OPS = {
     "ncAttachVolume": ["instanceId", "volumeId", "device", "export"],
     "ncDetachVolume": ["instanceId", "volumeId", "force"],
 }
+
+
+# Every value an SC operation takes is one it must refuse (a malformed or
+# unknown id, a size that is no size, a node name that is no name), so a
+# run changes nothing and the oracle can say so.
+SC_OPS = {
+    "CreateVolume": ["volumeId", "sizeBytes", "snapshotId"],
+    "DeleteVolume": ["volumeId"],
+    "ResizeVolume": ["volumeId", "sizeBytes"],
+    "DescribeVolumes": ["volumeId"],
+    "ExportVolume": ["volumeId", "node"],
+    "UnexportVolume": ["volumeId", "node"],
+    "CreateSnapshot": ["snapshotId", "volumeId"],
+    "DeleteSnapshot": ["snapshotId"],
+    "DescribeSnapshots": ["snapshotId"],
+    "DescribeResources": [],
+}
+
+
+def sc_values(r, name):
+    return {
+        "volumeId": r.choice(["vol-0000000000000001", "vol-00000001",
+                              "vol-" + "f" * 100, "vol-../../etc", "",
+                              "vol-0000000000000001/../x", "snap-00000001"]),
+        "snapshotId": r.choice(["snap-0000000000000001", "snap-00000001",
+                                "snap-../x", "vol-00000001", ""]),
+        "sizeBytes": r.choice(["0", "-1", "1073741825", "x", "",
+                               "99999999999999999999", "17592186044416000",
+                               "1073741824.5"]),
+        "node": r.choice(["a/b", "x" * 500, "", "../n", "n1;rm"]),
+    }.get(name)
 
 
 def values(r, name):
@@ -152,6 +186,37 @@ def fz_nc(fz_pki, tmp_path):
         ns.delete()
 
 
+class SC(Process):
+    """koala-sc with a certificate of the test PKI, no Walrus."""
+
+    def __init__(self, pki, data_dir):
+        self.pki = pki
+        self.data_dir = Path(data_dir)
+        self.port = free_port()
+        self.log_path = self.data_dir.parent / "sc.log"
+
+    def argv(self):
+        cert, key = self.pki.issue("koala-sc-fz")
+        conf = self.data_dir.parent / "sc.conf"
+        conf.write_text(
+            f"[sc]\nlisten = 127.0.0.1:{self.port}\n"
+            f"data_dir = {self.data_dir}\nname = fz\n"
+            f"tls_cert = {cert}\ntls_key = {key}\nca = {self.pki.ca}\n"
+            "capacity_gb = 10\n")
+        return [SC_BIN, "--config", conf]
+
+
+@pytest.fixture
+def fz_sc(fz_pki, tmp_path):
+    sc = SC(fz_pki, tmp_path / "sc")
+    try:
+        sc.start()
+        yield sc
+    finally:
+        if sc.proc is not None:
+            sc.stop(timeout=10)
+
+
 def _run(name, daemon, port, ctx, gen, tmp_path, seconds, snapshot):
     before = snapshot()
     run = FuzzRun(name, daemon, port, tmp_path, tls=ctx)
@@ -188,6 +253,21 @@ def test_fuzz_nc(fz_nc, fz_pki, tmp_path):
         return (node.resource(), tree(node.base, node.data))
     gen = fuzzsoap.SoapGen(NC_OPS, NC_NS, node.port, values)
     _run("nc", node, node.port, fz_pki.ctx("koala-cc-test"), gen, tmp_path,
+         fuzzlib.SECONDS, snapshot)
+
+
+def test_fuzz_sc(fz_sc, fz_pki, tmp_path):
+    sc = fz_sc
+    client = SoapClient(f"https://127.0.0.1:{sc.port}/", SC_NS,
+                        ctx=fz_pki.ctx("koala-clc"))
+
+    def snapshot():
+        return tuple(to_dict(client.call(op)) for op in
+                     ("DescribeVolumes", "DescribeSnapshots",
+                      "DescribeResources")) + (tree(sc.data_dir.parent,
+                                                    sc.data_dir),)
+    gen = fuzzsoap.SoapGen(SC_OPS, SC_NS, sc.port, sc_values)
+    _run("sc", sc, sc.port, fz_pki.ctx("koala-clc"), gen, tmp_path,
          fuzzlib.SECONDS, snapshot)
 
 

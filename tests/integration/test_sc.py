@@ -253,7 +253,8 @@ def qsd_pids(cloud):
     return mine
 
 
-def writer_across_kill(cloud, sc, daemon, restart, tmp_path):
+def writer_across_kill(cloud, sc, daemon, restart, tmp_path,
+                       snapshot_after=False):
     """A client writing through kill -9 and restart() of the SC daemon:
     it stalls in reconnect-delay and resumes; flushed data intact."""
     vid = create(sc)
@@ -293,6 +294,21 @@ def writer_across_kill(cloud, sc, daemon, restart, tmp_path):
     # a new client sees it all too, at the same address
     assert export(sc, vid, "n1") == e
     qemu_io(n1, e, "read -P 0x11 0 1M", "read -P 0x22 1M 1M")
+    if snapshot_after:
+        # a first snapshot, then one after the QSD's death: full again
+        sid, _ = snapshot(sc, vid)
+        for pid in qsd_pids(cloud):
+            os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: qemu_io(n1, e, "read 0 4k",
+                                   check=False).returncode == 0,
+                   timeout=20, what="the supervisor to restart the QSD")
+        qemu_io(n1, e, "write -P 0x33 2M 1M", "flush")
+        sid2, st = snapshot(sc, vid)
+        log = (cloud.base / "sc.log").read_text()
+        assert f"{sid2}: completed (full" in log
+        assert st["uploadedBytes"] == 512 * 1024  # two equal new blocks
+        for x in (sid, sid2):
+            call(sc, "DeleteSnapshot", snapshotId=x)
     call(sc, "UnexportVolume", volumeId=vid, node="n1")
     call(sc, "DeleteVolume", volumeId=vid)
 
@@ -338,6 +354,27 @@ def test_export_over_tcp(cloud, tmp_path):
 def test_export_survives_kill9(cloud, tmp_path):
     writer_across_kill(cloud, cloud.sc_soap(), cloud.daemons["sc"],
                        cloud.start_sc, tmp_path)
+
+
+class QsdProcess:
+    """The volume's qemu-storage-daemon, as a Process-like thing for
+    writer_across_kill: killed by its PID; the SC's supervisor starts it
+    again by itself."""
+
+    def __init__(self, cloud):
+        self.cloud = cloud
+
+    def stop(self, sig):
+        for pid in qsd_pids(self.cloud):
+            os.kill(pid, sig)
+
+
+def test_qsd_killed_alone(cloud, tmp_path):
+    """The QSD dies on its own: koala-sc starts it again with the export;
+    the client rides it out; the next snapshot is a full read (the dead
+    QSD's bitmap is gone) and completes."""
+    writer_across_kill(cloud, cloud.sc_soap(), QsdProcess(cloud),
+                       lambda: None, tmp_path, snapshot_after=True)
 
 
 # ---- snapshots ----
@@ -480,3 +517,108 @@ def test_snapshots_incremental_dedup_restore(cloud, tmp_path):
         call(sc, "DeleteSnapshot", snapshotId=s)
     assert stored_blocks(s3, zone) == before
     call(sc, "DeleteVolume", volumeId=vid)
+
+
+def test_snapshot_is_point_in_time(cloud, tmp_path):
+    """What is written after CreateSnapshot returned is not in the
+    snapshot, however far its upload got (copy-before-write)."""
+    sc = cloud.sc_soap()
+    vid = create(sc)
+    e = export(sc, vid, "n1")
+    n1 = tls_dir(cloud, tmp_path, "n1")
+    ref = tmp_path / "ref.raw"
+    with open(ref, "wb") as f:
+        f.truncate(GIB)
+    write_random(tmp_path, n1, e, ref, 0, 64 * MIB)
+    sid = snap_id()
+    call(sc, "CreateSnapshot", snapshotId=sid, volumeId=vid)
+    # at once, before the job can have read much
+    qemu_io(n1, e, "write -P 0xee 0 64M", "flush")
+    wait_until(lambda: text(child(call(sc, "DescribeSnapshots",
+                                       snapshotId=sid), "snapshot"),
+                            "status") == "completed", timeout=120)
+    v = restored(sc, sid)
+    ev = export(sc, v, "n1")
+    ok, out = same_bytes(n1, ev, ref)
+    assert ok, out
+    qemu_io(n1, e, "read -P 0xee 0 64M")
+    for x in (ev, e):
+        call(sc, "UnexportVolume", volumeId=x["volumeId"], node="n1")
+    # snapshots of a volume attached nowhere (a QSD just for the job): the
+    # bitmap survives the QSD's end, so the second one reads nothing
+    s2, st2 = snapshot(sc, vid)
+    assert st2["uploadedBytes"] == 512 * 1024  # the 0xee block, once
+    s3_, st3 = snapshot(sc, vid)
+    assert st3["uploadedBytes"] == 0
+    log = (cloud.base / "sc.log").read_text()
+    assert f"{s3_}: completed (incremental of {vid}: 0 of 2048 blocks" in log
+    for x in (v, vid):
+        call(sc, "DeleteVolume", volumeId=x)
+    for x in (sid, s2, s3_):
+        call(sc, "DeleteSnapshot", snapshotId=x)
+
+
+def test_kill9_during_snapshot(cloud, tmp_path):
+    """kill -9 of the SC while a snapshot is pending: after the restart it
+    is `error` (its point in time died with the QSD), the volume's next
+    snapshot reads every block and completes with the right bytes, and the
+    blocks the killed one uploaded are not uploaded again."""
+    sc = cloud.sc_soap()
+    s3 = storage_s3(cloud)
+    before = stored_blocks(s3, cloud.cluster)
+    vid = create(sc)
+    e = export(sc, vid, "n1")
+    n1 = tls_dir(cloud, tmp_path, "n1")
+    ref = tmp_path / "ref.raw"
+    with open(ref, "wb") as f:
+        f.truncate(GIB)
+    write_random(tmp_path, n1, e, ref, 0, 128 * MIB)
+    sid = snap_id()
+    call(sc, "CreateSnapshot", snapshotId=sid, volumeId=vid)
+    cloud.daemons["sc"].stop(signal.SIGKILL)
+    cloud.start_sc()
+    s = child(call(sc, "DescribeSnapshots", snapshotId=sid), "snapshot")
+    if text(s, "status") == "completed":
+        pytest.skip("the snapshot completed before the kill")
+    assert text(s, "status") == "error"
+    assert "restarted" in text(s, "statusMessage")
+    partial = len(stored_blocks(s3, cloud.cluster)) - len(before)
+    s2, st2 = snapshot(sc, vid)
+    assert st2["uploadedBytes"] == (256 - partial) * 512 * 1024
+    v = restored(sc, s2)
+    ev = export(sc, v, "n1")
+    ok, out = same_bytes(n1, ev, ref)
+    assert ok, out
+    for x in (ev, e):
+        call(sc, "UnexportVolume", volumeId=x["volumeId"], node="n1")
+    call(sc, "DeleteSnapshot", snapshotId=sid)
+    call(sc, "DeleteSnapshot", snapshotId=s2)
+    for x in (v, vid):
+        call(sc, "DeleteVolume", volumeId=x)
+    assert stored_blocks(s3, cloud.cluster) == before
+
+
+def test_one_sc_per_zone(tmp_path):
+    """ZonesCloud(sc=True): an SC for each zone, each answering for its
+    own; a second SC for a zone is refused at registration."""
+    from zones import ZonesCloud
+    z = ZonesCloud(tmp_path, sc=True, nodes_per_zone=1, tunnels=False)
+    z.start()
+    try:
+        for zone in z.zones:
+            r = z.sc_soap(zone).call("DescribeResources")
+            assert text(r, "zone") == zone
+        out = sh(KOALA_BIN, "services", "--data-dir", z.dir).stdout
+        for zone in z.zones:
+            assert any(line.split()[:3] == ["sc", f"sc-{zone}", zone]
+                       for line in out.splitlines()), out
+        r = subprocess.run(
+            [str(KOALA_BIN), "register", "sc", "another", "--cluster",
+             "zone-a", "--endpoint", "https://127.0.0.1:1/", "--data-dir",
+             str(z.dir)], capture_output=True, text=True)
+        assert r.returncode != 0 and "sc-zone-a" in r.stderr, r.stderr
+        assert "another" not in sh(KOALA_BIN, "services", "--data-dir",
+                                   z.dir).stdout
+        assert not (z.dir / "certs" / "sc-another.pem").exists()
+    finally:
+        z.stop()

@@ -95,6 +95,10 @@ class ZonesCloud(Cloud):
             self.start_nc(name)
         self.wait_enabled()
         self.allow_test_access()
+        if self.sc:
+            # one storage controller per zone: sc-ZONE
+            self._start_scs({z: (f"sc-{z}", free_port())
+                             for z in self.zones})
         return self
 
     def routers(self):
