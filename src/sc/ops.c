@@ -18,7 +18,7 @@
 
 /* ---- records ---- */
 
-static void write_time(struct xml_writer *w, const char *name, int64_t ms)
+void sc_write_time(struct xml_writer *w, const char *name, int64_t ms)
 {
     time_t t = (time_t)(ms / 1000);
     struct tm tm;
@@ -38,7 +38,7 @@ void sc_write_volume(struct xml_writer *w, const struct sc_volume *v)
         xml_text_element(w, "snapshotId", v->snapshot_id);
     if (v->snapshot_id[0] || strcmp(v->status, "creating") == 0)
         xml_text_elementf(w, "progress", "%d", v->progress);
-    write_time(w, "createTime", v->create_ms);
+    sc_write_time(w, "createTime", v->create_ms);
     if (v->message[0])
         xml_text_element(w, "statusMessage", v->message);
     xml_end(w);

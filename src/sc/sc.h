@@ -1,8 +1,8 @@
 /* sc.h: koala-sc internals shared by its files: the daemon and its options
  * (sc.c), the SOAP routing (server.c), the volume and export operations
  * (ops.c), the database (state.c), the qemu-storage-daemon children
- * (qsd.c), snapshots and volumes from snapshots (snapshot.c, restore.c),
- * and Walrus (s3.c).  The design is docs/storage.md.
+ * (qsd.c), snapshots (snapshot.c, uploader.c, catalog.c), volumes from
+ * snapshots (restore.c) and Walrus (s3.c).  The design is docs/storage.md.
  *
  * Locking rules:
  *   sc->lock    the table of running QSDs (sc->active) and every change of
@@ -246,6 +246,14 @@ void sc_op_create_snapshot(struct sc_req *r);
 void sc_op_delete_snapshot(struct sc_req *r);
 void sc_op_describe_snapshots(struct sc_req *r);
 
+/* An xs:dateTime element for ms since the epoch (ops.c). */
+void sc_write_time(struct xml_writer *w, const char *name, int64_t ms);
+/* DATA/manifests/SNAP.json, the local copy of a manifest, and the Walrus
+ * key ZONE/KIND/NAME of a block or manifest (snapshot.c). */
+void sc_manifest_path(struct sc *sc, const char *snapshot_id, char *out,
+                      size_t size);
+void sc_object_key(struct sc *sc, const char *kind, const char *name,
+                   char *out, size_t size);
 /* Writes <volume> / <snapshot> / <export> into w. */
 void sc_write_volume(struct xml_writer *w, const struct sc_volume *v);
 void sc_write_snapshot(struct xml_writer *w, const struct sc_snapshot *s);

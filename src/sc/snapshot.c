@@ -1,6 +1,5 @@
-/* snapshot.c: CreateSnapshot, DeleteSnapshot, DescribeSnapshots and the
- * background job that stores a snapshot in Walrus (docs/storage.md,
- * "Snapshots").
+/* snapshot.c: CreateSnapshot and the background job that stores a
+ * snapshot in Walrus (docs/storage.md, "Snapshots").
  *
  * The point in time is fixed by one QMP transaction in the volume's QSD:
  * a new persistent bitmap koala-SNAPID starts counting writes, and a
@@ -12,10 +11,9 @@
  * bitmap the volume's.
  *
  * Reference counts: manifest_blocks says which completed snapshot uses
- * which block.  Blocks no manifest uses are deleted from Walrus by
- * DeleteSnapshot, only while no snapshot is pending (one may be about to
- * use such a block: it saw it stored and skipped the upload), under
- * sc->gc_lock. */
+ * which block (catalog.c deletes the blocks none uses).  A pending
+ * snapshot's row is written under sc->gc_lock, so that no block it may
+ * find stored is collected meanwhile. */
 #define LOG_MODULE "sc"
 #include <errno.h>
 #include <fcntl.h>
@@ -38,42 +36,14 @@
 /* threads hashing and PUTting a snapshot's blocks (uploader.h) */
 #define UPLOADERS 4
 
-/* ---- records ---- */
-
-static void write_time(struct xml_writer *w, const char *name, int64_t ms)
-{
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    char buf[40];
-    gmtime_r(&t, &tm);
-    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-    xml_text_elementf(w, name, "%s.%03dZ", buf, (int)(ms % 1000));
-}
-
-void sc_write_snapshot(struct xml_writer *w, const struct sc_snapshot *s)
-{
-    xml_start(w, "snapshot");
-    xml_text_element(w, "snapshotId", s->id);
-    xml_text_element(w, "volumeId", s->volume_id);
-    xml_u64_element(w, "volumeSizeBytes", s->volume_size);
-    xml_text_element(w, "status", s->status);
-    xml_text_elementf(w, "progress", "%d", s->progress);
-    write_time(w, "startTime", s->start_ms);
-    xml_u64_element(w, "uploadedBytes", s->uploaded);
-    xml_u64_element(w, "totalBytes", s->total);
-    if (s->message[0])
-        xml_text_element(w, "statusMessage", s->message);
-    xml_end(w);
-}
-
-static void manifest_path(struct sc *sc, const char *snap, char *out,
-                          size_t size)
+void sc_manifest_path(struct sc *sc, const char *snap, char *out,
+                      size_t size)
 {
     snprintf(out, size, "%s/manifests/%s.json", sc->opt.data_dir, snap);
 }
 
-static void object_key(struct sc *sc, const char *kind, const char *name,
-                       char *out, size_t size)
+void sc_object_key(struct sc *sc, const char *kind, const char *name,
+                   char *out, size_t size)
 {
     snprintf(out, size, "%s/%s/%s", sc->opt.zone, kind, name);
 }
@@ -83,7 +53,7 @@ int sc_manifest_load(struct sc *sc, const char *snap, struct sc_manifest *m,
                      struct koala_error **err)
 {
     char path[4200], key[256];
-    manifest_path(sc, snap, path, sizeof(path));
+    sc_manifest_path(sc, snap, path, sizeof(path));
     _cleanup_buf_ struct buf b = {0};
     FILE *f = fopen(path, "re");
     if (f) {
@@ -93,7 +63,7 @@ int sc_manifest_load(struct sc *sc, const char *snap, struct sc_manifest *m,
             buf_append(&b, chunk, n);
         fclose(f);
     } else {
-        object_key(sc, "manifests", snap, key, sizeof(key));
+        sc_object_key(sc, "manifests", snap, key, sizeof(key));
         int rc = sc->s3 ? sc_s3_get(sc->s3, SC_BUCKET, key, &b, 1u << 30, err)
                         : error_set(err, ENOTSUP, NULL, "no Walrus");
         if (rc == 1)
@@ -362,8 +332,8 @@ static int upload(struct snap_job *j, struct db *db, struct koala_error **err)
     size_t mlen = 0;
     text = sc_manifest_dump(&m, j->snap.id, j->snap.volume_id, &mlen);
     char key[256], path[4200], tmp[4300];
-    object_key(sc, "manifests", j->snap.id, key, sizeof(key));
-    manifest_path(sc, j->snap.id, path, sizeof(path));
+    sc_object_key(sc, "manifests", j->snap.id, key, sizeof(key));
+    sc_manifest_path(sc, j->snap.id, path, sizeof(path));
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     if (text == NULL) {
         error_set(err, ENOMEM, NULL, "out of memory");
@@ -481,8 +451,6 @@ static int ids(struct sc_req *r, char snap[32], char vol[32],
         return error_set(err, EINVAL, "InvalidSnapshot.Malformed",
                          "Invalid id: \"%s\" (expecting \"snap-...\")", s);
     snprintf(snap, 32, "%s", s);
-    if (vol == NULL)
-        return 0;
     _cleanup_free_ char *v = sc_req_text(r, "volumeId", err);
     if (v == NULL)
         return -1;
@@ -649,171 +617,5 @@ void sc_op_create_snapshot(struct sc_req *r)
         return sc_fail(r, err);
     struct xml_writer *w = soap_start("CreateSnapshotResponse", SC_NS);
     sc_write_snapshot(w, &s);
-    sc_reply(r, w);
-}
-
-/* ---- DeleteSnapshot ---- */
-
-/* Deletes from Walrus every block no manifest uses, unless a snapshot is
- * pending (see atop).  Under sc->gc_lock. */
-static int collect_blocks(struct sc *sc, struct db *db,
-                          struct koala_error **err)
-{
-    int64_t pending;
-    if (sc_count(db, "SELECT count(*) FROM snapshots WHERE status = 'pending'",
-                 &pending, err) < 0)
-        return -1;
-    if (pending)
-        return 0;
-    for (;;) {
-        sqlite3_stmt *st = db_stmt(
-            db, "SELECT hash FROM blocks WHERE hash NOT IN"
-                " (SELECT hash FROM manifest_blocks) LIMIT 1", err);
-        if (st == NULL)
-            return -1;
-        int rc = db_step_row(db, st, "finding unused blocks", err);
-        char hash[65] = "";
-        if (rc == 0)
-            snprintf(hash, sizeof(hash), "%s",
-                     (const char *)sqlite3_column_text(st, 0));
-        db_stmt_done(st);
-        if (rc != 0)
-            return rc < 0 ? -1 : 0;
-        char key[256];
-        object_key(sc, "blocks", hash, key, sizeof(key));
-        if (sc_s3_delete(sc->s3, SC_BUCKET, key, err) < 0)
-            return -1;
-        st = db_stmt(db, "DELETE FROM blocks WHERE hash = ?", err);
-        if (st == NULL)
-            return -1;
-        sqlite3_bind_text(st, 1, hash, -1, SQLITE_TRANSIENT);
-        int ok = sqlite3_step(st) == SQLITE_DONE;
-        db_stmt_done(st);
-        if (!ok)
-            return db_error(db, "forgetting a block", err);
-    }
-}
-
-static int delete_snapshot(struct sc_req *r, struct koala_error **err)
-{
-    struct sc *sc = r->sc;
-    char snap[32];
-    struct db *db = sc_req_db(r, err);
-    if (db == NULL || ids(r, snap, NULL, err) < 0)
-        return -1;
-    struct sc_snapshot s;
-    int rc = sc_snapshot_get(db, snap, &s, err);
-    if (rc < 0)
-        return -1;
-    if (rc == 1)
-        return error_set(err, ENOENT, "InvalidSnapshot.NotFound",
-                         "The snapshot '%s' does not exist.", snap);
-    if (strcmp(s.status, "pending") == 0)
-        return error_set(err, EBUSY, "IncorrectState",
-                         "Snapshot '%s' is still pending", snap);
-    int64_t users;
-    sqlite3_stmt *st = db_stmt(
-        db, "SELECT count(*) FROM volumes WHERE snapshot_id = ? AND"
-            " status = 'creating'", err);
-    if (st == NULL)
-        return -1;
-    sqlite3_bind_text(st, 1, snap, -1, SQLITE_TRANSIENT);
-    rc = db_step_row(db, st, "reading volumes", err);
-    users = rc == 0 ? sqlite3_column_int64(st, 0) : 0;
-    db_stmt_done(st);
-    if (rc < 0)
-        return -1;
-    if (users)
-        return error_set(err, EBUSY, "InvalidSnapshot.InUse",
-                         "Snapshot '%s' is being restored into a volume",
-                         snap);
-    pthread_mutex_lock(&sc->gc_lock);
-    rc = -1;
-    char key[256], path[4200];
-    object_key(sc, "manifests", snap, key, sizeof(key));
-    manifest_path(sc, snap, path, sizeof(path));
-    if (strcmp(s.status, "deleted") != 0) {
-        /* the references go first: a kill -9 after this leaves blocks
-         * that the next collection removes, never a manifest whose blocks
-         * are gone */
-        if (db_begin(db, err) < 0)
-            goto out;
-        st = db_stmt(db, "DELETE FROM manifest_blocks WHERE snapshot_id = ?",
-                     err);
-        if (st == NULL) {
-            db_rollback(db);
-            goto out;
-        }
-        sqlite3_bind_text(st, 1, snap, -1, SQLITE_TRANSIENT);
-        int ok = sqlite3_step(st) == SQLITE_DONE;
-        db_stmt_done(st);
-        snprintf(s.status, sizeof(s.status), "deleted");
-        if (!ok || sc_snapshot_put(db, &s, err) < 0 || db_commit(db, err) < 0) {
-            if (!ok)
-                db_error(db, "deleting a manifest", err);
-            db_rollback(db);
-            goto out;
-        }
-        unlink(path);
-    }
-    if (sc->s3 && (sc_s3_delete(sc->s3, SC_BUCKET, key, err) < 0 ||
-                   collect_blocks(sc, db, err) < 0))
-        goto out;
-    log_info("%s: deleted", snap);
-    rc = 0;
-out:
-    pthread_mutex_unlock(&sc->gc_lock);
-    return rc;
-}
-
-void sc_op_delete_snapshot(struct sc_req *r)
-{
-    struct koala_error *err = NULL;
-    if (delete_snapshot(r, &err) < 0)
-        return sc_fail(r, err);
-    sc_reply(r, soap_start("DeleteSnapshotResponse", SC_NS));
-}
-
-/* ---- DescribeSnapshots ---- */
-
-static int describe_one(void *ctx, const struct sc_snapshot *s)
-{
-    if (strcmp(s->status, "deleted") != 0)
-        sc_write_snapshot(ctx, s);
-    return 0;
-}
-
-void sc_op_describe_snapshots(struct sc_req *r)
-{
-    struct koala_error *err = NULL;
-    struct db *db = sc_req_db(r, &err);
-    if (db == NULL)
-        return sc_fail(r, err);
-    struct xml_writer *w = soap_start("DescribeSnapshotsResponse", SC_NS);
-    bool any = false;
-    for (const struct xml_node *n = xml_next_child(r->op, NULL, "snapshotId");
-         n; n = xml_next_child(r->op, n, "snapshotId")) {
-        any = true;
-        _cleanup_free_ char *t = xml_text(n);
-        const char *id = t ? str_trim(t) : "";
-        if (!id_resource_valid(id, "snap-")) {
-            xml_writer_free(w);
-            error_set(&err, EINVAL, "InvalidSnapshot.Malformed",
-                      "Invalid id: \"%s\"", id);
-            return sc_fail(r, err);
-        }
-        struct sc_snapshot s;
-        int rc = sc_snapshot_get(db, id, &s, &err);
-        if (rc < 0) {
-            xml_writer_free(w);
-            return sc_fail(r, err);
-        }
-        if (rc == 0)
-            sc_write_snapshot(w, &s);
-    }
-    if (!any && sc_snapshots_each(db, describe_one, w, &err) < 0) {
-        xml_writer_free(w);
-        return sc_fail(r, err);
-    }
     sc_reply(r, w);
 }
