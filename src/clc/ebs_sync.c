@@ -275,7 +275,7 @@ static void write_export(struct xml_writer *w, const char *text)
     xml_start(w, "export");
     _cleanup_free_ char *copy = strdup(text);
     for (char *line = copy, *save = NULL;
-         line && (line = strtok_r(line, "\n", &save)) != NULL; line = NULL) {
+         copy && (line = strtok_r(line, "\n", &save)) != NULL; line = NULL) {
         char *tab = strchr(line, '\t');
         if (tab == NULL)
             continue;

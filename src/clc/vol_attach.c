@@ -157,16 +157,16 @@ void ec2_attach_volume(struct ec2_req *r)
                   "%s is already attached to an instance", v.id);
         return ec2_fail(r, err);
     }
-    if (strcmp(v.state, "available") != 0) {
-        error_set(&err, EINVAL, "IncorrectState",
-                  "The volume '%s' is not 'available'.", v.id);
-        return ec2_fail(r, err);
-    }
     if (strcmp(v.zone, in.cluster) != 0) {
         error_set(&err, EINVAL, "InvalidVolume.ZoneMismatch",
                   "The volume '%s' is not in the same availability zone as "
                   "instance '%s'",
                   v.id, in.id);
+        return ec2_fail(r, err);
+    }
+    if (strcmp(v.state, "available") != 0) {
+        error_set(&err, EINVAL, "IncorrectState",
+                  "The volume '%s' is not 'available'.", v.id);
         return ec2_fail(r, err);
     }
     if ((strcmp(in.state, "running") != 0 &&

@@ -471,9 +471,9 @@ static int export_setup(struct sc *sc, struct sc_active *a, const char *node,
                          "identity", "value", identity),
                err) < 0 ||
         qmp_ok(a, "block-export-add",
-               json_pack("{s:s, s:s, s:s, s:s, s:b}", "type", "nbd", "id",
-                         "exp0", "node-name", "vol", "name", a->volume_id,
-                         "writable", 1),
+               json_pack("{s:s, s:s, s:s, s:s, s:b, s:b}", "type", "nbd",
+                         "id", "exp0", "node-name", "vol", "name",
+                         a->volume_id, "writable", 1, "writethrough", 1),
                err) < 0)
         return -1;
     return 0;
@@ -564,9 +564,10 @@ int sc_qsd_resize(struct sc *sc, struct sc_active *a, uint64_t size,
     if (a->exported) {
         struct koala_error *e2 = NULL;
         if (qmp_ok(a, "block-export-add",
-                   json_pack("{s:s, s:s, s:s, s:s, s:b}", "type", "nbd", "id",
-                             "exp0", "node-name", "vol", "name", a->volume_id,
-                             "writable", 1),
+                   json_pack("{s:s, s:s, s:s, s:s, s:b, s:b}", "type", "nbd",
+                             "id", "exp0", "node-name", "vol", "name",
+                             a->volume_id, "writable", 1, "writethrough",
+                             1),
                    rc < 0 ? &e2 : err) < 0)
             rc = -1;
         error_free(e2);
