@@ -360,10 +360,6 @@ struct enabled_ctx {
 static int count_enabled(void *ctx, const struct service *s)
 {
     struct enabled_ctx *c = ctx;
-    /* The CLC does not poll storage controllers (yet): an SC is NOTREADY
-     * in `koala services` until it does, and not waited for here. */
-    if (strcmp(s->kind, "sc") == 0)
-        return 0;
     c->total++;
     c->enabled += strcmp(s->state, "ENABLED") == 0;
     return 0;
