@@ -157,6 +157,11 @@ int clc_snapshot_usable(struct db *db, int64_t viewer, const char *id,
  * and (clc_ebs_kick) after each change. */
 void clc_ebs_sync(struct clc *clc, struct db *db);
 void clc_ebs_kick(struct clc *clc);
+/* AttachVolume's work for one volume (a checked id), in the request: the
+ * export and the plug, so that the attachment is usually attached when
+ * AttachVolume answers (EC2's answer still says attaching); what fails
+ * is the rounds' to retry. */
+void clc_ebs_attach_now(struct clc *clc, struct db *db, const char *volume);
 /* Records what the SC says of a snapshot's data (every snapshot row
  * naming it that is still pending); sent: the SC has been asked. */
 void clc_ebs_snapshot_update(struct db *db, const char *sc_id,

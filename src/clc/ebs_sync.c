@@ -493,6 +493,19 @@ void clc_ebs_sync(struct clc *clc, struct db *db)
          sync_drop);
 }
 
+void clc_ebs_attach_now(struct clc *clc, struct db *db, const char *volume)
+{
+    /* (the same work as the round's: the SC's export and the node's plug
+     * are idempotent, so a round doing it at the same time is harmless) */
+    char sql[400];
+    snprintf(sql, sizeof(sql),
+             "SELECT a.volume_id, v.zone, a.instance_id, a.node, 0 FROM"
+             " attachments a JOIN volumes v ON v.id = a.volume_id WHERE"
+             " a.state = 'attaching' AND a.volume_id = '%s'",
+             volume);
+    each(clc, db, "attachment", sql, sync_attaching);
+}
+
 void clc_ebs_kick(struct clc *clc)
 {
     clc_kicker_kick(&clc->ebs, clc);

@@ -215,6 +215,7 @@ void ec2_attach_volume(struct ec2_req *r)
         goto fail;
     log_info("account %lld: attaching %s to %s as %s", (long long)r->who.id,
              v.id, in.id, device);
+    clc_ebs_attach_now(r->clc, r->db, v.id);
     struct xml_writer *w = ec2_reply_start(r, "AttachVolume");
     write_attachment(w, v.id, in.id, device, "attaching", now_ms, false);
     ec2_reply_finish(r, w);

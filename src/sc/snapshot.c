@@ -554,6 +554,28 @@ static int create_snapshot(struct sc_req *r, struct sc_snapshot *out,
     snprintf(j->scratch, sizeof(j->scratch), "%s/scratch/%s.qcow2",
              sc->opt.data_dir, snap);
     pthread_mutex_lock(&sc->lock);
+    /* Checked again under the lock: the same CreateSnapshot sent twice at
+     * once (the CLC's request and its retry round) makes one snapshot,
+     * and both callers get it. */
+    rc = sc_snapshot_get(db, snap, out, err);
+    if (rc == 0 && strcmp(out->volume_id, vol) != 0)
+        rc = error_set(err, EEXIST, "IdempotentParameterMismatch",
+                       "Snapshot '%s' is of another volume", snap);
+    if (rc <= 0) {
+        pthread_mutex_unlock(&sc->lock);
+        free(j);
+        return rc;
+    }
+    rc = sc_snapshot_pending_for(db, vol, err);
+    if (rc != 0) {
+        pthread_mutex_unlock(&sc->lock);
+        free(j);
+        return rc < 0 ? -1
+                      : error_set(err, EBUSY,
+                                  "SnapshotCreationPerVolumeRateExceeded",
+                                  "Volume '%s' has a snapshot in progress",
+                                  vol);
+    }
     rc = -1;
     struct sc_export e;
     int x = sc_export_get(db, vol, &e, err);
