@@ -371,6 +371,16 @@ void ec2_create_volume(struct ec2_req *r)
     if (snap && clc_snapshot_usable(r->db, r->who.id, snap, sc_snap,
                                     snap_zone, &snap_gb, &err) < 0)
         return ec2_fail(r, err);
+    if (snap && strcmp(snap_zone, zone) != 0) {
+        /* The SC of a zone reads only its own zone's blocks (docs/
+         * storage.md); copying a snapshot's blocks between zones is not
+         * built yet. */
+        error_set(&err, EINVAL, "UnsupportedOperation",
+                  "Snapshot '%s' is stored in zone %s: volumes from it can "
+                  "be created in %s only (for now)",
+                  snap, snap_zone, snap_zone);
+        return ec2_fail(r, err);
+    }
     if (snap && ec2_param(r, "Size") == NULL)
         size = snap_gb;
     if (snap && size < snap_gb) {
