@@ -35,7 +35,7 @@
 #include "log.h"
 #include "nc.h"
 
-#define NC_ATTACH_WAIT_MS 30000 /* a request waits for the outcome */
+#define NC_ATTACH_WAIT_MS 30000  /* a request waits for the outcome */
 #define NC_DETACH_GRACE_MS 30000 /* the guest's time to let go */
 #define NC_FORCE_GRACE_MS 2000
 
@@ -123,8 +123,8 @@ static int drop_node(struct qmp *q, const struct nc_volume *v,
     int64_t deadline = time_mono_ms() + 10000;
     for (;;) {
         struct koala_error *e = NULL;
-        if (run(q, "blockdev-del", json_pack("{s:s}", "node-name", node),
-                10000, &e) == 0)
+        if (run(q, "blockdev-del", json_pack("{s:s}", "node-name", node), 10000,
+                &e) == 0)
             return 0;
         if (strstr(error_message(e), "in use") == NULL ||
             time_mono_ms() >= deadline) {
@@ -201,10 +201,9 @@ static int unplug(struct qmp *q, const struct nc_volume *v, bool force,
         /* A second device_del of a PCI device whose unplug is under way
          * is refused; that is fine, its presence is what counts. */
         json_decref(qmp_execute(q, "device_del",
-                                json_pack("{s:s}", "id", v->id), 10000,
-                                NULL));
-        int64_t deadline = time_mono_ms() +
-                           (force ? NC_FORCE_GRACE_MS : NC_DETACH_GRACE_MS);
+                                json_pack("{s:s}", "id", v->id), 10000, NULL));
+        int64_t deadline =
+            time_mono_ms() + (force ? NC_FORCE_GRACE_MS : NC_DETACH_GRACE_MS);
         while ((dev = has_device(q, v->id, err)) == 1 &&
                time_mono_ms() < deadline)
             usleep(50000);
@@ -223,8 +222,8 @@ static void set_vol_state(struct nc *nc, struct nc_instance *inst,
 {
     if (v->state != st)
         log_info("instance %s: volume %s (%s): %s -> %s%s%s", inst->id, v->id,
-                 v->device, nc_vol_state_name(v->state),
-                 nc_vol_state_name(st), error ? ": " : "", error ? error : "");
+                 v->device, nc_vol_state_name(v->state), nc_vol_state_name(st),
+                 error ? ": " : "", error ? error : "");
     v->state = st;
     free(v->error);
     v->error = error ? strdup(error) : NULL;
@@ -284,7 +283,8 @@ void nc_volumes_converge(struct nc *nc, struct nc_instance *inst)
          * records or change states, and reaping skips non-detached ones. */
         struct koala_error *err = NULL;
         int64_t t0 = time_mono_ms();
-        int rc = attach ? plug(nc, q, v, microvm, &err) : unplug(q, v, force, &err);
+        int rc =
+            attach ? plug(nc, q, v, microvm, &err) : unplug(q, v, force, &err);
         pthread_mutex_lock(&nc->lock);
         if (rc == 0) {
             set_vol_state(nc, inst, v,
@@ -390,8 +390,8 @@ int nc_attach_volume(struct nc *nc, const char *instance_id,
     for (struct nc_volume *o = inst->volumes; o; o = o->next)
         if (o->state != NC_VOL_DETACHED) {
             count++;
-            used |= strcmp(o->device, v->device) == 0 &&
-                    strcmp(o->id, v->id) != 0;
+            used |=
+                strcmp(o->device, v->device) == 0 && strcmp(o->id, v->id) != 0;
         }
     if (holder == inst && strcmp(held->device, v->device) == 0 &&
         held->state != NC_VOL_DETACHING) {
@@ -401,10 +401,9 @@ int nc_attach_volume(struct nc *nc, const char *instance_id,
     } else if (holder) {
         error_set(err, EBUSY, "VolumeInUse", "%s is already attached to %s",
                   v->id, holder->id);
-    } else if (inst->want_terminate || (inst->state != NC_RUNNING &&
-                                        inst->state != NC_PENDING &&
-                                        inst->state != NC_STOPPED &&
-                                        inst->state != NC_STOPPING)) {
+    } else if (inst->want_terminate ||
+               (inst->state != NC_RUNNING && inst->state != NC_PENDING &&
+                inst->state != NC_STOPPED && inst->state != NC_STOPPING)) {
         error_set(err, EINVAL, "IncorrectInstanceState",
                   "The instance '%s' is not 'running' or 'stopped' (it is "
                   "%s)",
@@ -479,8 +478,8 @@ int nc_detach_volume(struct nc *nc, const char *instance_id,
         goto out;
     if (v == NULL) {
         error_set(err, ENOENT, "InvalidAttachment.NotFound",
-                  "The volume '%s' is not attached to instance '%s'",
-                  volume_id, instance_id);
+                  "The volume '%s' is not attached to instance '%s'", volume_id,
+                  instance_id);
     } else if (v->state == NC_VOL_ATTACHING) {
         error_set(err, EINVAL, "IncorrectState",
                   "Volume '%s' is still being attached to '%s'", volume_id,

@@ -156,8 +156,8 @@ static bool plain(const char *s, size_t max)
     if (n == 0 || n > max)
         return false;
     for (; *s; s++)
-        if ((unsigned char)*s <= ' ' || *s == ',' || *s == '"' ||
-            *s == '\'' || *s == '\\' || (unsigned char)*s >= 0x7f)
+        if ((unsigned char)*s <= ' ' || *s == ',' || *s == '"' || *s == '\'' ||
+            *s == '\\' || (unsigned char)*s >= 0x7f)
             return false;
     return true;
 }
@@ -194,9 +194,8 @@ static int parse_export(const struct xml_node *e, struct nc_export *ex,
             return missing(err, "export.host");
         if (port == NULL)
             return missing(err, "export.port");
-        if (!plain(ex->host, 255) ||
-            str_to_i64(port, &ex->port) < 0 || ex->port < 1 ||
-            ex->port > 65535)
+        if (!plain(ex->host, 255) || str_to_i64(port, &ex->port) < 0 ||
+            ex->port < 1 || ex->port > 65535)
             return error_set(err, EINVAL, "InvalidParameterValue",
                              "export.host and export.port must be a host "
                              "and a port (1-65535)");
@@ -370,8 +369,8 @@ json_t *nc_volume_blockdev(const struct nc_volume *v)
     json_t *server =
         strcmp(v->ex.transport, "unix") == 0
             ? json_pack("{s:s, s:s}", "type", "unix", "path", v->ex.path)
-            : json_pack("{s:s, s:s, s:s}", "type", "inet", "host",
-                        v->ex.host, "port", port);
+            : json_pack("{s:s, s:s, s:s}", "type", "inet", "host", v->ex.host,
+                        "port", port);
     /* discard passes the guest's TRIM to the SC's sparse file. */
     return json_pack("{s:s, s:s, s:o, s:s, s:s, s:s, s:i, s:s}", "driver",
                      "nbd", "node-name", node, "server", server, "export",
@@ -387,17 +386,17 @@ json_t *nc_volume_device(const struct nc_volume *v, bool microvm)
     nc_volume_serial(v->id, serial);
     if (microvm)
         return json_pack("{s:s, s:s, s:s, s:s, s:s}", "driver", "scsi-hd",
-                         "bus", "vscsi.0", "drive", node, "id", v->id,
-                         "serial", serial);
+                         "bus", "vscsi.0", "drive", node, "id", v->id, "serial",
+                         serial);
     return json_pack("{s:s, s:s, s:s, s:s}", "driver", "virtio-blk-pci",
                      "drive", node, "id", v->id, "serial", serial);
 }
 
 json_t *nc_volume_tls_object(const struct nc *nc)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:b}", "qom-type",
-                     "tls-creds-x509", "id", "nc-tls", "endpoint", "client",
-                     "dir", nc->tls_dir, "verify-peer", 1);
+    return json_pack("{s:s, s:s, s:s, s:s, s:b}", "qom-type", "tls-creds-x509",
+                     "id", "nc-tls", "endpoint", "client", "dir", nc->tls_dir,
+                     "verify-peer", 1);
 }
 
 void nc_strv_free(char **v)
@@ -479,8 +478,7 @@ int nc_volumes_tls_init(struct nc *nc, struct koala_error **err)
     if (chmod(nc->tls_dir, 0700) < 0)
         return error_set_errno(err, "chmod %s", nc->tls_dir);
     const char *from[3] = {nc->opt.ca, nc->opt.tls_cert, nc->opt.tls_key};
-    const char *names[3] = {"ca-cert.pem", "client-cert.pem",
-                            "client-key.pem"};
+    const char *names[3] = {"ca-cert.pem", "client-cert.pem", "client-key.pem"};
     for (int i = 0; i < 3; i++) {
         _cleanup_free_ char *to = NULL;
         if (asprintf(&to, "%s/%s", nc->tls_dir, names[i]) < 0)

@@ -55,7 +55,7 @@ static int parse(const char *inner, bool need_export, struct nc_volume **v,
 }
 
 #define UNIX_EXPORT                                                            \
-    "<export><transport>unix</transport><path>/var/lib/koala/sc/exports/"     \
+    "<export><transport>unix</transport><path>/var/lib/koala/sc/exports/"      \
     "vol-0123456789abcdef0.sock</path><exportName>vol-0123456789abcdef0"       \
     "</exportName><tlsHostname>koala-sc-sc1</tlsHostname><sizeBytes>"          \
     "1073741824</sizeBytes></export>"
@@ -93,11 +93,10 @@ static void test_parse(void **s)
         {"<volumeId>vol-XYZ</volumeId><device>/dev/sdf</device>" UNIX_EXPORT,
          "InvalidVolumeID.Malformed"},
         {"<volumeId>vol-0123abcd</volumeId>" UNIX_EXPORT, "MissingParameter"},
-        {"<volumeId>vol-0123abcd</volumeId><device>/dev/../x</device>"
-         UNIX_EXPORT,
+        {"<volumeId>vol-0123abcd</volumeId><device>/dev/../x</"
+         "device>" UNIX_EXPORT,
          "InvalidParameterValue"},
-        {"<volumeId>vol-0123abcd</volumeId><device>sdf123</device>"
-         UNIX_EXPORT,
+        {"<volumeId>vol-0123abcd</volumeId><device>sdf123</device>" UNIX_EXPORT,
          "InvalidParameterValue"},
         {"<volumeId>vol-0123abcd</volumeId><device>sdf</device>",
          "MissingParameter"},
