@@ -22,6 +22,7 @@ Every process is started here and stopped by its PID; namespaces are
 deleted at the end.
 """
 import hashlib
+import json
 import os
 import re
 import signal
@@ -455,6 +456,25 @@ def test_nc_killed_keeps_attachments(guests, nodes):
     assert v["state"] == "attached" and v["device"] == "xvdf"
     assert n2.state(g.b) == "running"
     wait_disk(g.net2, g.ip_b, vol)
+
+    # Killed halfway through a detach, then halfway through an attach (as
+    # instance.json says when the kill comes between the record and the
+    # QMP work): the restarted node finishes each from what QEMU has.
+    state = n2.inst_dir(g.b) / "instance.json"
+    for want, present in (("detaching", False), ("attaching", True)):
+        n2.stop(signal.SIGKILL)
+        doc = json.loads(state.read_text())
+        if want == "attaching":
+            doc["volumes"] = [dict(saved, state="attaching")]
+        else:
+            saved = dict(doc["volumes"][0])
+            doc["volumes"][0]["state"] = want
+        state.write_text(json.dumps(doc))
+        n2.start()
+        done = "attached" if present else "detached"
+        wait_until(lambda: n2.volumes(g.b)[vol]["state"] == done,
+                   timeout=30, step=0.1, what=f"{vol} {done}")
+        wait_disk(g.net2, g.ip_b, vol, present=present)
 
 
 def test_stop_start_keeps_the_volume(guests, nodes):
