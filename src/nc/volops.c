@@ -62,7 +62,10 @@ static int has_device(struct qmp *q, const char *id, struct koala_error **err)
     return found;
 }
 
-static int has_node(struct qmp *q, const char *node, struct koala_error **err)
+/* Whether QEMU has block node `node` (1, its size into *size when asked),
+ * has not (0), or -1. */
+static int node_info(struct qmp *q, const char *node, int64_t *size,
+                     struct koala_error **err)
 {
     json_t *r = qmp_execute(q, "query-named-block-nodes",
                             json_pack("{s:b}", "flat", 1), 5000, err);
@@ -74,11 +77,20 @@ static int has_node(struct qmp *q, const char *node, struct koala_error **err)
     json_array_foreach(r, i, e)
     {
         const char *n = json_string_value(json_object_get(e, "node-name"));
-        if (n && strcmp(n, node) == 0)
+        if (n && strcmp(n, node) == 0) {
             found = 1;
+            if (size)
+                *size = json_integer_value(json_object_get(
+                    json_object_get(e, "image"), "virtual-size"));
+        }
     }
     json_decref(r);
     return found;
+}
+
+static int has_node(struct qmp *q, const char *node, struct koala_error **err)
+{
+    return node_info(q, node, NULL, err);
 }
 
 static int run(struct qmp *q, const char *cmd, json_t *args, unsigned ms,
@@ -103,17 +115,9 @@ static void export_clear_move(struct nc_export *to, struct nc_export *from)
     memset(from, 0, sizeof(*from));
 }
 
-static void node_of(const struct nc_volume *v, char out[40])
+/* Removes block node `node` if QEMU has it. */
+static int drop_node(struct qmp *q, const char *node, struct koala_error **err)
 {
-    snprintf(out, 40, "nbd-%s", v->id);
-}
-
-/* Removes the block node if it is there; errors go to the log. */
-static int drop_node(struct qmp *q, const struct nc_volume *v,
-                     struct koala_error **err)
-{
-    char node[40];
-    node_of(v, node);
     int has = has_node(q, node, err);
     if (has <= 0)
         return has;
@@ -139,17 +143,82 @@ static int drop_node(struct qmp *q, const struct nc_volume *v,
     }
 }
 
+/* Removes every node of the volume (the raw or null one first: they sit
+ * on the NBD client). */
+static int drop_nodes(struct qmp *q, const struct nc_volume *v,
+                      struct koala_error **err)
+{
+    static const char *const kinds[] = {"raw", "null", "nbd"};
+    for (size_t i = 0; i < ARRAY_SIZE(kinds); i++) {
+        char node[40];
+        nc_volume_node(v, kinds[i], node);
+        if (drop_node(q, node, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* A forced detach of a disk the guest holds on to: its raw node is
+ * pointed at a null node of the same size (reads zeros, writes go
+ * nowhere) and the NBD client closed, so the volume is free for another
+ * node while the device waits for the guest to let go. */
+static int cut_loose(struct qmp *q, const struct nc_volume *v,
+                     struct koala_error **err)
+{
+    char raw[40], null[40], nbd[40];
+    nc_volume_node(v, "raw", raw);
+    nc_volume_node(v, "null", null);
+    nc_volume_node(v, "nbd", nbd);
+    int64_t size = 0;
+    int has = node_info(q, raw, &size, err);
+    if (has < 0)
+        return -1;
+    if (has == 1) {
+        int hn = has_node(q, null, err);
+        if (hn < 0)
+            return -1;
+        if (hn == 0 && run(q, "blockdev-add",
+                           json_pack("{s:s, s:s, s:I, s:b}", "driver",
+                                     "null-co", "node-name", null, "size",
+                                     (json_int_t)(size > 0 ? size : 1 << 30),
+                                     "read-zeroes", 1),
+                           10000, err) < 0)
+            return -1;
+        json_t *opts =
+            json_pack("[{s:s, s:s, s:s, s:s}]", "driver", "raw", "node-name",
+                      raw, "file", null, "discard", "unmap");
+        if (run(q, "blockdev-reopen", json_pack("{s:o}", "options", opts),
+                10000, err) < 0) {
+            error_prefix(*err, "moving %s off its export", v->id);
+            return -1;
+        }
+    }
+    return drop_node(q, nbd, err);
+}
+
 /* ---- plugging and unplugging (no lock held; v's fields are stable
  * while the instance's job runs) ---- */
 
 static int plug(struct nc *nc, struct qmp *q, const struct nc_volume *v,
                 bool microvm, struct koala_error **err)
 {
-    char node[40];
-    node_of(v, node);
+    char null[40];
+    nc_volume_node(v, "null", null);
     int dev = has_device(q, v->id, err);
-    if (dev != 0)
-        return dev < 0 ? -1 : 0; /* there already (a restart) */
+    if (dev < 0)
+        return -1;
+    if (dev == 1) {
+        /* There already (a restart), unless it is the disk of a forced
+         * detach that the guest still holds. */
+        int held = has_node(q, null, err);
+        if (held != 0)
+            return held < 0 ? -1
+                            : error_set(err, EBUSY, "VolumeInUse",
+                                        "the guest still holds the disk of "
+                                        "an earlier forced detach of %s",
+                                        v->id);
+        return 0;
+    }
     /* The credentials, once per QEMU (a second add says "duplicate"). */
     struct koala_error *e = NULL;
     if (run(q, "object-add", nc_volume_tls_object(nc), 10000, &e) < 0) {
@@ -164,13 +233,12 @@ static int plug(struct nc *nc, struct qmp *q, const struct nc_volume *v,
         }
         error_free(e);
     }
-    int has = has_node(q, node, err);
-    if (has < 0)
+    /* Nodes left by an attach cut short or a forced detach go first. */
+    if (drop_nodes(q, v, err) < 0)
         return -1;
     /* open-timeout stays 0: one connection attempt, so an export that
      * cannot be reached fails the attach at once. */
-    if (has == 0 &&
-        run(q, "blockdev-add", nc_volume_blockdev(v), 60000, err) < 0) {
+    if (run(q, "blockdev-add", nc_volume_blockdev(v), 60000, err) < 0) {
         if (v->ex.path)
             error_prefix(*err, "connecting to the export of %s (unix %s)",
                          v->id, v->ex.path);
@@ -179,10 +247,11 @@ static int plug(struct nc *nc, struct qmp *q, const struct nc_volume *v,
                          v->id, v->ex.host, (long long)v->ex.port);
         return -1;
     }
-    if (run(q, "device_add", nc_volume_device(v, microvm), 10000, err) < 0) {
+    if (run(q, "blockdev-add", nc_volume_format(v), 10000, err) < 0 ||
+        run(q, "device_add", nc_volume_device(v, microvm), 10000, err) < 0) {
         error_prefix(*err, "plugging %s into the guest", v->id);
         struct koala_error *e2 = NULL;
-        if (drop_node(q, v, &e2) < 0)
+        if (drop_nodes(q, v, &e2) < 0)
             log_error("volume %s: %s", v->id, error_message(e2));
         error_free(e2);
         return -1;
@@ -209,11 +278,17 @@ static int unplug(struct qmp *q, const struct nc_volume *v, bool force,
             usleep(50000);
         if (dev < 0)
             return -1;
-        if (dev == 1)
+        if (dev == 1 && !force)
             return error_set(err, EBUSY, "IncorrectState",
                              "the guest has not released %s", v->id);
+        if (dev == 1) {
+            log_warn("volume %s: the guest has not released it: forced off "
+                     "its export",
+                     v->id);
+            return cut_loose(q, v, err);
+        }
     }
-    return drop_node(q, v, err) < 0 ? -1 : 0;
+    return drop_nodes(q, v, err);
 }
 
 static void set_vol_state(struct nc *nc, struct nc_instance *inst,

@@ -9,6 +9,11 @@
  * client waits (reconnect-delay) while the SC restarts instead of failing
  * the guest's I/O.
  *
+ * Nodes: the NBD client (nbd-ID) under a raw node (raw-ID) that the disk
+ * (device ID) uses: a forced detach of a disk the guest does not let go
+ * of points raw-ID at a null node (null-ID), so that the NBD client can be
+ * closed while the device waits for the guest (volops.c).
+ *
  * Machines: a microvm (direct kernel boot) cannot hot-plug virtio-mmio
  * devices, so every microvm instance gets a virtio-scsi-device at launch
  * and its volumes are scsi-hd disks on that bus (hot-pluggable; detach
@@ -354,17 +359,15 @@ int nc_volumes_from_json(const json_t *arr, struct nc_instance *inst,
 
 /* ---- QEMU ---- */
 
-/* The node names QEMU knows a volume by: the device is the volume id, its
- * block node "nbd-" and the id. */
-static void node_name(const struct nc_volume *v, char out[40])
+void nc_volume_node(const struct nc_volume *v, const char *kind, char out[40])
 {
-    snprintf(out, 40, "nbd-%s", v->id);
+    snprintf(out, 40, "%s-%s", kind, v->id);
 }
 
 json_t *nc_volume_blockdev(const struct nc_volume *v)
 {
     char node[40], port[16];
-    node_name(v, node);
+    nc_volume_node(v, "nbd", node);
     snprintf(port, sizeof(port), "%lld", (long long)v->ex.port);
     json_t *server =
         strcmp(v->ex.transport, "unix") == 0
@@ -379,10 +382,19 @@ json_t *nc_volume_blockdev(const struct nc_volume *v)
                      NC_VOLUME_RECONNECT_S, "discard", "unmap");
 }
 
+json_t *nc_volume_format(const struct nc_volume *v)
+{
+    char node[40], file[40];
+    nc_volume_node(v, "raw", node);
+    nc_volume_node(v, "nbd", file);
+    return json_pack("{s:s, s:s, s:s, s:s}", "driver", "raw", "node-name", node,
+                     "file", file, "discard", "unmap");
+}
+
 json_t *nc_volume_device(const struct nc_volume *v, bool microvm)
 {
     char node[40], serial[24];
-    node_name(v, node);
+    nc_volume_node(v, "raw", node);
     nc_volume_serial(v->id, serial);
     if (microvm)
         return json_pack("{s:s, s:s, s:s, s:s, s:s}", "driver", "scsi-hd",
@@ -421,7 +433,7 @@ char **nc_volumes_qemu_args_locked(const struct nc *nc,
     size_t count = 0;
     for (const struct nc_volume *v = inst->volumes; v; v = v->next)
         count++;
-    char **a = calloc(4 * count + 5, sizeof(char *));
+    char **a = calloc(6 * count + 5, sizeof(char *));
     if (a == NULL)
         return NULL;
     size_t n = 0;
@@ -440,6 +452,8 @@ char **nc_volumes_qemu_args_locked(const struct nc *nc,
         }
         a[n++] = strdup("-blockdev");
         push_json(a, &n, nc_volume_blockdev(v));
+        a[n++] = strdup("-blockdev");
+        push_json(a, &n, nc_volume_format(v));
         a[n++] = strdup("-device");
         push_json(a, &n, nc_volume_device(v, microvm));
     }

@@ -647,3 +647,27 @@ def test_cc_forwards_attach_and_detach(nodes, pki, imgsrv, storage,
     finally:
         rc = cc.stop()
     assert rc == 0, cc.log_text()[-3000:]
+
+
+def test_force_detach_from_a_guest_that_does_not_let_go(nodes, nets, imgsrv,
+                                                         storage):
+    """A pc whose guest never answers ACPI (no boot loader: SeaBIOS waits
+    for ever): Force closes the NBD client after 2 s, the disk left to the
+    guest reads zeros; the volume cannot come back to that instance while
+    the guest holds the old disk."""
+    n1, net1 = nodes[0], nets[0]
+    iid = n1.run(imgsrv, kernel=False, net=net1.host(),
+                 image=imgsrv.ref("root.img", "emi-0000b10c"))["instanceId"]
+    n1.wait_state(iid, "running")
+    vol = new_vol()
+    ex = storage.serve(vol, "unix")
+    assert n1.attach(iid, vol, "/dev/sdf", ex)["state"] == "attached"
+    t0 = time.monotonic()
+    d = n1.detach(iid, vol, force=True)
+    assert d["state"] == "detached", d
+    assert time.monotonic() - t0 < 15
+    assert "forced off its export" in n1.log_text()
+    f = fault(n1.attach, iid, vol, "/dev/sdf", ex)
+    assert "still holds" in f.message, f.message
+    n1.call("ncTerminateInstance", instanceId=iid)
+    n1.wait_state(iid, "terminated")

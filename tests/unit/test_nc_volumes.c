@@ -219,6 +219,9 @@ static void test_qemu_args(void **s)
     assert_true(has_arg(a, "\"qom-type\":\"tls-creds-x509\""));
     assert_true(has_arg(a, "\"dir\":\"/var/lib/koala/nc/tls\""));
     assert_true(has_arg(a, "\"node-name\":\"nbd-vol-0000000000000000a\""));
+    assert_true(has_arg(a, "\"node-name\":\"raw-vol-0000000000000000a\","
+                           "\"file\":\"nbd-vol-0000000000000000a\""));
+    assert_true(has_arg(a, "\"drive\":\"raw-vol-0000000000000000a\""));
     assert_true(has_arg(a, "\"tls-hostname\":\"koala-sc-sc1\""));
     assert_true(has_arg(a, "\"driver\":\"scsi-hd\""));
     assert_true(has_arg(a, "\"serial\":\"vol0000000000000000a\""));
@@ -227,7 +230,7 @@ static void test_qemu_args(void **s)
     size_t n = 0;
     while (a[n])
         n++;
-    assert_int_equal(n, 8);
+    assert_int_equal(n, 10);
     nc_strv_free(a);
     nc_instance_free(m);
 
