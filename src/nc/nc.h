@@ -125,6 +125,7 @@ struct nc_volume {
                     * new request rather than retrying in a loop */
     struct nc_export ex;
     char *error;         /* why the last attach or detach failed */
+    char error_code[48]; /* its EC2 code, "" for an internal error */
     int64_t detached_ms; /* monotonic; detached records are kept a while */
     struct nc_volume *next;
 };

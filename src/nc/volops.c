@@ -302,6 +302,7 @@ static void set_vol_state(struct nc *nc, struct nc_instance *inst,
     v->state = st;
     free(v->error);
     v->error = error ? strdup(error) : NULL;
+    v->error_code[0] = '\0';
     if (st == NC_VOL_DETACHED)
         v->detached_ms = time_mono_ms();
     nc_notify_locked(nc, inst);
@@ -369,6 +370,8 @@ void nc_volumes_converge(struct nc *nc, struct nc_instance *inst)
                      (long long)(time_mono_ms() - t0));
         } else if (attach) {
             set_vol_state(nc, inst, v, NC_VOL_DETACHED, error_message(err));
+            snprintf(v->error_code, sizeof(v->error_code), "%s",
+                     err && err->code ? err->code : "");
         } else {
             /* Still detaching: a new request (Force) tries again. */
             v->stuck = true;
@@ -504,6 +507,7 @@ int nc_attach_volume(struct nc *nc, const char *instance_id,
             old->device = v->device;
             v->device = NULL;
             old->error = NULL;
+            old->error_code[0] = '\0';
             old->force = old->stuck = false;
             old->state = NC_VOL_ATTACHING;
             held = old;
@@ -527,8 +531,9 @@ int nc_attach_volume(struct nc *nc, const char *instance_id,
             wait_leaves_locked(nc, held, NC_VOL_ATTACHING,
                                time_mono_ms() + NC_ATTACH_WAIT_MS);
             if (held->state == NC_VOL_DETACHED && held->error) {
-                error_set(err, EIO, NULL, "attaching %s to %s: %s", held->id,
-                          inst->id, held->error);
+                error_set(
+                    err, EIO, held->error_code[0] ? held->error_code : NULL,
+                    "attaching %s to %s: %s", held->id, inst->id, held->error);
                 rc = -1;
             } else {
                 reply(w, inst, held);

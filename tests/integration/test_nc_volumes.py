@@ -668,6 +668,6 @@ def test_force_detach_from_a_guest_that_does_not_let_go(nodes, nets, imgsrv,
     assert time.monotonic() - t0 < 15
     assert "forced off its export" in n1.log_text()
     f = fault(n1.attach, iid, vol, "/dev/sdf", ex)
-    assert "still holds" in f.message, f.message
+    assert f.code == "VolumeInUse" and "still holds" in f.message, f.message
     n1.call("ncTerminateInstance", instanceId=iid)
     n1.wait_state(iid, "terminated")
