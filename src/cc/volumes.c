@@ -37,8 +37,8 @@ void cc_volumes_from_xml(const struct xml_node *inst, char *out, size_t size)
     out[0] = '\0';
     for (const struct xml_node *v = xml_next_child(inst, NULL, "volume"); v;
          v = xml_next_child(inst, v, "volume")) {
-        static const char *const f[] = {"volumeId", "device", "state",
-                                        "serial", "statusMessage"};
+        static const char *const f[] = {"volumeId", "device", "state", "serial",
+                                        "statusMessage"};
         size_t mark = b.len;
         for (int i = 0; i < 5; i++) {
             _cleanup_free_ char *t = xml_child_text(v, f[i]);

@@ -125,6 +125,7 @@ struct nc_volume {
                     * new request rather than retrying in a loop */
     struct nc_export ex;
     char *error;         /* why the last attach or detach failed */
+    char error_code[48]; /* its EC2 code, "" for an internal error */
     int64_t detached_ms; /* monotonic; detached records are kept a while */
     struct nc_volume *next;
 };
@@ -380,8 +381,12 @@ char **nc_volumes_qemu_args_locked(const struct nc *nc,
                                    const struct nc_instance *inst);
 void nc_strv_free(char **v);
 /* QMP arguments (new references): blockdev-add of the volume's NBD
- * client, device_add of its disk, object-add of the credentials. */
+ * client and of the raw node over it, device_add of its disk, object-add
+ * of the credentials. */
 json_t *nc_volume_blockdev(const struct nc_volume *v);
+json_t *nc_volume_format(const struct nc_volume *v);
+/* A node name of the volume: kind "nbd", "raw" or "null", "-" and its id. */
+void nc_volume_node(const struct nc_volume *v, const char *kind, char out[40]);
 json_t *nc_volume_device(const struct nc_volume *v, bool microvm);
 json_t *nc_volume_tls_object(const struct nc *nc);
 /* Writes data_dir/tls (the CA, the node's certificate and key under the

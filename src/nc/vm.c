@@ -42,7 +42,7 @@
 #include "qmp.h"
 #include "util.h"
 
-#define MAX_ARGS (80 + 4 * NC_MAX_VOLUMES + 8)
+#define MAX_ARGS (80 + 6 * NC_MAX_VOLUMES + 8)
 
 struct argv_builder {
     const char *argv[MAX_ARGS];

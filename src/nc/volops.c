@@ -35,7 +35,7 @@
 #include "log.h"
 #include "nc.h"
 
-#define NC_ATTACH_WAIT_MS 30000 /* a request waits for the outcome */
+#define NC_ATTACH_WAIT_MS 30000  /* a request waits for the outcome */
 #define NC_DETACH_GRACE_MS 30000 /* the guest's time to let go */
 #define NC_FORCE_GRACE_MS 2000
 
@@ -62,7 +62,10 @@ static int has_device(struct qmp *q, const char *id, struct koala_error **err)
     return found;
 }
 
-static int has_node(struct qmp *q, const char *node, struct koala_error **err)
+/* Whether QEMU has block node `node` (1, its size into *size when asked),
+ * has not (0), or -1. */
+static int node_info(struct qmp *q, const char *node, int64_t *size,
+                     struct koala_error **err)
 {
     json_t *r = qmp_execute(q, "query-named-block-nodes",
                             json_pack("{s:b}", "flat", 1), 5000, err);
@@ -74,11 +77,20 @@ static int has_node(struct qmp *q, const char *node, struct koala_error **err)
     json_array_foreach(r, i, e)
     {
         const char *n = json_string_value(json_object_get(e, "node-name"));
-        if (n && strcmp(n, node) == 0)
+        if (n && strcmp(n, node) == 0) {
             found = 1;
+            if (size)
+                *size = json_integer_value(json_object_get(
+                    json_object_get(e, "image"), "virtual-size"));
+        }
     }
     json_decref(r);
     return found;
+}
+
+static int has_node(struct qmp *q, const char *node, struct koala_error **err)
+{
+    return node_info(q, node, NULL, err);
 }
 
 static int run(struct qmp *q, const char *cmd, json_t *args, unsigned ms,
@@ -103,17 +115,9 @@ static void export_clear_move(struct nc_export *to, struct nc_export *from)
     memset(from, 0, sizeof(*from));
 }
 
-static void node_of(const struct nc_volume *v, char out[40])
+/* Removes block node `node` if QEMU has it. */
+static int drop_node(struct qmp *q, const char *node, struct koala_error **err)
 {
-    snprintf(out, 40, "nbd-%s", v->id);
-}
-
-/* Removes the block node if it is there; errors go to the log. */
-static int drop_node(struct qmp *q, const struct nc_volume *v,
-                     struct koala_error **err)
-{
-    char node[40];
-    node_of(v, node);
     int has = has_node(q, node, err);
     if (has <= 0)
         return has;
@@ -123,8 +127,8 @@ static int drop_node(struct qmp *q, const struct nc_volume *v,
     int64_t deadline = time_mono_ms() + 10000;
     for (;;) {
         struct koala_error *e = NULL;
-        if (run(q, "blockdev-del", json_pack("{s:s}", "node-name", node),
-                10000, &e) == 0)
+        if (run(q, "blockdev-del", json_pack("{s:s}", "node-name", node), 10000,
+                &e) == 0)
             return 0;
         if (strstr(error_message(e), "in use") == NULL ||
             time_mono_ms() >= deadline) {
@@ -139,17 +143,82 @@ static int drop_node(struct qmp *q, const struct nc_volume *v,
     }
 }
 
+/* Removes every node of the volume (the raw or null one first: they sit
+ * on the NBD client). */
+static int drop_nodes(struct qmp *q, const struct nc_volume *v,
+                      struct koala_error **err)
+{
+    static const char *const kinds[] = {"raw", "null", "nbd"};
+    for (size_t i = 0; i < ARRAY_SIZE(kinds); i++) {
+        char node[40];
+        nc_volume_node(v, kinds[i], node);
+        if (drop_node(q, node, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* A forced detach of a disk the guest holds on to: its raw node is
+ * pointed at a null node of the same size (reads zeros, writes go
+ * nowhere) and the NBD client closed, so the volume is free for another
+ * node while the device waits for the guest to let go. */
+static int cut_loose(struct qmp *q, const struct nc_volume *v,
+                     struct koala_error **err)
+{
+    char raw[40], null[40], nbd[40];
+    nc_volume_node(v, "raw", raw);
+    nc_volume_node(v, "null", null);
+    nc_volume_node(v, "nbd", nbd);
+    int64_t size = 0;
+    int has = node_info(q, raw, &size, err);
+    if (has < 0)
+        return -1;
+    if (has == 1) {
+        int hn = has_node(q, null, err);
+        if (hn < 0)
+            return -1;
+        if (hn == 0 && run(q, "blockdev-add",
+                           json_pack("{s:s, s:s, s:I, s:b}", "driver",
+                                     "null-co", "node-name", null, "size",
+                                     (json_int_t)(size > 0 ? size : 1 << 30),
+                                     "read-zeroes", 1),
+                           10000, err) < 0)
+            return -1;
+        json_t *opts =
+            json_pack("[{s:s, s:s, s:s, s:s}]", "driver", "raw", "node-name",
+                      raw, "file", null, "discard", "unmap");
+        if (run(q, "blockdev-reopen", json_pack("{s:o}", "options", opts),
+                10000, err) < 0) {
+            error_prefix(*err, "moving %s off its export", v->id);
+            return -1;
+        }
+    }
+    return drop_node(q, nbd, err);
+}
+
 /* ---- plugging and unplugging (no lock held; v's fields are stable
  * while the instance's job runs) ---- */
 
 static int plug(struct nc *nc, struct qmp *q, const struct nc_volume *v,
                 bool microvm, struct koala_error **err)
 {
-    char node[40];
-    node_of(v, node);
+    char null[40];
+    nc_volume_node(v, "null", null);
     int dev = has_device(q, v->id, err);
-    if (dev != 0)
-        return dev < 0 ? -1 : 0; /* there already (a restart) */
+    if (dev < 0)
+        return -1;
+    if (dev == 1) {
+        /* There already (a restart), unless it is the disk of a forced
+         * detach that the guest still holds. */
+        int held = has_node(q, null, err);
+        if (held != 0)
+            return held < 0 ? -1
+                            : error_set(err, EBUSY, "VolumeInUse",
+                                        "the guest still holds the disk of "
+                                        "an earlier forced detach of %s",
+                                        v->id);
+        return 0;
+    }
     /* The credentials, once per QEMU (a second add says "duplicate"). */
     struct koala_error *e = NULL;
     if (run(q, "object-add", nc_volume_tls_object(nc), 10000, &e) < 0) {
@@ -164,13 +233,12 @@ static int plug(struct nc *nc, struct qmp *q, const struct nc_volume *v,
         }
         error_free(e);
     }
-    int has = has_node(q, node, err);
-    if (has < 0)
+    /* Nodes left by an attach cut short or a forced detach go first. */
+    if (drop_nodes(q, v, err) < 0)
         return -1;
     /* open-timeout stays 0: one connection attempt, so an export that
      * cannot be reached fails the attach at once. */
-    if (has == 0 &&
-        run(q, "blockdev-add", nc_volume_blockdev(v), 60000, err) < 0) {
+    if (run(q, "blockdev-add", nc_volume_blockdev(v), 60000, err) < 0) {
         if (v->ex.path)
             error_prefix(*err, "connecting to the export of %s (unix %s)",
                          v->id, v->ex.path);
@@ -179,10 +247,11 @@ static int plug(struct nc *nc, struct qmp *q, const struct nc_volume *v,
                          v->id, v->ex.host, (long long)v->ex.port);
         return -1;
     }
-    if (run(q, "device_add", nc_volume_device(v, microvm), 10000, err) < 0) {
+    if (run(q, "blockdev-add", nc_volume_format(v), 10000, err) < 0 ||
+        run(q, "device_add", nc_volume_device(v, microvm), 10000, err) < 0) {
         error_prefix(*err, "plugging %s into the guest", v->id);
         struct koala_error *e2 = NULL;
-        if (drop_node(q, v, &e2) < 0)
+        if (drop_nodes(q, v, &e2) < 0)
             log_error("volume %s: %s", v->id, error_message(e2));
         error_free(e2);
         return -1;
@@ -201,20 +270,25 @@ static int unplug(struct qmp *q, const struct nc_volume *v, bool force,
         /* A second device_del of a PCI device whose unplug is under way
          * is refused; that is fine, its presence is what counts. */
         json_decref(qmp_execute(q, "device_del",
-                                json_pack("{s:s}", "id", v->id), 10000,
-                                NULL));
-        int64_t deadline = time_mono_ms() +
-                           (force ? NC_FORCE_GRACE_MS : NC_DETACH_GRACE_MS);
+                                json_pack("{s:s}", "id", v->id), 10000, NULL));
+        int64_t deadline =
+            time_mono_ms() + (force ? NC_FORCE_GRACE_MS : NC_DETACH_GRACE_MS);
         while ((dev = has_device(q, v->id, err)) == 1 &&
                time_mono_ms() < deadline)
             usleep(50000);
         if (dev < 0)
             return -1;
-        if (dev == 1)
+        if (dev == 1 && !force)
             return error_set(err, EBUSY, "IncorrectState",
                              "the guest has not released %s", v->id);
+        if (dev == 1) {
+            log_warn("volume %s: the guest has not released it: forced off "
+                     "its export",
+                     v->id);
+            return cut_loose(q, v, err);
+        }
     }
-    return drop_node(q, v, err) < 0 ? -1 : 0;
+    return drop_nodes(q, v, err);
 }
 
 static void set_vol_state(struct nc *nc, struct nc_instance *inst,
@@ -223,11 +297,12 @@ static void set_vol_state(struct nc *nc, struct nc_instance *inst,
 {
     if (v->state != st)
         log_info("instance %s: volume %s (%s): %s -> %s%s%s", inst->id, v->id,
-                 v->device, nc_vol_state_name(v->state),
-                 nc_vol_state_name(st), error ? ": " : "", error ? error : "");
+                 v->device, nc_vol_state_name(v->state), nc_vol_state_name(st),
+                 error ? ": " : "", error ? error : "");
     v->state = st;
     free(v->error);
     v->error = error ? strdup(error) : NULL;
+    v->error_code[0] = '\0';
     if (st == NC_VOL_DETACHED)
         v->detached_ms = time_mono_ms();
     nc_notify_locked(nc, inst);
@@ -284,7 +359,8 @@ void nc_volumes_converge(struct nc *nc, struct nc_instance *inst)
          * records or change states, and reaping skips non-detached ones. */
         struct koala_error *err = NULL;
         int64_t t0 = time_mono_ms();
-        int rc = attach ? plug(nc, q, v, microvm, &err) : unplug(q, v, force, &err);
+        int rc =
+            attach ? plug(nc, q, v, microvm, &err) : unplug(q, v, force, &err);
         pthread_mutex_lock(&nc->lock);
         if (rc == 0) {
             set_vol_state(nc, inst, v,
@@ -294,6 +370,8 @@ void nc_volumes_converge(struct nc *nc, struct nc_instance *inst)
                      (long long)(time_mono_ms() - t0));
         } else if (attach) {
             set_vol_state(nc, inst, v, NC_VOL_DETACHED, error_message(err));
+            snprintf(v->error_code, sizeof(v->error_code), "%s",
+                     err && err->code ? err->code : "");
         } else {
             /* Still detaching: a new request (Force) tries again. */
             v->stuck = true;
@@ -390,8 +468,8 @@ int nc_attach_volume(struct nc *nc, const char *instance_id,
     for (struct nc_volume *o = inst->volumes; o; o = o->next)
         if (o->state != NC_VOL_DETACHED) {
             count++;
-            used |= strcmp(o->device, v->device) == 0 &&
-                    strcmp(o->id, v->id) != 0;
+            used |=
+                strcmp(o->device, v->device) == 0 && strcmp(o->id, v->id) != 0;
         }
     if (holder == inst && strcmp(held->device, v->device) == 0 &&
         held->state != NC_VOL_DETACHING) {
@@ -401,10 +479,9 @@ int nc_attach_volume(struct nc *nc, const char *instance_id,
     } else if (holder) {
         error_set(err, EBUSY, "VolumeInUse", "%s is already attached to %s",
                   v->id, holder->id);
-    } else if (inst->want_terminate || (inst->state != NC_RUNNING &&
-                                        inst->state != NC_PENDING &&
-                                        inst->state != NC_STOPPED &&
-                                        inst->state != NC_STOPPING)) {
+    } else if (inst->want_terminate ||
+               (inst->state != NC_RUNNING && inst->state != NC_PENDING &&
+                inst->state != NC_STOPPED && inst->state != NC_STOPPING)) {
         error_set(err, EINVAL, "IncorrectInstanceState",
                   "The instance '%s' is not 'running' or 'stopped' (it is "
                   "%s)",
@@ -430,6 +507,7 @@ int nc_attach_volume(struct nc *nc, const char *instance_id,
             old->device = v->device;
             v->device = NULL;
             old->error = NULL;
+            old->error_code[0] = '\0';
             old->force = old->stuck = false;
             old->state = NC_VOL_ATTACHING;
             held = old;
@@ -453,8 +531,9 @@ int nc_attach_volume(struct nc *nc, const char *instance_id,
             wait_leaves_locked(nc, held, NC_VOL_ATTACHING,
                                time_mono_ms() + NC_ATTACH_WAIT_MS);
             if (held->state == NC_VOL_DETACHED && held->error) {
-                error_set(err, EIO, NULL, "attaching %s to %s: %s", held->id,
-                          inst->id, held->error);
+                error_set(
+                    err, EIO, held->error_code[0] ? held->error_code : NULL,
+                    "attaching %s to %s: %s", held->id, inst->id, held->error);
                 rc = -1;
             } else {
                 reply(w, inst, held);
@@ -479,8 +558,8 @@ int nc_detach_volume(struct nc *nc, const char *instance_id,
         goto out;
     if (v == NULL) {
         error_set(err, ENOENT, "InvalidAttachment.NotFound",
-                  "The volume '%s' is not attached to instance '%s'",
-                  volume_id, instance_id);
+                  "The volume '%s' is not attached to instance '%s'", volume_id,
+                  instance_id);
     } else if (v->state == NC_VOL_ATTACHING) {
         error_set(err, EINVAL, "IncorrectState",
                   "Volume '%s' is still being attached to '%s'", volume_id,

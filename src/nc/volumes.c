@@ -9,6 +9,11 @@
  * client waits (reconnect-delay) while the SC restarts instead of failing
  * the guest's I/O.
  *
+ * Nodes: the NBD client (nbd-ID) under a raw node (raw-ID) that the disk
+ * (device ID) uses: a forced detach of a disk the guest does not let go
+ * of points raw-ID at a null node (null-ID), so that the NBD client can be
+ * closed while the device waits for the guest (volops.c).
+ *
  * Machines: a microvm (direct kernel boot) cannot hot-plug virtio-mmio
  * devices, so every microvm instance gets a virtio-scsi-device at launch
  * and its volumes are scsi-hd disks on that bus (hot-pluggable; detach
@@ -156,8 +161,8 @@ static bool plain(const char *s, size_t max)
     if (n == 0 || n > max)
         return false;
     for (; *s; s++)
-        if ((unsigned char)*s <= ' ' || *s == ',' || *s == '"' ||
-            *s == '\'' || *s == '\\' || (unsigned char)*s >= 0x7f)
+        if ((unsigned char)*s <= ' ' || *s == ',' || *s == '"' || *s == '\'' ||
+            *s == '\\' || (unsigned char)*s >= 0x7f)
             return false;
     return true;
 }
@@ -194,9 +199,8 @@ static int parse_export(const struct xml_node *e, struct nc_export *ex,
             return missing(err, "export.host");
         if (port == NULL)
             return missing(err, "export.port");
-        if (!plain(ex->host, 255) ||
-            str_to_i64(port, &ex->port) < 0 || ex->port < 1 ||
-            ex->port > 65535)
+        if (!plain(ex->host, 255) || str_to_i64(port, &ex->port) < 0 ||
+            ex->port < 1 || ex->port > 65535)
             return error_set(err, EINVAL, "InvalidParameterValue",
                              "export.host and export.port must be a host "
                              "and a port (1-65535)");
@@ -355,23 +359,21 @@ int nc_volumes_from_json(const json_t *arr, struct nc_instance *inst,
 
 /* ---- QEMU ---- */
 
-/* The node names QEMU knows a volume by: the device is the volume id, its
- * block node "nbd-" and the id. */
-static void node_name(const struct nc_volume *v, char out[40])
+void nc_volume_node(const struct nc_volume *v, const char *kind, char out[40])
 {
-    snprintf(out, 40, "nbd-%s", v->id);
+    snprintf(out, 40, "%s-%s", kind, v->id);
 }
 
 json_t *nc_volume_blockdev(const struct nc_volume *v)
 {
     char node[40], port[16];
-    node_name(v, node);
+    nc_volume_node(v, "nbd", node);
     snprintf(port, sizeof(port), "%lld", (long long)v->ex.port);
     json_t *server =
         strcmp(v->ex.transport, "unix") == 0
             ? json_pack("{s:s, s:s}", "type", "unix", "path", v->ex.path)
-            : json_pack("{s:s, s:s, s:s}", "type", "inet", "host",
-                        v->ex.host, "port", port);
+            : json_pack("{s:s, s:s, s:s}", "type", "inet", "host", v->ex.host,
+                        "port", port);
     /* discard passes the guest's TRIM to the SC's sparse file. */
     return json_pack("{s:s, s:s, s:o, s:s, s:s, s:s, s:i, s:s}", "driver",
                      "nbd", "node-name", node, "server", server, "export",
@@ -380,24 +382,33 @@ json_t *nc_volume_blockdev(const struct nc_volume *v)
                      NC_VOLUME_RECONNECT_S, "discard", "unmap");
 }
 
+json_t *nc_volume_format(const struct nc_volume *v)
+{
+    char node[40], file[40];
+    nc_volume_node(v, "raw", node);
+    nc_volume_node(v, "nbd", file);
+    return json_pack("{s:s, s:s, s:s, s:s}", "driver", "raw", "node-name", node,
+                     "file", file, "discard", "unmap");
+}
+
 json_t *nc_volume_device(const struct nc_volume *v, bool microvm)
 {
     char node[40], serial[24];
-    node_name(v, node);
+    nc_volume_node(v, "raw", node);
     nc_volume_serial(v->id, serial);
     if (microvm)
         return json_pack("{s:s, s:s, s:s, s:s, s:s}", "driver", "scsi-hd",
-                         "bus", "vscsi.0", "drive", node, "id", v->id,
-                         "serial", serial);
+                         "bus", "vscsi.0", "drive", node, "id", v->id, "serial",
+                         serial);
     return json_pack("{s:s, s:s, s:s, s:s}", "driver", "virtio-blk-pci",
                      "drive", node, "id", v->id, "serial", serial);
 }
 
 json_t *nc_volume_tls_object(const struct nc *nc)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:b}", "qom-type",
-                     "tls-creds-x509", "id", "nc-tls", "endpoint", "client",
-                     "dir", nc->tls_dir, "verify-peer", 1);
+    return json_pack("{s:s, s:s, s:s, s:s, s:b}", "qom-type", "tls-creds-x509",
+                     "id", "nc-tls", "endpoint", "client", "dir", nc->tls_dir,
+                     "verify-peer", 1);
 }
 
 void nc_strv_free(char **v)
@@ -422,7 +433,7 @@ char **nc_volumes_qemu_args_locked(const struct nc *nc,
     size_t count = 0;
     for (const struct nc_volume *v = inst->volumes; v; v = v->next)
         count++;
-    char **a = calloc(4 * count + 5, sizeof(char *));
+    char **a = calloc(6 * count + 5, sizeof(char *));
     if (a == NULL)
         return NULL;
     size_t n = 0;
@@ -441,6 +452,8 @@ char **nc_volumes_qemu_args_locked(const struct nc *nc,
         }
         a[n++] = strdup("-blockdev");
         push_json(a, &n, nc_volume_blockdev(v));
+        a[n++] = strdup("-blockdev");
+        push_json(a, &n, nc_volume_format(v));
         a[n++] = strdup("-device");
         push_json(a, &n, nc_volume_device(v, microvm));
     }
@@ -479,8 +492,7 @@ int nc_volumes_tls_init(struct nc *nc, struct koala_error **err)
     if (chmod(nc->tls_dir, 0700) < 0)
         return error_set_errno(err, "chmod %s", nc->tls_dir);
     const char *from[3] = {nc->opt.ca, nc->opt.tls_cert, nc->opt.tls_key};
-    const char *names[3] = {"ca-cert.pem", "client-cert.pem",
-                            "client-key.pem"};
+    const char *names[3] = {"ca-cert.pem", "client-cert.pem", "client-key.pem"};
     for (int i = 0; i < 3; i++) {
         _cleanup_free_ char *to = NULL;
         if (asprintf(&to, "%s/%s", nc->tls_dir, names[i]) < 0)

@@ -22,6 +22,7 @@ Every process is started here and stopped by its PID; namespaces are
 deleted at the end.
 """
 import hashlib
+import json
 import os
 import re
 import signal
@@ -456,6 +457,25 @@ def test_nc_killed_keeps_attachments(guests, nodes):
     assert n2.state(g.b) == "running"
     wait_disk(g.net2, g.ip_b, vol)
 
+    # Killed halfway through a detach, then halfway through an attach (as
+    # instance.json says when the kill comes between the record and the
+    # QMP work): the restarted node finishes each from what QEMU has.
+    state = n2.inst_dir(g.b) / "instance.json"
+    for want, present in (("detaching", False), ("attaching", True)):
+        n2.stop(signal.SIGKILL)
+        doc = json.loads(state.read_text())
+        if want == "attaching":
+            doc["volumes"] = [dict(saved, state="attaching")]
+        else:
+            saved = dict(doc["volumes"][0])
+            doc["volumes"][0]["state"] = want
+        state.write_text(json.dumps(doc))
+        n2.start()
+        done = "attached" if present else "detached"
+        wait_until(lambda: n2.volumes(g.b)[vol]["state"] == done,
+                   timeout=30, step=0.1, what=f"{vol} {done}")
+        wait_disk(g.net2, g.ip_b, vol, present=present)
+
 
 def test_stop_start_keeps_the_volume(guests, nodes):
     g, n2 = guests, nodes[1]
@@ -627,3 +647,27 @@ def test_cc_forwards_attach_and_detach(nodes, pki, imgsrv, storage,
     finally:
         rc = cc.stop()
     assert rc == 0, cc.log_text()[-3000:]
+
+
+def test_force_detach_from_a_guest_that_does_not_let_go(nodes, nets, imgsrv,
+                                                         storage):
+    """A pc whose guest never answers ACPI (no boot loader: SeaBIOS waits
+    for ever): Force closes the NBD client after 2 s, the disk left to the
+    guest reads zeros; the volume cannot come back to that instance while
+    the guest holds the old disk."""
+    n1, net1 = nodes[0], nets[0]
+    iid = n1.run(imgsrv, kernel=False, net=net1.host(),
+                 image=imgsrv.ref("root.img", "emi-0000b10c"))["instanceId"]
+    n1.wait_state(iid, "running")
+    vol = new_vol()
+    ex = storage.serve(vol, "unix")
+    assert n1.attach(iid, vol, "/dev/sdf", ex)["state"] == "attached"
+    t0 = time.monotonic()
+    d = n1.detach(iid, vol, force=True)
+    assert d["state"] == "detached", d
+    assert time.monotonic() - t0 < 15
+    assert "forced off its export" in n1.log_text()
+    f = fault(n1.attach, iid, vol, "/dev/sdf", ex)
+    assert f.code == "VolumeInUse" and "still holds" in f.message, f.message
+    n1.call("ncTerminateInstance", instanceId=iid)
+    n1.wait_state(iid, "terminated")

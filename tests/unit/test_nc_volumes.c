@@ -55,7 +55,7 @@ static int parse(const char *inner, bool need_export, struct nc_volume **v,
 }
 
 #define UNIX_EXPORT                                                            \
-    "<export><transport>unix</transport><path>/var/lib/koala/sc/exports/"     \
+    "<export><transport>unix</transport><path>/var/lib/koala/sc/exports/"      \
     "vol-0123456789abcdef0.sock</path><exportName>vol-0123456789abcdef0"       \
     "</exportName><tlsHostname>koala-sc-sc1</tlsHostname><sizeBytes>"          \
     "1073741824</sizeBytes></export>"
@@ -93,11 +93,10 @@ static void test_parse(void **s)
         {"<volumeId>vol-XYZ</volumeId><device>/dev/sdf</device>" UNIX_EXPORT,
          "InvalidVolumeID.Malformed"},
         {"<volumeId>vol-0123abcd</volumeId>" UNIX_EXPORT, "MissingParameter"},
-        {"<volumeId>vol-0123abcd</volumeId><device>/dev/../x</device>"
-         UNIX_EXPORT,
+        {"<volumeId>vol-0123abcd</volumeId><device>/dev/../x</"
+         "device>" UNIX_EXPORT,
          "InvalidParameterValue"},
-        {"<volumeId>vol-0123abcd</volumeId><device>sdf123</device>"
-         UNIX_EXPORT,
+        {"<volumeId>vol-0123abcd</volumeId><device>sdf123</device>" UNIX_EXPORT,
          "InvalidParameterValue"},
         {"<volumeId>vol-0123abcd</volumeId><device>sdf</device>",
          "MissingParameter"},
@@ -220,6 +219,9 @@ static void test_qemu_args(void **s)
     assert_true(has_arg(a, "\"qom-type\":\"tls-creds-x509\""));
     assert_true(has_arg(a, "\"dir\":\"/var/lib/koala/nc/tls\""));
     assert_true(has_arg(a, "\"node-name\":\"nbd-vol-0000000000000000a\""));
+    assert_true(has_arg(a, "\"node-name\":\"raw-vol-0000000000000000a\","
+                           "\"file\":\"nbd-vol-0000000000000000a\""));
+    assert_true(has_arg(a, "\"drive\":\"raw-vol-0000000000000000a\""));
     assert_true(has_arg(a, "\"tls-hostname\":\"koala-sc-sc1\""));
     assert_true(has_arg(a, "\"driver\":\"scsi-hd\""));
     assert_true(has_arg(a, "\"serial\":\"vol0000000000000000a\""));
@@ -228,7 +230,7 @@ static void test_qemu_args(void **s)
     size_t n = 0;
     while (a[n])
         n++;
-    assert_int_equal(n, 8);
+    assert_int_equal(n, 10);
     nc_strv_free(a);
     nc_instance_free(m);
 
