@@ -347,6 +347,15 @@ void ec2_describe_images(struct ec2_req *r);
 void ec2_deregister_image(struct ec2_req *r);
 void ec2_run_instances(struct ec2_req *r);
 void ec2_describe_instances(struct ec2_req *r);
+/* Describe* paging over (time, id) order: a NextToken names the position
+ * after the last item shown (id of that prefix: "vol-"); *after_time is -1
+ * without a token; a token not made here is an error of that code. */
+int ec2_token_parse(const char *token, const char *prefix, const char *code,
+                    int64_t *after_time, char after_id[32],
+                    struct koala_error **err);
+void ec2_token_write(struct xml_writer *w, int64_t time, const char *id);
+bool ec2_token_after(int64_t time, const char *id, int64_t after_time,
+                     const char *after_id);
 /* Describe* paging over instances in launch order: a NextToken names the
  * position after the last instance shown.  *after_time is -1 without a
  * token. */

@@ -258,41 +258,20 @@ int ec2_write_reservation(struct ec2_req *r, struct xml_writer *w,
 int ec2_instance_token_parse(const char *token, int64_t *after_time,
                              char after_id[32], struct koala_error **err)
 {
-    *after_time = -1;
-    after_id[0] = '\0';
-    if (token == NULL)
-        return 0;
-    /* "launch time/instance id", as ec2_instance_token_write made it; any
-     * other bytes are the client's, and refused. */
-    _cleanup_free_ char *t = str_base64_decode_text(token, 64);
-    char *slash = t ? strchr(t, '/') : NULL;
-    int64_t tt;
-    if (slash == NULL || (*slash = '\0', str_to_i64(t, &tt)) < 0 || tt < 0 ||
-        !id_resource_valid(slash + 1, "i-")) {
-        char shown[80];
-        snprintf(shown, sizeof(shown), "%s", token);
-        return error_set(err, EINVAL, "InvalidParameterValue",
-                         "The token '%s' is invalid", shown);
-    }
-    *after_time = tt;
-    snprintf(after_id, 32, "%s", slash + 1);
-    return 0;
+    return ec2_token_parse(token, "i-", "InvalidParameterValue", after_time,
+                           after_id, err);
 }
 
 bool ec2_instance_after(const struct instance_row *x, int64_t after_time,
                         const char *after_id)
 {
-    return after_time < 0 || x->launch_time > after_time ||
-           (x->launch_time == after_time && strcmp(x->id, after_id) > 0);
+    return ec2_token_after(x->launch_time, x->id, after_time, after_id);
 }
 
 void ec2_instance_token_write(struct xml_writer *w,
                               const struct instance_row *last)
 {
-    char t[64];
-    snprintf(t, sizeof(t), "%lld/%s", (long long)last->launch_time, last->id);
-    _cleanup_free_ char *b = str_base64_encode((unsigned char *)t, strlen(t));
-    xml_text_element(w, "nextToken", b);
+    ec2_token_write(w, last->launch_time, last->id);
 }
 
 int ec2_instance_listing(const struct ec2_req *r, struct ec2_id_list *ids,

@@ -99,13 +99,6 @@ int clc_volume_check_spec(const char *type, int64_t size_gb, int64_t iops,
 /* A volume's fields, as DescribeVolumes' item and CreateVolume's answer. */
 void clc_write_volume(struct ec2_req *r, struct xml_writer *w,
                       const struct volume_row *x, struct koala_error **err);
-/* Describe* paging over (time, id) order: a NextToken names the position
- * after the last item shown; *after_time is -1 without a token. */
-int ebs_token_parse(const char *token, const char *prefix, int64_t *after_time,
-                    char after_id[32], struct koala_error **err);
-void ebs_token_write(struct xml_writer *w, int64_t time, const char *id);
-bool ebs_after(int64_t time, const char *id, int64_t after_time,
-               const char *after_id);
 
 /* ---- attachments (vol_attach.c) ---- */
 /* EC2's EBS device names (/dev/sdf, xvdf ...). */

@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "clc.h"
+#include "id.h"
 
 /* Orders parameters by name, then by their place in the request, so that a
  * lookup is a binary search and finds the first of duplicates. */
@@ -333,4 +334,46 @@ bool ec2_filter_match(const struct ec2_filter *f, const char *value)
         }
     }
     return false;
+}
+
+/* ---- Describe* paging tokens ---- */
+
+int ec2_token_parse(const char *token, const char *prefix, const char *code,
+                    int64_t *after_time, char after_id[32],
+                    struct koala_error **err)
+{
+    *after_time = -1;
+    after_id[0] = '\0';
+    if (token == NULL)
+        return 0;
+    /* "time/id", as ec2_token_write made it; any other bytes are the
+     * client's, and refused. */
+    _cleanup_free_ char *t = str_base64_decode_text(token, 64);
+    char *slash = t ? strchr(t, '/') : NULL;
+    int64_t tt;
+    if (slash == NULL || (*slash = '\0', str_to_i64(t, &tt)) < 0 || tt < 0 ||
+        !id_resource_valid(slash + 1, prefix)) {
+        char shown[80];
+        snprintf(shown, sizeof(shown), "%s", token);
+        return error_set(err, EINVAL, code, "The token '%s' is invalid",
+                         shown);
+    }
+    *after_time = tt;
+    snprintf(after_id, 32, "%s", slash + 1);
+    return 0;
+}
+
+void ec2_token_write(struct xml_writer *w, int64_t time, const char *id)
+{
+    char t[64];
+    snprintf(t, sizeof(t), "%lld/%s", (long long)time, id);
+    _cleanup_free_ char *b = str_base64_encode((unsigned char *)t, strlen(t));
+    xml_text_element(w, "nextToken", b);
+}
+
+bool ec2_token_after(int64_t time, const char *id, int64_t after_time,
+               const char *after_id)
+{
+    return after_time < 0 || time > after_time ||
+           (time == after_time && strcmp(id, after_id) > 0);
 }

@@ -462,7 +462,8 @@ void ec2_describe_snapshots(struct ec2_req *r)
         goto out;
     }
     if (ec2_param_int(r, "MaxResults", 0, 5, 1000, &max, &err) < 0 ||
-        ebs_token_parse(ec2_param(r, "NextToken"), "snap-", &after_time,
+        ec2_token_parse(ec2_param(r, "NextToken"), "snap-",
+                        "InvalidNextToken", &after_time,
                         after_id, &err) < 0 ||
         ec2_dry_run(r))
         goto out;
@@ -504,7 +505,7 @@ void ec2_describe_snapshots(struct ec2_req *r)
                                                         sizeof(tmp)));
         }
         if (!wanted ||
-            !ebs_after(x->start_time, x->id, after_time, after_id))
+            !ec2_token_after(x->start_time, x->id, after_time, after_id))
             continue;
         if (max && shown == max) {
             more = true;
@@ -518,7 +519,7 @@ void ec2_describe_snapshots(struct ec2_req *r)
     }
     xml_end(w);
     if (more && last)
-        ebs_token_write(w, last->start_time, last->id);
+        ec2_token_write(w, last->start_time, last->id);
     const char *missing = ec2_id_list_missing(&ids);
     if (err == NULL && missing)
         not_found(missing, &err);

@@ -210,7 +210,8 @@ void ec2_describe_volumes_modifications(struct ec2_req *r)
     char after_id[32];
     if (ec2_id_list_get(r, "VolumeId", &ids, &err) < 0 ||
         ec2_param_int(r, "MaxResults", 0, 1, 500, &max, &err) < 0 ||
-        ebs_token_parse(ec2_param(r, "NextToken"), "vol-", &after_time,
+        ec2_token_parse(ec2_param(r, "NextToken"), "vol-",
+                        "InvalidNextToken", &after_time,
                         after_id, &err) < 0 ||
         ec2_dry_run(r))
         goto out;
@@ -245,7 +246,7 @@ void ec2_describe_volumes_modifications(struct ec2_req *r)
                 &fs.f[j], mod_filter(&m, fs.f[j].name, tmp, sizeof(tmp)));
         }
         if (!wanted ||
-            !ebs_after(m.start_time, m.volume_id, after_time, after_id))
+            !ec2_token_after(m.start_time, m.volume_id, after_time, after_id))
             continue;
         if (max && shown == max) {
             more = true;
@@ -260,7 +261,7 @@ void ec2_describe_volumes_modifications(struct ec2_req *r)
     db_stmt_done(st);
     xml_end(w);
     if (more)
-        ebs_token_write(w, last.start_time, last.volume_id);
+        ec2_token_write(w, last.start_time, last.volume_id);
 out:
     ec2_id_list_free(&ids);
     ec2_filters_free(&fs);

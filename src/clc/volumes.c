@@ -533,43 +533,6 @@ static int load_volumes(struct ec2_req *r, struct volume_row **rows,
     return rc == SQLITE_DONE ? 0 : db_error(r->db, "listing volumes", err);
 }
 
-int ebs_token_parse(const char *token, const char *prefix, int64_t *after_time,
-                    char after_id[32], struct koala_error **err)
-{
-    *after_time = -1;
-    after_id[0] = '\0';
-    if (token == NULL)
-        return 0;
-    _cleanup_free_ char *t = str_base64_decode_text(token, 64);
-    char *slash = t ? strchr(t, '/') : NULL;
-    int64_t tt;
-    if (slash == NULL || (*slash = '\0', str_to_i64(t, &tt)) < 0 || tt < 0 ||
-        !id_resource_valid(slash + 1, prefix)) {
-        char shown[80];
-        snprintf(shown, sizeof(shown), "%s", token);
-        return error_set(err, EINVAL, "InvalidNextToken",
-                         "The token '%s' is invalid", shown);
-    }
-    *after_time = tt;
-    snprintf(after_id, 32, "%s", slash + 1);
-    return 0;
-}
-
-void ebs_token_write(struct xml_writer *w, int64_t time, const char *id)
-{
-    char t[64];
-    snprintf(t, sizeof(t), "%lld/%s", (long long)time, id);
-    _cleanup_free_ char *b = str_base64_encode((unsigned char *)t, strlen(t));
-    xml_text_element(w, "nextToken", b);
-}
-
-bool ebs_after(int64_t time, const char *id, int64_t after_time,
-               const char *after_id)
-{
-    return after_time < 0 || time > after_time ||
-           (time == after_time && strcmp(id, after_id) > 0);
-}
-
 /* What both Describe calls share: the volumes named, filtered, paged.
  * write is called for each volume shown. */
 static void describe(struct ec2_req *r, const char *action, const char *set,
@@ -609,7 +572,8 @@ static void describe(struct ec2_req *r, const char *action, const char *set,
         goto out;
     }
     if (ec2_param_int(r, "MaxResults", 0, 5, 1000, &max, &err) < 0 ||
-        ebs_token_parse(ec2_param(r, "NextToken"), "vol-", &after_time,
+        ec2_token_parse(ec2_param(r, "NextToken"), "vol-",
+                        "InvalidNextToken", &after_time,
                         after_id, &err) < 0 ||
         ec2_dry_run(r) || load_volumes(r, &rows, &n, &err) < 0)
         goto out;
@@ -623,7 +587,7 @@ static void describe(struct ec2_req *r, const char *action, const char *set,
         bool wanted = ids.n == 0 || ec2_id_list_has(&ids, x->id);
         for (size_t j = 0; wanted && j < fs.n; j++)
             wanted = match(r, x, &fs.f[j]);
-        if (!wanted || !ebs_after(x->created, x->id, after_time, after_id))
+        if (!wanted || !ec2_token_after(x->created, x->id, after_time, after_id))
             continue;
         if (max && shown == max) {
             more = true;
@@ -637,7 +601,7 @@ static void describe(struct ec2_req *r, const char *action, const char *set,
     }
     xml_end(w);
     if (more && last)
-        ebs_token_write(w, last->created, last->id);
+        ec2_token_write(w, last->created, last->id);
     const char *missing = ec2_id_list_missing(&ids);
     if (err == NULL && missing) {
         char s[80];
