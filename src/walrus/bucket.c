@@ -1,6 +1,6 @@
 /* bucket.c: the S3 service and bucket operations: ListBuckets, CreateBucket,
- * DeleteBucket, HeadBucket, GetBucketLocation, GetBucketVersioning and the
- * bucket ACL. */
+ * DeleteBucket, HeadBucket, GetBucketLocation and the bucket ACL
+ * (versioning: version.c). */
 #define LOG_MODULE "walrus"
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -221,7 +221,8 @@ void s3_delete_bucket(struct s3_req *r)
     int64_t objects = 0, uploads = 0;
     if (count_rows(db,
                    "SELECT count(*) FROM (SELECT 1 FROM objects"
-                   " WHERE bucket=? LIMIT 1)",
+                   " WHERE bucket=?1 UNION ALL SELECT 1 FROM versions"
+                   " WHERE bucket=?1 LIMIT 1)",
                    r->bucket, &objects, &err) < 0 ||
         count_rows(db,
                    "SELECT count(*) FROM (SELECT 1 FROM uploads"
@@ -295,20 +296,6 @@ void s3_get_bucket_location(struct s3_req *r)
     } else {
         doc = xml_writer_finish(x, &len);
     }
-    s3_reply_xml(r, 200, doc, len);
-}
-
-void s3_get_bucket_versioning(struct s3_req *r)
-{
-    struct koala_error *err = NULL;
-    struct bucket_row b;
-    if (s3_bucket_access(r, 0, &b, &err) < 0)
-        return s3_fail(r, err);
-    if (!is_owner(r, &b))
-        return (void)(deny(&err), s3_fail(r, err));
-    size_t len;
-    char *doc = xml_writer_finish(
-        xml_writer_new("VersioningConfiguration", S3_XMLNS), &len);
     s3_reply_xml(r, 200, doc, len);
 }
 

@@ -263,15 +263,15 @@ static int copy_range(struct s3_req *r, uint64_t size, uint64_t *first,
 void s3_upload_part_copy(struct s3_req *r)
 {
     struct koala_error *err = NULL;
-    _cleanup_free_ char *sbucket = NULL, *skey = NULL;
+    _cleanup_free_ char *sbucket = NULL, *skey = NULL, *svid = NULL;
     struct object_row src = {0};
     struct blob_writer bw = {.fd = -1};
     struct checksum *md5 = NULL;
     int n;
     uint64_t first, len;
     if (s3_upload_part_precheck(r, &err) < 0 ||
-        s3_copy_source(r, &sbucket, &skey, &err) < 0 ||
-        s3_copy_source_load(r, sbucket, skey, &src, &err) < 0 ||
+        s3_copy_source(r, &sbucket, &skey, &svid, &err) < 0 ||
+        s3_copy_source_load(r, sbucket, skey, svid, &src, &err) < 0 ||
         copy_range(r, src.size, &first, &len, &err) < 0)
         goto out;
     part_number(r, &n, &err);
@@ -477,6 +477,7 @@ void s3_complete_upload(struct s3_req *r)
     upload_row_clear(&again);
     if (db_commit(r->db, &err) < 0 || blob_writer_publish(r->w, &bw, &err) < 0)
         goto out;
+    s3_reply_version(r, o.version_id, false);
     char quoted[80];
     snprintf(quoted, sizeof(quoted), "\"%s\"", o.etag);
     struct buf loc = {0};

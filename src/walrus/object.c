@@ -172,10 +172,20 @@ static void reply_etag(struct s3_req *r, const char *etag)
     http_reply_header(r->http, "ETag", quoted);
 }
 
+void s3_reply_version(struct s3_req *r, const char *vid, bool versioned)
+{
+    if (vid[0] && (versioned || strcmp(vid, "null") != 0))
+        http_reply_header(r->http, "x-amz-version-id", vid);
+}
+
 struct object_job {
     const char *bucket;
-    const char *key;            /* delete */
-    const struct object_row *o; /* put */
+    struct object_row *o; /* put */
+    /* delete: */
+    const char *key;
+    const char *vid;
+    int64_t owner;
+    struct version_deleted res;
 };
 
 static int object_job_run(struct db *db, void *ctx, struct koala_error **err)
@@ -183,7 +193,8 @@ static int object_job_run(struct db *db, void *ctx, struct koala_error **err)
     struct object_job *j = ctx;
     if (j->o)
         return meta_object_put(db, j->bucket, j->o, err);
-    return meta_object_delete(db, j->bucket, j->key, err) < 0 ? -1 : 0;
+    return version_delete(db, j->bucket, j->key, j->vid, j->owner, &j->res,
+                          err);
 }
 
 /* Commits an object whose data is in bw (with the concurrent requests'
@@ -220,6 +231,7 @@ void s3_put_object(struct s3_req *r)
         return s3_fail(r, err);
     upload_published(r);
     reply_etag(r, o.etag);
+    s3_reply_version(r, o.version_id, false);
     if (*alg) {
         char name[40];
         snprintf(name, sizeof(name), "x-amz-checksum-%s", alg);
@@ -344,6 +356,29 @@ static void object_reply_headers(struct s3_req *r, const struct object_row *o)
     s3_emit_object_headers(r, o->headers);
 }
 
+/* GET/HEAD of a delete marker: 404 when it is the current version, 405
+ * when asked for by its id (S3's answers), both saying what it is. */
+static void delete_marker_reply(struct s3_req *r, struct object_row *o,
+                                bool by_id)
+{
+    struct koala_error *err = NULL;
+    http_reply_header(r->http, "x-amz-delete-marker", "true");
+    http_reply_header(r->http, "x-amz-version-id", o->version_id);
+    if (by_id) {
+        char date[30];
+        http_reply_header(r->http, "Last-Modified",
+                          time_format_http((time_t)(o->mtime_ms / 1000), date));
+        error_set(&err, EINVAL, "MethodNotAllowed",
+                  "The specified method is not allowed against this "
+                  "resource.");
+    } else {
+        error_set(&err, ENOENT, "NoSuchKey",
+                  "The specified key does not exist.");
+    }
+    object_row_clear(o);
+    s3_fail(r, err);
+}
+
 void s3_get_object(struct s3_req *r, bool head)
 {
     struct koala_error *err = NULL;
@@ -359,18 +394,25 @@ void s3_get_object(struct s3_req *r, bool head)
         }
     /* The bucket and the object in one snapshot (and one round of SQLite
      * locking: this is the hot path). */
+    const char *vid;
     struct db *db = s3_db(r, &err);
-    if (db == NULL || db_begin_read(db, &err) < 0)
+    if (s3_version_param(r, &vid, &err) < 0 || db == NULL ||
+        db_begin_read(db, &err) < 0)
         return s3_fail(r, err);
     int rc = s3_bucket_access(r, 0, &b, &err);
     if (rc == 0)
-        rc = meta_object_get(db, r->bucket, r->key, &o, &err);
+        rc = meta_object_get_version(db, r->bucket, r->key, vid, &o, &err);
     db_rollback(db); /* read only: nothing to commit */
-    if (rc == 1)
+    if (rc == 1 && vid)
+        error_set(&err, ENOENT, "NoSuchVersion",
+                  "The specified version does not exist.");
+    else if (rc == 1)
         error_set(&err, ENOENT, "NoSuchKey",
                   "The specified key does not exist.");
     if (rc != 0)
         return s3_fail(r, err);
+    if (o.delete_marker)
+        return delete_marker_reply(r, &o, vid != NULL);
     if (!acl_allows(&o.acl, &r->who, PERM_READ)) {
         object_row_clear(&o);
         error_set(&err, EACCES, "AccessDenied", "Access Denied");
@@ -404,6 +446,7 @@ void s3_get_object(struct s3_req *r, bool head)
         return s3_fail(r, err);
     }
     object_reply_headers(r, &o);
+    s3_reply_version(r, o.version_id, b.versioning[0] != '\0');
     if (rc == 1) {
         char cr[96];
         snprintf(cr, sizeof(cr), "bytes %llu-%llu/%llu",
@@ -460,20 +503,32 @@ static int pread_all(int fd, char *p, uint64_t len, uint64_t off)
 
 /* ---- DeleteObject(s) ---- */
 
-static int delete_one(struct s3_req *r, const char *key,
-                      struct koala_error **err)
+static int delete_one(struct s3_req *r, const char *key, const char *vid,
+                      struct version_deleted *res, struct koala_error **err)
 {
-    struct object_job j = {.bucket = r->bucket, .key = key};
-    return db_group_run(r->w->group, object_job_run, &j, err);
+    struct object_job j = {.bucket = r->bucket,
+                           .key = key,
+                           .vid = vid,
+                           .owner = r->who.account_id};
+    int rc = db_group_run(r->w->group, object_job_run, &j, err);
+    *res = j.res;
+    return rc;
 }
 
 void s3_delete_object(struct s3_req *r)
 {
     struct koala_error *err = NULL;
     struct bucket_row b;
-    if (s3_bucket_access(r, PERM_WRITE, &b, &err) < 0 ||
-        delete_one(r, r->key, &err) < 0)
+    struct version_deleted res;
+    const char *vid;
+    if (s3_version_param(r, &vid, &err) < 0 ||
+        s3_bucket_access(r, PERM_WRITE, &b, &err) < 0 ||
+        delete_one(r, r->key, vid, &res, &err) < 0)
         return s3_fail(r, err);
+    if (res.delete_marker)
+        http_reply_header(r->http, "x-amz-delete-marker", "true");
+    if (res.version_id[0])
+        http_reply_header(r->http, "x-amz-version-id", res.version_id);
     http_reply_header(r->http, "x-amz-request-id", r->request_id);
     http_reply_empty(r->http, 204);
 }
@@ -492,18 +547,24 @@ void s3_delete_objects(struct s3_req *r)
     }
     struct xml_writer *x = xml_writer_new("DeleteResult", S3_XMLNS);
     for (size_t i = 0; i < d.n; i++) {
-        const char *key = d.keys[i];
+        const char *key = d.keys[i], *vid = d.versions[i];
         struct koala_error *e = NULL;
+        struct version_deleted res = {0};
         if (key == NULL || *key == '\0')
             error_set(&e, EINVAL, "UserKeyMustBeSpecified",
                       "The key must be specified.");
         else if (strlen(key) > WALRUS_MAX_KEY)
             error_set(&e, EINVAL, "KeyTooLongError", "Your key is too long");
+        else if (vid && !version_id_valid(vid))
+            error_set(&e, EINVAL, "InvalidArgument",
+                      "Invalid version id specified");
         else
-            delete_one(r, key, &e);
+            delete_one(r, key, vid, &res, &e);
         if (e) {
             xml_start(x, "Error");
             xml_text_element(x, "Key", key ? key : "");
+            if (vid)
+                xml_text_element(x, "VersionId", vid);
             xml_text_element(x, "Code", error_code(e));
             xml_text_element(x, "Message", error_message(e));
             xml_end(x);
@@ -511,6 +572,12 @@ void s3_delete_objects(struct s3_req *r)
         } else if (!d.quiet) {
             xml_start(x, "Deleted");
             xml_text_element(x, "Key", key);
+            if (vid)
+                xml_text_element(x, "VersionId", vid);
+            if (res.delete_marker) {
+                xml_bool_element(x, "DeleteMarker", true);
+                xml_text_element(x, "DeleteMarkerVersionId", res.version_id);
+            }
             xml_end(x);
         }
     }
@@ -523,7 +590,7 @@ void s3_delete_objects(struct s3_req *r)
 /* ---- CopyObject ---- */
 
 int s3_copy_source(struct s3_req *r, char **bucket, char **key,
-                   struct koala_error **err)
+                   char **version, struct koala_error **err)
 {
     /* *bucket and *key are set only on success: callers free them on
      * every path, so nothing freed here may be left behind in them. */
@@ -534,9 +601,17 @@ int s3_copy_source(struct s3_req *r, char **bucket, char **key,
                          "sourcebucket/sourcekey");
     const char *q = strchr(src, '?');
     size_t len = q ? (size_t)(q - src) : strlen(src);
-    if (q && !str_has_prefix(q, "?versionId=null"))
-        return error_set(err, EINVAL, "NoSuchVersion",
-                         "The specified version does not exist.");
+    _cleanup_free_ char *vid = NULL;
+    if (q) {
+        if (!str_has_prefix(q, "?versionId="))
+            return error_set(err, EINVAL, "InvalidArgument",
+                             "Copy Source must mention the source bucket and "
+                             "key: sourcebucket/sourcekey");
+        vid = str_uri_decode(q + 11, strlen(q + 11), true);
+        if (vid == NULL || !version_id_valid(vid))
+            return error_set(err, EINVAL, "InvalidArgument",
+                             "Invalid version id specified");
+    }
     _cleanup_free_ char *dec = str_uri_decode(src, len, false);
     const char *p = dec;
     if (p && *p == '/')
@@ -555,12 +630,14 @@ int s3_copy_source(struct s3_req *r, char **bucket, char **key,
         return error_set(err, ENOMEM, NULL, "out of memory");
     *bucket = b;
     *key = k;
-    b = k = NULL;
+    *version = vid;
+    b = k = vid = NULL;
     return 0;
 }
 
 int s3_copy_source_load(struct s3_req *r, const char *bucket, const char *key,
-                        struct object_row *src, struct koala_error **err)
+                        const char *vid, struct object_row *src,
+                        struct koala_error **err)
 {
     struct bucket_row sb;
     struct db *db = s3_db(r, err);
@@ -572,7 +649,19 @@ int s3_copy_source_load(struct s3_req *r, const char *bucket, const char *key,
                          "The specified bucket does not exist");
     if (rc < 0)
         return -1;
-    rc = meta_object_get(db, bucket, key, src, err);
+    rc = meta_object_get_version(db, bucket, key, vid, src, err);
+    if (rc == 1 && vid)
+        return error_set(err, ENOENT, "NoSuchVersion",
+                         "The specified version does not exist.");
+    if (rc == 0 && src->delete_marker) {
+        object_row_clear(src);
+        if (vid)
+            return error_set(err, EINVAL, "InvalidRequest",
+                             "The source of a copy request may not "
+                             "specifically refer to a delete marker by "
+                             "version id.");
+        rc = 1;
+    }
     if (rc == 1)
         return error_set(err, ENOENT, "NoSuchKey",
                          "The specified key does not exist.");
@@ -639,15 +728,15 @@ int blob_copy_range(struct walrus *w, const struct object_row *src,
 void s3_copy_object(struct s3_req *r)
 {
     struct koala_error *err = NULL;
-    _cleanup_free_ char *sbucket = NULL, *skey = NULL;
+    _cleanup_free_ char *sbucket = NULL, *skey = NULL, *svid = NULL;
     struct object_row src = {0}, o = {0};
     struct blob_writer bw = {.fd = -1};
     struct checksum *md5 = NULL, *sum = NULL;
     char *headers = NULL;
     struct bucket_row b;
     if (s3_bucket_access(r, PERM_WRITE, &b, &err) < 0 ||
-        s3_copy_source(r, &sbucket, &skey, &err) < 0 ||
-        s3_copy_source_load(r, sbucket, skey, &src, &err) < 0)
+        s3_copy_source(r, &sbucket, &skey, &svid, &err) < 0 ||
+        s3_copy_source_load(r, sbucket, skey, svid, &src, &err) < 0)
         goto out;
     const char *directive = s3_header(r, "x-amz-metadata-directive");
     bool replace = directive && strcasecmp(directive, "REPLACE") == 0;
@@ -657,7 +746,7 @@ void s3_copy_object(struct s3_req *r)
         goto out;
     }
     if (!replace && strcmp(sbucket, r->bucket) == 0 &&
-        strcmp(skey, r->key) == 0) {
+        strcmp(skey, r->key) == 0 && svid == NULL) {
         error_set(&err, EINVAL, "InvalidRequest",
                   "This copy request is illegal because it is trying to copy "
                   "an object to itself without changing the object's "
@@ -708,6 +797,10 @@ void s3_copy_object(struct s3_req *r)
     o.data = bw.pending.data;
     if (commit_object(r, &o, &bw, &err) < 0)
         goto out;
+    if (svid || strcmp(src.version_id, "null") != 0)
+        http_reply_header(r->http, "x-amz-copy-source-version-id",
+                          src.version_id);
+    s3_reply_version(r, o.version_id, false);
     char date[25], quoted[80];
     snprintf(quoted, sizeof(quoted), "\"%s\"", o.etag);
     struct xml_writer *x = xml_writer_new("CopyObjectResult", S3_XMLNS);
@@ -732,9 +825,22 @@ static int load_object(struct s3_req *r, unsigned perm, struct object_row *o,
                        struct koala_error **err)
 {
     struct bucket_row b;
-    if (s3_bucket_access(r, 0, &b, err) < 0)
+    const char *vid;
+    if (s3_version_param(r, &vid, err) < 0 ||
+        s3_bucket_access(r, 0, &b, err) < 0)
         return -1;
-    int rc = meta_object_get(r->db, r->bucket, r->key, o, err);
+    int rc = meta_object_get_version(r->db, r->bucket, r->key, vid, o, err);
+    if (rc == 0 && o->delete_marker) {
+        object_row_clear(o);
+        if (vid)
+            return error_set(err, EINVAL, "MethodNotAllowed",
+                             "The specified method is not allowed against "
+                             "this resource.");
+        rc = 1;
+    }
+    if (rc == 1 && vid)
+        return error_set(err, ENOENT, "NoSuchVersion",
+                         "The specified version does not exist.");
     if (rc == 1)
         return error_set(err, ENOENT, "NoSuchKey",
                          "The specified key does not exist.");
@@ -782,19 +888,13 @@ void s3_put_object_acl(struct s3_req *r)
     if (rc != 0 || acl_from_request(r, &acl, &owner, &b.acl, &err) < 0)
         return s3_fail(r, err);
     _cleanup_free_ char *text = acl_encode(&acl);
-    sqlite3_stmt *st = db_stmt(
-        r->db, "UPDATE objects SET acl=? WHERE bucket=? AND key=?", &err);
-    if (st == NULL)
-        return s3_fail(r, err);
-    sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, r->bucket, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, r->key, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    db_stmt_done(st);
-    if (rc != SQLITE_DONE) {
-        db_error(r->db, "updating ACL", &err);
+    if (text == NULL) {
+        error_set(&err, ENOMEM, NULL, "out of memory");
         return s3_fail(r, err);
     }
+    if (meta_object_set_acl(r->db, r->bucket, r->key, s3_param(r, "versionId"),
+                            text, &err) < 0)
+        return s3_fail(r, err);
     http_reply_header(r->http, "x-amz-request-id", r->request_id);
     http_reply_empty(r->http, 200);
 }

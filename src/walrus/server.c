@@ -310,11 +310,8 @@ static enum s3_op route(struct s3_req *r, const char *m,
         if (get)
             return OP_LIST_BUCKETS;
     } else if (r->key == NULL) {
-        if (s3_has_param(r, "versioning") && !get) {
-            error_set(err, ENOTSUP, "NotImplemented",
-                      "Bucket versioning cannot be changed.");
-            return OP_NONE;
-        }
+        if (put && s3_has_param(r, "versioning"))
+            return OP_PUT_BUCKET_VERSIONING;
         if (put)
             return s3_has_param(r, "acl") ? OP_PUT_BUCKET_ACL
                                           : OP_CREATE_BUCKET;
@@ -417,6 +414,9 @@ static void dispatch(struct s3_req *r)
     case OP_GET_BUCKET_VERSIONING:
         s3_get_bucket_versioning(r);
         break;
+    case OP_PUT_BUCKET_VERSIONING:
+        s3_put_bucket_versioning(r);
+        break;
     case OP_GET_BUCKET_ACL:
         s3_get_bucket_acl(r);
         break;
@@ -430,7 +430,7 @@ static void dispatch(struct s3_req *r)
         s3_list_objects(r, 2);
         break;
     case OP_LIST_OBJECT_VERSIONS:
-        s3_list_objects(r, 3);
+        s3_list_object_versions(r);
         break;
     case OP_LIST_UPLOADS:
         s3_list_uploads(r);
@@ -495,6 +495,7 @@ static bool op_blocks(enum s3_op op)
     case OP_CREATE_BUCKET:
     case OP_DELETE_BUCKET:
     case OP_PUT_BUCKET_ACL:
+    case OP_PUT_BUCKET_VERSIONING:
     case OP_DELETE_OBJECTS:
     case OP_PUT_OBJECT:
     case OP_COPY_OBJECT:
@@ -543,6 +544,7 @@ static bool op_streams_body(enum s3_op op)
 static bool op_takes_xml(enum s3_op op)
 {
     return op == OP_CREATE_BUCKET || op == OP_PUT_BUCKET_ACL ||
+           op == OP_PUT_BUCKET_VERSIONING ||
            op == OP_PUT_OBJECT_ACL || op == OP_DELETE_OBJECTS ||
            op == OP_COMPLETE_UPLOAD;
 }

@@ -139,6 +139,7 @@ struct bucket_row {
     int64_t owner;
     char region[64];
     int64_t created; /* unix seconds */
+    char versioning[16]; /* "", "Enabled" or "Suspended" */
     struct acl acl;
 };
 
@@ -154,6 +155,12 @@ struct object_row {
     int64_t owner;
     struct acl acl;
     int parts; /* number of parts for multipart objects, else 0 */
+    /* Versioning (docs/walrus.md): "null" or 32 hex characters; seq orders
+     * a key's versions; a delete marker has no blob.  meta_object_put sets
+     * version_id and seq. */
+    char version_id[40];
+    int64_t seq;
+    bool delete_marker;
     /* Inline blob (see blob.c): the data, when `is_inline`.  put: borrowed;
      * from meta_object_get: owned (freed by object_row_clear). */
     bool is_inline;
@@ -235,6 +242,7 @@ enum s3_op {
     OP_GET_BUCKET_ACL,
     OP_PUT_BUCKET_ACL,
     OP_GET_BUCKET_VERSIONING,
+    OP_PUT_BUCKET_VERSIONING,
     OP_LIST_OBJECTS,
     OP_LIST_OBJECTS_V2,
     OP_LIST_OBJECT_VERSIONS,
@@ -354,7 +362,21 @@ void s3_get_bucket_location(struct s3_req *r);
 void s3_get_bucket_versioning(struct s3_req *r);
 void s3_get_bucket_acl(struct s3_req *r);
 void s3_put_bucket_acl(struct s3_req *r);
-void s3_list_objects(struct s3_req *r, int version); /* 1, 2; 3 versions */
+void s3_list_objects(struct s3_req *r, int version); /* 1, 2 */
+void s3_list_object_versions(struct s3_req *r);     /* list_versions.c */
+/* Shared by the listings (list.c). */
+struct xml_writer;
+char *list_prefix_successor(const char *s, size_t len);
+size_t list_common_prefix_len(const char *prefix, const char *delimiter,
+                              const char *key);
+/* A name/value element, URL-encoded when url (encoding-type=url). */
+void list_text_el(struct xml_writer *x, const char *name, const char *v,
+                  bool url);
+/* An Owner element of account owner (cache: the last one looked up). */
+void list_owner_el(struct s3_req *r, struct xml_writer *x, int64_t owner,
+                   struct identity *cache);
+/* max-keys (and the like): 1000 when absent, at most 1000. */
+int list_parse_max(const char *v, long *out, struct koala_error **err);
 void s3_list_uploads(struct s3_req *r);
 void s3_delete_objects(struct s3_req *r);
 void s3_put_object(struct s3_req *r);
@@ -377,17 +399,67 @@ int s3_parse_location(struct s3_req *r, struct koala_error **err);
 /* Checks that the bucket exists and the caller holds perm on it; fills b. */
 int s3_bucket_access(struct s3_req *r, unsigned perm, struct bucket_row *b,
                      struct koala_error **err);
-/* Stores an object row (replacing any previous version, whose blob is marked
- * dead) inside the caller's transaction. */
-int meta_object_put(struct db *db, const char *bucket,
-                    const struct object_row *o, struct koala_error **err);
-/* 0 found, 1 missing, -1 error. */
+/* Stores an object row as the key's current version inside the caller's
+ * transaction, by the bucket's versioning state: the version it replaces
+ * is dropped (its blob marked dead) or kept as noncurrent.  Sets
+ * o->version_id and o->seq. */
+int meta_object_put(struct db *db, const char *bucket, struct object_row *o,
+                    struct koala_error **err);
+/* The current version, not a delete marker: 0 found, 1 missing, -1. */
 int meta_object_get(struct db *db, const char *bucket, const char *key,
                     struct object_row *o, struct koala_error **err);
-/* Deletes (blob marked dead) inside the caller's transaction; 0 or 1
- * (missing), -1. */
+/* A version by id (vid NULL: the current one, maybe a delete marker):
+ * 0 found, 1 missing, -1. */
+int meta_object_get_version(struct db *db, const char *bucket,
+                            const char *key, const char *vid,
+                            struct object_row *o, struct koala_error **err);
+/* Removes the current version of an unversioned bucket's key (blob marked
+ * dead) inside the caller's transaction; 0 or 1 (missing), -1. */
 int meta_object_delete(struct db *db, const char *bucket, const char *key,
                        struct koala_error **err);
+/* Marks a version's blob dead ("" for a delete marker: nothing). */
+int meta_retire_blob(struct db *db, const char *blob,
+                     struct koala_error **err);
+
+/* ---- versioning (version.c) ---- */
+struct version_current {
+    bool exists;
+    char blob[40];
+    char version_id[40];
+    int64_t seq;
+    bool delete_marker;
+};
+int meta_current_get(struct db *db, const char *bucket, const char *key,
+                     struct version_current *cur, struct koala_error **err);
+/* Before a new current version of key is stored: by the bucket's state,
+ * drops or archives what it replaces; the new version's id in vid. */
+int version_make_room(struct db *db, const char *bucket, const char *key,
+                      const struct version_current *cur, int64_t seq,
+                      char vid[40], struct koala_error **err);
+/* A version id's position in its key's history (its first 16 hex digits
+ * are the seq it was written with); -1 for "null". */
+int version_id_seq(const char *vid, int64_t *seq);
+struct version_deleted {
+    bool found;         /* something was removed or a marker made */
+    bool delete_marker; /* a marker was made, or the version removed was one */
+    char version_id[40];
+};
+/* DeleteObject inside the caller's transaction: vid NULL deletes by the
+ * bucket's state (a delete marker when versioned), else removes that
+ * version.  owner: who makes a delete marker. */
+int version_delete(struct db *db, const char *bucket, const char *key,
+                   const char *vid, int64_t owner, struct version_deleted *res,
+                   struct koala_error **err);
+/* The request's versionId parameter: *vid NULL when absent; "" or a
+ * malformed id is InvalidArgument. */
+int s3_version_param(struct s3_req *r, const char **vid,
+                     struct koala_error **err);
+bool version_id_valid(const char *vid);
+/* Sets the ACL of a version (vid NULL: the current one); 1 if none. */
+int meta_object_set_acl(struct db *db, const char *bucket, const char *key,
+                        const char *vid, const char *acl,
+                        struct koala_error **err);
+void s3_put_bucket_versioning(struct s3_req *r);
 
 /* Headers stored with an object, from the request (content-type,
  * content-encoding ..., x-amz-meta-*); malloc'd "name: value\n" lines. */
@@ -404,7 +476,8 @@ int blob_copy_range(struct walrus *w, const struct object_row *src,
 /* Parses x-amz-copy-source into bucket and key (malloc'd). */
 /* bodies.c: the listing bodies, parsed from their bytes alone. */
 struct s3_delete_body {
-    char **keys; /* each NULL where an Object had no Key */
+    char **keys;     /* each NULL where an Object had no Key */
+    char **versions; /* each NULL where an Object had no VersionId */
     size_t n;
     bool quiet;
 };
@@ -423,12 +496,17 @@ int s3_parse_complete_body(const char *body, size_t len,
                            struct s3_complete_part **out, size_t *n_out,
                            struct koala_error **err);
 
+/* Parses x-amz-copy-source into bucket, key and version (NULL when it
+ * names none); all malloc'd. */
 int s3_copy_source(struct s3_req *r, char **bucket, char **key,
-                   struct koala_error **err);
+                   char **version, struct koala_error **err);
 /* Loads the copy source, checking READ access and the
  * x-amz-copy-source-if-* conditions. */
 int s3_copy_source_load(struct s3_req *r, const char *bucket, const char *key,
-                        struct object_row *src, struct koala_error **err);
+                        const char *vid, struct object_row *src,
+                        struct koala_error **err);
+/* x-amz-version-id, when vid is not "null" or the bucket is versioned. */
+void s3_reply_version(struct s3_req *r, const char *vid, bool versioned);
 /* "YYYY-MM-DDTHH:MM:SS.mmmZ" of a millisecond time. */
 char *s3_iso_time(int64_t ms, char out[25]);
 /* Upload precheck for UploadPart (multipart.c). */

@@ -277,6 +277,13 @@ def empty_bucket(s3, name):
         if not page.get("IsTruncated"):
             break
         token = page["NextContinuationToken"]
+    # What versioning kept: noncurrent versions and delete markers.
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=name):
+        gone = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                for v in page.get("Versions", []) + page.get(
+                    "DeleteMarkers", [])]
+        if gone:
+            s3.delete_objects(Bucket=name, Delete={"Objects": gone})
 
 
 @pytest.fixture

@@ -845,7 +845,3 @@ def test_not_implemented_subresources(s3, bucket):
     with pytest.raises(botocore.exceptions.ClientError) as e:
         s3.get_bucket_policy(Bucket=bucket)
     assert code_of(e) == "NotImplemented"
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={
-            "Status": "Enabled"})
-    assert code_of(e) == "NotImplemented"
