@@ -102,7 +102,15 @@ static const char schema_v3[] =
     "CREATE INDEX versions_id ON versions(bucket, key, version_id);"
     "CREATE INDEX versions_blob ON versions(blob);";
 
-const char *const walrus_migrations[] = {schema_v1, schema_v2, schema_v3};
+/* v4: tags (tagging.c), with each version, upload and bucket. */
+static const char schema_v4[] =
+    "ALTER TABLE objects ADD COLUMN tags TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE versions ADD COLUMN tags TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE uploads ADD COLUMN tags TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE buckets ADD COLUMN tags TEXT NOT NULL DEFAULT '';";
+
+const char *const walrus_migrations[] = {schema_v1, schema_v2, schema_v3,
+                                         schema_v4};
 const size_t walrus_n_migrations = ARRAY_SIZE(walrus_migrations);
 
 void object_row_clear(struct object_row *o)
@@ -110,6 +118,7 @@ void object_row_clear(struct object_row *o)
     free(o->key);
     free(o->headers);
     free(o->data);
+    free(o->tags);
     memset(o, 0, sizeof(*o));
 }
 
@@ -292,7 +301,7 @@ int meta_bucket_get(struct db *db, const char *name, struct bucket_row *b,
 #define OBJECT_COLS                                                            \
     "o.blob, o.size, o.etag, o.mtime_ms, o.headers, o.checksum_alg,"           \
     " o.checksum, o.owner, o.acl, o.parts, i.data, o.version_id, o.seq,"       \
-    " o.delete_marker"
+    " o.delete_marker, o.tags"
 
 static int fill_object(sqlite3_stmt *st, const char *key, struct object_row *o,
                        struct koala_error **err)
@@ -310,12 +319,13 @@ static int fill_object(sqlite3_stmt *st, const char *key, struct object_row *o,
     copy_col(o->version_id, sizeof(o->version_id), st, 11);
     o->seq = sqlite3_column_int64(st, 12);
     o->delete_marker = sqlite3_column_int(st, 13) != 0;
+    o->tags = strdup((const char *)sqlite3_column_text(st, 14));
     o->key = strdup(key);
     o->is_inline = sqlite3_column_type(st, 10) != SQLITE_NULL;
     size_t n = (size_t)sqlite3_column_bytes(st, 10);
     if (o->is_inline && (o->data = malloc(n ? n : 1)) != NULL && n)
         memcpy(o->data, sqlite3_column_blob(st, 10), n);
-    if (o->headers == NULL || o->key == NULL ||
+    if (o->headers == NULL || o->key == NULL || o->tags == NULL ||
         (o->is_inline && o->data == NULL))
         rc = error_set(err, ENOMEM, NULL, "out of memory");
     else if (o->is_inline && n != o->size)
@@ -454,8 +464,8 @@ int meta_object_put(struct db *db, const char *bucket, struct object_row *o,
         db,
         "INSERT OR REPLACE INTO objects(bucket, key, blob, size, etag,"
         " mtime_ms, headers, checksum_alg, checksum, owner, acl, parts,"
-        " version_id, seq, delete_marker)"
-        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " version_id, seq, delete_marker, tags)"
+        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         err);
     if (st == NULL)
         return -1;
@@ -474,6 +484,7 @@ int meta_object_put(struct db *db, const char *bucket, struct object_row *o,
     sqlite3_bind_text(st, 13, o->version_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 14, o->seq);
     sqlite3_bind_int(st, 15, o->delete_marker);
+    sqlite3_bind_text(st, 16, o->tags ? o->tags : "", -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     db_stmt_done(st);
     if (rc != SQLITE_DONE)

@@ -25,12 +25,14 @@ struct upload_row {
     int64_t initiated_ms;
     char *headers;
     char *acl;
+    char *tags;
 };
 
 static void upload_row_clear(struct upload_row *u)
 {
     free(u->headers);
     free(u->acl);
+    free(u->tags);
     memset(u, 0, sizeof(*u));
 }
 
@@ -49,7 +51,7 @@ static int load_upload_db(struct db *db, struct s3_req *r, struct upload_row *u,
     memset(u, 0, sizeof(*u));
     sqlite3_stmt *st =
         db_stmt(db,
-                "SELECT owner, initiated_ms, headers, acl FROM uploads"
+                "SELECT owner, initiated_ms, headers, acl, tags FROM uploads"
                 " WHERE upload_id=? AND bucket=? AND key=?",
                 err);
     if (st == NULL)
@@ -63,13 +65,14 @@ static int load_upload_db(struct db *db, struct s3_req *r, struct upload_row *u,
         u->initiated_ms = sqlite3_column_int64(st, 1);
         u->headers = strdup((const char *)sqlite3_column_text(st, 2));
         u->acl = strdup((const char *)sqlite3_column_text(st, 3));
+        u->tags = strdup((const char *)sqlite3_column_text(st, 4));
     }
     db_stmt_done(st);
     if (rc == SQLITE_DONE)
         return no_such_upload(err);
     if (rc != SQLITE_ROW)
         return db_error(db, "looking up upload", err);
-    if (u->headers == NULL || u->acl == NULL) {
+    if (u->headers == NULL || u->acl == NULL || u->tags == NULL) {
         upload_row_clear(u);
         return error_set(err, ENOMEM, NULL, "out of memory");
     }
@@ -101,10 +104,11 @@ void s3_create_upload(struct s3_req *r)
     struct bucket_row b;
     struct acl acl;
     bool given;
-    _cleanup_free_ char *headers = NULL;
+    _cleanup_free_ char *headers = NULL, *tags = NULL;
     if (s3_bucket_access(r, PERM_WRITE, &b, &err) < 0 ||
         s3_collect_object_headers(r, &headers, &err) < 0 ||
-        acl_from_headers(r, &acl, &r->who, &b.acl, &given, &err) < 0)
+        acl_from_headers(r, &acl, &r->who, &b.acl, &given, &err) < 0 ||
+        tags_from_header(r, &tags, &err) < 0)
         return s3_fail(r, err);
     char upload_id[65];
     if (id_random_hex(upload_id, 32) < 0) {
@@ -115,7 +119,7 @@ void s3_create_upload(struct s3_req *r)
     sqlite3_stmt *st =
         db_stmt(r->db,
                 "INSERT INTO uploads(upload_id, bucket, key, initiated_ms,"
-                " owner, headers, acl) VALUES(?,?,?,?,?,?,?)",
+                " owner, headers, acl, tags) VALUES(?,?,?,?,?,?,?,?)",
                 &err);
     if (st == NULL)
         return s3_fail(r, err);
@@ -126,6 +130,7 @@ void s3_create_upload(struct s3_req *r)
     sqlite3_bind_int64(st, 5, r->who.account_id);
     sqlite3_bind_text(st, 6, headers, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 7, acl_text ? acl_text : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 8, tags, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     db_stmt_done(st);
     if (rc != SQLITE_DONE) {
@@ -459,6 +464,7 @@ void s3_complete_upload(struct s3_req *r)
     o.size = bw.size;
     o.mtime_ms = time_now_ms();
     o.headers = u.headers;
+    o.tags = u.tags;
     o.owner = u.owner;
     o.parts = (int)n;
     if (acl_decode(&o.acl, u.acl) < 0) {

@@ -152,7 +152,7 @@ int s3_upload_precheck(struct s3_req *r, struct koala_error **err)
 {
     if (r->op == OP_UPLOAD_PART)
         return s3_upload_part_precheck(r, err);
-    r->put = malloc(sizeof(*r->put));
+    r->put = calloc(1, sizeof(*r->put));
     if (r->put == NULL)
         return error_set(err, ENOMEM, NULL, "out of memory");
     if (s3_bucket_access(r, PERM_WRITE, &r->put->bucket, err) < 0)
@@ -160,7 +160,8 @@ int s3_upload_precheck(struct s3_req *r, struct koala_error **err)
     bool given;
     if (s3_collect_object_headers(r, &r->obj_headers, err) < 0 ||
         acl_from_headers(r, &r->put->acl, &r->who, &r->put->bucket.acl, &given,
-                         err) < 0)
+                         err) < 0 ||
+        tags_from_header(r, &r->put->tags, err) < 0)
         return -1;
     return 0;
 }
@@ -225,6 +226,7 @@ void s3_put_object(struct s3_req *r)
     snprintf(o.checksum, sizeof(o.checksum), "%s", sum);
     o.owner = r->who.account_id;
     o.acl = r->put->acl;
+    o.tags = r->put->tags;
     o.is_inline = bw->is_inline;
     o.data = bw->pending.data;
     if (commit_object(r, &o, bw, &err) < 0)
@@ -447,6 +449,12 @@ void s3_get_object(struct s3_req *r, bool head)
     }
     object_reply_headers(r, &o);
     s3_reply_version(r, o.version_id, b.versioning[0] != '\0');
+    size_t ntags = head ? 0 : tags_count(o.tags);
+    if (ntags) {
+        char n[16];
+        snprintf(n, sizeof(n), "%zu", ntags);
+        http_reply_header(r->http, "x-amz-tagging-count", n);
+    }
     if (rc == 1) {
         char cr[96];
         snprintf(cr, sizeof(cr), "bytes %llu-%llu/%llu",
@@ -733,6 +741,7 @@ void s3_copy_object(struct s3_req *r)
     struct blob_writer bw = {.fd = -1};
     struct checksum *md5 = NULL, *sum = NULL;
     char *headers = NULL;
+    _cleanup_free_ char *tags = NULL;
     struct bucket_row b;
     if (s3_bucket_access(r, PERM_WRITE, &b, &err) < 0 ||
         s3_copy_source(r, &sbucket, &skey, &svid, &err) < 0 ||
@@ -769,6 +778,21 @@ void s3_copy_object(struct s3_req *r)
     }
     if (acl_from_headers(r, &o.acl, &r->who, &b.acl, &given, &err) < 0)
         goto out;
+    const char *tdir = s3_header(r, "x-amz-tagging-directive");
+    if (tdir && strcasecmp(tdir, "REPLACE") != 0 &&
+        strcasecmp(tdir, "COPY") != 0) {
+        error_set(&err, EINVAL, "InvalidArgument",
+                  "Unknown tagging directive.");
+        goto out;
+    }
+    if (tdir && strcasecmp(tdir, "REPLACE") == 0) {
+        if (tags_from_header(r, &tags, &err) < 0)
+            goto out;
+    } else if ((tags = strdup(src.tags ? src.tags : "")) == NULL) {
+        error_set(&err, ENOMEM, NULL, "out of memory");
+        goto out;
+    }
+    o.tags = tags;
     md5 = checksum_new(CHECKSUM_MD5);
     enum checksum_alg alg;
     if (src.checksum_alg[0] && checksum_alg_parse(src.checksum_alg, &alg) == 0)
@@ -821,13 +845,12 @@ out:
 
 /* ---- object ACL ---- */
 
-static int load_object(struct s3_req *r, unsigned perm, struct object_row *o,
-                       struct koala_error **err)
+int s3_load_object(struct s3_req *r, unsigned perm, struct bucket_row *b,
+                   struct object_row *o, struct koala_error **err)
 {
-    struct bucket_row b;
     const char *vid;
     if (s3_version_param(r, &vid, err) < 0 ||
-        s3_bucket_access(r, 0, &b, err) < 0)
+        s3_bucket_access(r, 0, b, err) < 0)
         return -1;
     int rc = meta_object_get_version(r->db, r->bucket, r->key, vid, o, err);
     if (rc == 0 && o->delete_marker) {
@@ -846,7 +869,7 @@ static int load_object(struct s3_req *r, unsigned perm, struct object_row *o,
                          "The specified key does not exist.");
     if (rc < 0)
         return -1;
-    if (!acl_allows(&o->acl, &r->who, perm)) {
+    if (perm && !acl_allows(&o->acl, &r->who, perm)) {
         object_row_clear(o);
         return error_set(err, EACCES, "AccessDenied", "Access Denied");
     }
@@ -857,7 +880,8 @@ void s3_get_object_acl(struct s3_req *r)
 {
     struct koala_error *err = NULL;
     struct object_row o;
-    if (load_object(r, PERM_READ_ACP, &o, &err) < 0)
+    struct bucket_row b;
+    if (s3_load_object(r, PERM_READ_ACP, &b, &o, &err) < 0)
         return s3_fail(r, err);
     size_t len;
     char *doc = acl_to_xml(&o.acl, &len);
@@ -871,7 +895,8 @@ void s3_put_object_acl(struct s3_req *r)
     struct object_row o;
     struct identity owner;
     struct acl acl;
-    if (load_object(r, PERM_WRITE_ACP, &o, &err) < 0)
+    struct bucket_row ob;
+    if (s3_load_object(r, PERM_WRITE_ACP, &ob, &o, &err) < 0)
         return s3_fail(r, err);
     int rc = meta_identity_by_id(r->db, o.owner, &owner, &err);
     object_row_clear(&o);
@@ -892,8 +917,8 @@ void s3_put_object_acl(struct s3_req *r)
         error_set(&err, ENOMEM, NULL, "out of memory");
         return s3_fail(r, err);
     }
-    if (meta_object_set_acl(r->db, r->bucket, r->key, s3_param(r, "versionId"),
-                            text, &err) < 0)
+    if (meta_object_set_field(r->db, r->bucket, r->key,
+                              s3_param(r, "versionId"), "acl", text, &err) < 0)
         return s3_fail(r, err);
     http_reply_header(r->http, "x-amz-request-id", r->request_id);
     http_reply_empty(r->http, 200);

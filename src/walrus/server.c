@@ -53,6 +53,7 @@ static const struct {
     {"AuthorizationHeaderMalformed", 400},
     {"AuthorizationQueryParametersError", 400},
     {"BadDigest", 400},
+    {"BadRequest", 400},
     {"BucketAlreadyExists", 409},
     {"BucketAlreadyOwnedByYou", 409},
     {"BucketNotEmpty", 409},
@@ -70,6 +71,7 @@ static const struct {
     {"InvalidPartOrder", 400},
     {"InvalidRange", 416},
     {"InvalidRequest", 400},
+    {"InvalidTag", 400},
     {"InvalidURI", 400},
     {"KeyTooLongError", 400},
     {"MalformedACLError", 400},
@@ -82,6 +84,7 @@ static const struct {
     {"MissingSecurityHeader", 400},
     {"NoSuchBucket", 404},
     {"NoSuchKey", 404},
+    {"NoSuchTagSet", 404},
     {"NoSuchUpload", 404},
     {"NoSuchVersion", 404},
     {"NotImplemented", 501},
@@ -287,7 +290,6 @@ static const char *const unsupported[] = {
     "restore",
     "retention",
     "select",
-    "tagging",
     "torrent",
     "website",
     "attributes",
@@ -312,6 +314,14 @@ static enum s3_op route(struct s3_req *r, const char *m,
     } else if (r->key == NULL) {
         if (put && s3_has_param(r, "versioning"))
             return OP_PUT_BUCKET_VERSIONING;
+        if (s3_has_param(r, "tagging")) {
+            if (put)
+                return OP_PUT_BUCKET_TAGGING;
+            if (get)
+                return OP_GET_BUCKET_TAGGING;
+            if (del)
+                return OP_DELETE_BUCKET_TAGGING;
+        }
         if (put)
             return s3_has_param(r, "acl") ? OP_PUT_BUCKET_ACL
                                           : OP_CREATE_BUCKET;
@@ -344,6 +354,14 @@ static enum s3_op route(struct s3_req *r, const char *m,
         }
     } else {
         bool upload_id = s3_has_param(r, "uploadId");
+        if (s3_has_param(r, "tagging")) {
+            if (put)
+                return OP_PUT_OBJECT_TAGGING;
+            if (get)
+                return OP_GET_OBJECT_TAGGING;
+            if (del)
+                return OP_DELETE_OBJECT_TAGGING;
+        }
         if (put) {
             if (s3_has_param(r, "acl"))
                 return OP_PUT_OBJECT_ACL;
@@ -416,6 +434,24 @@ static void dispatch(struct s3_req *r)
         break;
     case OP_PUT_BUCKET_VERSIONING:
         s3_put_bucket_versioning(r);
+        break;
+    case OP_GET_BUCKET_TAGGING:
+        s3_get_bucket_tagging(r);
+        break;
+    case OP_PUT_BUCKET_TAGGING:
+        s3_put_bucket_tagging(r);
+        break;
+    case OP_DELETE_BUCKET_TAGGING:
+        s3_delete_bucket_tagging(r);
+        break;
+    case OP_GET_OBJECT_TAGGING:
+        s3_get_object_tagging(r);
+        break;
+    case OP_PUT_OBJECT_TAGGING:
+        s3_put_object_tagging(r);
+        break;
+    case OP_DELETE_OBJECT_TAGGING:
+        s3_delete_object_tagging(r);
         break;
     case OP_GET_BUCKET_ACL:
         s3_get_bucket_acl(r);
@@ -496,6 +532,10 @@ static bool op_blocks(enum s3_op op)
     case OP_DELETE_BUCKET:
     case OP_PUT_BUCKET_ACL:
     case OP_PUT_BUCKET_VERSIONING:
+    case OP_PUT_BUCKET_TAGGING:
+    case OP_DELETE_BUCKET_TAGGING:
+    case OP_PUT_OBJECT_TAGGING:
+    case OP_DELETE_OBJECT_TAGGING:
     case OP_DELETE_OBJECTS:
     case OP_PUT_OBJECT:
     case OP_COPY_OBJECT:
@@ -544,7 +584,8 @@ static bool op_streams_body(enum s3_op op)
 static bool op_takes_xml(enum s3_op op)
 {
     return op == OP_CREATE_BUCKET || op == OP_PUT_BUCKET_ACL ||
-           op == OP_PUT_BUCKET_VERSIONING ||
+           op == OP_PUT_BUCKET_VERSIONING || op == OP_PUT_BUCKET_TAGGING ||
+           op == OP_PUT_OBJECT_TAGGING ||
            op == OP_PUT_OBJECT_ACL || op == OP_DELETE_OBJECTS ||
            op == OP_COMPLETE_UPLOAD;
 }
@@ -677,6 +718,8 @@ void s3_req_free(struct s3_req *r)
     free(r->key);
     free(r->resource);
     free(r->obj_headers);
+    if (r->put)
+        free(r->put->tags);
     free(r->put);
     sigv4_auth_clear(&r->v4);
     checksum_free(r->body_sha256);

@@ -19,7 +19,7 @@
 
 #define VERSION_COLS                                                           \
     "bucket, key, seq, version_id, delete_marker, blob, size, etag,"           \
-    " mtime_ms, headers, checksum_alg, checksum, owner, acl, parts"
+    " mtime_ms, headers, checksum_alg, checksum, owner, acl, parts, tags"
 
 bool version_id_valid(const char *vid)
 {
@@ -245,16 +245,24 @@ int version_delete(struct db *db, const char *bucket, const char *key,
     return 0;
 }
 
-int meta_object_set_acl(struct db *db, const char *bucket, const char *key,
-                        const char *vid, const char *acl,
-                        struct koala_error **err)
+int meta_object_set_field(struct db *db, const char *bucket, const char *key,
+                          const char *vid, const char *field,
+                          const char *value, struct koala_error **err)
 {
-    static const char *const sql[] = {
+    static const char *const acl_sql[] = {
         "UPDATE objects SET acl=?1 WHERE bucket=?2 AND key=?3"
-        " AND (?4 IS NULL OR version_id=?4)",
+        " AND delete_marker=0 AND (?4 IS NULL OR version_id=?4)",
         "UPDATE versions SET acl=?1 WHERE bucket=?2 AND key=?3"
-        " AND version_id=?4",
+        " AND delete_marker=0 AND version_id=?4",
     };
+    static const char *const tags_sql[] = {
+        "UPDATE objects SET tags=?1 WHERE bucket=?2 AND key=?3"
+        " AND delete_marker=0 AND (?4 IS NULL OR version_id=?4)",
+        "UPDATE versions SET tags=?1 WHERE bucket=?2 AND key=?3"
+        " AND delete_marker=0 AND version_id=?4",
+    };
+    const char *const *sql = strcmp(field, "acl") == 0 ? acl_sql : tags_sql;
+    const char *acl = value;
     for (size_t i = 0; i < (vid ? 2u : 1u); i++) {
         sqlite3_stmt *st = db_stmt(db, sql[i], err);
         if (st == NULL)
@@ -269,7 +277,7 @@ int meta_object_set_acl(struct db *db, const char *bucket, const char *key,
         int rc = sqlite3_step(st);
         db_stmt_done(st);
         if (rc != SQLITE_DONE)
-            return db_error(db, "updating ACL", err);
+            return db_error(db, "updating object", err);
         if (sqlite3_changes(db_handle(db)) > 0)
             return 0;
     }

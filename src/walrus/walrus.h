@@ -161,6 +161,7 @@ struct object_row {
     char version_id[40];
     int64_t seq;
     bool delete_marker;
+    char *tags; /* stored form (tagging.c); put: borrowed, get: owned */
     /* Inline blob (see blob.c): the data, when `is_inline`.  put: borrowed;
      * from meta_object_get: owned (freed by object_row_clear). */
     bool is_inline;
@@ -243,6 +244,12 @@ enum s3_op {
     OP_PUT_BUCKET_ACL,
     OP_GET_BUCKET_VERSIONING,
     OP_PUT_BUCKET_VERSIONING,
+    OP_GET_BUCKET_TAGGING,
+    OP_PUT_BUCKET_TAGGING,
+    OP_DELETE_BUCKET_TAGGING,
+    OP_GET_OBJECT_TAGGING,
+    OP_PUT_OBJECT_TAGGING,
+    OP_DELETE_OBJECT_TAGGING,
     OP_LIST_OBJECTS,
     OP_LIST_OBJECTS_V2,
     OP_LIST_OBJECT_VERSIONS,
@@ -306,6 +313,7 @@ struct s3_req {
 struct put_target {
     struct bucket_row bucket;
     struct acl acl;
+    char *tags; /* x-amz-tagging, stored form */
 };
 
 /* Frees a request and all it holds (NULL-safe): at its end, and for
@@ -455,10 +463,38 @@ int version_delete(struct db *db, const char *bucket, const char *key,
 int s3_version_param(struct s3_req *r, const char **vid,
                      struct koala_error **err);
 bool version_id_valid(const char *vid);
-/* Sets the ACL of a version (vid NULL: the current one); 1 if none. */
-int meta_object_set_acl(struct db *db, const char *bucket, const char *key,
-                        const char *vid, const char *acl,
-                        struct koala_error **err);
+/* Sets field "acl" or "tags" of a version (vid NULL: the current one),
+ * not a delete marker; 0, 1 if there is none, -1. */
+int meta_object_set_field(struct db *db, const char *bucket, const char *key,
+                          const char *vid, const char *field,
+                          const char *value, struct koala_error **err);
+/* Loads the object the request names (versionId too), not a delete marker
+ * (NoSuchKey, or MethodNotAllowed by id), checking perm on its ACL (0: no
+ * check); b: its bucket. */
+int s3_load_object(struct s3_req *r, unsigned perm, struct bucket_row *b,
+                   struct object_row *o, struct koala_error **err);
+
+/* ---- tags (tagging.c) ---- */
+#define TAGS_MAX_OBJECT 10
+#define TAGS_MAX_BUCKET 50
+struct tag_set {
+    size_t n;
+    char *keys[TAGS_MAX_BUCKET];
+    char *values[TAGS_MAX_BUCKET];
+};
+void tag_set_clear(struct tag_set *t);
+/* The stored form ("k=v&..." percent-encoded; "" none). */
+char *tags_encode(const struct tag_set *t);
+/* x-amz-tagging, checked against AWS's limits, in the stored form ("" when
+ * absent); *out malloc'd. */
+int tags_from_header(struct s3_req *r, char **out, struct koala_error **err);
+size_t tags_count(const char *stored);
+void s3_get_object_tagging(struct s3_req *r);
+void s3_put_object_tagging(struct s3_req *r);
+void s3_delete_object_tagging(struct s3_req *r);
+void s3_get_bucket_tagging(struct s3_req *r);
+void s3_put_bucket_tagging(struct s3_req *r);
+void s3_delete_bucket_tagging(struct s3_req *r);
 void s3_put_bucket_versioning(struct s3_req *r);
 
 /* Headers stored with an object, from the request (content-type,

@@ -244,3 +244,31 @@ def test_aws_s3api_versioning(walrus, cli_env, tmp_path):
             "cli-versions")
     assert "VersionId" not in r.stdout
     aws(walrus, cli_env, "s3", "rb", "s3://cli-versions")
+
+
+def test_aws_s3api_tagging(walrus, cli_env, tmp_path):
+    def api(*args, check=True):
+        r = aws(walrus, cli_env, "s3api", *args, check=check)
+        return json.loads(r.stdout) if check and r.stdout.strip() else r
+    api("create-bucket", "--bucket", "cli-tags")
+    f = tmp_path / "t"
+    f.write_text("tagged")
+    api("put-object", "--bucket", "cli-tags", "--key", "o", "--body", str(f),
+        "--tagging", "team=koala")
+    got = api("get-object-tagging", "--bucket", "cli-tags", "--key", "o")
+    assert got["TagSet"] == [{"Key": "team", "Value": "koala"}]
+    api("put-object-tagging", "--bucket", "cli-tags", "--key", "o",
+        "--tagging", "TagSet=[{Key=a,Value=1},{Key=b,Value=2}]")
+    got = api("get-object-tagging", "--bucket", "cli-tags", "--key", "o")
+    assert {t["Key"] for t in got["TagSet"]} == {"a", "b"}
+    r = api("put-bucket-tagging", "--bucket", "cli-tags", "--tagging",
+            "TagSet=[{Key=aws:no,Value=1}]", check=False)
+    assert r.returncode != 0 and "InvalidTag" in r.stderr
+    api("put-bucket-tagging", "--bucket", "cli-tags", "--tagging",
+        "TagSet=[{Key=cost,Value=lab}]")
+    assert api("get-bucket-tagging", "--bucket", "cli-tags")["TagSet"] == [
+        {"Key": "cost", "Value": "lab"}]
+    api("delete-bucket-tagging", "--bucket", "cli-tags")
+    r = api("get-bucket-tagging", "--bucket", "cli-tags", check=False)
+    assert r.returncode != 0 and "NoSuchTagSet" in r.stderr
+    aws(walrus, cli_env, "s3", "rb", "--force", "s3://cli-tags")
