@@ -143,7 +143,9 @@ int s3_list_walk(struct db *db, const char *bucket, struct listing *l,
                 break;
             }
             if (count >= l->max_keys) {
-                l->truncated = true;
+                /* max-keys=0 asks for nothing: S3 says nothing is left
+                 * out then (no marker to resume from). */
+                l->truncated = l->max_keys > 0;
                 done = true;
                 break;
             }

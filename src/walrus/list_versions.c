@@ -54,7 +54,7 @@ static int add(struct vlisting *l, const struct ventry *e, const char *key,
                size_t keylen, struct koala_error **err)
 {
     if ((long)l->n >= l->max_keys) {
-        l->truncated = true;
+        l->truncated = l->max_keys > 0; /* as list.c: max-keys=0 */
         return 1;
     }
     if (l->n == l->cap) {

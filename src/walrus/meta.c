@@ -109,8 +109,26 @@ static const char schema_v4[] =
     "ALTER TABLE uploads ADD COLUMN tags TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE buckets ADD COLUMN tags TEXT NOT NULL DEFAULT '';";
 
+/* v5: the sizes of a multipart object's parts (parts.c). */
+/* And the 12-digit account number of an account (the CLC's, or "" for
+ * Walrus' own accounts: their id, zero-padded), which
+ * x-amz-expected-bucket-owner names. */
+static const char schema_v5[] =
+    "ALTER TABLE objects ADD COLUMN part_sizes TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE versions ADD COLUMN part_sizes TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE accounts ADD COLUMN number TEXT NOT NULL DEFAULT '';"
+    /* completed.c */
+    "CREATE TABLE completed_uploads ("
+    "  upload_id TEXT PRIMARY KEY,"
+    "  bucket TEXT NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  etag TEXT NOT NULL,"
+    "  version_id TEXT NOT NULL,"
+    "  completed_ms INTEGER NOT NULL);"
+    "CREATE INDEX completed_uploads_bucket ON completed_uploads(bucket);";
+
 const char *const walrus_migrations[] = {schema_v1, schema_v2, schema_v3,
-                                         schema_v4};
+                                         schema_v4, schema_v5};
 const size_t walrus_n_migrations = ARRAY_SIZE(walrus_migrations);
 
 void object_row_clear(struct object_row *o)
@@ -119,6 +137,7 @@ void object_row_clear(struct object_row *o)
     free(o->headers);
     free(o->data);
     free(o->tags);
+    free(o->part_sizes);
     memset(o, 0, sizeof(*o));
 }
 
@@ -128,12 +147,24 @@ static void copy_col(char *dst, size_t size, sqlite3_stmt *st, int col)
     snprintf(dst, size, "%s", t ? (const char *)t : "");
 }
 
+void meta_account_number(int64_t id, const char *stored, char out[13])
+{
+    if (stored && strlen(stored) == 12)
+        memcpy(out, stored, 13);
+    else
+        snprintf(out, 13, "%012lld", (long long)(id % 1000000000000LL));
+}
+
+/* Columns id, canonical_id, name, number from col on. */
 static int fill_identity(sqlite3_stmt *st, int col, struct identity *who)
 {
     memset(who, 0, sizeof(*who));
     who->account_id = sqlite3_column_int64(st, col);
     copy_col(who->canonical_id, sizeof(who->canonical_id), st, col + 1);
     copy_col(who->display_name, sizeof(who->display_name), st, col + 2);
+    meta_account_number(who->account_id,
+                        (const char *)sqlite3_column_text(st, col + 3),
+                        who->number);
     return 0;
 }
 
@@ -141,7 +172,8 @@ int meta_identity_by_key(struct db *db, const char *access_key, char **secret,
                          struct identity *who, struct koala_error **err)
 {
     sqlite3_stmt *st = db_stmt(db,
-                               "SELECT k.secret, a.id, a.canonical_id, a.name"
+                               "SELECT k.secret, a.id, a.canonical_id, a.name,"
+                               " a.number"
                                " FROM access_keys k JOIN accounts a"
                                " ON a.id = k.account_id WHERE k.access_key=?",
                                err);
@@ -181,7 +213,7 @@ int meta_identity_by_id(struct db *db, int64_t account_id, struct identity *who,
                         struct koala_error **err)
 {
     return identity_where(
-        db, "SELECT id, canonical_id, name FROM accounts WHERE id=?",
+        db, "SELECT id, canonical_id, name, number FROM accounts WHERE id=?",
         account_id, NULL, who, err);
 }
 
@@ -189,7 +221,9 @@ int meta_identity_by_canonical(struct db *db, const char *canonical_id,
                                struct identity *who, struct koala_error **err)
 {
     return identity_where(
-        db, "SELECT id, canonical_id, name FROM accounts WHERE canonical_id=?",
+        db,
+        "SELECT id, canonical_id, name, number FROM accounts"
+        " WHERE canonical_id=?",
         0, canonical_id, who, err);
 }
 
@@ -276,8 +310,9 @@ int meta_bucket_get(struct db *db, const char *name, struct bucket_row *b,
 {
     sqlite3_stmt *st =
         db_stmt(db,
-                "SELECT name, owner, region, acl, created, versioning FROM buckets"
-                " WHERE name=?",
+                "SELECT b.name, b.owner, b.region, b.acl, b.created,"
+                " b.versioning, a.number FROM buckets b"
+                " LEFT JOIN accounts a ON a.id = b.owner WHERE b.name=?",
                 err);
     if (st == NULL)
         return -1;
@@ -289,6 +324,9 @@ int meta_bucket_get(struct db *db, const char *name, struct bucket_row *b,
         copy_col(b->region, sizeof(b->region), st, 2);
         b->created = sqlite3_column_int64(st, 4);
         copy_col(b->versioning, sizeof(b->versioning), st, 5);
+        meta_account_number(b->owner,
+                            (const char *)sqlite3_column_text(st, 6),
+                            b->owner_number);
         if (acl_decode(&b->acl, (const char *)sqlite3_column_text(st, 3)) < 0)
             rc = error_set(err, EINVAL, NULL, "bad ACL stored for %s", name);
     }
@@ -301,7 +339,7 @@ int meta_bucket_get(struct db *db, const char *name, struct bucket_row *b,
 #define OBJECT_COLS                                                            \
     "o.blob, o.size, o.etag, o.mtime_ms, o.headers, o.checksum_alg,"           \
     " o.checksum, o.owner, o.acl, o.parts, i.data, o.version_id, o.seq,"       \
-    " o.delete_marker, o.tags"
+    " o.delete_marker, o.tags, o.part_sizes"
 
 static int fill_object(sqlite3_stmt *st, const char *key, struct object_row *o,
                        struct koala_error **err)
@@ -320,12 +358,14 @@ static int fill_object(sqlite3_stmt *st, const char *key, struct object_row *o,
     o->seq = sqlite3_column_int64(st, 12);
     o->delete_marker = sqlite3_column_int(st, 13) != 0;
     o->tags = strdup((const char *)sqlite3_column_text(st, 14));
+    o->part_sizes = strdup((const char *)sqlite3_column_text(st, 15));
     o->key = strdup(key);
     o->is_inline = sqlite3_column_type(st, 10) != SQLITE_NULL;
     size_t n = (size_t)sqlite3_column_bytes(st, 10);
     if (o->is_inline && (o->data = malloc(n ? n : 1)) != NULL && n)
         memcpy(o->data, sqlite3_column_blob(st, 10), n);
     if (o->headers == NULL || o->key == NULL || o->tags == NULL ||
+        o->part_sizes == NULL ||
         (o->is_inline && o->data == NULL))
         rc = error_set(err, ENOMEM, NULL, "out of memory");
     else if (o->is_inline && n != o->size)
@@ -464,8 +504,8 @@ int meta_object_put(struct db *db, const char *bucket, struct object_row *o,
         db,
         "INSERT OR REPLACE INTO objects(bucket, key, blob, size, etag,"
         " mtime_ms, headers, checksum_alg, checksum, owner, acl, parts,"
-        " version_id, seq, delete_marker, tags)"
-        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " version_id, seq, delete_marker, tags, part_sizes)"
+        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         err);
     if (st == NULL)
         return -1;
@@ -485,6 +525,8 @@ int meta_object_put(struct db *db, const char *bucket, struct object_row *o,
     sqlite3_bind_int64(st, 14, o->seq);
     sqlite3_bind_int(st, 15, o->delete_marker);
     sqlite3_bind_text(st, 16, o->tags ? o->tags : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 17, o->part_sizes ? o->part_sizes : "", -1,
+                      SQLITE_STATIC);
     int rc = sqlite3_step(st);
     db_stmt_done(st);
     if (rc != SQLITE_DONE)

@@ -429,6 +429,36 @@ static int drop_upload(struct db *db, const char *upload_id,
     return 0;
 }
 
+int meta_drop_bucket_uploads(struct db *db, const char *bucket,
+                             struct koala_error **err)
+{
+    sqlite3_stmt *st =
+        db_stmt(db, "SELECT upload_id FROM uploads WHERE bucket=?", err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, bucket, -1, SQLITE_STATIC);
+    struct buf ids = {0};
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW)
+        buf_printf(&ids, "%s\n", sqlite3_column_text(st, 0));
+    db_stmt_done(st);
+    int rc = s == SQLITE_DONE ? 0 : db_error(db, "listing uploads", err);
+    char *save = NULL;
+    for (char *id = ids.data ? strtok_r(ids.data, "\n", &save) : NULL;
+         id && rc == 0; id = strtok_r(NULL, "\n", &save))
+        rc = drop_upload(db, id, err);
+    buf_free(&ids);
+    if (rc < 0)
+        return -1;
+    st = db_stmt(db, "DELETE FROM completed_uploads WHERE bucket=?", err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, bucket, -1, SQLITE_STATIC);
+    s = sqlite3_step(st);
+    db_stmt_done(st);
+    return s == SQLITE_DONE ? 0 : db_error(db, "dropping completions", err);
+}
+
 void s3_complete_upload(struct s3_req *r)
 {
     struct koala_error *err = NULL;
@@ -437,8 +467,24 @@ void s3_complete_upload(struct s3_req *r)
     struct chosen_part *parts = NULL;
     size_t n = 0;
     struct blob_writer bw = {.fd = -1};
+    struct buf sizes = {0}; /* the parts' sizes, kept with the object */
+    struct write_conditions cond;
     if (s3_bucket_access(r, PERM_WRITE, &b, &err) < 0 ||
-        load_upload(r, &u, &err) < 0 || choose_parts(r, &parts, &n, &err) < 0)
+        s3_write_conditions(r, &cond, &err) < 0)
+        goto out;
+    if (load_upload(r, &u, &err) < 0) {
+        char etag[72], vid[40];
+        if (strcmp(error_code(err), "NoSuchUpload") == 0 &&
+            completed_upload_find(r->db, s3_param(r, "uploadId"), r->bucket,
+                                  r->key, etag, vid, NULL) == 0) {
+            /* a retry of a completion that succeeded: the same answer */
+            error_free(err);
+            err = NULL;
+            s3_complete_reply(r, etag, vid);
+        }
+        goto out;
+    }
+    if (choose_parts(r, &parts, &n, &err) < 0)
         goto out;
     struct checksum *md5 = checksum_new(CHECKSUM_MD5);
     if (md5 == NULL || blob_writer_open(r->w, &bw, false, &err) < 0) {
@@ -465,43 +511,38 @@ void s3_complete_upload(struct s3_req *r)
     o.mtime_ms = time_now_ms();
     o.headers = u.headers;
     o.tags = u.tags;
+    for (size_t i = 0; i < n; i++)
+        buf_printf(&sizes, "%s%llu", i ? "," : "",
+                   (unsigned long long)parts[i].size);
+    o.part_sizes = sizes.data;
     o.owner = u.owner;
     o.parts = (int)n;
     if (acl_decode(&o.acl, u.acl) < 0) {
         error_set(&err, EINVAL, NULL, "bad stored ACL");
         goto out;
     }
-    struct upload_row again;
+    struct upload_row again = {0};
     if (db_begin(r->db, &err) < 0)
         goto out;
     if (load_upload(r, &again, &err) < 0 ||
+        s3_write_conditions_check(r->db, r->bucket, r->key, &cond, false, NULL,
+                                  &err) < 0 ||
         meta_object_put(r->db, r->bucket, &o, &err) < 0 ||
+        completed_upload_record(r->db, s3_param(r, "uploadId"), r->bucket,
+                                r->key, o.etag, o.version_id, &err) < 0 ||
         drop_upload(r->db, s3_param(r, "uploadId"), &err) < 0) {
+        upload_row_clear(&again);
         db_rollback(r->db);
         goto out;
     }
     upload_row_clear(&again);
     if (db_commit(r->db, &err) < 0 || blob_writer_publish(r->w, &bw, &err) < 0)
         goto out;
-    s3_reply_version(r, o.version_id, false);
-    char quoted[80];
-    snprintf(quoted, sizeof(quoted), "\"%s\"", o.etag);
-    struct buf loc = {0};
-    buf_printf(&loc, "/%s/", r->bucket);
-    str_uri_encode(&loc, r->key, strlen(r->key), true);
-    struct xml_writer *x =
-        xml_writer_new("CompleteMultipartUploadResult", S3_XMLNS);
-    xml_text_element(x, "Location", loc.data);
-    xml_text_element(x, "Bucket", r->bucket);
-    xml_text_element(x, "Key", r->key);
-    xml_text_element(x, "ETag", quoted);
-    buf_free(&loc);
-    size_t len;
-    char *doc = xml_writer_finish(x, &len);
-    s3_reply_xml(r, 200, doc, len);
+    s3_complete_reply(r, o.etag, o.version_id);
 out:
     blob_writer_abort(&bw);
     upload_row_clear(&u);
+    buf_free(&sizes);
     free(parts);
     if (err)
         s3_fail(r, err);

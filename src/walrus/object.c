@@ -112,6 +112,30 @@ static const char *override_for(struct s3_req *r, const char *lname)
     return NULL;
 }
 
+/* A stored header as S3 answers it: user metadata that is not US-ASCII
+ * RFC 2047-encoded ("=?UTF-8?B?...?="), so that it survives HTTP; an empty
+ * value as one space, which HTTP reads as empty (libmicrohttpd refuses
+ * empty values, and S3 keeps them). */
+static void emit_stored_header(struct s3_req *r, const char *name,
+                               const char *value)
+{
+    bool ascii = true;
+    for (const unsigned char *p = (const unsigned char *)value; *p; p++)
+        ascii &= *p < 0x80;
+    if (!ascii && str_has_prefix(name, "x-amz-meta-")) {
+        char *b64 =
+            str_base64_encode((const unsigned char *)value, strlen(value));
+        struct buf v = {0};
+        buf_printf(&v, "=?UTF-8?B?%s?=", b64 ? b64 : "");
+        if (v.data)
+            http_reply_header(r->http, name, v.data);
+        buf_free(&v);
+        free(b64);
+        return;
+    }
+    http_reply_header(r->http, name, *value ? value : " ");
+}
+
 void s3_emit_object_headers(struct s3_req *r, const char *headers)
 {
     bool have_type = false;
@@ -123,7 +147,7 @@ void s3_emit_object_headers(struct s3_req *r, const char *headers)
             char *name = strndup(p, (size_t)(colon - p));
             char *value = strndup(colon + 2, len - (size_t)(colon - p) - 2);
             if (name && value && override_for(r, name) == NULL) {
-                http_reply_header(r->http, name, value);
+                emit_stored_header(r, name, value);
                 have_type |= strcmp(name, "content-type") == 0;
             }
             free(name);
@@ -161,7 +185,10 @@ int s3_upload_precheck(struct s3_req *r, struct koala_error **err)
     if (s3_collect_object_headers(r, &r->obj_headers, err) < 0 ||
         acl_from_headers(r, &r->put->acl, &r->who, &r->put->bucket.acl, &given,
                          err) < 0 ||
-        tags_from_header(r, &r->put->tags, err) < 0)
+        tags_from_header(r, &r->put->tags, err) < 0 ||
+        s3_write_conditions(r, &r->put->cond, err) < 0 ||
+        s3_write_conditions_check(r->db, r->bucket, r->key, &r->put->cond,
+                                  false, &r->put->cond_existed, err) < 0)
         return -1;
     return 0;
 }
@@ -182,6 +209,8 @@ void s3_reply_version(struct s3_req *r, const char *vid, bool versioned)
 struct object_job {
     const char *bucket;
     struct object_row *o; /* put */
+    const struct write_conditions *cond; /* put: NULL for none */
+    bool cond_existed;
     /* delete: */
     const char *key;
     const char *vid;
@@ -192,6 +221,10 @@ struct object_job {
 static int object_job_run(struct db *db, void *ctx, struct koala_error **err)
 {
     struct object_job *j = ctx;
+    if (j->o && j->cond &&
+        s3_write_conditions_check(db, j->bucket, j->o->key, j->cond,
+                                  j->cond_existed, NULL, err) < 0)
+        return -1;
     if (j->o)
         return meta_object_put(db, j->bucket, j->o, err);
     return version_delete(db, j->bucket, j->key, j->vid, j->owner, &j->res,
@@ -204,6 +237,10 @@ static int commit_object(struct s3_req *r, struct object_row *o,
                          struct blob_writer *bw, struct koala_error **err)
 {
     struct object_job j = {.bucket = r->bucket, .o = o};
+    if (r->op == OP_PUT_OBJECT && r->put) {
+        j.cond = &r->put->cond;
+        j.cond_existed = r->put->cond_existed;
+    }
     if (db_group_run(r->w->group, object_job_run, &j, err) < 0)
         return -1;
     return blob_writer_publish(r->w, bw, err);
@@ -246,27 +283,6 @@ void s3_put_object(struct s3_req *r)
 
 static int pread_all(int fd, char *p, uint64_t len, uint64_t off);
 
-/* Does an If-Match / If-None-Match list match the ETag? */
-static bool etag_matches(const char *list, const char *etag)
-{
-    _cleanup_free_ char *copy = strdup(list);
-    char *save = NULL;
-    for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t;
-         t = strtok_r(NULL, ",", &save)) {
-        t = str_trim(t);
-        if (str_has_prefix(t, "W/"))
-            t += 2;
-        size_t n = strlen(t);
-        if (n >= 2 && t[0] == '"' && t[n - 1] == '"') {
-            t[n - 1] = '\0';
-            t++;
-        }
-        if (strcmp(t, "*") == 0 || strcmp(t, etag) == 0)
-            return true;
-    }
-    return false;
-}
-
 /* RFC 7232 evaluation as S3 does it.  Returns 0 (go on), or -1 with
  * PreconditionFailed (412) / NotModified (304) in *err.  `copy` selects the
  * x-amz-copy-source-if-* headers, which fail with 412 only. */
@@ -285,7 +301,7 @@ static int check_conditions(struct s3_req *r, const struct object_row *o,
     time_t mtime = (time_t)(o->mtime_ms / 1000), t;
     bool pre_ok = true, not_modified = false;
     if (im)
-        pre_ok = etag_matches(im, o->etag);
+        pre_ok = s3_etag_matches(im, o->etag);
     else if (ius && time_parse(ius, &t) == 0 && mtime > t)
         pre_ok = false;
     if (!pre_ok)
@@ -293,7 +309,7 @@ static int check_conditions(struct s3_req *r, const struct object_row *o,
                          "At least one of the pre-conditions you specified "
                          "did not hold");
     if (inm)
-        not_modified = etag_matches(inm, o->etag);
+        not_modified = s3_etag_matches(inm, o->etag);
     else if (ims && time_parse(ims, &t) == 0 && t <= time(NULL) && mtime <= t)
         not_modified = true;
     if (not_modified) {
@@ -398,7 +414,9 @@ void s3_get_object(struct s3_req *r, bool head)
      * locking: this is the hot path). */
     const char *vid;
     struct db *db = s3_db(r, &err);
-    if (s3_version_param(r, &vid, &err) < 0 || db == NULL ||
+    int part;
+    if (s3_version_param(r, &vid, &err) < 0 ||
+        s3_part_number_param(r, &part, &err) < 0 || db == NULL ||
         db_begin_read(db, &err) < 0)
         return s3_fail(r, err);
     int rc = s3_bucket_access(r, 0, &b, &err);
@@ -431,8 +449,18 @@ void s3_get_object(struct s3_req *r, bool head)
         object_row_clear(&o);
         return s3_fail(r, err);
     }
-    uint64_t first = 0, last = o.size ? o.size - 1 : 0;
-    rc = parse_range(s3_header(r, "Range"), o.size, &first, &last);
+    uint64_t first = 0, last = o.size ? o.size - 1 : 0, len = o.size;
+    if (part) { /* one part's bytes, as a range of the object */
+        if (object_part_range(&o, part, &first, &len, &err) < 0) {
+            object_row_clear(&o);
+            return s3_fail(r, err);
+        }
+        last = len ? first + len - 1 : first;
+        rc = len ? 1 : 0;
+    } else {
+        rc = parse_range(s3_header(r, "Range"), o.size, &first, &last);
+        len = rc == 1 ? last - first + 1 : o.size;
+    }
     if (rc < 0) {
         char cr[64];
         snprintf(cr, sizeof(cr), "bytes */%llu", (unsigned long long)o.size);
@@ -469,12 +497,11 @@ void s3_get_object(struct s3_req *r, bool head)
             http_reply_header(r->http, name, o.checksum);
         }
     }
-    if (o.parts > 0 && s3_has_param(r, "partNumber")) {
+    if (part && o.parts > 0) {
         char n[16];
-        snprintf(n, sizeof(n), "%d", o.parts);
+        snprintf(n, sizeof(n), "%d", object_part_count(&o));
         http_reply_header(r->http, "x-amz-mp-parts-count", n);
     }
-    uint64_t len = o.size ? last - first + 1 : 0;
     unsigned status = rc == 1 ? 206 : 200;
     /* Small bodies go out with the headers in one send; larger ones with
      * sendfile.  (MHD sends no body for HEAD, but the right length.) */
@@ -657,6 +684,9 @@ int s3_copy_source_load(struct s3_req *r, const char *bucket, const char *key,
                          "The specified bucket does not exist");
     if (rc < 0)
         return -1;
+    const char *expected = s3_header(r, "x-amz-source-expected-bucket-owner");
+    if (expected && strcmp(expected, sb.owner_number) != 0)
+        return error_set(err, EACCES, "AccessDenied", "Access Denied");
     rc = meta_object_get_version(db, bucket, key, vid, src, err);
     if (rc == 1 && vid)
         return error_set(err, ENOENT, "NoSuchVersion",

@@ -57,6 +57,7 @@ static const struct {
     {"BucketAlreadyExists", 409},
     {"BucketAlreadyOwnedByYou", 409},
     {"BucketNotEmpty", 409},
+    {"ConditionalRequestConflict", 409},
     {"EntityTooLarge", 400},
     {"EntityTooSmall", 400},
     {"IllegalLocationConstraintException", 400},
@@ -68,6 +69,7 @@ static const struct {
     {"InvalidDigest", 400},
     {"InvalidLocationConstraint", 400},
     {"InvalidPart", 400},
+    {"InvalidPartNumber", 416},
     {"InvalidPartOrder", 400},
     {"InvalidRange", 416},
     {"InvalidRequest", 400},
@@ -299,7 +301,8 @@ static enum s3_op route(struct s3_req *r, const char *m,
                         struct koala_error **err)
 {
     for (size_t i = 0; i < ARRAY_SIZE(unsupported); i++)
-        if (s3_has_param(r, unsupported[i])) {
+        if (s3_has_param(r, unsupported[i]) &&
+            !(r->key && strcmp(unsupported[i], "attributes") == 0)) {
             error_set(err, ENOTSUP, "NotImplemented",
                       "The '%s' sub-resource is not implemented.",
                       unsupported[i]);
@@ -377,7 +380,15 @@ static enum s3_op route(struct s3_req *r, const char *m,
             return s3_header(r, "x-amz-copy-source") ? OP_COPY_OBJECT
                                                      : OP_PUT_OBJECT;
         }
+        if (s3_has_param(r, "attributes") && !get) {
+            error_set(err, EINVAL, "MethodNotAllowed",
+                      "The specified method is not allowed against this "
+                      "resource.");
+            return OP_NONE;
+        }
         if (get || head) {
+            if (get && s3_has_param(r, "attributes"))
+                return OP_GET_OBJECT_ATTRIBUTES;
             if (get && s3_has_param(r, "acl"))
                 return OP_GET_OBJECT_ACL;
             if (get && upload_id)
@@ -446,6 +457,9 @@ static void dispatch(struct s3_req *r)
         break;
     case OP_GET_OBJECT_TAGGING:
         s3_get_object_tagging(r);
+        break;
+    case OP_GET_OBJECT_ATTRIBUTES:
+        s3_get_object_attributes(r);
         break;
     case OP_PUT_OBJECT_TAGGING:
         s3_put_object_tagging(r);

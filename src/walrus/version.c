@@ -19,7 +19,8 @@
 
 #define VERSION_COLS                                                           \
     "bucket, key, seq, version_id, delete_marker, blob, size, etag,"           \
-    " mtime_ms, headers, checksum_alg, checksum, owner, acl, parts, tags"
+    " mtime_ms, headers, checksum_alg, checksum, owner, acl, parts, tags,"   \
+    " part_sizes"
 
 bool version_id_valid(const char *vid)
 {

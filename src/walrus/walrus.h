@@ -72,6 +72,7 @@ struct walrus {
 struct identity {
     bool anonymous;
     int64_t account_id;
+    char number[13]; /* 12 digits: the AWS account id clients know */
     char canonical_id[65];
     char display_name[128];
 };
@@ -140,6 +141,7 @@ struct bucket_row {
     char region[64];
     int64_t created; /* unix seconds */
     char versioning[16]; /* "", "Enabled" or "Suspended" */
+    char owner_number[13]; /* the owner's 12-digit account id */
     struct acl acl;
 };
 
@@ -162,6 +164,7 @@ struct object_row {
     int64_t seq;
     bool delete_marker;
     char *tags; /* stored form (tagging.c); put: borrowed, get: owned */
+    char *part_sizes; /* "n1,n2,..." of a multipart object (parts.c) */
     /* Inline blob (see blob.c): the data, when `is_inline`.  put: borrowed;
      * from meta_object_get: owned (freed by object_row_clear). */
     bool is_inline;
@@ -186,6 +189,8 @@ int walrus_clc_lookup(struct walrus *w, struct db *db, const char *access_key,
 int meta_add_user(struct db *db, const char *name, char access_key[21],
                   char secret[41], struct koala_error **err);
 
+/* An account's 12-digit number: the stored one, else its id zero-padded. */
+void meta_account_number(int64_t id, const char *stored, char out[13]);
 int meta_bucket_get(struct db *db, const char *name, struct bucket_row *b,
                     struct koala_error **err); /* 0, 1 missing, -1 */
 
@@ -250,6 +255,7 @@ enum s3_op {
     OP_GET_OBJECT_TAGGING,
     OP_PUT_OBJECT_TAGGING,
     OP_DELETE_OBJECT_TAGGING,
+    OP_GET_OBJECT_ATTRIBUTES,
     OP_LIST_OBJECTS,
     OP_LIST_OBJECTS_V2,
     OP_LIST_OBJECT_VERSIONS,
@@ -310,10 +316,60 @@ struct s3_req {
     char *obj_headers;
 };
 
+/* ---- answers of completed multipart uploads (completed.c) ---- */
+int completed_upload_record(struct db *db, const char *upload_id,
+                            const char *bucket, const char *key,
+                            const char *etag, const char *vid,
+                            struct koala_error **err);
+/* 0 found (etag, vid), 1 none, -1. */
+int completed_upload_find(struct db *db, const char *upload_id,
+                          const char *bucket, const char *key, char etag[72],
+                          char vid[40], struct koala_error **err);
+void s3_complete_reply(struct s3_req *r, const char *etag, const char *vid);
+/* Drops every incomplete upload of a bucket (part blobs marked dead) and
+ * its completion records, in the caller's transaction (multipart.c). */
+int meta_drop_bucket_uploads(struct db *db, const char *bucket,
+                             struct koala_error **err);
+
+/* ---- parts of multipart objects (parts.c) ---- */
+/* ?partNumber= of GET/HEAD: 0 when absent; InvalidArgument, or
+ * InvalidRequest with a Range too. */
+int s3_part_number_param(struct s3_req *r, int *n, struct koala_error **err);
+/* The sizes of o's parts (*out malloc'd), 0 when unknown. */
+size_t object_part_sizes(const struct object_row *o, uint64_t **out);
+/* Parts as S3 counts them: 1 for a single-part object. */
+int object_part_count(const struct object_row *o);
+/* Where part lies in o; InvalidPartNumber (416) beyond the last. */
+int object_part_range(const struct object_row *o, int part, uint64_t *first,
+                      uint64_t *len, struct koala_error **err);
+
+/* ---- conditional writes (conditions.c) ---- */
+struct write_conditions {
+    const char *if_match; /* ETag list, NULL: none */
+    bool if_none_match;   /* If-None-Match: * */
+};
+/* Does an If-Match / If-None-Match list match the ETag? */
+bool s3_etag_matches(const char *list, const char *etag);
+/* The request's If-Match / If-None-Match for a write (only '*' is
+ * supported for If-None-Match: NotImplemented otherwise). */
+int s3_write_conditions(struct s3_req *r, struct write_conditions *c,
+                        struct koala_error **err);
+/* Checks them against the key's current object (inside the writer's
+ * transaction): PreconditionFailed, NoSuchKey (If-Match, no object), or
+ * ConditionalRequestConflict when existed_before (an earlier check saw
+ * the object) and it is gone.  *exists_out (may be NULL): whether there
+ * is a current object. */
+int s3_write_conditions_check(struct db *db, const char *bucket,
+                              const char *key, const struct write_conditions *c,
+                              bool existed_before, bool *exists_out,
+                              struct koala_error **err);
+
 struct put_target {
     struct bucket_row bucket;
     struct acl acl;
     char *tags; /* x-amz-tagging, stored form */
+    struct write_conditions cond;
+    bool cond_existed; /* the precheck saw a current object */
 };
 
 /* Frees a request and all it holds (NULL-safe): at its end, and for
@@ -490,6 +546,7 @@ char *tags_encode(const struct tag_set *t);
 int tags_from_header(struct s3_req *r, char **out, struct koala_error **err);
 size_t tags_count(const char *stored);
 void s3_get_object_tagging(struct s3_req *r);
+void s3_get_object_attributes(struct s3_req *r); /* attributes.c */
 void s3_put_object_tagging(struct s3_req *r);
 void s3_delete_object_tagging(struct s3_req *r);
 void s3_get_bucket_tagging(struct s3_req *r);
