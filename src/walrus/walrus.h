@@ -598,6 +598,15 @@ int s3_copy_source(struct s3_req *r, char **bucket, char **key,
 int s3_copy_source_load(struct s3_req *r, const char *bucket, const char *key,
                         const char *vid, struct object_row *src,
                         struct koala_error **err);
+/* RFC 7232 evaluation as S3 does it: 0, or PreconditionFailed (412) /
+ * NotModified (304); copy: the x-amz-copy-source-if-* headers, 412 only
+ * (object.c). */
+int s3_check_read_conditions(struct s3_req *r, const struct object_row *o,
+                             bool copy, struct koala_error **err);
+/* Commits o as the key's current version (group commit, with the PUT's
+ * conditions) and publishes its blob (object.c). */
+int s3_commit_object(struct s3_req *r, struct object_row *o,
+                     struct blob_writer *bw, struct koala_error **err);
 /* x-amz-version-id, when vid is not "null" or the bucket is versioned. */
 void s3_reply_version(struct s3_req *r, const char *vid, bool versioned);
 /* "YYYY-MM-DDTHH:MM:SS.mmmZ" of a millisecond time. */
