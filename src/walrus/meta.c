@@ -127,8 +127,12 @@ static const char schema_v5[] =
     "  completed_ms INTEGER NOT NULL);"
     "CREATE INDEX completed_uploads_bucket ON completed_uploads(bucket);";
 
+/* v6: CORS rules of a bucket (cors.c). */
+static const char schema_v6[] =
+    "ALTER TABLE buckets ADD COLUMN cors TEXT NOT NULL DEFAULT '';";
+
 const char *const walrus_migrations[] = {schema_v1, schema_v2, schema_v3,
-                                         schema_v4, schema_v5};
+                                         schema_v4, schema_v5, schema_v6};
 const size_t walrus_n_migrations = ARRAY_SIZE(walrus_migrations);
 
 void object_row_clear(struct object_row *o)

@@ -50,6 +50,7 @@ static const struct {
     unsigned status;
 } statuses[] = {
     {"AccessDenied", 403},
+    {"AccessForbidden", 403},
     {"AuthorizationHeaderMalformed", 400},
     {"AuthorizationQueryParametersError", 400},
     {"BadDigest", 400},
@@ -85,6 +86,7 @@ static const struct {
     {"MissingRequestBodyError", 400},
     {"MissingSecurityHeader", 400},
     {"NoSuchBucket", 404},
+    {"NoSuchCORSConfiguration", 404},
     {"NoSuchKey", 404},
     {"NoSuchTagSet", 404},
     {"NoSuchUpload", 404},
@@ -127,6 +129,9 @@ void s3_reply_xml(struct s3_req *r, unsigned status, char *doc, size_t len)
 
 void s3_reply_error(struct s3_req *r, struct koala_error *err)
 {
+    /* A browser reads an error only with the CORS headers. */
+    if (r->op != OP_NONE)
+        s3_cors_headers(r);
     const char *code = error_code(err);
     unsigned status = err && err->status ? (unsigned)err->status
                                          : (unsigned)s3_status_for(code);
@@ -273,7 +278,6 @@ static int parse_target(struct s3_req *r, const char *path, const char *query,
 static const char *const unsupported[] = {
     "accelerate",
     "analytics",
-    "cors",
     "encryption",
     "intelligent-tiering",
     "inventory",
@@ -308,6 +312,8 @@ static enum s3_op route(struct s3_req *r, const char *m,
                       unsupported[i]);
             return OP_NONE;
         }
+    if (strcmp(m, "OPTIONS") == 0 && r->bucket)
+        return OP_CORS_PREFLIGHT;
     bool get = strcmp(m, "GET") == 0, head = strcmp(m, "HEAD") == 0;
     bool put = strcmp(m, "PUT") == 0, post = strcmp(m, "POST") == 0;
     bool del = strcmp(m, "DELETE") == 0;
@@ -317,6 +323,14 @@ static enum s3_op route(struct s3_req *r, const char *m,
     } else if (r->key == NULL) {
         if (put && s3_has_param(r, "versioning"))
             return OP_PUT_BUCKET_VERSIONING;
+        if (s3_has_param(r, "cors")) {
+            if (put)
+                return OP_PUT_BUCKET_CORS;
+            if (get)
+                return OP_GET_BUCKET_CORS;
+            if (del)
+                return OP_DELETE_BUCKET_CORS;
+        }
         if (s3_has_param(r, "tagging")) {
             if (put)
                 return OP_PUT_BUCKET_TAGGING;
@@ -424,6 +438,7 @@ enum s3_op s3_route(struct s3_req *r, const char *method, const char *path,
 
 static void dispatch(struct s3_req *r)
 {
+    s3_cors_headers(r);
     switch (r->op) {
     case OP_LIST_BUCKETS:
         s3_list_buckets(r);
@@ -460,6 +475,18 @@ static void dispatch(struct s3_req *r)
         break;
     case OP_GET_OBJECT_ATTRIBUTES:
         s3_get_object_attributes(r);
+        break;
+    case OP_GET_BUCKET_CORS:
+        s3_get_bucket_cors(r);
+        break;
+    case OP_PUT_BUCKET_CORS:
+        s3_put_bucket_cors(r);
+        break;
+    case OP_DELETE_BUCKET_CORS:
+        s3_delete_bucket_cors(r);
+        break;
+    case OP_CORS_PREFLIGHT:
+        s3_cors_preflight(r);
         break;
     case OP_PUT_OBJECT_TAGGING:
         s3_put_object_tagging(r);
@@ -548,6 +575,8 @@ static bool op_blocks(enum s3_op op)
     case OP_PUT_BUCKET_VERSIONING:
     case OP_PUT_BUCKET_TAGGING:
     case OP_DELETE_BUCKET_TAGGING:
+    case OP_PUT_BUCKET_CORS:
+    case OP_DELETE_BUCKET_CORS:
     case OP_PUT_OBJECT_TAGGING:
     case OP_DELETE_OBJECT_TAGGING:
     case OP_DELETE_OBJECTS:
@@ -599,6 +628,7 @@ static bool op_takes_xml(enum s3_op op)
 {
     return op == OP_CREATE_BUCKET || op == OP_PUT_BUCKET_ACL ||
            op == OP_PUT_BUCKET_VERSIONING || op == OP_PUT_BUCKET_TAGGING ||
+           op == OP_PUT_BUCKET_CORS ||
            op == OP_PUT_OBJECT_TAGGING ||
            op == OP_PUT_OBJECT_ACL || op == OP_DELETE_OBJECTS ||
            op == OP_COMPLETE_UPLOAD;

@@ -256,6 +256,10 @@ enum s3_op {
     OP_PUT_OBJECT_TAGGING,
     OP_DELETE_OBJECT_TAGGING,
     OP_GET_OBJECT_ATTRIBUTES,
+    OP_GET_BUCKET_CORS,
+    OP_PUT_BUCKET_CORS,
+    OP_DELETE_BUCKET_CORS,
+    OP_CORS_PREFLIGHT,
     OP_LIST_OBJECTS,
     OP_LIST_OBJECTS_V2,
     OP_LIST_OBJECT_VERSIONS,
@@ -314,6 +318,7 @@ struct s3_req {
      * allocated then, since an ACL is large and most requests need none. */
     struct put_target *put;
     char *obj_headers;
+    bool cors_done; /* s3_cors_headers ran */
 };
 
 /* ---- answers of completed multipart uploads (completed.c) ---- */
@@ -547,6 +552,14 @@ int tags_from_header(struct s3_req *r, char **out, struct koala_error **err);
 size_t tags_count(const char *stored);
 void s3_get_object_tagging(struct s3_req *r);
 void s3_get_object_attributes(struct s3_req *r); /* attributes.c */
+/* cors.c */
+void s3_get_bucket_cors(struct s3_req *r);
+void s3_put_bucket_cors(struct s3_req *r);
+void s3_delete_bucket_cors(struct s3_req *r);
+void s3_cors_preflight(struct s3_req *r);
+/* The Access-Control-* headers of the bucket's first rule matching the
+ * request's Origin and method (once a request; none without an Origin). */
+void s3_cors_headers(struct s3_req *r);
 void s3_put_object_tagging(struct s3_req *r);
 void s3_delete_object_tagging(struct s3_req *r);
 void s3_get_bucket_tagging(struct s3_req *r);
