@@ -176,6 +176,7 @@ int s3_authenticate(struct s3_req *r, struct koala_error **err)
         if (auth_v4(r, &sr, err) < 0)
             return -1;
         r->signed_request = true;
+        r->presigned = r->v4.presigned;
         return 0;
     }
     struct sigv2_auth v2 = {0};
@@ -183,6 +184,7 @@ int s3_authenticate(struct s3_req *r, struct koala_error **err)
     if (rc < 0)
         return -1;
     if (rc == 1) {
+        r->presigned = v2.presigned;
         rc = auth_v2(r, &sr, &v2, err);
         sigv2_auth_clear(&v2);
         if (rc < 0)

@@ -95,9 +95,10 @@ int s3_copy_source_load(struct s3_req *r, const char *bucket, const char *key,
                          "The specified key does not exist.");
     if (rc < 0)
         return -1;
-    if (!acl_allows(&src->acl, &r->who, PERM_READ)) {
+    if (s3_authorize(r, &sb, vid ? "s3:GetObjectVersion" : "s3:GetObject",
+                     key, src, &src->acl, PERM_READ, err) < 0) {
         object_row_clear(src);
-        return error_set(err, EACCES, "AccessDenied", "Access Denied");
+        return -1;
     }
     if (s3_check_read_conditions(r, src, true, err) < 0) {
         object_row_clear(src);
@@ -196,7 +197,10 @@ void s3_copy_object(struct s3_req *r)
     } else {
         headers = strdup(src.headers);
     }
-    if (acl_from_headers(r, &o.acl, &r->who, &b.acl, &given, &err) < 0)
+    o.owner = r->who.account_id;
+    if (acl_from_headers(r, &o.acl, &r->who, &b.acl, &given, &err) < 0 ||
+        s3_acl_guard(r, &b, &o.acl, given, &err) < 0 ||
+        s3_apply_ownership(r, &b, &o.owner, &o.acl, &err) < 0)
         goto out;
     const char *tdir = s3_header(r, "x-amz-tagging-directive");
     if (tdir && strcasecmp(tdir, "REPLACE") != 0 &&
@@ -236,7 +240,6 @@ void s3_copy_object(struct s3_req *r)
     o.size = src.size;
     o.mtime_ms = time_now_ms();
     o.headers = headers;
-    o.owner = r->who.account_id;
     o.is_inline = bw.is_inline;
     o.data = bw.pending.data;
     if (s3_commit_object(r, &o, &bw, &err) < 0)

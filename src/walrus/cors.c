@@ -397,14 +397,11 @@ void s3_cors_preflight(struct s3_req *r)
 
 /* ---- Put/Get/DeleteBucketCors ---- */
 
+/* The bucket owner's, or whom the bucket policy lets (authz.c). */
 static int owner_only(struct s3_req *r, struct bucket_row *b,
                       struct koala_error **err)
 {
-    if (s3_bucket_access(r, 0, b, err) < 0)
-        return -1;
-    if (r->who.anonymous || b->owner != r->who.account_id)
-        return error_set(err, EACCES, "AccessDenied", "Access Denied");
-    return 0;
+    return s3_bucket_access(r, PERM_OWNER, b, err);
 }
 
 static int store_cors(struct s3_req *r, const char *xml,

@@ -131,8 +131,16 @@ static const char schema_v5[] =
 static const char schema_v6[] =
     "ALTER TABLE buckets ADD COLUMN cors TEXT NOT NULL DEFAULT '';";
 
+/* v7: the bucket policy, PublicAccessBlock (NULL: none) and Object
+ * Ownership ("" none) of a bucket (bucket_access.c, authz.c). */
+static const char schema_v7[] =
+    "ALTER TABLE buckets ADD COLUMN policy TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE buckets ADD COLUMN pab INTEGER;"
+    "ALTER TABLE buckets ADD COLUMN ownership TEXT NOT NULL DEFAULT '';";
+
 const char *const walrus_migrations[] = {schema_v1, schema_v2, schema_v3,
-                                         schema_v4, schema_v5, schema_v6};
+                                         schema_v4, schema_v5, schema_v6,
+                                         schema_v7};
 const size_t walrus_n_migrations = ARRAY_SIZE(walrus_migrations);
 
 void object_row_clear(struct object_row *o)
@@ -315,7 +323,7 @@ int meta_bucket_get(struct db *db, const char *name, struct bucket_row *b,
     sqlite3_stmt *st =
         db_stmt(db,
                 "SELECT b.name, b.owner, b.region, b.acl, b.created,"
-                " b.versioning, a.number FROM buckets b"
+                " b.versioning, a.number, b.pab, b.ownership FROM buckets b"
                 " LEFT JOIN accounts a ON a.id = b.owner WHERE b.name=?",
                 err);
     if (st == NULL)
@@ -331,6 +339,9 @@ int meta_bucket_get(struct db *db, const char *name, struct bucket_row *b,
         meta_account_number(b->owner,
                             (const char *)sqlite3_column_text(st, 6),
                             b->owner_number);
+        b->pab_set = sqlite3_column_type(st, 7) != SQLITE_NULL;
+        b->pab = (unsigned)sqlite3_column_int(st, 7);
+        copy_col(b->ownership, sizeof(b->ownership), st, 8);
         if (acl_decode(&b->acl, (const char *)sqlite3_column_text(st, 3)) < 0)
             rc = error_set(err, EINVAL, NULL, "bad ACL stored for %s", name);
     }

@@ -105,9 +105,12 @@ void s3_create_upload(struct s3_req *r)
     struct acl acl;
     bool given;
     _cleanup_free_ char *headers = NULL, *tags = NULL;
+    int64_t owner = r->who.account_id;
     if (s3_bucket_access(r, PERM_WRITE, &b, &err) < 0 ||
         s3_collect_object_headers(r, &headers, &err) < 0 ||
         acl_from_headers(r, &acl, &r->who, &b.acl, &given, &err) < 0 ||
+        s3_acl_guard(r, &b, &acl, given, &err) < 0 ||
+        s3_apply_ownership(r, &b, &owner, &acl, &err) < 0 ||
         tags_from_header(r, &tags, &err) < 0)
         return s3_fail(r, err);
     char upload_id[65];
@@ -127,7 +130,7 @@ void s3_create_upload(struct s3_req *r)
     sqlite3_bind_text(st, 2, r->bucket, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, r->key, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, time_now_ms());
-    sqlite3_bind_int64(st, 5, r->who.account_id);
+    sqlite3_bind_int64(st, 5, owner);
     sqlite3_bind_text(st, 6, headers, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 7, acl_text ? acl_text : "", -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 8, tags, -1, SQLITE_STATIC);

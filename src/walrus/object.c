@@ -179,12 +179,16 @@ int s3_upload_precheck(struct s3_req *r, struct koala_error **err)
     r->put = calloc(1, sizeof(*r->put));
     if (r->put == NULL)
         return error_set(err, ENOMEM, NULL, "out of memory");
+    r->put->owner = r->who.account_id;
     if (s3_bucket_access(r, PERM_WRITE, &r->put->bucket, err) < 0)
         return -1;
     bool given;
     if (s3_collect_object_headers(r, &r->obj_headers, err) < 0 ||
         acl_from_headers(r, &r->put->acl, &r->who, &r->put->bucket.acl, &given,
                          err) < 0 ||
+        s3_acl_guard(r, &r->put->bucket, &r->put->acl, given, err) < 0 ||
+        s3_apply_ownership(r, &r->put->bucket, &r->put->owner, &r->put->acl,
+                           err) < 0 ||
         tags_from_header(r, &r->put->tags, err) < 0 ||
         s3_write_conditions(r, &r->put->cond, err) < 0 ||
         s3_write_conditions_check(r->db, r->bucket, r->key, &r->put->cond,
@@ -261,7 +265,7 @@ void s3_put_object(struct s3_req *r)
     o.headers = r->obj_headers;
     snprintf(o.checksum_alg, sizeof(o.checksum_alg), "%s", alg);
     snprintf(o.checksum, sizeof(o.checksum), "%s", sum);
-    o.owner = r->who.account_id;
+    o.owner = r->put->owner;
     o.acl = r->put->acl;
     o.tags = r->put->tags;
     o.is_inline = bw->is_inline;
@@ -433,9 +437,9 @@ void s3_get_object(struct s3_req *r, bool head)
         return s3_fail(r, err);
     if (o.delete_marker)
         return delete_marker_reply(r, &o, vid != NULL);
-    if (!acl_allows(&o.acl, &r->who, PERM_READ)) {
+    if (s3_authorize(r, &b, s3_op_action(r), r->key, &o, &o.acl, PERM_READ,
+                     &err) < 0) {
         object_row_clear(&o);
-        error_set(&err, EACCES, "AccessDenied", "Access Denied");
         return s3_fail(r, err);
     }
     if (s3_check_read_conditions(r, &o, false, &err) < 0) {
@@ -572,7 +576,8 @@ void s3_delete_objects(struct s3_req *r)
 {
     struct koala_error *err = NULL;
     struct bucket_row b;
-    if (s3_bucket_access(r, PERM_WRITE, &b, &err) < 0)
+    /* Each key is authorized on its own (a policy names objects). */
+    if (s3_bucket_access(r, 0, &b, &err) < 0)
         return s3_fail(r, err);
     struct s3_delete_body d;
     if (s3_parse_delete_body(r->body.data ? r->body.data : "", r->body.len, &d,
@@ -593,7 +598,10 @@ void s3_delete_objects(struct s3_req *r)
         else if (vid && !version_id_valid(vid))
             error_set(&e, EINVAL, "InvalidArgument",
                       "Invalid version id specified");
-        else
+        else if (s3_authorize(r, &b,
+                              vid ? "s3:DeleteObjectVersion"
+                                  : "s3:DeleteObject",
+                              key, NULL, &b.acl, PERM_WRITE, &e) == 0)
             delete_one(r, key, vid, &res, &e);
         if (e) {
             xml_start(x, "Error");

@@ -36,9 +36,10 @@ int s3_load_object(struct s3_req *r, unsigned perm, struct bucket_row *b,
                          "The specified key does not exist.");
     if (rc < 0)
         return -1;
-    if (perm && !acl_allows(&o->acl, &r->who, perm)) {
+    if (s3_authorize(r, b, s3_op_action(r), r->key, o, &o->acl, perm, err) <
+        0) {
         object_row_clear(o);
-        return error_set(err, EACCES, "AccessDenied", "Access Denied");
+        return -1;
     }
     return 0;
 }
@@ -77,7 +78,8 @@ void s3_put_object_acl(struct s3_req *r)
     if (rc == 1)
         error_set(&err, ENOENT, "NoSuchBucket",
                   "The specified bucket does not exist");
-    if (rc != 0 || acl_from_request(r, &acl, &owner, &b.acl, &err) < 0)
+    if (rc != 0 || acl_from_request(r, &acl, &owner, &b.acl, &err) < 0 ||
+        s3_acl_guard(r, &b, &acl, true, &err) < 0)
         return s3_fail(r, err);
     _cleanup_free_ char *text = acl_encode(&acl);
     if (text == NULL) {

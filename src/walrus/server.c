@@ -50,6 +50,7 @@ static const struct {
     unsigned status;
 } statuses[] = {
     {"AccessDenied", 403},
+    {"AccessControlListNotSupported", 400},
     {"AccessForbidden", 403},
     {"AuthorizationHeaderMalformed", 400},
     {"AuthorizationQueryParametersError", 400},
@@ -66,6 +67,7 @@ static const struct {
     {"InternalError", 500},
     {"InvalidAccessKeyId", 403},
     {"InvalidArgument", 400},
+    {"InvalidBucketAclWithObjectOwnership", 400},
     {"InvalidBucketName", 400},
     {"InvalidDigest", 400},
     {"InvalidLocationConstraint", 400},
@@ -78,6 +80,7 @@ static const struct {
     {"InvalidURI", 400},
     {"KeyTooLongError", 400},
     {"MalformedACLError", 400},
+    {"MalformedPolicy", 400},
     {"MalformedXML", 400},
     {"MaxMessageLengthExceeded", 400},
     {"MetadataTooLarge", 400},
@@ -86,6 +89,8 @@ static const struct {
     {"MissingRequestBodyError", 400},
     {"MissingSecurityHeader", 400},
     {"NoSuchBucket", 404},
+    {"NoSuchBucketPolicy", 404},
+    {"NoSuchPublicAccessBlockConfiguration", 404},
     {"NoSuchCORSConfiguration", 404},
     {"NoSuchKey", 404},
     {"NoSuchTagSet", 404},
@@ -93,6 +98,7 @@ static const struct {
     {"NoSuchVersion", 404},
     {"NotImplemented", 501},
     {"NotModified", 304},
+    {"OwnershipControlsNotFoundError", 404},
     {"PreconditionFailed", 412},
     {"RequestHeaderSectionTooLarge", 400},
     {"RequestTimeTooSkewed", 403},
@@ -287,10 +293,6 @@ static const char *const unsupported[] = {
     "metrics",
     "notification",
     "object-lock",
-    "ownershipControls",
-    "policy",
-    "policyStatus",
-    "publicAccessBlock",
     "replication",
     "requestPayment",
     "restore",
@@ -323,6 +325,32 @@ static enum s3_op route(struct s3_req *r, const char *m,
     } else if (r->key == NULL) {
         if (put && s3_has_param(r, "versioning"))
             return OP_PUT_BUCKET_VERSIONING;
+        static const struct {
+            const char *param;
+            enum s3_op get, put, del;
+        } settings[] = {
+            {"policy", OP_GET_BUCKET_POLICY, OP_PUT_BUCKET_POLICY,
+             OP_DELETE_BUCKET_POLICY},
+            {"policyStatus", OP_GET_BUCKET_POLICY_STATUS, OP_NONE, OP_NONE},
+            {"publicAccessBlock", OP_GET_PUBLIC_ACCESS_BLOCK,
+             OP_PUT_PUBLIC_ACCESS_BLOCK, OP_DELETE_PUBLIC_ACCESS_BLOCK},
+            {"ownershipControls", OP_GET_OWNERSHIP_CONTROLS,
+             OP_PUT_OWNERSHIP_CONTROLS, OP_DELETE_OWNERSHIP_CONTROLS},
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(settings); i++) {
+            if (!s3_has_param(r, settings[i].param))
+                continue;
+            enum s3_op op = get   ? settings[i].get
+                            : put ? settings[i].put
+                            : del ? settings[i].del
+                                  : OP_NONE;
+            if (op != OP_NONE)
+                return op;
+            error_set(err, EINVAL, "MethodNotAllowed",
+                      "The specified method is not allowed against this "
+                      "resource.");
+            return OP_NONE;
+        }
         if (s3_has_param(r, "cors")) {
             if (put)
                 return OP_PUT_BUCKET_CORS;
@@ -488,6 +516,36 @@ static void dispatch(struct s3_req *r)
     case OP_CORS_PREFLIGHT:
         s3_cors_preflight(r);
         break;
+    case OP_GET_BUCKET_POLICY:
+        s3_get_bucket_policy(r);
+        break;
+    case OP_PUT_BUCKET_POLICY:
+        s3_put_bucket_policy(r);
+        break;
+    case OP_DELETE_BUCKET_POLICY:
+        s3_delete_bucket_policy(r);
+        break;
+    case OP_GET_BUCKET_POLICY_STATUS:
+        s3_get_bucket_policy_status(r);
+        break;
+    case OP_GET_PUBLIC_ACCESS_BLOCK:
+        s3_get_public_access_block(r);
+        break;
+    case OP_PUT_PUBLIC_ACCESS_BLOCK:
+        s3_put_public_access_block(r);
+        break;
+    case OP_DELETE_PUBLIC_ACCESS_BLOCK:
+        s3_delete_public_access_block(r);
+        break;
+    case OP_GET_OWNERSHIP_CONTROLS:
+        s3_get_ownership_controls(r);
+        break;
+    case OP_PUT_OWNERSHIP_CONTROLS:
+        s3_put_ownership_controls(r);
+        break;
+    case OP_DELETE_OWNERSHIP_CONTROLS:
+        s3_delete_ownership_controls(r);
+        break;
     case OP_PUT_OBJECT_TAGGING:
         s3_put_object_tagging(r);
         break;
@@ -577,6 +635,12 @@ static bool op_blocks(enum s3_op op)
     case OP_DELETE_BUCKET_TAGGING:
     case OP_PUT_BUCKET_CORS:
     case OP_DELETE_BUCKET_CORS:
+    case OP_PUT_BUCKET_POLICY:
+    case OP_DELETE_BUCKET_POLICY:
+    case OP_PUT_PUBLIC_ACCESS_BLOCK:
+    case OP_DELETE_PUBLIC_ACCESS_BLOCK:
+    case OP_PUT_OWNERSHIP_CONTROLS:
+    case OP_DELETE_OWNERSHIP_CONTROLS:
     case OP_PUT_OBJECT_TAGGING:
     case OP_DELETE_OBJECT_TAGGING:
     case OP_DELETE_OBJECTS:
@@ -628,7 +692,9 @@ static bool op_takes_xml(enum s3_op op)
 {
     return op == OP_CREATE_BUCKET || op == OP_PUT_BUCKET_ACL ||
            op == OP_PUT_BUCKET_VERSIONING || op == OP_PUT_BUCKET_TAGGING ||
-           op == OP_PUT_BUCKET_CORS ||
+           op == OP_PUT_BUCKET_CORS || op == OP_PUT_BUCKET_POLICY ||
+           op == OP_PUT_PUBLIC_ACCESS_BLOCK ||
+           op == OP_PUT_OWNERSHIP_CONTROLS ||
            op == OP_PUT_OBJECT_TAGGING ||
            op == OP_PUT_OBJECT_ACL || op == OP_DELETE_OBJECTS ||
            op == OP_COMPLETE_UPLOAD;
@@ -762,6 +828,7 @@ void s3_req_free(struct s3_req *r)
     free(r->key);
     free(r->resource);
     free(r->obj_headers);
+    policy_free(r->policy);
     if (r->put)
         free(r->put->tags);
     free(r->put);

@@ -153,6 +153,14 @@ int tags_from_header(struct s3_req *r, char **out, struct koala_error **err)
     return *out ? 0 : error_set(err, ENOMEM, NULL, "out of memory");
 }
 
+int tags_decode(const char *stored, struct tag_set *t)
+{
+    struct koala_error *err = NULL;
+    int rc = tags_parse_query(stored, true, t, &err);
+    error_free(err);
+    return rc;
+}
+
 size_t tags_count(const char *stored)
 {
     struct tag_set t;
@@ -264,11 +272,12 @@ static void set_object_tags(struct s3_req *r, bool put)
         return s3_fail(r, err);
     char vid[40];
     snprintf(vid, sizeof(vid), "%s", o.version_id);
+    /* Changing tags is writing to the bucket, as the object's PUT was. */
+    int ok = s3_authorize(r, &b, s3_op_action(r), r->key, &o, &b.acl,
+                          PERM_WRITE, &err);
     object_row_clear(&o);
-    if (!acl_allows(&b.acl, &r->who, PERM_WRITE)) {
-        error_set(&err, EACCES, "AccessDenied", "Access Denied");
+    if (ok < 0)
         return s3_fail(r, err);
-    }
     if (put && tags_from_xml(r, false, &tags, &err) < 0)
         return s3_fail(r, err);
     int rc = meta_object_set_field(r->db, r->bucket, r->key, vid, "tags",
@@ -293,14 +302,11 @@ void s3_delete_object_tagging(struct s3_req *r)
 
 /* ---- bucket tagging ---- */
 
+/* The bucket owner's, or whom the bucket policy lets (authz.c). */
 static int owner_only(struct s3_req *r, struct bucket_row *b,
                       struct koala_error **err)
 {
-    if (s3_bucket_access(r, 0, b, err) < 0)
-        return -1;
-    if (r->who.anonymous || b->owner != r->who.account_id)
-        return error_set(err, EACCES, "AccessDenied", "Access Denied");
-    return 0;
+    return s3_bucket_access(r, PERM_OWNER, b, err);
 }
 
 static int bucket_tags_store(struct s3_req *r, const char *tags,

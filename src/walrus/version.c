@@ -287,14 +287,11 @@ int meta_object_set_field(struct db *db, const char *bucket, const char *key,
 
 /* ---- Put/GetBucketVersioning ---- */
 
+/* The bucket owner's, or whom the bucket policy lets (authz.c). */
 static int owner_only(struct s3_req *r, struct bucket_row *b,
                       struct koala_error **err)
 {
-    if (s3_bucket_access(r, 0, b, err) < 0)
-        return -1;
-    if (r->who.anonymous || b->owner != r->who.account_id)
-        return error_set(err, EACCES, "AccessDenied", "Access Denied");
-    return 0;
+    return s3_bucket_access(r, PERM_OWNER, b, err);
 }
 
 void s3_get_bucket_versioning(struct s3_req *r)

@@ -23,6 +23,7 @@
 #include "db.h"
 #include "error.h"
 #include "http_server.h"
+#include "policy.h"
 #include "sigv4.h"
 
 #define S3_XMLNS "http://s3.amazonaws.com/doc/2006-03-01/"
@@ -83,6 +84,17 @@ enum acl_perm {
     PERM_READ_ACP = 4,
     PERM_WRITE_ACP = 8,
     PERM_FULL_CONTROL = 15,
+    /* Not an ACL permission: what only the bucket owner may (or whom the
+     * bucket policy lets). */
+    PERM_OWNER = 16,
+};
+
+/* PublicAccessBlock settings (buckets.pab). */
+enum {
+    PAB_BLOCK_PUBLIC_ACLS = 1,
+    PAB_IGNORE_PUBLIC_ACLS = 2,
+    PAB_BLOCK_PUBLIC_POLICY = 4,
+    PAB_RESTRICT_PUBLIC_BUCKETS = 8,
 };
 
 #define ACL_MAX_GRANTS 100
@@ -130,6 +142,10 @@ char *acl_to_xml(const struct acl *acl, size_t *len);
 /* Does the identity hold perm through this ACL (owner: always)? */
 bool acl_allows(const struct acl *acl, const struct identity *who,
                 unsigned perm);
+/* The same, public grants (AllUsers, AuthenticatedUsers) left out when
+ * ignore_public (PublicAccessBlock's IgnorePublicAcls). */
+bool acl_allows_opts(const struct acl *acl, const struct identity *who,
+                     unsigned perm, bool ignore_public);
 
 /* ---- metadata (meta.c) ---- */
 extern const char *const walrus_migrations[];
@@ -142,6 +158,9 @@ struct bucket_row {
     int64_t created; /* unix seconds */
     char versioning[16]; /* "", "Enabled" or "Suspended" */
     char owner_number[13]; /* the owner's 12-digit account id */
+    unsigned pab;          /* PAB_* */
+    bool pab_set;          /* a PublicAccessBlock is configured */
+    char ownership[24];    /* Object Ownership, "" when not set */
     struct acl acl;
 };
 
@@ -260,6 +279,16 @@ enum s3_op {
     OP_PUT_BUCKET_CORS,
     OP_DELETE_BUCKET_CORS,
     OP_CORS_PREFLIGHT,
+    OP_GET_BUCKET_POLICY,
+    OP_PUT_BUCKET_POLICY,
+    OP_DELETE_BUCKET_POLICY,
+    OP_GET_BUCKET_POLICY_STATUS,
+    OP_GET_PUBLIC_ACCESS_BLOCK,
+    OP_PUT_PUBLIC_ACCESS_BLOCK,
+    OP_DELETE_PUBLIC_ACCESS_BLOCK,
+    OP_GET_OWNERSHIP_CONTROLS,
+    OP_PUT_OWNERSHIP_CONTROLS,
+    OP_DELETE_OWNERSHIP_CONTROLS,
     OP_LIST_OBJECTS,
     OP_LIST_OBJECTS_V2,
     OP_LIST_OBJECT_VERSIONS,
@@ -319,6 +348,11 @@ struct s3_req {
     struct put_target *put;
     char *obj_headers;
     bool cors_done; /* s3_cors_headers ran */
+    bool presigned; /* signed in the query string */
+    /* The policy of policy_bucket, read once (authz.c). */
+    struct policy *policy;
+    bool policy_loaded;
+    char policy_bucket[64];
 };
 
 /* ---- answers of completed multipart uploads (completed.c) ---- */
@@ -372,6 +406,7 @@ int s3_write_conditions_check(struct db *db, const char *bucket,
 struct put_target {
     struct bucket_row bucket;
     struct acl acl;
+    int64_t owner; /* the new object's owner (Object Ownership) */
     char *tags; /* x-amz-tagging, stored form */
     struct write_conditions cond;
     bool cond_existed; /* the precheck saw a current object */
@@ -550,6 +585,8 @@ char *tags_encode(const struct tag_set *t);
  * absent); *out malloc'd. */
 int tags_from_header(struct s3_req *r, char **out, struct koala_error **err);
 size_t tags_count(const char *stored);
+/* Parses the stored (or x-amz-tagging) form; 0 or -1. */
+int tags_decode(const char *stored, struct tag_set *t);
 void s3_get_object_tagging(struct s3_req *r);
 void s3_get_object_attributes(struct s3_req *r); /* attributes.c */
 /* cors.c */
@@ -560,6 +597,43 @@ void s3_cors_preflight(struct s3_req *r);
 /* The Access-Control-* headers of the bucket's first rule matching the
  * request's Origin and method (once a request; none without an Origin). */
 void s3_cors_headers(struct s3_req *r);
+/* bucket_access.c */
+void s3_get_bucket_policy(struct s3_req *r);
+void s3_put_bucket_policy(struct s3_req *r);
+void s3_delete_bucket_policy(struct s3_req *r);
+void s3_get_bucket_policy_status(struct s3_req *r);
+void s3_get_public_access_block(struct s3_req *r);
+void s3_put_public_access_block(struct s3_req *r);
+void s3_delete_public_access_block(struct s3_req *r);
+void s3_get_ownership_controls(struct s3_req *r);
+void s3_put_ownership_controls(struct s3_req *r);
+void s3_delete_ownership_controls(struct s3_req *r);
+/* The ACL a write asks for (given: by headers) against the bucket's
+ * settings: AccessControlListNotSupported when ACLs are off, AccessDenied
+ * for a public one under BlockPublicAcls. */
+int s3_acl_guard(struct s3_req *r, const struct bucket_row *b,
+                 const struct acl *acl, bool given, struct koala_error **err);
+/* Object Ownership: the bucket owner becomes the new object's owner under
+ * BucketOwnerEnforced (and BucketOwnerPreferred with
+ * bucket-owner-full-control); *owner and *acl adjusted. */
+int s3_apply_ownership(struct s3_req *r, const struct bucket_row *b,
+                       int64_t *owner, struct acl *acl,
+                       struct koala_error **err);
+/* authz.c: the S3 action of the request's operation ("s3:GetObject"). */
+const char *s3_op_action(const struct s3_req *r);
+/* What the bucket policy says of action on the bucket (key NULL) or an
+ * object of it (o: its row, for s3:ExistingObjectTag); (enum)-1 on error. */
+enum policy_effect s3_policy_effect(struct s3_req *r,
+                                    const struct bucket_row *b,
+                                    const char *action, const char *key,
+                                    const struct object_row *o,
+                                    struct koala_error **err);
+/* The decision: a policy Deny refuses, an Allow grants, else acl must give
+ * perm (0: nothing asked of the ACL; PERM_OWNER: the bucket owner). */
+int s3_authorize(struct s3_req *r, const struct bucket_row *b,
+                 const char *action, const char *key,
+                 const struct object_row *o, const struct acl *acl,
+                 unsigned perm, struct koala_error **err);
 void s3_put_object_tagging(struct s3_req *r);
 void s3_delete_object_tagging(struct s3_req *r);
 void s3_get_bucket_tagging(struct s3_req *r);

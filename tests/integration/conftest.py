@@ -17,6 +17,7 @@ from pathlib import Path
 
 import boto3
 import botocore.config
+import botocore.exceptions
 import pytest
 
 from soapclient import client_context
@@ -264,6 +265,13 @@ def bucket(s3, request):
 
 
 def empty_bucket(s3, name):
+    # Settings a test may have left that would lock the owner out.
+    for reset in (s3.delete_bucket_policy, s3.delete_public_access_block,
+                  s3.delete_bucket_ownership_controls):
+        try:
+            reset(Bucket=name)
+        except botocore.exceptions.ClientError:
+            pass
     for up in s3.list_multipart_uploads(Bucket=name).get("Uploads", []):
         s3.abort_multipart_upload(Bucket=name, Key=up["Key"],
                                   UploadId=up["UploadId"])
