@@ -136,6 +136,28 @@ waws s3api create-bucket --bucket benchlk >/dev/null
   --bucket benchlv --endpoint "http://127.0.0.1:$WPORT" --access-key "$AK" --secret "$SK" >/dev/null
 "$LOAD" --op put --size 1 --clients 16 --objects 100000 --duration 0 --min-requests 100000 \
   --bucket benchlk --endpoint "http://127.0.0.1:$WPORT" --access-key "$AK" --secret "$SK" >/dev/null
+# Policy evaluation: GET from a bucket with a 20-statement policy (19 that
+# do not apply, with conditions, then the Allow) beside the plain bucket.
+waws s3api create-bucket --bucket benchp >/dev/null
+python3 - "$WORK/policy.json" <<'EOF'
+import json, sys
+st = [{"Sid": f"S{i}", "Effect": "Deny", "Principal": {"AWS": f"{i:012d}"},
+       "Action": ["s3:GetObject", "s3:PutObject"],
+       "Resource": f"arn:aws:s3:::benchp/other{i}/*",
+       "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"},
+                     "StringLike": {"s3:prefix": f"p{i}*"}}}
+      for i in range(19)]
+st.append({"Sid": "Bench", "Effect": "Allow", "Principal": "*",
+           "Action": "s3:GetObject", "Resource": "arn:aws:s3:::benchp/*",
+           "Condition": {"IpAddress": {"aws:SourceIp": "127.0.0.0/8"}}})
+json.dump({"Version": "2012-10-17", "Statement": st}, open(sys.argv[1], "w"))
+EOF
+waws s3api put-bucket-policy --bucket benchp --policy "file://$WORK/policy.json"
+for clients in 1 16; do
+  measure walrus-policy put 4K "$clients" 256 --endpoint "http://127.0.0.1:$WPORT" --access-key "$AK" --secret "$SK" --bucket benchp
+  measure walrus-policy get 4K "$clients" 256 --endpoint "http://127.0.0.1:$WPORT" --access-key "$AK" --secret "$SK" --bucket benchp
+done
+
 python3 - "http://127.0.0.1:$WPORT" "$AK" "$SK" "$results" <<'EOF'
 import json, sys, time
 import boto3, botocore.config
@@ -189,6 +211,11 @@ for clients in sorted({r["clients"] for r in rows if r["label"] == "walrus-versi
     v = find("walrus-versioned", "put", 4096, clients)
     u = find("walrus", "put", 4096, clients)
     print(f"  PUT {clients:>2} clients: versioned {fmt(v, 'ops')} | unversioned {fmt(u, 'ops')} | ratio {ratio(v, u, 'ops')}")
+print("policy evaluation (4 KiB GET operations/s, 20-statement policy beside none)")
+for clients in sorted({r["clients"] for r in rows if r["label"] == "walrus-policy"}):
+    p = find("walrus-policy", "get", 4096, clients)
+    u = find("walrus", "get", 4096, clients)
+    print(f"  GET {clients:>2} clients: with policy {fmt(p, 'ops')} | none {fmt(u, 'ops')} | ratio {ratio(p, u, 'ops')}")
 for r in rows:
     if r.get("op") == "list":
         print(f"  {r['label']}: {r['entries']} entries, {r['pages']} pages, "

@@ -9,6 +9,7 @@
  */
 #define LOG_MODULE "walrus"
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,79 @@ const char *s3_op_action(const struct s3_req *r)
 
 /* ---- the bucket's policy, once a request ---- */
 
+/* Parsed policies shared by requests: parsing a 20-statement document
+ * costs more than the rest of a small GET, so a bucket's is parsed once and
+ * reused for as long as its stored text is the same (compared on every
+ * use, so a change is seen at once, on every thread). */
+#define POLICY_CACHE_SIZE 64
+
+struct policy_cache {
+    pthread_mutex_t lock;
+    unsigned next;
+    struct {
+        char bucket[64];
+        char *text;
+        struct policy *p;
+    } e[POLICY_CACHE_SIZE];
+};
+
+struct policy_cache *policy_cache_new(void)
+{
+    struct policy_cache *c = calloc(1, sizeof(*c));
+    if (c && pthread_mutex_init(&c->lock, NULL) != 0) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void policy_cache_free(struct policy_cache *c)
+{
+    if (c == NULL)
+        return;
+    for (size_t i = 0; i < POLICY_CACHE_SIZE; i++) {
+        free(c->e[i].text);
+        policy_free(c->e[i].p);
+    }
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+/* The parsed form of text, bucket's stored policy (a reference the caller
+ * frees), from the cache or parsed now. */
+static struct policy *cached_policy(struct policy_cache *c, const char *bucket,
+                                    const char *text, struct koala_error **err)
+{
+    struct policy *p = NULL;
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; i < POLICY_CACHE_SIZE && p == NULL; i++)
+        if (c->e[i].p && strcmp(c->e[i].bucket, bucket) == 0 &&
+            strcmp(c->e[i].text, text) == 0)
+            p = policy_ref(c->e[i].p);
+    pthread_mutex_unlock(&c->lock);
+    if (p)
+        return p;
+    p = policy_parse(text, strlen(text), bucket, err);
+    char *copy = p ? strdup(text) : NULL;
+    if (copy == NULL)
+        return p;
+    pthread_mutex_lock(&c->lock);
+    size_t slot = POLICY_CACHE_SIZE;
+    for (size_t i = 0; i < POLICY_CACHE_SIZE && slot == POLICY_CACHE_SIZE;
+         i++)
+        if (c->e[i].p && strcmp(c->e[i].bucket, bucket) == 0)
+            slot = i; /* replaced by a newer text */
+    if (slot == POLICY_CACHE_SIZE)
+        slot = c->next++ % POLICY_CACHE_SIZE;
+    free(c->e[slot].text);
+    policy_free(c->e[slot].p);
+    snprintf(c->e[slot].bucket, sizeof(c->e[slot].bucket), "%s", bucket);
+    c->e[slot].text = copy;
+    c->e[slot].p = policy_ref(p);
+    pthread_mutex_unlock(&c->lock);
+    return p;
+}
+
 static int load_policy(struct s3_req *r, const char *bucket,
                        struct policy **out, struct koala_error **err)
 {
@@ -111,7 +185,8 @@ static int load_policy(struct s3_req *r, const char *bucket,
         const char *text = (const char *)sqlite3_column_text(st, 0);
         size_t n = text ? strlen(text) : 0;
         struct koala_error *e = NULL;
-        if (n && (r->policy = policy_parse(text, n, bucket, &e)) == NULL) {
+        if (n && (r->policy = cached_policy(r->w->policies, bucket, text,
+                                            &e)) == NULL) {
             /* stored only after the same check: not expected */
             rc = error_set(err, EIO, NULL, "stored policy of %s: %s", bucket,
                            error_message(e));

@@ -395,6 +395,12 @@ struct policy *policy_parse(const char *text, size_t len, const char *bucket,
     return (struct policy *)doc;
 }
 
+struct policy *policy_ref(struct policy *p)
+{
+    json_incref((json_t *)p);
+    return p;
+}
+
 void policy_free(struct policy *p)
 {
     if (p)

@@ -38,6 +38,9 @@ struct policy_request {
 /* Checks a document for this bucket: MalformedPolicy when it is not one. */
 struct policy *policy_parse(const char *text, size_t len, const char *bucket,
                             struct koala_error **err);
+/* Documents are reference counted (thread-safe: jansson's atomic counts;
+ * evaluation only reads): policy_ref takes one, policy_free drops one. */
+struct policy *policy_ref(struct policy *p);
 void policy_free(struct policy *p);
 enum policy_effect policy_evaluate(const struct policy *policy,
                                    const struct policy_request *pr);

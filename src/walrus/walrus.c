@@ -39,6 +39,7 @@ void walrus_free(struct walrus *w)
     db_group_free(w->group);
     db_pool_free(w->db);
     keycache_free(w->keys);
+    policy_cache_free(w->policies);
     free(w->data_dir);
     free(w->tmp_dir);
     free(w->blob_dir);
@@ -68,7 +69,8 @@ struct walrus *walrus_new(const struct walrus_options *opt,
     unsigned conns = opt->max_connections ? opt->max_connections : 256;
     /* Keys changed with `koala walrus` take effect within 10 s. */
     w->keys = keycache_new(4096, 10000);
-    if (w->keys == NULL) {
+    w->policies = policy_cache_new();
+    if (w->keys == NULL || w->policies == NULL) {
         error_set(err, ENOMEM, NULL, "out of memory");
         goto fail;
     }

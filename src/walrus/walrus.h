@@ -67,7 +67,10 @@ struct walrus {
     struct keycache *keys;  /* access keys, see keycache.h */
     struct http_server *http;
     struct blob_gc *gc;
+    struct policy_cache *policies; /* authz.c */
 };
+struct policy_cache *policy_cache_new(void);
+void policy_cache_free(struct policy_cache *c);
 
 /* ---- identities and ACLs (acl.c) ---- */
 struct identity {
