@@ -268,7 +268,8 @@ void s3_create_bucket(struct s3_req *r)
         rc < 0 ? NULL
                : db_stmt(db,
                          "INSERT INTO buckets(name, owner, region, acl,"
-                         " created) VALUES(?,?,?,?,?)",
+                         " created, object_lock, versioning)"
+                         " VALUES(?,?,?,?,?,?,?)",
                          &err);
     if (st == NULL) {
         db_rollback(db);
@@ -279,6 +280,11 @@ void s3_create_bucket(struct s3_req *r)
     sqlite3_bind_text(st, 3, r->w->region, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, acl_text ? acl_text : "", -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 5, (int64_t)time(NULL));
+    /* Object Lock is chosen at creation, and forces versioning on. */
+    const char *lock = s3_header(r, "x-amz-bucket-object-lock-enabled");
+    bool locked = lock && strcasecmp(lock, "true") == 0;
+    sqlite3_bind_int(st, 6, locked);
+    sqlite3_bind_text(st, 7, locked ? "Enabled" : "", -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
     db_stmt_done(st);
     if (rc != SQLITE_DONE) {

@@ -198,6 +198,10 @@ void s3_copy_object(struct s3_req *r)
         headers = strdup(src.headers);
     }
     o.owner = r->who.account_id;
+    struct object_lock lock;
+    if (objlock_from_request(r, &b, &lock, &err) < 0)
+        goto out;
+    objlock_apply(&o, &lock);
     if (acl_from_headers(r, &o.acl, &r->who, &b.acl, &given, &err) < 0 ||
         s3_acl_guard(r, &b, &o.acl, given, &err) < 0 ||
         s3_apply_ownership(r, &b, &o.owner, &o.acl, &err) < 0)

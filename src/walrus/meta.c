@@ -138,9 +138,24 @@ static const char schema_v7[] =
     "ALTER TABLE buckets ADD COLUMN pab INTEGER;"
     "ALTER TABLE buckets ADD COLUMN ownership TEXT NOT NULL DEFAULT '';";
 
+/* v8: Object Lock (objlock.c): the bucket's switch and default retention,
+ * each version's retention and legal hold. */
+static const char schema_v8[] =
+    "ALTER TABLE buckets ADD COLUMN object_lock INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE buckets ADD COLUMN lock_default TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE objects ADD COLUMN lock_mode TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE objects ADD COLUMN lock_until_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE objects ADD COLUMN legal_hold INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE versions ADD COLUMN lock_mode TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE versions ADD COLUMN lock_until_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE versions ADD COLUMN legal_hold INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE uploads ADD COLUMN lock_mode TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE uploads ADD COLUMN lock_until_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE uploads ADD COLUMN legal_hold INTEGER NOT NULL DEFAULT 0;";
+
 const char *const walrus_migrations[] = {schema_v1, schema_v2, schema_v3,
                                          schema_v4, schema_v5, schema_v6,
-                                         schema_v7};
+                                         schema_v7, schema_v8};
 const size_t walrus_n_migrations = ARRAY_SIZE(walrus_migrations);
 
 void object_row_clear(struct object_row *o)
@@ -323,7 +338,8 @@ int meta_bucket_get(struct db *db, const char *name, struct bucket_row *b,
     sqlite3_stmt *st =
         db_stmt(db,
                 "SELECT b.name, b.owner, b.region, b.acl, b.created,"
-                " b.versioning, a.number, b.pab, b.ownership FROM buckets b"
+                " b.versioning, a.number, b.pab, b.ownership, b.object_lock,"
+                " b.lock_default FROM buckets b"
                 " LEFT JOIN accounts a ON a.id = b.owner WHERE b.name=?",
                 err);
     if (st == NULL)
@@ -342,6 +358,8 @@ int meta_bucket_get(struct db *db, const char *name, struct bucket_row *b,
         b->pab_set = sqlite3_column_type(st, 7) != SQLITE_NULL;
         b->pab = (unsigned)sqlite3_column_int(st, 7);
         copy_col(b->ownership, sizeof(b->ownership), st, 8);
+        b->object_lock = sqlite3_column_int(st, 9) != 0;
+        copy_col(b->lock_default, sizeof(b->lock_default), st, 10);
         if (acl_decode(&b->acl, (const char *)sqlite3_column_text(st, 3)) < 0)
             rc = error_set(err, EINVAL, NULL, "bad ACL stored for %s", name);
     }
@@ -354,7 +372,8 @@ int meta_bucket_get(struct db *db, const char *name, struct bucket_row *b,
 #define OBJECT_COLS                                                            \
     "o.blob, o.size, o.etag, o.mtime_ms, o.headers, o.checksum_alg,"           \
     " o.checksum, o.owner, o.acl, o.parts, i.data, o.version_id, o.seq,"       \
-    " o.delete_marker, o.tags, o.part_sizes"
+    " o.delete_marker, o.tags, o.part_sizes, o.lock_mode, o.lock_until_ms,"    \
+    " o.legal_hold"
 
 static int fill_object(sqlite3_stmt *st, const char *key, struct object_row *o,
                        struct koala_error **err)
@@ -374,6 +393,9 @@ static int fill_object(sqlite3_stmt *st, const char *key, struct object_row *o,
     o->delete_marker = sqlite3_column_int(st, 13) != 0;
     o->tags = strdup((const char *)sqlite3_column_text(st, 14));
     o->part_sizes = strdup((const char *)sqlite3_column_text(st, 15));
+    copy_col(o->lock_mode, sizeof(o->lock_mode), st, 16);
+    o->lock_until_ms = sqlite3_column_int64(st, 17);
+    o->legal_hold = sqlite3_column_int(st, 18) != 0;
     o->key = strdup(key);
     o->is_inline = sqlite3_column_type(st, 10) != SQLITE_NULL;
     size_t n = (size_t)sqlite3_column_bytes(st, 10);
@@ -519,8 +541,9 @@ int meta_object_put(struct db *db, const char *bucket, struct object_row *o,
         db,
         "INSERT OR REPLACE INTO objects(bucket, key, blob, size, etag,"
         " mtime_ms, headers, checksum_alg, checksum, owner, acl, parts,"
-        " version_id, seq, delete_marker, tags, part_sizes)"
-        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " version_id, seq, delete_marker, tags, part_sizes, lock_mode,"
+        " lock_until_ms, legal_hold)"
+        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         err);
     if (st == NULL)
         return -1;
@@ -542,6 +565,9 @@ int meta_object_put(struct db *db, const char *bucket, struct object_row *o,
     sqlite3_bind_text(st, 16, o->tags ? o->tags : "", -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 17, o->part_sizes ? o->part_sizes : "", -1,
                       SQLITE_STATIC);
+    sqlite3_bind_text(st, 18, o->lock_mode, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 19, o->lock_until_ms);
+    sqlite3_bind_int(st, 20, o->legal_hold);
     int rc = sqlite3_step(st);
     db_stmt_done(st);
     if (rc != SQLITE_DONE)

@@ -26,6 +26,7 @@ struct upload_row {
     char *headers;
     char *acl;
     char *tags;
+    struct object_lock lock;
 };
 
 static void upload_row_clear(struct upload_row *u)
@@ -51,7 +52,8 @@ static int load_upload_db(struct db *db, struct s3_req *r, struct upload_row *u,
     memset(u, 0, sizeof(*u));
     sqlite3_stmt *st =
         db_stmt(db,
-                "SELECT owner, initiated_ms, headers, acl, tags FROM uploads"
+                "SELECT owner, initiated_ms, headers, acl, tags, lock_mode,"
+                " lock_until_ms, legal_hold FROM uploads"
                 " WHERE upload_id=? AND bucket=? AND key=?",
                 err);
     if (st == NULL)
@@ -66,6 +68,10 @@ static int load_upload_db(struct db *db, struct s3_req *r, struct upload_row *u,
         u->headers = strdup((const char *)sqlite3_column_text(st, 2));
         u->acl = strdup((const char *)sqlite3_column_text(st, 3));
         u->tags = strdup((const char *)sqlite3_column_text(st, 4));
+        snprintf(u->lock.mode, sizeof(u->lock.mode), "%s",
+                 sqlite3_column_text(st, 5));
+        u->lock.until_ms = sqlite3_column_int64(st, 6);
+        u->lock.legal_hold = sqlite3_column_int(st, 7) != 0;
     }
     db_stmt_done(st);
     if (rc == SQLITE_DONE)
@@ -106,12 +112,14 @@ void s3_create_upload(struct s3_req *r)
     bool given;
     _cleanup_free_ char *headers = NULL, *tags = NULL;
     int64_t owner = r->who.account_id;
+    struct object_lock lock;
     if (s3_bucket_access(r, PERM_WRITE, &b, &err) < 0 ||
         s3_collect_object_headers(r, &headers, &err) < 0 ||
         acl_from_headers(r, &acl, &r->who, &b.acl, &given, &err) < 0 ||
         s3_acl_guard(r, &b, &acl, given, &err) < 0 ||
         s3_apply_ownership(r, &b, &owner, &acl, &err) < 0 ||
-        tags_from_header(r, &tags, &err) < 0)
+        tags_from_header(r, &tags, &err) < 0 ||
+        objlock_from_request(r, &b, &lock, &err) < 0)
         return s3_fail(r, err);
     char upload_id[65];
     if (id_random_hex(upload_id, 32) < 0) {
@@ -122,7 +130,8 @@ void s3_create_upload(struct s3_req *r)
     sqlite3_stmt *st =
         db_stmt(r->db,
                 "INSERT INTO uploads(upload_id, bucket, key, initiated_ms,"
-                " owner, headers, acl, tags) VALUES(?,?,?,?,?,?,?,?)",
+                " owner, headers, acl, tags, lock_mode, lock_until_ms,"
+                " legal_hold) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
                 &err);
     if (st == NULL)
         return s3_fail(r, err);
@@ -134,6 +143,9 @@ void s3_create_upload(struct s3_req *r)
     sqlite3_bind_text(st, 6, headers, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 7, acl_text ? acl_text : "", -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 8, tags, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 9, lock.mode, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 10, lock.until_ms);
+    sqlite3_bind_int(st, 11, lock.legal_hold);
     int rc = sqlite3_step(st);
     db_stmt_done(st);
     if (rc != SQLITE_DONE) {
@@ -514,6 +526,7 @@ void s3_complete_upload(struct s3_req *r)
     o.mtime_ms = time_now_ms();
     o.headers = u.headers;
     o.tags = u.tags;
+    objlock_apply(&o, &u.lock);
     for (size_t i = 0; i < n; i++)
         buf_printf(&sizes, "%s%llu", i ? "," : "",
                    (unsigned long long)parts[i].size);

@@ -190,6 +190,7 @@ int s3_upload_precheck(struct s3_req *r, struct koala_error **err)
         s3_apply_ownership(r, &r->put->bucket, &r->put->owner, &r->put->acl,
                            err) < 0 ||
         tags_from_header(r, &r->put->tags, err) < 0 ||
+        objlock_from_request(r, &r->put->bucket, &r->put->lock, err) < 0 ||
         s3_write_conditions(r, &r->put->cond, err) < 0 ||
         s3_write_conditions_check(r->db, r->bucket, r->key, &r->put->cond,
                                   false, &r->put->cond_existed, err) < 0)
@@ -219,6 +220,7 @@ struct object_job {
     const char *key;
     const char *vid;
     int64_t owner;
+    bool bypass; /* of a GOVERNANCE retention */
     struct version_deleted res;
 };
 
@@ -231,8 +233,8 @@ static int object_job_run(struct db *db, void *ctx, struct koala_error **err)
         return -1;
     if (j->o)
         return meta_object_put(db, j->bucket, j->o, err);
-    return version_delete(db, j->bucket, j->key, j->vid, j->owner, &j->res,
-                          err);
+    return version_delete(db, j->bucket, j->key, j->vid, j->owner, j->bypass,
+                          &j->res, err);
 }
 
 /* Commits an object whose data is in bw (with the concurrent requests'
@@ -268,6 +270,7 @@ void s3_put_object(struct s3_req *r)
     o.owner = r->put->owner;
     o.acl = r->put->acl;
     o.tags = r->put->tags;
+    objlock_apply(&o, &r->put->lock);
     o.is_inline = bw->is_inline;
     o.data = bw->pending.data;
     if (s3_commit_object(r, &o, bw, &err) < 0)
@@ -480,6 +483,7 @@ void s3_get_object(struct s3_req *r, bool head)
         return s3_fail(r, err);
     }
     object_reply_headers(r, &o);
+    objlock_reply_headers(r, &o);
     s3_reply_version(r, o.version_id, b.versioning[0] != '\0');
     size_t ntags = head ? 0 : tags_count(o.tags);
     if (ntags) {
@@ -542,13 +546,15 @@ static int pread_all(int fd, char *p, uint64_t len, uint64_t off)
 
 /* ---- DeleteObject(s) ---- */
 
-static int delete_one(struct s3_req *r, const char *key, const char *vid,
+static int delete_one(struct s3_req *r, const struct bucket_row *b,
+                      const char *key, const char *vid,
                       struct version_deleted *res, struct koala_error **err)
 {
     struct object_job j = {.bucket = r->bucket,
                            .key = key,
                            .vid = vid,
-                           .owner = r->who.account_id};
+                           .owner = r->who.account_id,
+                           .bypass = vid && objlock_bypass(r, b, key)};
     int rc = db_group_run(r->w->group, object_job_run, &j, err);
     *res = j.res;
     return rc;
@@ -562,7 +568,7 @@ void s3_delete_object(struct s3_req *r)
     const char *vid;
     if (s3_version_param(r, &vid, &err) < 0 ||
         s3_bucket_access(r, PERM_WRITE, &b, &err) < 0 ||
-        delete_one(r, r->key, vid, &res, &err) < 0)
+        delete_one(r, &b, r->key, vid, &res, &err) < 0)
         return s3_fail(r, err);
     if (res.delete_marker)
         http_reply_header(r->http, "x-amz-delete-marker", "true");
@@ -602,7 +608,7 @@ void s3_delete_objects(struct s3_req *r)
                               vid ? "s3:DeleteObjectVersion"
                                   : "s3:DeleteObject",
                               key, NULL, &b.acl, PERM_WRITE, &e) == 0)
-            delete_one(r, key, vid, &res, &e);
+            delete_one(r, &b, key, vid, &res, &e);
         if (e) {
             xml_start(x, "Error");
             xml_text_element(x, "Key", key ? key : "");

@@ -69,6 +69,7 @@ static const struct {
     {"InvalidArgument", 400},
     {"InvalidBucketAclWithObjectOwnership", 400},
     {"InvalidBucketName", 400},
+    {"InvalidBucketState", 409},
     {"InvalidDigest", 400},
     {"InvalidLocationConstraint", 400},
     {"InvalidPart", 400},
@@ -93,11 +94,13 @@ static const struct {
     {"NoSuchPublicAccessBlockConfiguration", 404},
     {"NoSuchCORSConfiguration", 404},
     {"NoSuchKey", 404},
+    {"NoSuchObjectLockConfiguration", 404},
     {"NoSuchTagSet", 404},
     {"NoSuchUpload", 404},
     {"NoSuchVersion", 404},
     {"NotImplemented", 501},
     {"NotModified", 304},
+    {"ObjectLockConfigurationNotFoundError", 404},
     {"OwnershipControlsNotFoundError", 404},
     {"PreconditionFailed", 412},
     {"RequestHeaderSectionTooLarge", 400},
@@ -287,16 +290,13 @@ static const char *const unsupported[] = {
     "encryption",
     "intelligent-tiering",
     "inventory",
-    "legal-hold",
     "lifecycle",
     "logging",
     "metrics",
     "notification",
-    "object-lock",
     "replication",
     "requestPayment",
     "restore",
-    "retention",
     "select",
     "torrent",
     "website",
@@ -336,6 +336,8 @@ static enum s3_op route(struct s3_req *r, const char *m,
              OP_PUT_PUBLIC_ACCESS_BLOCK, OP_DELETE_PUBLIC_ACCESS_BLOCK},
             {"ownershipControls", OP_GET_OWNERSHIP_CONTROLS,
              OP_PUT_OWNERSHIP_CONTROLS, OP_DELETE_OWNERSHIP_CONTROLS},
+            {"object-lock", OP_GET_OBJECT_LOCK_CONFIG,
+             OP_PUT_OBJECT_LOCK_CONFIG, OP_NONE},
         };
         for (size_t i = 0; i < ARRAY_SIZE(settings); i++) {
             if (!s3_has_param(r, settings[i].param))
@@ -399,6 +401,17 @@ static enum s3_op route(struct s3_req *r, const char *m,
         }
     } else {
         bool upload_id = s3_has_param(r, "uploadId");
+        if (s3_has_param(r, "retention") || s3_has_param(r, "legal-hold")) {
+            bool ret = s3_has_param(r, "retention");
+            if (get)
+                return ret ? OP_GET_OBJECT_RETENTION : OP_GET_OBJECT_LEGAL_HOLD;
+            if (put)
+                return ret ? OP_PUT_OBJECT_RETENTION : OP_PUT_OBJECT_LEGAL_HOLD;
+            error_set(err, EINVAL, "MethodNotAllowed",
+                      "The specified method is not allowed against this "
+                      "resource.");
+            return OP_NONE;
+        }
         if (s3_has_param(r, "tagging")) {
             if (put)
                 return OP_PUT_OBJECT_TAGGING;
@@ -546,6 +559,24 @@ static void dispatch(struct s3_req *r)
     case OP_DELETE_OWNERSHIP_CONTROLS:
         s3_delete_ownership_controls(r);
         break;
+    case OP_GET_OBJECT_LOCK_CONFIG:
+        s3_get_object_lock_config(r);
+        break;
+    case OP_PUT_OBJECT_LOCK_CONFIG:
+        s3_put_object_lock_config(r);
+        break;
+    case OP_GET_OBJECT_RETENTION:
+        s3_get_object_retention(r);
+        break;
+    case OP_PUT_OBJECT_RETENTION:
+        s3_put_object_retention(r);
+        break;
+    case OP_GET_OBJECT_LEGAL_HOLD:
+        s3_get_object_legal_hold(r);
+        break;
+    case OP_PUT_OBJECT_LEGAL_HOLD:
+        s3_put_object_legal_hold(r);
+        break;
     case OP_PUT_OBJECT_TAGGING:
         s3_put_object_tagging(r);
         break;
@@ -641,6 +672,9 @@ static bool op_blocks(enum s3_op op)
     case OP_DELETE_PUBLIC_ACCESS_BLOCK:
     case OP_PUT_OWNERSHIP_CONTROLS:
     case OP_DELETE_OWNERSHIP_CONTROLS:
+    case OP_PUT_OBJECT_LOCK_CONFIG:
+    case OP_PUT_OBJECT_RETENTION:
+    case OP_PUT_OBJECT_LEGAL_HOLD:
     case OP_PUT_OBJECT_TAGGING:
     case OP_DELETE_OBJECT_TAGGING:
     case OP_DELETE_OBJECTS:
@@ -694,7 +728,8 @@ static bool op_takes_xml(enum s3_op op)
            op == OP_PUT_BUCKET_VERSIONING || op == OP_PUT_BUCKET_TAGGING ||
            op == OP_PUT_BUCKET_CORS || op == OP_PUT_BUCKET_POLICY ||
            op == OP_PUT_PUBLIC_ACCESS_BLOCK ||
-           op == OP_PUT_OWNERSHIP_CONTROLS ||
+           op == OP_PUT_OWNERSHIP_CONTROLS || op == OP_PUT_OBJECT_LOCK_CONFIG ||
+           op == OP_PUT_OBJECT_RETENTION || op == OP_PUT_OBJECT_LEGAL_HOLD ||
            op == OP_PUT_OBJECT_TAGGING ||
            op == OP_PUT_OBJECT_ACL || op == OP_DELETE_OBJECTS ||
            op == OP_COMPLETE_UPLOAD;

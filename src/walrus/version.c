@@ -20,7 +20,7 @@
 #define VERSION_COLS                                                           \
     "bucket, key, seq, version_id, delete_marker, blob, size, etag,"           \
     " mtime_ms, headers, checksum_alg, checksum, owner, acl, parts, tags,"   \
-    " part_sizes"
+    " part_sizes, lock_mode, lock_until_ms, legal_hold"
 
 bool version_id_valid(const char *vid)
 {
@@ -180,13 +180,18 @@ static int promote_newest(struct db *db, const char *bucket, const char *key,
 
 /* Removes one version by id. */
 static int delete_version(struct db *db, const char *bucket, const char *key,
-                          const char *vid, struct version_deleted *res,
+                          const char *vid, bool bypass,
+                          struct version_deleted *res,
                           struct koala_error **err)
 {
     struct object_row o;
     int rc = meta_object_get_version(db, bucket, key, vid, &o, err);
     if (rc != 0)
         return rc < 0 ? -1 : 0; /* no such version: nothing to do */
+    if (objlock_may_delete(&o, bypass, err) < 0) {
+        object_row_clear(&o);
+        return -1;
+    }
     res->found = true;
     res->delete_marker = o.delete_marker;
     snprintf(res->version_id, sizeof(res->version_id), "%s", vid);
@@ -217,12 +222,12 @@ static int delete_version(struct db *db, const char *bucket, const char *key,
 }
 
 int version_delete(struct db *db, const char *bucket, const char *key,
-                   const char *vid, int64_t owner, struct version_deleted *res,
-                   struct koala_error **err)
+                   const char *vid, int64_t owner, bool bypass,
+                   struct version_deleted *res, struct koala_error **err)
 {
     memset(res, 0, sizeof(*res));
     if (vid)
-        return delete_version(db, bucket, key, vid, res, err);
+        return delete_version(db, bucket, key, vid, bypass, res, err);
     char state[16];
     if (bucket_state(db, bucket, state, err) < 0)
         return -1;
@@ -350,6 +355,12 @@ void s3_put_bucket_versioning(struct s3_req *r)
     char status[16];
     if (owner_only(r, &b, &err) < 0 || parse_versioning(r, status, &err) < 0)
         return s3_fail(r, err);
+    if (b.object_lock && strcmp(status, "Enabled") != 0) {
+        error_set(&err, EBUSY, "InvalidBucketState",
+                  "An Object Lock configuration is present on this bucket, "
+                  "so the versioning state cannot be changed.");
+        return s3_fail(r, err);
+    }
     sqlite3_stmt *st =
         db_stmt(r->db, "UPDATE buckets SET versioning=? WHERE name=?", &err);
     if (st == NULL)

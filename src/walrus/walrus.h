@@ -164,6 +164,8 @@ struct bucket_row {
     unsigned pab;          /* PAB_* */
     bool pab_set;          /* a PublicAccessBlock is configured */
     char ownership[24];    /* Object Ownership, "" when not set */
+    bool object_lock;      /* Object Lock enabled (objlock.c) */
+    char lock_default[40]; /* "MODE:days" default retention, "" none */
     struct acl acl;
 };
 
@@ -187,6 +189,11 @@ struct object_row {
     bool delete_marker;
     char *tags; /* stored form (tagging.c); put: borrowed, get: owned */
     char *part_sizes; /* "n1,n2,..." of a multipart object (parts.c) */
+    /* Object Lock (objlock.c): "", "GOVERNANCE" or "COMPLIANCE" until
+     * lock_until_ms; legal hold on. */
+    char lock_mode[16];
+    int64_t lock_until_ms;
+    bool legal_hold;
     /* Inline blob (see blob.c): the data, when `is_inline`.  put: borrowed;
      * from meta_object_get: owned (freed by object_row_clear). */
     bool is_inline;
@@ -292,6 +299,12 @@ enum s3_op {
     OP_GET_OWNERSHIP_CONTROLS,
     OP_PUT_OWNERSHIP_CONTROLS,
     OP_DELETE_OWNERSHIP_CONTROLS,
+    OP_GET_OBJECT_LOCK_CONFIG,
+    OP_PUT_OBJECT_LOCK_CONFIG,
+    OP_GET_OBJECT_RETENTION,
+    OP_PUT_OBJECT_RETENTION,
+    OP_GET_OBJECT_LEGAL_HOLD,
+    OP_PUT_OBJECT_LEGAL_HOLD,
     OP_LIST_OBJECTS,
     OP_LIST_OBJECTS_V2,
     OP_LIST_OBJECT_VERSIONS,
@@ -406,9 +419,35 @@ int s3_write_conditions_check(struct db *db, const char *bucket,
                               bool existed_before, bool *exists_out,
                               struct koala_error **err);
 
+/* ---- Object Lock (objlock.c) ---- */
+struct object_lock {
+    char mode[16]; /* "", GOVERNANCE, COMPLIANCE */
+    int64_t until_ms;
+    bool legal_hold;
+};
+/* The lock a write asks for (x-amz-object-lock-* headers) or the bucket's
+ * default retention; InvalidRequest on a bucket without object lock. */
+int objlock_from_request(struct s3_req *r, const struct bucket_row *b,
+                         struct object_lock *l, struct koala_error **err);
+void objlock_apply(struct object_row *o, const struct object_lock *l);
+void objlock_reply_headers(struct s3_req *r, const struct object_row *o);
+/* 0 when the version may be deleted; AccessDenied when locked. */
+int objlock_may_delete(const struct object_row *o, bool bypass,
+                       struct koala_error **err);
+/* x-amz-bypass-governance-retention: true, from someone who may. */
+bool objlock_bypass(struct s3_req *r, const struct bucket_row *b,
+                    const char *key);
+void s3_get_object_lock_config(struct s3_req *r);
+void s3_put_object_lock_config(struct s3_req *r);
+void s3_get_object_retention(struct s3_req *r);
+void s3_put_object_retention(struct s3_req *r);
+void s3_get_object_legal_hold(struct s3_req *r);
+void s3_put_object_legal_hold(struct s3_req *r);
+
 struct put_target {
     struct bucket_row bucket;
     struct acl acl;
+    struct object_lock lock;
     int64_t owner; /* the new object's owner (Object Ownership) */
     char *tags; /* x-amz-tagging, stored form */
     struct write_conditions cond;
@@ -555,8 +594,8 @@ struct version_deleted {
  * bucket's state (a delete marker when versioned), else removes that
  * version.  owner: who makes a delete marker. */
 int version_delete(struct db *db, const char *bucket, const char *key,
-                   const char *vid, int64_t owner, struct version_deleted *res,
-                   struct koala_error **err);
+                   const char *vid, int64_t owner, bool bypass,
+                   struct version_deleted *res, struct koala_error **err);
 /* The request's versionId parameter: *vid NULL when absent; "" or a
  * malformed id is InvalidArgument. */
 int s3_version_param(struct s3_req *r, const char **vid,
