@@ -153,9 +153,13 @@ static const char schema_v8[] =
     "ALTER TABLE uploads ADD COLUMN lock_until_ms INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE uploads ADD COLUMN legal_hold INTEGER NOT NULL DEFAULT 0;";
 
+/* v9: lifecycle configurations (lifecycle.c). */
+static const char schema_v9[] =
+    "ALTER TABLE buckets ADD COLUMN lifecycle TEXT NOT NULL DEFAULT '';";
+
 const char *const walrus_migrations[] = {schema_v1, schema_v2, schema_v3,
                                          schema_v4, schema_v5, schema_v6,
-                                         schema_v7, schema_v8};
+                                         schema_v7, schema_v8, schema_v9};
 const size_t walrus_n_migrations = ARRAY_SIZE(walrus_migrations);
 
 void object_row_clear(struct object_row *o)
@@ -339,7 +343,7 @@ int meta_bucket_get(struct db *db, const char *name, struct bucket_row *b,
         db_stmt(db,
                 "SELECT b.name, b.owner, b.region, b.acl, b.created,"
                 " b.versioning, a.number, b.pab, b.ownership, b.object_lock,"
-                " b.lock_default FROM buckets b"
+                " b.lock_default, length(b.lifecycle) FROM buckets b"
                 " LEFT JOIN accounts a ON a.id = b.owner WHERE b.name=?",
                 err);
     if (st == NULL)
@@ -360,6 +364,7 @@ int meta_bucket_get(struct db *db, const char *name, struct bucket_row *b,
         copy_col(b->ownership, sizeof(b->ownership), st, 8);
         b->object_lock = sqlite3_column_int(st, 9) != 0;
         copy_col(b->lock_default, sizeof(b->lock_default), st, 10);
+        b->has_lifecycle = sqlite3_column_int(st, 11) > 0;
         if (acl_decode(&b->acl, (const char *)sqlite3_column_text(st, 3)) < 0)
             rc = error_set(err, EINVAL, NULL, "bad ACL stored for %s", name);
     }

@@ -444,6 +444,12 @@ static int drop_upload(struct db *db, const char *upload_id,
     return 0;
 }
 
+int meta_drop_upload(struct db *db, const char *upload_id,
+                     struct koala_error **err)
+{
+    return drop_upload(db, upload_id, err);
+}
+
 int meta_drop_bucket_uploads(struct db *db, const char *bucket,
                              struct koala_error **err)
 {

@@ -277,6 +277,7 @@ void s3_put_object(struct s3_req *r)
         return s3_fail(r, err);
     upload_published(r);
     reply_etag(r, o.etag);
+    s3_reply_expiration(r, &r->put->bucket, &o);
     s3_reply_version(r, o.version_id, false);
     if (*alg) {
         char name[40];
@@ -484,6 +485,7 @@ void s3_get_object(struct s3_req *r, bool head)
     }
     object_reply_headers(r, &o);
     objlock_reply_headers(r, &o);
+    s3_reply_expiration(r, &b, &o);
     s3_reply_version(r, o.version_id, b.versioning[0] != '\0');
     size_t ntags = head ? 0 : tags_count(o.tags);
     if (ntags) {

@@ -94,6 +94,7 @@ static const struct {
     {"NoSuchPublicAccessBlockConfiguration", 404},
     {"NoSuchCORSConfiguration", 404},
     {"NoSuchKey", 404},
+    {"NoSuchLifecycleConfiguration", 404},
     {"NoSuchObjectLockConfiguration", 404},
     {"NoSuchTagSet", 404},
     {"NoSuchUpload", 404},
@@ -290,7 +291,6 @@ static const char *const unsupported[] = {
     "encryption",
     "intelligent-tiering",
     "inventory",
-    "lifecycle",
     "logging",
     "metrics",
     "notification",
@@ -338,6 +338,8 @@ static enum s3_op route(struct s3_req *r, const char *m,
              OP_PUT_OWNERSHIP_CONTROLS, OP_DELETE_OWNERSHIP_CONTROLS},
             {"object-lock", OP_GET_OBJECT_LOCK_CONFIG,
              OP_PUT_OBJECT_LOCK_CONFIG, OP_NONE},
+            {"lifecycle", OP_GET_BUCKET_LIFECYCLE, OP_PUT_BUCKET_LIFECYCLE,
+             OP_DELETE_BUCKET_LIFECYCLE},
         };
         for (size_t i = 0; i < ARRAY_SIZE(settings); i++) {
             if (!s3_has_param(r, settings[i].param))
@@ -562,6 +564,15 @@ static void dispatch(struct s3_req *r)
     case OP_GET_OBJECT_LOCK_CONFIG:
         s3_get_object_lock_config(r);
         break;
+    case OP_GET_BUCKET_LIFECYCLE:
+        s3_get_bucket_lifecycle(r);
+        break;
+    case OP_PUT_BUCKET_LIFECYCLE:
+        s3_put_bucket_lifecycle(r);
+        break;
+    case OP_DELETE_BUCKET_LIFECYCLE:
+        s3_delete_bucket_lifecycle(r);
+        break;
     case OP_PUT_OBJECT_LOCK_CONFIG:
         s3_put_object_lock_config(r);
         break;
@@ -673,6 +684,8 @@ static bool op_blocks(enum s3_op op)
     case OP_PUT_OWNERSHIP_CONTROLS:
     case OP_DELETE_OWNERSHIP_CONTROLS:
     case OP_PUT_OBJECT_LOCK_CONFIG:
+    case OP_PUT_BUCKET_LIFECYCLE:
+    case OP_DELETE_BUCKET_LIFECYCLE:
     case OP_PUT_OBJECT_RETENTION:
     case OP_PUT_OBJECT_LEGAL_HOLD:
     case OP_PUT_OBJECT_TAGGING:
@@ -730,6 +743,7 @@ static bool op_takes_xml(enum s3_op op)
            op == OP_PUT_PUBLIC_ACCESS_BLOCK ||
            op == OP_PUT_OWNERSHIP_CONTROLS || op == OP_PUT_OBJECT_LOCK_CONFIG ||
            op == OP_PUT_OBJECT_RETENTION || op == OP_PUT_OBJECT_LEGAL_HOLD ||
+           op == OP_PUT_BUCKET_LIFECYCLE ||
            op == OP_PUT_OBJECT_TAGGING ||
            op == OP_PUT_OBJECT_ACL || op == OP_DELETE_OBJECTS ||
            op == OP_COMPLETE_UPLOAD;

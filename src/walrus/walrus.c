@@ -35,6 +35,7 @@ void walrus_free(struct walrus *w)
     if (w == NULL)
         return;
     http_server_free(w->http);
+    lc_worker_stop(w);
     blob_gc_stop(w);
     db_group_free(w->group);
     db_pool_free(w->db);
@@ -79,8 +80,12 @@ struct walrus *walrus_new(const struct walrus_options *opt,
     w->db = walrus_open_db(w->data_dir, conns + 4, err);
     if (w->db && (w->group = db_group_new(w->db, 0)) == NULL)
         error_set(err, ENOMEM, NULL, "out of memory");
+    if (w->opt.lifecycle_interval_s <= 0)
+        w->opt.lifecycle_interval_s = 3600;
+    if (w->opt.lifecycle_day_s <= 0)
+        w->opt.lifecycle_day_s = 86400;
     if (w->group == NULL || blob_recover(w, err) < 0 ||
-        blob_gc_start(w, err) < 0)
+        blob_gc_start(w, err) < 0 || lc_worker_start(w, err) < 0)
         goto fail;
     struct http_server_config hc = {
         .address = opt->listen_addr,

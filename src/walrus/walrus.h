@@ -53,6 +53,10 @@ struct walrus_options {
     const char *clc_endpoint;
     const char *ca;
     const char *clc_cert, *clc_key;
+    /* Lifecycle (lifecycle_worker.c): seconds between passes, and the
+     * length of a lifecycle "day" (86400; shorter in tests). */
+    double lifecycle_interval_s;
+    int64_t lifecycle_day_s;
 };
 
 struct walrus {
@@ -68,6 +72,7 @@ struct walrus {
     struct http_server *http;
     struct blob_gc *gc;
     struct policy_cache *policies; /* authz.c */
+    struct lc_worker *lifecycle;   /* lifecycle_worker.c */
 };
 struct policy_cache *policy_cache_new(void);
 void policy_cache_free(struct policy_cache *c);
@@ -166,6 +171,7 @@ struct bucket_row {
     char ownership[24];    /* Object Ownership, "" when not set */
     bool object_lock;      /* Object Lock enabled (objlock.c) */
     char lock_default[40]; /* "MODE:days" default retention, "" none */
+    bool has_lifecycle;    /* a lifecycle configuration is set */
     struct acl acl;
 };
 
@@ -305,6 +311,9 @@ enum s3_op {
     OP_PUT_OBJECT_RETENTION,
     OP_GET_OBJECT_LEGAL_HOLD,
     OP_PUT_OBJECT_LEGAL_HOLD,
+    OP_GET_BUCKET_LIFECYCLE,
+    OP_PUT_BUCKET_LIFECYCLE,
+    OP_DELETE_BUCKET_LIFECYCLE,
     OP_LIST_OBJECTS,
     OP_LIST_OBJECTS_V2,
     OP_LIST_OBJECT_VERSIONS,
@@ -385,6 +394,11 @@ void s3_complete_reply(struct s3_req *r, const char *etag, const char *vid);
  * its completion records, in the caller's transaction (multipart.c). */
 int meta_drop_bucket_uploads(struct db *db, const char *bucket,
                              struct koala_error **err);
+
+/* Forgets an upload and retires its parts, in the caller's transaction
+ * (multipart.c). */
+int meta_drop_upload(struct db *db, const char *upload_id,
+                     struct koala_error **err);
 
 /* ---- parts of multipart objects (parts.c) ---- */
 /* ?partNumber= of GET/HEAD: 0 when absent; InvalidArgument, or
@@ -742,5 +756,46 @@ void s3_reply_version(struct s3_req *r, const char *vid, bool versioned);
 char *s3_iso_time(int64_t ms, char out[25]);
 /* Upload precheck for UploadPart (multipart.c). */
 int s3_upload_part_precheck(struct s3_req *r, struct koala_error **err);
+
+/* ---- lifecycle (lifecycle.c, lifecycle_worker.c) ---- */
+struct lc_rule {
+    char id[256];
+    bool enabled;
+    char *prefix;                     /* filter: "" for all */
+    struct tag_set tags;              /* filter: all of them */
+    int64_t size_gt, size_lt;         /* filter: -1 none */
+    int64_t exp_days, exp_date_ms;    /* Expiration: -1 none */
+    bool exp_marker;                  /* ExpiredObjectDeleteMarker */
+    int64_t nc_days, nc_newer;        /* NoncurrentVersionExpiration */
+    int64_t abort_days;               /* AbortIncompleteMultipartUpload */
+};
+struct lc_config {
+    struct lc_rule *rules;
+    size_t n;
+};
+int lc_parse(const char *body, size_t len, struct lc_config *c,
+             struct koala_error **err);
+void lc_config_free(struct lc_config *c);
+/* The bucket's configuration: 0, 1 none, -1. */
+int lc_load(struct db *db, const char *bucket, struct lc_config *c,
+            struct koala_error **err);
+bool lc_rule_matches(const struct lc_rule *r, const char *key, uint64_t size,
+                     const char *tags);
+/* from_ms + days lifecycle days (to the next midnight UTC, real days). */
+int64_t lc_after_days(const struct walrus *w, int64_t from_ms, int64_t days);
+/* When a current object expires (ms; -1 never), and by which rule. */
+int64_t lc_expiry(const struct walrus *w, const struct lc_config *c,
+                  const char *key, uint64_t size, const char *tags,
+                  int64_t mtime_ms, const char **rule_id);
+/* x-amz-expiration for an object of bucket b. */
+void s3_reply_expiration(struct s3_req *r, const struct bucket_row *b,
+                         const struct object_row *o);
+void s3_get_bucket_lifecycle(struct s3_req *r);
+void s3_put_bucket_lifecycle(struct s3_req *r);
+void s3_delete_bucket_lifecycle(struct s3_req *r);
+/* One pass over every configured bucket (the worker's, and tests'). */
+int lc_run_once(struct walrus *w, struct koala_error **err);
+int lc_worker_start(struct walrus *w, struct koala_error **err);
+void lc_worker_stop(struct walrus *w);
 
 #endif

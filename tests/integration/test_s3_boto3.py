@@ -859,5 +859,5 @@ def test_virtual_host_style(walrus, vhost_resolver, bucket, s3):
 
 def test_not_implemented_subresources(s3, bucket):
     with pytest.raises(botocore.exceptions.ClientError) as e:
-        s3.get_bucket_lifecycle_configuration(Bucket=bucket)
+        s3.get_bucket_website(Bucket=bucket)
     assert code_of(e) == "NotImplemented"
