@@ -139,9 +139,10 @@ def test_aws_s3api(walrus, cli_env, tmp_path):
     r = aws(walrus, cli_env, "s3api", "get-object", "--bucket", "cli-api",
             "--key", "missing", str(tmp_path / "x"), check=False)
     assert r.returncode != 0 and "NoSuchKey" in r.stderr
+    # us-east-1's legacy: re-creating a bucket you own succeeds.
     r = aws(walrus, cli_env, "s3api", "create-bucket", "--bucket", "cli-api",
             check=False)
-    assert r.returncode != 0 and "BucketAlreadyOwnedByYou" in r.stderr
+    assert r.returncode == 0, r.stderr
     aws(walrus, cli_env, "s3api", "delete-object", "--bucket", "cli-api",
         "--key", "o")
     aws(walrus, cli_env, "s3api", "delete-bucket", "--bucket", "cli-api")
