@@ -99,11 +99,22 @@ static void write_parts(struct xml_writer *x, const struct object_row *o,
         xml_u64_element(x, "NextPartNumberMarker", (uint64_t)last);
     xml_u64_element(x, "MaxParts", (uint64_t)max);
     xml_bool_element(x, "IsTruncated", truncated);
-    for (int64_t i = marker; i < last; i++) {
-        xml_start(x, "Part");
-        xml_u64_element(x, "PartNumber", (uint64_t)i + 1);
-        xml_u64_element(x, "Size", sizes[i]);
-        xml_end(x);
+    /* the parts' checksums, "c1,c2,...", with a composite checksum */
+    _cleanup_free_ char *sums = strdup(o->part_checksums ? o->part_checksums
+                                                         : "");
+    char *save = NULL, *sum = sums ? strtok_r(sums, ",", &save) : NULL;
+    char name[32];
+    checksum_element(o->checksum_alg, name);
+    for (int64_t i = 0; i < last; i++) {
+        if (i >= marker) {
+            xml_start(x, "Part");
+            xml_u64_element(x, "PartNumber", (uint64_t)i + 1);
+            xml_u64_element(x, "Size", sizes[i]);
+            if (sum && o->checksum_alg[0])
+                xml_text_element(x, name, sum);
+            xml_end(x);
+        }
+        sum = sum ? strtok_r(NULL, ",", &save) : NULL;
     }
     xml_end(x);
     free(sizes);

@@ -89,6 +89,14 @@ int s3_parse_complete_body(const char *body, size_t len,
          p = xml_next_child(root, p, "Part"), i++) {
         _cleanup_free_ char *num = xml_child_text(p, "PartNumber");
         _cleanup_free_ char *etag = xml_child_text(p, "ETag");
+        static const char *const sums[] = {"ChecksumCRC32", "ChecksumCRC32C",
+                                           "ChecksumSHA1", "ChecksumSHA256"};
+        for (size_t k = 0; k < sizeof(sums) / sizeof(sums[0]); k++) {
+            _cleanup_free_ char *c = xml_child_text(p, sums[k]);
+            if (c)
+                snprintf(parts[i].checksum, sizeof(parts[i].checksum), "%s",
+                         str_trim(c));
+        }
         int64_t pn;
         if (num == NULL || etag == NULL || str_to_i64(str_trim(num), &pn) < 0) {
             free(parts);

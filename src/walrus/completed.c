@@ -71,7 +71,8 @@ int completed_upload_find(struct db *db, const char *upload_id,
     return rc;
 }
 
-void s3_complete_reply(struct s3_req *r, const char *etag, const char *vid)
+void s3_complete_reply(struct s3_req *r, const char *etag, const char *vid,
+                       const char *alg, const char *sum)
 {
     s3_reply_version(r, vid, false);
     char quoted[80];
@@ -85,6 +86,13 @@ void s3_complete_reply(struct s3_req *r, const char *etag, const char *vid)
     xml_text_element(x, "Bucket", r->bucket);
     xml_text_element(x, "Key", r->key);
     xml_text_element(x, "ETag", quoted);
+    if (alg && *alg) {
+        char name[32] = "Checksum";
+        for (size_t i = 0; alg[i] && i < 20; i++)
+            name[8 + i] = (char)(alg[i] >= 'a' && alg[i] <= 'z' ? alg[i] - 32
+                                                                : alg[i]);
+        xml_text_element(x, name, sum);
+    }
     buf_free(&loc);
     size_t len;
     char *doc = xml_writer_finish(x, &len);

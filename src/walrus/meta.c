@@ -157,9 +157,15 @@ static const char schema_v8[] =
 static const char schema_v9[] =
     "ALTER TABLE buckets ADD COLUMN lifecycle TEXT NOT NULL DEFAULT '';";
 
-const char *const walrus_migrations[] = {schema_v1, schema_v2, schema_v3,
-                                         schema_v4, schema_v5, schema_v6,
-                                         schema_v7, schema_v8, schema_v9};
+/* v10: the parts' checksums of a multipart object (composite
+ * checksums, multipart.c). */
+static const char schema_v10[] =
+    "ALTER TABLE objects ADD COLUMN part_checksums TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE versions ADD COLUMN part_checksums TEXT NOT NULL DEFAULT '';";
+
+const char *const walrus_migrations[] = {
+    schema_v1, schema_v2, schema_v3, schema_v4, schema_v5,
+    schema_v6, schema_v7, schema_v8, schema_v9, schema_v10};
 const size_t walrus_n_migrations = ARRAY_SIZE(walrus_migrations);
 
 void object_row_clear(struct object_row *o)
@@ -169,6 +175,7 @@ void object_row_clear(struct object_row *o)
     free(o->data);
     free(o->tags);
     free(o->part_sizes);
+    free(o->part_checksums);
     memset(o, 0, sizeof(*o));
 }
 
@@ -378,7 +385,7 @@ int meta_bucket_get(struct db *db, const char *name, struct bucket_row *b,
     "o.blob, o.size, o.etag, o.mtime_ms, o.headers, o.checksum_alg,"           \
     " o.checksum, o.owner, o.acl, o.parts, i.data, o.version_id, o.seq,"       \
     " o.delete_marker, o.tags, o.part_sizes, o.lock_mode, o.lock_until_ms,"    \
-    " o.legal_hold"
+    " o.legal_hold, o.part_checksums"
 
 static int fill_object(sqlite3_stmt *st, const char *key, struct object_row *o,
                        struct koala_error **err)
@@ -401,13 +408,14 @@ static int fill_object(sqlite3_stmt *st, const char *key, struct object_row *o,
     copy_col(o->lock_mode, sizeof(o->lock_mode), st, 16);
     o->lock_until_ms = sqlite3_column_int64(st, 17);
     o->legal_hold = sqlite3_column_int(st, 18) != 0;
+    o->part_checksums = strdup((const char *)sqlite3_column_text(st, 19));
     o->key = strdup(key);
     o->is_inline = sqlite3_column_type(st, 10) != SQLITE_NULL;
     size_t n = (size_t)sqlite3_column_bytes(st, 10);
     if (o->is_inline && (o->data = malloc(n ? n : 1)) != NULL && n)
         memcpy(o->data, sqlite3_column_blob(st, 10), n);
     if (o->headers == NULL || o->key == NULL || o->tags == NULL ||
-        o->part_sizes == NULL ||
+        o->part_sizes == NULL || o->part_checksums == NULL ||
         (o->is_inline && o->data == NULL))
         rc = error_set(err, ENOMEM, NULL, "out of memory");
     else if (o->is_inline && n != o->size)
@@ -547,8 +555,8 @@ int meta_object_put(struct db *db, const char *bucket, struct object_row *o,
         "INSERT OR REPLACE INTO objects(bucket, key, blob, size, etag,"
         " mtime_ms, headers, checksum_alg, checksum, owner, acl, parts,"
         " version_id, seq, delete_marker, tags, part_sizes, lock_mode,"
-        " lock_until_ms, legal_hold)"
-        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " lock_until_ms, legal_hold, part_checksums)"
+        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         err);
     if (st == NULL)
         return -1;
@@ -573,6 +581,8 @@ int meta_object_put(struct db *db, const char *bucket, struct object_row *o,
     sqlite3_bind_text(st, 18, o->lock_mode, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 19, o->lock_until_ms);
     sqlite3_bind_int(st, 20, o->legal_hold);
+    sqlite3_bind_text(st, 21, o->part_checksums ? o->part_checksums : "", -1,
+                      SQLITE_STATIC);
     int rc = sqlite3_step(st);
     db_stmt_done(st);
     if (rc != SQLITE_DONE)

@@ -27,6 +27,7 @@ struct upload_row {
     char *acl;
     char *tags;
     struct object_lock lock;
+    char checksum_alg[16]; /* x-amz-checksum-algorithm of the create */
 };
 
 static void upload_row_clear(struct upload_row *u)
@@ -53,7 +54,7 @@ static int load_upload_db(struct db *db, struct s3_req *r, struct upload_row *u,
     sqlite3_stmt *st =
         db_stmt(db,
                 "SELECT owner, initiated_ms, headers, acl, tags, lock_mode,"
-                " lock_until_ms, legal_hold FROM uploads"
+                " lock_until_ms, legal_hold, checksum_alg FROM uploads"
                 " WHERE upload_id=? AND bucket=? AND key=?",
                 err);
     if (st == NULL)
@@ -72,6 +73,8 @@ static int load_upload_db(struct db *db, struct s3_req *r, struct upload_row *u,
                  sqlite3_column_text(st, 5));
         u->lock.until_ms = sqlite3_column_int64(st, 6);
         u->lock.legal_hold = sqlite3_column_int(st, 7) != 0;
+        snprintf(u->checksum_alg, sizeof(u->checksum_alg), "%s",
+                 sqlite3_column_text(st, 8));
     }
     db_stmt_done(st);
     if (rc == SQLITE_DONE)
@@ -121,6 +124,17 @@ void s3_create_upload(struct s3_req *r)
         tags_from_header(r, &tags, &err) < 0 ||
         objlock_from_request(r, &b, &lock, &err) < 0)
         return s3_fail(r, err);
+    /* A checksum algorithm for the parts, and a composite one for the
+     * object: the checksum of the parts' checksums, "-N". */
+    const char *calg = s3_header(r, "x-amz-checksum-algorithm");
+    enum checksum_alg ca;
+    if (calg && (checksum_alg_parse(calg, &ca) < 0 || ca == CHECKSUM_MD5)) {
+        error_set(&err, EINVAL, "InvalidRequest",
+                  "Checksum algorithm provided is unsupported. Please try "
+                  "again with any of the valid types: [CRC32, CRC32C, SHA1, "
+                  "SHA256]");
+        return s3_fail(r, err);
+    }
     char upload_id[65];
     if (id_random_hex(upload_id, 32) < 0) {
         error_set_errno(&err, "getrandom");
@@ -131,7 +145,7 @@ void s3_create_upload(struct s3_req *r)
         db_stmt(r->db,
                 "INSERT INTO uploads(upload_id, bucket, key, initiated_ms,"
                 " owner, headers, acl, tags, lock_mode, lock_until_ms,"
-                " legal_hold) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                " legal_hold, checksum_alg) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
                 &err);
     if (st == NULL)
         return s3_fail(r, err);
@@ -146,11 +160,20 @@ void s3_create_upload(struct s3_req *r)
     sqlite3_bind_text(st, 9, lock.mode, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 10, lock.until_ms);
     sqlite3_bind_int(st, 11, lock.legal_hold);
+    sqlite3_bind_text(st, 12, calg ? checksum_alg_name(ca) : "", -1,
+                      SQLITE_STATIC);
     int rc = sqlite3_step(st);
     db_stmt_done(st);
     if (rc != SQLITE_DONE) {
         db_error(r->db, "creating upload", &err);
         return s3_fail(r, err);
+    }
+    if (calg) {
+        char up[16];
+        snprintf(up, sizeof(up), "%s", checksum_alg_name(ca));
+        for (char *p = up; *p; p++)
+            *p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+        http_reply_header(r->http, "x-amz-checksum-algorithm", up);
     }
     struct xml_writer *x =
         xml_writer_new("InitiateMultipartUploadResult", S3_XMLNS);
@@ -181,6 +204,7 @@ struct part_job {
     const struct blob_writer *bw;
     const char *etag;
     const char *checksum;
+    const char *alg; /* of checksum, "" none */
 };
 
 /* Records a part, checking the upload still exists (group commit job). */
@@ -191,7 +215,14 @@ static int part_job_run(struct db *db, void *ctx, struct koala_error **err)
     struct upload_row u;
     if (load_upload_db(db, j->r, &u, err) < 0)
         return -1;
+    char want[16];
+    snprintf(want, sizeof(want), "%s", u.checksum_alg);
     upload_row_clear(&u);
+    if (want[0] && j->alg && j->alg[0] && strcmp(want, j->alg) != 0)
+        return error_set(err, EINVAL, "InvalidRequest",
+                         "Checksum Type mismatch occurred, expected checksum "
+                         "Type: %s, actual checksum Type: %s",
+                         want, j->alg);
     sqlite3_stmt *st = db_stmt(
         db, "SELECT blob FROM parts WHERE upload_id=? AND part_number=?", err);
     if (st == NULL)
@@ -226,9 +257,9 @@ static int part_job_run(struct db *db, void *ctx, struct koala_error **err)
  * the upload still exists); then publishes the blob. */
 static int commit_part(struct s3_req *r, int n, struct blob_writer *bw,
                        const char *etag, const char *checksum,
-                       struct koala_error **err)
+                       const char *alg, struct koala_error **err)
 {
-    struct part_job j = {r, n, bw, etag, checksum};
+    struct part_job j = {r, n, bw, etag, checksum, alg};
     if (db_group_run(r->w->group, part_job_run, &j, err) < 0)
         return -1;
     return blob_writer_publish(r->w, bw, err);
@@ -241,7 +272,8 @@ void s3_upload_part(struct s3_req *r)
     const char *alg, *sum;
     part_number(r, &n, &err);
     upload_checksum(r, &alg, &sum);
-    if (commit_part(r, n, upload_blob(r), upload_etag(r), sum, &err) < 0)
+    if (commit_part(r, n, upload_blob(r), upload_etag(r), sum, alg, &err) <
+        0)
         return s3_fail(r, err);
     upload_published(r);
     char quoted[80];
@@ -286,10 +318,12 @@ void s3_upload_part_copy(struct s3_req *r)
     _cleanup_free_ char *sbucket = NULL, *skey = NULL, *svid = NULL;
     struct object_row src = {0};
     struct blob_writer bw = {.fd = -1};
-    struct checksum *md5 = NULL;
+    struct checksum *md5 = NULL, *sum = NULL;
+    struct upload_row u = {0};
+    _cleanup_free_ char *b64 = NULL; /* the part's checksum, if any */
     int n;
     uint64_t first, len;
-    if (s3_upload_part_precheck(r, &err) < 0 ||
+    if (s3_upload_part_precheck(r, &err) < 0 || load_upload(r, &u, &err) < 0 ||
         s3_copy_source(r, &sbucket, &skey, &svid, &err) < 0 ||
         s3_copy_source_load(r, sbucket, skey, svid, &src, &err) < 0 ||
         copy_range(r, src.size, &first, &len, &err) < 0)
@@ -301,15 +335,24 @@ void s3_upload_part_copy(struct s3_req *r)
         goto out;
     }
     md5 = checksum_new(CHECKSUM_MD5);
+    /* The part's checksum of the upload's algorithm, made here. */
+    enum checksum_alg alg;
+    if (u.checksum_alg[0] && checksum_alg_parse(u.checksum_alg, &alg) == 0)
+        sum = checksum_new(alg);
     if (md5 == NULL || blob_writer_open(r->w, &bw, false, &err) < 0 ||
-        blob_copy_range(r->w, &src, first, len, &bw, md5, NULL, &err) < 0 ||
+        blob_copy_range(r->w, &src, first, len, &bw, md5, sum, &err) < 0 ||
         blob_writer_sync(&bw, &err) < 0)
         goto out;
     unsigned char d[CHECKSUM_MAX_LEN];
     char etag[33], quoted[40], date[25];
     checksum_final(md5, d);
     str_hex(d, 16, etag);
-    if (commit_part(r, n, &bw, etag, NULL, &err) < 0)
+    if (sum) {
+        size_t dl = checksum_final(sum, d);
+        b64 = str_base64_encode(d, dl);
+    }
+    if (commit_part(r, n, &bw, etag, b64, b64 ? u.checksum_alg : NULL,
+                    &err) < 0)
         goto out;
     snprintf(quoted, sizeof(quoted), "\"%s\"", etag);
     struct xml_writer *x = xml_writer_new("CopyPartResult", S3_XMLNS);
@@ -321,6 +364,8 @@ void s3_upload_part_copy(struct s3_req *r)
 out:
     blob_writer_abort(&bw);
     checksum_free(md5);
+    checksum_free(sum);
+    upload_row_clear(&u);
     object_row_clear(&src);
     if (err)
         s3_fail(r, err);
@@ -331,6 +376,7 @@ struct chosen_part {
     char blob[40];
     uint64_t size;
     unsigned char md5[16];
+    char checksum[72]; /* stored, base64 ("" none) */
 };
 
 static int hex16(const char *s, unsigned char out[16])
@@ -358,7 +404,7 @@ static int choose_parts(struct s3_req *r, struct chosen_part **out,
         return error_set(err, ENOMEM, NULL, "out of memory");
     size_t i = 0;
     sqlite3_stmt *st = db_stmt(r->db,
-                               "SELECT blob, size, etag FROM parts"
+                               "SELECT blob, size, etag, checksum FROM parts"
                                " WHERE upload_id=? AND part_number=?",
                                err);
     if (st == NULL)
@@ -376,8 +422,13 @@ static int choose_parts(struct s3_req *r, struct chosen_part **out,
             snprintf(parts[i].blob, sizeof(parts[i].blob), "%s",
                      sqlite3_column_text(st, 0));
             parts[i].size = (uint64_t)sqlite3_column_int64(st, 1);
-            found = hex16((const char *)sqlite3_column_text(st, 2),
-                          parts[i].md5) == 0;
+            snprintf(parts[i].checksum, sizeof(parts[i].checksum), "%s",
+                     sqlite3_column_text(st, 3));
+            /* a checksum the client names must be the part's */
+            found = want[i].checksum[0] == '\0' ||
+                    strcmp(want[i].checksum, parts[i].checksum) == 0;
+            found = found && hex16((const char *)sqlite3_column_text(st, 2),
+                                   parts[i].md5) == 0;
         }
         if (!found) {
             db_stmt_done(st);
@@ -480,6 +531,50 @@ int meta_drop_bucket_uploads(struct db *db, const char *bucket,
     return s == SQLITE_DONE ? 0 : db_error(db, "dropping completions", err);
 }
 
+/* The object's checksum of an upload created with an algorithm: that
+ * algorithm over the parts' raw checksums, base64, "-N" (S3's composite
+ * checksum); every part must have one. */
+static int composite_checksum(const struct upload_row *u,
+                              const struct chosen_part *parts, size_t n,
+                              struct object_row *o, struct buf *part_sums,
+                              struct koala_error **err)
+{
+    enum checksum_alg alg;
+    if (checksum_alg_parse(u->checksum_alg, &alg) < 0)
+        return error_set(err, EINVAL, NULL, "stored checksum algorithm %s",
+                         u->checksum_alg);
+    struct checksum *c = checksum_new(alg);
+    if (c == NULL)
+        return error_set(err, ENOMEM, NULL, "out of memory");
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        size_t len = 0;
+        unsigned char *raw = parts[i].checksum[0]
+                                 ? str_base64_decode(parts[i].checksum, &len)
+                                 : NULL;
+        if (raw == NULL || len != checksum_alg_len(alg))
+            rc = error_set(err, EINVAL, "InvalidRequest",
+                           "The upload was created using a %s checksum. The "
+                           "complete request referenced parts without a "
+                           "checksum of that type (part %d).",
+                           u->checksum_alg, parts[i].number);
+        else
+            checksum_update(c, raw, len);
+        free(raw);
+        buf_printf(part_sums, "%s%s", i ? "," : "", parts[i].checksum);
+    }
+    unsigned char d[CHECKSUM_MAX_LEN];
+    size_t dlen = checksum_final(c, d);
+    checksum_free(c);
+    if (rc < 0)
+        return -1;
+    _cleanup_free_ char *b64 = str_base64_encode(d, dlen);
+    snprintf(o->checksum_alg, sizeof(o->checksum_alg), "%s", u->checksum_alg);
+    snprintf(o->checksum, sizeof(o->checksum), "%s-%zu", b64 ? b64 : "", n);
+    o->part_checksums = part_sums->data;
+    return 0;
+}
+
 void s3_complete_upload(struct s3_req *r)
 {
     struct koala_error *err = NULL;
@@ -489,6 +584,7 @@ void s3_complete_upload(struct s3_req *r)
     size_t n = 0;
     struct blob_writer bw = {.fd = -1};
     struct buf sizes = {0}; /* the parts' sizes, kept with the object */
+    struct buf part_sums = {0};
     struct write_conditions cond;
     if (s3_bucket_access(r, PERM_WRITE, &b, &err) < 0 ||
         s3_write_conditions(r, &cond, &err) < 0)
@@ -501,7 +597,7 @@ void s3_complete_upload(struct s3_req *r)
             /* a retry of a completion that succeeded: the same answer */
             error_free(err);
             err = NULL;
-            s3_complete_reply(r, etag, vid);
+            s3_complete_reply(r, etag, vid, NULL, NULL);
         }
         goto out;
     }
@@ -533,6 +629,9 @@ void s3_complete_upload(struct s3_req *r)
     o.headers = u.headers;
     o.tags = u.tags;
     objlock_apply(&o, &u.lock);
+    if (u.checksum_alg[0] &&
+        composite_checksum(&u, parts, n, &o, &part_sums, &err) < 0)
+        goto out;
     for (size_t i = 0; i < n; i++)
         buf_printf(&sizes, "%s%llu", i ? "," : "",
                    (unsigned long long)parts[i].size);
@@ -560,11 +659,12 @@ void s3_complete_upload(struct s3_req *r)
     upload_row_clear(&again);
     if (db_commit(r->db, &err) < 0 || blob_writer_publish(r->w, &bw, &err) < 0)
         goto out;
-    s3_complete_reply(r, o.etag, o.version_id);
+    s3_complete_reply(r, o.etag, o.version_id, o.checksum_alg, o.checksum);
 out:
     blob_writer_abort(&bw);
     upload_row_clear(&u);
     buf_free(&sizes);
+    buf_free(&part_sums);
     free(parts);
     if (err)
         s3_fail(r, err);

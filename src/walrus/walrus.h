@@ -195,6 +195,7 @@ struct object_row {
     bool delete_marker;
     char *tags; /* stored form (tagging.c); put: borrowed, get: owned */
     char *part_sizes; /* "n1,n2,..." of a multipart object (parts.c) */
+    char *part_checksums; /* "c1,c2,..." base64, "" when none */
     /* Object Lock (objlock.c): "", "GOVERNANCE" or "COMPLIANCE" until
      * lock_until_ms; legal hold on. */
     char lock_mode[16];
@@ -389,7 +390,9 @@ int completed_upload_record(struct db *db, const char *upload_id,
 int completed_upload_find(struct db *db, const char *upload_id,
                           const char *bucket, const char *key, char etag[72],
                           char vid[40], struct koala_error **err);
-void s3_complete_reply(struct s3_req *r, const char *etag, const char *vid);
+/* alg, sum: the composite checksum ("" none). */
+void s3_complete_reply(struct s3_req *r, const char *etag, const char *vid,
+                       const char *alg, const char *sum);
 /* Drops every incomplete upload of a bucket (part blobs marked dead) and
  * its completion records, in the caller's transaction (multipart.c). */
 int meta_drop_bucket_uploads(struct db *db, const char *bucket,
@@ -723,7 +726,8 @@ int s3_parse_delete_body(const char *body, size_t len, struct s3_delete_body *d,
 void s3_delete_body_free(struct s3_delete_body *d);
 struct s3_complete_part {
     int64_t number;
-    char etag[72]; /* without quotes; "" when longer than any ETag */
+    char etag[72];     /* without quotes; "" when longer than any ETag */
+    char checksum[72]; /* its Checksum<ALG> element, "" when none */
 };
 /* <CompleteMultipartUpload>: 1 to WALRUS_MAX_PARTS parts in ascending
  * order (InvalidPartOrder), each with a PartNumber and an ETag; *out is

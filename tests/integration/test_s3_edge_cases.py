@@ -321,3 +321,67 @@ def test_aws_chunked_content_encoding(walrus, s3, bucket):
         got = s3.get_object(Bucket=bucket, Key=key)
         assert got["Body"].read() == data
         assert got.get("ContentEncoding") == kept
+
+
+# ---- composite multipart checksums ----
+
+def test_composite_multipart_checksum(s3, bucket):
+    import zlib
+    up = s3.create_multipart_upload(Bucket=bucket, Key="ck",
+                                    ChecksumAlgorithm="CRC32")
+    assert up["ChecksumAlgorithm"] == "CRC32"
+    bodies = [b"a" * (5 * MIB), b"b" * 100]
+    parts, raw = [], b""
+    for i, body in enumerate(bodies, 1):
+        r = s3.upload_part(Bucket=bucket, Key="ck", UploadId=up["UploadId"],
+                           PartNumber=i, Body=body, ChecksumAlgorithm="CRC32")
+        crc = zlib.crc32(body).to_bytes(4, "big")
+        assert r["ChecksumCRC32"] == base64.b64encode(crc).decode()
+        parts.append({"PartNumber": i, "ETag": r["ETag"],
+                      "ChecksumCRC32": r["ChecksumCRC32"]})
+        raw += crc
+    # A part checksum that is not the part's: InvalidPart.
+    bad = [dict(parts[0]), parts[1]]
+    bad[0]["ChecksumCRC32"] = base64.b64encode(b"\0\0\0\0").decode()
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.complete_multipart_upload(Bucket=bucket, Key="ck",
+                                     UploadId=up["UploadId"],
+                                     MultipartUpload={"Parts": bad})
+    assert code_of(e) == "InvalidPart"
+    done = s3.complete_multipart_upload(Bucket=bucket, Key="ck",
+                                        UploadId=up["UploadId"],
+                                        MultipartUpload={"Parts": parts})
+    want = base64.b64encode(zlib.crc32(raw).to_bytes(4, "big")).decode() + \
+        "-2"
+    assert done["ChecksumCRC32"] == want
+    head = s3.head_object(Bucket=bucket, Key="ck", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC32"] == want
+    attrs = s3.get_object_attributes(
+        Bucket=bucket, Key="ck", ObjectAttributes=["Checksum", "ObjectParts"])
+    assert attrs["Checksum"]["ChecksumCRC32"] == want
+    assert [p["ChecksumCRC32"] for p in attrs["ObjectParts"]["Parts"]] == [
+        p["ChecksumCRC32"] for p in parts]
+
+
+def test_composite_checksum_errors(s3, bucket):
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.create_multipart_upload(Bucket=bucket, Key="x",
+                                   ChecksumAlgorithm="MD5")
+    assert code_of(e) in ("InvalidRequest",)
+    up = s3.create_multipart_upload(Bucket=bucket, Key="x",
+                                    ChecksumAlgorithm="SHA256")["UploadId"]
+    # A part with another algorithm is refused.
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.upload_part(Bucket=bucket, Key="x", UploadId=up, PartNumber=1,
+                       Body=b"x", ChecksumAlgorithm="CRC32")
+    assert code_of(e) == "InvalidRequest"
+    # UploadPartCopy makes the part's checksum itself.
+    s3.put_object(Bucket=bucket, Key="src", Body=b"copied")
+    r = s3.upload_part_copy(Bucket=bucket, Key="x", UploadId=up,
+                            PartNumber=1, CopySource=f"{bucket}/src")
+    done = s3.complete_multipart_upload(
+        Bucket=bucket, Key="x", UploadId=up, MultipartUpload={"Parts": [
+            {"PartNumber": 1, "ETag": r["CopyPartResult"]["ETag"]}]})
+    part = hashlib.sha256(b"copied").digest()
+    assert done["ChecksumSHA256"] == base64.b64encode(
+        hashlib.sha256(part).digest()).decode() + "-1"
