@@ -72,6 +72,14 @@ static int lookup_secret(struct s3_req *r, const char *access_key,
     return 0;
 }
 
+int s3_lookup_secret(struct s3_req *r, const char *access_key,
+                     char secret[KEYCACHE_MAX_SECRET],
+                     struct koala_error **err)
+{
+    bool cached;
+    return lookup_secret(r, access_key, secret, &cached, err);
+}
+
 static int verify_v4(struct s3_req *r, const struct sigv4_request *sr,
                      struct koala_error **err)
 {

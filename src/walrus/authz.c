@@ -64,6 +64,7 @@ static const struct {
     {OP_LIST_UPLOADS, "s3:ListBucketMultipartUploads", NULL},
     {OP_DELETE_OBJECTS, "s3:DeleteObject", NULL},
     {OP_PUT_OBJECT, "s3:PutObject", NULL},
+    {OP_POST_OBJECT, "s3:PutObject", NULL},
     {OP_COPY_OBJECT, "s3:PutObject", NULL},
     {OP_GET_OBJECT, "s3:GetObject", "s3:GetObjectVersion"},
     {OP_HEAD_OBJECT, "s3:GetObject", "s3:GetObjectVersion"},

@@ -380,6 +380,8 @@ static enum s3_op route(struct s3_req *r, const char *m,
             return OP_DELETE_BUCKET;
         if (post && s3_has_param(r, "delete"))
             return OP_DELETE_OBJECTS;
+        if (post && r->n_params == 0) /* an HTML form (post.c) */
+            return OP_POST_OBJECT;
         if (get) {
             if (s3_has_param(r, "acl"))
                 return OP_GET_BUCKET_ACL;
@@ -531,6 +533,9 @@ static void dispatch(struct s3_req *r)
     case OP_CORS_PREFLIGHT:
         s3_cors_preflight(r);
         break;
+    case OP_POST_OBJECT:
+        s3_post_object(r);
+        break;
     case OP_GET_BUCKET_POLICY:
         s3_get_bucket_policy(r);
         break;
@@ -679,6 +684,7 @@ static bool op_blocks(enum s3_op op)
     case OP_DELETE_BUCKET_CORS:
     case OP_PUT_BUCKET_POLICY:
     case OP_DELETE_BUCKET_POLICY:
+    case OP_POST_OBJECT:
     case OP_PUT_PUBLIC_ACCESS_BLOCK:
     case OP_DELETE_PUBLIC_ACCESS_BLOCK:
     case OP_PUT_OWNERSHIP_CONTROLS:
@@ -776,6 +782,11 @@ static void on_request(struct http_request *http, void *ctx)
         return s3_fail(r, err);
     if (s3_authenticate(r, &err) < 0)
         return s3_fail(r, err);
+    if (r->op == OP_POST_OBJECT) {
+        if (post_begin(r, &err) < 0)
+            return s3_fail(r, err);
+        return; /* the form follows */
+    }
     if (op_streams_body(r->op)) {
         if (s3_upload_precheck(r, &err) < 0 || upload_begin(r, &err) < 0)
             return s3_fail(r, err);
@@ -793,6 +804,8 @@ static ssize_t on_body(struct http_request *http, const char *data, size_t len)
     struct s3_req *r = http_request_data(http);
     if (r->upload)
         return upload_feed(r, data, len, &r->err);
+    if (r->post)
+        return r->err ? -1 : post_feed(r, data, len, &r->err);
     if (r->body_sha256)
         checksum_update(r->body_sha256, data, len);
     if (r->body.len + len > r->body_limit) {
@@ -878,6 +891,7 @@ void s3_req_free(struct s3_req *r)
     free(r->resource);
     free(r->obj_headers);
     policy_free(r->policy);
+    post_free(r->post);
     if (r->put)
         free(r->put->tags);
     free(r->put);

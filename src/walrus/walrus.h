@@ -315,6 +315,7 @@ enum s3_op {
     OP_GET_BUCKET_LIFECYCLE,
     OP_PUT_BUCKET_LIFECYCLE,
     OP_DELETE_BUCKET_LIFECYCLE,
+    OP_POST_OBJECT,
     OP_LIST_OBJECTS,
     OP_LIST_OBJECTS_V2,
     OP_LIST_OBJECT_VERSIONS,
@@ -374,6 +375,7 @@ struct s3_req {
     struct put_target *put;
     char *obj_headers;
     bool cors_done; /* s3_cors_headers ran */
+    struct post *post; /* POST Object: the form being read (post.c) */
     bool presigned; /* signed in the query string */
     /* The policy of policy_bucket, read once (authz.c). */
     struct policy *policy;
@@ -496,6 +498,19 @@ int s3_status_for(const char *code);
 
 /* Borrows a DB connection for the request (once). */
 struct db *s3_db(struct s3_req *r, struct koala_error **err);
+
+/* ---- browser uploads (post.c) ---- */
+struct post;
+/* POST Object: from the Content-Type's boundary (before the body). */
+int post_begin(struct s3_req *r, struct koala_error **err);
+/* A piece of the form: len, or -1 (the form checked, the file streamed). */
+ssize_t post_feed(struct s3_req *r, const char *data, size_t len,
+                  struct koala_error **err);
+void s3_post_object(struct s3_req *r);
+void post_free(struct post *p);
+/* The secret of an access key, and r->who (auth.c). */
+int s3_lookup_secret(struct s3_req *r, const char *access_key,
+                     char secret[128], struct koala_error **err);
 
 /* ---- body pipeline for PutObject / UploadPart (upload.c) ---- */
 /* Sets up r->upload from the request headers (content encodings, declared
