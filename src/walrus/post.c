@@ -373,6 +373,10 @@ static int post_check(struct s3_req *r, struct koala_error **err)
 {
     struct post *p = r->post;
     const char *key = field(p, "key");
+    if (field(p, "x-amz-server-side-encryption") ||
+        field(p, "x-amz-server-side-encryption-customer-algorithm"))
+        return error_set(err, ENOTSUP, "NotImplemented",
+                         "Server-side encryption is not implemented.");
     if (key == NULL || *key == '\0')
         return error_set(err, EINVAL, "InvalidArgument",
                          "Bucket POST must contain a field named 'key'.  If "

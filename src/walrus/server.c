@@ -476,7 +476,22 @@ enum s3_op s3_route(struct s3_req *r, const char *method, const char *path,
     r->header_ctx = hctx;
     if (parse_target(r, path, query, err) < 0)
         return OP_NONE;
-    return route(r, method, err);
+    enum s3_op op = route(r, method, err);
+    /* Server-side encryption is not implemented: a request that asks for
+     * it is refused rather than stored in the clear behind its back. */
+    static const char *const sse[] = {
+        "x-amz-server-side-encryption",
+        "x-amz-server-side-encryption-customer-algorithm",
+        "x-amz-copy-source-server-side-encryption-customer-algorithm",
+    };
+    for (size_t i = 0; op != OP_NONE && i < ARRAY_SIZE(sse); i++)
+        if (s3_header(r, sse[i])) {
+            error_set(err, ENOTSUP, "NotImplemented",
+                      "Server-side encryption (%s) is not implemented.",
+                      sse[i]);
+            return OP_NONE;
+        }
+    return op;
 }
 
 /* ---- dispatch ---- */
