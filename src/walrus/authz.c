@@ -58,6 +58,8 @@ static const struct {
     {OP_GET_BUCKET_LIFECYCLE, "s3:GetLifecycleConfiguration", NULL},
     {OP_PUT_BUCKET_LIFECYCLE, "s3:PutLifecycleConfiguration", NULL},
     {OP_DELETE_BUCKET_LIFECYCLE, "s3:PutLifecycleConfiguration", NULL},
+    {OP_GET_BUCKET_LOGGING, "s3:GetBucketLogging", NULL},
+    {OP_PUT_BUCKET_LOGGING, "s3:PutBucketLogging", NULL},
     {OP_LIST_OBJECTS, "s3:ListBucket", NULL},
     {OP_LIST_OBJECTS_V2, "s3:ListBucket", NULL},
     {OP_LIST_OBJECT_VERSIONS, "s3:ListBucketVersions", NULL},

@@ -354,6 +354,7 @@ void s3_delete_bucket(struct s3_req *r)
     }
     if (db_commit(db, &err) < 0)
         return s3_fail(r, err);
+    access_log_forget(r->w, r->bucket);
     http_reply_header(r->http, "x-amz-request-id", r->request_id);
     http_reply_empty(r->http, 204);
 }

@@ -163,9 +163,13 @@ static const char schema_v10[] =
     "ALTER TABLE objects ADD COLUMN part_checksums TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE versions ADD COLUMN part_checksums TEXT NOT NULL DEFAULT '';";
 
+/* v11: server access logging: "target\nprefix" (access_log.c). */
+static const char schema_v11[] =
+    "ALTER TABLE buckets ADD COLUMN logging TEXT NOT NULL DEFAULT '';";
+
 const char *const walrus_migrations[] = {
-    schema_v1, schema_v2, schema_v3, schema_v4, schema_v5,
-    schema_v6, schema_v7, schema_v8, schema_v9, schema_v10};
+    schema_v1, schema_v2, schema_v3, schema_v4,  schema_v5, schema_v6,
+    schema_v7, schema_v8, schema_v9, schema_v10, schema_v11};
 const size_t walrus_n_migrations = ARRAY_SIZE(walrus_migrations);
 
 void object_row_clear(struct object_row *o)

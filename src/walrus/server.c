@@ -78,6 +78,7 @@ static const struct {
     {"InvalidRange", 416},
     {"InvalidRequest", 400},
     {"InvalidTag", 400},
+    {"InvalidTargetBucketForLogging", 400},
     {"InvalidURI", 400},
     {"KeyTooLongError", 400},
     {"MalformedACLError", 400},
@@ -291,7 +292,6 @@ static const char *const unsupported[] = {
     "encryption",
     "intelligent-tiering",
     "inventory",
-    "logging",
     "metrics",
     "notification",
     "replication",
@@ -340,6 +340,8 @@ static enum s3_op route(struct s3_req *r, const char *m,
              OP_PUT_OBJECT_LOCK_CONFIG, OP_NONE},
             {"lifecycle", OP_GET_BUCKET_LIFECYCLE, OP_PUT_BUCKET_LIFECYCLE,
              OP_DELETE_BUCKET_LIFECYCLE},
+            {"logging", OP_GET_BUCKET_LOGGING, OP_PUT_BUCKET_LOGGING,
+             OP_NONE},
         };
         for (size_t i = 0; i < ARRAY_SIZE(settings); i++) {
             if (!s3_has_param(r, settings[i].param))
@@ -551,6 +553,12 @@ static void dispatch(struct s3_req *r)
     case OP_POST_OBJECT:
         s3_post_object(r);
         break;
+    case OP_GET_BUCKET_LOGGING:
+        s3_get_bucket_logging(r);
+        break;
+    case OP_PUT_BUCKET_LOGGING:
+        s3_put_bucket_logging(r);
+        break;
     case OP_GET_BUCKET_POLICY:
         s3_get_bucket_policy(r);
         break;
@@ -700,6 +708,7 @@ static bool op_blocks(enum s3_op op)
     case OP_PUT_BUCKET_POLICY:
     case OP_DELETE_BUCKET_POLICY:
     case OP_POST_OBJECT:
+    case OP_PUT_BUCKET_LOGGING:
     case OP_PUT_PUBLIC_ACCESS_BLOCK:
     case OP_DELETE_PUBLIC_ACCESS_BLOCK:
     case OP_PUT_OWNERSHIP_CONTROLS:
@@ -764,7 +773,7 @@ static bool op_takes_xml(enum s3_op op)
            op == OP_PUT_PUBLIC_ACCESS_BLOCK ||
            op == OP_PUT_OWNERSHIP_CONTROLS || op == OP_PUT_OBJECT_LOCK_CONFIG ||
            op == OP_PUT_OBJECT_RETENTION || op == OP_PUT_OBJECT_LEGAL_HOLD ||
-           op == OP_PUT_BUCKET_LIFECYCLE ||
+           op == OP_PUT_BUCKET_LIFECYCLE || op == OP_PUT_BUCKET_LOGGING ||
            op == OP_PUT_OBJECT_TAGGING ||
            op == OP_PUT_OBJECT_ACL || op == OP_DELETE_OBJECTS ||
            op == OP_COMPLETE_UPLOAD;
@@ -789,6 +798,7 @@ static void on_request(struct http_request *http, void *ctx)
     }
     r->w = ctx;
     r->http = http;
+    r->started_ms = time_now_ms();
     http_request_set_data(http, r);
     id_request(r->request_id);
     r->op = s3_route(r, http_request_method(http), http_request_path(http),
@@ -919,7 +929,10 @@ void s3_req_free(struct s3_req *r)
 
 static void on_done(struct http_request *http)
 {
-    s3_req_free(http_request_data(http));
+    struct s3_req *r = http_request_data(http);
+    if (r && r->op != OP_NONE)
+        access_log_record(r, r->started_ms);
+    s3_req_free(r);
 }
 
 static void on_oversized(struct http_request *http, void *ctx)

@@ -35,6 +35,7 @@ void walrus_free(struct walrus *w)
     if (w == NULL)
         return;
     http_server_free(w->http);
+    access_log_stop(w);
     lc_worker_stop(w);
     blob_gc_stop(w);
     db_group_free(w->group);
@@ -86,6 +87,10 @@ struct walrus *walrus_new(const struct walrus_options *opt,
         w->opt.lifecycle_day_s = 86400;
     if (w->group == NULL || blob_recover(w, err) < 0 ||
         blob_gc_start(w, err) < 0 || lc_worker_start(w, err) < 0)
+        goto fail;
+    if (w->opt.log_flush_interval_s <= 0)
+        w->opt.log_flush_interval_s = 300;
+    if (access_log_start(w, err) < 0)
         goto fail;
     struct http_server_config hc = {
         .address = opt->listen_addr,

@@ -57,6 +57,8 @@ struct walrus_options {
      * length of a lifecycle "day" (86400; shorter in tests). */
     double lifecycle_interval_s;
     int64_t lifecycle_day_s;
+    /* Server access logs (access_log.c): seconds between deliveries. */
+    double log_flush_interval_s;
 };
 
 struct walrus {
@@ -73,7 +75,18 @@ struct walrus {
     struct blob_gc *gc;
     struct policy_cache *policies; /* authz.c */
     struct lc_worker *lifecycle;   /* lifecycle_worker.c */
+    struct access_log *access_log; /* access_log.c */
 };
+/* ---- server access logs (access_log.c) ---- */
+struct s3_req;
+int access_log_start(struct walrus *w, struct koala_error **err);
+void access_log_stop(struct walrus *w); /* delivers what it holds */
+/* At a request's end: its record, if its bucket logs. */
+void access_log_record(struct s3_req *r, int64_t started_ms);
+/* Delivers every buffered record now (the flusher's, and tests'). */
+int access_log_flush(struct walrus *w);
+/* A deleted bucket logs no more. */
+void access_log_forget(struct walrus *w, const char *bucket);
 struct policy_cache *policy_cache_new(void);
 void policy_cache_free(struct policy_cache *c);
 
@@ -316,6 +329,8 @@ enum s3_op {
     OP_PUT_BUCKET_LIFECYCLE,
     OP_DELETE_BUCKET_LIFECYCLE,
     OP_POST_OBJECT,
+    OP_GET_BUCKET_LOGGING,
+    OP_PUT_BUCKET_LOGGING,
     OP_LIST_OBJECTS,
     OP_LIST_OBJECTS_V2,
     OP_LIST_OBJECT_VERSIONS,
@@ -376,6 +391,7 @@ struct s3_req {
     char *obj_headers;
     bool cors_done; /* s3_cors_headers ran */
     struct post *post; /* POST Object: the form being read (post.c) */
+    int64_t started_ms; /* for the access log's total time */
     bool presigned; /* signed in the query string */
     /* The policy of policy_bucket, read once (authz.c). */
     struct policy *policy;
@@ -507,6 +523,8 @@ int post_begin(struct s3_req *r, struct koala_error **err);
 ssize_t post_feed(struct s3_req *r, const char *data, size_t len,
                   struct koala_error **err);
 void s3_post_object(struct s3_req *r);
+void s3_get_bucket_logging(struct s3_req *r);
+void s3_put_bucket_logging(struct s3_req *r);
 void post_free(struct post *p);
 /* The secret of an access key, and r->who (auth.c). */
 int s3_lookup_secret(struct s3_req *r, const char *access_key,
