@@ -118,6 +118,67 @@ for size in 4K 64M; do
   done
 done
 
+# Versioning: PUT into a versioned bucket beside the unversioned ones above
+# (each PUT keeps the version it replaces), then ListObjectVersions over
+# 100 000 versions (100 keys x 1000 versions), paged 1000 at a time, beside
+# ListObjectsV2 over 100 000 keys.
+waws() { AWS_ACCESS_KEY_ID=$AK AWS_SECRET_ACCESS_KEY=$SK AWS_DEFAULT_REGION=us-east-1 \
+  AWS_CONFIG_FILE=/dev/null /usr/bin/aws --endpoint-url "http://127.0.0.1:$WPORT" "$@"; }
+waws s3api create-bucket --bucket benchv >/dev/null
+waws s3api put-bucket-versioning --bucket benchv --versioning-configuration Status=Enabled
+for clients in 1 16; do
+  measure walrus-versioned put 4K "$clients" 256 --endpoint "http://127.0.0.1:$WPORT" --access-key "$AK" --secret "$SK" --bucket benchv
+done
+waws s3api create-bucket --bucket benchlv >/dev/null
+waws s3api put-bucket-versioning --bucket benchlv --versioning-configuration Status=Enabled
+waws s3api create-bucket --bucket benchlk >/dev/null
+"$LOAD" --op put --size 1 --clients 16 --objects 100 --duration 0 --min-requests 100000 \
+  --bucket benchlv --endpoint "http://127.0.0.1:$WPORT" --access-key "$AK" --secret "$SK" >/dev/null
+"$LOAD" --op put --size 1 --clients 16 --objects 100000 --duration 0 --min-requests 100000 \
+  --bucket benchlk --endpoint "http://127.0.0.1:$WPORT" --access-key "$AK" --secret "$SK" >/dev/null
+# Policy evaluation: GET from a bucket with a 20-statement policy (19 that
+# do not apply, with conditions, then the Allow) beside the plain bucket.
+waws s3api create-bucket --bucket benchp >/dev/null
+python3 - "$WORK/policy.json" <<'EOF'
+import json, sys
+st = [{"Sid": f"S{i}", "Effect": "Deny", "Principal": {"AWS": f"{i:012d}"},
+       "Action": ["s3:GetObject", "s3:PutObject"],
+       "Resource": f"arn:aws:s3:::benchp/other{i}/*",
+       "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"},
+                     "StringLike": {"s3:prefix": f"p{i}*"}}}
+      for i in range(19)]
+st.append({"Sid": "Bench", "Effect": "Allow", "Principal": "*",
+           "Action": "s3:GetObject", "Resource": "arn:aws:s3:::benchp/*",
+           "Condition": {"IpAddress": {"aws:SourceIp": "127.0.0.0/8"}}})
+json.dump({"Version": "2012-10-17", "Statement": st}, open(sys.argv[1], "w"))
+EOF
+waws s3api put-bucket-policy --bucket benchp --policy "file://$WORK/policy.json"
+for clients in 1 16; do
+  measure walrus-policy put 4K "$clients" 256 --endpoint "http://127.0.0.1:$WPORT" --access-key "$AK" --secret "$SK" --bucket benchp
+  measure walrus-policy get 4K "$clients" 256 --endpoint "http://127.0.0.1:$WPORT" --access-key "$AK" --secret "$SK" --bucket benchp
+done
+
+python3 - "http://127.0.0.1:$WPORT" "$AK" "$SK" "$results" <<'EOF'
+import json, sys, time
+import boto3, botocore.config
+endpoint, ak, sk, out = sys.argv[1:]
+s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                  aws_access_key_id=ak, aws_secret_access_key=sk,
+                  config=botocore.config.Config(s3={"addressing_style": "path"}))
+def timed(label, op, bucket, field):
+    t0, n, pages = time.monotonic(), 0, 0
+    for page in s3.get_paginator(op).paginate(Bucket=bucket):
+        n += len(page.get(field, [])) + len(page.get("DeleteMarkers", []))
+        pages += 1
+    dt = time.monotonic() - t0
+    row = {"label": label, "op": "list", "entries": n, "pages": pages,
+           "seconds": dt, "ms_per_page": dt * 1000 / pages}
+    print(json.dumps(row))
+    open(out, "a").write(json.dumps(row) + "\n")
+timed("walrus-list-versions", "list_object_versions", "benchlv", "Versions")
+timed("walrus-list-objects-v2", "list_objects_v2", "benchlk", "Contents")
+EOF
+
 python3 - "$results" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
@@ -132,9 +193,9 @@ def ratio(a, b, key):
 print()
 print("walrus against its ceilings and a peer (4 KiB: operations/s, 64 MiB: MB/s)")
 print(f"{'size':>6} {'cl':>3} {'op':>4} | {'walrus':>9} | {'nginx':>9} {'ratio':>6} | {'raw disk':>9} {'ratio':>6} | {'s3rver':>9} {'ratio':>6} | walrus p50/p99 ms")
-for size in sorted({r["size"] for r in rows}):
+for size in sorted({r["size"] for r in rows if "size" in r}):
     key = "ops" if size < 1 << 20 else "mbps"
-    for clients in sorted({r["clients"] for r in rows}):
+    for clients in sorted({r["clients"] for r in rows if "size" in r}):
         for op in ("put", "get"):
             w = find("walrus", op, size, clients)
             n = find("nginx", op, size, clients)
@@ -144,6 +205,21 @@ for size in sorted({r["size"] for r in rows}):
             print(f"{label:>6} {clients:>3} {op:>4} | {fmt(w, key)} | {fmt(n, key)} {ratio(w, n, key)} |"
                   f" {fmt(d, key)} {ratio(w, d, key)} | {fmt(s, key)} {ratio(w, s, key)} |"
                   f" {w['p50_ms']:.2f}/{w['p99_ms']:.2f}")
+print()
+print("versioning (4 KiB PUT operations/s; listing: 1000 entries a page)")
+for clients in sorted({r["clients"] for r in rows if r["label"] == "walrus-versioned"}):
+    v = find("walrus-versioned", "put", 4096, clients)
+    u = find("walrus", "put", 4096, clients)
+    print(f"  PUT {clients:>2} clients: versioned {fmt(v, 'ops')} | unversioned {fmt(u, 'ops')} | ratio {ratio(v, u, 'ops')}")
+print("policy evaluation (4 KiB GET operations/s, 20-statement policy beside none)")
+for clients in sorted({r["clients"] for r in rows if r["label"] == "walrus-policy"}):
+    p = find("walrus-policy", "get", 4096, clients)
+    u = find("walrus", "get", 4096, clients)
+    print(f"  GET {clients:>2} clients: with policy {fmt(p, 'ops')} | none {fmt(u, 'ops')} | ratio {ratio(p, u, 'ops')}")
+for r in rows:
+    if r.get("op") == "list":
+        print(f"  {r['label']}: {r['entries']} entries, {r['pages']} pages, "
+              f"{r['seconds']:.2f} s ({r['ms_per_page']:.1f} ms a page)")
 print()
 print("nginx: GET = sendfile of same-size files; PUT = WebDAV (receives over HTTP,")
 print("       writes a file, no fsync, no checksum).  raw disk: write + fdatasync +")

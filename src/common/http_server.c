@@ -92,6 +92,8 @@ struct http_request {
      * DESIGN). */
     struct MHD_Response *pending;
     unsigned pending_status;
+    unsigned reply_status; /* what was answered (for access logs) */
+    uint64_t reply_bytes;
     void *data;
     struct reply_header *headers;
     size_t n_headers;
@@ -279,6 +281,7 @@ static int queue(struct http_request *req, unsigned status,
                  const char *content_type, struct MHD_Response *resp)
 {
     req->replied = true;
+    req->reply_status = status;
     if (resp == NULL) {
         req->queue_failed = true;
         return -1;
@@ -314,6 +317,7 @@ int http_reply_take(struct http_request *req, unsigned status,
         MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
     if (resp == NULL)
         free(data);
+    req->reply_bytes = len;
     return queue(req, status, content_type, resp);
 }
 
@@ -342,7 +346,18 @@ int http_reply_fd(struct http_request *req, unsigned status,
         MHD_create_response_from_fd_at_offset64(len, fd, offset);
     if (resp == NULL)
         close(fd);
+    req->reply_bytes = len;
     return queue(req, status, content_type, resp);
+}
+
+unsigned http_reply_status(const struct http_request *req)
+{
+    return req->reply_status;
+}
+
+uint64_t http_reply_bytes(const struct http_request *req)
+{
+    return req->reply_bytes;
 }
 
 int http_reply_empty(struct http_request *req, unsigned status)

@@ -150,5 +150,8 @@ int http_reply_fd(struct http_request *req, unsigned status,
                   uint64_t len);
 int http_reply_empty(struct http_request *req, unsigned status);
 bool http_replied(const struct http_request *req);
+/* The status and body length of the reply queued (0 before one). */
+unsigned http_reply_status(const struct http_request *req);
+uint64_t http_reply_bytes(const struct http_request *req);
 
 #endif

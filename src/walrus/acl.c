@@ -333,10 +333,18 @@ char *acl_to_xml(const struct acl *acl, size_t *len)
 bool acl_allows(const struct acl *acl, const struct identity *who,
                 unsigned perm)
 {
+    return acl_allows_opts(acl, who, perm, false);
+}
+
+bool acl_allows_opts(const struct acl *acl, const struct identity *who,
+                     unsigned perm, bool ignore_public)
+{
     if (!who->anonymous && strcmp(who->canonical_id, acl->owner_id) == 0)
         return true;
     for (size_t i = 0; i < acl->n; i++) {
         const struct acl_grant *g = &acl->grants[i];
+        if (ignore_public && g->kind != GRANTEE_USER)
+            continue;
         bool match = g->kind == GRANTEE_ALL_USERS ||
                      (g->kind == GRANTEE_AUTH_USERS && !who->anonymous) ||
                      (g->kind == GRANTEE_USER && !who->anonymous &&

@@ -72,6 +72,14 @@ static int lookup_secret(struct s3_req *r, const char *access_key,
     return 0;
 }
 
+int s3_lookup_secret(struct s3_req *r, const char *access_key,
+                     char secret[KEYCACHE_MAX_SECRET],
+                     struct koala_error **err)
+{
+    bool cached;
+    return lookup_secret(r, access_key, secret, &cached, err);
+}
+
 static int verify_v4(struct s3_req *r, const struct sigv4_request *sr,
                      struct koala_error **err)
 {
@@ -176,6 +184,7 @@ int s3_authenticate(struct s3_req *r, struct koala_error **err)
         if (auth_v4(r, &sr, err) < 0)
             return -1;
         r->signed_request = true;
+        r->presigned = r->v4.presigned;
         return 0;
     }
     struct sigv2_auth v2 = {0};
@@ -183,6 +192,7 @@ int s3_authenticate(struct s3_req *r, struct koala_error **err)
     if (rc < 0)
         return -1;
     if (rc == 1) {
+        r->presigned = v2.presigned;
         rc = auth_v2(r, &sr, &v2, err);
         sigv2_auth_clear(&v2);
         if (rc < 0)

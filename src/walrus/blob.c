@@ -290,6 +290,7 @@ static bool blob_referenced(struct db *db, const char *id,
     sqlite3_stmt *st =
         db_stmt(db,
                 "SELECT 1 FROM objects WHERE blob=?1"
+                " UNION ALL SELECT 1 FROM versions WHERE blob=?1"
                 " UNION ALL SELECT 1 FROM parts WHERE blob=?1 LIMIT 1",
                 err);
     if (st == NULL) {

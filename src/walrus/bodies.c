@@ -20,10 +20,14 @@ static int malformed(struct koala_error **err)
 
 void s3_delete_body_free(struct s3_delete_body *d)
 {
-    for (size_t i = 0; i < d->n; i++)
+    for (size_t i = 0; i < d->n; i++) {
         free(d->keys[i]);
+        free(d->versions[i]);
+    }
     free(d->keys);
+    free(d->versions);
     d->keys = NULL;
+    d->versions = NULL;
     d->n = 0;
 }
 
@@ -46,11 +50,14 @@ int s3_parse_delete_body(const char *body, size_t len, struct s3_delete_body *d,
     _cleanup_free_ char *quiet = xml_child_text(root, "Quiet");
     d->quiet = quiet && strcasecmp(str_trim(quiet), "true") == 0;
     d->keys = calloc(count, sizeof(*d->keys));
-    if (d->keys == NULL)
+    d->versions = calloc(count, sizeof(*d->versions));
+    if (d->keys == NULL || d->versions == NULL)
         return error_set(err, ENOMEM, NULL, "out of memory");
     for (const struct xml_node *n = xml_next_child(root, NULL, "Object"); n;
-         n = xml_next_child(root, n, "Object"))
+         n = xml_next_child(root, n, "Object")) {
+        d->versions[d->n] = xml_child_text(n, "VersionId");
         d->keys[d->n++] = xml_child_text(n, "Key"); /* NULL: none given */
+    }
     return 0;
 }
 
@@ -82,6 +89,14 @@ int s3_parse_complete_body(const char *body, size_t len,
          p = xml_next_child(root, p, "Part"), i++) {
         _cleanup_free_ char *num = xml_child_text(p, "PartNumber");
         _cleanup_free_ char *etag = xml_child_text(p, "ETag");
+        static const char *const sums[] = {"ChecksumCRC32", "ChecksumCRC32C",
+                                           "ChecksumSHA1", "ChecksumSHA256"};
+        for (size_t k = 0; k < sizeof(sums) / sizeof(sums[0]); k++) {
+            _cleanup_free_ char *c = xml_child_text(p, sums[k]);
+            if (c)
+                snprintf(parts[i].checksum, sizeof(parts[i].checksum), "%s",
+                         str_trim(c));
+        }
         int64_t pn;
         if (num == NULL || etag == NULL || str_to_i64(str_trim(num), &pn) < 0) {
             free(parts);

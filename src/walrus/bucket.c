@@ -1,6 +1,6 @@
 /* bucket.c: the S3 service and bucket operations: ListBuckets, CreateBucket,
- * DeleteBucket, HeadBucket, GetBucketLocation, GetBucketVersioning and the
- * bucket ACL. */
+ * DeleteBucket, HeadBucket, GetBucketLocation and the bucket ACL
+ * (versioning: version.c). */
 #define LOG_MODULE "walrus"
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -31,9 +31,15 @@ int s3_bucket_access(struct s3_req *r, unsigned perm, struct bucket_row *b,
     if (rc == 1)
         return error_set(err, ENOENT, "NoSuchBucket",
                          "The specified bucket does not exist");
-    if (perm && !acl_allows(&b->acl, &r->who, perm))
+    /* The caller says whose bucket it means to use (a guard against a
+     * name that changed hands): someone else's is refused. */
+    const char *expected = s3_header(r, "x-amz-expected-bucket-owner");
+    if (expected && strcmp(expected, b->owner_number) != 0)
         return deny(err);
-    return 0;
+    /* The policy with the ACL (authz.c): for an object operation, a Deny
+     * is final here; its ACL is asked once the object is loaded. */
+    return s3_authorize(r, b, s3_op_action(r), r->key, NULL, &b->acl, perm,
+                        err);
 }
 
 /* S3's rules for new bucket names. */
@@ -63,20 +69,62 @@ static bool bucket_name_valid(const char *n)
     return true;
 }
 
+/* ListBuckets' paging: max-buckets (1..10000), prefix, and a
+ * continuation-token that is the last name returned, base64. */
+struct bucket_page {
+    long max;
+    const char *prefix;
+    char *after;
+};
+
+static int bucket_page_parse(struct s3_req *r, struct bucket_page *p,
+                             struct koala_error **err)
+{
+    memset(p, 0, sizeof(*p));
+    p->max = -1;
+    p->prefix = s3_param(r, "prefix");
+    const char *m = s3_param(r, "max-buckets");
+    int64_t n;
+    if (m && (str_to_i64(m, &n) < 0 || n < 1 || n > 10000))
+        return error_set(err, EINVAL, "InvalidArgument",
+                         "Argument max-buckets must be an integer between 1 "
+                         "and 10000.");
+    if (m)
+        p->max = (long)n;
+    const char *t = s3_param(r, "continuation-token");
+    if (t) {
+        p->after = *t ? str_base64_decode_text(t, 63) : NULL;
+        if (p->after == NULL)
+            return error_set(err, EINVAL, "InvalidArgument",
+                             "The continuation token provided is incorrect");
+    }
+    return 0;
+}
+
 void s3_list_buckets(struct s3_req *r)
 {
     struct koala_error *err = NULL;
     if (r->who.anonymous)
         return (void)(deny(&err), s3_fail(r, err));
+    struct bucket_page page;
     struct db *db = s3_db(r, &err);
-    if (db == NULL)
+    if (bucket_page_parse(r, &page, &err) < 0 || db == NULL) {
+        free(page.after);
         return s3_fail(r, err);
-    sqlite3_stmt *st = db_stmt(
-        db, "SELECT name, created FROM buckets WHERE owner=? ORDER BY name",
-        &err);
-    if (st == NULL)
+    }
+    sqlite3_stmt *st = db_stmt(db,
+                               "SELECT name, created FROM buckets WHERE owner=?"
+                               " AND name>? AND substr(name, 1, length(?3))=?3"
+                               " ORDER BY name",
+                               &err);
+    if (st == NULL) {
+        free(page.after);
         return s3_fail(r, err);
+    }
     sqlite3_bind_int64(st, 1, r->who.account_id);
+    sqlite3_bind_text(st, 2, page.after ? page.after : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, page.prefix ? page.prefix : "", -1,
+                      SQLITE_STATIC);
     struct xml_writer *x = xml_writer_new("ListAllMyBucketsResult", S3_XMLNS);
     xml_start(x, "Owner");
     xml_text_element(x, "ID", r->who.canonical_id);
@@ -84,16 +132,37 @@ void s3_list_buckets(struct s3_req *r)
     xml_end(x);
     xml_start(x, "Buckets");
     int rc;
+    long count = 0;
+    char last[64] = "";
+    bool more = false;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (page.max >= 0 && count == page.max) {
+            more = true;
+            rc = SQLITE_DONE;
+            break;
+        }
         char date[25];
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        snprintf(last, sizeof(last), "%s", name);
         xml_start(x, "Bucket");
-        xml_text_element(x, "Name", (const char *)sqlite3_column_text(st, 0));
+        xml_text_element(x, "Name", name);
         xml_text_element(
             x, "CreationDate",
             time_format_iso8601((time_t)sqlite3_column_int64(st, 1), date));
+        xml_text_element(x, "BucketRegion", r->w->region);
         xml_end(x);
+        count++;
     }
     db_stmt_done(st);
+    xml_end(x);
+    if (more) {
+        char *t = str_base64_encode((const unsigned char *)last, strlen(last));
+        xml_text_element(x, "ContinuationToken", t ? t : "");
+        free(t);
+    }
+    if (page.prefix)
+        xml_text_element(x, "Prefix", page.prefix);
+    free(page.after);
     size_t len;
     char *doc = xml_writer_finish(x, &len);
     if (rc != SQLITE_DONE) {
@@ -128,6 +197,15 @@ int s3_parse_location(struct s3_req *r, struct koala_error **err)
     return 0;
 }
 
+static void created_reply(struct s3_req *r)
+{
+    struct buf loc = {0};
+    buf_printf(&loc, "/%s", r->bucket);
+    http_reply_header(r->http, "Location", loc.data);
+    buf_free(&loc);
+    s3_reply_xml(r, 200, strdup(""), 0);
+}
+
 void s3_create_bucket(struct s3_req *r)
 {
     struct koala_error *err = NULL;
@@ -149,6 +227,29 @@ void s3_create_bucket(struct s3_req *r)
         return s3_fail(r, err);
     struct bucket_row existing;
     int rc = meta_bucket_get(db, r->bucket, &existing, &err);
+    if (rc == 0 && existing.owner == r->who.account_id &&
+        strcmp(r->w->region, "us-east-1") == 0) {
+        /* S3's legacy in us-east-1: re-creating a bucket you own succeeds
+         * and resets its ACL to the one this request asks for. */
+        sqlite3_stmt *up =
+            db_stmt(db, "UPDATE buckets SET acl=? WHERE name=?", &err);
+        if (up == NULL) {
+            db_rollback(db);
+            return s3_fail(r, err);
+        }
+        sqlite3_bind_text(up, 1, acl_text ? acl_text : "", -1, SQLITE_STATIC);
+        sqlite3_bind_text(up, 2, r->bucket, -1, SQLITE_STATIC);
+        rc = sqlite3_step(up);
+        db_stmt_done(up);
+        if (rc != SQLITE_DONE) {
+            db_error(db, "resetting bucket ACL", &err);
+            db_rollback(db);
+            return s3_fail(r, err);
+        }
+        if (db_commit(db, &err) < 0)
+            return s3_fail(r, err);
+        return created_reply(r);
+    }
     if (rc == 0) {
         db_rollback(db);
         if (existing.owner == r->who.account_id)
@@ -167,7 +268,8 @@ void s3_create_bucket(struct s3_req *r)
         rc < 0 ? NULL
                : db_stmt(db,
                          "INSERT INTO buckets(name, owner, region, acl,"
-                         " created) VALUES(?,?,?,?,?)",
+                         " created, object_lock, versioning)"
+                         " VALUES(?,?,?,?,?,?,?)",
                          &err);
     if (st == NULL) {
         db_rollback(db);
@@ -178,6 +280,11 @@ void s3_create_bucket(struct s3_req *r)
     sqlite3_bind_text(st, 3, r->w->region, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, acl_text ? acl_text : "", -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 5, (int64_t)time(NULL));
+    /* Object Lock is chosen at creation, and forces versioning on. */
+    const char *lock = s3_header(r, "x-amz-bucket-object-lock-enabled");
+    bool locked = lock && strcasecmp(lock, "true") == 0;
+    sqlite3_bind_int(st, 6, locked);
+    sqlite3_bind_text(st, 7, locked ? "Enabled" : "", -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
     db_stmt_done(st);
     if (rc != SQLITE_DONE) {
@@ -187,11 +294,7 @@ void s3_create_bucket(struct s3_req *r)
     }
     if (db_commit(db, &err) < 0)
         return s3_fail(r, err);
-    struct buf loc = {0};
-    buf_printf(&loc, "/%s", r->bucket);
-    http_reply_header(r->http, "Location", loc.data);
-    buf_free(&loc);
-    s3_reply_xml(r, 200, strdup(""), 0);
+    created_reply(r);
 }
 
 static int count_rows(struct db *db, const char *sql, const char *bucket,
@@ -211,29 +314,29 @@ void s3_delete_bucket(struct s3_req *r)
 {
     struct koala_error *err = NULL;
     struct bucket_row b;
-    if (s3_bucket_access(r, 0, &b, &err) < 0)
+    if (s3_bucket_access(r, PERM_OWNER, &b, &err) < 0)
         return s3_fail(r, err);
-    if (r->who.anonymous || b.owner != r->who.account_id)
-        return (void)(deny(&err), s3_fail(r, err));
     struct db *db = r->db;
     if (db_begin(db, &err) < 0)
         return s3_fail(r, err);
-    int64_t objects = 0, uploads = 0;
+    int64_t objects = 0;
     if (count_rows(db,
                    "SELECT count(*) FROM (SELECT 1 FROM objects"
-                   " WHERE bucket=? LIMIT 1)",
-                   r->bucket, &objects, &err) < 0 ||
-        count_rows(db,
-                   "SELECT count(*) FROM (SELECT 1 FROM uploads"
-                   " WHERE bucket=? LIMIT 1)",
-                   r->bucket, &uploads, &err) < 0) {
+                   " WHERE bucket=?1 UNION ALL SELECT 1 FROM versions"
+                   " WHERE bucket=?1 LIMIT 1)",
+                   r->bucket, &objects, &err) < 0) {
         db_rollback(db);
         return s3_fail(r, err);
     }
-    if (objects || uploads) {
+    if (objects) {
         db_rollback(db);
         error_set(&err, ENOTEMPTY, "BucketNotEmpty",
                   "The bucket you tried to delete is not empty");
+        return s3_fail(r, err);
+    }
+    /* Incomplete uploads do not keep a bucket: S3 deletes them with it. */
+    if (meta_drop_bucket_uploads(db, r->bucket, &err) < 0) {
+        db_rollback(db);
         return s3_fail(r, err);
     }
     sqlite3_stmt *st = db_stmt(db, "DELETE FROM buckets WHERE name=?", &err);
@@ -251,6 +354,7 @@ void s3_delete_bucket(struct s3_req *r)
     }
     if (db_commit(db, &err) < 0)
         return s3_fail(r, err);
+    access_log_forget(r->w, r->bucket);
     http_reply_header(r->http, "x-amz-request-id", r->request_id);
     http_reply_empty(r->http, 204);
 }
@@ -266,19 +370,12 @@ void s3_head_bucket(struct s3_req *r)
     http_reply_empty(r->http, 200);
 }
 
-static bool is_owner(const struct s3_req *r, const struct bucket_row *b)
-{
-    return !r->who.anonymous && b->owner == r->who.account_id;
-}
-
 void s3_get_bucket_location(struct s3_req *r)
 {
     struct koala_error *err = NULL;
     struct bucket_row b;
-    if (s3_bucket_access(r, 0, &b, &err) < 0)
+    if (s3_bucket_access(r, PERM_OWNER, &b, &err) < 0)
         return s3_fail(r, err);
-    if (!is_owner(r, &b))
-        return (void)(deny(&err), s3_fail(r, err));
     struct xml_writer *x = xml_writer_new("LocationConstraint", S3_XMLNS);
     /* us-east-1 is the empty constraint, for historical reasons. */
     size_t len;
@@ -295,20 +392,6 @@ void s3_get_bucket_location(struct s3_req *r)
     } else {
         doc = xml_writer_finish(x, &len);
     }
-    s3_reply_xml(r, 200, doc, len);
-}
-
-void s3_get_bucket_versioning(struct s3_req *r)
-{
-    struct koala_error *err = NULL;
-    struct bucket_row b;
-    if (s3_bucket_access(r, 0, &b, &err) < 0)
-        return s3_fail(r, err);
-    if (!is_owner(r, &b))
-        return (void)(deny(&err), s3_fail(r, err));
-    size_t len;
-    char *doc = xml_writer_finish(
-        xml_writer_new("VersioningConfiguration", S3_XMLNS), &len);
     s3_reply_xml(r, 200, doc, len);
 }
 
@@ -337,7 +420,8 @@ void s3_put_bucket_acl(struct s3_req *r)
         return s3_fail(r, err);
     }
     struct acl acl;
-    if (acl_from_request(r, &acl, &owner, NULL, &err) < 0)
+    if (acl_from_request(r, &acl, &owner, NULL, &err) < 0 ||
+        s3_acl_guard(r, &b, &acl, true, &err) < 0)
         return s3_fail(r, err);
     _cleanup_free_ char *text = acl_encode(&acl);
     sqlite3_stmt *st =

@@ -17,23 +17,40 @@
 
 /* The local account of a CLC account, made on first sight. */
 static int local_account(struct db *db, const char *canonical, const char *name,
-                         struct identity *who, struct koala_error **err)
+                         const char *number, struct identity *who,
+                         struct koala_error **err)
 {
     int rc = meta_identity_by_canonical(db, canonical, who, err);
+    if (rc == 0 && number && strcmp(who->number, number) != 0) {
+        /* made before Walrus kept the CLC's account number */
+        sqlite3_stmt *st = db_stmt(
+            db, "UPDATE accounts SET number=? WHERE canonical_id=?", err);
+        if (st == NULL)
+            return -1;
+        sqlite3_bind_text(st, 1, number, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, canonical, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        db_stmt_done(st);
+        if (rc != SQLITE_DONE)
+            return db_error(db, "updating account", err);
+        snprintf(who->number, sizeof(who->number), "%s", number);
+        return 0;
+    }
     if (rc != 1)
         return rc;
     char local[160];
     snprintf(local, sizeof(local), "clc/%s", name);
     sqlite3_stmt *st =
         db_stmt(db,
-                "INSERT OR IGNORE INTO accounts(name, canonical_id, created)"
-                " VALUES(?,?,?)",
+                "INSERT OR IGNORE INTO accounts(name, canonical_id, created,"
+                " number) VALUES(?,?,?,?)",
                 err);
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, local, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, canonical, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, (int64_t)time(NULL));
+    sqlite3_bind_text(st, 4, number ? number : "", -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
     db_stmt_done(st);
     if (rc != SQLITE_DONE)
@@ -76,12 +93,18 @@ int walrus_clc_lookup(struct walrus *w, struct db *db, const char *access_key,
     char *s = xml_child_text(body, "secretKey");
     _cleanup_free_ char *canonical = xml_child_text(body, "canonicalId");
     _cleanup_free_ char *name = xml_child_text(body, "accountName");
+    _cleanup_free_ char *number = xml_child_text(body, "accountId");
     xml_doc_free(doc);
     if (s == NULL || canonical == NULL || name == NULL) {
         free(s);
         return error_set(err, EIO, NULL, "the CLC's answer is incomplete");
     }
-    if (local_account(db, str_trim(canonical), str_trim(name), who, err) < 0) {
+    if (number && strlen(str_trim(number)) != 12) {
+        free(number);
+        number = NULL;
+    }
+    if (local_account(db, str_trim(canonical), str_trim(name), number, who,
+                      err) < 0) {
         explicit_bzero(s, strlen(s));
         free(s);
         return -1;

@@ -1,4 +1,5 @@
-/* list.c: ListObjects (v1), ListObjectsV2 and ListObjectVersions: one
+/* list.c: ListObjects (v1) and ListObjectsV2 (ListObjectVersions:
+ * list_versions.c, with the helpers shared from here): one
  * walk over the bucket's keys in UTF-8 byte order, folding keys that
  * contain the delimiter after the prefix into CommonPrefixes.
  *
@@ -60,7 +61,7 @@ static int add_entry(struct listing *l, struct list_entry *e,
 }
 
 /* The smallest string greater than every string starting with s. */
-static char *prefix_successor(const char *s, size_t len)
+char *list_prefix_successor(const char *s, size_t len)
 {
     char *out = strndup(s, len);
     while (out && len > 0) {
@@ -76,13 +77,19 @@ static char *prefix_successor(const char *s, size_t len)
 }
 
 /* Where a key's common prefix ends (length), or 0 if it has none. */
+size_t list_common_prefix_len(const char *prefix, const char *delimiter,
+                              const char *key)
+{
+    if (delimiter == NULL || *delimiter == '\0')
+        return 0;
+    size_t plen = strlen(prefix);
+    const char *d = strstr(key + plen, delimiter);
+    return d ? (size_t)(d - key) + strlen(delimiter) : 0;
+}
+
 static size_t common_prefix_len(const struct listing *l, const char *key)
 {
-    if (l->delimiter == NULL || *l->delimiter == '\0')
-        return 0;
-    size_t plen = strlen(l->prefix);
-    const char *d = strstr(key + plen, l->delimiter);
-    return d ? (size_t)(d - key) + strlen(l->delimiter) : 0;
+    return list_common_prefix_len(l->prefix, l->delimiter, key);
 }
 
 int s3_list_walk(struct db *db, const char *bucket, struct listing *l,
@@ -100,7 +107,7 @@ int s3_list_walk(struct db *db, const char *bucket, struct listing *l,
     if (!inclusive && str_has_prefix(bound, l->prefix)) {
         size_t cpl = common_prefix_len(l, bound);
         if (cpl) { /* the marker sits inside a prefix already returned */
-            char *next = prefix_successor(bound, cpl);
+            char *next = list_prefix_successor(bound, cpl);
             free(bound);
             bound = next;
             inclusive = true;
@@ -112,10 +119,13 @@ int s3_list_walk(struct db *db, const char *bucket, struct listing *l,
     while (!done && rc == 0 && bound) {
         sqlite3_stmt *st = db_stmt(
             db,
+            /* Delete markers are no objects (docs/walrus.md). */
             inclusive ? "SELECT key, size, etag, mtime_ms, owner FROM objects"
-                        " WHERE bucket=? AND key>=? ORDER BY key LIMIT 1000"
+                        " WHERE bucket=? AND key>=? AND delete_marker=0"
+                        " ORDER BY key LIMIT 1000"
                       : "SELECT key, size, etag, mtime_ms, owner FROM objects"
-                        " WHERE bucket=? AND key>? ORDER BY key LIMIT 1000",
+                        " WHERE bucket=? AND key>? AND delete_marker=0"
+                        " ORDER BY key LIMIT 1000",
             err);
         if (st == NULL) {
             rc = -1;
@@ -133,7 +143,9 @@ int s3_list_walk(struct db *db, const char *bucket, struct listing *l,
                 break;
             }
             if (count >= l->max_keys) {
-                l->truncated = true;
+                /* max-keys=0 asks for nothing: S3 says nothing is left
+                 * out then (no marker to resume from). */
+                l->truncated = l->max_keys > 0;
                 done = true;
                 break;
             }
@@ -147,7 +159,7 @@ int s3_list_walk(struct db *db, const char *bucket, struct listing *l,
             free(bound);
             if (cpl) {
                 e.is_prefix = true;
-                bound = prefix_successor(key, cpl);
+                bound = list_prefix_successor(key, cpl);
                 inclusive = true;
                 jumped = true;
             } else {
@@ -179,8 +191,8 @@ int s3_list_walk(struct db *db, const char *bucket, struct listing *l,
 }
 
 /* Writes a name/value element, URL-encoded when encoding-type=url. */
-static void text_el(struct xml_writer *x, const char *name, const char *v,
-                    bool url)
+void list_text_el(struct xml_writer *x, const char *name, const char *v,
+                  bool url)
 {
     if (!url || v == NULL) {
         xml_text_element(x, name, v);
@@ -192,8 +204,8 @@ static void text_el(struct xml_writer *x, const char *name, const char *v,
     buf_free(&b);
 }
 
-static void owner_el(struct s3_req *r, struct xml_writer *x, int64_t owner,
-                     struct identity *cache)
+void list_owner_el(struct s3_req *r, struct xml_writer *x, int64_t owner,
+                   struct identity *cache)
 {
     struct koala_error *err = NULL;
     if (cache->account_id != owner &&
@@ -207,7 +219,7 @@ static void owner_el(struct s3_req *r, struct xml_writer *x, int64_t owner,
     xml_end(x);
 }
 
-static int parse_max(const char *v, long *out, struct koala_error **err)
+int list_parse_max(const char *v, long *out, struct koala_error **err)
 {
     int64_t n;
     if (v == NULL) {
@@ -240,12 +252,11 @@ void s3_list_objects(struct s3_req *r, int version)
     const char *prefix = s3_param(r, "prefix");
     const char *token = s3_param(r, "continuation-token");
     const char *start_after = s3_param(r, "start-after");
-    const char *marker = s3_param(r, version == 3 ? "key-marker" : "marker");
+    const char *marker = s3_param(r, "marker");
     l.prefix = prefix ? prefix : "";
     l.delimiter = s3_param(r, "delimiter");
     l.after = "";
-    if (parse_max(s3_param(r, version == 3 ? "max-keys" : "max-keys"),
-                  &l.max_keys, &err) < 0)
+    if (list_parse_max(s3_param(r, "max-keys"), &l.max_keys, &err) < 0)
         goto out;
     if (version == 2 && token) {
         token_key = str_base64_decode_text(token, WALRUS_MAX_KEY);
@@ -263,38 +274,25 @@ void s3_list_objects(struct s3_req *r, int version)
     if (s3_list_walk(r->db, r->bucket, &l, &err) < 0)
         goto out;
 
-    static const char *const roots[] = {
-        "", "ListBucketResult", "ListBucketResult", "ListVersionsResult"};
-    struct xml_writer *x = xml_writer_new(roots[version], S3_XMLNS);
+    struct xml_writer *x = xml_writer_new("ListBucketResult", S3_XMLNS);
     xml_text_element(x, "Name", r->bucket);
-    text_el(x, "Prefix", l.prefix, url);
+    list_text_el(x, "Prefix", l.prefix, url);
     if (version == 1)
-        text_el(x, "Marker", marker ? marker : "", url);
-    if (version == 3) {
-        text_el(x, "KeyMarker", marker ? marker : "", url);
-        xml_text_element(x, "VersionIdMarker",
-                         s3_param(r, "version-id-marker")
-                             ? s3_param(r, "version-id-marker")
-                             : "");
-    }
+        list_text_el(x, "Marker", marker ? marker : "", url);
     if (version == 2 && token)
         xml_text_element(x, "ContinuationToken", token);
     if (version == 2 && start_after)
-        text_el(x, "StartAfter", start_after, url);
+        list_text_el(x, "StartAfter", start_after, url);
     xml_u64_element(x, "MaxKeys", (uint64_t)l.max_keys);
     if (l.delimiter)
-        text_el(x, "Delimiter", l.delimiter, url);
+        list_text_el(x, "Delimiter", l.delimiter, url);
     if (version == 2)
         xml_u64_element(x, "KeyCount", l.n);
     xml_bool_element(x, "IsTruncated", l.truncated);
     const char *last = l.n ? l.entries[l.n - 1].key : NULL;
     if (l.truncated && last) {
         if (version == 1 && l.delimiter)
-            text_el(x, "NextMarker", last, url);
-        if (version == 3) {
-            text_el(x, "NextKeyMarker", last, url);
-            xml_text_element(x, "NextVersionIdMarker", "null");
-        }
+            list_text_el(x, "NextMarker", last, url);
         if (version == 2) {
             char *t =
                 str_base64_encode((const unsigned char *)last, strlen(last));
@@ -313,17 +311,13 @@ void s3_list_objects(struct s3_req *r, int version)
             continue;
         char date[25], quoted[80];
         snprintf(quoted, sizeof(quoted), "\"%s\"", e->etag);
-        xml_start(x, version == 3 ? "Version" : "Contents");
-        text_el(x, "Key", e->key, url);
-        if (version == 3) {
-            xml_text_element(x, "VersionId", "null");
-            xml_bool_element(x, "IsLatest", true);
-        }
+        xml_start(x, "Contents");
+        list_text_el(x, "Key", e->key, url);
         xml_text_element(x, "LastModified", s3_iso_time(e->mtime_ms, date));
         xml_text_element(x, "ETag", quoted);
         xml_u64_element(x, "Size", e->size);
         if (owners)
-            owner_el(r, x, e->owner, &cache);
+            list_owner_el(r, x, e->owner, &cache);
         xml_text_element(x, "StorageClass", "STANDARD");
         xml_end(x);
     }
@@ -331,7 +325,7 @@ void s3_list_objects(struct s3_req *r, int version)
         if (!l.entries[i].is_prefix)
             continue;
         xml_start(x, "CommonPrefixes");
-        text_el(x, "Prefix", l.entries[i].key, url);
+        list_text_el(x, "Prefix", l.entries[i].key, url);
         xml_end(x);
     }
     size_t len;

@@ -17,7 +17,8 @@ void walrus_free(struct walrus *w);
 static const char *const keys[] = {
     "listen",          "data_dir",         "region",    "domain",   "tls_cert",
     "tls_key",         "clc_endpoint",     "ca",        "clc_cert", "clc_key",
-    "max_connections", "max_header_bytes", "log_level", NULL,
+    "max_connections", "max_header_bytes", "log_level",
+    "lifecycle_interval", "lifecycle_day", "log_flush_interval", NULL,
 };
 
 static const struct daemon_spec spec = {
@@ -35,6 +36,10 @@ static const struct daemon_spec spec = {
     "                            check keys with the CLC (mutual TLS)\n"
     "  --max-connections N       (256)\n"
     "  --max-header-bytes N      (16384)\n"
+    "  --lifecycle-interval S    seconds between lifecycle passes (3600)\n"
+    "  --lifecycle-day S         seconds in a lifecycle day (86400; tests)\n"
+    "  --log-flush-interval S    seconds between access log deliveries "
+    "(300)\n"
     "  --log-level SPEC          \"info\", \"info,walrus=debug\" ...\n",
 };
 
@@ -76,6 +81,16 @@ int main(int argc, char **argv)
         return 2;
     }
     opt.max_header_bytes = (size_t)v;
+    opt.lifecycle_interval_s = atof(GET("lifecycle_interval", "3600"));
+    opt.lifecycle_day_s = atoll(GET("lifecycle_day", "86400"));
+    opt.log_flush_interval_s = atof(GET("log_flush_interval", "300"));
+    if (opt.lifecycle_interval_s <= 0 || opt.lifecycle_day_s <= 0 ||
+        opt.log_flush_interval_s <= 0) {
+        fprintf(stderr, "koala-walrus: lifecycle interval and day, log "
+                        "flush interval must be positive\n");
+        free(addr);
+        return 2;
+    }
     daemon_block_signals();
     struct walrus *w = walrus_new(&opt, &err);
     if (w == NULL) {

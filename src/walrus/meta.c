@@ -75,7 +75,101 @@ static const char schema_v2[] = "CREATE TABLE inline_blobs ("
                                 "  id TEXT PRIMARY KEY,"
                                 "  data BLOB NOT NULL);";
 
-const char *const walrus_migrations[] = {schema_v1, schema_v2};
+/* v3: versioning (docs/walrus.md): objects holds each key's current
+ * version (or delete marker), versions the noncurrent ones. */
+static const char schema_v3[] =
+    "ALTER TABLE buckets ADD COLUMN versioning TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE objects ADD COLUMN version_id TEXT NOT NULL DEFAULT 'null';"
+    "ALTER TABLE objects ADD COLUMN seq INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE objects ADD COLUMN delete_marker INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE versions ("
+    "  bucket TEXT NOT NULL REFERENCES buckets(name),"
+    "  key TEXT NOT NULL,"
+    "  seq INTEGER NOT NULL,"
+    "  version_id TEXT NOT NULL,"
+    "  delete_marker INTEGER NOT NULL DEFAULT 0,"
+    "  blob TEXT NOT NULL,"
+    "  size INTEGER NOT NULL,"
+    "  etag TEXT NOT NULL,"
+    "  mtime_ms INTEGER NOT NULL,"
+    "  headers TEXT NOT NULL,"
+    "  checksum_alg TEXT NOT NULL DEFAULT '',"
+    "  checksum TEXT NOT NULL DEFAULT '',"
+    "  owner INTEGER NOT NULL,"
+    "  acl TEXT NOT NULL,"
+    "  parts INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (bucket, key, seq)) WITHOUT ROWID;"
+    "CREATE INDEX versions_id ON versions(bucket, key, version_id);"
+    "CREATE INDEX versions_blob ON versions(blob);";
+
+/* v4: tags (tagging.c), with each version, upload and bucket. */
+static const char schema_v4[] =
+    "ALTER TABLE objects ADD COLUMN tags TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE versions ADD COLUMN tags TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE uploads ADD COLUMN tags TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE buckets ADD COLUMN tags TEXT NOT NULL DEFAULT '';";
+
+/* v5: the sizes of a multipart object's parts (parts.c). */
+/* And the 12-digit account number of an account (the CLC's, or "" for
+ * Walrus' own accounts: their id, zero-padded), which
+ * x-amz-expected-bucket-owner names. */
+static const char schema_v5[] =
+    "ALTER TABLE objects ADD COLUMN part_sizes TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE versions ADD COLUMN part_sizes TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE accounts ADD COLUMN number TEXT NOT NULL DEFAULT '';"
+    /* completed.c */
+    "CREATE TABLE completed_uploads ("
+    "  upload_id TEXT PRIMARY KEY,"
+    "  bucket TEXT NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  etag TEXT NOT NULL,"
+    "  version_id TEXT NOT NULL,"
+    "  completed_ms INTEGER NOT NULL);"
+    "CREATE INDEX completed_uploads_bucket ON completed_uploads(bucket);";
+
+/* v6: CORS rules of a bucket (cors.c). */
+static const char schema_v6[] =
+    "ALTER TABLE buckets ADD COLUMN cors TEXT NOT NULL DEFAULT '';";
+
+/* v7: the bucket policy, PublicAccessBlock (NULL: none) and Object
+ * Ownership ("" none) of a bucket (bucket_access.c, authz.c). */
+static const char schema_v7[] =
+    "ALTER TABLE buckets ADD COLUMN policy TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE buckets ADD COLUMN pab INTEGER;"
+    "ALTER TABLE buckets ADD COLUMN ownership TEXT NOT NULL DEFAULT '';";
+
+/* v8: Object Lock (objlock.c): the bucket's switch and default retention,
+ * each version's retention and legal hold. */
+static const char schema_v8[] =
+    "ALTER TABLE buckets ADD COLUMN object_lock INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE buckets ADD COLUMN lock_default TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE objects ADD COLUMN lock_mode TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE objects ADD COLUMN lock_until_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE objects ADD COLUMN legal_hold INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE versions ADD COLUMN lock_mode TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE versions ADD COLUMN lock_until_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE versions ADD COLUMN legal_hold INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE uploads ADD COLUMN lock_mode TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE uploads ADD COLUMN lock_until_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE uploads ADD COLUMN legal_hold INTEGER NOT NULL DEFAULT 0;";
+
+/* v9: lifecycle configurations (lifecycle.c). */
+static const char schema_v9[] =
+    "ALTER TABLE buckets ADD COLUMN lifecycle TEXT NOT NULL DEFAULT '';";
+
+/* v10: the parts' checksums of a multipart object (composite
+ * checksums, multipart.c). */
+static const char schema_v10[] =
+    "ALTER TABLE objects ADD COLUMN part_checksums TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE versions ADD COLUMN part_checksums TEXT NOT NULL DEFAULT '';";
+
+/* v11: server access logging: "target\nprefix" (access_log.c). */
+static const char schema_v11[] =
+    "ALTER TABLE buckets ADD COLUMN logging TEXT NOT NULL DEFAULT '';";
+
+const char *const walrus_migrations[] = {
+    schema_v1, schema_v2, schema_v3, schema_v4,  schema_v5, schema_v6,
+    schema_v7, schema_v8, schema_v9, schema_v10, schema_v11};
 const size_t walrus_n_migrations = ARRAY_SIZE(walrus_migrations);
 
 void object_row_clear(struct object_row *o)
@@ -83,6 +177,9 @@ void object_row_clear(struct object_row *o)
     free(o->key);
     free(o->headers);
     free(o->data);
+    free(o->tags);
+    free(o->part_sizes);
+    free(o->part_checksums);
     memset(o, 0, sizeof(*o));
 }
 
@@ -92,12 +189,24 @@ static void copy_col(char *dst, size_t size, sqlite3_stmt *st, int col)
     snprintf(dst, size, "%s", t ? (const char *)t : "");
 }
 
+void meta_account_number(int64_t id, const char *stored, char out[13])
+{
+    if (stored && strlen(stored) == 12)
+        memcpy(out, stored, 13);
+    else
+        snprintf(out, 13, "%012lld", (long long)(id % 1000000000000LL));
+}
+
+/* Columns id, canonical_id, name, number from col on. */
 static int fill_identity(sqlite3_stmt *st, int col, struct identity *who)
 {
     memset(who, 0, sizeof(*who));
     who->account_id = sqlite3_column_int64(st, col);
     copy_col(who->canonical_id, sizeof(who->canonical_id), st, col + 1);
     copy_col(who->display_name, sizeof(who->display_name), st, col + 2);
+    meta_account_number(who->account_id,
+                        (const char *)sqlite3_column_text(st, col + 3),
+                        who->number);
     return 0;
 }
 
@@ -105,7 +214,8 @@ int meta_identity_by_key(struct db *db, const char *access_key, char **secret,
                          struct identity *who, struct koala_error **err)
 {
     sqlite3_stmt *st = db_stmt(db,
-                               "SELECT k.secret, a.id, a.canonical_id, a.name"
+                               "SELECT k.secret, a.id, a.canonical_id, a.name,"
+                               " a.number"
                                " FROM access_keys k JOIN accounts a"
                                " ON a.id = k.account_id WHERE k.access_key=?",
                                err);
@@ -145,7 +255,7 @@ int meta_identity_by_id(struct db *db, int64_t account_id, struct identity *who,
                         struct koala_error **err)
 {
     return identity_where(
-        db, "SELECT id, canonical_id, name FROM accounts WHERE id=?",
+        db, "SELECT id, canonical_id, name, number FROM accounts WHERE id=?",
         account_id, NULL, who, err);
 }
 
@@ -153,7 +263,9 @@ int meta_identity_by_canonical(struct db *db, const char *canonical_id,
                                struct identity *who, struct koala_error **err)
 {
     return identity_where(
-        db, "SELECT id, canonical_id, name FROM accounts WHERE canonical_id=?",
+        db,
+        "SELECT id, canonical_id, name, number FROM accounts"
+        " WHERE canonical_id=?",
         0, canonical_id, who, err);
 }
 
@@ -240,8 +352,10 @@ int meta_bucket_get(struct db *db, const char *name, struct bucket_row *b,
 {
     sqlite3_stmt *st =
         db_stmt(db,
-                "SELECT name, owner, region, acl, created FROM buckets"
-                " WHERE name=?",
+                "SELECT b.name, b.owner, b.region, b.acl, b.created,"
+                " b.versioning, a.number, b.pab, b.ownership, b.object_lock,"
+                " b.lock_default, length(b.lifecycle) FROM buckets b"
+                " LEFT JOIN accounts a ON a.id = b.owner WHERE b.name=?",
                 err);
     if (st == NULL)
         return -1;
@@ -252,6 +366,16 @@ int meta_bucket_get(struct db *db, const char *name, struct bucket_row *b,
         b->owner = sqlite3_column_int64(st, 1);
         copy_col(b->region, sizeof(b->region), st, 2);
         b->created = sqlite3_column_int64(st, 4);
+        copy_col(b->versioning, sizeof(b->versioning), st, 5);
+        meta_account_number(b->owner,
+                            (const char *)sqlite3_column_text(st, 6),
+                            b->owner_number);
+        b->pab_set = sqlite3_column_type(st, 7) != SQLITE_NULL;
+        b->pab = (unsigned)sqlite3_column_int(st, 7);
+        copy_col(b->ownership, sizeof(b->ownership), st, 8);
+        b->object_lock = sqlite3_column_int(st, 9) != 0;
+        copy_col(b->lock_default, sizeof(b->lock_default), st, 10);
+        b->has_lifecycle = sqlite3_column_int(st, 11) > 0;
         if (acl_decode(&b->acl, (const char *)sqlite3_column_text(st, 3)) < 0)
             rc = error_set(err, EINVAL, NULL, "bad ACL stored for %s", name);
     }
@@ -259,80 +383,143 @@ int meta_bucket_get(struct db *db, const char *name, struct bucket_row *b,
     return rc;
 }
 
-int meta_object_get(struct db *db, const char *bucket, const char *key,
-                    struct object_row *o, struct koala_error **err)
+/* The columns fill_object reads, in its order (o: objects or versions,
+ * i: inline_blobs). */
+#define OBJECT_COLS                                                            \
+    "o.blob, o.size, o.etag, o.mtime_ms, o.headers, o.checksum_alg,"           \
+    " o.checksum, o.owner, o.acl, o.parts, i.data, o.version_id, o.seq,"       \
+    " o.delete_marker, o.tags, o.part_sizes, o.lock_mode, o.lock_until_ms,"    \
+    " o.legal_hold, o.part_checksums"
+
+static int fill_object(sqlite3_stmt *st, const char *key, struct object_row *o,
+                       struct koala_error **err)
 {
-    sqlite3_stmt *st =
-        db_stmt(db,
-                "SELECT o.blob, o.size, o.etag, o.mtime_ms, o.headers,"
-                " o.checksum_alg, o.checksum, o.owner, o.acl, o.parts, i.data"
-                " FROM objects o LEFT JOIN inline_blobs i ON i.id = o.blob"
-                " WHERE o.bucket=? AND o.key=?",
-                err);
+    int rc = 0;
+    copy_col(o->blob, sizeof(o->blob), st, 0);
+    o->size = (uint64_t)sqlite3_column_int64(st, 1);
+    copy_col(o->etag, sizeof(o->etag), st, 2);
+    o->mtime_ms = sqlite3_column_int64(st, 3);
+    o->headers = strdup((const char *)sqlite3_column_text(st, 4));
+    copy_col(o->checksum_alg, sizeof(o->checksum_alg), st, 5);
+    copy_col(o->checksum, sizeof(o->checksum), st, 6);
+    o->owner = sqlite3_column_int64(st, 7);
+    o->parts = sqlite3_column_int(st, 9);
+    copy_col(o->version_id, sizeof(o->version_id), st, 11);
+    o->seq = sqlite3_column_int64(st, 12);
+    o->delete_marker = sqlite3_column_int(st, 13) != 0;
+    o->tags = strdup((const char *)sqlite3_column_text(st, 14));
+    o->part_sizes = strdup((const char *)sqlite3_column_text(st, 15));
+    copy_col(o->lock_mode, sizeof(o->lock_mode), st, 16);
+    o->lock_until_ms = sqlite3_column_int64(st, 17);
+    o->legal_hold = sqlite3_column_int(st, 18) != 0;
+    o->part_checksums = strdup((const char *)sqlite3_column_text(st, 19));
+    o->key = strdup(key);
+    o->is_inline = sqlite3_column_type(st, 10) != SQLITE_NULL;
+    size_t n = (size_t)sqlite3_column_bytes(st, 10);
+    if (o->is_inline && (o->data = malloc(n ? n : 1)) != NULL && n)
+        memcpy(o->data, sqlite3_column_blob(st, 10), n);
+    if (o->headers == NULL || o->key == NULL || o->tags == NULL ||
+        o->part_sizes == NULL || o->part_checksums == NULL ||
+        (o->is_inline && o->data == NULL))
+        rc = error_set(err, ENOMEM, NULL, "out of memory");
+    else if (o->is_inline && n != o->size)
+        rc = error_set(err, EIO, NULL, "inline data of %s: %zu bytes", key, n);
+    else if (acl_decode(&o->acl, (const char *)sqlite3_column_text(st, 8)) < 0)
+        rc = error_set(err, EINVAL, NULL, "bad ACL stored for %s", key);
+    if (rc != 0)
+        object_row_clear(o);
+    return rc;
+}
+
+static int object_query(struct db *db, const char *sql, const char *bucket,
+                        const char *key, const char *vid, struct object_row *o,
+                        struct koala_error **err)
+{
+    memset(o, 0, sizeof(*o));
+    sqlite3_stmt *st = db_stmt(db, sql, err);
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, bucket, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
-    memset(o, 0, sizeof(*o));
+    if (vid)
+        sqlite3_bind_text(st, 3, vid, -1, SQLITE_STATIC);
     int rc = db_step_row(db, st, "looking up object", err);
-    if (rc == 0) {
-        copy_col(o->blob, sizeof(o->blob), st, 0);
-        o->size = (uint64_t)sqlite3_column_int64(st, 1);
-        copy_col(o->etag, sizeof(o->etag), st, 2);
-        o->mtime_ms = sqlite3_column_int64(st, 3);
-        o->headers = strdup((const char *)sqlite3_column_text(st, 4));
-        copy_col(o->checksum_alg, sizeof(o->checksum_alg), st, 5);
-        copy_col(o->checksum, sizeof(o->checksum), st, 6);
-        o->owner = sqlite3_column_int64(st, 7);
-        o->parts = sqlite3_column_int(st, 9);
-        o->key = strdup(key);
-        o->is_inline = sqlite3_column_type(st, 10) != SQLITE_NULL;
-        size_t n = (size_t)sqlite3_column_bytes(st, 10);
-        if (o->is_inline && (o->data = malloc(n ? n : 1)) != NULL && n)
-            memcpy(o->data, sqlite3_column_blob(st, 10), n);
-        if (o->headers == NULL || o->key == NULL ||
-            (o->is_inline && o->data == NULL))
-            rc = error_set(err, ENOMEM, NULL, "out of memory");
-        else if (o->is_inline && n != o->size)
-            rc = error_set(err, EIO, NULL, "inline data of %s: %zu bytes", key,
-                           n);
-        else if (acl_decode(&o->acl, (const char *)sqlite3_column_text(st, 8)) <
-                 0)
-            rc = error_set(err, EINVAL, NULL, "bad ACL stored for %s", key);
-        if (rc != 0)
-            object_row_clear(o);
-    }
+    if (rc == 0)
+        rc = fill_object(st, key, o, err);
     db_stmt_done(st);
     return rc;
 }
 
-/* Marks the current blob of (bucket, key) dead, if there is one. */
-static int retire_current(struct db *db, const char *bucket, const char *key,
-                          bool *existed, struct koala_error **err)
+int meta_object_get_version(struct db *db, const char *bucket,
+                            const char *key, const char *vid,
+                            struct object_row *o, struct koala_error **err)
 {
-    sqlite3_stmt *st =
-        db_stmt(db, "SELECT blob FROM objects WHERE bucket=? AND key=?", err);
+    if (vid == NULL)
+        return object_query(db,
+                            "SELECT " OBJECT_COLS " FROM objects o"
+                            " LEFT JOIN inline_blobs i ON i.id = o.blob"
+                            " WHERE o.bucket=? AND o.key=?",
+                            bucket, key, NULL, o, err);
+    int rc = object_query(db,
+                          "SELECT " OBJECT_COLS " FROM objects o"
+                          " LEFT JOIN inline_blobs i ON i.id = o.blob"
+                          " WHERE o.bucket=? AND o.key=? AND o.version_id=?",
+                          bucket, key, vid, o, err);
+    if (rc != 1)
+        return rc;
+    return object_query(db,
+                        "SELECT " OBJECT_COLS " FROM versions o"
+                        " LEFT JOIN inline_blobs i ON i.id = o.blob"
+                        " WHERE o.bucket=? AND o.key=? AND o.version_id=?",
+                        bucket, key, vid, o, err);
+}
+
+int meta_object_get(struct db *db, const char *bucket, const char *key,
+                    struct object_row *o, struct koala_error **err)
+{
+    int rc = meta_object_get_version(db, bucket, key, NULL, o, err);
+    if (rc == 0 && o->delete_marker) {
+        object_row_clear(o);
+        return 1;
+    }
+    return rc;
+}
+
+int meta_current_get(struct db *db, const char *bucket, const char *key,
+                     struct version_current *cur, struct koala_error **err)
+{
+    memset(cur, 0, sizeof(*cur));
+    sqlite3_stmt *st = db_stmt(db,
+                               "SELECT blob, version_id, seq, delete_marker"
+                               " FROM objects WHERE bucket=? AND key=?",
+                               err);
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, bucket, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
-    char blob[40] = "";
     int rc = db_step_row(db, st, "looking up object", err);
-    if (rc == 0)
-        copy_col(blob, sizeof(blob), st, 0);
+    if (rc == 0) {
+        cur->exists = true;
+        copy_col(cur->blob, sizeof(cur->blob), st, 0);
+        copy_col(cur->version_id, sizeof(cur->version_id), st, 1);
+        cur->seq = sqlite3_column_int64(st, 2);
+        cur->delete_marker = sqlite3_column_int(st, 3) != 0;
+    }
     db_stmt_done(st);
-    if (rc < 0)
-        return -1;
-    *existed = rc == 0;
-    if (rc != 0)
+    return rc < 0 ? -1 : 0;
+}
+
+int meta_retire_blob(struct db *db, const char *blob, struct koala_error **err)
+{
+    if (*blob == '\0') /* a delete marker has no data */
         return 0;
     /* Inline data goes at once (readers hold their own snapshot); a file
      * waits for the GC, as a reader may have it open. */
-    st = db_stmt(db, "DELETE FROM inline_blobs WHERE id=?", err);
+    sqlite3_stmt *st = db_stmt(db, "DELETE FROM inline_blobs WHERE id=?", err);
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, blob, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
+    int rc = sqlite3_step(st);
     db_stmt_done(st);
     if (rc != SQLITE_DONE)
         return db_error(db, "deleting inline blob", err);
@@ -341,11 +528,15 @@ static int retire_current(struct db *db, const char *bucket, const char *key,
     return blob_mark_dead(db, blob, err);
 }
 
-int meta_object_put(struct db *db, const char *bucket,
-                    const struct object_row *o, struct koala_error **err)
+int meta_object_put(struct db *db, const char *bucket, struct object_row *o,
+                    struct koala_error **err)
 {
-    bool existed;
-    if (retire_current(db, bucket, o->key, &existed, err) < 0)
+    struct version_current cur;
+    if (meta_current_get(db, bucket, o->key, &cur, err) < 0)
+        return -1;
+    o->seq = cur.exists ? cur.seq + 1 : 1;
+    if (version_make_room(db, bucket, o->key, &cur, o->seq, o->version_id,
+                          err) < 0)
         return -1;
     _cleanup_free_ char *acl = acl_encode(&o->acl);
     if (acl == NULL)
@@ -363,12 +554,14 @@ int meta_object_put(struct db *db, const char *bucket,
         if (rc != SQLITE_DONE)
             return db_error(db, "storing inline blob", err);
     }
-    sqlite3_stmt *st =
-        db_stmt(db,
-                "INSERT OR REPLACE INTO objects(bucket, key, blob, size, etag,"
-                " mtime_ms, headers, checksum_alg, checksum, owner, acl, parts)"
-                " VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
-                err);
+    sqlite3_stmt *st = db_stmt(
+        db,
+        "INSERT OR REPLACE INTO objects(bucket, key, blob, size, etag,"
+        " mtime_ms, headers, checksum_alg, checksum, owner, acl, parts,"
+        " version_id, seq, delete_marker, tags, part_sizes, lock_mode,"
+        " lock_until_ms, legal_hold, part_checksums)"
+        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        err);
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, bucket, -1, SQLITE_STATIC);
@@ -383,6 +576,17 @@ int meta_object_put(struct db *db, const char *bucket,
     sqlite3_bind_int64(st, 10, o->owner);
     sqlite3_bind_text(st, 11, acl, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 12, o->parts);
+    sqlite3_bind_text(st, 13, o->version_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 14, o->seq);
+    sqlite3_bind_int(st, 15, o->delete_marker);
+    sqlite3_bind_text(st, 16, o->tags ? o->tags : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 17, o->part_sizes ? o->part_sizes : "", -1,
+                      SQLITE_STATIC);
+    sqlite3_bind_text(st, 18, o->lock_mode, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 19, o->lock_until_ms);
+    sqlite3_bind_int(st, 20, o->legal_hold);
+    sqlite3_bind_text(st, 21, o->part_checksums ? o->part_checksums : "", -1,
+                      SQLITE_STATIC);
     int rc = sqlite3_step(st);
     db_stmt_done(st);
     if (rc != SQLITE_DONE)
@@ -393,11 +597,13 @@ int meta_object_put(struct db *db, const char *bucket,
 int meta_object_delete(struct db *db, const char *bucket, const char *key,
                        struct koala_error **err)
 {
-    bool existed;
-    if (retire_current(db, bucket, key, &existed, err) < 0)
+    struct version_current cur;
+    if (meta_current_get(db, bucket, key, &cur, err) < 0)
         return -1;
-    if (!existed)
+    if (!cur.exists)
         return 1;
+    if (meta_retire_blob(db, cur.blob, err) < 0)
+        return -1;
     sqlite3_stmt *st =
         db_stmt(db, "DELETE FROM objects WHERE bucket=? AND key=?", err);
     if (st == NULL)

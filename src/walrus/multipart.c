@@ -25,12 +25,16 @@ struct upload_row {
     int64_t initiated_ms;
     char *headers;
     char *acl;
+    char *tags;
+    struct object_lock lock;
+    char checksum_alg[16]; /* x-amz-checksum-algorithm of the create */
 };
 
 static void upload_row_clear(struct upload_row *u)
 {
     free(u->headers);
     free(u->acl);
+    free(u->tags);
     memset(u, 0, sizeof(*u));
 }
 
@@ -49,7 +53,8 @@ static int load_upload_db(struct db *db, struct s3_req *r, struct upload_row *u,
     memset(u, 0, sizeof(*u));
     sqlite3_stmt *st =
         db_stmt(db,
-                "SELECT owner, initiated_ms, headers, acl FROM uploads"
+                "SELECT owner, initiated_ms, headers, acl, tags, lock_mode,"
+                " lock_until_ms, legal_hold, checksum_alg FROM uploads"
                 " WHERE upload_id=? AND bucket=? AND key=?",
                 err);
     if (st == NULL)
@@ -63,13 +68,20 @@ static int load_upload_db(struct db *db, struct s3_req *r, struct upload_row *u,
         u->initiated_ms = sqlite3_column_int64(st, 1);
         u->headers = strdup((const char *)sqlite3_column_text(st, 2));
         u->acl = strdup((const char *)sqlite3_column_text(st, 3));
+        u->tags = strdup((const char *)sqlite3_column_text(st, 4));
+        snprintf(u->lock.mode, sizeof(u->lock.mode), "%s",
+                 sqlite3_column_text(st, 5));
+        u->lock.until_ms = sqlite3_column_int64(st, 6);
+        u->lock.legal_hold = sqlite3_column_int(st, 7) != 0;
+        snprintf(u->checksum_alg, sizeof(u->checksum_alg), "%s",
+                 sqlite3_column_text(st, 8));
     }
     db_stmt_done(st);
     if (rc == SQLITE_DONE)
         return no_such_upload(err);
     if (rc != SQLITE_ROW)
         return db_error(db, "looking up upload", err);
-    if (u->headers == NULL || u->acl == NULL) {
+    if (u->headers == NULL || u->acl == NULL || u->tags == NULL) {
         upload_row_clear(u);
         return error_set(err, ENOMEM, NULL, "out of memory");
     }
@@ -101,11 +113,28 @@ void s3_create_upload(struct s3_req *r)
     struct bucket_row b;
     struct acl acl;
     bool given;
-    _cleanup_free_ char *headers = NULL;
+    _cleanup_free_ char *headers = NULL, *tags = NULL;
+    int64_t owner = r->who.account_id;
+    struct object_lock lock;
     if (s3_bucket_access(r, PERM_WRITE, &b, &err) < 0 ||
         s3_collect_object_headers(r, &headers, &err) < 0 ||
-        acl_from_headers(r, &acl, &r->who, &b.acl, &given, &err) < 0)
+        acl_from_headers(r, &acl, &r->who, &b.acl, &given, &err) < 0 ||
+        s3_acl_guard(r, &b, &acl, given, &err) < 0 ||
+        s3_apply_ownership(r, &b, &owner, &acl, &err) < 0 ||
+        tags_from_header(r, &tags, &err) < 0 ||
+        objlock_from_request(r, &b, &lock, &err) < 0)
         return s3_fail(r, err);
+    /* A checksum algorithm for the parts, and a composite one for the
+     * object: the checksum of the parts' checksums, "-N". */
+    const char *calg = s3_header(r, "x-amz-checksum-algorithm");
+    enum checksum_alg ca;
+    if (calg && (checksum_alg_parse(calg, &ca) < 0 || ca == CHECKSUM_MD5)) {
+        error_set(&err, EINVAL, "InvalidRequest",
+                  "Checksum algorithm provided is unsupported. Please try "
+                  "again with any of the valid types: [CRC32, CRC32C, SHA1, "
+                  "SHA256]");
+        return s3_fail(r, err);
+    }
     char upload_id[65];
     if (id_random_hex(upload_id, 32) < 0) {
         error_set_errno(&err, "getrandom");
@@ -115,7 +144,8 @@ void s3_create_upload(struct s3_req *r)
     sqlite3_stmt *st =
         db_stmt(r->db,
                 "INSERT INTO uploads(upload_id, bucket, key, initiated_ms,"
-                " owner, headers, acl) VALUES(?,?,?,?,?,?,?)",
+                " owner, headers, acl, tags, lock_mode, lock_until_ms,"
+                " legal_hold, checksum_alg) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
                 &err);
     if (st == NULL)
         return s3_fail(r, err);
@@ -123,14 +153,27 @@ void s3_create_upload(struct s3_req *r)
     sqlite3_bind_text(st, 2, r->bucket, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, r->key, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, time_now_ms());
-    sqlite3_bind_int64(st, 5, r->who.account_id);
+    sqlite3_bind_int64(st, 5, owner);
     sqlite3_bind_text(st, 6, headers, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 7, acl_text ? acl_text : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 8, tags, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 9, lock.mode, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 10, lock.until_ms);
+    sqlite3_bind_int(st, 11, lock.legal_hold);
+    sqlite3_bind_text(st, 12, calg ? checksum_alg_name(ca) : "", -1,
+                      SQLITE_STATIC);
     int rc = sqlite3_step(st);
     db_stmt_done(st);
     if (rc != SQLITE_DONE) {
         db_error(r->db, "creating upload", &err);
         return s3_fail(r, err);
+    }
+    if (calg) {
+        char up[16];
+        snprintf(up, sizeof(up), "%s", checksum_alg_name(ca));
+        for (char *p = up; *p; p++)
+            *p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+        http_reply_header(r->http, "x-amz-checksum-algorithm", up);
     }
     struct xml_writer *x =
         xml_writer_new("InitiateMultipartUploadResult", S3_XMLNS);
@@ -161,6 +204,7 @@ struct part_job {
     const struct blob_writer *bw;
     const char *etag;
     const char *checksum;
+    const char *alg; /* of checksum, "" none */
 };
 
 /* Records a part, checking the upload still exists (group commit job). */
@@ -171,7 +215,14 @@ static int part_job_run(struct db *db, void *ctx, struct koala_error **err)
     struct upload_row u;
     if (load_upload_db(db, j->r, &u, err) < 0)
         return -1;
+    char want[16];
+    snprintf(want, sizeof(want), "%s", u.checksum_alg);
     upload_row_clear(&u);
+    if (want[0] && j->alg && j->alg[0] && strcmp(want, j->alg) != 0)
+        return error_set(err, EINVAL, "InvalidRequest",
+                         "Checksum Type mismatch occurred, expected checksum "
+                         "Type: %s, actual checksum Type: %s",
+                         want, j->alg);
     sqlite3_stmt *st = db_stmt(
         db, "SELECT blob FROM parts WHERE upload_id=? AND part_number=?", err);
     if (st == NULL)
@@ -206,9 +257,9 @@ static int part_job_run(struct db *db, void *ctx, struct koala_error **err)
  * the upload still exists); then publishes the blob. */
 static int commit_part(struct s3_req *r, int n, struct blob_writer *bw,
                        const char *etag, const char *checksum,
-                       struct koala_error **err)
+                       const char *alg, struct koala_error **err)
 {
-    struct part_job j = {r, n, bw, etag, checksum};
+    struct part_job j = {r, n, bw, etag, checksum, alg};
     if (db_group_run(r->w->group, part_job_run, &j, err) < 0)
         return -1;
     return blob_writer_publish(r->w, bw, err);
@@ -221,7 +272,8 @@ void s3_upload_part(struct s3_req *r)
     const char *alg, *sum;
     part_number(r, &n, &err);
     upload_checksum(r, &alg, &sum);
-    if (commit_part(r, n, upload_blob(r), upload_etag(r), sum, &err) < 0)
+    if (commit_part(r, n, upload_blob(r), upload_etag(r), sum, alg, &err) <
+        0)
         return s3_fail(r, err);
     upload_published(r);
     char quoted[80];
@@ -263,15 +315,17 @@ static int copy_range(struct s3_req *r, uint64_t size, uint64_t *first,
 void s3_upload_part_copy(struct s3_req *r)
 {
     struct koala_error *err = NULL;
-    _cleanup_free_ char *sbucket = NULL, *skey = NULL;
+    _cleanup_free_ char *sbucket = NULL, *skey = NULL, *svid = NULL;
     struct object_row src = {0};
     struct blob_writer bw = {.fd = -1};
-    struct checksum *md5 = NULL;
+    struct checksum *md5 = NULL, *sum = NULL;
+    struct upload_row u = {0};
+    _cleanup_free_ char *b64 = NULL; /* the part's checksum, if any */
     int n;
     uint64_t first, len;
-    if (s3_upload_part_precheck(r, &err) < 0 ||
-        s3_copy_source(r, &sbucket, &skey, &err) < 0 ||
-        s3_copy_source_load(r, sbucket, skey, &src, &err) < 0 ||
+    if (s3_upload_part_precheck(r, &err) < 0 || load_upload(r, &u, &err) < 0 ||
+        s3_copy_source(r, &sbucket, &skey, &svid, &err) < 0 ||
+        s3_copy_source_load(r, sbucket, skey, svid, &src, &err) < 0 ||
         copy_range(r, src.size, &first, &len, &err) < 0)
         goto out;
     part_number(r, &n, &err);
@@ -281,15 +335,24 @@ void s3_upload_part_copy(struct s3_req *r)
         goto out;
     }
     md5 = checksum_new(CHECKSUM_MD5);
+    /* The part's checksum of the upload's algorithm, made here. */
+    enum checksum_alg alg;
+    if (u.checksum_alg[0] && checksum_alg_parse(u.checksum_alg, &alg) == 0)
+        sum = checksum_new(alg);
     if (md5 == NULL || blob_writer_open(r->w, &bw, false, &err) < 0 ||
-        blob_copy_range(r->w, &src, first, len, &bw, md5, NULL, &err) < 0 ||
+        blob_copy_range(r->w, &src, first, len, &bw, md5, sum, &err) < 0 ||
         blob_writer_sync(&bw, &err) < 0)
         goto out;
     unsigned char d[CHECKSUM_MAX_LEN];
     char etag[33], quoted[40], date[25];
     checksum_final(md5, d);
     str_hex(d, 16, etag);
-    if (commit_part(r, n, &bw, etag, NULL, &err) < 0)
+    if (sum) {
+        size_t dl = checksum_final(sum, d);
+        b64 = str_base64_encode(d, dl);
+    }
+    if (commit_part(r, n, &bw, etag, b64, b64 ? u.checksum_alg : NULL,
+                    &err) < 0)
         goto out;
     snprintf(quoted, sizeof(quoted), "\"%s\"", etag);
     struct xml_writer *x = xml_writer_new("CopyPartResult", S3_XMLNS);
@@ -301,6 +364,8 @@ void s3_upload_part_copy(struct s3_req *r)
 out:
     blob_writer_abort(&bw);
     checksum_free(md5);
+    checksum_free(sum);
+    upload_row_clear(&u);
     object_row_clear(&src);
     if (err)
         s3_fail(r, err);
@@ -311,6 +376,7 @@ struct chosen_part {
     char blob[40];
     uint64_t size;
     unsigned char md5[16];
+    char checksum[72]; /* stored, base64 ("" none) */
 };
 
 static int hex16(const char *s, unsigned char out[16])
@@ -338,7 +404,7 @@ static int choose_parts(struct s3_req *r, struct chosen_part **out,
         return error_set(err, ENOMEM, NULL, "out of memory");
     size_t i = 0;
     sqlite3_stmt *st = db_stmt(r->db,
-                               "SELECT blob, size, etag FROM parts"
+                               "SELECT blob, size, etag, checksum FROM parts"
                                " WHERE upload_id=? AND part_number=?",
                                err);
     if (st == NULL)
@@ -356,8 +422,13 @@ static int choose_parts(struct s3_req *r, struct chosen_part **out,
             snprintf(parts[i].blob, sizeof(parts[i].blob), "%s",
                      sqlite3_column_text(st, 0));
             parts[i].size = (uint64_t)sqlite3_column_int64(st, 1);
-            found = hex16((const char *)sqlite3_column_text(st, 2),
-                          parts[i].md5) == 0;
+            snprintf(parts[i].checksum, sizeof(parts[i].checksum), "%s",
+                     sqlite3_column_text(st, 3));
+            /* a checksum the client names must be the part's */
+            found = want[i].checksum[0] == '\0' ||
+                    strcmp(want[i].checksum, parts[i].checksum) == 0;
+            found = found && hex16((const char *)sqlite3_column_text(st, 2),
+                                   parts[i].md5) == 0;
         }
         if (!found) {
             db_stmt_done(st);
@@ -424,6 +495,86 @@ static int drop_upload(struct db *db, const char *upload_id,
     return 0;
 }
 
+int meta_drop_upload(struct db *db, const char *upload_id,
+                     struct koala_error **err)
+{
+    return drop_upload(db, upload_id, err);
+}
+
+int meta_drop_bucket_uploads(struct db *db, const char *bucket,
+                             struct koala_error **err)
+{
+    sqlite3_stmt *st =
+        db_stmt(db, "SELECT upload_id FROM uploads WHERE bucket=?", err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, bucket, -1, SQLITE_STATIC);
+    struct buf ids = {0};
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW)
+        buf_printf(&ids, "%s\n", sqlite3_column_text(st, 0));
+    db_stmt_done(st);
+    int rc = s == SQLITE_DONE ? 0 : db_error(db, "listing uploads", err);
+    char *save = NULL;
+    for (char *id = ids.data ? strtok_r(ids.data, "\n", &save) : NULL;
+         id && rc == 0; id = strtok_r(NULL, "\n", &save))
+        rc = drop_upload(db, id, err);
+    buf_free(&ids);
+    if (rc < 0)
+        return -1;
+    st = db_stmt(db, "DELETE FROM completed_uploads WHERE bucket=?", err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, bucket, -1, SQLITE_STATIC);
+    s = sqlite3_step(st);
+    db_stmt_done(st);
+    return s == SQLITE_DONE ? 0 : db_error(db, "dropping completions", err);
+}
+
+/* The object's checksum of an upload created with an algorithm: that
+ * algorithm over the parts' raw checksums, base64, "-N" (S3's composite
+ * checksum); every part must have one. */
+static int composite_checksum(const struct upload_row *u,
+                              const struct chosen_part *parts, size_t n,
+                              struct object_row *o, struct buf *part_sums,
+                              struct koala_error **err)
+{
+    enum checksum_alg alg;
+    if (checksum_alg_parse(u->checksum_alg, &alg) < 0)
+        return error_set(err, EINVAL, NULL, "stored checksum algorithm %s",
+                         u->checksum_alg);
+    struct checksum *c = checksum_new(alg);
+    if (c == NULL)
+        return error_set(err, ENOMEM, NULL, "out of memory");
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        size_t len = 0;
+        unsigned char *raw = parts[i].checksum[0]
+                                 ? str_base64_decode(parts[i].checksum, &len)
+                                 : NULL;
+        if (raw == NULL || len != checksum_alg_len(alg))
+            rc = error_set(err, EINVAL, "InvalidRequest",
+                           "The upload was created using a %s checksum. The "
+                           "complete request referenced parts without a "
+                           "checksum of that type (part %d).",
+                           u->checksum_alg, parts[i].number);
+        else
+            checksum_update(c, raw, len);
+        free(raw);
+        buf_printf(part_sums, "%s%s", i ? "," : "", parts[i].checksum);
+    }
+    unsigned char d[CHECKSUM_MAX_LEN];
+    size_t dlen = checksum_final(c, d);
+    checksum_free(c);
+    if (rc < 0)
+        return -1;
+    _cleanup_free_ char *b64 = str_base64_encode(d, dlen);
+    snprintf(o->checksum_alg, sizeof(o->checksum_alg), "%s", u->checksum_alg);
+    snprintf(o->checksum, sizeof(o->checksum), "%s-%zu", b64 ? b64 : "", n);
+    o->part_checksums = part_sums->data;
+    return 0;
+}
+
 void s3_complete_upload(struct s3_req *r)
 {
     struct koala_error *err = NULL;
@@ -432,8 +583,25 @@ void s3_complete_upload(struct s3_req *r)
     struct chosen_part *parts = NULL;
     size_t n = 0;
     struct blob_writer bw = {.fd = -1};
+    struct buf sizes = {0}; /* the parts' sizes, kept with the object */
+    struct buf part_sums = {0};
+    struct write_conditions cond;
     if (s3_bucket_access(r, PERM_WRITE, &b, &err) < 0 ||
-        load_upload(r, &u, &err) < 0 || choose_parts(r, &parts, &n, &err) < 0)
+        s3_write_conditions(r, &cond, &err) < 0)
+        goto out;
+    if (load_upload(r, &u, &err) < 0) {
+        char etag[72], vid[40];
+        if (strcmp(error_code(err), "NoSuchUpload") == 0 &&
+            completed_upload_find(r->db, s3_param(r, "uploadId"), r->bucket,
+                                  r->key, etag, vid, NULL) == 0) {
+            /* a retry of a completion that succeeded: the same answer */
+            error_free(err);
+            err = NULL;
+            s3_complete_reply(r, etag, vid, NULL, NULL);
+        }
+        goto out;
+    }
+    if (choose_parts(r, &parts, &n, &err) < 0)
         goto out;
     struct checksum *md5 = checksum_new(CHECKSUM_MD5);
     if (md5 == NULL || blob_writer_open(r->w, &bw, false, &err) < 0) {
@@ -459,42 +627,44 @@ void s3_complete_upload(struct s3_req *r)
     o.size = bw.size;
     o.mtime_ms = time_now_ms();
     o.headers = u.headers;
+    o.tags = u.tags;
+    objlock_apply(&o, &u.lock);
+    if (u.checksum_alg[0] &&
+        composite_checksum(&u, parts, n, &o, &part_sums, &err) < 0)
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        buf_printf(&sizes, "%s%llu", i ? "," : "",
+                   (unsigned long long)parts[i].size);
+    o.part_sizes = sizes.data;
     o.owner = u.owner;
     o.parts = (int)n;
     if (acl_decode(&o.acl, u.acl) < 0) {
         error_set(&err, EINVAL, NULL, "bad stored ACL");
         goto out;
     }
-    struct upload_row again;
+    struct upload_row again = {0};
     if (db_begin(r->db, &err) < 0)
         goto out;
     if (load_upload(r, &again, &err) < 0 ||
+        s3_write_conditions_check(r->db, r->bucket, r->key, &cond, false, NULL,
+                                  &err) < 0 ||
         meta_object_put(r->db, r->bucket, &o, &err) < 0 ||
+        completed_upload_record(r->db, s3_param(r, "uploadId"), r->bucket,
+                                r->key, o.etag, o.version_id, &err) < 0 ||
         drop_upload(r->db, s3_param(r, "uploadId"), &err) < 0) {
+        upload_row_clear(&again);
         db_rollback(r->db);
         goto out;
     }
     upload_row_clear(&again);
     if (db_commit(r->db, &err) < 0 || blob_writer_publish(r->w, &bw, &err) < 0)
         goto out;
-    char quoted[80];
-    snprintf(quoted, sizeof(quoted), "\"%s\"", o.etag);
-    struct buf loc = {0};
-    buf_printf(&loc, "/%s/", r->bucket);
-    str_uri_encode(&loc, r->key, strlen(r->key), true);
-    struct xml_writer *x =
-        xml_writer_new("CompleteMultipartUploadResult", S3_XMLNS);
-    xml_text_element(x, "Location", loc.data);
-    xml_text_element(x, "Bucket", r->bucket);
-    xml_text_element(x, "Key", r->key);
-    xml_text_element(x, "ETag", quoted);
-    buf_free(&loc);
-    size_t len;
-    char *doc = xml_writer_finish(x, &len);
-    s3_reply_xml(r, 200, doc, len);
+    s3_complete_reply(r, o.etag, o.version_id, o.checksum_alg, o.checksum);
 out:
     blob_writer_abort(&bw);
     upload_row_clear(&u);
+    buf_free(&sizes);
+    buf_free(&part_sums);
     free(parts);
     if (err)
         s3_fail(r, err);

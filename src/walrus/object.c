@@ -1,6 +1,6 @@
 /* object.c: object operations: PutObject, GetObject/HeadObject (ranges,
- * conditions, response-* overrides), DeleteObject, DeleteObjects,
- * CopyObject and the object ACL. */
+ * parts, conditions, response-* overrides), DeleteObject and DeleteObjects
+ * (CopyObject: copy.c; the object ACL: object_acl.c). */
 #define LOG_MODULE "walrus"
 #include <ctype.h>
 #include <errno.h>
@@ -112,6 +112,30 @@ static const char *override_for(struct s3_req *r, const char *lname)
     return NULL;
 }
 
+/* A stored header as S3 answers it: user metadata that is not US-ASCII
+ * RFC 2047-encoded ("=?UTF-8?B?...?="), so that it survives HTTP; an empty
+ * value as one space, which HTTP reads as empty (libmicrohttpd refuses
+ * empty values, and S3 keeps them). */
+static void emit_stored_header(struct s3_req *r, const char *name,
+                               const char *value)
+{
+    bool ascii = true;
+    for (const unsigned char *p = (const unsigned char *)value; *p; p++)
+        ascii &= *p < 0x80;
+    if (!ascii && str_has_prefix(name, "x-amz-meta-")) {
+        char *b64 =
+            str_base64_encode((const unsigned char *)value, strlen(value));
+        struct buf v = {0};
+        buf_printf(&v, "=?UTF-8?B?%s?=", b64 ? b64 : "");
+        if (v.data)
+            http_reply_header(r->http, name, v.data);
+        buf_free(&v);
+        free(b64);
+        return;
+    }
+    http_reply_header(r->http, name, *value ? value : " ");
+}
+
 void s3_emit_object_headers(struct s3_req *r, const char *headers)
 {
     bool have_type = false;
@@ -123,7 +147,7 @@ void s3_emit_object_headers(struct s3_req *r, const char *headers)
             char *name = strndup(p, (size_t)(colon - p));
             char *value = strndup(colon + 2, len - (size_t)(colon - p) - 2);
             if (name && value && override_for(r, name) == NULL) {
-                http_reply_header(r->http, name, value);
+                emit_stored_header(r, name, value);
                 have_type |= strcmp(name, "content-type") == 0;
             }
             free(name);
@@ -152,15 +176,24 @@ int s3_upload_precheck(struct s3_req *r, struct koala_error **err)
 {
     if (r->op == OP_UPLOAD_PART)
         return s3_upload_part_precheck(r, err);
-    r->put = malloc(sizeof(*r->put));
+    r->put = calloc(1, sizeof(*r->put));
     if (r->put == NULL)
         return error_set(err, ENOMEM, NULL, "out of memory");
+    r->put->owner = r->who.account_id;
     if (s3_bucket_access(r, PERM_WRITE, &r->put->bucket, err) < 0)
         return -1;
     bool given;
     if (s3_collect_object_headers(r, &r->obj_headers, err) < 0 ||
         acl_from_headers(r, &r->put->acl, &r->who, &r->put->bucket.acl, &given,
-                         err) < 0)
+                         err) < 0 ||
+        s3_acl_guard(r, &r->put->bucket, &r->put->acl, given, err) < 0 ||
+        s3_apply_ownership(r, &r->put->bucket, &r->put->owner, &r->put->acl,
+                           err) < 0 ||
+        tags_from_header(r, &r->put->tags, err) < 0 ||
+        objlock_from_request(r, &r->put->bucket, &r->put->lock, err) < 0 ||
+        s3_write_conditions(r, &r->put->cond, err) < 0 ||
+        s3_write_conditions_check(r->db, r->bucket, r->key, &r->put->cond,
+                                  false, &r->put->cond_existed, err) < 0)
         return -1;
     return 0;
 }
@@ -172,26 +205,48 @@ static void reply_etag(struct s3_req *r, const char *etag)
     http_reply_header(r->http, "ETag", quoted);
 }
 
+void s3_reply_version(struct s3_req *r, const char *vid, bool versioned)
+{
+    if (vid[0] && (versioned || strcmp(vid, "null") != 0))
+        http_reply_header(r->http, "x-amz-version-id", vid);
+}
+
 struct object_job {
     const char *bucket;
-    const char *key;            /* delete */
-    const struct object_row *o; /* put */
+    struct object_row *o; /* put */
+    const struct write_conditions *cond; /* put: NULL for none */
+    bool cond_existed;
+    /* delete: */
+    const char *key;
+    const char *vid;
+    int64_t owner;
+    bool bypass; /* of a GOVERNANCE retention */
+    struct version_deleted res;
 };
 
 static int object_job_run(struct db *db, void *ctx, struct koala_error **err)
 {
     struct object_job *j = ctx;
+    if (j->o && j->cond &&
+        s3_write_conditions_check(db, j->bucket, j->o->key, j->cond,
+                                  j->cond_existed, NULL, err) < 0)
+        return -1;
     if (j->o)
         return meta_object_put(db, j->bucket, j->o, err);
-    return meta_object_delete(db, j->bucket, j->key, err) < 0 ? -1 : 0;
+    return version_delete(db, j->bucket, j->key, j->vid, j->owner, j->bypass,
+                          &j->res, err);
 }
 
 /* Commits an object whose data is in bw (with the concurrent requests'
  * changes: group commit) and publishes the blob. */
-static int commit_object(struct s3_req *r, struct object_row *o,
-                         struct blob_writer *bw, struct koala_error **err)
+int s3_commit_object(struct s3_req *r, struct object_row *o,
+                     struct blob_writer *bw, struct koala_error **err)
 {
     struct object_job j = {.bucket = r->bucket, .o = o};
+    if (r->op == OP_PUT_OBJECT && r->put) {
+        j.cond = &r->put->cond;
+        j.cond_existed = r->put->cond_existed;
+    }
     if (db_group_run(r->w->group, object_job_run, &j, err) < 0)
         return -1;
     return blob_writer_publish(r->w, bw, err);
@@ -212,14 +267,18 @@ void s3_put_object(struct s3_req *r)
     o.headers = r->obj_headers;
     snprintf(o.checksum_alg, sizeof(o.checksum_alg), "%s", alg);
     snprintf(o.checksum, sizeof(o.checksum), "%s", sum);
-    o.owner = r->who.account_id;
+    o.owner = r->put->owner;
     o.acl = r->put->acl;
+    o.tags = r->put->tags;
+    objlock_apply(&o, &r->put->lock);
     o.is_inline = bw->is_inline;
     o.data = bw->pending.data;
-    if (commit_object(r, &o, bw, &err) < 0)
+    if (s3_commit_object(r, &o, bw, &err) < 0)
         return s3_fail(r, err);
     upload_published(r);
     reply_etag(r, o.etag);
+    s3_reply_expiration(r, &r->put->bucket, &o);
+    s3_reply_version(r, o.version_id, false);
     if (*alg) {
         char name[40];
         snprintf(name, sizeof(name), "x-amz-checksum-%s", alg);
@@ -232,32 +291,11 @@ void s3_put_object(struct s3_req *r)
 
 static int pread_all(int fd, char *p, uint64_t len, uint64_t off);
 
-/* Does an If-Match / If-None-Match list match the ETag? */
-static bool etag_matches(const char *list, const char *etag)
-{
-    _cleanup_free_ char *copy = strdup(list);
-    char *save = NULL;
-    for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t;
-         t = strtok_r(NULL, ",", &save)) {
-        t = str_trim(t);
-        if (str_has_prefix(t, "W/"))
-            t += 2;
-        size_t n = strlen(t);
-        if (n >= 2 && t[0] == '"' && t[n - 1] == '"') {
-            t[n - 1] = '\0';
-            t++;
-        }
-        if (strcmp(t, "*") == 0 || strcmp(t, etag) == 0)
-            return true;
-    }
-    return false;
-}
-
 /* RFC 7232 evaluation as S3 does it.  Returns 0 (go on), or -1 with
  * PreconditionFailed (412) / NotModified (304) in *err.  `copy` selects the
  * x-amz-copy-source-if-* headers, which fail with 412 only. */
-static int check_conditions(struct s3_req *r, const struct object_row *o,
-                            bool copy, struct koala_error **err)
+int s3_check_read_conditions(struct s3_req *r, const struct object_row *o,
+                             bool copy, struct koala_error **err)
 {
     const char *im =
         s3_header(r, copy ? "x-amz-copy-source-if-match" : "If-Match");
@@ -271,7 +309,7 @@ static int check_conditions(struct s3_req *r, const struct object_row *o,
     time_t mtime = (time_t)(o->mtime_ms / 1000), t;
     bool pre_ok = true, not_modified = false;
     if (im)
-        pre_ok = etag_matches(im, o->etag);
+        pre_ok = s3_etag_matches(im, o->etag);
     else if (ius && time_parse(ius, &t) == 0 && mtime > t)
         pre_ok = false;
     if (!pre_ok)
@@ -279,7 +317,7 @@ static int check_conditions(struct s3_req *r, const struct object_row *o,
                          "At least one of the pre-conditions you specified "
                          "did not hold");
     if (inm)
-        not_modified = etag_matches(inm, o->etag);
+        not_modified = s3_etag_matches(inm, o->etag);
     else if (ims && time_parse(ims, &t) == 0 && t <= time(NULL) && mtime <= t)
         not_modified = true;
     if (not_modified) {
@@ -344,6 +382,29 @@ static void object_reply_headers(struct s3_req *r, const struct object_row *o)
     s3_emit_object_headers(r, o->headers);
 }
 
+/* GET/HEAD of a delete marker: 404 when it is the current version, 405
+ * when asked for by its id (S3's answers), both saying what it is. */
+static void delete_marker_reply(struct s3_req *r, struct object_row *o,
+                                bool by_id)
+{
+    struct koala_error *err = NULL;
+    http_reply_header(r->http, "x-amz-delete-marker", "true");
+    http_reply_header(r->http, "x-amz-version-id", o->version_id);
+    if (by_id) {
+        char date[30];
+        http_reply_header(r->http, "Last-Modified",
+                          time_format_http((time_t)(o->mtime_ms / 1000), date));
+        error_set(&err, EINVAL, "MethodNotAllowed",
+                  "The specified method is not allowed against this "
+                  "resource.");
+    } else {
+        error_set(&err, ENOENT, "NoSuchKey",
+                  "The specified key does not exist.");
+    }
+    object_row_clear(o);
+    s3_fail(r, err);
+}
+
 void s3_get_object(struct s3_req *r, bool head)
 {
     struct koala_error *err = NULL;
@@ -359,24 +420,33 @@ void s3_get_object(struct s3_req *r, bool head)
         }
     /* The bucket and the object in one snapshot (and one round of SQLite
      * locking: this is the hot path). */
+    const char *vid;
     struct db *db = s3_db(r, &err);
-    if (db == NULL || db_begin_read(db, &err) < 0)
+    int part;
+    if (s3_version_param(r, &vid, &err) < 0 ||
+        s3_part_number_param(r, &part, &err) < 0 || db == NULL ||
+        db_begin_read(db, &err) < 0)
         return s3_fail(r, err);
     int rc = s3_bucket_access(r, 0, &b, &err);
     if (rc == 0)
-        rc = meta_object_get(db, r->bucket, r->key, &o, &err);
+        rc = meta_object_get_version(db, r->bucket, r->key, vid, &o, &err);
     db_rollback(db); /* read only: nothing to commit */
-    if (rc == 1)
+    if (rc == 1 && vid)
+        error_set(&err, ENOENT, "NoSuchVersion",
+                  "The specified version does not exist.");
+    else if (rc == 1)
         error_set(&err, ENOENT, "NoSuchKey",
                   "The specified key does not exist.");
     if (rc != 0)
         return s3_fail(r, err);
-    if (!acl_allows(&o.acl, &r->who, PERM_READ)) {
+    if (o.delete_marker)
+        return delete_marker_reply(r, &o, vid != NULL);
+    if (s3_authorize(r, &b, s3_op_action(r), r->key, &o, &o.acl, PERM_READ,
+                     &err) < 0) {
         object_row_clear(&o);
-        error_set(&err, EACCES, "AccessDenied", "Access Denied");
         return s3_fail(r, err);
     }
-    if (check_conditions(r, &o, false, &err) < 0) {
+    if (s3_check_read_conditions(r, &o, false, &err) < 0) {
         if (strcmp(error_code(err), "NotModified") == 0) {
             char date[30];
             reply_etag(r, o.etag);
@@ -387,8 +457,18 @@ void s3_get_object(struct s3_req *r, bool head)
         object_row_clear(&o);
         return s3_fail(r, err);
     }
-    uint64_t first = 0, last = o.size ? o.size - 1 : 0;
-    rc = parse_range(s3_header(r, "Range"), o.size, &first, &last);
+    uint64_t first = 0, last = o.size ? o.size - 1 : 0, len = o.size;
+    if (part) { /* one part's bytes, as a range of the object */
+        if (object_part_range(&o, part, &first, &len, &err) < 0) {
+            object_row_clear(&o);
+            return s3_fail(r, err);
+        }
+        last = len ? first + len - 1 : first;
+        rc = len ? 1 : 0;
+    } else {
+        rc = parse_range(s3_header(r, "Range"), o.size, &first, &last);
+        len = rc == 1 ? last - first + 1 : o.size;
+    }
     if (rc < 0) {
         char cr[64];
         snprintf(cr, sizeof(cr), "bytes */%llu", (unsigned long long)o.size);
@@ -404,6 +484,15 @@ void s3_get_object(struct s3_req *r, bool head)
         return s3_fail(r, err);
     }
     object_reply_headers(r, &o);
+    objlock_reply_headers(r, &o);
+    s3_reply_expiration(r, &b, &o);
+    s3_reply_version(r, o.version_id, b.versioning[0] != '\0');
+    size_t ntags = head ? 0 : tags_count(o.tags);
+    if (ntags) {
+        char n[16];
+        snprintf(n, sizeof(n), "%zu", ntags);
+        http_reply_header(r->http, "x-amz-tagging-count", n);
+    }
     if (rc == 1) {
         char cr[96];
         snprintf(cr, sizeof(cr), "bytes %llu-%llu/%llu",
@@ -418,12 +507,11 @@ void s3_get_object(struct s3_req *r, bool head)
             http_reply_header(r->http, name, o.checksum);
         }
     }
-    if (o.parts > 0 && s3_has_param(r, "partNumber")) {
+    if (part && o.parts > 0) {
         char n[16];
-        snprintf(n, sizeof(n), "%d", o.parts);
+        snprintf(n, sizeof(n), "%d", object_part_count(&o));
         http_reply_header(r->http, "x-amz-mp-parts-count", n);
     }
-    uint64_t len = o.size ? last - first + 1 : 0;
     unsigned status = rc == 1 ? 206 : 200;
     /* Small bodies go out with the headers in one send; larger ones with
      * sendfile.  (MHD sends no body for HEAD, but the right length.) */
@@ -460,20 +548,34 @@ static int pread_all(int fd, char *p, uint64_t len, uint64_t off)
 
 /* ---- DeleteObject(s) ---- */
 
-static int delete_one(struct s3_req *r, const char *key,
-                      struct koala_error **err)
+static int delete_one(struct s3_req *r, const struct bucket_row *b,
+                      const char *key, const char *vid,
+                      struct version_deleted *res, struct koala_error **err)
 {
-    struct object_job j = {.bucket = r->bucket, .key = key};
-    return db_group_run(r->w->group, object_job_run, &j, err);
+    struct object_job j = {.bucket = r->bucket,
+                           .key = key,
+                           .vid = vid,
+                           .owner = r->who.account_id,
+                           .bypass = vid && objlock_bypass(r, b, key)};
+    int rc = db_group_run(r->w->group, object_job_run, &j, err);
+    *res = j.res;
+    return rc;
 }
 
 void s3_delete_object(struct s3_req *r)
 {
     struct koala_error *err = NULL;
     struct bucket_row b;
-    if (s3_bucket_access(r, PERM_WRITE, &b, &err) < 0 ||
-        delete_one(r, r->key, &err) < 0)
+    struct version_deleted res;
+    const char *vid;
+    if (s3_version_param(r, &vid, &err) < 0 ||
+        s3_bucket_access(r, PERM_WRITE, &b, &err) < 0 ||
+        delete_one(r, &b, r->key, vid, &res, &err) < 0)
         return s3_fail(r, err);
+    if (res.delete_marker)
+        http_reply_header(r->http, "x-amz-delete-marker", "true");
+    if (res.version_id[0])
+        http_reply_header(r->http, "x-amz-version-id", res.version_id);
     http_reply_header(r->http, "x-amz-request-id", r->request_id);
     http_reply_empty(r->http, 204);
 }
@@ -482,7 +584,8 @@ void s3_delete_objects(struct s3_req *r)
 {
     struct koala_error *err = NULL;
     struct bucket_row b;
-    if (s3_bucket_access(r, PERM_WRITE, &b, &err) < 0)
+    /* Each key is authorized on its own (a policy names objects). */
+    if (s3_bucket_access(r, 0, &b, &err) < 0)
         return s3_fail(r, err);
     struct s3_delete_body d;
     if (s3_parse_delete_body(r->body.data ? r->body.data : "", r->body.len, &d,
@@ -492,18 +595,27 @@ void s3_delete_objects(struct s3_req *r)
     }
     struct xml_writer *x = xml_writer_new("DeleteResult", S3_XMLNS);
     for (size_t i = 0; i < d.n; i++) {
-        const char *key = d.keys[i];
+        const char *key = d.keys[i], *vid = d.versions[i];
         struct koala_error *e = NULL;
+        struct version_deleted res = {0};
         if (key == NULL || *key == '\0')
             error_set(&e, EINVAL, "UserKeyMustBeSpecified",
                       "The key must be specified.");
         else if (strlen(key) > WALRUS_MAX_KEY)
             error_set(&e, EINVAL, "KeyTooLongError", "Your key is too long");
-        else
-            delete_one(r, key, &e);
+        else if (vid && !version_id_valid(vid))
+            error_set(&e, EINVAL, "InvalidArgument",
+                      "Invalid version id specified");
+        else if (s3_authorize(r, &b,
+                              vid ? "s3:DeleteObjectVersion"
+                                  : "s3:DeleteObject",
+                              key, NULL, &b.acl, PERM_WRITE, &e) == 0)
+            delete_one(r, &b, key, vid, &res, &e);
         if (e) {
             xml_start(x, "Error");
             xml_text_element(x, "Key", key ? key : "");
+            if (vid)
+                xml_text_element(x, "VersionId", vid);
             xml_text_element(x, "Code", error_code(e));
             xml_text_element(x, "Message", error_message(e));
             xml_end(x);
@@ -511,6 +623,12 @@ void s3_delete_objects(struct s3_req *r)
         } else if (!d.quiet) {
             xml_start(x, "Deleted");
             xml_text_element(x, "Key", key);
+            if (vid)
+                xml_text_element(x, "VersionId", vid);
+            if (res.delete_marker) {
+                xml_bool_element(x, "DeleteMarker", true);
+                xml_text_element(x, "DeleteMarkerVersionId", res.version_id);
+            }
             xml_end(x);
         }
     }
@@ -518,283 +636,4 @@ void s3_delete_objects(struct s3_req *r)
     size_t len;
     char *out = xml_writer_finish(x, &len);
     s3_reply_xml(r, 200, out, len);
-}
-
-/* ---- CopyObject ---- */
-
-int s3_copy_source(struct s3_req *r, char **bucket, char **key,
-                   struct koala_error **err)
-{
-    /* *bucket and *key are set only on success: callers free them on
-     * every path, so nothing freed here may be left behind in them. */
-    const char *src = s3_header(r, "x-amz-copy-source");
-    if (src == NULL)
-        return error_set(err, EINVAL, "InvalidArgument",
-                         "Copy Source must mention the source bucket and key: "
-                         "sourcebucket/sourcekey");
-    const char *q = strchr(src, '?');
-    size_t len = q ? (size_t)(q - src) : strlen(src);
-    if (q && !str_has_prefix(q, "?versionId=null"))
-        return error_set(err, EINVAL, "NoSuchVersion",
-                         "The specified version does not exist.");
-    _cleanup_free_ char *dec = str_uri_decode(src, len, false);
-    const char *p = dec;
-    if (p && *p == '/')
-        p++;
-    const char *slash = p ? strchr(p, '/') : NULL;
-    if (slash == NULL || slash == p || slash[1] == '\0')
-        return error_set(err, EINVAL, "InvalidArgument",
-                         "Copy Source must mention the source bucket and key: "
-                         "sourcebucket/sourcekey");
-    if (strlen(slash + 1) > WALRUS_MAX_KEY)
-        return error_set(err, EINVAL, "KeyTooLongError",
-                         "Your key is too long");
-    _cleanup_free_ char *b = strndup(p, (size_t)(slash - p));
-    _cleanup_free_ char *k = strdup(slash + 1);
-    if (b == NULL || k == NULL)
-        return error_set(err, ENOMEM, NULL, "out of memory");
-    *bucket = b;
-    *key = k;
-    b = k = NULL;
-    return 0;
-}
-
-int s3_copy_source_load(struct s3_req *r, const char *bucket, const char *key,
-                        struct object_row *src, struct koala_error **err)
-{
-    struct bucket_row sb;
-    struct db *db = s3_db(r, err);
-    if (db == NULL)
-        return -1;
-    int rc = meta_bucket_get(db, bucket, &sb, err);
-    if (rc == 1)
-        return error_set(err, ENOENT, "NoSuchBucket",
-                         "The specified bucket does not exist");
-    if (rc < 0)
-        return -1;
-    rc = meta_object_get(db, bucket, key, src, err);
-    if (rc == 1)
-        return error_set(err, ENOENT, "NoSuchKey",
-                         "The specified key does not exist.");
-    if (rc < 0)
-        return -1;
-    if (!acl_allows(&src->acl, &r->who, PERM_READ)) {
-        object_row_clear(src);
-        return error_set(err, EACCES, "AccessDenied", "Access Denied");
-    }
-    if (check_conditions(r, src, true, err) < 0) {
-        object_row_clear(src);
-        return -1;
-    }
-    return 0;
-}
-
-int blob_copy_range(struct walrus *w, const struct object_row *src,
-                    uint64_t offset, uint64_t len, struct blob_writer *bw,
-                    struct checksum *md5, struct checksum *sum,
-                    struct koala_error **err)
-{
-    if (src->is_inline) {
-        if (offset + len > src->size)
-            return error_set(err, EIO, NULL, "inline blob %s is short",
-                             src->blob);
-        checksum_update(md5, src->data + offset, len);
-        if (sum)
-            checksum_update(sum, src->data + offset, len);
-        return blob_writer_write(bw, src->data + offset, len, err);
-    }
-    const char *src_id = src->blob;
-    int fd = blob_open(w, src_id, err);
-    if (fd < 0)
-        return -1;
-    size_t bufsize = 1024 * 1024;
-    char *buf = malloc(bufsize);
-    int rc = 0;
-    if (buf == NULL) {
-        close(fd);
-        return error_set(err, ENOMEM, NULL, "out of memory");
-    }
-    while (len > 0 && rc == 0) {
-        size_t want = len < bufsize ? (size_t)len : bufsize;
-        ssize_t n = pread(fd, buf, want, (off_t)offset);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            rc = n < 0 ? error_set_errno(err, "reading blob %s", src_id)
-                       : error_set(err, EIO, NULL, "blob %s is short", src_id);
-            break;
-        }
-        checksum_update(md5, buf, (size_t)n);
-        if (sum)
-            checksum_update(sum, buf, (size_t)n);
-        rc = blob_writer_write(bw, buf, (size_t)n, err);
-        offset += (uint64_t)n;
-        len -= (uint64_t)n;
-    }
-    free(buf);
-    close(fd);
-    return rc;
-}
-
-void s3_copy_object(struct s3_req *r)
-{
-    struct koala_error *err = NULL;
-    _cleanup_free_ char *sbucket = NULL, *skey = NULL;
-    struct object_row src = {0}, o = {0};
-    struct blob_writer bw = {.fd = -1};
-    struct checksum *md5 = NULL, *sum = NULL;
-    char *headers = NULL;
-    struct bucket_row b;
-    if (s3_bucket_access(r, PERM_WRITE, &b, &err) < 0 ||
-        s3_copy_source(r, &sbucket, &skey, &err) < 0 ||
-        s3_copy_source_load(r, sbucket, skey, &src, &err) < 0)
-        goto out;
-    const char *directive = s3_header(r, "x-amz-metadata-directive");
-    bool replace = directive && strcasecmp(directive, "REPLACE") == 0;
-    if (directive && !replace && strcasecmp(directive, "COPY") != 0) {
-        error_set(&err, EINVAL, "InvalidArgument",
-                  "Unknown metadata directive.");
-        goto out;
-    }
-    if (!replace && strcmp(sbucket, r->bucket) == 0 &&
-        strcmp(skey, r->key) == 0) {
-        error_set(&err, EINVAL, "InvalidRequest",
-                  "This copy request is illegal because it is trying to copy "
-                  "an object to itself without changing the object's "
-                  "metadata, storage class, website redirect location or "
-                  "encryption attributes.");
-        goto out;
-    }
-    if (src.size > WALRUS_MAX_PUT) {
-        error_set(&err, EINVAL, "InvalidRequest",
-                  "The specified copy source is larger than the maximum "
-                  "allowable size for a copy source: 5368709120");
-        goto out;
-    }
-    bool given;
-    if (replace) {
-        if (s3_collect_object_headers(r, &headers, &err) < 0)
-            goto out;
-    } else {
-        headers = strdup(src.headers);
-    }
-    if (acl_from_headers(r, &o.acl, &r->who, &b.acl, &given, &err) < 0)
-        goto out;
-    md5 = checksum_new(CHECKSUM_MD5);
-    enum checksum_alg alg;
-    if (src.checksum_alg[0] && checksum_alg_parse(src.checksum_alg, &alg) == 0)
-        sum = checksum_new(alg);
-    if (blob_writer_open(r->w, &bw, true, &err) < 0 ||
-        blob_copy_range(r->w, &src, 0, src.size, &bw, md5, sum, &err) < 0 ||
-        blob_writer_sync(&bw, &err) < 0)
-        goto out;
-    unsigned char d[CHECKSUM_MAX_LEN];
-    checksum_final(md5, d);
-    str_hex(d, 16, o.etag);
-    if (sum) {
-        size_t n = checksum_final(sum, d);
-        _cleanup_free_ char *b64 = str_base64_encode(d, n);
-        snprintf(o.checksum_alg, sizeof(o.checksum_alg), "%s",
-                 src.checksum_alg);
-        snprintf(o.checksum, sizeof(o.checksum), "%s", b64 ? b64 : "");
-    }
-    o.key = r->key;
-    snprintf(o.blob, sizeof(o.blob), "%s", bw.id);
-    o.size = src.size;
-    o.mtime_ms = time_now_ms();
-    o.headers = headers;
-    o.owner = r->who.account_id;
-    o.is_inline = bw.is_inline;
-    o.data = bw.pending.data;
-    if (commit_object(r, &o, &bw, &err) < 0)
-        goto out;
-    char date[25], quoted[80];
-    snprintf(quoted, sizeof(quoted), "\"%s\"", o.etag);
-    struct xml_writer *x = xml_writer_new("CopyObjectResult", S3_XMLNS);
-    xml_text_element(x, "LastModified", s3_iso_time(o.mtime_ms, date));
-    xml_text_element(x, "ETag", quoted);
-    size_t len;
-    char *doc = xml_writer_finish(x, &len);
-    s3_reply_xml(r, 200, doc, len);
-out:
-    blob_writer_abort(&bw);
-    checksum_free(md5);
-    checksum_free(sum);
-    free(headers);
-    object_row_clear(&src);
-    if (err)
-        s3_fail(r, err);
-}
-
-/* ---- object ACL ---- */
-
-static int load_object(struct s3_req *r, unsigned perm, struct object_row *o,
-                       struct koala_error **err)
-{
-    struct bucket_row b;
-    if (s3_bucket_access(r, 0, &b, err) < 0)
-        return -1;
-    int rc = meta_object_get(r->db, r->bucket, r->key, o, err);
-    if (rc == 1)
-        return error_set(err, ENOENT, "NoSuchKey",
-                         "The specified key does not exist.");
-    if (rc < 0)
-        return -1;
-    if (!acl_allows(&o->acl, &r->who, perm)) {
-        object_row_clear(o);
-        return error_set(err, EACCES, "AccessDenied", "Access Denied");
-    }
-    return 0;
-}
-
-void s3_get_object_acl(struct s3_req *r)
-{
-    struct koala_error *err = NULL;
-    struct object_row o;
-    if (load_object(r, PERM_READ_ACP, &o, &err) < 0)
-        return s3_fail(r, err);
-    size_t len;
-    char *doc = acl_to_xml(&o.acl, &len);
-    object_row_clear(&o);
-    s3_reply_xml(r, 200, doc, len);
-}
-
-void s3_put_object_acl(struct s3_req *r)
-{
-    struct koala_error *err = NULL;
-    struct object_row o;
-    struct identity owner;
-    struct acl acl;
-    if (load_object(r, PERM_WRITE_ACP, &o, &err) < 0)
-        return s3_fail(r, err);
-    int rc = meta_identity_by_id(r->db, o.owner, &owner, &err);
-    object_row_clear(&o);
-    if (rc != 0) {
-        if (rc == 1)
-            error_set(&err, ENOENT, NULL, "object owner vanished");
-        return s3_fail(r, err);
-    }
-    struct bucket_row b;
-    rc = meta_bucket_get(r->db, r->bucket, &b, &err);
-    if (rc == 1)
-        error_set(&err, ENOENT, "NoSuchBucket",
-                  "The specified bucket does not exist");
-    if (rc != 0 || acl_from_request(r, &acl, &owner, &b.acl, &err) < 0)
-        return s3_fail(r, err);
-    _cleanup_free_ char *text = acl_encode(&acl);
-    sqlite3_stmt *st = db_stmt(
-        r->db, "UPDATE objects SET acl=? WHERE bucket=? AND key=?", &err);
-    if (st == NULL)
-        return s3_fail(r, err);
-    sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, r->bucket, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, r->key, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    db_stmt_done(st);
-    if (rc != SQLITE_DONE) {
-        db_error(r->db, "updating ACL", &err);
-        return s3_fail(r, err);
-    }
-    http_reply_header(r->http, "x-amz-request-id", r->request_id);
-    http_reply_empty(r->http, 200);
 }

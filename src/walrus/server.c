@@ -50,12 +50,16 @@ static const struct {
     unsigned status;
 } statuses[] = {
     {"AccessDenied", 403},
+    {"AccessControlListNotSupported", 400},
+    {"AccessForbidden", 403},
     {"AuthorizationHeaderMalformed", 400},
     {"AuthorizationQueryParametersError", 400},
     {"BadDigest", 400},
+    {"BadRequest", 400},
     {"BucketAlreadyExists", 409},
     {"BucketAlreadyOwnedByYou", 409},
     {"BucketNotEmpty", 409},
+    {"ConditionalRequestConflict", 409},
     {"EntityTooLarge", 400},
     {"EntityTooSmall", 400},
     {"IllegalLocationConstraintException", 400},
@@ -63,16 +67,22 @@ static const struct {
     {"InternalError", 500},
     {"InvalidAccessKeyId", 403},
     {"InvalidArgument", 400},
+    {"InvalidBucketAclWithObjectOwnership", 400},
     {"InvalidBucketName", 400},
+    {"InvalidBucketState", 409},
     {"InvalidDigest", 400},
     {"InvalidLocationConstraint", 400},
     {"InvalidPart", 400},
+    {"InvalidPartNumber", 416},
     {"InvalidPartOrder", 400},
     {"InvalidRange", 416},
     {"InvalidRequest", 400},
+    {"InvalidTag", 400},
+    {"InvalidTargetBucketForLogging", 400},
     {"InvalidURI", 400},
     {"KeyTooLongError", 400},
     {"MalformedACLError", 400},
+    {"MalformedPolicy", 400},
     {"MalformedXML", 400},
     {"MaxMessageLengthExceeded", 400},
     {"MetadataTooLarge", 400},
@@ -81,11 +91,19 @@ static const struct {
     {"MissingRequestBodyError", 400},
     {"MissingSecurityHeader", 400},
     {"NoSuchBucket", 404},
+    {"NoSuchBucketPolicy", 404},
+    {"NoSuchPublicAccessBlockConfiguration", 404},
+    {"NoSuchCORSConfiguration", 404},
     {"NoSuchKey", 404},
+    {"NoSuchLifecycleConfiguration", 404},
+    {"NoSuchObjectLockConfiguration", 404},
+    {"NoSuchTagSet", 404},
     {"NoSuchUpload", 404},
     {"NoSuchVersion", 404},
     {"NotImplemented", 501},
     {"NotModified", 304},
+    {"ObjectLockConfigurationNotFoundError", 404},
+    {"OwnershipControlsNotFoundError", 404},
     {"PreconditionFailed", 412},
     {"RequestHeaderSectionTooLarge", 400},
     {"RequestTimeTooSkewed", 403},
@@ -122,6 +140,9 @@ void s3_reply_xml(struct s3_req *r, unsigned status, char *doc, size_t len)
 
 void s3_reply_error(struct s3_req *r, struct koala_error *err)
 {
+    /* A browser reads an error only with the CORS headers. */
+    if (r->op != OP_NONE)
+        s3_cors_headers(r);
     const char *code = error_code(err);
     unsigned status = err && err->status ? (unsigned)err->status
                                          : (unsigned)s3_status_for(code);
@@ -268,26 +289,15 @@ static int parse_target(struct s3_req *r, const char *path, const char *query,
 static const char *const unsupported[] = {
     "accelerate",
     "analytics",
-    "cors",
     "encryption",
     "intelligent-tiering",
     "inventory",
-    "legal-hold",
-    "lifecycle",
-    "logging",
     "metrics",
     "notification",
-    "object-lock",
-    "ownershipControls",
-    "policy",
-    "policyStatus",
-    "publicAccessBlock",
     "replication",
     "requestPayment",
     "restore",
-    "retention",
     "select",
-    "tagging",
     "torrent",
     "website",
     "attributes",
@@ -297,12 +307,15 @@ static enum s3_op route(struct s3_req *r, const char *m,
                         struct koala_error **err)
 {
     for (size_t i = 0; i < ARRAY_SIZE(unsupported); i++)
-        if (s3_has_param(r, unsupported[i])) {
+        if (s3_has_param(r, unsupported[i]) &&
+            !(r->key && strcmp(unsupported[i], "attributes") == 0)) {
             error_set(err, ENOTSUP, "NotImplemented",
                       "The '%s' sub-resource is not implemented.",
                       unsupported[i]);
             return OP_NONE;
         }
+    if (strcmp(m, "OPTIONS") == 0 && r->bucket)
+        return OP_CORS_PREFLIGHT;
     bool get = strcmp(m, "GET") == 0, head = strcmp(m, "HEAD") == 0;
     bool put = strcmp(m, "PUT") == 0, post = strcmp(m, "POST") == 0;
     bool del = strcmp(m, "DELETE") == 0;
@@ -310,10 +323,55 @@ static enum s3_op route(struct s3_req *r, const char *m,
         if (get)
             return OP_LIST_BUCKETS;
     } else if (r->key == NULL) {
-        if (s3_has_param(r, "versioning") && !get) {
-            error_set(err, ENOTSUP, "NotImplemented",
-                      "Bucket versioning cannot be changed.");
+        if (put && s3_has_param(r, "versioning"))
+            return OP_PUT_BUCKET_VERSIONING;
+        static const struct {
+            const char *param;
+            enum s3_op get, put, del;
+        } settings[] = {
+            {"policy", OP_GET_BUCKET_POLICY, OP_PUT_BUCKET_POLICY,
+             OP_DELETE_BUCKET_POLICY},
+            {"policyStatus", OP_GET_BUCKET_POLICY_STATUS, OP_NONE, OP_NONE},
+            {"publicAccessBlock", OP_GET_PUBLIC_ACCESS_BLOCK,
+             OP_PUT_PUBLIC_ACCESS_BLOCK, OP_DELETE_PUBLIC_ACCESS_BLOCK},
+            {"ownershipControls", OP_GET_OWNERSHIP_CONTROLS,
+             OP_PUT_OWNERSHIP_CONTROLS, OP_DELETE_OWNERSHIP_CONTROLS},
+            {"object-lock", OP_GET_OBJECT_LOCK_CONFIG,
+             OP_PUT_OBJECT_LOCK_CONFIG, OP_NONE},
+            {"lifecycle", OP_GET_BUCKET_LIFECYCLE, OP_PUT_BUCKET_LIFECYCLE,
+             OP_DELETE_BUCKET_LIFECYCLE},
+            {"logging", OP_GET_BUCKET_LOGGING, OP_PUT_BUCKET_LOGGING,
+             OP_NONE},
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(settings); i++) {
+            if (!s3_has_param(r, settings[i].param))
+                continue;
+            enum s3_op op = get   ? settings[i].get
+                            : put ? settings[i].put
+                            : del ? settings[i].del
+                                  : OP_NONE;
+            if (op != OP_NONE)
+                return op;
+            error_set(err, EINVAL, "MethodNotAllowed",
+                      "The specified method is not allowed against this "
+                      "resource.");
             return OP_NONE;
+        }
+        if (s3_has_param(r, "cors")) {
+            if (put)
+                return OP_PUT_BUCKET_CORS;
+            if (get)
+                return OP_GET_BUCKET_CORS;
+            if (del)
+                return OP_DELETE_BUCKET_CORS;
+        }
+        if (s3_has_param(r, "tagging")) {
+            if (put)
+                return OP_PUT_BUCKET_TAGGING;
+            if (get)
+                return OP_GET_BUCKET_TAGGING;
+            if (del)
+                return OP_DELETE_BUCKET_TAGGING;
         }
         if (put)
             return s3_has_param(r, "acl") ? OP_PUT_BUCKET_ACL
@@ -324,6 +382,8 @@ static enum s3_op route(struct s3_req *r, const char *m,
             return OP_DELETE_BUCKET;
         if (post && s3_has_param(r, "delete"))
             return OP_DELETE_OBJECTS;
+        if (post && r->n_params == 0) /* an HTML form (post.c) */
+            return OP_POST_OBJECT;
         if (get) {
             if (s3_has_param(r, "acl"))
                 return OP_GET_BUCKET_ACL;
@@ -347,6 +407,25 @@ static enum s3_op route(struct s3_req *r, const char *m,
         }
     } else {
         bool upload_id = s3_has_param(r, "uploadId");
+        if (s3_has_param(r, "retention") || s3_has_param(r, "legal-hold")) {
+            bool ret = s3_has_param(r, "retention");
+            if (get)
+                return ret ? OP_GET_OBJECT_RETENTION : OP_GET_OBJECT_LEGAL_HOLD;
+            if (put)
+                return ret ? OP_PUT_OBJECT_RETENTION : OP_PUT_OBJECT_LEGAL_HOLD;
+            error_set(err, EINVAL, "MethodNotAllowed",
+                      "The specified method is not allowed against this "
+                      "resource.");
+            return OP_NONE;
+        }
+        if (s3_has_param(r, "tagging")) {
+            if (put)
+                return OP_PUT_OBJECT_TAGGING;
+            if (get)
+                return OP_GET_OBJECT_TAGGING;
+            if (del)
+                return OP_DELETE_OBJECT_TAGGING;
+        }
         if (put) {
             if (s3_has_param(r, "acl"))
                 return OP_PUT_OBJECT_ACL;
@@ -362,7 +441,15 @@ static enum s3_op route(struct s3_req *r, const char *m,
             return s3_header(r, "x-amz-copy-source") ? OP_COPY_OBJECT
                                                      : OP_PUT_OBJECT;
         }
+        if (s3_has_param(r, "attributes") && !get) {
+            error_set(err, EINVAL, "MethodNotAllowed",
+                      "The specified method is not allowed against this "
+                      "resource.");
+            return OP_NONE;
+        }
         if (get || head) {
+            if (get && s3_has_param(r, "attributes"))
+                return OP_GET_OBJECT_ATTRIBUTES;
             if (get && s3_has_param(r, "acl"))
                 return OP_GET_OBJECT_ACL;
             if (get && upload_id)
@@ -391,13 +478,29 @@ enum s3_op s3_route(struct s3_req *r, const char *method, const char *path,
     r->header_ctx = hctx;
     if (parse_target(r, path, query, err) < 0)
         return OP_NONE;
-    return route(r, method, err);
+    enum s3_op op = route(r, method, err);
+    /* Server-side encryption is not implemented: a request that asks for
+     * it is refused rather than stored in the clear behind its back. */
+    static const char *const sse[] = {
+        "x-amz-server-side-encryption",
+        "x-amz-server-side-encryption-customer-algorithm",
+        "x-amz-copy-source-server-side-encryption-customer-algorithm",
+    };
+    for (size_t i = 0; op != OP_NONE && i < ARRAY_SIZE(sse); i++)
+        if (s3_header(r, sse[i])) {
+            error_set(err, ENOTSUP, "NotImplemented",
+                      "Server-side encryption (%s) is not implemented.",
+                      sse[i]);
+            return OP_NONE;
+        }
+    return op;
 }
 
 /* ---- dispatch ---- */
 
 static void dispatch(struct s3_req *r)
 {
+    s3_cors_headers(r);
     switch (r->op) {
     case OP_LIST_BUCKETS:
         s3_list_buckets(r);
@@ -417,6 +520,108 @@ static void dispatch(struct s3_req *r)
     case OP_GET_BUCKET_VERSIONING:
         s3_get_bucket_versioning(r);
         break;
+    case OP_PUT_BUCKET_VERSIONING:
+        s3_put_bucket_versioning(r);
+        break;
+    case OP_GET_BUCKET_TAGGING:
+        s3_get_bucket_tagging(r);
+        break;
+    case OP_PUT_BUCKET_TAGGING:
+        s3_put_bucket_tagging(r);
+        break;
+    case OP_DELETE_BUCKET_TAGGING:
+        s3_delete_bucket_tagging(r);
+        break;
+    case OP_GET_OBJECT_TAGGING:
+        s3_get_object_tagging(r);
+        break;
+    case OP_GET_OBJECT_ATTRIBUTES:
+        s3_get_object_attributes(r);
+        break;
+    case OP_GET_BUCKET_CORS:
+        s3_get_bucket_cors(r);
+        break;
+    case OP_PUT_BUCKET_CORS:
+        s3_put_bucket_cors(r);
+        break;
+    case OP_DELETE_BUCKET_CORS:
+        s3_delete_bucket_cors(r);
+        break;
+    case OP_CORS_PREFLIGHT:
+        s3_cors_preflight(r);
+        break;
+    case OP_POST_OBJECT:
+        s3_post_object(r);
+        break;
+    case OP_GET_BUCKET_LOGGING:
+        s3_get_bucket_logging(r);
+        break;
+    case OP_PUT_BUCKET_LOGGING:
+        s3_put_bucket_logging(r);
+        break;
+    case OP_GET_BUCKET_POLICY:
+        s3_get_bucket_policy(r);
+        break;
+    case OP_PUT_BUCKET_POLICY:
+        s3_put_bucket_policy(r);
+        break;
+    case OP_DELETE_BUCKET_POLICY:
+        s3_delete_bucket_policy(r);
+        break;
+    case OP_GET_BUCKET_POLICY_STATUS:
+        s3_get_bucket_policy_status(r);
+        break;
+    case OP_GET_PUBLIC_ACCESS_BLOCK:
+        s3_get_public_access_block(r);
+        break;
+    case OP_PUT_PUBLIC_ACCESS_BLOCK:
+        s3_put_public_access_block(r);
+        break;
+    case OP_DELETE_PUBLIC_ACCESS_BLOCK:
+        s3_delete_public_access_block(r);
+        break;
+    case OP_GET_OWNERSHIP_CONTROLS:
+        s3_get_ownership_controls(r);
+        break;
+    case OP_PUT_OWNERSHIP_CONTROLS:
+        s3_put_ownership_controls(r);
+        break;
+    case OP_DELETE_OWNERSHIP_CONTROLS:
+        s3_delete_ownership_controls(r);
+        break;
+    case OP_GET_OBJECT_LOCK_CONFIG:
+        s3_get_object_lock_config(r);
+        break;
+    case OP_GET_BUCKET_LIFECYCLE:
+        s3_get_bucket_lifecycle(r);
+        break;
+    case OP_PUT_BUCKET_LIFECYCLE:
+        s3_put_bucket_lifecycle(r);
+        break;
+    case OP_DELETE_BUCKET_LIFECYCLE:
+        s3_delete_bucket_lifecycle(r);
+        break;
+    case OP_PUT_OBJECT_LOCK_CONFIG:
+        s3_put_object_lock_config(r);
+        break;
+    case OP_GET_OBJECT_RETENTION:
+        s3_get_object_retention(r);
+        break;
+    case OP_PUT_OBJECT_RETENTION:
+        s3_put_object_retention(r);
+        break;
+    case OP_GET_OBJECT_LEGAL_HOLD:
+        s3_get_object_legal_hold(r);
+        break;
+    case OP_PUT_OBJECT_LEGAL_HOLD:
+        s3_put_object_legal_hold(r);
+        break;
+    case OP_PUT_OBJECT_TAGGING:
+        s3_put_object_tagging(r);
+        break;
+    case OP_DELETE_OBJECT_TAGGING:
+        s3_delete_object_tagging(r);
+        break;
     case OP_GET_BUCKET_ACL:
         s3_get_bucket_acl(r);
         break;
@@ -430,7 +635,7 @@ static void dispatch(struct s3_req *r)
         s3_list_objects(r, 2);
         break;
     case OP_LIST_OBJECT_VERSIONS:
-        s3_list_objects(r, 3);
+        s3_list_object_versions(r);
         break;
     case OP_LIST_UPLOADS:
         s3_list_uploads(r);
@@ -495,6 +700,26 @@ static bool op_blocks(enum s3_op op)
     case OP_CREATE_BUCKET:
     case OP_DELETE_BUCKET:
     case OP_PUT_BUCKET_ACL:
+    case OP_PUT_BUCKET_VERSIONING:
+    case OP_PUT_BUCKET_TAGGING:
+    case OP_DELETE_BUCKET_TAGGING:
+    case OP_PUT_BUCKET_CORS:
+    case OP_DELETE_BUCKET_CORS:
+    case OP_PUT_BUCKET_POLICY:
+    case OP_DELETE_BUCKET_POLICY:
+    case OP_POST_OBJECT:
+    case OP_PUT_BUCKET_LOGGING:
+    case OP_PUT_PUBLIC_ACCESS_BLOCK:
+    case OP_DELETE_PUBLIC_ACCESS_BLOCK:
+    case OP_PUT_OWNERSHIP_CONTROLS:
+    case OP_DELETE_OWNERSHIP_CONTROLS:
+    case OP_PUT_OBJECT_LOCK_CONFIG:
+    case OP_PUT_BUCKET_LIFECYCLE:
+    case OP_DELETE_BUCKET_LIFECYCLE:
+    case OP_PUT_OBJECT_RETENTION:
+    case OP_PUT_OBJECT_LEGAL_HOLD:
+    case OP_PUT_OBJECT_TAGGING:
+    case OP_DELETE_OBJECT_TAGGING:
     case OP_DELETE_OBJECTS:
     case OP_PUT_OBJECT:
     case OP_COPY_OBJECT:
@@ -543,6 +768,13 @@ static bool op_streams_body(enum s3_op op)
 static bool op_takes_xml(enum s3_op op)
 {
     return op == OP_CREATE_BUCKET || op == OP_PUT_BUCKET_ACL ||
+           op == OP_PUT_BUCKET_VERSIONING || op == OP_PUT_BUCKET_TAGGING ||
+           op == OP_PUT_BUCKET_CORS || op == OP_PUT_BUCKET_POLICY ||
+           op == OP_PUT_PUBLIC_ACCESS_BLOCK ||
+           op == OP_PUT_OWNERSHIP_CONTROLS || op == OP_PUT_OBJECT_LOCK_CONFIG ||
+           op == OP_PUT_OBJECT_RETENTION || op == OP_PUT_OBJECT_LEGAL_HOLD ||
+           op == OP_PUT_BUCKET_LIFECYCLE || op == OP_PUT_BUCKET_LOGGING ||
+           op == OP_PUT_OBJECT_TAGGING ||
            op == OP_PUT_OBJECT_ACL || op == OP_DELETE_OBJECTS ||
            op == OP_COMPLETE_UPLOAD;
 }
@@ -566,6 +798,7 @@ static void on_request(struct http_request *http, void *ctx)
     }
     r->w = ctx;
     r->http = http;
+    r->started_ms = time_now_ms();
     http_request_set_data(http, r);
     id_request(r->request_id);
     r->op = s3_route(r, http_request_method(http), http_request_path(http),
@@ -574,6 +807,11 @@ static void on_request(struct http_request *http, void *ctx)
         return s3_fail(r, err);
     if (s3_authenticate(r, &err) < 0)
         return s3_fail(r, err);
+    if (r->op == OP_POST_OBJECT) {
+        if (post_begin(r, &err) < 0)
+            return s3_fail(r, err);
+        return; /* the form follows */
+    }
     if (op_streams_body(r->op)) {
         if (s3_upload_precheck(r, &err) < 0 || upload_begin(r, &err) < 0)
             return s3_fail(r, err);
@@ -591,6 +829,8 @@ static ssize_t on_body(struct http_request *http, const char *data, size_t len)
     struct s3_req *r = http_request_data(http);
     if (r->upload)
         return upload_feed(r, data, len, &r->err);
+    if (r->post)
+        return r->err ? -1 : post_feed(r, data, len, &r->err);
     if (r->body_sha256)
         checksum_update(r->body_sha256, data, len);
     if (r->body.len + len > r->body_limit) {
@@ -675,6 +915,10 @@ void s3_req_free(struct s3_req *r)
     free(r->key);
     free(r->resource);
     free(r->obj_headers);
+    policy_free(r->policy);
+    post_free(r->post);
+    if (r->put)
+        free(r->put->tags);
     free(r->put);
     sigv4_auth_clear(&r->v4);
     checksum_free(r->body_sha256);
@@ -685,7 +929,10 @@ void s3_req_free(struct s3_req *r)
 
 static void on_done(struct http_request *http)
 {
-    s3_req_free(http_request_data(http));
+    struct s3_req *r = http_request_data(http);
+    if (r && r->op != OP_NONE)
+        access_log_record(r, r->started_ms);
+    s3_req_free(r);
 }
 
 static void on_oversized(struct http_request *http, void *ctx)

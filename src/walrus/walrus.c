@@ -35,10 +35,13 @@ void walrus_free(struct walrus *w)
     if (w == NULL)
         return;
     http_server_free(w->http);
+    access_log_stop(w);
+    lc_worker_stop(w);
     blob_gc_stop(w);
     db_group_free(w->group);
     db_pool_free(w->db);
     keycache_free(w->keys);
+    policy_cache_free(w->policies);
     free(w->data_dir);
     free(w->tmp_dir);
     free(w->blob_dir);
@@ -68,7 +71,8 @@ struct walrus *walrus_new(const struct walrus_options *opt,
     unsigned conns = opt->max_connections ? opt->max_connections : 256;
     /* Keys changed with `koala walrus` take effect within 10 s. */
     w->keys = keycache_new(4096, 10000);
-    if (w->keys == NULL) {
+    w->policies = policy_cache_new();
+    if (w->keys == NULL || w->policies == NULL) {
         error_set(err, ENOMEM, NULL, "out of memory");
         goto fail;
     }
@@ -77,8 +81,16 @@ struct walrus *walrus_new(const struct walrus_options *opt,
     w->db = walrus_open_db(w->data_dir, conns + 4, err);
     if (w->db && (w->group = db_group_new(w->db, 0)) == NULL)
         error_set(err, ENOMEM, NULL, "out of memory");
+    if (w->opt.lifecycle_interval_s <= 0)
+        w->opt.lifecycle_interval_s = 3600;
+    if (w->opt.lifecycle_day_s <= 0)
+        w->opt.lifecycle_day_s = 86400;
     if (w->group == NULL || blob_recover(w, err) < 0 ||
-        blob_gc_start(w, err) < 0)
+        blob_gc_start(w, err) < 0 || lc_worker_start(w, err) < 0)
+        goto fail;
+    if (w->opt.log_flush_interval_s <= 0)
+        w->opt.log_flush_interval_s = 300;
+    if (access_log_start(w, err) < 0)
         goto fail;
     struct http_server_config hc = {
         .address = opt->listen_addr,

@@ -23,6 +23,7 @@
 #include "db.h"
 #include "error.h"
 #include "http_server.h"
+#include "policy.h"
 #include "sigv4.h"
 
 #define S3_XMLNS "http://s3.amazonaws.com/doc/2006-03-01/"
@@ -52,6 +53,12 @@ struct walrus_options {
     const char *clc_endpoint;
     const char *ca;
     const char *clc_cert, *clc_key;
+    /* Lifecycle (lifecycle_worker.c): seconds between passes, and the
+     * length of a lifecycle "day" (86400; shorter in tests). */
+    double lifecycle_interval_s;
+    int64_t lifecycle_day_s;
+    /* Server access logs (access_log.c): seconds between deliveries. */
+    double log_flush_interval_s;
 };
 
 struct walrus {
@@ -66,12 +73,28 @@ struct walrus {
     struct keycache *keys;  /* access keys, see keycache.h */
     struct http_server *http;
     struct blob_gc *gc;
+    struct policy_cache *policies; /* authz.c */
+    struct lc_worker *lifecycle;   /* lifecycle_worker.c */
+    struct access_log *access_log; /* access_log.c */
 };
+/* ---- server access logs (access_log.c) ---- */
+struct s3_req;
+int access_log_start(struct walrus *w, struct koala_error **err);
+void access_log_stop(struct walrus *w); /* delivers what it holds */
+/* At a request's end: its record, if its bucket logs. */
+void access_log_record(struct s3_req *r, int64_t started_ms);
+/* Delivers every buffered record now (the flusher's, and tests'). */
+int access_log_flush(struct walrus *w);
+/* A deleted bucket logs no more. */
+void access_log_forget(struct walrus *w, const char *bucket);
+struct policy_cache *policy_cache_new(void);
+void policy_cache_free(struct policy_cache *c);
 
 /* ---- identities and ACLs (acl.c) ---- */
 struct identity {
     bool anonymous;
     int64_t account_id;
+    char number[13]; /* 12 digits: the AWS account id clients know */
     char canonical_id[65];
     char display_name[128];
 };
@@ -82,6 +105,17 @@ enum acl_perm {
     PERM_READ_ACP = 4,
     PERM_WRITE_ACP = 8,
     PERM_FULL_CONTROL = 15,
+    /* Not an ACL permission: what only the bucket owner may (or whom the
+     * bucket policy lets). */
+    PERM_OWNER = 16,
+};
+
+/* PublicAccessBlock settings (buckets.pab). */
+enum {
+    PAB_BLOCK_PUBLIC_ACLS = 1,
+    PAB_IGNORE_PUBLIC_ACLS = 2,
+    PAB_BLOCK_PUBLIC_POLICY = 4,
+    PAB_RESTRICT_PUBLIC_BUCKETS = 8,
 };
 
 #define ACL_MAX_GRANTS 100
@@ -129,6 +163,10 @@ char *acl_to_xml(const struct acl *acl, size_t *len);
 /* Does the identity hold perm through this ACL (owner: always)? */
 bool acl_allows(const struct acl *acl, const struct identity *who,
                 unsigned perm);
+/* The same, public grants (AllUsers, AuthenticatedUsers) left out when
+ * ignore_public (PublicAccessBlock's IgnorePublicAcls). */
+bool acl_allows_opts(const struct acl *acl, const struct identity *who,
+                     unsigned perm, bool ignore_public);
 
 /* ---- metadata (meta.c) ---- */
 extern const char *const walrus_migrations[];
@@ -139,6 +177,14 @@ struct bucket_row {
     int64_t owner;
     char region[64];
     int64_t created; /* unix seconds */
+    char versioning[16]; /* "", "Enabled" or "Suspended" */
+    char owner_number[13]; /* the owner's 12-digit account id */
+    unsigned pab;          /* PAB_* */
+    bool pab_set;          /* a PublicAccessBlock is configured */
+    char ownership[24];    /* Object Ownership, "" when not set */
+    bool object_lock;      /* Object Lock enabled (objlock.c) */
+    char lock_default[40]; /* "MODE:days" default retention, "" none */
+    bool has_lifecycle;    /* a lifecycle configuration is set */
     struct acl acl;
 };
 
@@ -154,6 +200,20 @@ struct object_row {
     int64_t owner;
     struct acl acl;
     int parts; /* number of parts for multipart objects, else 0 */
+    /* Versioning (docs/walrus.md): "null" or 32 hex characters; seq orders
+     * a key's versions; a delete marker has no blob.  meta_object_put sets
+     * version_id and seq. */
+    char version_id[40];
+    int64_t seq;
+    bool delete_marker;
+    char *tags; /* stored form (tagging.c); put: borrowed, get: owned */
+    char *part_sizes; /* "n1,n2,..." of a multipart object (parts.c) */
+    char *part_checksums; /* "c1,c2,..." base64, "" when none */
+    /* Object Lock (objlock.c): "", "GOVERNANCE" or "COMPLIANCE" until
+     * lock_until_ms; legal hold on. */
+    char lock_mode[16];
+    int64_t lock_until_ms;
+    bool legal_hold;
     /* Inline blob (see blob.c): the data, when `is_inline`.  put: borrowed;
      * from meta_object_get: owned (freed by object_row_clear). */
     bool is_inline;
@@ -178,6 +238,8 @@ int walrus_clc_lookup(struct walrus *w, struct db *db, const char *access_key,
 int meta_add_user(struct db *db, const char *name, char access_key[21],
                   char secret[41], struct koala_error **err);
 
+/* An account's 12-digit number: the stored one, else its id zero-padded. */
+void meta_account_number(int64_t id, const char *stored, char out[13]);
 int meta_bucket_get(struct db *db, const char *name, struct bucket_row *b,
                     struct koala_error **err); /* 0, 1 missing, -1 */
 
@@ -235,6 +297,40 @@ enum s3_op {
     OP_GET_BUCKET_ACL,
     OP_PUT_BUCKET_ACL,
     OP_GET_BUCKET_VERSIONING,
+    OP_PUT_BUCKET_VERSIONING,
+    OP_GET_BUCKET_TAGGING,
+    OP_PUT_BUCKET_TAGGING,
+    OP_DELETE_BUCKET_TAGGING,
+    OP_GET_OBJECT_TAGGING,
+    OP_PUT_OBJECT_TAGGING,
+    OP_DELETE_OBJECT_TAGGING,
+    OP_GET_OBJECT_ATTRIBUTES,
+    OP_GET_BUCKET_CORS,
+    OP_PUT_BUCKET_CORS,
+    OP_DELETE_BUCKET_CORS,
+    OP_CORS_PREFLIGHT,
+    OP_GET_BUCKET_POLICY,
+    OP_PUT_BUCKET_POLICY,
+    OP_DELETE_BUCKET_POLICY,
+    OP_GET_BUCKET_POLICY_STATUS,
+    OP_GET_PUBLIC_ACCESS_BLOCK,
+    OP_PUT_PUBLIC_ACCESS_BLOCK,
+    OP_DELETE_PUBLIC_ACCESS_BLOCK,
+    OP_GET_OWNERSHIP_CONTROLS,
+    OP_PUT_OWNERSHIP_CONTROLS,
+    OP_DELETE_OWNERSHIP_CONTROLS,
+    OP_GET_OBJECT_LOCK_CONFIG,
+    OP_PUT_OBJECT_LOCK_CONFIG,
+    OP_GET_OBJECT_RETENTION,
+    OP_PUT_OBJECT_RETENTION,
+    OP_GET_OBJECT_LEGAL_HOLD,
+    OP_PUT_OBJECT_LEGAL_HOLD,
+    OP_GET_BUCKET_LIFECYCLE,
+    OP_PUT_BUCKET_LIFECYCLE,
+    OP_DELETE_BUCKET_LIFECYCLE,
+    OP_POST_OBJECT,
+    OP_GET_BUCKET_LOGGING,
+    OP_PUT_BUCKET_LOGGING,
     OP_LIST_OBJECTS,
     OP_LIST_OBJECTS_V2,
     OP_LIST_OBJECT_VERSIONS,
@@ -293,11 +389,104 @@ struct s3_req {
      * allocated then, since an ACL is large and most requests need none. */
     struct put_target *put;
     char *obj_headers;
+    bool cors_done; /* s3_cors_headers ran */
+    struct post *post; /* POST Object: the form being read (post.c) */
+    int64_t started_ms; /* for the access log's total time */
+    bool presigned; /* signed in the query string */
+    /* The policy of policy_bucket, read once (authz.c). */
+    struct policy *policy;
+    bool policy_loaded;
+    char policy_bucket[64];
 };
+
+/* ---- answers of completed multipart uploads (completed.c) ---- */
+int completed_upload_record(struct db *db, const char *upload_id,
+                            const char *bucket, const char *key,
+                            const char *etag, const char *vid,
+                            struct koala_error **err);
+/* 0 found (etag, vid), 1 none, -1. */
+int completed_upload_find(struct db *db, const char *upload_id,
+                          const char *bucket, const char *key, char etag[72],
+                          char vid[40], struct koala_error **err);
+/* alg, sum: the composite checksum ("" none). */
+void s3_complete_reply(struct s3_req *r, const char *etag, const char *vid,
+                       const char *alg, const char *sum);
+/* Drops every incomplete upload of a bucket (part blobs marked dead) and
+ * its completion records, in the caller's transaction (multipart.c). */
+int meta_drop_bucket_uploads(struct db *db, const char *bucket,
+                             struct koala_error **err);
+
+/* Forgets an upload and retires its parts, in the caller's transaction
+ * (multipart.c). */
+int meta_drop_upload(struct db *db, const char *upload_id,
+                     struct koala_error **err);
+
+/* ---- parts of multipart objects (parts.c) ---- */
+/* ?partNumber= of GET/HEAD: 0 when absent; InvalidArgument, or
+ * InvalidRequest with a Range too. */
+int s3_part_number_param(struct s3_req *r, int *n, struct koala_error **err);
+/* The sizes of o's parts (*out malloc'd), 0 when unknown. */
+size_t object_part_sizes(const struct object_row *o, uint64_t **out);
+/* Parts as S3 counts them: 1 for a single-part object. */
+int object_part_count(const struct object_row *o);
+/* Where part lies in o; InvalidPartNumber (416) beyond the last. */
+int object_part_range(const struct object_row *o, int part, uint64_t *first,
+                      uint64_t *len, struct koala_error **err);
+
+/* ---- conditional writes (conditions.c) ---- */
+struct write_conditions {
+    const char *if_match; /* ETag list, NULL: none */
+    bool if_none_match;   /* If-None-Match: * */
+};
+/* Does an If-Match / If-None-Match list match the ETag? */
+bool s3_etag_matches(const char *list, const char *etag);
+/* The request's If-Match / If-None-Match for a write (only '*' is
+ * supported for If-None-Match: NotImplemented otherwise). */
+int s3_write_conditions(struct s3_req *r, struct write_conditions *c,
+                        struct koala_error **err);
+/* Checks them against the key's current object (inside the writer's
+ * transaction): PreconditionFailed, NoSuchKey (If-Match, no object), or
+ * ConditionalRequestConflict when existed_before (an earlier check saw
+ * the object) and it is gone.  *exists_out (may be NULL): whether there
+ * is a current object. */
+int s3_write_conditions_check(struct db *db, const char *bucket,
+                              const char *key, const struct write_conditions *c,
+                              bool existed_before, bool *exists_out,
+                              struct koala_error **err);
+
+/* ---- Object Lock (objlock.c) ---- */
+struct object_lock {
+    char mode[16]; /* "", GOVERNANCE, COMPLIANCE */
+    int64_t until_ms;
+    bool legal_hold;
+};
+/* The lock a write asks for (x-amz-object-lock-* headers) or the bucket's
+ * default retention; InvalidRequest on a bucket without object lock. */
+int objlock_from_request(struct s3_req *r, const struct bucket_row *b,
+                         struct object_lock *l, struct koala_error **err);
+void objlock_apply(struct object_row *o, const struct object_lock *l);
+void objlock_reply_headers(struct s3_req *r, const struct object_row *o);
+/* 0 when the version may be deleted; AccessDenied when locked. */
+int objlock_may_delete(const struct object_row *o, bool bypass,
+                       struct koala_error **err);
+/* x-amz-bypass-governance-retention: true, from someone who may. */
+bool objlock_bypass(struct s3_req *r, const struct bucket_row *b,
+                    const char *key);
+void s3_get_object_lock_config(struct s3_req *r);
+void s3_put_object_lock_config(struct s3_req *r);
+void s3_get_object_retention(struct s3_req *r);
+void s3_put_object_retention(struct s3_req *r);
+void s3_get_object_legal_hold(struct s3_req *r);
+void s3_put_object_legal_hold(struct s3_req *r);
 
 struct put_target {
     struct bucket_row bucket;
     struct acl acl;
+    struct object_lock lock;
+    int64_t owner; /* the new object's owner (Object Ownership) */
+    char *tags; /* x-amz-tagging, stored form */
+    struct write_conditions cond;
+    bool cond_existed; /* the precheck saw a current object */
 };
 
 /* Frees a request and all it holds (NULL-safe): at its end, and for
@@ -325,6 +514,21 @@ int s3_status_for(const char *code);
 
 /* Borrows a DB connection for the request (once). */
 struct db *s3_db(struct s3_req *r, struct koala_error **err);
+
+/* ---- browser uploads (post.c) ---- */
+struct post;
+/* POST Object: from the Content-Type's boundary (before the body). */
+int post_begin(struct s3_req *r, struct koala_error **err);
+/* A piece of the form: len, or -1 (the form checked, the file streamed). */
+ssize_t post_feed(struct s3_req *r, const char *data, size_t len,
+                  struct koala_error **err);
+void s3_post_object(struct s3_req *r);
+void s3_get_bucket_logging(struct s3_req *r);
+void s3_put_bucket_logging(struct s3_req *r);
+void post_free(struct post *p);
+/* The secret of an access key, and r->who (auth.c). */
+int s3_lookup_secret(struct s3_req *r, const char *access_key,
+                     char secret[128], struct koala_error **err);
 
 /* ---- body pipeline for PutObject / UploadPart (upload.c) ---- */
 /* Sets up r->upload from the request headers (content encodings, declared
@@ -354,7 +558,21 @@ void s3_get_bucket_location(struct s3_req *r);
 void s3_get_bucket_versioning(struct s3_req *r);
 void s3_get_bucket_acl(struct s3_req *r);
 void s3_put_bucket_acl(struct s3_req *r);
-void s3_list_objects(struct s3_req *r, int version); /* 1, 2; 3 versions */
+void s3_list_objects(struct s3_req *r, int version); /* 1, 2 */
+void s3_list_object_versions(struct s3_req *r);     /* list_versions.c */
+/* Shared by the listings (list.c). */
+struct xml_writer;
+char *list_prefix_successor(const char *s, size_t len);
+size_t list_common_prefix_len(const char *prefix, const char *delimiter,
+                              const char *key);
+/* A name/value element, URL-encoded when url (encoding-type=url). */
+void list_text_el(struct xml_writer *x, const char *name, const char *v,
+                  bool url);
+/* An Owner element of account owner (cache: the last one looked up). */
+void list_owner_el(struct s3_req *r, struct xml_writer *x, int64_t owner,
+                   struct identity *cache);
+/* max-keys (and the like): 1000 when absent, at most 1000. */
+int list_parse_max(const char *v, long *out, struct koala_error **err);
 void s3_list_uploads(struct s3_req *r);
 void s3_delete_objects(struct s3_req *r);
 void s3_put_object(struct s3_req *r);
@@ -377,17 +595,143 @@ int s3_parse_location(struct s3_req *r, struct koala_error **err);
 /* Checks that the bucket exists and the caller holds perm on it; fills b. */
 int s3_bucket_access(struct s3_req *r, unsigned perm, struct bucket_row *b,
                      struct koala_error **err);
-/* Stores an object row (replacing any previous version, whose blob is marked
- * dead) inside the caller's transaction. */
-int meta_object_put(struct db *db, const char *bucket,
-                    const struct object_row *o, struct koala_error **err);
-/* 0 found, 1 missing, -1 error. */
+/* Stores an object row as the key's current version inside the caller's
+ * transaction, by the bucket's versioning state: the version it replaces
+ * is dropped (its blob marked dead) or kept as noncurrent.  Sets
+ * o->version_id and o->seq. */
+int meta_object_put(struct db *db, const char *bucket, struct object_row *o,
+                    struct koala_error **err);
+/* The current version, not a delete marker: 0 found, 1 missing, -1. */
 int meta_object_get(struct db *db, const char *bucket, const char *key,
                     struct object_row *o, struct koala_error **err);
-/* Deletes (blob marked dead) inside the caller's transaction; 0 or 1
- * (missing), -1. */
+/* A version by id (vid NULL: the current one, maybe a delete marker):
+ * 0 found, 1 missing, -1. */
+int meta_object_get_version(struct db *db, const char *bucket,
+                            const char *key, const char *vid,
+                            struct object_row *o, struct koala_error **err);
+/* Removes the current version of an unversioned bucket's key (blob marked
+ * dead) inside the caller's transaction; 0 or 1 (missing), -1. */
 int meta_object_delete(struct db *db, const char *bucket, const char *key,
                        struct koala_error **err);
+/* Marks a version's blob dead ("" for a delete marker: nothing). */
+int meta_retire_blob(struct db *db, const char *blob,
+                     struct koala_error **err);
+
+/* ---- versioning (version.c) ---- */
+struct version_current {
+    bool exists;
+    char blob[40];
+    char version_id[40];
+    int64_t seq;
+    bool delete_marker;
+};
+int meta_current_get(struct db *db, const char *bucket, const char *key,
+                     struct version_current *cur, struct koala_error **err);
+/* Before a new current version of key is stored: by the bucket's state,
+ * drops or archives what it replaces; the new version's id in vid. */
+int version_make_room(struct db *db, const char *bucket, const char *key,
+                      const struct version_current *cur, int64_t seq,
+                      char vid[40], struct koala_error **err);
+/* A version id's position in its key's history (its first 16 hex digits
+ * are the seq it was written with); -1 for "null". */
+int version_id_seq(const char *vid, int64_t *seq);
+struct version_deleted {
+    bool found;         /* something was removed or a marker made */
+    bool delete_marker; /* a marker was made, or the version removed was one */
+    char version_id[40];
+};
+/* DeleteObject inside the caller's transaction: vid NULL deletes by the
+ * bucket's state (a delete marker when versioned), else removes that
+ * version.  owner: who makes a delete marker. */
+int version_delete(struct db *db, const char *bucket, const char *key,
+                   const char *vid, int64_t owner, bool bypass,
+                   struct version_deleted *res, struct koala_error **err);
+/* The request's versionId parameter: *vid NULL when absent; "" or a
+ * malformed id is InvalidArgument. */
+int s3_version_param(struct s3_req *r, const char **vid,
+                     struct koala_error **err);
+bool version_id_valid(const char *vid);
+/* Sets field "acl" or "tags" of a version (vid NULL: the current one),
+ * not a delete marker; 0, 1 if there is none, -1. */
+int meta_object_set_field(struct db *db, const char *bucket, const char *key,
+                          const char *vid, const char *field,
+                          const char *value, struct koala_error **err);
+/* Loads the object the request names (versionId too), not a delete marker
+ * (NoSuchKey, or MethodNotAllowed by id), checking perm on its ACL (0: no
+ * check); b: its bucket. */
+int s3_load_object(struct s3_req *r, unsigned perm, struct bucket_row *b,
+                   struct object_row *o, struct koala_error **err);
+
+/* ---- tags (tagging.c) ---- */
+#define TAGS_MAX_OBJECT 10
+#define TAGS_MAX_BUCKET 50
+struct tag_set {
+    size_t n;
+    char *keys[TAGS_MAX_BUCKET];
+    char *values[TAGS_MAX_BUCKET];
+};
+void tag_set_clear(struct tag_set *t);
+/* The stored form ("k=v&..." percent-encoded; "" none). */
+char *tags_encode(const struct tag_set *t);
+/* x-amz-tagging, checked against AWS's limits, in the stored form ("" when
+ * absent); *out malloc'd. */
+int tags_from_header(struct s3_req *r, char **out, struct koala_error **err);
+size_t tags_count(const char *stored);
+/* Parses the stored (or x-amz-tagging) form; 0 or -1. */
+int tags_decode(const char *stored, struct tag_set *t);
+void s3_get_object_tagging(struct s3_req *r);
+void s3_get_object_attributes(struct s3_req *r); /* attributes.c */
+/* cors.c */
+void s3_get_bucket_cors(struct s3_req *r);
+void s3_put_bucket_cors(struct s3_req *r);
+void s3_delete_bucket_cors(struct s3_req *r);
+void s3_cors_preflight(struct s3_req *r);
+/* The Access-Control-* headers of the bucket's first rule matching the
+ * request's Origin and method (once a request; none without an Origin). */
+void s3_cors_headers(struct s3_req *r);
+/* bucket_access.c */
+void s3_get_bucket_policy(struct s3_req *r);
+void s3_put_bucket_policy(struct s3_req *r);
+void s3_delete_bucket_policy(struct s3_req *r);
+void s3_get_bucket_policy_status(struct s3_req *r);
+void s3_get_public_access_block(struct s3_req *r);
+void s3_put_public_access_block(struct s3_req *r);
+void s3_delete_public_access_block(struct s3_req *r);
+void s3_get_ownership_controls(struct s3_req *r);
+void s3_put_ownership_controls(struct s3_req *r);
+void s3_delete_ownership_controls(struct s3_req *r);
+/* The ACL a write asks for (given: by headers) against the bucket's
+ * settings: AccessControlListNotSupported when ACLs are off, AccessDenied
+ * for a public one under BlockPublicAcls. */
+int s3_acl_guard(struct s3_req *r, const struct bucket_row *b,
+                 const struct acl *acl, bool given, struct koala_error **err);
+/* Object Ownership: the bucket owner becomes the new object's owner under
+ * BucketOwnerEnforced (and BucketOwnerPreferred with
+ * bucket-owner-full-control); *owner and *acl adjusted. */
+int s3_apply_ownership(struct s3_req *r, const struct bucket_row *b,
+                       int64_t *owner, struct acl *acl,
+                       struct koala_error **err);
+/* authz.c: the S3 action of the request's operation ("s3:GetObject"). */
+const char *s3_op_action(const struct s3_req *r);
+/* What the bucket policy says of action on the bucket (key NULL) or an
+ * object of it (o: its row, for s3:ExistingObjectTag); (enum)-1 on error. */
+enum policy_effect s3_policy_effect(struct s3_req *r,
+                                    const struct bucket_row *b,
+                                    const char *action, const char *key,
+                                    const struct object_row *o,
+                                    struct koala_error **err);
+/* The decision: a policy Deny refuses, an Allow grants, else acl must give
+ * perm (0: nothing asked of the ACL; PERM_OWNER: the bucket owner). */
+int s3_authorize(struct s3_req *r, const struct bucket_row *b,
+                 const char *action, const char *key,
+                 const struct object_row *o, const struct acl *acl,
+                 unsigned perm, struct koala_error **err);
+void s3_put_object_tagging(struct s3_req *r);
+void s3_delete_object_tagging(struct s3_req *r);
+void s3_get_bucket_tagging(struct s3_req *r);
+void s3_put_bucket_tagging(struct s3_req *r);
+void s3_delete_bucket_tagging(struct s3_req *r);
+void s3_put_bucket_versioning(struct s3_req *r);
 
 /* Headers stored with an object, from the request (content-type,
  * content-encoding ..., x-amz-meta-*); malloc'd "name: value\n" lines. */
@@ -404,7 +748,8 @@ int blob_copy_range(struct walrus *w, const struct object_row *src,
 /* Parses x-amz-copy-source into bucket and key (malloc'd). */
 /* bodies.c: the listing bodies, parsed from their bytes alone. */
 struct s3_delete_body {
-    char **keys; /* each NULL where an Object had no Key */
+    char **keys;     /* each NULL where an Object had no Key */
+    char **versions; /* each NULL where an Object had no VersionId */
     size_t n;
     bool quiet;
 };
@@ -414,7 +759,8 @@ int s3_parse_delete_body(const char *body, size_t len, struct s3_delete_body *d,
 void s3_delete_body_free(struct s3_delete_body *d);
 struct s3_complete_part {
     int64_t number;
-    char etag[72]; /* without quotes; "" when longer than any ETag */
+    char etag[72];     /* without quotes; "" when longer than any ETag */
+    char checksum[72]; /* its Checksum<ALG> element, "" when none */
 };
 /* <CompleteMultipartUpload>: 1 to WALRUS_MAX_PARTS parts in ascending
  * order (InvalidPartOrder), each with a PartNumber and an ETag; *out is
@@ -423,15 +769,70 @@ int s3_parse_complete_body(const char *body, size_t len,
                            struct s3_complete_part **out, size_t *n_out,
                            struct koala_error **err);
 
+/* Parses x-amz-copy-source into bucket, key and version (NULL when it
+ * names none); all malloc'd. */
 int s3_copy_source(struct s3_req *r, char **bucket, char **key,
-                   struct koala_error **err);
+                   char **version, struct koala_error **err);
 /* Loads the copy source, checking READ access and the
  * x-amz-copy-source-if-* conditions. */
 int s3_copy_source_load(struct s3_req *r, const char *bucket, const char *key,
-                        struct object_row *src, struct koala_error **err);
+                        const char *vid, struct object_row *src,
+                        struct koala_error **err);
+/* RFC 7232 evaluation as S3 does it: 0, or PreconditionFailed (412) /
+ * NotModified (304); copy: the x-amz-copy-source-if-* headers, 412 only
+ * (object.c). */
+int s3_check_read_conditions(struct s3_req *r, const struct object_row *o,
+                             bool copy, struct koala_error **err);
+/* Commits o as the key's current version (group commit, with the PUT's
+ * conditions) and publishes its blob (object.c). */
+int s3_commit_object(struct s3_req *r, struct object_row *o,
+                     struct blob_writer *bw, struct koala_error **err);
+/* x-amz-version-id, when vid is not "null" or the bucket is versioned. */
+void s3_reply_version(struct s3_req *r, const char *vid, bool versioned);
 /* "YYYY-MM-DDTHH:MM:SS.mmmZ" of a millisecond time. */
 char *s3_iso_time(int64_t ms, char out[25]);
 /* Upload precheck for UploadPart (multipart.c). */
 int s3_upload_part_precheck(struct s3_req *r, struct koala_error **err);
+
+/* ---- lifecycle (lifecycle.c, lifecycle_worker.c) ---- */
+struct lc_rule {
+    char id[256];
+    bool enabled;
+    char *prefix;                     /* filter: "" for all */
+    struct tag_set tags;              /* filter: all of them */
+    int64_t size_gt, size_lt;         /* filter: -1 none */
+    int64_t exp_days, exp_date_ms;    /* Expiration: -1 none */
+    bool exp_marker;                  /* ExpiredObjectDeleteMarker */
+    int64_t nc_days, nc_newer;        /* NoncurrentVersionExpiration */
+    int64_t abort_days;               /* AbortIncompleteMultipartUpload */
+};
+struct lc_config {
+    struct lc_rule *rules;
+    size_t n;
+};
+int lc_parse(const char *body, size_t len, struct lc_config *c,
+             struct koala_error **err);
+void lc_config_free(struct lc_config *c);
+/* The bucket's configuration: 0, 1 none, -1. */
+int lc_load(struct db *db, const char *bucket, struct lc_config *c,
+            struct koala_error **err);
+bool lc_rule_matches(const struct lc_rule *r, const char *key, uint64_t size,
+                     const char *tags);
+/* from_ms + days lifecycle days (to the next midnight UTC, real days). */
+int64_t lc_after_days(const struct walrus *w, int64_t from_ms, int64_t days);
+/* When a current object expires (ms; -1 never), and by which rule. */
+int64_t lc_expiry(const struct walrus *w, const struct lc_config *c,
+                  const char *key, uint64_t size, const char *tags,
+                  int64_t mtime_ms, const char **rule_id);
+/* x-amz-expiration for an object of bucket b. */
+void s3_reply_expiration(struct s3_req *r, const struct bucket_row *b,
+                         const struct object_row *o);
+void s3_get_bucket_lifecycle(struct s3_req *r);
+void s3_put_bucket_lifecycle(struct s3_req *r);
+void s3_delete_bucket_lifecycle(struct s3_req *r);
+/* One pass over every configured bucket (the worker's, and tests'). */
+int lc_run_once(struct walrus *w, struct koala_error **err);
+int lc_worker_start(struct walrus *w, struct koala_error **err);
+void lc_worker_stop(struct walrus *w);
 
 #endif

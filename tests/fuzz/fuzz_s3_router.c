@@ -51,12 +51,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             (void)s3_param(r, params[i]);
         if (r->op == OP_COPY_OBJECT || r->op == OP_UPLOAD_PART_COPY) {
             /* the copy source, as CopyObject and UploadPartCopy read it */
-            char *sb = NULL, *sk = NULL;
-            if (s3_copy_source(r, &sb, &sk, &err) == 0 &&
-                (sb == NULL || sk == NULL || strlen(sk) > WALRUS_MAX_KEY))
+            char *sb = NULL, *sk = NULL, *sv = NULL;
+            if (s3_copy_source(r, &sb, &sk, &sv, &err) == 0 &&
+                (sb == NULL || sk == NULL || strlen(sk) > WALRUS_MAX_KEY ||
+                 (sv && !version_id_valid(sv))))
                 abort();
             free(sb);
             free(sk);
+            free(sv);
         }
     }
     error_free(err);

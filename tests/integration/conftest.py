@@ -17,6 +17,7 @@ from pathlib import Path
 
 import boto3
 import botocore.config
+import botocore.exceptions
 import pytest
 
 from soapclient import client_context
@@ -264,6 +265,13 @@ def bucket(s3, request):
 
 
 def empty_bucket(s3, name):
+    # Settings a test may have left that would lock the owner out.
+    for reset in (s3.delete_bucket_policy, s3.delete_public_access_block,
+                  s3.delete_bucket_ownership_controls):
+        try:
+            reset(Bucket=name)
+        except botocore.exceptions.ClientError:
+            pass
     for up in s3.list_multipart_uploads(Bucket=name).get("Uploads", []):
         s3.abort_multipart_upload(Bucket=name, Key=up["Key"],
                                   UploadId=up["UploadId"])
@@ -277,6 +285,13 @@ def empty_bucket(s3, name):
         if not page.get("IsTruncated"):
             break
         token = page["NextContinuationToken"]
+    # What versioning kept: noncurrent versions and delete markers.
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=name):
+        gone = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                for v in page.get("Versions", []) + page.get(
+                    "DeleteMarkers", [])]
+        if gone:
+            s3.delete_objects(Bucket=name, Delete={"Objects": gone})
 
 
 @pytest.fixture

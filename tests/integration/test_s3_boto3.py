@@ -53,16 +53,32 @@ def test_bucket_location_constraint(s3, tmp_path):
             "LocationConstraint": "eu-west-1"})
         loc = client.get_bucket_location(Bucket="loc-bucket-eu")
         assert loc["LocationConstraint"] == "eu-west-1"
+        # Outside us-east-1, re-creating your own bucket is an error.
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            client.create_bucket(Bucket="loc-bucket-eu",
+                                 CreateBucketConfiguration={
+                                     "LocationConstraint": "eu-west-1"})
+        assert code_of(e) == "BucketAlreadyOwnedByYou"
+        assert status_of(e) == 409
         client.delete_bucket(Bucket="loc-bucket-eu")
     finally:
         assert eu.stop() == 0
 
 
 def test_bucket_already_owned_and_exists(s3, s3_bob, bucket):
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        s3.create_bucket(Bucket=bucket)
-    assert code_of(e) == "BucketAlreadyOwnedByYou"
-    assert status_of(e) == 409
+    # us-east-1's legacy: re-creating your own bucket succeeds and resets
+    # its ACL to the one the request asks for (private by default).
+    s3.put_object(Bucket=bucket, Key="stays", Body=b"x")
+    s3.put_bucket_acl(Bucket=bucket, ACL="public-read")
+    s3.create_bucket(Bucket=bucket)
+    grants = s3.get_bucket_acl(Bucket=bucket)["Grants"]
+    assert [g["Permission"] for g in grants] == ["FULL_CONTROL"]
+    s3.create_bucket(Bucket=bucket, ACL="public-read")
+    grants = s3.get_bucket_acl(Bucket=bucket)["Grants"]
+    assert any(g["Grantee"].get("URI", "").endswith("AllUsers")
+               for g in grants)
+    assert s3.get_object(Bucket=bucket, Key="stays")["Body"].read() == b"x"
+    s3.delete_object(Bucket=bucket, Key="stays")
     with pytest.raises(botocore.exceptions.ClientError) as e:
         s3_bob.create_bucket(Bucket=bucket)
     assert code_of(e) == "BucketAlreadyExists"
@@ -843,9 +859,5 @@ def test_virtual_host_style(walrus, vhost_resolver, bucket, s3):
 
 def test_not_implemented_subresources(s3, bucket):
     with pytest.raises(botocore.exceptions.ClientError) as e:
-        s3.get_bucket_policy(Bucket=bucket)
-    assert code_of(e) == "NotImplemented"
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={
-            "Status": "Enabled"})
+        s3.get_bucket_website(Bucket=bucket)
     assert code_of(e) == "NotImplemented"

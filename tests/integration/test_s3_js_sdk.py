@@ -62,3 +62,39 @@ def test_js_sdk_v3_https(https_walrus, node):
     assert "ok cleanup" in p.stdout
     # The SDK really streamed with a trailer (the path this test exists for).
     assert "payload STREAMING-UNSIGNED-PAYLOAD-TRAILER" in w.log_text()
+
+
+def test_js_sdk_v3_cors(https_walrus, node):
+    """What a page using the SDK makes a browser do: preflight, then the
+    signed request, CORS headers checked as the browser would."""
+    w = https_walrus
+    env = dict(os.environ,
+               AWS_ACCESS_KEY_ID=w.user.key,
+               AWS_SECRET_ACCESS_KEY=w.user.secret,
+               AWS_REGION="us-east-1",
+               AWS_CONFIG_FILE="/dev/null",
+               AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+               NODE_EXTRA_CA_CERTS=str(w.ca_file))
+    p = subprocess.run([node, "s3_cors_v3.mjs", w.endpoint, "js-cors"],
+                       cwd=JS, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, f"{p.stdout}\n{p.stderr}"
+    assert "ok cleanup" in p.stdout
+
+
+def test_js_browser_form_upload(https_walrus, node):
+    """A browser's POST upload (signed policy, preflight, FormData), read
+    back with the SDK."""
+    w = https_walrus
+    env = dict(os.environ,
+               AWS_ACCESS_KEY_ID=w.user.key,
+               AWS_SECRET_ACCESS_KEY=w.user.secret,
+               AWS_REGION="us-east-1",
+               AWS_CONFIG_FILE="/dev/null",
+               AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+               NODE_EXTRA_CA_CERTS=str(w.ca_file))
+    p = subprocess.run([node, "s3_post_v3.mjs", w.endpoint, "js-post"],
+                       cwd=JS, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, f"{p.stdout}\n{p.stderr}"
+    assert "ok cleanup" in p.stdout
