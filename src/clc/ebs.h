@@ -124,7 +124,7 @@ int clc_ebs_apply_instance(struct clc *clc, struct db *db, const char *iid,
                            const char *state, const struct xml_node *inst,
                            struct koala_error **err);
 
-/* ---- snapshots (snapshots.c) ---- */
+/* ---- snapshots (snapshots.c, snap_perms.c) ---- */
 void ec2_create_snapshot(struct ec2_req *r);
 void ec2_create_snapshots(struct ec2_req *r);
 void ec2_describe_snapshots(struct ec2_req *r);
@@ -137,6 +137,10 @@ void ec2_reset_snapshot_attribute(struct ec2_req *r);
  * snapshot, "" for none. */
 int clc_snapshot_image(struct db *db, const char *snapshot, char image[32],
                        struct koala_error **err);
+/* 0 when the snapshot is the owner's, or -1 with InvalidSnapshot.NotFound
+ * (InvalidSnapshotID.Malformed). */
+int clc_snapshot_own(struct db *db, int64_t owner, const char *id,
+                     struct koala_error **err);
 /* The snapshot, if the viewer may create volumes from it: 0, or -1 with
  * InvalidSnapshot.NotFound; its SC data id and zone into sc_id / zone,
  * its volume size into *size_gb. */
