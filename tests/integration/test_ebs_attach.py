@@ -280,6 +280,15 @@ def test_stop_start_keeps_and_terminate_lets_go(cloud):
     ec2.stop_instances(InstanceIds=[cloud.b])
     wait_state(ec2, [cloud.b], "stopped", timeout=120)
     assert attachment(ec2, vid)["InstanceId"] == cloud.b
+    # A stopped instance takes a volume and lets go of one.
+    extra = new_volume(ec2, cloud)
+    ec2.attach_volume(VolumeId=extra, InstanceId=cloud.b, Device="/dev/sdk")
+    wait_until(lambda: (attachment(ec2, extra) or {}).get("State") ==
+               "attached", 60, 0.3, f"{extra} attached to a stopped instance")
+    ec2.detach_volume(VolumeId=extra)
+    ec2.get_waiter("volume_available").wait(VolumeIds=[extra],
+                                            WaiterConfig=FAST)
+    ec2.delete_volume(VolumeId=extra)
     ec2.start_instances(InstanceIds=[cloud.b])
     got = wait_state(ec2, [cloud.b], "running", timeout=300)
     cloud.ip[cloud.b] = got[cloud.b]["PrivateIpAddress"]
