@@ -258,7 +258,10 @@ void s3_list_objects(struct s3_req *r, int version)
     l.after = "";
     if (list_parse_max(s3_param(r, "max-keys"), &l.max_keys, &err) < 0)
         goto out;
-    if (version == 2 && token) {
+    /* An empty token is no token: S3 lists from the start (and echoes the
+     * empty token back), as SDKs that pass the last NextContinuationToken
+     * unconditionally rely on. */
+    if (version == 2 && token && *token) {
         token_key = str_base64_decode_text(token, WALRUS_MAX_KEY);
         if (token_key == NULL) {
             error_set(&err, EINVAL, "InvalidArgument",

@@ -230,10 +230,15 @@ def test_list_max_keys_zero_and_empty_delimiter(s3, bucket):
 
 
 def test_empty_continuation_token(s3, bucket):
-    # S3 refuses an empty token rather than starting over.
-    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    # An empty token is no token (S3 lists from the start and echoes it);
+    # a token it never gave is refused.
+    for k in ("a", "b"):
+        s3.put_object(Bucket=bucket, Key=k, Body=b"x")
+    r = s3.list_objects_v2(Bucket=bucket, ContinuationToken="")
+    assert [o["Key"] for o in r["Contents"]] == ["a", "b"]
+    assert r["ContinuationToken"] == "" and not r["IsTruncated"]
     with pytest.raises(botocore.exceptions.ClientError) as e:
-        s3.list_objects_v2(Bucket=bucket, ContinuationToken="")
+        s3.list_objects_v2(Bucket=bucket, ContinuationToken="%%%")
     assert code_of(e) == "InvalidArgument"
 
 
