@@ -199,8 +199,7 @@ static int grow_in_guest(struct clc *clc, struct db *db, struct job *j,
     int rc = soap_call(cc, "ResizeVolume", rq, len, &doc, &body, &e);
     soap_client_free(cc);
     if (rc == 0) {
-        log_info("%s: %s has it at %lld GiB", j->id, instance,
-                 (long long)j->n);
+        log_info("%s: %s has it at %lld GiB", j->id, instance, (long long)j->n);
         return 0;
     }
     const char *code = e->code ? e->code : "";
