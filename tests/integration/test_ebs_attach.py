@@ -290,7 +290,8 @@ def test_modify_volume_grows_online(cloud):
     under the disk, block_resize: docs/storage.md); completed once the
     guest has it, which sees it by itself (scsi-hd: Linux takes the
     capacity change without a rescan); what it held is intact and it
-    writes past the old end."""
+    writes past the old end.  With the node away, the modification waits
+    for it (asked again each round) and completes once it is back."""
     ec2 = cloud.ec2()
     vid = cloud.vol
     dev = disks(cloud, cloud.b)[serial(vid)]
@@ -320,6 +321,28 @@ def test_modify_volume_grows_online(cloud):
         hashlib.sha256(tail).hexdigest()
     cloud.tail = tail
 
+    # The node away (koala-nc killed; the guest's QEMU runs on): the SC
+    # grows the volume but the modification waits, asked again each
+    # round, until the node is back and has given the guest the size.
+    nc = cloud.daemons[node_of(cloud, cloud.b)]
+    assert nc.stop(signal.SIGKILL) == -signal.SIGKILL
+    try:
+        ec2.modify_volume(VolumeId=vid, Size=3)
+        time.sleep(3)  # six rounds of the CLC's poll
+        m = ec2.describe_volumes_modifications(
+            VolumeIds=[vid])["VolumesModifications"][0]
+        assert m["ModificationState"] == "modifying", m
+        assert sectors(cloud, cloud.b, vid) == (2 << 30) // 512
+    finally:
+        nc.start()
+    wait_until(lambda: ec2.describe_volumes_modifications(VolumeIds=[vid])[
+        "VolumesModifications"][0]["ModificationState"] == "completed",
+        60, 0.3, "the modification completed once the node is back")
+    wait_until(lambda: sectors(cloud, cloud.b, vid) == (3 << 30) // 512,
+               10, 0.2, "3 GiB in the guest")
+    assert read_hash(cloud, cloud.b, dev, len(cloud.data)) == \
+        hashlib.sha256(cloud.data).hexdigest()
+
 
 def test_stop_start_keeps_and_terminate_lets_go(cloud):
     ec2 = cloud.ec2()
@@ -337,7 +360,7 @@ def test_stop_start_keeps_and_terminate_lets_go(cloud):
         hashlib.sha256(cloud.data).hexdigest()
     assert attachment(ec2, vid)["State"] == "attached"
     # The grown size from the start (a new QEMU opens the export afresh).
-    assert sectors(cloud, cloud.b, vid) == (2 << 30) // 512
+    assert sectors(cloud, cloud.b, vid) == (3 << 30) // 512
     assert read_hash(cloud, cloud.b, dev, len(cloud.tail),
                      (1 << 20) + 64) == hashlib.sha256(cloud.tail).hexdigest()
     # Terminate: the volume is the user's again, available.
