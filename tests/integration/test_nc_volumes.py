@@ -543,7 +543,11 @@ def test_stop_start_keeps_the_volume(guests, nodes):
     pid = n2.qemu_pid(g.b)
     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     assert f'"node-name":"nbd-{vol}"'.encode() in cmdline
-    ip = guest_ip(n2, g.b)
+    # The second boot's word (QEMU appends to the console log: the first
+    # boot's is there already, and the guest may not be up yet).
+    out = n2.wait_console(g.b, "KOALA-GUEST-READY ip=10.77.0.", count=2,
+                          timeout=240)
+    ip = re.findall(r"KOALA-GUEST-READY ip=(10\.77\.0\.\d+)", out)[-1]
     name, _ = wait_disk(g.net2, ip, vol)
     g.ip_b = ip
     rc, out = run_in(g.net2, ip,
@@ -552,6 +556,23 @@ def test_stop_start_keeps_the_volume(guests, nodes):
     # Detached while stopped, attached again while stopped: records only.
     n2.call("ncStopInstance", instanceId=g.b)
     n2.wait_state(g.b, "stopped")
+    # Grown while stopped: only recorded (the next start opens the export
+    # afresh), answered at once.
+    t0 = time.monotonic()
+    assert n2.resize(g.b, vol, (VOL_MB + 8) << 20)["sizeBytes"] == \
+        (VOL_MB + 8) << 20
+    assert time.monotonic() - t0 < 5
+
+    def saved():
+        doc = json.loads((n2.inst_dir(g.b) / "instance.json").read_text())
+        (v,) = [v for v in doc["volumes"] if v["volumeId"] == vol]
+        return v
+    # (the job saves it a moment after the answer; until then the request
+    # itself had saved growTo, which a restart would take up)
+    wait_until(lambda: saved()["export"]["sizeBytes"] ==
+               (VOL_MB + 8) << 20, timeout=5, step=0.05,
+               what="the new size in instance.json")
+    assert "growTo" not in saved()
     assert n2.detach(g.b, vol)["state"] == "detached"
     assert n2.volumes(g.b)[vol]["state"] == "detached"
 
