@@ -666,6 +666,13 @@ int nc_resize_volume(struct nc *nc, const char *instance_id,
                   instance_id);
         goto out;
     }
+    if (v->state == NC_VOL_ATTACHING) {
+        /* No code: the caller asks again once it is plugged (an export
+         * opened after the SC's growth has the size already). */
+        error_set(err, EAGAIN, NULL, "Volume '%s' is still being attached",
+                  volume_id);
+        goto out;
+    }
     if (v->state != NC_VOL_ATTACHED) {
         error_set(err, EINVAL, "IncorrectState",
                   "Volume '%s' is %s, not attached to '%s'", volume_id,
