@@ -581,6 +581,9 @@ int cc_volume_check(const struct xml_node *v, struct koala_error **err);
 struct cc_req;
 void cc_op_attach_volume(struct cc_req *r);
 void cc_op_detach_volume(struct cc_req *r);
+/* ResizeVolume (instanceId, volumeId, sizeBytes): ncResizeVolume on the
+ * instance's node, which gives the running guest the grown export's size. */
+void cc_op_resize_volume(struct cc_req *r);
 
 struct cc_req {
     struct cc *cc;

@@ -65,6 +65,7 @@ static const struct {
     {"DescribePublicAddresses", cc_op_describe_public_addresses, NULL},
     {"AttachVolume", cc_op_attach_volume, NULL},
     {"DetachVolume", cc_op_detach_volume, NULL},
+    {"ResizeVolume", cc_op_resize_volume, NULL},
 };
 
 static void dispatch(struct http_request *http)

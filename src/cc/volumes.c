@@ -1,8 +1,9 @@
-/* volumes.c: the cluster's part of EBS (docs/storage.md): AttachVolume
- * and DetachVolume forwarded to the node that hosts the instance
- * (ncAttachVolume, ncDetachVolume), and the instances' attachments as
- * their NCs report them, kept with the instance (its `volumes` column)
- * so that DescribeInstances and the notifications to the CLC carry them.
+/* volumes.c: the cluster's part of EBS (docs/storage.md): AttachVolume,
+ * DetachVolume and ResizeVolume forwarded to the node that hosts the
+ * instance (ncAttachVolume, ncDetachVolume, ncResizeVolume), and the
+ * instances' attachments as their NCs report them, kept with the instance
+ * (its `volumes` column) so that DescribeInstances and the notifications
+ * to the CLC carry them.
  *
  * The CC adds nothing to an attachment: the SC's export comes from the
  * CLC and goes to the node as it is; the node's answer (attached, or the
@@ -139,8 +140,9 @@ static int locate(struct cc_req *r, const char *id, struct cc_instance *in,
     return 0;
 }
 
-/* Sends req (an ncAttachVolume / ncDetachVolume of the CLC's request,
- * copied) to the instance's node and answers with the node's volume. */
+/* Sends req (an ncAttachVolume / ncDetachVolume / ncResizeVolume of the
+ * CLC's request, copied) to the instance's node and answers with the
+ * node's volume (and its sizeBytes, of a resize). */
 static void forward(struct cc_req *r, const char *nc_op, const char *reply_op)
 {
     struct koala_error *err = NULL;
@@ -162,17 +164,21 @@ static void forward(struct cc_req *r, const char *nc_op, const char *reply_op)
     struct xml_doc *doc = NULL;
     const struct xml_node *body = NULL;
     /* Attaching waits on the node for the plug (or the guest's letting
-     * go, on detach): longer than an ordinary call. */
+     * go, on detach; the new NBD client, on resize): longer than an
+     * ordinary call. */
     if (nc_call(r->cc, endpoint, nc_op, req, len,
                 (unsigned)r->cc->opt.nc_timeout_ms + 60000, &doc, &body,
                 &err) < 0)
         return cc_fail(r, err);
     const struct xml_node *v = xml_child(body, "volume");
+    const struct xml_node *size = xml_child(body, "sizeBytes");
     struct xml_writer *out = soap_start(reply_op, CC_NS);
     xml_text_element(out, "instanceId", in.id);
     xml_text_element(out, "node", in.node);
     if (v)
         cc_xml_copy(out, v);
+    if (size)
+        cc_xml_copy(out, size);
     xml_doc_free(doc);
     log_info("%s %s on %s: done", nc_op, in.id, in.node);
     /* The node's push brings the new state; poll soon besides. */
@@ -195,4 +201,15 @@ void cc_op_detach_volume(struct cc_req *r)
     if (vol == NULL)
         return cc_fail(r, err);
     forward(r, "ncDetachVolume", "DetachVolumeResponse");
+}
+
+void cc_op_resize_volume(struct cc_req *r)
+{
+    struct koala_error *err = NULL;
+    _cleanup_free_ char *vol = soap_text(r->op, "volumeId", &err);
+    _cleanup_free_ char *size =
+        vol ? soap_text(r->op, "sizeBytes", &err) : NULL;
+    if (size == NULL)
+        return cc_fail(r, err);
+    forward(r, "ncResizeVolume", "ResizeVolumeResponse");
 }

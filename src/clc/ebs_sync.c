@@ -4,7 +4,8 @@
  *
  * Each round reads what the rows want and asks for it again: volumes
  * `creating` (the SC's CreateVolume is idempotent per id) and `deleting`,
- * snapshots `pending`, modifications `modifying`, attachments `attaching`
+ * snapshots `pending`, modifications `modifying` (the SC grows the
+ * volume, the node gives its guest the new size), attachments `attaching`
  * (the SC exports the volume to the instance's node, then the CC plugs it)
  * and `detaching` (the CC unplugs it; the export goes once the node let go),
  * and sc_drops (SC work that outlived its row).  What fails is logged and
@@ -156,8 +157,68 @@ static int sync_deleting(struct clc *clc, struct db *db, struct job *j,
     return 0;
 }
 
-/* ModifyVolume: the SC grows the volume; then the modification is
- * optimizing (as EC2 reports while it rebalances) and completed. */
+/* A grown volume's attachment: the running guest gets the new size (the
+ * CC's ResizeVolume, done by the instance's node: docs/storage.md).  0
+ * done or nothing to do (not attached; the node no longer has the
+ * instance or the attachment: its next attach opens the export at its new
+ * size), -1 with *err: refused() tells the node's refusal from its
+ * absence.  An attachment still attaching is waited for: its node may
+ * have connected before the SC grew the export. */
+static int grow_in_guest(struct clc *clc, struct db *db, struct job *j,
+                         struct koala_error **err)
+{
+    char instance[32] = "", state[16] = "";
+    sqlite3_stmt *st = db_stmt(
+        db, "SELECT instance_id, state FROM attachments WHERE volume_id = ?",
+        err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, j->id, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        clc_col(instance, sizeof(instance), st, 0);
+        clc_col(state, sizeof(state), st, 1);
+    }
+    db_stmt_done(st);
+    if (strcmp(state, "attaching") == 0)
+        return error_set(err, EAGAIN, NULL,
+                         "waiting for its attachment to %s first", instance);
+    if (strcmp(state, "attached") != 0)
+        return 0;
+    struct koala_error *e = NULL;
+    struct soap_client *cc = clc_cc_client(clc, db, j->zone, err);
+    if (cc == NULL)
+        return -1;
+    struct xml_writer *w = soap_start("ResizeVolume", CC_NS);
+    xml_text_element(w, "instanceId", instance);
+    xml_text_element(w, "volumeId", j->id);
+    xml_u64_element(w, "sizeBytes", (uint64_t)j->n * GIB);
+    size_t len;
+    char *rq = soap_finish(w, &len);
+    _cleanup_xml_doc_ struct xml_doc *doc = NULL;
+    const struct xml_node *body;
+    int rc = soap_call(cc, "ResizeVolume", rq, len, &doc, &body, &e);
+    soap_client_free(cc);
+    if (rc == 0) {
+        log_info("%s: %s has it at %lld GiB", j->id, instance, (long long)j->n);
+        return 0;
+    }
+    const char *code = e->code ? e->code : "";
+    if (str_has_prefix(code, "InvalidInstanceID") ||
+        str_has_prefix(code, "InvalidAttachment") ||
+        strcmp(code, "IncorrectInstanceState") == 0) {
+        log_info("%s: not on %s any more (%s): nothing to grow there", j->id,
+                 instance, error_message(e));
+        error_free(e);
+        return 0;
+    }
+    error_set(err, e->errnum, e->code, "%s: %s", instance, error_message(e));
+    error_free(e);
+    return -1;
+}
+
+/* ModifyVolume: the SC grows the volume, the node of its attachment gives
+ * the guest the new size; then the modification is completed.  (a): 'grow'
+ * when the size grows. */
 static int sync_modifying(struct clc *clc, struct db *db, struct job *j,
                           struct koala_error **err)
 {
@@ -169,13 +230,21 @@ static int sync_modifying(struct clc *clc, struct db *db, struct job *j,
     struct koala_error *e = NULL;
     int rc = clc_sc_resize_volume(c, j->id, (uint64_t)j->n * GIB, &sv, &e);
     soap_client_free(c);
+    /* (the SC's resize is idempotent: a round that finds the node away
+     * asks both again) */
+    if (rc == 0 && strcmp(j->a, "grow") == 0)
+        rc = grow_in_guest(clc, db, j, &e);
     if (rc < 0 && !refused(e)) {
-        error_set(err, e->errnum, e->code, "%s", error_message(e));
+        error_set(err, e ? e->errnum : EIO, e ? e->code : NULL, "%s",
+                  error_message(e));
         error_free(e);
         return -1;
     }
     if (rc < 0) {
-        /* The volume keeps its size; the modification failed. */
+        /* The volume keeps its size (in the CLC's rows; an SC that grew
+         * it before the node refused keeps the space: a later
+         * modification to that size or more finds it there); the
+         * modification failed. */
         int r2 = clc_exec(db,
                           "UPDATE volume_mods SET state = 'failed', message"
                           " = ?, end_time = ? WHERE volume_id = ?",
@@ -464,8 +533,9 @@ void clc_ebs_sync(struct clc *clc, struct db *db)
          "SELECT id, zone, '', '', 0 FROM volumes WHERE state = 'deleting'",
          sync_deleting);
     each(clc, db, "volume",
-         "SELECT m.volume_id, v.zone, '', '', m.target_size FROM volume_mods"
-         " m JOIN volumes v ON v.id = m.volume_id WHERE m.state ="
+         "SELECT m.volume_id, v.zone, CASE WHEN m.target_size > v.size_gb"
+         " THEN 'grow' ELSE '' END, '', m.target_size FROM volume_mods m"
+         " JOIN volumes v ON v.id = m.volume_id WHERE m.state ="
          " 'modifying'",
          sync_modifying);
     each(clc, db, "snapshot",

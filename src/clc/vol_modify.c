@@ -1,8 +1,10 @@
 /* vol_modify.c: ModifyVolume and DescribeVolumesModifications (Elastic
  * Volumes).  A modification is a row per volume (its latest): modifying
- * while the SC grows the volume (ebs_sync.c), then completed (or failed,
- * the volume unchanged).  Sizes only grow, as on EC2; a volume attached to
- * a running instance grows online (the SC resizes its export).  One
+ * while the SC grows the volume and the node of its attachment gives the
+ * guest the new size (ebs_sync.c), then completed (or failed, the volume
+ * unchanged).  Sizes only grow, as on EC2; a volume attached to a running
+ * instance grows online (the SC resizes its export, the node's QEMU opens
+ * it again and tells the guest, which sees the new size by itself).  One
  * modification at a time per volume (IncorrectModificationState).
  */
 #define LOG_MODULE "clc"

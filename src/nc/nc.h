@@ -127,6 +127,11 @@ struct nc_volume {
     char *error;         /* why the last attach or detach failed */
     char error_code[48]; /* its EC2 code, "" for an internal error */
     int64_t detached_ms; /* monotonic; detached records are kept a while */
+    int64_t grow_to;     /* attached: the size ncResizeVolume asked for,
+                          * until the guest has it (instance.json too);
+                          * 0 none */
+    char *grow_error;    /* why the last growth failed */
+    char grow_code[48];  /* its EC2 code */
     struct nc_volume *next;
 };
 
@@ -385,7 +390,8 @@ void nc_strv_free(char **v);
  * of the credentials. */
 json_t *nc_volume_blockdev(const struct nc_volume *v);
 json_t *nc_volume_format(const struct nc_volume *v);
-/* A node name of the volume: kind "nbd", "raw" or "null", "-" and its id. */
+/* A node name of the volume: kind "nbd", "raw", "null" or "grow" (the
+ * second NBD client while it grows, volgrow.c), "-" and its id. */
 void nc_volume_node(const struct nc_volume *v, const char *kind, char out[40]);
 json_t *nc_volume_device(const struct nc_volume *v, bool microvm);
 json_t *nc_volume_tls_object(const struct nc *nc);
@@ -405,8 +411,30 @@ int nc_attach_volume(struct nc *nc, const char *instance_id,
 int nc_detach_volume(struct nc *nc, const char *instance_id,
                      const char *volume_id, bool force, struct xml_writer *w,
                      struct koala_error **err);
-/* Some attachment waits for work (plugging, unplugging) that settling the
- * instance does.  Lock held. */
+/* ncResizeVolume: the attached volume's export grew to size_bytes (the
+ * SC resized it); the running guest is given the new size (volgrow.c);
+ * a stopped instance's next start opens the export afresh.  Answers
+ * once the guest has it. */
+int nc_resize_volume(struct nc *nc, const char *instance_id,
+                     const char *volume_id, int64_t size_bytes,
+                     struct xml_writer *w, struct koala_error **err);
+/* QMP steps shared by volops.c and volgrow.c: whether QEMU has block node
+ * `node` (1, its size into *size when asked), has not (0), or -1;
+ * a command whose answer is not needed; removing a node if present. */
+int nc_vol_node_info(struct qmp *q, const char *node, int64_t *size,
+                     struct koala_error **err);
+int nc_vol_has_node(struct qmp *q, const char *node, struct koala_error **err);
+int nc_vol_qmp(struct qmp *q, const char *cmd, json_t *args, unsigned ms,
+               struct koala_error **err);
+int nc_vol_drop_node(struct qmp *q, const char *node,
+                     struct koala_error **err);
+/* volgrow.c: the running QEMU's disk of v (attached) grown to the size
+ * of its export, at least min_bytes; idempotent, resumable after a kill
+ * at any step.  No lock held (the instance's job). */
+int nc_volume_grow(struct qmp *q, const struct nc_volume *v, int64_t min_bytes,
+                   struct koala_error **err);
+/* Some attachment waits for work (plugging, unplugging, growing) that
+ * settling the instance does.  Lock held. */
 bool nc_volumes_pending_locked(const struct nc_instance *inst);
 /* The job part of settling: plugs and unplugs what waits. */
 void nc_volumes_converge(struct nc *nc, struct nc_instance *inst);

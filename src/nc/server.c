@@ -405,12 +405,30 @@ static int op_detach_volume(struct nc *nc, const struct xml_node *op,
     return nc_detach_volume(nc, id, vol, f, w, err);
 }
 
+/* instanceId, volumeId, sizeBytes (the export's new size, after the SC's
+ * ResizeVolume). */
+static int op_resize_volume(struct nc *nc, const struct xml_node *op,
+                            struct xml_writer *w, struct koala_error **err)
+{
+    _cleanup_free_ char *id = NULL, *vol = NULL;
+    int64_t size;
+    if (instance_id(op, &id, err) < 0 ||
+        (vol = need(op, "volumeId", err)) == NULL ||
+        need_int(op, "sizeBytes", 1, INT64_MAX, &size, err) < 0)
+        return -1;
+    if (!nc_valid_volume_id(vol))
+        return error_set(err, EINVAL, "InvalidVolumeID.Malformed",
+                         "Invalid id: \"%s\" (expecting \"vol-...\")", vol);
+    return nc_resize_volume(nc, id, vol, size, w, err);
+}
+
 static const struct {
     const char *name;
     op_fn fn;
 } ops[] = {
     {"ncAttachVolume", op_attach_volume},
     {"ncDetachVolume", op_detach_volume},
+    {"ncResizeVolume", op_resize_volume},
     {"ncRunInstance", op_run},
     {"ncTerminateInstance", op_terminate},
     {"ncRebootInstance", op_reboot},

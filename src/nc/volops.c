@@ -64,7 +64,7 @@ static int has_device(struct qmp *q, const char *id, struct koala_error **err)
 
 /* Whether QEMU has block node `node` (1, its size into *size when asked),
  * has not (0), or -1. */
-static int node_info(struct qmp *q, const char *node, int64_t *size,
+int nc_vol_node_info(struct qmp *q, const char *node, int64_t *size,
                      struct koala_error **err)
 {
     json_t *r = qmp_execute(q, "query-named-block-nodes",
@@ -88,12 +88,12 @@ static int node_info(struct qmp *q, const char *node, int64_t *size,
     return found;
 }
 
-static int has_node(struct qmp *q, const char *node, struct koala_error **err)
+int nc_vol_has_node(struct qmp *q, const char *node, struct koala_error **err)
 {
-    return node_info(q, node, NULL, err);
+    return nc_vol_node_info(q, node, NULL, err);
 }
 
-static int run(struct qmp *q, const char *cmd, json_t *args, unsigned ms,
+int nc_vol_qmp(struct qmp *q, const char *cmd, json_t *args, unsigned ms,
                struct koala_error **err)
 {
     json_t *r = qmp_execute(q, cmd, args, ms, err);
@@ -116,9 +116,9 @@ static void export_clear_move(struct nc_export *to, struct nc_export *from)
 }
 
 /* Removes block node `node` if QEMU has it. */
-static int drop_node(struct qmp *q, const char *node, struct koala_error **err)
+int nc_vol_drop_node(struct qmp *q, const char *node, struct koala_error **err)
 {
-    int has = has_node(q, node, err);
+    int has = nc_vol_has_node(q, node, err);
     if (has <= 0)
         return has;
     /* A device just deleted lets go of its node a moment later (QEMU
@@ -127,8 +127,8 @@ static int drop_node(struct qmp *q, const char *node, struct koala_error **err)
     int64_t deadline = time_mono_ms() + 10000;
     for (;;) {
         struct koala_error *e = NULL;
-        if (run(q, "blockdev-del", json_pack("{s:s}", "node-name", node), 10000,
-                &e) == 0)
+        if (nc_vol_qmp(q, "blockdev-del", json_pack("{s:s}", "node-name", node),
+                       10000, &e) == 0)
             return 0;
         if (strstr(error_message(e), "in use") == NULL ||
             time_mono_ms() >= deadline) {
@@ -148,11 +148,11 @@ static int drop_node(struct qmp *q, const char *node, struct koala_error **err)
 static int drop_nodes(struct qmp *q, const struct nc_volume *v,
                       struct koala_error **err)
 {
-    static const char *const kinds[] = {"raw", "null", "nbd"};
+    static const char *const kinds[] = {"raw", "null", "grow", "nbd"};
     for (size_t i = 0; i < ARRAY_SIZE(kinds); i++) {
         char node[40];
         nc_volume_node(v, kinds[i], node);
-        if (drop_node(q, node, err) < 0)
+        if (nc_vol_drop_node(q, node, err) < 0)
             return -1;
     }
     return 0;
@@ -170,30 +170,35 @@ static int cut_loose(struct qmp *q, const struct nc_volume *v,
     nc_volume_node(v, "null", null);
     nc_volume_node(v, "nbd", nbd);
     int64_t size = 0;
-    int has = node_info(q, raw, &size, err);
+    int has = nc_vol_node_info(q, raw, &size, err);
     if (has < 0)
         return -1;
     if (has == 1) {
-        int hn = has_node(q, null, err);
+        int hn = nc_vol_has_node(q, null, err);
         if (hn < 0)
             return -1;
-        if (hn == 0 && run(q, "blockdev-add",
-                           json_pack("{s:s, s:s, s:I, s:b}", "driver",
-                                     "null-co", "node-name", null, "size",
-                                     (json_int_t)(size > 0 ? size : 1 << 30),
-                                     "read-zeroes", 1),
-                           10000, err) < 0)
+        if (hn == 0 &&
+            nc_vol_qmp(q, "blockdev-add",
+                       json_pack("{s:s, s:s, s:I, s:b}", "driver", "null-co",
+                                 "node-name", null, "size",
+                                 (json_int_t)(size > 0 ? size : 1 << 30),
+                                 "read-zeroes", 1),
+                       10000, err) < 0)
             return -1;
         json_t *opts =
             json_pack("[{s:s, s:s, s:s, s:s}]", "driver", "raw", "node-name",
                       raw, "file", null, "discard", "unmap");
-        if (run(q, "blockdev-reopen", json_pack("{s:o}", "options", opts),
-                10000, err) < 0) {
+        if (nc_vol_qmp(q, "blockdev-reopen",
+                       json_pack("{s:o}", "options", opts), 10000, err) < 0) {
             error_prefix(*err, "moving %s off its export", v->id);
             return -1;
         }
     }
-    return drop_node(q, nbd, err);
+    char grow[40]; /* a growth cut short (volgrow.c) may have left it */
+    nc_volume_node(v, "grow", grow);
+    if (nc_vol_drop_node(q, grow, err) < 0)
+        return -1;
+    return nc_vol_drop_node(q, nbd, err);
 }
 
 /* ---- plugging and unplugging (no lock held; v's fields are stable
@@ -210,7 +215,7 @@ static int plug(struct nc *nc, struct qmp *q, const struct nc_volume *v,
     if (dev == 1) {
         /* There already (a restart), unless it is the disk of a forced
          * detach that the guest still holds. */
-        int held = has_node(q, null, err);
+        int held = nc_vol_has_node(q, null, err);
         if (held != 0)
             return held < 0 ? -1
                             : error_set(err, EBUSY, "VolumeInUse",
@@ -221,7 +226,7 @@ static int plug(struct nc *nc, struct qmp *q, const struct nc_volume *v,
     }
     /* The credentials, once per QEMU (a second add says "duplicate"). */
     struct koala_error *e = NULL;
-    if (run(q, "object-add", nc_volume_tls_object(nc), 10000, &e) < 0) {
+    if (nc_vol_qmp(q, "object-add", nc_volume_tls_object(nc), 10000, &e) < 0) {
         if (strstr(error_message(e), "duplicate") == NULL &&
             strstr(error_message(e), "already") == NULL) {
             if (err && *err == NULL)
@@ -238,7 +243,7 @@ static int plug(struct nc *nc, struct qmp *q, const struct nc_volume *v,
         return -1;
     /* open-timeout stays 0: one connection attempt, so an export that
      * cannot be reached fails the attach at once. */
-    if (run(q, "blockdev-add", nc_volume_blockdev(v), 60000, err) < 0) {
+    if (nc_vol_qmp(q, "blockdev-add", nc_volume_blockdev(v), 60000, err) < 0) {
         if (v->ex.path)
             error_prefix(*err, "connecting to the export of %s (unix %s)",
                          v->id, v->ex.path);
@@ -247,8 +252,9 @@ static int plug(struct nc *nc, struct qmp *q, const struct nc_volume *v,
                          v->id, v->ex.host, (long long)v->ex.port);
         return -1;
     }
-    if (run(q, "blockdev-add", nc_volume_format(v), 10000, err) < 0 ||
-        run(q, "device_add", nc_volume_device(v, microvm), 10000, err) < 0) {
+    if (nc_vol_qmp(q, "blockdev-add", nc_volume_format(v), 10000, err) < 0 ||
+        nc_vol_qmp(q, "device_add", nc_volume_device(v, microvm), 10000, err) <
+            0) {
         error_prefix(*err, "plugging %s into the guest", v->id);
         struct koala_error *e2 = NULL;
         if (drop_nodes(q, v, &e2) < 0)
@@ -309,13 +315,45 @@ static void set_vol_state(struct nc *nc, struct nc_instance *inst,
     pthread_cond_broadcast(&nc->cond);
 }
 
+/* Whether v waits for the instance's job: plugging, unplugging (not a
+ * stuck one: that waits for a new request), growing. */
+static bool wants_work(const struct nc_volume *v)
+{
+    return v->state == NC_VOL_ATTACHING ||
+           (v->state == NC_VOL_DETACHING && !v->stuck) ||
+           (v->state == NC_VOL_ATTACHED && v->grow_to > 0);
+}
+
 bool nc_volumes_pending_locked(const struct nc_instance *inst)
 {
     for (const struct nc_volume *v = inst->volumes; v; v = v->next)
-        if (v->state == NC_VOL_ATTACHING ||
-            (v->state == NC_VOL_DETACHING && !v->stuck))
+        if (wants_work(v))
             return true;
     return false;
+}
+
+/* The end of a growth (lock held): done, or failed with err. */
+static void grow_done_locked(struct nc *nc, struct nc_instance *inst,
+                             struct nc_volume *v, int64_t to,
+                             const struct koala_error *err)
+{
+    free(v->grow_error);
+    v->grow_error = NULL;
+    v->grow_code[0] = '\0';
+    if (err == NULL) {
+        if (v->ex.size_bytes < to)
+            v->ex.size_bytes = to;
+    } else {
+        v->grow_error = strdup(error_message(err));
+        snprintf(v->grow_code, sizeof(v->grow_code), "%s",
+                 err->code ? err->code : "");
+        log_warn("instance %s: volume %s: growing to %lld bytes: %s", inst->id,
+                 v->id, (long long)to, error_message(err));
+    }
+    /* A bigger size asked for meanwhile stays to do. */
+    if (v->grow_to <= to)
+        v->grow_to = 0;
+    pthread_cond_broadcast(&nc->cond);
 }
 
 void nc_volumes_qemu_gone_locked(struct nc *nc, struct nc_instance *inst,
@@ -333,14 +371,22 @@ void nc_volumes_converge(struct nc *nc, struct nc_instance *inst)
     for (;;) {
         pthread_mutex_lock(&nc->lock);
         struct nc_volume *v = inst->volumes;
-        while (v && !(v->state == NC_VOL_ATTACHING ||
-                      (v->state == NC_VOL_DETACHING && !v->stuck)))
+        while (v && !wants_work(v))
             v = v->next;
         struct qmp *q = inst->qmp;
         bool running = inst->state == NC_RUNNING && q && !inst->qemu_gone;
         bool microvm = inst->kernel.id != NULL;
         bool force = v && v->force;
         bool attach = v && v->state == NC_VOL_ATTACHING;
+        bool grow = v && v->state == NC_VOL_ATTACHED;
+        int64_t grow_to = v ? v->grow_to : 0;
+        if (v && !running && grow) {
+            /* The next start opens the export afresh, at its new size. */
+            grow_done_locked(nc, inst, v, grow_to, NULL);
+            changed = true;
+            pthread_mutex_unlock(&nc->lock);
+            continue;
+        }
         if (v && !running) {
             /* No QEMU: the records are all there is (the next start puts
              * attached volumes on the command line). */
@@ -359,10 +405,18 @@ void nc_volumes_converge(struct nc *nc, struct nc_instance *inst)
          * records or change states, and reaping skips non-detached ones. */
         struct koala_error *err = NULL;
         int64_t t0 = time_mono_ms();
-        int rc =
-            attach ? plug(nc, q, v, microvm, &err) : unplug(q, v, force, &err);
+        int rc = grow     ? nc_volume_grow(q, v, grow_to, &err)
+                 : attach ? plug(nc, q, v, microvm, &err)
+                          : unplug(q, v, force, &err);
         pthread_mutex_lock(&nc->lock);
-        if (rc == 0) {
+        if (grow) {
+            grow_done_locked(nc, inst, v, grow_to, rc == 0 ? NULL : err);
+            if (rc == 0)
+                log_info("instance %s: volume %s grown to %lld bytes in "
+                         "%lld ms",
+                         inst->id, v->id, (long long)grow_to,
+                         (long long)(time_mono_ms() - t0));
+        } else if (rc == 0) {
             set_vol_state(nc, inst, v,
                           attach ? NC_VOL_ATTACHED : NC_VOL_DETACHED, NULL);
             log_info("instance %s: volume %s %s in %lld ms", inst->id, v->id,
@@ -509,6 +563,7 @@ int nc_attach_volume(struct nc *nc, const char *instance_id,
             old->error = NULL;
             old->error_code[0] = '\0';
             old->force = old->stuck = false;
+            old->grow_to = 0;
             old->state = NC_VOL_ATTACHING;
             held = old;
         } else {
@@ -590,6 +645,79 @@ int nc_detach_volume(struct nc *nc, const char *instance_id,
             reply(w, inst, v);
         }
     }
+out:
+    pthread_mutex_unlock(&nc->lock);
+    return rc;
+}
+
+int nc_resize_volume(struct nc *nc, const char *instance_id,
+                     const char *volume_id, int64_t size_bytes,
+                     struct xml_writer *w, struct koala_error **err)
+{
+    pthread_mutex_lock(&nc->lock);
+    struct nc_instance *inst = find(nc, instance_id, err);
+    struct nc_volume *v = inst ? nc_volume_find(inst, volume_id) : NULL;
+    int rc = -1;
+    if (inst == NULL)
+        goto out;
+    if (v == NULL || v->state == NC_VOL_DETACHED) {
+        error_set(err, ENOENT, "InvalidAttachment.NotFound",
+                  "The volume '%s' is not attached to instance '%s'", volume_id,
+                  instance_id);
+        goto out;
+    }
+    if (v->state == NC_VOL_ATTACHING) {
+        /* No code: the caller asks again once it is plugged (an export
+         * opened after the SC's growth has the size already). */
+        error_set(err, EAGAIN, NULL, "Volume '%s' is still being attached",
+                  volume_id);
+        goto out;
+    }
+    if (v->state != NC_VOL_ATTACHED) {
+        error_set(err, EINVAL, "IncorrectState",
+                  "Volume '%s' is %s, not attached to '%s'", volume_id,
+                  nc_vol_state_name(v->state), instance_id);
+        goto out;
+    }
+    /* The work, unless the volume has the size already (a retry, or an
+     * attach after the SC's growth, which opened the export at its new
+     * size): then only the answer. */
+    if (v->ex.size_bytes < size_bytes || v->grow_to > 0) {
+        if (v->grow_to < size_bytes) {
+            log_info("instance %s: growing %s to %lld bytes", inst->id, v->id,
+                     (long long)size_bytes);
+            v->grow_to = size_bytes;
+        }
+        if (kick_locked(nc, inst, err) < 0)
+            goto out;
+        pthread_mutex_unlock(&nc->lock);
+        nc_save(nc, inst);
+        pthread_mutex_lock(&nc->lock);
+        int64_t deadline = time_mono_ms() + NC_ATTACH_WAIT_MS;
+        while (v->state == NC_VOL_ATTACHED && v->grow_to > 0 && !nc->stopping &&
+               time_mono_ms() < deadline)
+            nc_wait_locked(nc, deadline);
+        if (v->state != NC_VOL_ATTACHED) {
+            error_set(err, EINVAL, "IncorrectState",
+                      "Volume '%s' was detached from '%s' while it grew",
+                      volume_id, instance_id);
+            goto out;
+        }
+        if (v->grow_to > 0) {
+            /* The caller asks again; the job goes on meanwhile. */
+            error_set(err, EAGAIN, NULL, "%s is still growing", volume_id);
+            goto out;
+        }
+        if (v->ex.size_bytes < size_bytes) {
+            error_set(err, EIO, v->grow_code[0] ? v->grow_code : NULL,
+                      "growing %s on %s: %s", volume_id, instance_id,
+                      v->grow_error ? v->grow_error : "not done");
+            goto out;
+        }
+    }
+    reply(w, inst, v);
+    xml_u64_element(w, "sizeBytes", (uint64_t)v->ex.size_bytes);
+    rc = 0;
 out:
     pthread_mutex_unlock(&nc->lock);
     return rc;

@@ -97,6 +97,7 @@ void nc_volume_free(struct nc_volume *v)
         return;
     free(v->device);
     free(v->error);
+    free(v->grow_error);
     export_clear(&v->ex);
     free(v);
 }
@@ -298,6 +299,8 @@ json_t *nc_volumes_to_json(const struct nc_instance *inst)
         set_str(e, "tlsHostname", v->ex.tls_hostname);
         json_object_set_new(e, "sizeBytes", json_integer(v->ex.size_bytes));
         json_object_set_new(o, "export", e);
+        if (v->grow_to > 0) /* a growth to take up again after a restart */
+            json_object_set_new(o, "growTo", json_integer(v->grow_to));
         json_array_append_new(a, o);
     }
     return a;
@@ -339,6 +342,7 @@ int nc_volumes_from_json(const json_t *arr, struct nc_instance *inst,
         v->ex.export_name = jstr(e, "exportName");
         v->ex.tls_hostname = jstr(e, "tlsHostname");
         v->ex.size_bytes = json_integer_value(json_object_get(e, "sizeBytes"));
+        v->grow_to = json_integer_value(json_object_get(o, "growTo"));
         if (!nc_valid_volume_id(id) || vol_state_parse(st, &v->state) < 0 ||
             v->device == NULL || v->ex.transport == NULL ||
             v->ex.export_name == NULL || v->ex.tls_hostname == NULL) {

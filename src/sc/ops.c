@@ -339,7 +339,8 @@ static int resize_volume(struct sc_req *r, struct sc_volume *v,
         goto out;
     struct sc_active *a = sc_qsd_find(sc, id);
     if (a) {
-        /* online: the NC's QEMU sees the new size on its next request */
+        /* online: the NC's QEMU keeps its old size until the CLC has
+         * the node open the export again (ncResizeVolume) */
         if (sc_qsd_resize(sc, a, size, err) < 0)
             goto out;
     } else if (sc->store->ops->resize(sc->store, id, size, err) < 0) {

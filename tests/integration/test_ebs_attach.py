@@ -5,7 +5,8 @@ written from inside it (dd, fsync), detached, attached to the second guest
 and read back; snapshots before and after more writes, the second far
 smaller in Walrus than the first; volumes from each with the right bytes;
 the SC killed with -9 while a guest writes (the writes stall and resume,
-nothing flushed is lost); a stopped instance keeps its volume; terminate
+nothing flushed is lost); ModifyVolume grows it online (the guest sees
+the new size, data intact); a stopped instance keeps its volume; terminate
 lets go of it; and the bad input EC2 refuses.  Commands run inside the
 guests through their :8080 hook (tests/images/README.md), disks found by
 their serial (the volume id without its dash, as Nitro guests see EBS)."""
@@ -274,6 +275,75 @@ def test_sc_killed_mid_write(cloud):
     assert attachment(ec2, vid)["State"] == "attached"
 
 
+def sectors(cloud, iid, vid):
+    """The size the guest sees of the volume, in 512-byte sectors."""
+    rc, out = run(cloud, iid, "koala-disks", 20)
+    assert rc == 0, out
+    got = [int(f[1]) for f in (l.split() for l in out.split("\n"))
+           if len(f) == 3 and f[2] == serial(vid)]
+    return got[0] if got else 0
+
+
+def test_modify_volume_grows_online(cloud):
+    """ModifyVolume Size on a volume attached to a running guest: the SC
+    grows it, the node gives the guest the new size (a second NBD client
+    under the disk, block_resize: docs/storage.md); completed once the
+    guest has it, which sees it by itself (scsi-hd: Linux takes the
+    capacity change without a rescan); what it held is intact and it
+    writes past the old end.  With the node away, the modification waits
+    for it (asked again each round) and completes once it is back."""
+    ec2 = cloud.ec2()
+    vid = cloud.vol
+    dev = disks(cloud, cloud.b)[serial(vid)]
+    assert sectors(cloud, cloud.b, vid) == (1 << 30) // 512
+    t0 = time.monotonic()
+    m = ec2.modify_volume(VolumeId=vid, Size=2)["VolumeModification"]
+    assert m["ModificationState"] == "modifying" and m["TargetSize"] == 2
+    got = wait_until(lambda: (lambda x: x["ModificationState"] in (
+        "completed", "failed") and x)(ec2.describe_volumes_modifications(
+            VolumeIds=[vid])["VolumesModifications"][0]),
+        60, 0.2, "the modification to end")
+    t_done = time.monotonic() - t0
+    assert got["ModificationState"] == "completed", got
+    # Completed only once the node answered: the guest has it by now, or
+    # a moment later (its own handling of the event).
+    wait_until(lambda: sectors(cloud, cloud.b, vid) == (2 << 30) // 512,
+               10, 0.2, "the new size in the guest")
+    t_seen = time.monotonic() - t0
+    print(f"\nModifyVolume 1 -> 2 GiB, attached: completed in {t_done:.2f} s,"
+          f" in the guest {t_seen:.2f} s")
+    v = ec2.describe_volumes(VolumeIds=[vid])["Volumes"][0]
+    assert v["Size"] == 2 and v["State"] == "in-use"
+    assert read_hash(cloud, cloud.b, dev, len(cloud.data)) == \
+        hashlib.sha256(cloud.data).hexdigest()
+    tail = write(cloud, cloud.b, dev, 100, "grown", seek_kib=(1 << 20) + 64)
+    assert read_hash(cloud, cloud.b, dev, len(tail), (1 << 20) + 64) == \
+        hashlib.sha256(tail).hexdigest()
+    cloud.tail = tail
+
+    # The node away (koala-nc killed; the guest's QEMU runs on): the SC
+    # grows the volume but the modification waits, asked again each
+    # round, until the node is back and has given the guest the size.
+    nc = cloud.daemons[node_of(cloud, cloud.b)]
+    assert nc.stop(signal.SIGKILL) == -signal.SIGKILL
+    try:
+        ec2.modify_volume(VolumeId=vid, Size=3)
+        time.sleep(3)  # six rounds of the CLC's poll
+        m = ec2.describe_volumes_modifications(
+            VolumeIds=[vid])["VolumesModifications"][0]
+        assert m["ModificationState"] == "modifying", m
+        assert sectors(cloud, cloud.b, vid) == (2 << 30) // 512
+    finally:
+        nc.start()
+    wait_until(lambda: ec2.describe_volumes_modifications(VolumeIds=[vid])[
+        "VolumesModifications"][0]["ModificationState"] == "completed",
+        60, 0.3, "the modification completed once the node is back")
+    wait_until(lambda: sectors(cloud, cloud.b, vid) == (3 << 30) // 512,
+               10, 0.2, "3 GiB in the guest")
+    assert read_hash(cloud, cloud.b, dev, len(cloud.data)) == \
+        hashlib.sha256(cloud.data).hexdigest()
+
+
 def test_stop_start_keeps_and_terminate_lets_go(cloud):
     ec2 = cloud.ec2()
     vid = cloud.vol
@@ -298,6 +368,10 @@ def test_stop_start_keeps_and_terminate_lets_go(cloud):
     assert read_hash(cloud, cloud.b, dev, len(cloud.data)) == \
         hashlib.sha256(cloud.data).hexdigest()
     assert attachment(ec2, vid)["State"] == "attached"
+    # The grown size from the start (a new QEMU opens the export afresh).
+    assert sectors(cloud, cloud.b, vid) == (3 << 30) // 512
+    assert read_hash(cloud, cloud.b, dev, len(cloud.tail),
+                     (1 << 20) + 64) == hashlib.sha256(cloud.tail).hexdigest()
     # Terminate: the volume is the user's again, available.
     ec2.terminate_instances(InstanceIds=[cloud.b])
     ec2.get_waiter("volume_available").wait(VolumeIds=[vid],

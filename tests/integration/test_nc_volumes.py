@@ -16,7 +16,10 @@ SIGKILL mid-write and restarted: the guest's writes wait and finish, no
 I/O error, flushed data intact; a server that does not trust the node's CA
 refuses it; terminate reports the volume detached; a pc (whole-disk boot)
 guest hot-plugs virtio-blk-pci; bad input (EC2 error codes, nothing left
-half-plugged).
+half-plugged).  ncResizeVolume after the test's server grew the export:
+the running guest sees the new size by itself (scsi-hd on a microvm,
+virtio-blk-pci on a pc), data intact, writes past the old end land; a
+koala-nc killed halfway through it finishes at its restart.
 
 Every process is started here and stopped by its PID; namespaces are
 deleted at the end.
@@ -26,6 +29,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -121,6 +125,12 @@ class Vnode(Node):
             "force": "true" if force else "false"})
         return to_dict(child(r, "volume"))
 
+    def resize(self, iid, vol, size):
+        r = self.client.call("ncResizeVolume", {
+            "instanceId": iid, "volumeId": vol, "sizeBytes": size})
+        return dict(to_dict(child(r, "volume")),
+                    sizeBytes=int(to_dict(r)["sizeBytes"]))
+
     def volumes(self, iid):
         v = self.describe(iid).get("volume", [])
         v = v if isinstance(v, list) else [v]
@@ -195,6 +205,8 @@ class Storage:
                 "--nbd-server", f"{addr},tls-creds=tls0",
                 "--export", f"type=nbd,id=e0,node-name=f0,name={vol},"
                 "writable=on",
+                "--chardev", f"socket,id=m0,path={self.base}/{vol}.qmp,"
+                "server=on,wait=off", "--monitor", "chardev=m0",
                 "--pidfile", str(pidf)]
         if netns:
             argv = ["ip", "netns", "exec", netns] + argv
@@ -210,6 +222,22 @@ class Storage:
                    "sizeBytes": VOL_MB << 20})
         return ex
 
+    def grow(self, vol, mb):
+        """Grows vol's file to mb MiB under its running export, as koala-sc's
+        ResizeVolume does (src/sc/qsd.c): QEMU 7.2's export does not share
+        the resize permission, so the export goes (cutting the client off:
+        it rides that out in reconnect-delay), the node grows, the export
+        comes back on the same server."""
+        sock = self.base / f"{vol}.qmp"
+        qmp(sock, ("block-export-del", {"id": "e0", "mode": "hard"}))
+        # Deleted once its clients are gone (asynchronously).
+        wait_until(lambda: qmp(sock, ("query-block-exports", {}))[0] == [],
+                   timeout=10, step=0.05, what="the export gone")
+        qmp(sock, ("block_resize", {"node-name": "f0", "size": mb << 20}),
+            ("block-export-add", {"type": "nbd", "id": "e0",
+                                  "node-name": "f0", "name": vol,
+                                  "writable": True}))
+
     def kill(self, vol, sig=signal.SIGKILL):
         p = self.procs.pop(vol, None)
         if p and p.poll() is None:
@@ -219,6 +247,32 @@ class Storage:
     def close(self):
         for vol in list(self.procs):
             self.kill(vol, signal.SIGTERM)
+
+
+def qmp(sock, *commands):
+    """Runs (command, arguments) pairs on a QEMU monitor; their answers.
+    A failed command raises."""
+    d = os.open(sock.parent, os.O_PATH)
+    c = socket.socket(socket.AF_UNIX)
+    c.settimeout(30)
+    try:
+        c.connect(f"/proc/self/fd/{d}/{sock.name}")
+        f = c.makefile("rw")
+        f.readline()
+        out = []
+        for cmd, args in (("qmp_capabilities", {}),) + commands:
+            f.write(json.dumps({"execute": cmd, "arguments": args}) + "\n")
+            f.flush()
+            while True:
+                msg = json.loads(f.readline())
+                if "event" not in msg:
+                    break
+            assert "return" in msg, (cmd, msg)
+            out.append(msg["return"])
+        return out[1:]
+    finally:
+        c.close()
+        os.close(d)
 
 
 @pytest.fixture(scope="module")
@@ -489,7 +543,11 @@ def test_stop_start_keeps_the_volume(guests, nodes):
     pid = n2.qemu_pid(g.b)
     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     assert f'"node-name":"nbd-{vol}"'.encode() in cmdline
-    ip = guest_ip(n2, g.b)
+    # The second boot's word (QEMU appends to the console log: the first
+    # boot's is there already, and the guest may not be up yet).
+    out = n2.wait_console(g.b, "KOALA-GUEST-READY ip=10.77.0.", count=2,
+                          timeout=240)
+    ip = re.findall(r"KOALA-GUEST-READY ip=(10\.77\.0\.\d+)", out)[-1]
     name, _ = wait_disk(g.net2, ip, vol)
     g.ip_b = ip
     rc, out = run_in(g.net2, ip,
@@ -498,6 +556,23 @@ def test_stop_start_keeps_the_volume(guests, nodes):
     # Detached while stopped, attached again while stopped: records only.
     n2.call("ncStopInstance", instanceId=g.b)
     n2.wait_state(g.b, "stopped")
+    # Grown while stopped: only recorded (the next start opens the export
+    # afresh), answered at once.
+    t0 = time.monotonic()
+    assert n2.resize(g.b, vol, (VOL_MB + 8) << 20)["sizeBytes"] == \
+        (VOL_MB + 8) << 20
+    assert time.monotonic() - t0 < 5
+
+    def saved():
+        doc = json.loads((n2.inst_dir(g.b) / "instance.json").read_text())
+        (v,) = [v for v in doc["volumes"] if v["volumeId"] == vol]
+        return v
+    # (the job saves it a moment after the answer; until then the request
+    # itself had saved growTo, which a restart would take up)
+    wait_until(lambda: saved()["export"]["sizeBytes"] ==
+               (VOL_MB + 8) << 20, timeout=5, step=0.05,
+               what="the new size in instance.json")
+    assert "growTo" not in saved()
     assert n2.detach(g.b, vol)["state"] == "detached"
     assert n2.volumes(g.b)[vol]["state"] == "detached"
 
@@ -524,6 +599,101 @@ def test_refused_by_a_server_of_another_ca_or_for_another_node(
             assert serial_of(vol) not in disks(g.net1, g.ip_a)
         finally:
             st.close()
+
+
+def guest_sectors(net, ip, vol):
+    return disks(net, ip).get(serial_of(vol), (None, 0))[1]
+
+
+def test_grow_online(guests, storage, nodes):
+    """ncResizeVolume (ModifyVolume's part on the node): the export grew
+    (the test's qemu-storage-daemon, resized as koala-sc does) and the
+    running microvm guest (scsi-hd on virtio-scsi) sees the new size by
+    itself, no rescan; what it wrote stays; it writes past the old end.
+    Asked before the export grew: refused clearly.  Again, or smaller: the
+    same answer.  A koala-nc killed halfway through (second NBD client
+    added, the disk moved onto it) finishes at its restart."""
+    g, n1 = guests, nodes[0]
+    vol = new_vol()
+    ex = storage.serve(vol, "unix")
+    assert n1.attach(g.a, vol, "/dev/sdk", ex)["state"] == "attached"
+    name, sectors = wait_disk(g.net1, g.ip_a, vol)
+    assert sectors == (VOL_MB << 20) // 512
+    data = pattern(3000, "grow")
+    rc, out = run_in(g.net1, g.ip_a, f"""
+        seq 1 3000 | sed 's/$/-grow/' > /tmp/g
+        dd if=/tmp/g of=/dev/{name} bs=4096 conv=fsync 2>&1 && sync""")
+    assert rc == 0, out
+
+    big = VOL_MB + 32
+    f = fault(n1.resize, g.a, vol, big << 20)
+    assert f.code == "IncorrectState" and "not yet" in f.message, f.message
+    assert guest_sectors(g.net1, g.ip_a, vol) == (VOL_MB << 20) // 512
+
+    storage.grow(vol, big)
+    t0 = time.monotonic()
+    r = n1.resize(g.a, vol, big << 20)
+    t_reply = time.monotonic() - t0
+    assert r["state"] == "attached" and r["sizeBytes"] == big << 20, r
+    wait_until(lambda: guest_sectors(g.net1, g.ip_a, vol) ==
+               (big << 20) // 512, timeout=10, step=0.1,
+               what="the new size in the guest")
+    t_seen = time.monotonic() - t0
+    print(f"\ngrow: reply {t_reply * 1000:.0f} ms, in the guest "
+          f"{t_seen * 1000:.0f} ms")
+    rc, out = run_in(g.net1, g.ip_a, f"""
+        head -c {len(data)} /dev/{name} | sha256sum
+        echo past-the-old-end > /tmp/t
+        dd if=/tmp/t of=/dev/{name} bs=1M seek={big - 1} conv=fsync 2>&1
+        dmesg | grep -i capacity""")
+    assert rc == 0 and hashlib.sha256(data).hexdigest() in out, out
+    print(out.strip().split("\n")[-1])
+    with open(storage.volume(vol), "rb") as fh:
+        assert fh.read(len(data)) == data
+        fh.seek((big - 1) << 20)
+        assert fh.read(17) == b"past-the-old-end\n"
+
+    # A retry, or a size the volume has passed: answered at once.
+    for size in (big << 20, VOL_MB << 20):
+        assert n1.resize(g.a, vol, size)["sizeBytes"] == big << 20
+    assert fault(n1.resize, g.a, new_vol(), big << 20).code == \
+        "InvalidAttachment.NotFound"
+
+    # Killed halfway: the node's first two steps done by hand on QEMU's
+    # monitor (free while koala-nc is down), the request on record.
+    bigger = big + 32
+    storage.grow(vol, bigger)
+    n1.stop(signal.SIGKILL)
+    sock = n1.inst_dir(g.a) / "qmp.sock"
+    qmp(sock, ("blockdev-add", {
+        "driver": "nbd", "node-name": f"grow-{vol}",
+        "server": {"type": "unix", "path": ex["path"]}, "export": vol,
+        "tls-creds": "nc-tls", "tls-hostname": "koala-sc-test",
+        "reconnect-delay": 300, "discard": "unmap"}),
+        ("blockdev-reopen", {"options": [{
+            "driver": "raw", "node-name": f"raw-{vol}",
+            "file": f"grow-{vol}", "discard": "unmap"}]}))
+    state = n1.inst_dir(g.a) / "instance.json"
+    doc = json.loads(state.read_text())
+    for v in doc["volumes"]:
+        if v["volumeId"] == vol:
+            v["growTo"] = bigger << 20
+    state.write_text(json.dumps(doc))
+    n1.start()
+    wait_until(lambda: guest_sectors(g.net1, g.ip_a, vol) ==
+               (bigger << 20) // 512, timeout=20, step=0.2,
+               what="the size after the restart")
+    assert n1.resize(g.a, vol, bigger << 20)["sizeBytes"] == bigger << 20
+    # Back on its one NBD client, under its usual name.
+    n1.stop(signal.SIGKILL)
+    nodes_now = {n["node-name"] for n in qmp(
+        sock, ("query-named-block-nodes", {"flat": True}))[0]}
+    n1.start()
+    assert f"nbd-{vol}" in nodes_now and f"grow-{vol}" not in nodes_now
+    rc, out = run_in(g.net1, g.ip_a,
+                     f"head -c {len(data)} /dev/{name} | sha256sum")
+    assert rc == 0 and hashlib.sha256(data).hexdigest() in out, out
+    assert n1.detach(g.a, vol)["state"] == "detached"
 
 
 def test_run_with_a_volume(nodes, nets, imgsrv, storage):
@@ -572,6 +742,13 @@ def test_pc_guest_hotplugs_virtio_blk(nodes, nets, imgsrv, storage):
     assert n1.attach(iid, vol, "/dev/sdf", ex)["state"] == "attached"
     name, sectors = wait_disk(net1, ip, vol)
     assert name.startswith("vd") and sectors == (VOL_MB << 20) // 512
+    # Grown online: virtio-blk's config change tells the guest.
+    storage.grow(vol, VOL_MB + 16)
+    assert n1.resize(iid, vol, (VOL_MB + 16) << 20)["sizeBytes"] == \
+        (VOL_MB + 16) << 20
+    wait_until(lambda: guest_sectors(net1, ip, vol) ==
+               ((VOL_MB + 16) << 20) // 512, timeout=10, step=0.1,
+               what="the new size in the pc guest")
     assert n1.detach(iid, vol)["state"] == "detached"
     wait_disk(net1, ip, vol, present=False, timeout=10)
     n1.call("ncTerminateInstance", instanceId=iid)
@@ -580,8 +757,8 @@ def test_pc_guest_hotplugs_virtio_blk(nodes, nets, imgsrv, storage):
 
 def test_cc_forwards_attach_and_detach(nodes, pki, imgsrv, storage,
                                        tmp_path):
-    """AttachVolume and DetachVolume through koala-cc reach the node of the
-    instance, and the cluster's DescribeInstances carries the attachment
+    """AttachVolume, ResizeVolume and DetachVolume through koala-cc reach
+    the node of the instance, and the cluster's DescribeInstances carries the attachment
     as the node reports it (no cluster network: manage_network false)."""
     from types import SimpleNamespace
     from test_cc import CC, type_items
@@ -619,6 +796,13 @@ def test_cc_forwards_attach_and_detach(nodes, pki, imgsrv, storage,
             "state") == "attached" and d)(cc.describe(iid)[iid]),
             timeout=30, step=0.3, what="the attachment in DescribeInstances")
         assert got["volume"]["device"] == "/dev/sdf"
+        # ResizeVolume after the export grew: to the node, its answer back.
+        storage.grow(vol, VOL_MB + 8)
+        r = cc.call("ResizeVolume", [
+            ("instanceId", iid), ("volumeId", vol),
+            ("sizeBytes", (VOL_MB + 8) << 20)], timeout=90)
+        assert to_dict(r)["sizeBytes"] == str((VOL_MB + 8) << 20)
+        assert to_dict(child(r, "volume"))["state"] == "attached"
         # An unknown instance is the cluster's own fault, not the node's.
         with pytest.raises(SoapFault) as e:
             cc.call("AttachVolume", [

@@ -163,6 +163,7 @@ static void test_json(void **s)
 {
     (void)s;
     struct nc_instance *a = instance(true);
+    a->volumes->grow_to = 2147483648; /* a growth under way */
     json_t *j = nc_volumes_to_json(a);
     assert_int_equal(json_array_size(j), 2); /* detached: not kept */
     struct nc_instance *b = nc_instance_new();
@@ -174,8 +175,10 @@ static void test_json(void **s)
     assert_string_equal(x->id, "vol-0000000000000000a");
     assert_int_equal(x->state, NC_VOL_ATTACHED);
     assert_string_equal(x->ex.path, "/sc/vol-0000000000000000a.sock");
+    assert_int_equal(x->grow_to, 2147483648); /* taken up after a restart */
     assert_string_equal(y->device, "xvdg");
     assert_int_equal(y->state, NC_VOL_DETACHING);
+    assert_int_equal(y->grow_to, 0);
     json_decref(j);
     nc_instance_free(b);
     /* A damaged entry is left out; the others and the instance stay. */
