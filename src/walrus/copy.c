@@ -104,6 +104,14 @@ int s3_copy_source_load(struct s3_req *r, const char *bucket, const char *key,
         object_row_clear(src);
         return -1;
     }
+    /* Copying would carry the ciphertext over as if it were the data:
+     * refused until copies decipher and re-encipher (sse.c). */
+    if (src->sse[0]) {
+        object_row_clear(src);
+        return error_set(err, ENOTSUP, "NotImplemented",
+                         "Copying a server-side encrypted object is not "
+                         "implemented.");
+    }
     return 0;
 }
 

@@ -76,6 +76,7 @@ struct walrus {
     struct policy_cache *policies; /* authz.c */
     struct lc_worker *lifecycle;   /* lifecycle_worker.c */
     struct access_log *access_log; /* access_log.c */
+    struct sse_keys *sse;          /* sse.c: master keys */
 };
 /* ---- server access logs (access_log.c) ---- */
 struct s3_req;
@@ -168,6 +169,22 @@ bool acl_allows(const struct acl *acl, const struct identity *who,
 bool acl_allows_opts(const struct acl *acl, const struct identity *who,
                      unsigned perm, bool ignore_public);
 
+/* ---- server-side encryption: the types (sse.c) ---- */
+enum sse_mode { SSE_NONE = 0, SSE_S3, SSE_C };
+/* What a request asks for (its x-amz-server-side-encryption* headers). */
+struct sse_request {
+    enum sse_mode mode;
+    unsigned char key[32]; /* SSE-C: the customer's key */
+    char key_md5[32];      /* SSE-C: base64 */
+};
+/* An object's keys, ready to cipher. */
+struct sse_key {
+    enum sse_mode mode;
+    unsigned char dk[32]; /* data key */
+    unsigned char iv[16];
+    char key_md5[32];
+    char desc[200]; /* seal: the record to store in object_row.sse */
+};
 /* ---- metadata (meta.c) ---- */
 extern const char *const walrus_migrations[];
 extern const size_t walrus_n_migrations;
@@ -218,6 +235,8 @@ struct object_row {
      * from meta_object_get: owned (freed by object_row_clear). */
     bool is_inline;
     char *data;
+    /* Encryption at rest (sse.c): "" none, else the stored record. */
+    char sse[200];
 };
 void object_row_clear(struct object_row *o);
 
@@ -487,6 +506,7 @@ struct put_target {
     char *tags; /* x-amz-tagging, stored form */
     struct write_conditions cond;
     bool cond_existed; /* the precheck saw a current object */
+    struct sse_request sse; /* what the PUT asks for (sse.c) */
 };
 
 /* Frees a request and all it holds (NULL-safe): at its end, and for
@@ -543,6 +563,8 @@ ssize_t upload_feed(struct s3_req *r, const char *data, size_t len,
 int upload_finish(struct s3_req *r, struct koala_error **err);
 struct blob_writer *upload_blob(struct s3_req *r);
 const char *upload_etag(struct s3_req *r); /* md5 hex */
+/* The keys the body was ciphered with (mode SSE_NONE: none). */
+const struct sse_key *upload_sse(struct s3_req *r);
 /* Checksum to store: alg name ("" none) and base64 value. */
 void upload_checksum(struct s3_req *r, const char **alg, const char **value);
 void upload_free(struct upload *u);
@@ -793,6 +815,34 @@ void s3_reply_version(struct s3_req *r, const char *vid, bool versioned);
 char *s3_iso_time(int64_t ms, char out[25]);
 /* Upload precheck for UploadPart (multipart.c). */
 int s3_upload_part_precheck(struct s3_req *r, struct koala_error **err);
+
+/* ---- server-side encryption (sse.c; types above) ---- */
+/* Master keys from DATA/sse-master.keys (made at first start). */
+int sse_keys_load(struct walrus *w, struct koala_error **err);
+void sse_keys_free(struct walrus *w);
+/* write: PUT-like (x-amz-server-side-encryption allowed).  S3's errors
+ * for bad headers. */
+int sse_from_request(struct s3_req *r, bool write, struct sse_request *q,
+                     struct koala_error **err);
+/* A new object's keys (k->mode SSE_NONE when q asks for none). */
+int sse_seal(struct walrus *w, const struct sse_request *q,
+             struct sse_key *k, struct koala_error **err);
+/* A stored object's keys from its record and the request: InvalidRequest
+ * (key missing, or given for an object without SSE-C), AccessDenied
+ * (another key). */
+int sse_open(struct walrus *w, const char *desc, const struct sse_request *q,
+             struct sse_key *k, struct koala_error **err);
+struct sse_ctr;
+/* A cipher positioned at byte offset of the object (NULL: no memory). */
+struct sse_ctr *sse_ctr_new(const struct sse_key *k, uint64_t offset);
+int sse_ctr_apply(struct sse_ctr *x, const void *in, void *out, size_t len);
+void sse_ctr_free(struct sse_ctr *x);
+void sse_reply_headers(struct s3_req *r, const struct sse_key *k);
+/* SSE-C: the ETag to give instead of the MD5 (out untouched otherwise). */
+void sse_etag(const struct sse_key *k, const char *md5_hex, char out[33]);
+/* Replies len bytes of fd from first, deciphered (takes fd). */
+int sse_reply_fd(struct s3_req *r, unsigned status, const struct sse_key *k,
+                 int fd, uint64_t first, uint64_t len);
 
 /* ---- lifecycle (lifecycle.c, lifecycle_worker.c) ---- */
 struct lc_rule {
