@@ -317,7 +317,7 @@ void s3_upload_part_copy(struct s3_req *r)
     uint64_t first, len;
     if (s3_upload_part_precheck(r, &err) < 0 || load_upload(r, &u, &err) < 0 ||
         s3_copy_source(r, &sbucket, &skey, &svid, &err) < 0 ||
-        s3_copy_source_load(r, sbucket, skey, svid, &src, &err) < 0 ||
+        s3_copy_source_load(r, sbucket, skey, svid, &src, NULL, &err) < 0 ||
         copy_range(r, src.size, &first, &len, &err) < 0)
         goto out;
     part_number(r, &n, &err);
@@ -332,7 +332,8 @@ void s3_upload_part_copy(struct s3_req *r)
     if (u.checksum_alg[0] && checksum_alg_parse(u.checksum_alg, &alg) == 0)
         sum = checksum_new(alg);
     if (md5 == NULL || blob_writer_open(r->w, &bw, false, &err) < 0 ||
-        blob_copy_range(r->w, &src, first, len, &bw, md5, sum, &err) < 0 ||
+        blob_copy_range(r->w, &src, NULL, first, len, &bw, NULL, md5, sum,
+                        &err) < 0 ||
         blob_writer_sync(&bw, &err) < 0)
         goto out;
     unsigned char d[CHECKSUM_MAX_LEN];

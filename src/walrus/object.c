@@ -193,7 +193,7 @@ int s3_upload_precheck(struct s3_req *r, struct koala_error **err)
                            err) < 0 ||
         tags_from_header(r, &r->put->tags, err) < 0 ||
         objlock_from_request(r, &r->put->bucket, &r->put->lock, err) < 0 ||
-        sse_from_request(r, true, &r->put->sse, err) < 0 ||
+        sse_from_request(r, SSE_USE_WRITE, &r->put->sse, err) < 0 ||
         s3_write_conditions(r, &r->put->cond, err) < 0 ||
         s3_write_conditions_check(r->db, r->bucket, r->key, &r->put->cond,
                                   false, &r->put->cond_existed, err) < 0)
@@ -459,7 +459,7 @@ void s3_get_object(struct s3_req *r, bool head)
     }
     struct sse_request sq;
     struct sse_key sk;
-    if (sse_from_request(r, false, &sq, &err) < 0 ||
+    if (sse_from_request(r, SSE_USE_READ, &sq, &err) < 0 ||
         sse_open(r->w, o.sse, &sq, &sk, &err) < 0) {
         OPENSSL_cleanse(&sq, sizeof(sq));
         object_row_clear(&o);

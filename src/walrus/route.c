@@ -308,8 +308,8 @@ enum s3_op s3_route(struct s3_req *r, const char *method, const char *path,
     if (parse_target(r, path, query, err) < 0)
         return OP_NONE;
     enum s3_op op = route(r, method, err);
-    /* Server-side encryption (sse.c) is done for PutObject, GetObject and
-     * HeadObject; elsewhere a request that asks for it is refused rather
+    /* Server-side encryption (sse.c) is done for PutObject, GetObject,
+     * HeadObject and CopyObject; elsewhere a request that asks for it is refused rather
      * than stored in the clear behind its back. */
     static const char *const sse[] = {
         "x-amz-server-side-encryption",
@@ -318,10 +318,11 @@ enum s3_op s3_route(struct s3_req *r, const char *method, const char *path,
         "x-amz-copy-source-server-side-encryption-customer-algorithm",
         "x-amz-copy-source-server-side-encryption-customer-key",
     };
-    bool sse_done =
-        op == OP_PUT_OBJECT || op == OP_GET_OBJECT || op == OP_HEAD_OBJECT;
+    bool sse_done = op == OP_PUT_OBJECT || op == OP_GET_OBJECT ||
+                    op == OP_HEAD_OBJECT || op == OP_COPY_OBJECT;
     for (size_t i = 0; op != OP_NONE && i < ARRAY_SIZE(sse); i++)
-        if (s3_header(r, sse[i]) && (!sse_done || i >= 3)) {
+        if (s3_header(r, sse[i]) &&
+            (!sse_done || (i >= 3 && op != OP_COPY_OBJECT))) {
             error_set(err, ENOTSUP, "NotImplemented",
                       "Server-side encryption (%s) is not implemented for "
                       "this operation.",

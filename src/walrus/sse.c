@@ -189,16 +189,28 @@ static int bad_arg(struct koala_error **err, const char *msg)
     return error_set(err, EINVAL, "InvalidArgument", "%s", msg);
 }
 
-int sse_from_request(struct s3_req *r, bool write, struct sse_request *q,
+static const char *sse_header(struct s3_req *r, bool source,
+                              const char *name)
+{
+    char full[96];
+    snprintf(full, sizeof(full), "%s%s", source ? "x-amz-copy-source-" : "x-amz-",
+             name);
+    return s3_header(r, full);
+}
+
+int sse_from_request(struct s3_req *r, enum sse_use use, struct sse_request *q,
                      struct koala_error **err)
 {
     memset(q, 0, sizeof(*q));
-    const char *mode = s3_header(r, "x-amz-server-side-encryption");
+    bool write = use == SSE_USE_WRITE, source = use == SSE_USE_SOURCE;
+    const char *mode =
+        source ? NULL : s3_header(r, "x-amz-server-side-encryption");
     const char *alg =
-        s3_header(r, "x-amz-server-side-encryption-customer-algorithm");
-    const char *key = s3_header(r, "x-amz-server-side-encryption-customer-key");
+        sse_header(r, source, "server-side-encryption-customer-algorithm");
+    const char *key =
+        sse_header(r, source, "server-side-encryption-customer-key");
     const char *md5 =
-        s3_header(r, "x-amz-server-side-encryption-customer-key-MD5");
+        sse_header(r, source, "server-side-encryption-customer-key-MD5");
     if (mode && !write)
         return bad_arg(err, "x-amz-server-side-encryption header is not "
                             "supported for this operation.");

@@ -177,6 +177,7 @@ struct sse_request {
     unsigned char key[32]; /* SSE-C: the customer's key */
     char key_md5[32];      /* SSE-C: base64 */
 };
+struct sse_ctr;
 /* An object's keys, ready to cipher. */
 struct sse_key {
     enum sse_mode mode;
@@ -763,8 +764,11 @@ int s3_collect_object_headers(struct s3_req *r, char **out,
 void s3_emit_object_headers(struct s3_req *r, const char *headers);
 /* Copies len bytes of object src's data from offset into bw, feeding md5
  * (and sum, if not NULL). */
+/* sk: the source's keys (mode SSE_NONE: not encrypted); enc: the
+ * cipher of the destination (NULL: written in the clear). */
 int blob_copy_range(struct walrus *w, const struct object_row *src,
-                    uint64_t offset, uint64_t len, struct blob_writer *bw,
+                    const struct sse_key *sk, uint64_t offset, uint64_t len,
+                    struct blob_writer *bw, struct sse_ctr *enc,
                     struct checksum *md5, struct checksum *sum,
                     struct koala_error **err);
 /* Parses x-amz-copy-source into bucket and key (malloc'd). */
@@ -796,10 +800,12 @@ int s3_parse_complete_body(const char *body, size_t len,
 int s3_copy_source(struct s3_req *r, char **bucket, char **key,
                    char **version, struct koala_error **err);
 /* Loads the copy source, checking READ access and the
- * x-amz-copy-source-if-* conditions. */
+ * x-amz-copy-source-if-* conditions; sk: its keys from the
+ * x-amz-copy-source-server-side-encryption-customer-* headers (NULL:
+ * encrypted sources are refused). */
 int s3_copy_source_load(struct s3_req *r, const char *bucket, const char *key,
                         const char *vid, struct object_row *src,
-                        struct koala_error **err);
+                        struct sse_key *sk, struct koala_error **err);
 /* RFC 7232 evaluation as S3 does it: 0, or PreconditionFailed (412) /
  * NotModified (304); copy: the x-amz-copy-source-if-* headers, 412 only
  * (object.c). */
@@ -820,9 +826,11 @@ int s3_upload_part_precheck(struct s3_req *r, struct koala_error **err);
 /* Master keys from DATA/sse-master.keys (made at first start). */
 int sse_keys_load(struct walrus *w, struct koala_error **err);
 void sse_keys_free(struct walrus *w);
-/* write: PUT-like (x-amz-server-side-encryption allowed).  S3's errors
- * for bad headers. */
-int sse_from_request(struct s3_req *r, bool write, struct sse_request *q,
+/* Which headers: a write's (x-amz-server-side-encryption allowed), a
+ * read's, or a copy's source (x-amz-copy-source-server-side-encryption-
+ * customer-*).  S3's errors for bad headers. */
+enum sse_use { SSE_USE_READ, SSE_USE_WRITE, SSE_USE_SOURCE };
+int sse_from_request(struct s3_req *r, enum sse_use use, struct sse_request *q,
                      struct koala_error **err);
 /* A new object's keys (k->mode SSE_NONE when q asks for none). */
 int sse_seal(struct walrus *w, const struct sse_request *q,

@@ -180,26 +180,97 @@ def test_encrypted_versions(s3, bucket):
     assert new["Body"].read() == b"two" * 10
 
 
-def test_not_yet_implemented_stays_refused(s3, bucket):
-    """Copies of encrypted objects, encrypted multipart uploads and bucket
-    default encryption are refused, never done in the clear."""
+def src_ssec(key):
+    return {"CopySourceSSECustomerAlgorithm": "AES256",
+            "CopySourceSSECustomerKey": key}
+
+
+MODES = ["plain", "s3", "c"]
+
+
+@pytest.mark.parametrize("size", [1000, 300_001])
+@pytest.mark.parametrize("dst", MODES)
+@pytest.mark.parametrize("src", MODES)
+def test_copy_between_modes(s3, bucket, src, dst, size):
+    skey, dkey = os.urandom(32), os.urandom(32)
+    data = body(size, f"{src}{dst}".encode())
+    put_kw = {"plain": {}, "s3": {"ServerSideEncryption": "AES256"},
+              "c": ssec(skey)}[src]
+    s3.put_object(Bucket=bucket, Key="src", Body=data, **put_kw)
+    kw = {"plain": {}, "s3": {"ServerSideEncryption": "AES256"},
+          "c": ssec(dkey)}[dst]
+    if src == "c":
+        kw.update(src_ssec(skey))
+    res = s3.copy_object(Bucket=bucket, Key="dst",
+                         CopySource={"Bucket": bucket, "Key": "src"}, **kw)
+    etag = res["CopyObjectResult"]["ETag"]
+    if dst == "c":
+        assert res["SSECustomerKeyMD5"] == base64.b64encode(
+            hashlib.md5(dkey).digest()).decode()
+        assert etag != '"%s"' % hashlib.md5(data).hexdigest()
+    else:
+        assert etag == '"%s"' % hashlib.md5(data).hexdigest()
+        assert res.get("ServerSideEncryption") == (
+            "AES256" if dst == "s3" else None)
+    get_kw = ssec(dkey) if dst == "c" else {}
+    got = s3.get_object(Bucket=bucket, Key="dst", **get_kw)
+    assert got["Body"].read() == data
+    assert got["ETag"] == etag
+    got = s3.get_object(Bucket=bucket, Key="dst", Range="bytes=999-999",
+                        **get_kw)
+    assert got["Body"].read() == data[999:1000]
+
+
+def test_copy_source_keys(s3, bucket):
     key = os.urandom(32)
-    s3.put_object(Bucket=bucket, Key="enc", Body=b"secret",
-                  ServerSideEncryption="AES256")
+    s3.put_object(Bucket=bucket, Key="src", Body=b"secret", **ssec(key))
+    cs = {"Bucket": bucket, "Key": "src"}
     with pytest.raises(botocore.exceptions.ClientError) as e:
-        s3.copy_object(Bucket=bucket, Key="copy",
-                       CopySource={"Bucket": bucket, "Key": "enc"})
-    assert code_of(e) == "NotImplemented"
+        s3.copy_object(Bucket=bucket, Key="dst", CopySource=cs)
+    assert code_of(e) == "InvalidRequest" and status_of(e) == 400
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.copy_object(Bucket=bucket, Key="dst", CopySource=cs,
+                       **src_ssec(os.urandom(32)))
+    assert code_of(e) == "AccessDenied" and status_of(e) == 403
+    s3.put_object(Bucket=bucket, Key="plain", Body=b"plain")
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.copy_object(Bucket=bucket, Key="dst",
+                       CopySource={"Bucket": bucket, "Key": "plain"},
+                       **src_ssec(key))
+    assert code_of(e) == "InvalidRequest"
+    assert sorted(o["Key"] for o in
+                  s3.list_objects_v2(Bucket=bucket)["Contents"]) == \
+        ["plain", "src"]
+    # In place, changing only the encryption: allowed, as S3.
+    s3.copy_object(Bucket=bucket, Key="plain",
+                   CopySource={"Bucket": bucket, "Key": "plain"},
+                   ServerSideEncryption="AES256")
+    head = s3.head_object(Bucket=bucket, Key="plain")
+    assert head["ServerSideEncryption"] == "AES256"
+    assert s3.get_object(Bucket=bucket, Key="plain")["Body"].read() == \
+        b"plain"
+
+
+def test_not_yet_implemented_stays_refused(s3, bucket):
+    """Encrypted multipart uploads, part copies from encrypted objects and
+    bucket default encryption are refused, never done in the clear."""
+    key = os.urandom(32)
+    s3.put_object(Bucket=bucket, Key="enc", Body=b"secret" * 1000000,
+                  ServerSideEncryption="AES256")
     s3.put_object(Bucket=bucket, Key="plain", Body=b"plain")
     for kw in ({"ServerSideEncryption": "AES256"}, ssec(key)):
         with pytest.raises(botocore.exceptions.ClientError) as e:
-            s3.copy_object(Bucket=bucket, Key="copy",
-                           CopySource={"Bucket": bucket, "Key": "plain"},
-                           **kw)
-        assert code_of(e) == "NotImplemented"
-        with pytest.raises(botocore.exceptions.ClientError) as e:
             s3.create_multipart_upload(Bucket=bucket, Key="mp", **kw)
         assert code_of(e) == "NotImplemented"
+    up = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.upload_part_copy(Bucket=bucket, Key="mp", UploadId=up,
+                            PartNumber=1,
+                            CopySource={"Bucket": bucket, "Key": "enc"})
+    assert code_of(e) == "NotImplemented"
+    assert "Parts" not in s3.list_parts(Bucket=bucket, Key="mp",
+                                        UploadId=up)
+    s3.abort_multipart_upload(Bucket=bucket, Key="mp", UploadId=up)
     with pytest.raises(botocore.exceptions.ClientError) as e:
         s3.put_bucket_encryption(
             Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [{
@@ -209,7 +280,6 @@ def test_not_yet_implemented_stays_refused(s3, bucket):
     keys = sorted(o["Key"] for o in
                   s3.list_objects_v2(Bucket=bucket)["Contents"])
     assert keys == ["enc", "plain"]
-    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
 def files_containing(root, needle):
