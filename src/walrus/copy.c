@@ -211,7 +211,7 @@ void s3_copy_object(struct s3_req *r)
     struct sse_ctr *enc = NULL;
     if (s3_bucket_access(r, PERM_WRITE, &b, &err) < 0 ||
         s3_copy_source(r, &sbucket, &skey, &svid, &err) < 0 ||
-        sse_from_request(r, SSE_USE_WRITE, &dq, &err) < 0 ||
+        sse_for_write(r, &b, &dq, &err) < 0 ||
         s3_copy_source_load(r, sbucket, skey, svid, &src, &sk, &err) < 0)
         goto out;
     const char *directive = s3_header(r, "x-amz-metadata-directive");

@@ -167,10 +167,12 @@ static const char schema_v10[] =
 static const char schema_v11[] =
     "ALTER TABLE buckets ADD COLUMN logging TEXT NOT NULL DEFAULT '';";
 
-/* v12: encryption at rest: each version's key record (sse.c). */
+/* v12: encryption at rest: each version's key record (sse.c), each
+ * bucket's default encryption (bucket_sse.c). */
 static const char schema_v12[] =
     "ALTER TABLE objects ADD COLUMN sse TEXT NOT NULL DEFAULT '';"
-    "ALTER TABLE versions ADD COLUMN sse TEXT NOT NULL DEFAULT '';";
+    "ALTER TABLE versions ADD COLUMN sse TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE buckets ADD COLUMN encryption TEXT NOT NULL DEFAULT '';";
 
 const char *const walrus_migrations[] = {
     schema_v1, schema_v2, schema_v3,  schema_v4,  schema_v5,  schema_v6,
@@ -359,7 +361,8 @@ int meta_bucket_get(struct db *db, const char *name, struct bucket_row *b,
         db_stmt(db,
                 "SELECT b.name, b.owner, b.region, b.acl, b.created,"
                 " b.versioning, a.number, b.pab, b.ownership, b.object_lock,"
-                " b.lock_default, length(b.lifecycle) FROM buckets b"
+                " b.lock_default, length(b.lifecycle), b.encryption"
+                " FROM buckets b"
                 " LEFT JOIN accounts a ON a.id = b.owner WHERE b.name=?",
                 err);
     if (st == NULL)
@@ -381,6 +384,7 @@ int meta_bucket_get(struct db *db, const char *name, struct bucket_row *b,
         b->object_lock = sqlite3_column_int(st, 9) != 0;
         copy_col(b->lock_default, sizeof(b->lock_default), st, 10);
         b->has_lifecycle = sqlite3_column_int(st, 11) > 0;
+        copy_col(b->encryption, sizeof(b->encryption), st, 12);
         if (acl_decode(&b->acl, (const char *)sqlite3_column_text(st, 3)) < 0)
             rc = error_set(err, EINVAL, NULL, "bad ACL stored for %s", name);
     }

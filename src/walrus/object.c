@@ -193,7 +193,7 @@ int s3_upload_precheck(struct s3_req *r, struct koala_error **err)
                            err) < 0 ||
         tags_from_header(r, &r->put->tags, err) < 0 ||
         objlock_from_request(r, &r->put->bucket, &r->put->lock, err) < 0 ||
-        sse_from_request(r, SSE_USE_WRITE, &r->put->sse, err) < 0 ||
+        sse_for_write(r, &r->put->bucket, &r->put->sse, err) < 0 ||
         s3_write_conditions(r, &r->put->cond, err) < 0 ||
         s3_write_conditions_check(r->db, r->bucket, r->key, &r->put->cond,
                                   false, &r->put->cond_existed, err) < 0)

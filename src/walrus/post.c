@@ -400,6 +400,10 @@ static int post_check(struct s3_req *r, struct koala_error **err)
     if (check_signature(r, err) < 0 ||
         s3_bucket_access(r, PERM_WRITE, &p->bucket, err) < 0)
         return -1;
+    if (p->bucket.encryption[0])
+        return error_set(err, ENOTSUP, "NotImplemented",
+                         "POST uploads into a bucket with default encryption "
+                         "are not implemented.");
     const char *canned = field(p, "acl");
     if (acl_canned(&p->acl, canned, &r->who, &p->bucket.acl, err) < 0 ||
         s3_acl_guard(r, &p->bucket, &p->acl, canned != NULL, err) < 0)

@@ -118,7 +118,6 @@ static int parse_target(struct s3_req *r, const char *path, const char *query,
 static const char *const unsupported[] = {
     "accelerate",
     "analytics",
-    "encryption",
     "intelligent-tiering",
     "inventory",
     "metrics",
@@ -171,6 +170,8 @@ static enum s3_op route(struct s3_req *r, const char *m,
              OP_DELETE_BUCKET_LIFECYCLE},
             {"logging", OP_GET_BUCKET_LOGGING, OP_PUT_BUCKET_LOGGING,
              OP_NONE},
+            {"encryption", OP_GET_BUCKET_ENCRYPTION, OP_PUT_BUCKET_ENCRYPTION,
+             OP_DELETE_BUCKET_ENCRYPTION},
         };
         for (size_t i = 0; i < ARRAY_SIZE(settings); i++) {
             if (!s3_has_param(r, settings[i].param))

@@ -203,6 +203,9 @@ struct bucket_row {
     bool object_lock;      /* Object Lock enabled (objlock.c) */
     char lock_default[40]; /* "MODE:days" default retention, "" none */
     bool has_lifecycle;    /* a lifecycle configuration is set */
+    /* Default encryption (bucket_sse.c): "" none, "AES256", or
+     * "AES256 bucket-key" (BucketKeyEnabled, kept only to be echoed). */
+    char encryption[24];
     struct acl acl;
 };
 
@@ -351,6 +354,9 @@ enum s3_op {
     OP_POST_OBJECT,
     OP_GET_BUCKET_LOGGING,
     OP_PUT_BUCKET_LOGGING,
+    OP_GET_BUCKET_ENCRYPTION,
+    OP_PUT_BUCKET_ENCRYPTION,
+    OP_DELETE_BUCKET_ENCRYPTION,
     OP_LIST_OBJECTS,
     OP_LIST_OBJECTS_V2,
     OP_LIST_OBJECT_VERSIONS,
@@ -848,6 +854,13 @@ void sse_ctr_free(struct sse_ctr *x);
 void sse_reply_headers(struct s3_req *r, const struct sse_key *k);
 /* SSE-C: the ETag to give instead of the MD5 (out untouched otherwise). */
 void sse_etag(const struct sse_key *k, const char *md5_hex, char out[33]);
+/* Bucket default encryption (bucket_sse.c). */
+void s3_get_bucket_encryption(struct s3_req *r);
+void s3_put_bucket_encryption(struct s3_req *r);
+void s3_delete_bucket_encryption(struct s3_req *r);
+/* The request's own SSE headers, or else the bucket's default. */
+int sse_for_write(struct s3_req *r, const struct bucket_row *b,
+                  struct sse_request *q, struct koala_error **err);
 /* Replies len bytes of fd from first, deciphered (takes fd). */
 int sse_reply_fd(struct s3_req *r, unsigned status, const struct sse_key *k,
                  int fd, uint64_t first, uint64_t len);

@@ -132,6 +132,7 @@ def test_bad_sse_headers_store_nothing(s3, bucket):
         with pytest.raises(botocore.exceptions.ClientError) as e:
             s3.put_object(Bucket=bucket, Key="k", Body=b"secret", **kw)
         assert code_of(e) == code, kw
+        assert status_of(e) == (501 if code == "NotImplemented" else 400)
     with pytest.raises(botocore.exceptions.ClientError) as e:
         s3.put_object(Bucket=bucket, Key="k", Body=b"secret",
                       ServerSideEncryption="AES512")
@@ -252,8 +253,8 @@ def test_copy_source_keys(s3, bucket):
 
 
 def test_not_yet_implemented_stays_refused(s3, bucket):
-    """Encrypted multipart uploads, part copies from encrypted objects and
-    bucket default encryption are refused, never done in the clear."""
+    """Encrypted multipart uploads and part copies from encrypted objects
+    are refused, never done in the clear."""
     key = os.urandom(32)
     s3.put_object(Bucket=bucket, Key="enc", Body=b"secret" * 1000000,
                   ServerSideEncryption="AES256")
@@ -271,15 +272,84 @@ def test_not_yet_implemented_stays_refused(s3, bucket):
     assert "Parts" not in s3.list_parts(Bucket=bucket, Key="mp",
                                         UploadId=up)
     s3.abort_multipart_upload(Bucket=bucket, Key="mp", UploadId=up)
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        s3.put_bucket_encryption(
-            Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [{
-                "ApplyServerSideEncryptionByDefault": {
-                    "SSEAlgorithm": "AES256"}}]})
-    assert code_of(e) == "NotImplemented"
     keys = sorted(o["Key"] for o in
                   s3.list_objects_v2(Bucket=bucket)["Contents"])
     assert keys == ["enc", "plain"]
+
+
+AES256_DEFAULT = {"Rules": [{"ApplyServerSideEncryptionByDefault": {
+    "SSEAlgorithm": "AES256"}}]}
+
+
+def test_bucket_encryption_config(s3, bucket):
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.get_bucket_encryption(Bucket=bucket)
+    assert code_of(e) == "ServerSideEncryptionConfigurationNotFoundError"
+    assert status_of(e) == 404
+    s3.put_bucket_encryption(Bucket=bucket,
+                             ServerSideEncryptionConfiguration=AES256_DEFAULT)
+    rules = s3.get_bucket_encryption(Bucket=bucket)[
+        "ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "AES256"}
+    assert rules[0]["BucketKeyEnabled"] is False
+    bad = [
+        ({"Rules": [{"ApplyServerSideEncryptionByDefault": {
+            "SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "k"}}]},
+         "NotImplemented"),
+        ({"Rules": [{"ApplyServerSideEncryptionByDefault": {
+            "SSEAlgorithm": "AES256", "KMSMasterKeyID": "k"}}]},
+         "InvalidArgument"),
+        ({"Rules": [{"ApplyServerSideEncryptionByDefault": {
+            "SSEAlgorithm": "DES"}}]}, "MalformedXML"),
+    ]
+    for conf, code in bad:
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            s3.put_bucket_encryption(Bucket=bucket,
+                                     ServerSideEncryptionConfiguration=conf)
+        assert code_of(e) == code, conf
+    # Refused changes left the configuration as it was.
+    assert s3.get_bucket_encryption(Bucket=bucket)[
+        "ServerSideEncryptionConfiguration"]["Rules"] == rules
+    s3.delete_bucket_encryption(Bucket=bucket)
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.get_bucket_encryption(Bucket=bucket)
+    assert code_of(e) == "ServerSideEncryptionConfigurationNotFoundError"
+
+
+def test_bucket_default_applies(s3, s3_bob, bucket):
+    s3.put_object(Bucket=bucket, Key="before", Body=b"before")
+    s3.put_bucket_encryption(Bucket=bucket,
+                             ServerSideEncryptionConfiguration=AES256_DEFAULT)
+    # Others may not read or change it.
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3_bob.get_bucket_encryption(Bucket=bucket)
+    assert code_of(e) == "AccessDenied"
+    put = s3.put_object(Bucket=bucket, Key="k", Body=b"data" * 30000)
+    assert put["ServerSideEncryption"] == "AES256"
+    assert s3.head_object(Bucket=bucket, Key="k")[
+        "ServerSideEncryption"] == "AES256"
+    assert "ServerSideEncryption" not in s3.head_object(Bucket=bucket,
+                                                        Key="before")
+    res = s3.copy_object(Bucket=bucket, Key="copy",
+                         CopySource={"Bucket": bucket, "Key": "before"})
+    assert res["ServerSideEncryption"] == "AES256"
+    got = s3.get_object(Bucket=bucket, Key="copy")
+    assert got["Body"].read() == b"before"
+    assert got["ServerSideEncryption"] == "AES256"
+    # The request's own SSE-C wins over the default.
+    key = os.urandom(32)
+    put = s3.put_object(Bucket=bucket, Key="c", Body=b"c", **ssec(key))
+    assert "ServerSideEncryption" not in put
+    assert s3.get_object(Bucket=bucket, Key="c", **ssec(key))[
+        "Body"].read() == b"c"
+    # Not done yet for these: refused rather than stored in the clear.
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.create_multipart_upload(Bucket=bucket, Key="mp")
+    assert code_of(e) == "NotImplemented"
+    s3.delete_bucket_encryption(Bucket=bucket)
+    assert "ServerSideEncryption" not in s3.put_object(
+        Bucket=bucket, Key="after", Body=b"after")
 
 
 def files_containing(root, needle):
