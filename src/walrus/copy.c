@@ -108,7 +108,7 @@ int s3_copy_source_load(struct s3_req *r, const char *bucket, const char *key,
     }
     /* Copying must decipher the source (and encipher the copy as the
      * request says), never carry ciphertext over as if it were data. */
-    if (src->sse[0] && sk == NULL) {
+    if (src->sse && src->sse[0] && sk == NULL) {
         object_row_clear(src);
         return error_set(err, ENOTSUP, "NotImplemented",
                          "Copying a server-side encrypted object is not "
@@ -118,7 +118,7 @@ int s3_copy_source_load(struct s3_req *r, const char *bucket, const char *key,
         struct sse_request q;
         rc = sse_from_request(r, SSE_USE_SOURCE, &q, err);
         if (rc == 0)
-            rc = sse_open(r->w, src->sse, &q, sk, err);
+            rc = sse_open(r->w, src->sse, src->part_sizes, &q, sk, err);
         OPENSSL_cleanse(&q, sizeof(q));
         if (rc < 0) {
             object_row_clear(src);
@@ -286,7 +286,7 @@ void s3_copy_object(struct s3_req *r)
     checksum_final(md5, d);
     str_hex(d, 16, o.etag);
     sse_etag(&dk, o.etag, o.etag);
-    snprintf(o.sse, sizeof(o.sse), "%s", dk.desc);
+    o.sse = dk.desc;
     if (sum) {
         size_t n = checksum_final(sum, d);
         _cleanup_free_ char *b64 = str_base64_encode(d, n);
@@ -321,8 +321,8 @@ out:
     checksum_free(md5);
     checksum_free(sum);
     sse_ctr_free(enc);
-    OPENSSL_cleanse(&sk, sizeof(sk));
-    OPENSSL_cleanse(&dk, sizeof(dk));
+    sse_key_clear(&sk);
+    sse_key_clear(&dk);
     OPENSSL_cleanse(&dq, sizeof(dq));
     free(headers);
     object_row_clear(&src);

@@ -168,11 +168,14 @@ static const char schema_v11[] =
     "ALTER TABLE buckets ADD COLUMN logging TEXT NOT NULL DEFAULT '';";
 
 /* v12: encryption at rest: each version's key record (sse.c), each
- * bucket's default encryption (bucket_sse.c). */
+ * bucket's default encryption (bucket_sse.c), an upload's key record and
+ * each part's IV (sse_parts.c). */
 static const char schema_v12[] =
     "ALTER TABLE objects ADD COLUMN sse TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE versions ADD COLUMN sse TEXT NOT NULL DEFAULT '';"
-    "ALTER TABLE buckets ADD COLUMN encryption TEXT NOT NULL DEFAULT '';";
+    "ALTER TABLE buckets ADD COLUMN encryption TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE uploads ADD COLUMN sse TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE parts ADD COLUMN iv TEXT NOT NULL DEFAULT '';";
 
 const char *const walrus_migrations[] = {
     schema_v1, schema_v2, schema_v3,  schema_v4,  schema_v5,  schema_v6,
@@ -187,6 +190,7 @@ void object_row_clear(struct object_row *o)
     free(o->tags);
     free(o->part_sizes);
     free(o->part_checksums);
+    free(o->sse);
     memset(o, 0, sizeof(*o));
 }
 
@@ -422,14 +426,14 @@ static int fill_object(sqlite3_stmt *st, const char *key, struct object_row *o,
     o->lock_until_ms = sqlite3_column_int64(st, 17);
     o->legal_hold = sqlite3_column_int(st, 18) != 0;
     o->part_checksums = strdup((const char *)sqlite3_column_text(st, 19));
-    copy_col(o->sse, sizeof(o->sse), st, 20);
+    o->sse = strdup((const char *)sqlite3_column_text(st, 20));
     o->key = strdup(key);
     o->is_inline = sqlite3_column_type(st, 10) != SQLITE_NULL;
     size_t n = (size_t)sqlite3_column_bytes(st, 10);
     if (o->is_inline && (o->data = malloc(n ? n : 1)) != NULL && n)
         memcpy(o->data, sqlite3_column_blob(st, 10), n);
     if (o->headers == NULL || o->key == NULL || o->tags == NULL ||
-        o->part_sizes == NULL || o->part_checksums == NULL ||
+        o->part_sizes == NULL || o->part_checksums == NULL || o->sse == NULL ||
         (o->is_inline && o->data == NULL))
         rc = error_set(err, ENOMEM, NULL, "out of memory");
     else if (o->is_inline && n != o->size)
@@ -597,7 +601,7 @@ int meta_object_put(struct db *db, const char *bucket, struct object_row *o,
     sqlite3_bind_int(st, 20, o->legal_hold);
     sqlite3_bind_text(st, 21, o->part_checksums ? o->part_checksums : "", -1,
                       SQLITE_STATIC);
-    sqlite3_bind_text(st, 22, o->sse, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 22, o->sse ? o->sse : "", -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     db_stmt_done(st);
     if (rc != SQLITE_DONE)

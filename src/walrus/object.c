@@ -268,7 +268,7 @@ void s3_put_object(struct s3_req *r)
     snprintf(o.etag, sizeof(o.etag), "%s", upload_etag(r));
     const struct sse_key *sk = upload_sse(r);
     sse_etag(sk, upload_etag(r), o.etag);
-    snprintf(o.sse, sizeof(o.sse), "%s", sk->desc);
+    o.sse = (char *)sk->desc;
     o.mtime_ms = time_now_ms();
     o.headers = r->obj_headers;
     snprintf(o.checksum_alg, sizeof(o.checksum_alg), "%s", alg);
@@ -460,7 +460,7 @@ void s3_get_object(struct s3_req *r, bool head)
     struct sse_request sq;
     struct sse_key sk;
     if (sse_from_request(r, SSE_USE_READ, &sq, &err) < 0 ||
-        sse_open(r->w, o.sse, &sq, &sk, &err) < 0) {
+        sse_open(r->w, o.sse, o.part_sizes, &sq, &sk, &err) < 0) {
         OPENSSL_cleanse(&sq, sizeof(sq));
         object_row_clear(&o);
         return s3_fail(r, err);
@@ -474,12 +474,14 @@ void s3_get_object(struct s3_req *r, bool head)
                 r->http, "Last-Modified",
                 time_format_http((time_t)(o.mtime_ms / 1000), date));
         }
+        sse_key_clear(&sk);
         object_row_clear(&o);
         return s3_fail(r, err);
     }
     uint64_t first = 0, last = o.size ? o.size - 1 : 0, len = o.size;
     if (part) { /* one part's bytes, as a range of the object */
         if (object_part_range(&o, part, &first, &len, &err) < 0) {
+            sse_key_clear(&sk);
             object_row_clear(&o);
             return s3_fail(r, err);
         }
@@ -493,6 +495,7 @@ void s3_get_object(struct s3_req *r, bool head)
         char cr[64];
         snprintf(cr, sizeof(cr), "bytes */%llu", (unsigned long long)o.size);
         http_reply_header(r->http, "Content-Range", cr);
+        sse_key_clear(&sk);
         object_row_clear(&o);
         error_set(&err, EINVAL, "InvalidRange",
                   "The requested range is not satisfiable");
@@ -500,6 +503,7 @@ void s3_get_object(struct s3_req *r, bool head)
     }
     int fd = o.is_inline ? -1 : blob_open(r->w, o.blob, &err);
     if (fd < 0 && !o.is_inline) {
+        sse_key_clear(&sk);
         object_row_clear(&o);
         return s3_fail(r, err);
     }
@@ -552,7 +556,7 @@ void s3_get_object(struct s3_req *r, bool head)
         free(small);
         http_reply_fd(r->http, status, NULL, fd, first, len);
     }
-    OPENSSL_cleanse(&sk, sizeof(sk));
+    sse_key_clear(&sk);
     object_row_clear(&o);
 }
 

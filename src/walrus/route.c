@@ -310,7 +310,8 @@ enum s3_op s3_route(struct s3_req *r, const char *method, const char *path,
         return OP_NONE;
     enum s3_op op = route(r, method, err);
     /* Server-side encryption (sse.c) is done for PutObject, GetObject,
-     * HeadObject and CopyObject; elsewhere a request that asks for it is refused rather
+     * HeadObject, CopyObject and multipart uploads; elsewhere (POST's
+     * fields are refused in post.c) a request that asks for it is refused rather
      * than stored in the clear behind its back. */
     static const char *const sse[] = {
         "x-amz-server-side-encryption",
@@ -319,11 +320,12 @@ enum s3_op s3_route(struct s3_req *r, const char *method, const char *path,
         "x-amz-copy-source-server-side-encryption-customer-algorithm",
         "x-amz-copy-source-server-side-encryption-customer-key",
     };
+    bool copy = op == OP_COPY_OBJECT || op == OP_UPLOAD_PART_COPY;
     bool sse_done = op == OP_PUT_OBJECT || op == OP_GET_OBJECT ||
-                    op == OP_HEAD_OBJECT || op == OP_COPY_OBJECT;
+                    op == OP_HEAD_OBJECT || op == OP_CREATE_UPLOAD ||
+                    op == OP_UPLOAD_PART || copy;
     for (size_t i = 0; op != OP_NONE && i < ARRAY_SIZE(sse); i++)
-        if (s3_header(r, sse[i]) &&
-            (!sse_done || (i >= 3 && op != OP_COPY_OBJECT))) {
+        if (s3_header(r, sse[i]) && (!sse_done || (i >= 3 && !copy))) {
             error_set(err, ENOTSUP, "NotImplemented",
                       "Server-side encryption (%s) is not implemented for "
                       "this operation.",

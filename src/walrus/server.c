@@ -606,6 +606,10 @@ void s3_req_free(struct s3_req *r)
         return;
     if (r->upload)
         upload_free(r->upload);
+    if (r->sse_part) {
+        sse_key_clear(r->sse_part);
+        free(r->sse_part);
+    }
     if (r->db)
         db_pool_put(r->w->db, r->db);
     for (size_t i = 0; i < r->n_params; i++) {

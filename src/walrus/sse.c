@@ -352,10 +352,104 @@ static int fields(char *s, char **f, int n)
     return i;
 }
 
-int sse_open(struct walrus *w, const char *desc, const struct sse_request *q,
-             struct sse_key *k, struct koala_error **err)
+void sse_key_clear(struct sse_key *k)
 {
-    memset(k, 0, sizeof(*k));
+    free(k->seg_start);
+    free(k->seg_iv);
+    OPENSSL_cleanse(k, sizeof(*k));
+}
+
+int sse_new_iv(struct sse_key *k, struct koala_error **err)
+{
+    return RAND_bytes(k->iv, 16) == 1
+               ? 0
+               : error_set(err, EIO, NULL, "RAND_bytes failed");
+}
+
+void sse_iv_hex(const struct sse_key *k, char out[33])
+{
+    hex(k->iv, 16, out);
+}
+
+int sse_part_open(struct s3_req *r, const char *upload_desc,
+                  struct koala_error **err)
+{
+    struct sse_request q;
+    struct sse_key k;
+    if (r->sse_part) {
+        sse_key_clear(r->sse_part);
+        free(r->sse_part);
+        r->sse_part = NULL;
+    }
+    int rc = sse_from_request(r, SSE_USE_READ, &q, err);
+    if (rc == 0)
+        rc = sse_open(r->w, upload_desc, NULL, &q, &k, err);
+    OPENSSL_cleanse(&q, sizeof(q));
+    if (rc < 0)
+        return -1;
+    /* Every part gets its own IV: a part uploaded again under the same
+     * number must not reuse the keystream of the bytes it replaces. */
+    if (k.mode == SSE_NONE || sse_new_iv(&k, err) < 0 ||
+        (r->sse_part = malloc(sizeof(k))) == NULL) {
+        bool failed = k.mode != SSE_NONE;
+        sse_key_clear(&k);
+        return failed ? error_set(err, ENOMEM, NULL, "out of memory") : 0;
+    }
+    *r->sse_part = k;
+    return 0;
+}
+
+void sse_reply_record(struct s3_req *r, const char *desc)
+{
+    struct sse_key k = {0};
+    if (strncmp(desc, "S3:", 3) == 0) {
+        k.mode = SSE_S3;
+    } else if (strncmp(desc, "C:", 2) == 0) {
+        const char *md5 = desc;
+        for (int i = 0; i < 4 && md5; i++)
+            md5 = strchr(md5 + 1, ':');
+        k.mode = SSE_C;
+        snprintf(k.key_md5, sizeof(k.key_md5), "%.*s",
+                 md5 ? (int)strcspn(md5 + 1, "|") : 0, md5 ? md5 + 1 : "");
+    }
+    sse_reply_headers(r, &k);
+}
+
+/* "<record>|iv1,iv2,..." of a multipart object: part i's IV, from where
+ * part i starts (part_sizes: "n1,n2,..."). */
+static int open_segments(const char *ivs, const char *part_sizes,
+                         struct sse_key *k, struct koala_error **err)
+{
+    size_t n = 1;
+    for (const char *p = ivs; *p; p++)
+        n += *p == ',';
+    k->seg_start = calloc(n, sizeof(*k->seg_start));
+    k->seg_iv = calloc(n, sizeof(*k->seg_iv));
+    if (k->seg_start == NULL || k->seg_iv == NULL)
+        return error_set(err, ENOMEM, NULL, "out of memory");
+    const char *p = ivs, *q = part_sizes ? part_sizes : "";
+    uint64_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strcspn(p, ",");
+        char *end;
+        unsigned long long sz = strtoull(q, &end, 10);
+        if (unhex(p, len, k->seg_iv[i], 16) < 0 || end == q)
+            return error_set(err, EIO, NULL, "bad SSE part record");
+        k->seg_start[i] = at;
+        at += sz;
+        p += len + (p[len] == ',');
+        q = *end == ',' ? end + 1 : end;
+    }
+    k->n_seg = n;
+    return 0;
+}
+
+static int open_key(struct walrus *w, const char *desc, const char *part_sizes,
+                    const struct sse_request *q, struct sse_key *k,
+                    struct koala_error **err)
+{
+    if (desc == NULL)
+        desc = "";
     bool is_c = strncmp(desc, "C:", 2) == 0;
     if (!is_c && q->mode == SSE_C)
         return error_set(err, EINVAL, "InvalidRequest",
@@ -364,7 +458,13 @@ int sse_open(struct walrus *w, const char *desc, const struct sse_request *q,
     if (desc[0] == '\0')
         return 0;
     char copy[sizeof(k->desc)];
-    snprintf(copy, sizeof(copy), "%s", desc);
+    size_t dl = strcspn(desc, "|");
+    if (dl >= sizeof(copy))
+        return error_set(err, EIO, NULL, "bad SSE record");
+    memcpy(copy, desc, dl);
+    copy[dl] = '\0';
+    if (desc[dl] == '|' && open_segments(desc + dl + 1, part_sizes, k, err) < 0)
+        return -1;
     char *f[6];
     int n = fields(copy, f, 6);
     if (is_c) {
@@ -410,23 +510,38 @@ int sse_open(struct walrus *w, const char *desc, const struct sse_request *q,
     return 0;
 }
 
+int sse_open(struct walrus *w, const char *desc, const char *part_sizes,
+             const struct sse_request *q, struct sse_key *k,
+             struct koala_error **err)
+{
+    memset(k, 0, sizeof(*k));
+    if (open_key(w, desc, part_sizes, q, k, err) == 0)
+        return 0;
+    sse_key_clear(k);
+    return -1;
+}
+
 /* ---- the data: AES-256-CTR from any offset ---- */
 
 struct sse_ctr {
     EVP_CIPHER_CTX *c;
+    unsigned char dk[32];
+    /* Segments (a multipart object's parts, each with its own IV); one
+     * from 0 for a single object. */
+    size_t n_seg, seg;
+    uint64_t *start;
+    unsigned char (*iv)[16];
+    uint64_t pos; /* object offset of the next byte */
 };
 
-struct sse_ctr *sse_ctr_new(const struct sse_key *k, uint64_t offset)
+/* Positions the cipher at object offset `pos` of segment x->seg: the
+ * counter block of byte n of a segment is its IV + n/16, big-endian. */
+static int ctr_seek(struct sse_ctr *x, uint64_t pos)
 {
-    struct sse_ctr *x = calloc(1, sizeof(*x));
-    if (x == NULL || (x->c = EVP_CIPHER_CTX_new()) == NULL) {
-        free(x);
-        return NULL;
-    }
-    /* The counter block of byte `offset`: IV + offset/16, big-endian. */
+    uint64_t rel = pos - x->start[x->seg];
     unsigned char iv[16];
-    memcpy(iv, k->iv, 16);
-    uint64_t add = offset / 16;
+    memcpy(iv, x->iv[x->seg], 16);
+    uint64_t add = rel / 16;
     for (int i = 15; i >= 0 && add; i--) {
         uint64_t s = (uint64_t)iv[i] + (add & 0xff);
         iv[i] = (unsigned char)s;
@@ -434,8 +549,38 @@ struct sse_ctr *sse_ctr_new(const struct sse_key *k, uint64_t offset)
     }
     unsigned char skip[16] = {0};
     int n;
-    if (EVP_EncryptInit_ex(x->c, EVP_aes_256_ctr(), NULL, k->dk, iv) != 1 ||
-        EVP_EncryptUpdate(x->c, skip, &n, skip, (int)(offset % 16)) != 1) {
+    x->pos = pos;
+    return EVP_EncryptInit_ex(x->c, EVP_aes_256_ctr(), NULL, x->dk, iv) == 1 &&
+                   EVP_EncryptUpdate(x->c, skip, &n, skip, (int)(rel % 16)) ==
+                       1
+               ? 0
+               : -1;
+}
+
+struct sse_ctr *sse_ctr_new(const struct sse_key *k, uint64_t offset)
+{
+    struct sse_ctr *x = calloc(1, sizeof(*x));
+    if (x == NULL)
+        return NULL;
+    size_t n = k->n_seg ? k->n_seg : 1;
+    x->c = EVP_CIPHER_CTX_new();
+    x->start = calloc(n, sizeof(*x->start));
+    x->iv = calloc(n, sizeof(*x->iv));
+    if (x->c == NULL || x->start == NULL || x->iv == NULL) {
+        sse_ctr_free(x);
+        return NULL;
+    }
+    memcpy(x->dk, k->dk, 32);
+    x->n_seg = n;
+    if (k->n_seg) {
+        memcpy(x->start, k->seg_start, n * sizeof(*x->start));
+        memcpy(x->iv, k->seg_iv, n * sizeof(*x->iv));
+    } else {
+        memcpy(x->iv[0], k->iv, 16);
+    }
+    while (x->seg + 1 < n && x->start[x->seg + 1] <= offset)
+        x->seg++;
+    if (ctr_seek(x, offset) < 0) {
         sse_ctr_free(x);
         return NULL;
     }
@@ -447,12 +592,26 @@ int sse_ctr_apply(struct sse_ctr *x, const void *in, void *out, size_t len)
     const unsigned char *i = in;
     unsigned char *o = out;
     while (len > 0) {
-        int step = len > (1u << 30) ? 1 << 30 : (int)len, n;
-        if (EVP_EncryptUpdate(x->c, o, &n, i, step) != 1)
+        /* Up to the end of the segment, where the next IV takes over. */
+        size_t step = len > (1u << 30) ? 1u << 30 : len;
+        if (x->seg + 1 < x->n_seg) {
+            uint64_t left = x->start[x->seg + 1] - x->pos;
+            if (left == 0) {
+                x->seg++;
+                if (ctr_seek(x, x->pos) < 0)
+                    return -1;
+                continue;
+            }
+            if (step > left)
+                step = (size_t)left;
+        }
+        int n;
+        if (EVP_EncryptUpdate(x->c, o, &n, i, (int)step) != 1)
             return -1;
         i += step;
         o += step;
-        len -= (size_t)step;
+        len -= step;
+        x->pos += step;
     }
     return 0;
 }
@@ -461,6 +620,9 @@ void sse_ctr_free(struct sse_ctr *x)
 {
     if (x) {
         EVP_CIPHER_CTX_free(x->c);
+        free(x->start);
+        free(x->iv);
+        OPENSSL_cleanse(x->dk, sizeof(x->dk));
         free(x);
     }
 }

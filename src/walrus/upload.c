@@ -455,8 +455,11 @@ int upload_begin(struct s3_req *r, struct koala_error **err)
         u->payload_sha256 = r->body_sha256;
         r->body_sha256 = NULL;
     }
-    if (r->op == OP_PUT_OBJECT && r->put && r->put->sse.mode != SSE_NONE) {
-        if (sse_seal(r->w, &r->put->sse, &u->sse, err) < 0)
+    if ((r->op == OP_PUT_OBJECT && r->put && r->put->sse.mode != SSE_NONE) ||
+        (r->op == OP_UPLOAD_PART && r->sse_part)) {
+        if (r->sse_part)
+            u->sse = *r->sse_part; /* a part: no segments to own */
+        else if (sse_seal(r->w, &r->put->sse, &u->sse, err) < 0)
             return -1;
         u->ctr = sse_ctr_new(&u->sse, 0);
         u->scratch = malloc(UPLOAD_CIPHER_STEP);

@@ -185,6 +185,11 @@ struct sse_key {
     unsigned char iv[16];
     char key_md5[32];
     char desc[200]; /* seal: the record to store in object_row.sse */
+    /* A multipart object: part i (from byte seg_start[i]) has its own IV
+     * (sse_open allocates; sse_key_clear frees). */
+    size_t n_seg;
+    uint64_t *seg_start;
+    unsigned char (*seg_iv)[16];
 };
 /* ---- metadata (meta.c) ---- */
 extern const char *const walrus_migrations[];
@@ -239,8 +244,9 @@ struct object_row {
      * from meta_object_get: owned (freed by object_row_clear). */
     bool is_inline;
     char *data;
-    /* Encryption at rest (sse.c): "" none, else the stored record. */
-    char sse[200];
+    /* Encryption at rest (sse.c): "" or NULL none, else the stored
+     * record.  put: borrowed, get: owned. */
+    char *sse;
 };
 void object_row_clear(struct object_row *o);
 
@@ -417,6 +423,9 @@ struct s3_req {
     char *obj_headers;
     bool cors_done; /* s3_cors_headers ran */
     struct post *post; /* POST Object: the form being read (post.c) */
+    /* UploadPart(Copy) of an encrypted upload: the part's keys and fresh
+     * IV (sse_part_open). */
+    struct sse_key *sse_part;
     int64_t started_ms; /* for the access log's total time */
     bool presigned; /* signed in the query string */
     /* The policy of policy_bucket, read once (authz.c). */
@@ -841,11 +850,24 @@ int sse_from_request(struct s3_req *r, enum sse_use use, struct sse_request *q,
 /* A new object's keys (k->mode SSE_NONE when q asks for none). */
 int sse_seal(struct walrus *w, const struct sse_request *q,
              struct sse_key *k, struct koala_error **err);
-/* A stored object's keys from its record and the request: InvalidRequest
- * (key missing, or given for an object without SSE-C), AccessDenied
- * (another key). */
-int sse_open(struct walrus *w, const char *desc, const struct sse_request *q,
-             struct sse_key *k, struct koala_error **err);
+/* A stored object's keys from its record (part_sizes: a multipart
+ * object's, else NULL) and the request: InvalidRequest (key missing, or
+ * given for an object without SSE-C), AccessDenied (another key). */
+int sse_open(struct walrus *w, const char *desc, const char *part_sizes,
+             const struct sse_request *q, struct sse_key *k,
+             struct koala_error **err);
+/* Frees what sse_open allocated and wipes the keys. */
+void sse_key_clear(struct sse_key *k);
+/* A fresh random IV in k->iv (a part's, sse_parts.c). */
+int sse_new_iv(struct sse_key *k, struct koala_error **err);
+/* UploadPart(Copy): checks the request's SSE-C key against the upload's
+ * record and sets r->sse_part (left NULL for an unencrypted upload). */
+int sse_part_open(struct s3_req *r, const char *upload_desc,
+                  struct koala_error **err);
+/* k->iv in hex (a part's, kept in parts.iv). */
+void sse_iv_hex(const struct sse_key *k, char out[33]);
+/* Reply headers from a stored record (CompleteMultipartUpload's). */
+void sse_reply_record(struct s3_req *r, const char *desc);
 struct sse_ctr;
 /* A cipher positioned at byte offset of the object (NULL: no memory). */
 struct sse_ctr *sse_ctr_new(const struct sse_key *k, uint64_t offset);

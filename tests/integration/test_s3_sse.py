@@ -2,8 +2,9 @@
 (x-amz-server-side-encryption: AES256) and SSE-C (customer keys) on PUT,
 GET and HEAD, ranges and partNumber reads of encrypted objects, S3's
 errors for wrong and missing keys, the bytes on disk, and master key
-rotation.  What is not done yet (copies of encrypted objects, multipart,
-bucket default encryption, POST) is refused with NotImplemented."""
+rotation, copies between modes, multipart uploads, bucket default
+encryption.  POST uploads do not encrypt yet: refused with
+NotImplemented when asked to, or into a bucket with default encryption."""
 import base64
 import hashlib
 import os
@@ -252,29 +253,107 @@ def test_copy_source_keys(s3, bucket):
         b"plain"
 
 
-def test_not_yet_implemented_stays_refused(s3, bucket):
-    """Encrypted multipart uploads and part copies from encrypted objects
-    are refused, never done in the clear."""
-    key = os.urandom(32)
-    s3.put_object(Bucket=bucket, Key="enc", Body=b"secret" * 1000000,
-                  ServerSideEncryption="AES256")
-    s3.put_object(Bucket=bucket, Key="plain", Body=b"plain")
-    for kw in ({"ServerSideEncryption": "AES256"}, ssec(key)):
+MIB = 1 << 20
+
+
+@pytest.mark.parametrize("mode", ["s3", "c"])
+def test_multipart_encrypted(s3, bucket, mode):
+    key, src_key = os.urandom(32), os.urandom(32)
+    create_kw = ({"ServerSideEncryption": "AES256"} if mode == "s3"
+                 else ssec(key))
+    part_kw = ssec(key) if mode == "c" else {}
+    p1, p2 = body(5 * MIB + 3, b"p1"), body(100_000, b"p2")
+    src = body(6 * MIB, b"src")
+    s3.put_object(Bucket=bucket, Key="src", Body=src, **ssec(src_key))
+    up = s3.create_multipart_upload(Bucket=bucket, Key="mp", **create_kw)
+    if mode == "s3":
+        assert up["ServerSideEncryption"] == "AES256"
+    else:
+        assert up["SSECustomerKeyMD5"] == base64.b64encode(
+            hashlib.md5(key).digest()).decode()
+    uid = up["UploadId"]
+    if mode == "c":
         with pytest.raises(botocore.exceptions.ClientError) as e:
-            s3.create_multipart_upload(Bucket=bucket, Key="mp", **kw)
-        assert code_of(e) == "NotImplemented"
-    up = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        s3.upload_part_copy(Bucket=bucket, Key="mp", UploadId=up,
-                            PartNumber=1,
-                            CopySource={"Bucket": bucket, "Key": "enc"})
-    assert code_of(e) == "NotImplemented"
-    assert "Parts" not in s3.list_parts(Bucket=bucket, Key="mp",
-                                        UploadId=up)
-    s3.abort_multipart_upload(Bucket=bucket, Key="mp", UploadId=up)
-    keys = sorted(o["Key"] for o in
-                  s3.list_objects_v2(Bucket=bucket)["Contents"])
-    assert keys == ["enc", "plain"]
+            s3.upload_part(Bucket=bucket, Key="mp", UploadId=uid,
+                           PartNumber=1, Body=p1)
+        assert code_of(e) == "InvalidRequest"
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            s3.upload_part(Bucket=bucket, Key="mp", UploadId=uid,
+                           PartNumber=1, Body=p1, **ssec(os.urandom(32)))
+        assert code_of(e) == "AccessDenied"
+    else:
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            s3.upload_part(Bucket=bucket, Key="mp", UploadId=uid,
+                           PartNumber=1, Body=p1, **ssec(key))
+        assert code_of(e) == "InvalidRequest"
+    # Part 1 twice: the second upload replaces the first.
+    s3.upload_part(Bucket=bucket, Key="mp", UploadId=uid, PartNumber=1,
+                   Body=body(5 * MIB + 3, b"old"), **part_kw)
+    r1 = s3.upload_part(Bucket=bucket, Key="mp", UploadId=uid,
+                        PartNumber=1, Body=p1, **part_kw)
+    if mode == "s3":
+        assert r1["ETag"] == '"%s"' % hashlib.md5(p1).hexdigest()
+        assert r1["ServerSideEncryption"] == "AES256"
+    else:
+        assert r1["ETag"] != '"%s"' % hashlib.md5(p1).hexdigest()
+    # Part 2 copied from a range of an SSE-C object.
+    r2 = s3.upload_part_copy(
+        Bucket=bucket, Key="mp", UploadId=uid, PartNumber=2,
+        CopySource={"Bucket": bucket, "Key": "src"},
+        CopySourceRange=f"bytes=1000-{1000 + 5 * MIB - 1}",
+        **src_ssec(src_key), **part_kw)
+    p2copy = src[1000:1000 + 5 * MIB]
+    r3 = s3.upload_part(Bucket=bucket, Key="mp", UploadId=uid,
+                        PartNumber=3, Body=p2, **part_kw)
+    done = s3.complete_multipart_upload(
+        Bucket=bucket, Key="mp", UploadId=uid, MultipartUpload={"Parts": [
+            {"PartNumber": 1, "ETag": r1["ETag"]},
+            {"PartNumber": 2, "ETag": r2["CopyPartResult"]["ETag"]},
+            {"PartNumber": 3, "ETag": r3["ETag"]}]})
+    if mode == "s3":
+        assert done["ServerSideEncryption"] == "AES256"
+    whole = p1 + p2copy + p2
+    got = s3.get_object(Bucket=bucket, Key="mp", **part_kw)
+    assert got["Body"].read() == whole
+    assert got["ETag"].endswith('-3"')
+    # Ranges across the part boundaries, and each part by number.
+    b1, b2 = len(p1), len(p1) + len(p2copy)
+    for first, last in [(b1 - 5, b1 + 5), (b1 - 16, b1 + 16), (b2 - 1, b2),
+                        (3, len(whole) - 3), (b1, b2 - 1), (b2, b2)]:
+        got = s3.get_object(Bucket=bucket, Key="mp",
+                            Range=f"bytes={first}-{last}", **part_kw)
+        assert got["Body"].read() == whole[first:last + 1], (first, last)
+    for n, data in ((1, p1), (2, p2copy), (3, p2)):
+        got = s3.get_object(Bucket=bucket, Key="mp", PartNumber=n, **part_kw)
+        assert got["Body"].read() == data
+    if mode == "c":
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            s3.get_object(Bucket=bucket, Key="mp")
+        assert code_of(e) == "InvalidRequest"
+    # A copy of the multipart object into plain text reads back whole.
+    s3.copy_object(Bucket=bucket, Key="flat",
+                   CopySource={"Bucket": bucket, "Key": "mp"},
+                   **(src_ssec(key) if mode == "c" else {}))
+    assert s3.get_object(Bucket=bucket, Key="flat")["Body"].read() == whole
+
+
+def test_post_with_sse_stays_refused(s3, bucket):
+    """POST uploads do not encrypt yet: asking for it, or into a bucket with
+    default encryption, is refused rather than stored in the clear."""
+    import requests
+    for fields in ({"x-amz-server-side-encryption": "AES256"}, {}):
+        if not fields:
+            s3.put_bucket_encryption(
+                Bucket=bucket,
+                ServerSideEncryptionConfiguration=AES256_DEFAULT)
+        post = s3.generate_presigned_post(
+            bucket, "posted", Fields=dict(fields),
+            Conditions=[{k: v} for k, v in fields.items()])
+        r = requests.post(post["url"], data=post["fields"],
+                          files={"file": ("f", b"posted data")}, timeout=30)
+        assert r.status_code == 501, r.text
+        assert "<Code>NotImplemented</Code>" in r.text
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
 
 
 AES256_DEFAULT = {"Rules": [{"ApplyServerSideEncryptionByDefault": {
@@ -343,10 +422,16 @@ def test_bucket_default_applies(s3, s3_bob, bucket):
     assert "ServerSideEncryption" not in put
     assert s3.get_object(Bucket=bucket, Key="c", **ssec(key))[
         "Body"].read() == b"c"
-    # Not done yet for these: refused rather than stored in the clear.
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        s3.create_multipart_upload(Bucket=bucket, Key="mp")
-    assert code_of(e) == "NotImplemented"
+    up = s3.create_multipart_upload(Bucket=bucket, Key="mp")
+    assert up["ServerSideEncryption"] == "AES256"
+    r1 = s3.upload_part(Bucket=bucket, Key="mp", UploadId=up["UploadId"],
+                        PartNumber=1, Body=b"one part")
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key="mp", UploadId=up["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": r1["ETag"]}]})
+    got = s3.get_object(Bucket=bucket, Key="mp")
+    assert got["Body"].read() == b"one part"
+    assert got["ServerSideEncryption"] == "AES256"
     s3.delete_bucket_encryption(Bucket=bucket)
     assert "ServerSideEncryption" not in s3.put_object(
         Bucket=bucket, Key="after", Body=b"after")
