@@ -201,16 +201,20 @@ static const char *sse_header(struct s3_req *r, bool source,
 int sse_from_request(struct s3_req *r, enum sse_use use, struct sse_request *q,
                      struct koala_error **err)
 {
+    bool source = use == SSE_USE_SOURCE;
+    return sse_from_values(
+        source ? NULL : s3_header(r, "x-amz-server-side-encryption"),
+        sse_header(r, source, "server-side-encryption-customer-algorithm"),
+        sse_header(r, source, "server-side-encryption-customer-key"),
+        sse_header(r, source, "server-side-encryption-customer-key-MD5"),
+        use == SSE_USE_WRITE, q, err);
+}
+
+int sse_from_values(const char *mode, const char *alg, const char *key,
+                    const char *md5, bool write, struct sse_request *q,
+                    struct koala_error **err)
+{
     memset(q, 0, sizeof(*q));
-    bool write = use == SSE_USE_WRITE, source = use == SSE_USE_SOURCE;
-    const char *mode =
-        source ? NULL : s3_header(r, "x-amz-server-side-encryption");
-    const char *alg =
-        sse_header(r, source, "server-side-encryption-customer-algorithm");
-    const char *key =
-        sse_header(r, source, "server-side-encryption-customer-key");
-    const char *md5 =
-        sse_header(r, source, "server-side-encryption-customer-key-MD5");
     if (mode && !write)
         return bad_arg(err, "x-amz-server-side-encryption header is not "
                             "supported for this operation.");

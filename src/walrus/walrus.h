@@ -847,6 +847,11 @@ void sse_keys_free(struct walrus *w);
 enum sse_use { SSE_USE_READ, SSE_USE_WRITE, SSE_USE_SOURCE };
 int sse_from_request(struct s3_req *r, enum sse_use use, struct sse_request *q,
                      struct koala_error **err);
+/* The same from the values of x-amz-server-side-encryption and the
+ * -customer-algorithm, -key, -key-MD5 headers (POST's form fields). */
+int sse_from_values(const char *mode, const char *alg, const char *key,
+                    const char *md5, bool write, struct sse_request *q,
+                    struct koala_error **err);
 /* A new object's keys (k->mode SSE_NONE when q asks for none). */
 int sse_seal(struct walrus *w, const struct sse_request *q,
              struct sse_key *k, struct koala_error **err);

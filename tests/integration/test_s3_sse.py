@@ -2,9 +2,8 @@
 (x-amz-server-side-encryption: AES256) and SSE-C (customer keys) on PUT,
 GET and HEAD, ranges and partNumber reads of encrypted objects, S3's
 errors for wrong and missing keys, the bytes on disk, and master key
-rotation, copies between modes, multipart uploads, bucket default
-encryption.  POST uploads do not encrypt yet: refused with
-NotImplemented when asked to, or into a bucket with default encryption."""
+rotation, copies between modes, multipart uploads, POST uploads and
+bucket default encryption."""
 import base64
 import hashlib
 import os
@@ -337,23 +336,56 @@ def test_multipart_encrypted(s3, bucket, mode):
     assert s3.get_object(Bucket=bucket, Key="flat")["Body"].read() == whole
 
 
-def test_post_with_sse_stays_refused(s3, bucket):
-    """POST uploads do not encrypt yet: asking for it, or into a bucket with
-    default encryption, is refused rather than stored in the clear."""
+def post_form(s3, bucket, key, fields, data):
     import requests
-    for fields in ({"x-amz-server-side-encryption": "AES256"}, {}):
-        if not fields:
-            s3.put_bucket_encryption(
-                Bucket=bucket,
-                ServerSideEncryptionConfiguration=AES256_DEFAULT)
-        post = s3.generate_presigned_post(
-            bucket, "posted", Fields=dict(fields),
-            Conditions=[{k: v} for k, v in fields.items()])
-        r = requests.post(post["url"], data=post["fields"],
-                          files={"file": ("f", b"posted data")}, timeout=30)
-        assert r.status_code == 501, r.text
-        assert "<Code>NotImplemented</Code>" in r.text
-    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+    post = s3.generate_presigned_post(
+        bucket, key, Fields=dict(fields),
+        Conditions=[{k: v} for k, v in fields.items()])
+    return requests.post(post["url"], data=post["fields"],
+                         files={"file": ("f", data)}, timeout=30)
+
+
+def test_post_encrypted(s3, bucket):
+    key = os.urandom(32)
+    md5 = base64.b64encode(hashlib.md5(key).digest()).decode()
+    data = body(200_000, b"post")
+    r = post_form(s3, bucket, "s3", {"x-amz-server-side-encryption":
+                                     "AES256"}, data)
+    assert r.status_code == 204, r.text
+    assert r.headers["x-amz-server-side-encryption"] == "AES256"
+    assert r.headers["ETag"] == '"%s"' % hashlib.md5(data).hexdigest()
+    got = s3.get_object(Bucket=bucket, Key="s3")
+    assert got["Body"].read() == data
+    assert got["ServerSideEncryption"] == "AES256"
+    r = post_form(s3, bucket, "c", {
+        "x-amz-server-side-encryption-customer-algorithm": "AES256",
+        "x-amz-server-side-encryption-customer-key":
+            base64.b64encode(key).decode(),
+        "x-amz-server-side-encryption-customer-key-MD5": md5}, data)
+    assert r.status_code == 204, r.text
+    assert r.headers["x-amz-server-side-encryption-customer-key-MD5"] == md5
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.get_object(Bucket=bucket, Key="c")
+    assert code_of(e) == "InvalidRequest"
+    assert s3.get_object(Bucket=bucket, Key="c", **ssec(key))[
+        "Body"].read() == data
+    # A key that does not match its MD5: refused, nothing stored.
+    r = post_form(s3, bucket, "bad", {
+        "x-amz-server-side-encryption-customer-algorithm": "AES256",
+        "x-amz-server-side-encryption-customer-key":
+            base64.b64encode(os.urandom(32)).decode(),
+        "x-amz-server-side-encryption-customer-key-MD5": md5}, data)
+    assert r.status_code == 400 and "<Code>InvalidArgument</Code>" in r.text
+    # The bucket's default applies to a POST without SSE fields.
+    s3.put_bucket_encryption(Bucket=bucket,
+                             ServerSideEncryptionConfiguration=AES256_DEFAULT)
+    r = post_form(s3, bucket, "default", {}, b"by default")
+    assert r.status_code == 204, r.text
+    assert r.headers["x-amz-server-side-encryption"] == "AES256"
+    assert s3.head_object(Bucket=bucket, Key="default")[
+        "ServerSideEncryption"] == "AES256"
+    assert sorted(o["Key"] for o in s3.list_objects_v2(
+        Bucket=bucket)["Contents"]) == ["c", "default", "s3"]
 
 
 AES256_DEFAULT = {"Rules": [{"ApplyServerSideEncryptionByDefault": {
@@ -462,6 +494,25 @@ def test_bytes_on_disk_are_not_the_plaintext(tmp_path):
                 data = (marker * (size // len(marker) + 1))[:size]
                 s3.put_object(Bucket="disk", Key=f"{name}-{size}",
                               Body=data, **kw)
+        # Multipart: parts and the completed object.
+        for name, kw in (("mps3", {"ServerSideEncryption": "AES256"}),
+                         ("mpc", ssec(key))):
+            pkw = ssec(key) if name == "mpc" else {}
+            uid = s3.create_multipart_upload(Bucket="disk", Key=name,
+                                             **kw)["UploadId"]
+            marker = f"SECRET-{name}-".encode()
+            parts = []
+            for n, size in ((1, 5 * MIB), (2, 1000)):
+                data = (marker * (size // len(marker) + 1))[:size]
+                etag = s3.upload_part(Bucket="disk", Key=name, UploadId=uid,
+                                      PartNumber=n, Body=data,
+                                      **pkw)["ETag"]
+                parts.append({"PartNumber": n, "ETag": etag})
+            if name == "mpc":   # left incomplete: parts on disk only
+                continue
+            s3.complete_multipart_upload(Bucket="disk", Key=name,
+                                         UploadId=uid,
+                                         MultipartUpload={"Parts": parts})
         # The scan finds plaintext where there is some: a plain object.
         s3.put_object(Bucket="disk", Key="plain", Body=b"PLAINMARK" * 10)
         s3.put_object(Bucket="disk", Key="plainbig",
