@@ -591,3 +591,31 @@ def test_key_file_readable_by_others_is_refused(tmp_path):
     with pytest.raises(Exception):
         w.start()
     assert "chmod 600" in w.log_text()
+
+
+def test_access_logs_into_an_encrypted_bucket(tmp_path):
+    """Server access logs delivered into a bucket with default encryption
+    are SSE-S3 objects, as S3 delivers them."""
+    from conftest import wait_until
+    w = Walrus(tmp_path / "data",
+               extra_args=["--log-flush-interval", "0.3"]).start()
+    try:
+        creds = w.add_user("logs")
+        s3 = s3_client(w.endpoint, creds)
+        s3.create_bucket(Bucket="src")
+        s3.create_bucket(Bucket="logs")
+        s3.put_bucket_encryption(
+            Bucket="logs", ServerSideEncryptionConfiguration=AES256_DEFAULT)
+        s3.put_bucket_logging(Bucket="src", BucketLoggingStatus={
+            "LoggingEnabled": {"TargetBucket": "logs",
+                               "TargetPrefix": "LOGLINE-"}})
+        s3.put_object(Bucket="src", Key="LOGGED-KEY", Body=b"x")
+        wait_until(lambda: s3.list_objects_v2(Bucket="logs").get(
+            "Contents"), timeout=30, what="a log object")
+        name = s3.list_objects_v2(Bucket="logs")["Contents"][0]["Key"]
+        got = s3.get_object(Bucket="logs", Key=name)
+        assert got["ServerSideEncryption"] == "AES256"
+        assert b"LOGGED-KEY" in got["Body"].read()
+    finally:
+        w.stop()
+    assert files_containing(w.data_dir, b"REST.PUT.OBJECT LOGGED-KEY") == []
