@@ -639,6 +639,11 @@ void s3_complete_upload(struct s3_req *r)
         }
         goto out;
     }
+    /* SSE-C headers on the completion (newer SDKs send them) must be the
+     * upload's key; none is fine, as in S3. */
+    if (s3_header(r, "x-amz-server-side-encryption-customer-algorithm") &&
+        sse_part_open(r, u.sse, &err) < 0)
+        goto out;
     if (choose_parts(r, &parts, &n, &err) < 0)
         goto out;
     struct checksum *md5 = checksum_new(CHECKSUM_MD5);

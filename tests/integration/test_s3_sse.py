@@ -619,3 +619,39 @@ def test_access_logs_into_an_encrypted_bucket(tmp_path):
     finally:
         w.stop()
     assert files_containing(w.data_dir, b"REST.PUT.OBJECT LOGGED-KEY") == []
+
+
+def test_aws_cli_sse(walrus, cli_env, tmp_path, s3):
+    """aws s3 cp --sse AES256 and --sse-c (single PUT and multipart, and
+    the download with the key), as a user types them."""
+    from conftest import AWS_BIN, run
+
+    def aws(*args, check=True):
+        return run([AWS_BIN, "--endpoint-url", walrus.endpoint, *args],
+                   cli_env, check=check)
+    key = tmp_path / "sse.key"
+    key.write_bytes(os.urandom(32))
+    small, big = tmp_path / "small.bin", tmp_path / "big.bin"
+    small.write_bytes(body(100_000, b"cli"))
+    big.write_bytes(body(20 * MIB, b"clibig"))   # > 8 MiB: multipart
+    aws("s3", "mb", "s3://cli-sse")
+    try:
+        for f in (small, big):
+            aws("s3", "cp", str(f), f"s3://cli-sse/s3-{f.name}",
+                "--sse", "AES256")
+            aws("s3", "cp", str(f), f"s3://cli-sse/c-{f.name}",
+                "--sse-c", "AES256", "--sse-c-key", f"fileb://{key}")
+            assert s3.head_object(Bucket="cli-sse", Key=f"s3-{f.name}")[
+                "ServerSideEncryption"] == "AES256"
+            back = tmp_path / "back"
+            aws("s3", "cp", f"s3://cli-sse/s3-{f.name}", str(back))
+            assert back.read_bytes() == f.read_bytes()
+            aws("s3", "cp", f"s3://cli-sse/c-{f.name}", str(back),
+                "--sse-c", "AES256", "--sse-c-key", f"fileb://{key}")
+            assert back.read_bytes() == f.read_bytes()
+            # Without the key: refused.
+            p = aws("s3", "cp", f"s3://cli-sse/c-{f.name}", str(back),
+                    check=False)
+            assert p.returncode != 0
+    finally:
+        aws("s3", "rb", "--force", "s3://cli-sse")
