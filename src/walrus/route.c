@@ -2,7 +2,7 @@
  * virtual-host-style), the query's parameters, and the table from method,
  * sub-resources and headers to the operation; sub-resources S3 has and
  * Walrus does not are refused with NotImplemented here, as are requests
- * asking for server-side encryption.  Apart from the connection, so that
+ * asking for server-side encryption of operations that do not do it.  Apart from the connection, so that
  * the fuzz target tests/fuzz/fuzz_s3_router.c runs exactly this code. */
 #define LOG_MODULE "walrus"
 #include <errno.h>

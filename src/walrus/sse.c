@@ -12,6 +12,9 @@
  *   SSE-C   "C:<iv>:<salt>:<hmac>:<key md5>"  the data key is the
  *           customer's and is never stored: only HMAC-SHA256(salt, key),
  *           which proves a later key is the same one.
+ * A multipart object appends "|<iv1>,<iv2>,...": each part was ciphered
+ * with an IV of its own (it was uploaded before its offset was known), so
+ * the cipher switches IV where a part ends (the parts' sizes say where).
  * Master keys live in DATA/sse-master.keys (mode 0600, made at first
  * start), one "<version> <64 hex>" a line; the highest version wraps new
  * keys, every listed one still unwraps.  Rotating is appending a line.
@@ -391,13 +394,17 @@ int sse_part_open(struct s3_req *r, const char *upload_desc,
     OPENSSL_cleanse(&q, sizeof(q));
     if (rc < 0)
         return -1;
+    if (k.mode == SSE_NONE)
+        return 0;
     /* Every part gets its own IV: a part uploaded again under the same
      * number must not reuse the keystream of the bytes it replaces. */
-    if (k.mode == SSE_NONE || sse_new_iv(&k, err) < 0 ||
-        (r->sse_part = malloc(sizeof(k))) == NULL) {
-        bool failed = k.mode != SSE_NONE;
+    if (sse_new_iv(&k, err) < 0) {
         sse_key_clear(&k);
-        return failed ? error_set(err, ENOMEM, NULL, "out of memory") : 0;
+        return -1;
+    }
+    if ((r->sse_part = malloc(sizeof(k))) == NULL) {
+        sse_key_clear(&k);
+        return error_set(err, ENOMEM, NULL, "out of memory");
     }
     *r->sse_part = k;
     return 0;

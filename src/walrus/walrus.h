@@ -1,8 +1,9 @@
 /* walrus.h: koala-walrus internals shared by its files: the daemon, the
  * per-request state, and the interfaces between routing (server.c),
  * authentication (auth.c), access control (acl.c), metadata (meta.c),
- * object data (blob.c), upload bodies (upload.c) and the S3 operations
- * (bucket.c, object.c, list.c, multipart.c).
+ * object data (blob.c), upload bodies (upload.c), encryption at rest
+ * (sse.c, bucket_sse.c) and the S3 operations (bucket.c, object.c, list.c,
+ * multipart.c).
  *
  * Locking: there is no global lock.  Each request thread takes its own SQLite
  * connection from the pool; metadata changes are SQLite transactions (BEGIN
