@@ -82,27 +82,41 @@ static int unhex(const char *in, size_t len, unsigned char *out, size_t n)
     return 0;
 }
 
-static int create_key_file(const char *path, struct koala_error **err)
+/* The first master key: written to a temporary file, fsynced, renamed
+ * into place and the directory fsynced, so that no object is ever wrapped
+ * with a key a crash could still take back (nor an empty file left). */
+static int create_key_file(const char *dir, const char *path,
+                           struct koala_error **err)
 {
     unsigned char k[32];
-    char line[96];
+    char line[96], h[65];
     if (RAND_bytes(k, sizeof(k)) != 1)
         return error_set(err, EIO, NULL, "RAND_bytes failed");
-    char h[65];
     hex(k, sizeof(k), h);
     OPENSSL_cleanse(k, sizeof(k));
     int n = snprintf(line, sizeof(line), "1 %s\n", h);
     OPENSSL_cleanse(h, sizeof(h));
-    _cleanup_close_ int fd =
-        open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return error_set_errno(err, "creating %s", path);
-    bool ok = write(fd, line, (size_t)n) == n && fsync(fd) == 0;
+    _cleanup_free_ char *tmp = NULL;
+    if (asprintf(&tmp, "%s.tmp", path) < 0) {
+        tmp = NULL;
+        OPENSSL_cleanse(line, sizeof(line));
+        return error_set(err, ENOMEM, NULL, "out of memory");
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 && fchmod(fd, 0600) == 0 &&
+              write(fd, line, (size_t)n) == n && fsync(fd) == 0;
     OPENSSL_cleanse(line, sizeof(line));
-    if (!ok) {
-        unlink(path);
+    if (fd >= 0 && close(fd) < 0)
+        ok = false;
+    if (!ok || rename(tmp, path) < 0) {
+        int e = errno;
+        unlink(tmp);
+        errno = e;
         return error_set_errno(err, "writing %s", path);
     }
+    _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || fsync(dfd) < 0)
+        return error_set_errno(err, "fsync %s", dir);
     log_info("created SSE master key file %s (version 1)", path);
     return 0;
 }
@@ -114,7 +128,7 @@ int sse_keys_load(struct walrus *w, struct koala_error **err)
         path = NULL;
         return error_set(err, ENOMEM, NULL, "out of memory");
     }
-    if (access(path, F_OK) != 0 && create_key_file(path, err) < 0)
+    if (access(path, F_OK) != 0 && create_key_file(w->data_dir, path, err) < 0)
         return -1;
     FILE *f = fopen(path, "re");
     if (f == NULL)

@@ -546,6 +546,7 @@ def test_master_key_rotation(tmp_path):
         assert w.stop() == 0
     keyfile = w.data_dir / "sse-master.keys"
     assert stat.S_IMODE(keyfile.stat().st_mode) == 0o600
+    assert not (w.data_dir / "sse-master.keys.tmp").exists()
     lines = keyfile.read_text().split("\n")
     assert lines[0].startswith("1 ") and len(lines[0].split()[1]) == 64
     # Rotation, as docs/walrus.md tells operators: append a new version.
