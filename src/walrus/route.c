@@ -323,7 +323,8 @@ enum s3_op s3_route(struct s3_req *r, const char *method, const char *path,
     bool copy = op == OP_COPY_OBJECT || op == OP_UPLOAD_PART_COPY;
     bool sse_done = op == OP_PUT_OBJECT || op == OP_GET_OBJECT ||
                     op == OP_HEAD_OBJECT || op == OP_CREATE_UPLOAD ||
-                    op == OP_UPLOAD_PART || op == OP_COMPLETE_UPLOAD || copy;
+                    op == OP_UPLOAD_PART || op == OP_COMPLETE_UPLOAD ||
+                    op == OP_GET_OBJECT_ATTRIBUTES || copy;
     for (size_t i = 0; op != OP_NONE && i < ARRAY_SIZE(sse); i++)
         if (s3_header(r, sse[i]) && (!sse_done || (i >= 3 && !copy))) {
             error_set(err, ENOTSUP, "NotImplemented",

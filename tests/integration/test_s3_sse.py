@@ -101,6 +101,39 @@ def test_sse_c_wrong_and_missing_key(s3, bucket, size):
     assert got == body(size)
 
 
+def ssec_b64(key):
+    """SSE-C parameters already encoded (botocore encodes the key only for
+    some operations)."""
+    return {"SSECustomerAlgorithm": "AES256",
+            "SSECustomerKey": base64.b64encode(key).decode(),
+            "SSECustomerKeyMD5": base64.b64encode(
+                hashlib.md5(key).digest()).decode()}
+
+
+def test_object_attributes_of_sse_c(s3, bucket):
+    key = os.urandom(32)
+    data = body(70_000)
+    s3.put_object(Bucket=bucket, Key="k", Body=data, **ssec(key))
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.get_object_attributes(Bucket=bucket, Key="k",
+                                 ObjectAttributes=["ObjectSize"])
+    assert code_of(e) == "InvalidRequest"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.get_object_attributes(Bucket=bucket, Key="k",
+                                 ObjectAttributes=["ObjectSize"],
+                                 **ssec_b64(os.urandom(32)))
+    assert code_of(e) == "AccessDenied"
+    got = s3.get_object_attributes(Bucket=bucket, Key="k",
+                                   ObjectAttributes=["ObjectSize", "ETag"],
+                                   **ssec_b64(key))
+    assert got["ObjectSize"] == len(data)
+    s3.put_object(Bucket=bucket, Key="s3", Body=data,
+                  ServerSideEncryption="AES256")
+    got = s3.get_object_attributes(Bucket=bucket, Key="s3",
+                                   ObjectAttributes=["ETag"])
+    assert got["ETag"] == hashlib.md5(data).hexdigest()
+
+
 def test_sse_c_key_for_an_unencrypted_object(s3, bucket):
     s3.put_object(Bucket=bucket, Key="plain", Body=b"plain")
     with pytest.raises(botocore.exceptions.ClientError) as e:
