@@ -15,9 +15,10 @@
  * A multipart object appends "|<iv1>,<iv2>,...": each part was ciphered
  * with an IV of its own (it was uploaded before its offset was known), so
  * the cipher switches IV where a part ends (the parts' sizes say where).
- * Master keys live in DATA/sse-master.keys (mode 0600, made at first
- * start), one "<version> <64 hex>" a line; the highest version wraps new
- * keys, every listed one still unwraps.  Rotating is appending a line.
+ * Master keys live in DATA/sse-master.keys or the sse_key_file setting
+ * (mode 0600, made at first start), one "<version> <64 hex>" a line; the
+ * highest version wraps new keys, every listed one still unwraps.
+ * Rotating is appending a line (docs/walrus.md).
  */
 #define LOG_MODULE "walrus"
 #include <errno.h>
@@ -123,12 +124,24 @@ static int create_key_file(const char *dir, const char *path,
 
 int sse_keys_load(struct walrus *w, struct koala_error **err)
 {
-    _cleanup_free_ char *path = NULL;
-    if (asprintf(&path, "%s/sse-master.keys", w->data_dir) < 0) {
+    _cleanup_free_ char *path = NULL, *dir = NULL;
+    const char *given = w->opt.sse_key_file;
+    if (given && *given)
+        path = strdup(given);
+    else if (asprintf(&path, "%s/sse-master.keys", w->data_dir) < 0)
         path = NULL;
-        return error_set(err, ENOMEM, NULL, "out of memory");
+    if (path && (dir = strdup(path)) != NULL) {
+        char *slash = strrchr(dir, '/');
+        if (slash == NULL)
+            snprintf(dir, strlen(dir) + 1, ".");
+        else if (slash == dir)
+            slash[1] = '\0';
+        else
+            *slash = '\0';
     }
-    if (access(path, F_OK) != 0 && create_key_file(w->data_dir, path, err) < 0)
+    if (path == NULL || dir == NULL)
+        return error_set(err, ENOMEM, NULL, "out of memory");
+    if (access(path, F_OK) != 0 && create_key_file(dir, path, err) < 0)
         return -1;
     FILE *f = fopen(path, "re");
     if (f == NULL)

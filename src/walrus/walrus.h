@@ -60,6 +60,8 @@ struct walrus_options {
     int64_t lifecycle_day_s;
     /* Server access logs (access_log.c): seconds between deliveries. */
     double log_flush_interval_s;
+    /* SSE-S3 master keys (sse.c); NULL: DATA/sse-master.keys. */
+    const char *sse_key_file;
 };
 
 struct walrus {

@@ -617,6 +617,32 @@ def test_master_key_rotation(tmp_path):
         w.stop()
 
 
+def test_key_file_elsewhere(tmp_path):
+    """--sse-key-file (sse_key_file in the config) puts the master keys
+    outside the data directory, e.g. on another volume."""
+    keys = tmp_path / "keys" / "walrus.keys"
+    keys.parent.mkdir()
+    w = Walrus(tmp_path / "data",
+               extra_args=["--sse-key-file", str(keys)]).start()
+    try:
+        creds = w.add_user("kf")
+        s3 = s3_client(w.endpoint, creds)
+        s3.create_bucket(Bucket="kfile")
+        s3.put_object(Bucket="kfile", Key="k", Body=b"v" * 100_000,
+                      ServerSideEncryption="AES256")
+    finally:
+        assert w.stop() == 0
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o600
+    assert not (w.data_dir / "sse-master.keys").exists()
+    w.start()
+    try:
+        s3 = s3_client(w.endpoint, creds)
+        assert s3.get_object(Bucket="kfile", Key="k")["Body"].read() == \
+            b"v" * 100_000
+    finally:
+        assert w.stop() == 0
+
+
 def test_key_file_readable_by_others_is_refused(tmp_path):
     w = Walrus(tmp_path / "data").start()
     w.stop()
