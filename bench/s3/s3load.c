@@ -9,6 +9,11 @@
  *          --bucket b --op put|get|disk --size 4K --clients 16
  *          [--duration 5] [--min-requests 4] [--objects 64] [--prefix p]
  *          [--unsigned] [--dir DIR (disk mode)] [--label NAME] [--json]
+ *          [--sse s3|c]
+ *
+ * --sse asks for server-side encryption: s3 sends
+ * x-amz-server-side-encryption: AES256 on PUT; c sends a fixed SSE-C key
+ * (and its MD5) on PUT and GET alike.
  *
  * Requests are signed with SigV4 (UNSIGNED-PAYLOAD, as SDKs do over TLS)
  * unless --unsigned.  Every GET checks the status and the byte count.
@@ -47,7 +52,14 @@ struct opts {
     unsigned objects;
     bool unsigned_;
     bool json;
+    const char *sse; /* NULL, "s3" or "c" */
 };
+
+/* --sse c: a fixed 32-byte key "0123...", base64, and its MD5, base64. */
+#define SSEC_KEY_B64 "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+#define SSEC_MD5_B64 "hRasmdxgYDKV3nvbahU1MA=="
+
+#define MAX_SIGNED 8
 
 struct stats {
     double *lat_ms;
@@ -126,14 +138,14 @@ struct client {
 };
 
 struct header_ctx {
-    const char *names[4];
-    const char *values[4];
+    const char *names[MAX_SIGNED];
+    const char *values[MAX_SIGNED];
 };
 
 static const char *header_lookup(void *ctx, const char *lname)
 {
     struct header_ctx *h = ctx;
-    for (int i = 0; i < 4 && h->names[i]; i++)
+    for (int i = 0; i < MAX_SIGNED && h->names[i]; i++)
         if (strcmp(h->names[i], lname) == 0)
             return h->values[i];
     return NULL;
@@ -183,11 +195,31 @@ static void client_start(struct client *c, CURLM *multi, unsigned key_no)
         struct header_ctx h = {
             {"host", "x-amz-content-sha256", "x-amz-date", NULL},
             {host, SIGV4_UNSIGNED_PAYLOAD, amz_date, NULL}};
+        char signed_list[256] = "host;x-amz-content-sha256;x-amz-date";
+        int nh = 3;
+        /* The SSE headers are x-amz-*: signed, as SDKs sign them. */
+        if (o->sse && strcmp(o->sse, "s3") == 0 && put) {
+            h.names[nh] = "x-amz-server-side-encryption";
+            h.values[nh++] = "AES256";
+        } else if (o->sse && strcmp(o->sse, "c") == 0) {
+            h.names[nh] = "x-amz-server-side-encryption-customer-algorithm";
+            h.values[nh++] = "AES256";
+            h.names[nh] = "x-amz-server-side-encryption-customer-key";
+            h.values[nh++] = SSEC_KEY_B64;
+            h.names[nh] = "x-amz-server-side-encryption-customer-key-md5";
+            h.values[nh++] = SSEC_MD5_B64;
+        }
+        for (int i = 3; i < nh; i++) {
+            strcat(signed_list, ";");
+            strcat(signed_list, h.names[i]);
+            snprintf(line, sizeof(line), "%s: %s", h.names[i], h.values[i]);
+            c->headers = curl_slist_append(c->headers, line);
+        }
         struct sigv4_request req = {put ? "PUT" : "GET", path, "",
                                     header_lookup, &h};
-        char *auth = sigv4_sign(
-            &req, o->access_key, o->secret, o->region, "s3", amz_date,
-            "host;x-amz-content-sha256;x-amz-date", SIGV4_UNSIGNED_PAYLOAD);
+        char *auth = sigv4_sign(&req, o->access_key, o->secret, o->region,
+                                "s3", amz_date, signed_list,
+                                SIGV4_UNSIGNED_PAYLOAD);
         if (auth == NULL) {
             fprintf(stderr, "s3load: signing failed\n");
             exit(1);
@@ -393,7 +425,8 @@ static void usage(void)
             "[--region R]\n"
             "              [--duration S] [--min-requests N] [--objects N] "
             "[--prefix P]\n"
-            "              [--dir DIR] [--label NAME] [--json]\n");
+            "              [--dir DIR] [--label NAME] [--json] "
+            "[--sse s3|c]\n");
     exit(2);
 }
 
@@ -426,6 +459,7 @@ int main(int argc, char **argv)
                                        {"label", 1, NULL, 'l'},
                                        {"unsigned", 0, NULL, 'u'},
                                        {"json", 0, NULL, 'j'},
+                                       {"sse", 1, NULL, 'S'},
                                        {NULL, 0, NULL, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -478,6 +512,11 @@ int main(int argc, char **argv)
             break;
         case 'j':
             o.json = true;
+            break;
+        case 'S':
+            if (strcmp(optarg, "s3") != 0 && strcmp(optarg, "c") != 0)
+                usage();
+            o.sse = optarg;
             break;
         default:
             usage();

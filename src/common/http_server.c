@@ -350,6 +350,26 @@ int http_reply_fd(struct http_request *req, unsigned status,
     return queue(req, status, content_type, resp);
 }
 
+int http_reply_reader(struct http_request *req, unsigned status,
+                      const char *content_type, uint64_t len,
+                      ssize_t (*read)(void *ctx, uint64_t pos, char *buf,
+                                      size_t max),
+                      void (*done)(void *ctx), void *ctx)
+{
+    if (req->replied) {
+        done(ctx);
+        return -1;
+    }
+    /* 64 KiB blocks: large enough that the reader's per-call cost (a
+     * pread, a cipher call) is small against the bytes it makes. */
+    struct MHD_Response *resp = MHD_create_response_from_callback(
+        len, 64 * 1024, read, ctx, done);
+    if (resp == NULL)
+        done(ctx);
+    req->reply_bytes = len;
+    return queue(req, status, content_type, resp);
+}
+
 unsigned http_reply_status(const struct http_request *req)
 {
     return req->reply_status;

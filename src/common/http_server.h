@@ -148,6 +148,16 @@ int http_reply_take(struct http_request *req, unsigned status,
 int http_reply_fd(struct http_request *req, unsigned status,
                   const char *content_type, int fd, uint64_t offset,
                   uint64_t len);
+/* Sends len bytes produced by read(ctx, pos, buf, max) (a body made on
+ * the fly, e.g. decrypted: returns the bytes put in buf, or
+ * HTTP_READER_ERROR to abort the connection);
+ * done(ctx) runs when the reply is over or could not be queued. */
+#define HTTP_READER_ERROR ((ssize_t)-2) /* MHD_CONTENT_READER_END_WITH_ERROR */
+int http_reply_reader(struct http_request *req, unsigned status,
+                      const char *content_type, uint64_t len,
+                      ssize_t (*read)(void *ctx, uint64_t pos, char *buf,
+                                      size_t max),
+                      void (*done)(void *ctx), void *ctx);
 int http_reply_empty(struct http_request *req, unsigned status);
 bool http_replied(const struct http_request *req);
 /* The status and body length of the reply queued (0 before one). */

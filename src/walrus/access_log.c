@@ -219,11 +219,28 @@ static int deliver(struct walrus *w, const char *target, const char *prefix,
     struct checksum *md5 = checksum_new(CHECKSUM_MD5);
     struct object_row o = {0};
     unsigned char d[CHECKSUM_MAX_LEN];
+    /* A target with default encryption gets SSE-S3 log objects, as S3's;
+     * the lines are enciphered in a copy before any byte is written. */
+    struct sse_request q = {.mode = b.encryption[0] ? SSE_S3 : SSE_NONE};
+    struct sse_key k = {0};
+    const char *bytes = data->data;
+    _cleanup_free_ char *sealed = NULL;
     rc = md5 ? 0 : error_set(err, ENOMEM, NULL, "out of memory");
     if (rc == 0)
         checksum_update(md5, data->data, data->len);
+    if (rc == 0 && q.mode != SSE_NONE) {
+        struct sse_ctr *ctr = NULL;
+        if (sse_seal(w, &q, &k, err) < 0)
+            rc = -1;
+        else if ((sealed = malloc(data->len ? data->len : 1)) == NULL ||
+                 (ctr = sse_ctr_new(&k, 0)) == NULL ||
+                 sse_ctr_apply(ctr, data->data, sealed, data->len) < 0)
+            rc = error_set(err, ENOMEM, NULL, "out of memory");
+        sse_ctr_free(ctr);
+        bytes = sealed;
+    }
     if (rc == 0 && (blob_writer_open(w, &bw, true, err) < 0 ||
-                    blob_writer_write(&bw, data->data, data->len, err) < 0 ||
+                    blob_writer_write(&bw, bytes, data->len, err) < 0 ||
                     blob_writer_sync(&bw, err) < 0))
         rc = -1;
     if (rc == 0) {
@@ -237,6 +254,7 @@ static int deliver(struct walrus *w, const char *target, const char *prefix,
         o.owner = b.owner;
         o.is_inline = bw.is_inline;
         o.data = bw.pending.data;
+        o.sse = k.desc;
         rc = acl_canned(&o.acl, "private", &owner, NULL, err);
     }
     struct deliver_job j = {.bucket = target, .o = &o};
@@ -245,6 +263,7 @@ static int deliver(struct walrus *w, const char *target, const char *prefix,
         rc = -1;
     blob_writer_abort(&bw);
     checksum_free(md5);
+    sse_key_clear(&k);
     return rc;
 }
 

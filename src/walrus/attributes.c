@@ -1,13 +1,16 @@
 /* attributes.c: GetObjectAttributes: what x-amz-object-attributes asks
  * for (ETag, Checksum, ObjectParts, StorageClass, ObjectSize) of an object
  * or one of its versions, without its data; the parts paged with
- * x-amz-max-parts and x-amz-part-number-marker. */
+ * x-amz-max-parts and x-amz-part-number-marker.  An SSE-C object needs
+ * its key here too. */
 #define LOG_MODULE "walrus"
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/crypto.h>
 
 #include "walrus.h"
 #include "xml.h"
@@ -132,6 +135,19 @@ void s3_get_object_attributes(struct s3_req *r)
         header_number(r, "x-amz-part-number-marker", 0, &marker, &err) < 0 ||
         s3_load_object(r, PERM_READ, &b, &o, &err) < 0)
         return s3_fail(r, err);
+    /* An SSE-C object answers only to its key, as its GET does. */
+    struct sse_request sq;
+    struct sse_key sk;
+    int rc = sse_from_request(r, SSE_USE_READ, &sq, &err);
+    if (rc == 0)
+        rc = sse_open(r->w, o.sse, o.part_sizes, &sq, &sk, &err);
+    OPENSSL_cleanse(&sq, sizeof(sq));
+    if (rc < 0) {
+        object_row_clear(&o);
+        return s3_fail(r, err);
+    }
+    sse_reply_headers(r, &sk);
+    sse_key_clear(&sk);
     if (max_parts > 1000)
         max_parts = 1000;
     char date[30];

@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "walrus.h"
 #include "xml.h"
 
@@ -62,7 +64,7 @@ int s3_copy_source(struct s3_req *r, char **bucket, char **key,
 
 int s3_copy_source_load(struct s3_req *r, const char *bucket, const char *key,
                         const char *vid, struct object_row *src,
-                        struct koala_error **err)
+                        struct sse_key *sk, struct koala_error **err)
 {
     struct bucket_row sb;
     struct db *db = s3_db(r, err);
@@ -104,37 +106,66 @@ int s3_copy_source_load(struct s3_req *r, const char *bucket, const char *key,
         object_row_clear(src);
         return -1;
     }
+    /* Copying must decipher the source (and encipher the copy as the
+     * request says), never carry ciphertext over as if it were data. */
+    if (src->sse && src->sse[0] && sk == NULL) {
+        object_row_clear(src);
+        return error_set(err, ENOTSUP, "NotImplemented",
+                         "Copying a server-side encrypted object is not "
+                         "implemented for this operation.");
+    }
+    if (sk) {
+        struct sse_request q;
+        rc = sse_from_request(r, SSE_USE_SOURCE, &q, err);
+        if (rc == 0)
+            rc = sse_open(r->w, src->sse, src->part_sizes, &q, sk, err);
+        OPENSSL_cleanse(&q, sizeof(q));
+        if (rc < 0) {
+            object_row_clear(src);
+            return -1;
+        }
+    }
     return 0;
 }
 
 int blob_copy_range(struct walrus *w, const struct object_row *src,
-                    uint64_t offset, uint64_t len, struct blob_writer *bw,
+                    const struct sse_key *sk, uint64_t offset, uint64_t len,
+                    struct blob_writer *bw, struct sse_ctr *enc,
                     struct checksum *md5, struct checksum *sum,
                     struct koala_error **err)
 {
-    if (src->is_inline) {
-        if (offset + len > src->size)
-            return error_set(err, EIO, NULL, "inline blob %s is short",
-                             src->blob);
+    bool dec = sk && sk->mode != SSE_NONE;
+    if (src->is_inline && offset + len > src->size)
+        return error_set(err, EIO, NULL, "inline blob %s is short", src->blob);
+    if (src->is_inline && !dec && !enc) {
         checksum_update(md5, src->data + offset, len);
         if (sum)
             checksum_update(sum, src->data + offset, len);
         return blob_writer_write(bw, src->data + offset, len, err);
     }
     const char *src_id = src->blob;
-    int fd = blob_open(w, src_id, err);
-    if (fd < 0)
+    int fd = src->is_inline ? -1 : blob_open(w, src_id, err);
+    if (fd < 0 && !src->is_inline)
         return -1;
     size_t bufsize = 1024 * 1024;
     char *buf = malloc(bufsize);
+    /* The source deciphered from offset on, in memory only. */
+    struct sse_ctr *ctr = dec ? sse_ctr_new(sk, offset) : NULL;
     int rc = 0;
-    if (buf == NULL) {
-        close(fd);
+    if (buf == NULL || (dec && ctr == NULL)) {
+        if (fd >= 0)
+            close(fd);
+        free(buf);
+        sse_ctr_free(ctr);
         return error_set(err, ENOMEM, NULL, "out of memory");
     }
     while (len > 0 && rc == 0) {
         size_t want = len < bufsize ? (size_t)len : bufsize;
-        ssize_t n = pread(fd, buf, want, (off_t)offset);
+        ssize_t n = (ssize_t)want;
+        if (src->is_inline)
+            memcpy(buf, src->data + offset, want);
+        else
+            n = pread(fd, buf, want, (off_t)offset);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
@@ -142,15 +173,26 @@ int blob_copy_range(struct walrus *w, const struct object_row *src,
                        : error_set(err, EIO, NULL, "blob %s is short", src_id);
             break;
         }
+        if ((ctr && sse_ctr_apply(ctr, buf, buf, (size_t)n) < 0)) {
+            rc = error_set(err, EIO, NULL, "deciphering %s failed", src_id);
+            break;
+        }
         checksum_update(md5, buf, (size_t)n);
         if (sum)
             checksum_update(sum, buf, (size_t)n);
+        if (enc && sse_ctr_apply(enc, buf, buf, (size_t)n) < 0) {
+            rc = error_set(err, EIO, NULL, "enciphering failed");
+            break;
+        }
         rc = blob_writer_write(bw, buf, (size_t)n, err);
         offset += (uint64_t)n;
         len -= (uint64_t)n;
     }
+    OPENSSL_cleanse(buf, bufsize);
     free(buf);
-    close(fd);
+    sse_ctr_free(ctr);
+    if (fd >= 0)
+        close(fd);
     return rc;
 }
 
@@ -164,9 +206,13 @@ void s3_copy_object(struct s3_req *r)
     char *headers = NULL;
     _cleanup_free_ char *tags = NULL;
     struct bucket_row b;
+    struct sse_key sk = {0}, dk = {0};
+    struct sse_request dq = {0};
+    struct sse_ctr *enc = NULL;
     if (s3_bucket_access(r, PERM_WRITE, &b, &err) < 0 ||
         s3_copy_source(r, &sbucket, &skey, &svid, &err) < 0 ||
-        s3_copy_source_load(r, sbucket, skey, svid, &src, &err) < 0)
+        sse_for_write(r, &b, &dq, &err) < 0 ||
+        s3_copy_source_load(r, sbucket, skey, svid, &src, &sk, &err) < 0)
         goto out;
     const char *directive = s3_header(r, "x-amz-metadata-directive");
     bool replace = directive && strcasecmp(directive, "REPLACE") == 0;
@@ -176,7 +222,7 @@ void s3_copy_object(struct s3_req *r)
         goto out;
     }
     if (!replace && strcmp(sbucket, r->bucket) == 0 &&
-        strcmp(skey, r->key) == 0 && svid == NULL) {
+        strcmp(skey, r->key) == 0 && svid == NULL && dq.mode == SSE_NONE) {
         error_set(&err, EINVAL, "InvalidRequest",
                   "This copy request is illegal because it is trying to copy "
                   "an object to itself without changing the object's "
@@ -225,13 +271,22 @@ void s3_copy_object(struct s3_req *r)
     enum checksum_alg alg;
     if (src.checksum_alg[0] && checksum_alg_parse(src.checksum_alg, &alg) == 0)
         sum = checksum_new(alg);
+    if (sse_seal(r->w, &dq, &dk, &err) < 0)
+        goto out;
+    if (dk.mode != SSE_NONE && (enc = sse_ctr_new(&dk, 0)) == NULL) {
+        error_set(&err, ENOMEM, NULL, "out of memory");
+        goto out;
+    }
     if (blob_writer_open(r->w, &bw, true, &err) < 0 ||
-        blob_copy_range(r->w, &src, 0, src.size, &bw, md5, sum, &err) < 0 ||
+        blob_copy_range(r->w, &src, &sk, 0, src.size, &bw, enc, md5, sum,
+                        &err) < 0 ||
         blob_writer_sync(&bw, &err) < 0)
         goto out;
     unsigned char d[CHECKSUM_MAX_LEN];
     checksum_final(md5, d);
     str_hex(d, 16, o.etag);
+    sse_etag(&dk, o.etag, o.etag);
+    o.sse = dk.desc;
     if (sum) {
         size_t n = checksum_final(sum, d);
         _cleanup_free_ char *b64 = str_base64_encode(d, n);
@@ -252,6 +307,7 @@ void s3_copy_object(struct s3_req *r)
         http_reply_header(r->http, "x-amz-copy-source-version-id",
                           src.version_id);
     s3_reply_version(r, o.version_id, false);
+    sse_reply_headers(r, &dk);
     char date[25], quoted[80];
     snprintf(quoted, sizeof(quoted), "\"%s\"", o.etag);
     struct xml_writer *x = xml_writer_new("CopyObjectResult", S3_XMLNS);
@@ -264,6 +320,10 @@ out:
     blob_writer_abort(&bw);
     checksum_free(md5);
     checksum_free(sum);
+    sse_ctr_free(enc);
+    sse_key_clear(&sk);
+    sse_key_clear(&dk);
+    OPENSSL_cleanse(&dq, sizeof(dq));
     free(headers);
     object_row_clear(&src);
     if (err)

@@ -18,7 +18,8 @@ static const char *const keys[] = {
     "listen",          "data_dir",         "region",    "domain",   "tls_cert",
     "tls_key",         "clc_endpoint",     "ca",        "clc_cert", "clc_key",
     "max_connections", "max_header_bytes", "log_level",
-    "lifecycle_interval", "lifecycle_day", "log_flush_interval", NULL,
+    "lifecycle_interval", "lifecycle_day", "log_flush_interval",
+    "sse_key_file",    NULL,
 };
 
 static const struct daemon_spec spec = {
@@ -40,6 +41,8 @@ static const struct daemon_spec spec = {
     "  --lifecycle-day S         seconds in a lifecycle day (86400; tests)\n"
     "  --log-flush-interval S    seconds between access log deliveries "
     "(300)\n"
+    "  --sse-key-file F          SSE-S3 master keys (DATA/sse-master.keys;\n"
+    "                            made at first start, mode 0600)\n"
     "  --log-level SPEC          \"info\", \"info,walrus=debug\" ...\n",
 };
 
@@ -62,6 +65,7 @@ int main(int argc, char **argv)
         .ca = GET("ca", NULL),
         .clc_cert = GET("clc_cert", NULL),
         .clc_key = GET("clc_key", NULL),
+        .sse_key_file = GET("sse_key_file", NULL),
     };
     char *addr = NULL;
     if (str_split_hostport(GET("listen", "127.0.0.1:8773"), &addr, &opt.port) <

@@ -167,9 +167,19 @@ static const char schema_v10[] =
 static const char schema_v11[] =
     "ALTER TABLE buckets ADD COLUMN logging TEXT NOT NULL DEFAULT '';";
 
+/* v12: encryption at rest: each version's key record (sse.c), each
+ * bucket's default encryption (bucket_sse.c), an upload's key record and
+ * each part's IV (sse_parts.c). */
+static const char schema_v12[] =
+    "ALTER TABLE objects ADD COLUMN sse TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE versions ADD COLUMN sse TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE buckets ADD COLUMN encryption TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE uploads ADD COLUMN sse TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE parts ADD COLUMN iv TEXT NOT NULL DEFAULT '';";
+
 const char *const walrus_migrations[] = {
-    schema_v1, schema_v2, schema_v3, schema_v4,  schema_v5, schema_v6,
-    schema_v7, schema_v8, schema_v9, schema_v10, schema_v11};
+    schema_v1, schema_v2, schema_v3,  schema_v4,  schema_v5,  schema_v6,
+    schema_v7, schema_v8, schema_v9, schema_v10, schema_v11, schema_v12};
 const size_t walrus_n_migrations = ARRAY_SIZE(walrus_migrations);
 
 void object_row_clear(struct object_row *o)
@@ -180,6 +190,7 @@ void object_row_clear(struct object_row *o)
     free(o->tags);
     free(o->part_sizes);
     free(o->part_checksums);
+    free(o->sse);
     memset(o, 0, sizeof(*o));
 }
 
@@ -354,7 +365,8 @@ int meta_bucket_get(struct db *db, const char *name, struct bucket_row *b,
         db_stmt(db,
                 "SELECT b.name, b.owner, b.region, b.acl, b.created,"
                 " b.versioning, a.number, b.pab, b.ownership, b.object_lock,"
-                " b.lock_default, length(b.lifecycle) FROM buckets b"
+                " b.lock_default, length(b.lifecycle), b.encryption"
+                " FROM buckets b"
                 " LEFT JOIN accounts a ON a.id = b.owner WHERE b.name=?",
                 err);
     if (st == NULL)
@@ -376,6 +388,7 @@ int meta_bucket_get(struct db *db, const char *name, struct bucket_row *b,
         b->object_lock = sqlite3_column_int(st, 9) != 0;
         copy_col(b->lock_default, sizeof(b->lock_default), st, 10);
         b->has_lifecycle = sqlite3_column_int(st, 11) > 0;
+        copy_col(b->encryption, sizeof(b->encryption), st, 12);
         if (acl_decode(&b->acl, (const char *)sqlite3_column_text(st, 3)) < 0)
             rc = error_set(err, EINVAL, NULL, "bad ACL stored for %s", name);
     }
@@ -389,7 +402,7 @@ int meta_bucket_get(struct db *db, const char *name, struct bucket_row *b,
     "o.blob, o.size, o.etag, o.mtime_ms, o.headers, o.checksum_alg,"           \
     " o.checksum, o.owner, o.acl, o.parts, i.data, o.version_id, o.seq,"       \
     " o.delete_marker, o.tags, o.part_sizes, o.lock_mode, o.lock_until_ms,"    \
-    " o.legal_hold, o.part_checksums"
+    " o.legal_hold, o.part_checksums, o.sse"
 
 static int fill_object(sqlite3_stmt *st, const char *key, struct object_row *o,
                        struct koala_error **err)
@@ -413,13 +426,14 @@ static int fill_object(sqlite3_stmt *st, const char *key, struct object_row *o,
     o->lock_until_ms = sqlite3_column_int64(st, 17);
     o->legal_hold = sqlite3_column_int(st, 18) != 0;
     o->part_checksums = strdup((const char *)sqlite3_column_text(st, 19));
+    o->sse = strdup((const char *)sqlite3_column_text(st, 20));
     o->key = strdup(key);
     o->is_inline = sqlite3_column_type(st, 10) != SQLITE_NULL;
     size_t n = (size_t)sqlite3_column_bytes(st, 10);
     if (o->is_inline && (o->data = malloc(n ? n : 1)) != NULL && n)
         memcpy(o->data, sqlite3_column_blob(st, 10), n);
     if (o->headers == NULL || o->key == NULL || o->tags == NULL ||
-        o->part_sizes == NULL || o->part_checksums == NULL ||
+        o->part_sizes == NULL || o->part_checksums == NULL || o->sse == NULL ||
         (o->is_inline && o->data == NULL))
         rc = error_set(err, ENOMEM, NULL, "out of memory");
     else if (o->is_inline && n != o->size)
@@ -559,8 +573,8 @@ int meta_object_put(struct db *db, const char *bucket, struct object_row *o,
         "INSERT OR REPLACE INTO objects(bucket, key, blob, size, etag,"
         " mtime_ms, headers, checksum_alg, checksum, owner, acl, parts,"
         " version_id, seq, delete_marker, tags, part_sizes, lock_mode,"
-        " lock_until_ms, legal_hold, part_checksums)"
-        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " lock_until_ms, legal_hold, part_checksums, sse)"
+        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         err);
     if (st == NULL)
         return -1;
@@ -587,6 +601,7 @@ int meta_object_put(struct db *db, const char *bucket, struct object_row *o,
     sqlite3_bind_int(st, 20, o->legal_hold);
     sqlite3_bind_text(st, 21, o->part_checksums ? o->part_checksums : "", -1,
                       SQLITE_STATIC);
+    sqlite3_bind_text(st, 22, o->sse ? o->sse : "", -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     db_stmt_done(st);
     if (rc != SQLITE_DONE)

@@ -15,6 +15,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+
 #include "id.h"
 #include "log.h"
 #include "multipart.h"
@@ -46,7 +48,7 @@ static int load_upload_db(struct db *db, struct s3_req *r, struct upload_row *u,
     sqlite3_stmt *st =
         db_stmt(db,
                 "SELECT owner, initiated_ms, headers, acl, tags, lock_mode,"
-                " lock_until_ms, legal_hold, checksum_alg FROM uploads"
+                " lock_until_ms, legal_hold, checksum_alg, sse FROM uploads"
                 " WHERE upload_id=? AND bucket=? AND key=?",
                 err);
     if (st == NULL)
@@ -67,6 +69,7 @@ static int load_upload_db(struct db *db, struct s3_req *r, struct upload_row *u,
         u->lock.legal_hold = sqlite3_column_int(st, 7) != 0;
         snprintf(u->checksum_alg, sizeof(u->checksum_alg), "%s",
                  sqlite3_column_text(st, 8));
+        snprintf(u->sse, sizeof(u->sse), "%s", sqlite3_column_text(st, 9));
     }
     db_stmt_done(st);
     if (rc == SQLITE_DONE)
@@ -116,6 +119,20 @@ void s3_create_upload(struct s3_req *r)
         tags_from_header(r, &tags, &err) < 0 ||
         objlock_from_request(r, &b, &lock, &err) < 0)
         return s3_fail(r, err);
+    /* The upload's keys: each part is enciphered under them (with an IV
+     * of its own) as it arrives. */
+    struct sse_request sq;
+    struct sse_key sk = {0};
+    int src = sse_for_write(r, &b, &sq, &err);
+    if (src == 0)
+        src = sse_seal(r->w, &sq, &sk, &err);
+    OPENSSL_cleanse(&sq, sizeof(sq));
+    if (src < 0)
+        return s3_fail(r, err);
+    char sse_desc[sizeof(sk.desc)];
+    snprintf(sse_desc, sizeof(sse_desc), "%s", sk.desc);
+    sse_reply_headers(r, &sk);
+    sse_key_clear(&sk);
     /* A checksum algorithm for the parts, and a composite one for the
      * object: the checksum of the parts' checksums, "-N". */
     const char *calg = s3_header(r, "x-amz-checksum-algorithm");
@@ -137,7 +154,8 @@ void s3_create_upload(struct s3_req *r)
         db_stmt(r->db,
                 "INSERT INTO uploads(upload_id, bucket, key, initiated_ms,"
                 " owner, headers, acl, tags, lock_mode, lock_until_ms,"
-                " legal_hold, checksum_alg) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+                " legal_hold, checksum_alg, sse)"
+                " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 &err);
     if (st == NULL)
         return s3_fail(r, err);
@@ -154,6 +172,7 @@ void s3_create_upload(struct s3_req *r)
     sqlite3_bind_int(st, 11, lock.legal_hold);
     sqlite3_bind_text(st, 12, calg ? checksum_alg_name(ca) : "", -1,
                       SQLITE_STATIC);
+    sqlite3_bind_text(st, 13, sse_desc, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     db_stmt_done(st);
     if (rc != SQLITE_DONE) {
@@ -186,8 +205,9 @@ int s3_upload_part_precheck(struct s3_req *r, struct koala_error **err)
         s3_bucket_access(r, PERM_WRITE, &b, err) < 0 ||
         load_upload(r, &u, err) < 0)
         return -1;
+    int rc = sse_part_open(r, u.sse, err);
     upload_row_clear(&u);
-    return 0;
+    return rc;
 }
 
 struct part_job {
@@ -197,6 +217,7 @@ struct part_job {
     const char *etag;
     const char *checksum;
     const char *alg; /* of checksum, "" none */
+    const char *iv;  /* the part's IV (sse.c), "" none */
 };
 
 /* Records a part, checking the upload still exists (group commit job). */
@@ -229,7 +250,8 @@ static int part_job_run(struct db *db, void *ctx, struct koala_error **err)
         return -1;
     st = db_stmt(db,
                  "INSERT OR REPLACE INTO parts(upload_id, part_number, blob,"
-                 " size, etag, mtime_ms, checksum) VALUES(?,?,?,?,?,?,?)",
+                 " size, etag, mtime_ms, checksum, iv)"
+                 " VALUES(?,?,?,?,?,?,?,?)",
                  err);
     if (st == NULL)
         return -1;
@@ -240,6 +262,7 @@ static int part_job_run(struct db *db, void *ctx, struct koala_error **err)
     sqlite3_bind_text(st, 5, j->etag, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 6, time_now_ms());
     sqlite3_bind_text(st, 7, j->checksum ? j->checksum : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 8, j->iv, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     db_stmt_done(st);
     return rc == SQLITE_DONE ? 0 : db_error(db, "storing part", err);
@@ -251,7 +274,10 @@ static int commit_part(struct s3_req *r, int n, struct blob_writer *bw,
                        const char *etag, const char *checksum,
                        const char *alg, struct koala_error **err)
 {
-    struct part_job j = {r, n, bw, etag, checksum, alg};
+    char iv[33] = "";
+    if (r->sse_part)
+        sse_iv_hex(r->sse_part, iv);
+    struct part_job j = {r, n, bw, etag, checksum, alg, iv};
     if (db_group_run(r->w->group, part_job_run, &j, err) < 0)
         return -1;
     return blob_writer_publish(r->w, bw, err);
@@ -264,13 +290,16 @@ void s3_upload_part(struct s3_req *r)
     const char *alg, *sum;
     part_number(r, &n, &err);
     upload_checksum(r, &alg, &sum);
-    if (commit_part(r, n, upload_blob(r), upload_etag(r), sum, alg, &err) <
-        0)
+    char etag[33];
+    snprintf(etag, sizeof(etag), "%s", upload_etag(r));
+    sse_etag(upload_sse(r), upload_etag(r), etag);
+    if (commit_part(r, n, upload_blob(r), etag, sum, alg, &err) < 0)
         return s3_fail(r, err);
     upload_published(r);
     char quoted[80];
-    snprintf(quoted, sizeof(quoted), "\"%s\"", upload_etag(r));
+    snprintf(quoted, sizeof(quoted), "\"%s\"", etag);
     http_reply_header(r->http, "ETag", quoted);
+    sse_reply_headers(r, upload_sse(r));
     if (*alg) {
         char name[40];
         snprintf(name, sizeof(name), "x-amz-checksum-%s", alg);
@@ -315,9 +344,11 @@ void s3_upload_part_copy(struct s3_req *r)
     _cleanup_free_ char *b64 = NULL; /* the part's checksum, if any */
     int n;
     uint64_t first, len;
+    struct sse_key sk = {0};
+    struct sse_ctr *enc = NULL;
     if (s3_upload_part_precheck(r, &err) < 0 || load_upload(r, &u, &err) < 0 ||
         s3_copy_source(r, &sbucket, &skey, &svid, &err) < 0 ||
-        s3_copy_source_load(r, sbucket, skey, svid, &src, &err) < 0 ||
+        s3_copy_source_load(r, sbucket, skey, svid, &src, &sk, &err) < 0 ||
         copy_range(r, src.size, &first, &len, &err) < 0)
         goto out;
     part_number(r, &n, &err);
@@ -331,14 +362,23 @@ void s3_upload_part_copy(struct s3_req *r)
     enum checksum_alg alg;
     if (u.checksum_alg[0] && checksum_alg_parse(u.checksum_alg, &alg) == 0)
         sum = checksum_new(alg);
+    if (r->sse_part && (enc = sse_ctr_new(r->sse_part, 0)) == NULL) {
+        error_set(&err, ENOMEM, NULL, "out of memory");
+        goto out;
+    }
     if (md5 == NULL || blob_writer_open(r->w, &bw, false, &err) < 0 ||
-        blob_copy_range(r->w, &src, first, len, &bw, md5, sum, &err) < 0 ||
+        blob_copy_range(r->w, &src, &sk, first, len, &bw, enc, md5, sum,
+                        &err) < 0 ||
         blob_writer_sync(&bw, &err) < 0)
         goto out;
     unsigned char d[CHECKSUM_MAX_LEN];
     char etag[33], quoted[40], date[25];
     checksum_final(md5, d);
     str_hex(d, 16, etag);
+    if (r->sse_part) {
+        sse_etag(r->sse_part, etag, etag);
+        sse_reply_headers(r, r->sse_part);
+    }
     if (sum) {
         size_t dl = checksum_final(sum, d);
         b64 = str_base64_encode(d, dl);
@@ -357,6 +397,8 @@ out:
     blob_writer_abort(&bw);
     checksum_free(md5);
     checksum_free(sum);
+    sse_ctr_free(enc);
+    sse_key_clear(&sk);
     upload_row_clear(&u);
     object_row_clear(&src);
     if (err)
@@ -369,6 +411,7 @@ struct chosen_part {
     uint64_t size;
     unsigned char md5[16];
     char checksum[72]; /* stored, base64 ("" none) */
+    char iv[33];       /* its IV, encrypted uploads (sse.c) */
 };
 
 static int hex16(const char *s, unsigned char out[16])
@@ -396,7 +439,7 @@ static int choose_parts(struct s3_req *r, struct chosen_part **out,
         return error_set(err, ENOMEM, NULL, "out of memory");
     size_t i = 0;
     sqlite3_stmt *st = db_stmt(r->db,
-                               "SELECT blob, size, etag, checksum FROM parts"
+                               "SELECT blob, size, etag, checksum, iv FROM parts"
                                " WHERE upload_id=? AND part_number=?",
                                err);
     if (st == NULL)
@@ -416,6 +459,8 @@ static int choose_parts(struct s3_req *r, struct chosen_part **out,
             parts[i].size = (uint64_t)sqlite3_column_int64(st, 1);
             snprintf(parts[i].checksum, sizeof(parts[i].checksum), "%s",
                      sqlite3_column_text(st, 3));
+            snprintf(parts[i].iv, sizeof(parts[i].iv), "%s",
+                     sqlite3_column_text(st, 4));
             /* a checksum the client names must be the part's */
             found = want[i].checksum[0] == '\0' ||
                     strcmp(want[i].checksum, parts[i].checksum) == 0;
@@ -577,6 +622,7 @@ void s3_complete_upload(struct s3_req *r)
     struct blob_writer bw = {.fd = -1};
     struct buf sizes = {0}; /* the parts' sizes, kept with the object */
     struct buf part_sums = {0};
+    struct buf sse = {0}; /* "record|iv1,iv2,..." of an encrypted upload */
     struct write_conditions cond;
     if (s3_bucket_access(r, PERM_WRITE, &b, &err) < 0 ||
         s3_write_conditions(r, &cond, &err) < 0)
@@ -593,6 +639,11 @@ void s3_complete_upload(struct s3_req *r)
         }
         goto out;
     }
+    /* SSE-C headers on the completion (newer SDKs send them) must be the
+     * upload's key; none is fine, as in S3. */
+    if (s3_header(r, "x-amz-server-side-encryption-customer-algorithm") &&
+        sse_part_open(r, u.sse, &err) < 0)
+        goto out;
     if (choose_parts(r, &parts, &n, &err) < 0)
         goto out;
     struct checksum *md5 = checksum_new(CHECKSUM_MD5);
@@ -628,6 +679,18 @@ void s3_complete_upload(struct s3_req *r)
         buf_printf(&sizes, "%s%llu", i ? "," : "",
                    (unsigned long long)parts[i].size);
     o.part_sizes = sizes.data;
+    if (u.sse[0]) {
+        buf_printf(&sse, "%s|", u.sse);
+        for (size_t i = 0; i < n; i++) {
+            if (strlen(parts[i].iv) != 32) {
+                error_set(&err, EIO, NULL, "part %d has no IV",
+                          parts[i].number);
+                goto out;
+            }
+            buf_printf(&sse, "%s%s", i ? "," : "", parts[i].iv);
+        }
+        o.sse = sse.data;
+    }
     o.owner = u.owner;
     o.parts = (int)n;
     if (acl_decode(&o.acl, u.acl) < 0) {
@@ -651,11 +714,13 @@ void s3_complete_upload(struct s3_req *r)
     upload_row_clear(&again);
     if (db_commit(r->db, &err) < 0 || blob_writer_publish(r->w, &bw, &err) < 0)
         goto out;
+    sse_reply_record(r, u.sse);
     s3_complete_reply(r, o.etag, o.version_id, o.checksum_alg, o.checksum);
 out:
     blob_writer_abort(&bw);
     upload_row_clear(&u);
     buf_free(&sizes);
+    buf_free(&sse);
     buf_free(&part_sums);
     free(parts);
     if (err)

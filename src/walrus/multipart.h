@@ -13,6 +13,7 @@ struct upload_row {
     char *tags;
     struct object_lock lock;
     char checksum_alg[16]; /* x-amz-checksum-algorithm of the create */
+    char sse[200];         /* the upload's key record (sse.c), "" none */
 };
 
 void upload_row_clear(struct upload_row *u);

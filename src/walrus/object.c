@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "log.h"
 #include "walrus.h"
 #include "xml.h"
@@ -191,6 +193,7 @@ int s3_upload_precheck(struct s3_req *r, struct koala_error **err)
                            err) < 0 ||
         tags_from_header(r, &r->put->tags, err) < 0 ||
         objlock_from_request(r, &r->put->bucket, &r->put->lock, err) < 0 ||
+        sse_for_write(r, &r->put->bucket, &r->put->sse, err) < 0 ||
         s3_write_conditions(r, &r->put->cond, err) < 0 ||
         s3_write_conditions_check(r->db, r->bucket, r->key, &r->put->cond,
                                   false, &r->put->cond_existed, err) < 0)
@@ -263,6 +266,9 @@ void s3_put_object(struct s3_req *r)
     snprintf(o.blob, sizeof(o.blob), "%s", bw->id);
     o.size = bw->size;
     snprintf(o.etag, sizeof(o.etag), "%s", upload_etag(r));
+    const struct sse_key *sk = upload_sse(r);
+    sse_etag(sk, upload_etag(r), o.etag);
+    o.sse = (char *)sk->desc;
     o.mtime_ms = time_now_ms();
     o.headers = r->obj_headers;
     snprintf(o.checksum_alg, sizeof(o.checksum_alg), "%s", alg);
@@ -277,6 +283,7 @@ void s3_put_object(struct s3_req *r)
         return s3_fail(r, err);
     upload_published(r);
     reply_etag(r, o.etag);
+    sse_reply_headers(r, sk);
     s3_reply_expiration(r, &r->put->bucket, &o);
     s3_reply_version(r, o.version_id, false);
     if (*alg) {
@@ -290,6 +297,10 @@ void s3_put_object(struct s3_req *r)
 /* ---- GetObject / HeadObject ---- */
 
 static int pread_all(int fd, char *p, uint64_t len, uint64_t off);
+static void reply_encrypted(struct s3_req *r, unsigned status,
+                            const struct sse_key *k,
+                            const struct object_row *o, int fd,
+                            uint64_t first, uint64_t len);
 
 /* RFC 7232 evaluation as S3 does it.  Returns 0 (go on), or -1 with
  * PreconditionFailed (412) / NotModified (304) in *err.  `copy` selects the
@@ -446,6 +457,15 @@ void s3_get_object(struct s3_req *r, bool head)
         object_row_clear(&o);
         return s3_fail(r, err);
     }
+    struct sse_request sq;
+    struct sse_key sk;
+    if (sse_from_request(r, SSE_USE_READ, &sq, &err) < 0 ||
+        sse_open(r->w, o.sse, o.part_sizes, &sq, &sk, &err) < 0) {
+        OPENSSL_cleanse(&sq, sizeof(sq));
+        object_row_clear(&o);
+        return s3_fail(r, err);
+    }
+    OPENSSL_cleanse(&sq, sizeof(sq));
     if (s3_check_read_conditions(r, &o, false, &err) < 0) {
         if (strcmp(error_code(err), "NotModified") == 0) {
             char date[30];
@@ -454,12 +474,14 @@ void s3_get_object(struct s3_req *r, bool head)
                 r->http, "Last-Modified",
                 time_format_http((time_t)(o.mtime_ms / 1000), date));
         }
+        sse_key_clear(&sk);
         object_row_clear(&o);
         return s3_fail(r, err);
     }
     uint64_t first = 0, last = o.size ? o.size - 1 : 0, len = o.size;
     if (part) { /* one part's bytes, as a range of the object */
         if (object_part_range(&o, part, &first, &len, &err) < 0) {
+            sse_key_clear(&sk);
             object_row_clear(&o);
             return s3_fail(r, err);
         }
@@ -473,6 +495,7 @@ void s3_get_object(struct s3_req *r, bool head)
         char cr[64];
         snprintf(cr, sizeof(cr), "bytes */%llu", (unsigned long long)o.size);
         http_reply_header(r->http, "Content-Range", cr);
+        sse_key_clear(&sk);
         object_row_clear(&o);
         error_set(&err, EINVAL, "InvalidRange",
                   "The requested range is not satisfiable");
@@ -480,11 +503,13 @@ void s3_get_object(struct s3_req *r, bool head)
     }
     int fd = o.is_inline ? -1 : blob_open(r->w, o.blob, &err);
     if (fd < 0 && !o.is_inline) {
+        sse_key_clear(&sk);
         object_row_clear(&o);
         return s3_fail(r, err);
     }
     object_reply_headers(r, &o);
     objlock_reply_headers(r, &o);
+    sse_reply_headers(r, &sk);
     s3_reply_expiration(r, &b, &o);
     s3_reply_version(r, o.version_id, b.versioning[0] != '\0');
     size_t ntags = head ? 0 : tags_count(o.tags);
@@ -516,7 +541,11 @@ void s3_get_object(struct s3_req *r, bool head)
     /* Small bodies go out with the headers in one send; larger ones with
      * sendfile.  (MHD sends no body for HEAD, but the right length.) */
     char *small = NULL;
-    if (o.is_inline) {
+    if (sk.mode != SSE_NONE && !head) {
+        /* Deciphered on the way out: from memory when small, else as
+         * MHD asks for it (no sendfile: the file holds ciphertext). */
+        reply_encrypted(r, status, &sk, &o, fd, first, len);
+    } else if (o.is_inline) {
         http_reply_buffer(r->http, status, NULL, o.data + first, len);
     } else if (!head && len <= WALRUS_SMALL_REPLY &&
                (small = malloc(len ? len : 1)) != NULL &&
@@ -527,7 +556,36 @@ void s3_get_object(struct s3_req *r, bool head)
         free(small);
         http_reply_fd(r->http, status, NULL, fd, first, len);
     }
+    sse_key_clear(&sk);
     object_row_clear(&o);
+}
+
+static void reply_encrypted(struct s3_req *r, unsigned status,
+                            const struct sse_key *k,
+                            const struct object_row *o, int fd,
+                            uint64_t first, uint64_t len)
+{
+    if (!o->is_inline && len > WALRUS_SMALL_REPLY) {
+        sse_reply_fd(r, status, k, fd, first, len);
+        return;
+    }
+    char *small = malloc(len ? len : 1);
+    struct sse_ctr *ctr = sse_ctr_new(k, first);
+    bool ok = small && ctr &&
+              (o->is_inline ? (memcpy(small, o->data + first, len), true)
+                            : pread_all(fd, small, len, first) == 0) &&
+              sse_ctr_apply(ctr, small, small, len) == 0;
+    sse_ctr_free(ctr);
+    if (fd >= 0)
+        close(fd);
+    if (!ok) {
+        free(small);
+        struct koala_error *err = NULL;
+        error_set(&err, EIO, NULL, "reading an encrypted object failed");
+        s3_fail(r, err);
+        return;
+    }
+    http_reply_take(r->http, status, NULL, small, len);
 }
 
 /* 0 when all len bytes at off were read. */

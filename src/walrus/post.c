@@ -17,6 +17,7 @@
 #define LOG_MODULE "walrus"
 #include <errno.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <stdio.h>
@@ -57,7 +58,14 @@ struct post {
     struct bucket_row bucket;
     struct acl acl;
     char *headers;
+    /* Encryption at rest (sse.c): the file is ciphered on its way to the
+     * blob writer. */
+    struct sse_key sse;
+    struct sse_ctr *ctr;
+    unsigned char *scratch;
 };
+
+#define POST_CIPHER_STEP (64u * 1024)
 
 void post_free(struct post *p)
 {
@@ -74,6 +82,9 @@ void post_free(struct post *p)
     blob_writer_abort(&p->bw);
     checksum_free(p->md5);
     free(p->headers);
+    sse_ctr_free(p->ctr);
+    free(p->scratch);
+    sse_key_clear(&p->sse);
     free(p);
 }
 
@@ -369,14 +380,12 @@ static int check_signature(struct s3_req *r, struct koala_error **err)
 }
 
 /* When the file part starts: the whole form is known. */
+static int post_sse(struct s3_req *r, struct post *p, struct koala_error **err);
+
 static int post_check(struct s3_req *r, struct koala_error **err)
 {
     struct post *p = r->post;
     const char *key = field(p, "key");
-    if (field(p, "x-amz-server-side-encryption") ||
-        field(p, "x-amz-server-side-encryption-customer-algorithm"))
-        return error_set(err, ENOTSUP, "NotImplemented",
-                         "Server-side encryption is not implemented.");
     if (key == NULL || *key == '\0')
         return error_set(err, EINVAL, "InvalidArgument",
                          "Bucket POST must contain a field named 'key'.  If "
@@ -399,6 +408,8 @@ static int post_check(struct s3_req *r, struct koala_error **err)
                          "Your key is too long");
     if (check_signature(r, err) < 0 ||
         s3_bucket_access(r, PERM_WRITE, &p->bucket, err) < 0)
+        return -1;
+    if (post_sse(r, p, err) < 0)
         return -1;
     const char *canned = field(p, "acl");
     if (acl_canned(&p->acl, canned, &r->who, &p->bucket.acl, err) < 0 ||
@@ -438,6 +449,30 @@ static int post_check(struct s3_req *r, struct koala_error **err)
     return blob_writer_open(r->w, &p->bw, true, err);
 }
 
+/* The form's SSE fields, else the bucket's default encryption. */
+static int post_sse(struct s3_req *r, struct post *p, struct koala_error **err)
+{
+    struct sse_request q;
+    int rc = sse_from_values(
+        field(p, "x-amz-server-side-encryption"),
+        field(p, "x-amz-server-side-encryption-customer-algorithm"),
+        field(p, "x-amz-server-side-encryption-customer-key"),
+        field(p, "x-amz-server-side-encryption-customer-key-MD5"), true, &q,
+        err);
+    if (rc == 0 && q.mode == SSE_NONE && p->bucket.encryption[0])
+        q.mode = SSE_S3;
+    if (rc == 0)
+        rc = sse_seal(r->w, &q, &p->sse, err);
+    OPENSSL_cleanse(&q, sizeof(q));
+    if (rc < 0 || p->sse.mode == SSE_NONE)
+        return rc;
+    p->ctr = sse_ctr_new(&p->sse, 0);
+    p->scratch = malloc(POST_CIPHER_STEP);
+    if (p->ctr == NULL || p->scratch == NULL)
+        return error_set(err, ENOMEM, NULL, "out of memory");
+    return 0;
+}
+
 static int file_bytes(struct post *p, const char *d, size_t n,
                       struct koala_error **err)
 {
@@ -450,7 +485,18 @@ static int file_bytes(struct post *p, const char *d, size_t n,
                          "Your proposed upload exceeds the maximum allowed "
                          "size");
     checksum_update(p->md5, d, n);
-    return blob_writer_write(&p->bw, d, n, err);
+    if (p->ctr == NULL)
+        return blob_writer_write(&p->bw, d, n, err);
+    while (n > 0) {
+        size_t step = n < POST_CIPHER_STEP ? n : POST_CIPHER_STEP;
+        if (sse_ctr_apply(p->ctr, d, p->scratch, step) < 0)
+            return error_set(err, EIO, NULL, "encryption failed");
+        if (blob_writer_write(&p->bw, p->scratch, step, err) < 0)
+            return -1;
+        d += step;
+        n -= step;
+    }
+    return 0;
 }
 
 /* After a delimiter: "--" ends the body, CRLF starts another part. */
@@ -577,6 +623,8 @@ void s3_post_object(struct s3_req *r)
     unsigned char d[CHECKSUM_MAX_LEN];
     checksum_final(p->md5, d);
     str_hex(d, 16, o.etag);
+    sse_etag(&p->sse, o.etag, o.etag);
+    o.sse = p->sse.desc;
     if (blob_writer_sync(&p->bw, &err) < 0)
         return s3_fail(r, err);
     o.key = r->key;
@@ -594,6 +642,7 @@ void s3_post_object(struct s3_req *r)
     char quoted[80];
     snprintf(quoted, sizeof(quoted), "\"%s\"", o.etag);
     http_reply_header(r->http, "ETag", quoted);
+    sse_reply_headers(r, &p->sse);
     s3_reply_version(r, o.version_id, false);
     struct buf loc = {0};
     buf_printf(&loc, "/%s/", r->bucket);

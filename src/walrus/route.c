@@ -2,7 +2,7 @@
  * virtual-host-style), the query's parameters, and the table from method,
  * sub-resources and headers to the operation; sub-resources S3 has and
  * Walrus does not are refused with NotImplemented here, as are requests
- * asking for server-side encryption.  Apart from the connection, so that
+ * asking for server-side encryption of operations that do not do it.  Apart from the connection, so that
  * the fuzz target tests/fuzz/fuzz_s3_router.c runs exactly this code. */
 #define LOG_MODULE "walrus"
 #include <errno.h>
@@ -118,7 +118,6 @@ static int parse_target(struct s3_req *r, const char *path, const char *query,
 static const char *const unsupported[] = {
     "accelerate",
     "analytics",
-    "encryption",
     "intelligent-tiering",
     "inventory",
     "metrics",
@@ -171,6 +170,8 @@ static enum s3_op route(struct s3_req *r, const char *m,
              OP_DELETE_BUCKET_LIFECYCLE},
             {"logging", OP_GET_BUCKET_LOGGING, OP_PUT_BUCKET_LOGGING,
              OP_NONE},
+            {"encryption", OP_GET_BUCKET_ENCRYPTION, OP_PUT_BUCKET_ENCRYPTION,
+             OP_DELETE_BUCKET_ENCRYPTION},
         };
         for (size_t i = 0; i < ARRAY_SIZE(settings); i++) {
             if (!s3_has_param(r, settings[i].param))
@@ -308,17 +309,27 @@ enum s3_op s3_route(struct s3_req *r, const char *method, const char *path,
     if (parse_target(r, path, query, err) < 0)
         return OP_NONE;
     enum s3_op op = route(r, method, err);
-    /* Server-side encryption is not implemented: a request that asks for
-     * it is refused rather than stored in the clear behind its back. */
+    /* Server-side encryption (sse.c) is done for PutObject, GetObject,
+     * HeadObject, CopyObject and multipart uploads; elsewhere (POST's
+     * fields are refused in post.c) a request that asks for it is refused rather
+     * than stored in the clear behind its back. */
     static const char *const sse[] = {
         "x-amz-server-side-encryption",
         "x-amz-server-side-encryption-customer-algorithm",
+        "x-amz-server-side-encryption-customer-key",
         "x-amz-copy-source-server-side-encryption-customer-algorithm",
+        "x-amz-copy-source-server-side-encryption-customer-key",
     };
+    bool copy = op == OP_COPY_OBJECT || op == OP_UPLOAD_PART_COPY;
+    bool sse_done = op == OP_PUT_OBJECT || op == OP_GET_OBJECT ||
+                    op == OP_HEAD_OBJECT || op == OP_CREATE_UPLOAD ||
+                    op == OP_UPLOAD_PART || op == OP_COMPLETE_UPLOAD ||
+                    op == OP_GET_OBJECT_ATTRIBUTES || copy;
     for (size_t i = 0; op != OP_NONE && i < ARRAY_SIZE(sse); i++)
-        if (s3_header(r, sse[i])) {
+        if (s3_header(r, sse[i]) && (!sse_done || (i >= 3 && !copy))) {
             error_set(err, ENOTSUP, "NotImplemented",
-                      "Server-side encryption (%s) is not implemented.",
+                      "Server-side encryption (%s) is not implemented for "
+                      "this operation.",
                       sse[i]);
             return OP_NONE;
         }

@@ -71,6 +71,7 @@ static const struct {
     {"InvalidBucketName", 400},
     {"InvalidBucketState", 409},
     {"InvalidDigest", 400},
+    {"InvalidEncryptionAlgorithmError", 400},
     {"InvalidLocationConstraint", 400},
     {"InvalidPart", 400},
     {"InvalidPartNumber", 416},
@@ -107,6 +108,7 @@ static const struct {
     {"PreconditionFailed", 412},
     {"RequestHeaderSectionTooLarge", 400},
     {"RequestTimeTooSkewed", 403},
+    {"ServerSideEncryptionConfigurationNotFoundError", 404},
     {"ServiceUnavailable", 503},
     {"SignatureDoesNotMatch", 403},
     {"UnexpectedContent", 400},
@@ -243,6 +245,15 @@ static void dispatch(struct s3_req *r)
         break;
     case OP_GET_BUCKET_LOGGING:
         s3_get_bucket_logging(r);
+        break;
+    case OP_GET_BUCKET_ENCRYPTION:
+        s3_get_bucket_encryption(r);
+        break;
+    case OP_PUT_BUCKET_ENCRYPTION:
+        s3_put_bucket_encryption(r);
+        break;
+    case OP_DELETE_BUCKET_ENCRYPTION:
+        s3_delete_bucket_encryption(r);
         break;
     case OP_PUT_BUCKET_LOGGING:
         s3_put_bucket_logging(r);
@@ -397,6 +408,8 @@ static bool op_blocks(enum s3_op op)
     case OP_DELETE_BUCKET_POLICY:
     case OP_POST_OBJECT:
     case OP_PUT_BUCKET_LOGGING:
+    case OP_PUT_BUCKET_ENCRYPTION:
+    case OP_DELETE_BUCKET_ENCRYPTION:
     case OP_PUT_PUBLIC_ACCESS_BLOCK:
     case OP_DELETE_PUBLIC_ACCESS_BLOCK:
     case OP_PUT_OWNERSHIP_CONTROLS:
@@ -462,6 +475,7 @@ static bool op_takes_xml(enum s3_op op)
            op == OP_PUT_OWNERSHIP_CONTROLS || op == OP_PUT_OBJECT_LOCK_CONFIG ||
            op == OP_PUT_OBJECT_RETENTION || op == OP_PUT_OBJECT_LEGAL_HOLD ||
            op == OP_PUT_BUCKET_LIFECYCLE || op == OP_PUT_BUCKET_LOGGING ||
+           op == OP_PUT_BUCKET_ENCRYPTION ||
            op == OP_PUT_OBJECT_TAGGING ||
            op == OP_PUT_OBJECT_ACL || op == OP_DELETE_OBJECTS ||
            op == OP_COMPLETE_UPLOAD;
@@ -592,6 +606,10 @@ void s3_req_free(struct s3_req *r)
         return;
     if (r->upload)
         upload_free(r->upload);
+    if (r->sse_part) {
+        sse_key_clear(r->sse_part);
+        free(r->sse_part);
+    }
     if (r->db)
         db_pool_put(r->w->db, r->db);
     for (size_t i = 0; i < r->n_params; i++) {

@@ -28,6 +28,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/crypto.h>
+
 #include "aws_chunked.h"
 #include "log.h"
 #include "walrus.h"
@@ -78,7 +80,14 @@ struct upload {
     bool has_content_md5;
     char etag[33];
     char sum_value[64];
+    /* Encryption at rest (sse.c): the bytes are ciphered on their way to
+     * the blob writer, so no plaintext reaches a file or the database. */
+    struct sse_key sse;
+    struct sse_ctr *ctr;
+    unsigned char *scratch;
 };
+
+#define UPLOAD_CIPHER_STEP (64u * 1024)
 
 /* Digests and writes a piece of the payload (on whichever thread owns
  * the digests and the blob writer at the time). */
@@ -88,7 +97,18 @@ static int consume(struct upload *u, const char *data, size_t len,
     checksum_update(u->md5, data, len);
     if (u->sum)
         checksum_update(u->sum, data, len);
-    return blob_writer_write(&u->blob, data, len, err);
+    if (u->ctr == NULL)
+        return blob_writer_write(&u->blob, data, len, err);
+    while (len > 0) {
+        size_t step = len < UPLOAD_CIPHER_STEP ? len : UPLOAD_CIPHER_STEP;
+        if (sse_ctr_apply(u->ctr, data, u->scratch, step) < 0)
+            return error_set(err, EIO, NULL, "encryption failed");
+        if (blob_writer_write(&u->blob, u->scratch, step, err) < 0)
+            return -1;
+        data += step;
+        len -= step;
+    }
+    return 0;
 }
 
 static void *pipeline_main(void *arg)
@@ -283,6 +303,9 @@ void upload_free(struct upload *u)
         buf_free(&u->blob.pending); /* published inline data */
     aws_chunked_free(u->chunked);
     checksum_free(u->md5);
+    sse_ctr_free(u->ctr);
+    free(u->scratch);
+    OPENSSL_cleanse(&u->sse, sizeof(u->sse));
     checksum_free(u->payload_sha256);
     checksum_free(u->sum);
     free(u->sum_expected);
@@ -432,6 +455,17 @@ int upload_begin(struct s3_req *r, struct koala_error **err)
         u->payload_sha256 = r->body_sha256;
         r->body_sha256 = NULL;
     }
+    if ((r->op == OP_PUT_OBJECT && r->put && r->put->sse.mode != SSE_NONE) ||
+        (r->op == OP_UPLOAD_PART && r->sse_part)) {
+        if (r->sse_part)
+            u->sse = *r->sse_part; /* a part: no segments to own */
+        else if (sse_seal(r->w, &r->put->sse, &u->sse, err) < 0)
+            return -1;
+        u->ctr = sse_ctr_new(&u->sse, 0);
+        u->scratch = malloc(UPLOAD_CIPHER_STEP);
+        if (u->ctr == NULL || u->scratch == NULL)
+            return error_set(err, ENOMEM, NULL, "out of memory");
+    }
     /* A part is always a file: completing concatenates files. */
     if (blob_writer_open(r->w, &u->blob, r->op == OP_PUT_OBJECT, err) < 0)
         return -1;
@@ -546,6 +580,11 @@ void upload_checksum(struct s3_req *r, const char **alg, const char **value)
     bool have = u->sum_value[0] != '\0';
     *alg = have ? checksum_alg_name(u->sum_alg) : "";
     *value = have ? u->sum_value : "";
+}
+
+const struct sse_key *upload_sse(struct s3_req *r)
+{
+    return &r->upload->sse;
 }
 
 void upload_published(struct s3_req *r)

@@ -20,7 +20,7 @@
 #define VERSION_COLS                                                           \
     "bucket, key, seq, version_id, delete_marker, blob, size, etag,"           \
     " mtime_ms, headers, checksum_alg, checksum, owner, acl, parts, tags,"   \
-    " part_sizes, lock_mode, lock_until_ms, legal_hold, part_checksums"
+    " part_sizes, lock_mode, lock_until_ms, legal_hold, part_checksums, sse"
 
 bool version_id_valid(const char *vid)
 {

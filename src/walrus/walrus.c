@@ -42,6 +42,7 @@ void walrus_free(struct walrus *w)
     db_pool_free(w->db);
     keycache_free(w->keys);
     policy_cache_free(w->policies);
+    sse_keys_free(w);
     free(w->data_dir);
     free(w->tmp_dir);
     free(w->blob_dir);
@@ -76,7 +77,7 @@ struct walrus *walrus_new(const struct walrus_options *opt,
         error_set(err, ENOMEM, NULL, "out of memory");
         goto fail;
     }
-    if (blob_dirs_init(w, err) < 0)
+    if (blob_dirs_init(w, err) < 0 || sse_keys_load(w, err) < 0)
         goto fail;
     w->db = walrus_open_db(w->data_dir, conns + 4, err);
     if (w->db && (w->group = db_group_new(w->db, 0)) == NULL)

@@ -1,8 +1,9 @@
 /* walrus.h: koala-walrus internals shared by its files: the daemon, the
  * per-request state, and the interfaces between routing (server.c),
  * authentication (auth.c), access control (acl.c), metadata (meta.c),
- * object data (blob.c), upload bodies (upload.c) and the S3 operations
- * (bucket.c, object.c, list.c, multipart.c).
+ * object data (blob.c), upload bodies (upload.c), encryption at rest
+ * (sse.c, bucket_sse.c) and the S3 operations (bucket.c, object.c, list.c,
+ * multipart.c).
  *
  * Locking: there is no global lock.  Each request thread takes its own SQLite
  * connection from the pool; metadata changes are SQLite transactions (BEGIN
@@ -59,6 +60,8 @@ struct walrus_options {
     int64_t lifecycle_day_s;
     /* Server access logs (access_log.c): seconds between deliveries. */
     double log_flush_interval_s;
+    /* SSE-S3 master keys (sse.c); NULL: DATA/sse-master.keys. */
+    const char *sse_key_file;
 };
 
 struct walrus {
@@ -76,6 +79,7 @@ struct walrus {
     struct policy_cache *policies; /* authz.c */
     struct lc_worker *lifecycle;   /* lifecycle_worker.c */
     struct access_log *access_log; /* access_log.c */
+    struct sse_keys *sse;          /* sse.c: master keys */
 };
 /* ---- server access logs (access_log.c) ---- */
 struct s3_req;
@@ -168,6 +172,28 @@ bool acl_allows(const struct acl *acl, const struct identity *who,
 bool acl_allows_opts(const struct acl *acl, const struct identity *who,
                      unsigned perm, bool ignore_public);
 
+/* ---- server-side encryption: the types (sse.c) ---- */
+enum sse_mode { SSE_NONE = 0, SSE_S3, SSE_C };
+/* What a request asks for (its x-amz-server-side-encryption* headers). */
+struct sse_request {
+    enum sse_mode mode;
+    unsigned char key[32]; /* SSE-C: the customer's key */
+    char key_md5[32];      /* SSE-C: base64 */
+};
+struct sse_ctr;
+/* An object's keys, ready to cipher. */
+struct sse_key {
+    enum sse_mode mode;
+    unsigned char dk[32]; /* data key */
+    unsigned char iv[16];
+    char key_md5[32];
+    char desc[200]; /* seal: the record to store in object_row.sse */
+    /* A multipart object: part i (from byte seg_start[i]) has its own IV
+     * (sse_open allocates; sse_key_clear frees). */
+    size_t n_seg;
+    uint64_t *seg_start;
+    unsigned char (*seg_iv)[16];
+};
 /* ---- metadata (meta.c) ---- */
 extern const char *const walrus_migrations[];
 extern const size_t walrus_n_migrations;
@@ -185,6 +211,9 @@ struct bucket_row {
     bool object_lock;      /* Object Lock enabled (objlock.c) */
     char lock_default[40]; /* "MODE:days" default retention, "" none */
     bool has_lifecycle;    /* a lifecycle configuration is set */
+    /* Default encryption (bucket_sse.c): "" none, "AES256", or
+     * "AES256 bucket-key" (BucketKeyEnabled, kept only to be echoed). */
+    char encryption[24];
     struct acl acl;
 };
 
@@ -218,6 +247,9 @@ struct object_row {
      * from meta_object_get: owned (freed by object_row_clear). */
     bool is_inline;
     char *data;
+    /* Encryption at rest (sse.c): "" or NULL none, else the stored
+     * record.  put: borrowed, get: owned. */
+    char *sse;
 };
 void object_row_clear(struct object_row *o);
 
@@ -331,6 +363,9 @@ enum s3_op {
     OP_POST_OBJECT,
     OP_GET_BUCKET_LOGGING,
     OP_PUT_BUCKET_LOGGING,
+    OP_GET_BUCKET_ENCRYPTION,
+    OP_PUT_BUCKET_ENCRYPTION,
+    OP_DELETE_BUCKET_ENCRYPTION,
     OP_LIST_OBJECTS,
     OP_LIST_OBJECTS_V2,
     OP_LIST_OBJECT_VERSIONS,
@@ -391,6 +426,9 @@ struct s3_req {
     char *obj_headers;
     bool cors_done; /* s3_cors_headers ran */
     struct post *post; /* POST Object: the form being read (post.c) */
+    /* UploadPart(Copy) of an encrypted upload: the part's keys and fresh
+     * IV (sse_part_open). */
+    struct sse_key *sse_part;
     int64_t started_ms; /* for the access log's total time */
     bool presigned; /* signed in the query string */
     /* The policy of policy_bucket, read once (authz.c). */
@@ -487,6 +525,7 @@ struct put_target {
     char *tags; /* x-amz-tagging, stored form */
     struct write_conditions cond;
     bool cond_existed; /* the precheck saw a current object */
+    struct sse_request sse; /* what the PUT asks for (sse.c) */
 };
 
 /* Frees a request and all it holds (NULL-safe): at its end, and for
@@ -543,6 +582,8 @@ ssize_t upload_feed(struct s3_req *r, const char *data, size_t len,
 int upload_finish(struct s3_req *r, struct koala_error **err);
 struct blob_writer *upload_blob(struct s3_req *r);
 const char *upload_etag(struct s3_req *r); /* md5 hex */
+/* The keys the body was ciphered with (mode SSE_NONE: none). */
+const struct sse_key *upload_sse(struct s3_req *r);
 /* Checksum to store: alg name ("" none) and base64 value. */
 void upload_checksum(struct s3_req *r, const char **alg, const char **value);
 void upload_free(struct upload *u);
@@ -741,8 +782,11 @@ int s3_collect_object_headers(struct s3_req *r, char **out,
 void s3_emit_object_headers(struct s3_req *r, const char *headers);
 /* Copies len bytes of object src's data from offset into bw, feeding md5
  * (and sum, if not NULL). */
+/* sk: the source's keys (mode SSE_NONE: not encrypted); enc: the
+ * cipher of the destination (NULL: written in the clear). */
 int blob_copy_range(struct walrus *w, const struct object_row *src,
-                    uint64_t offset, uint64_t len, struct blob_writer *bw,
+                    const struct sse_key *sk, uint64_t offset, uint64_t len,
+                    struct blob_writer *bw, struct sse_ctr *enc,
                     struct checksum *md5, struct checksum *sum,
                     struct koala_error **err);
 /* Parses x-amz-copy-source into bucket and key (malloc'd). */
@@ -774,10 +818,12 @@ int s3_parse_complete_body(const char *body, size_t len,
 int s3_copy_source(struct s3_req *r, char **bucket, char **key,
                    char **version, struct koala_error **err);
 /* Loads the copy source, checking READ access and the
- * x-amz-copy-source-if-* conditions. */
+ * x-amz-copy-source-if-* conditions; sk: its keys from the
+ * x-amz-copy-source-server-side-encryption-customer-* headers (NULL:
+ * encrypted sources are refused). */
 int s3_copy_source_load(struct s3_req *r, const char *bucket, const char *key,
                         const char *vid, struct object_row *src,
-                        struct koala_error **err);
+                        struct sse_key *sk, struct koala_error **err);
 /* RFC 7232 evaluation as S3 does it: 0, or PreconditionFailed (412) /
  * NotModified (304); copy: the x-amz-copy-source-if-* headers, 412 only
  * (object.c). */
@@ -793,6 +839,61 @@ void s3_reply_version(struct s3_req *r, const char *vid, bool versioned);
 char *s3_iso_time(int64_t ms, char out[25]);
 /* Upload precheck for UploadPart (multipart.c). */
 int s3_upload_part_precheck(struct s3_req *r, struct koala_error **err);
+
+/* ---- server-side encryption (sse.c; types above) ---- */
+/* Master keys from DATA/sse-master.keys (made at first start). */
+int sse_keys_load(struct walrus *w, struct koala_error **err);
+void sse_keys_free(struct walrus *w);
+/* Which headers: a write's (x-amz-server-side-encryption allowed), a
+ * read's, or a copy's source (x-amz-copy-source-server-side-encryption-
+ * customer-*).  S3's errors for bad headers. */
+enum sse_use { SSE_USE_READ, SSE_USE_WRITE, SSE_USE_SOURCE };
+int sse_from_request(struct s3_req *r, enum sse_use use, struct sse_request *q,
+                     struct koala_error **err);
+/* The same from the values of x-amz-server-side-encryption and the
+ * -customer-algorithm, -key, -key-MD5 headers (POST's form fields). */
+int sse_from_values(const char *mode, const char *alg, const char *key,
+                    const char *md5, bool write, struct sse_request *q,
+                    struct koala_error **err);
+/* A new object's keys (k->mode SSE_NONE when q asks for none). */
+int sse_seal(struct walrus *w, const struct sse_request *q,
+             struct sse_key *k, struct koala_error **err);
+/* A stored object's keys from its record (part_sizes: a multipart
+ * object's, else NULL) and the request: InvalidRequest (key missing, or
+ * given for an object without SSE-C), AccessDenied (another key). */
+int sse_open(struct walrus *w, const char *desc, const char *part_sizes,
+             const struct sse_request *q, struct sse_key *k,
+             struct koala_error **err);
+/* Frees what sse_open allocated and wipes the keys. */
+void sse_key_clear(struct sse_key *k);
+/* A fresh random IV in k->iv (a part's, sse_parts.c). */
+int sse_new_iv(struct sse_key *k, struct koala_error **err);
+/* UploadPart(Copy): checks the request's SSE-C key against the upload's
+ * record and sets r->sse_part (left NULL for an unencrypted upload). */
+int sse_part_open(struct s3_req *r, const char *upload_desc,
+                  struct koala_error **err);
+/* k->iv in hex (a part's, kept in parts.iv). */
+void sse_iv_hex(const struct sse_key *k, char out[33]);
+/* Reply headers from a stored record (CompleteMultipartUpload's). */
+void sse_reply_record(struct s3_req *r, const char *desc);
+struct sse_ctr;
+/* A cipher positioned at byte offset of the object (NULL: no memory). */
+struct sse_ctr *sse_ctr_new(const struct sse_key *k, uint64_t offset);
+int sse_ctr_apply(struct sse_ctr *x, const void *in, void *out, size_t len);
+void sse_ctr_free(struct sse_ctr *x);
+void sse_reply_headers(struct s3_req *r, const struct sse_key *k);
+/* SSE-C: the ETag to give instead of the MD5 (out untouched otherwise). */
+void sse_etag(const struct sse_key *k, const char *md5_hex, char out[33]);
+/* Bucket default encryption (bucket_sse.c). */
+void s3_get_bucket_encryption(struct s3_req *r);
+void s3_put_bucket_encryption(struct s3_req *r);
+void s3_delete_bucket_encryption(struct s3_req *r);
+/* The request's own SSE headers, or else the bucket's default. */
+int sse_for_write(struct s3_req *r, const struct bucket_row *b,
+                  struct sse_request *q, struct koala_error **err);
+/* Replies len bytes of fd from first, deciphered (takes fd). */
+int sse_reply_fd(struct s3_req *r, unsigned status, const struct sse_key *k,
+                 int fd, uint64_t first, uint64_t len);
 
 /* ---- lifecycle (lifecycle.c, lifecycle_worker.c) ---- */
 struct lc_rule {

@@ -391,24 +391,3 @@ def test_composite_checksum_errors(s3, bucket):
     assert done["ChecksumSHA256"] == base64.b64encode(
         hashlib.sha256(part).digest()).decode() + "-1"
 
-
-def test_server_side_encryption_refused(s3, bucket):
-    """Not implemented yet: asking for it is refused, never silently
-    stored in the clear."""
-    import os
-    for kw in ({"ServerSideEncryption": "AES256"},
-               {"SSECustomerAlgorithm": "AES256",
-                "SSECustomerKey": os.urandom(32)}):
-        with pytest.raises(botocore.exceptions.ClientError) as e:
-            s3.put_object(Bucket=bucket, Key="enc", Body=b"secret", **kw)
-        assert code_of(e) == "NotImplemented" and status_of(e) == 501
-        with pytest.raises(botocore.exceptions.ClientError) as e:
-            s3.create_multipart_upload(Bucket=bucket, Key="enc", **kw)
-        assert code_of(e) == "NotImplemented"
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        s3.put_bucket_encryption(
-            Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [{
-                "ApplyServerSideEncryptionByDefault": {
-                    "SSEAlgorithm": "AES256"}}]})
-    assert code_of(e) == "NotImplemented"
-    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
