@@ -220,24 +220,10 @@ static int cache_grow(struct db *db)
     return 0;
 }
 
-sqlite3_stmt *db_stmt(struct db *db, const char *sql, struct koala_error **err)
+/* One statement of sql, prepared to be kept. */
+static sqlite3_stmt *prepare(struct db *db, const char *sql,
+                             struct koala_error **err)
 {
-    size_t i = 0;
-    if (db->n_slots) {
-        for (i = slot_of(sql, db->n_slots); db->slots[i].sql;
-             i = (i + 1) & (db->n_slots - 1)) {
-            if (db->slots[i].sql != sql)
-                continue;
-            sqlite3_stmt *st = db->slots[i].stmt;
-            /* A caller that forgot db_stmt_done() must not hand the next
-             * one a half-run statement with stale bindings. */
-            if (sqlite3_stmt_busy(st)) {
-                sqlite3_reset(st);
-                sqlite3_clear_bindings(st);
-            }
-            return st;
-        }
-    }
     sqlite3_stmt *st = NULL;
     const char *tail = NULL;
     if (sqlite3_prepare_v3(db->h, sql, -1, SQLITE_PREPARE_PERSISTENT, &st,
@@ -251,6 +237,41 @@ sqlite3_stmt *db_stmt(struct db *db, const char *sql, struct koala_error **err)
         error_set(err, EINVAL, NULL, "%s: not exactly one SQL statement", sql);
         return NULL;
     }
+    return st;
+}
+
+sqlite3_stmt *db_stmt(struct db *db, const char *sql, struct koala_error **err)
+{
+    size_t i = 0;
+    if (db->n_slots) {
+        for (i = slot_of(sql, db->n_slots); db->slots[i].sql;
+             i = (i + 1) & (db->n_slots - 1)) {
+            if (db->slots[i].sql != sql)
+                continue;
+            sqlite3_stmt *st = db->slots[i].stmt;
+            /* The same address with other text: a caller's buffer (SQL
+             * made with snprintf) used again for another statement.  The
+             * slot takes the new one. */
+            if (strcmp(sqlite3_sql(st), sql) != 0) {
+                sqlite3_stmt *fresh = prepare(db, sql, err);
+                if (fresh == NULL)
+                    return NULL;
+                sqlite3_finalize(st);
+                db->slots[i].stmt = fresh;
+                return fresh;
+            }
+            /* A caller that forgot db_stmt_done() must not hand the next
+             * one a half-run statement with stale bindings. */
+            if (sqlite3_stmt_busy(st)) {
+                sqlite3_reset(st);
+                sqlite3_clear_bindings(st);
+            }
+            return st;
+        }
+    }
+    sqlite3_stmt *st = prepare(db, sql, err);
+    if (st == NULL)
+        return NULL;
     if ((db->n_used + 1) * 2 > db->n_slots) {
         if (cache_grow(db) < 0) {
             sqlite3_finalize(st);

@@ -33,8 +33,9 @@ int db_exec(struct db *db, const char *sql, struct koala_error **err);
 int db_migrate(struct db *db, const char *const *migrations, size_t n,
                struct koala_error **err);
 
-/* Returns the cached, reset, unbound statement for sql (a string whose
- * address stays valid: a literal), or NULL with *err set. */
+/* Returns the cached, reset, unbound statement for sql, or NULL with *err
+ * set.  The cache is keyed by sql's address (a literal's is looked up in
+ * one step); a buffer used again with other text gets its new statement. */
 sqlite3_stmt *db_stmt(struct db *db, const char *sql, struct koala_error **err);
 /* Resets and clears bindings of a statement obtained from db_stmt.  Always
  * call it when done (it is what makes the statement reusable). */

@@ -155,6 +155,15 @@ static void test_stmt_cache(void **s)
     assert_non_null(c);
     assert_ptr_not_equal(a, c);
     db_stmt_done(c);
+    /* The same buffer with other text (SQL made with snprintf, used again):
+     * the new statement, not the one cached at that address. */
+    snprintf(copy, sizeof(copy), "SELECT n + 7 FROM counter WHERE id=1");
+    sqlite3_stmt *e = db_stmt(db, copy, &err);
+    assert_non_null(e);
+    assert_string_equal(sqlite3_sql(e), copy);
+    assert_int_equal(sqlite3_step(e), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(e, 0), 7);
+    db_stmt_done(e);
     /* A statement left mid-iteration is reset before it is handed out. */
     sqlite3_stmt *d = db_stmt(db, sql, &err);
     sqlite3_bind_int(d, 1, 1);
