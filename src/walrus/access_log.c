@@ -450,17 +450,7 @@ void s3_put_bucket_logging(struct s3_req *r)
         buf_printf(&v, "%s\n%s", target, prefix ? prefix : "");
     else
         buf_append(&v, "", 0);
-    sqlite3_stmt *st =
-        db_stmt(r->db, "UPDATE buckets SET logging=? WHERE name=?", &err);
-    int rc = st ? 0 : -1;
-    if (st) {
-        sqlite3_bind_text(st, 1, v.data ? v.data : "", -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, r->bucket, -1, SQLITE_STATIC);
-        rc = sqlite3_step(st) == SQLITE_DONE
-                 ? 0
-                 : db_error(r->db, "storing logging", &err);
-        db_stmt_done(st);
-    }
+    int rc = s3_bucket_set_text(r, "logging", v.data ? v.data : "", &err);
     buf_free(&v);
     if (rc < 0)
         return s3_fail(r, err);

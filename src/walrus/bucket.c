@@ -370,6 +370,36 @@ void s3_head_bucket(struct s3_req *r)
     http_reply_empty(r->http, 200);
 }
 
+int s3_bucket_set_text(struct s3_req *r, const char *column, const char *text,
+                       struct koala_error **err)
+{
+    /* Literal statements: db_stmt caches prepared statements by the SQL
+     * text's address. */
+    static const struct {
+        const char *column, *sql;
+    } sets[] = {
+        {"cors", "UPDATE buckets SET cors=? WHERE name=?"},
+        {"lifecycle", "UPDATE buckets SET lifecycle=? WHERE name=?"},
+        {"tags", "UPDATE buckets SET tags=? WHERE name=?"},
+        {"encryption", "UPDATE buckets SET encryption=? WHERE name=?"},
+        {"logging", "UPDATE buckets SET logging=? WHERE name=?"},
+    };
+    const char *sql = NULL;
+    for (size_t i = 0; i < ARRAY_SIZE(sets) && sql == NULL; i++)
+        if (strcmp(sets[i].column, column) == 0)
+            sql = sets[i].sql;
+    if (sql == NULL)
+        return error_set(err, EINVAL, NULL, "no bucket column %s", column);
+    sqlite3_stmt *st = db_stmt(r->db, sql, err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, r->bucket, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    db_stmt_done(st);
+    return rc == SQLITE_DONE ? 0 : db_error(r->db, column, err);
+}
+
 void s3_get_bucket_location(struct s3_req *r)
 {
     struct koala_error *err = NULL;

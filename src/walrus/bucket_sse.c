@@ -71,20 +71,6 @@ static int parse(const char *body, size_t len, char out[24],
     return 0;
 }
 
-static int store(struct s3_req *r, const char *value, struct koala_error **err)
-{
-    sqlite3_stmt *st =
-        db_stmt(r->db, "UPDATE buckets SET encryption=? WHERE name=?", err);
-    if (st == NULL)
-        return -1;
-    sqlite3_bind_text(st, 1, value, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, r->bucket, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    db_stmt_done(st);
-    return rc == SQLITE_DONE ? 0
-                             : db_error(r->db, "storing bucket encryption", err);
-}
-
 void s3_put_bucket_encryption(struct s3_req *r)
 {
     struct koala_error *err = NULL;
@@ -92,7 +78,7 @@ void s3_put_bucket_encryption(struct s3_req *r)
     char value[24];
     if (s3_bucket_access(r, PERM_OWNER, &b, &err) < 0 ||
         parse(r->body.data, r->body.len, value, &err) < 0 ||
-        store(r, value, &err) < 0)
+        s3_bucket_set_text(r, "encryption", value, &err) < 0)
         return s3_fail(r, err);
     http_reply_header(r->http, "x-amz-request-id", r->request_id);
     http_reply_empty(r->http, 200);
@@ -127,7 +113,8 @@ void s3_delete_bucket_encryption(struct s3_req *r)
 {
     struct koala_error *err = NULL;
     struct bucket_row b;
-    if (s3_bucket_access(r, PERM_OWNER, &b, &err) < 0 || store(r, "", &err) < 0)
+    if (s3_bucket_access(r, PERM_OWNER, &b, &err) < 0 ||
+        s3_bucket_set_text(r, "encryption", "", &err) < 0)
         return s3_fail(r, err);
     http_reply_header(r->http, "x-amz-request-id", r->request_id);
     http_reply_empty(r->http, 204);

@@ -404,20 +404,6 @@ static int owner_only(struct s3_req *r, struct bucket_row *b,
     return s3_bucket_access(r, PERM_OWNER, b, err);
 }
 
-static int store_cors(struct s3_req *r, const char *xml,
-                      struct koala_error **err)
-{
-    sqlite3_stmt *st =
-        db_stmt(r->db, "UPDATE buckets SET cors=? WHERE name=?", err);
-    if (st == NULL)
-        return -1;
-    sqlite3_bind_text(st, 1, xml, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, r->bucket, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    db_stmt_done(st);
-    return rc == SQLITE_DONE ? 0 : db_error(r->db, "storing CORS", err);
-}
-
 void s3_put_bucket_cors(struct s3_req *r)
 {
     struct koala_error *err = NULL;
@@ -439,7 +425,7 @@ void s3_put_bucket_cors(struct s3_req *r)
     cors_config_free(&c);
     if (xml == NULL)
         error_set(&err, ENOMEM, NULL, "out of memory");
-    if (xml == NULL || store_cors(r, xml, &err) < 0) {
+    if (xml == NULL || s3_bucket_set_text(r, "cors", xml, &err) < 0) {
         free(xml);
         return s3_fail(r, err);
     }
@@ -471,7 +457,8 @@ void s3_delete_bucket_cors(struct s3_req *r)
 {
     struct koala_error *err = NULL;
     struct bucket_row b;
-    if (owner_only(r, &b, &err) < 0 || store_cors(r, "", &err) < 0)
+    if (owner_only(r, &b, &err) < 0 ||
+        s3_bucket_set_text(r, "cors", "", &err) < 0)
         return s3_fail(r, err);
     http_reply_header(r->http, "x-amz-request-id", r->request_id);
     http_reply_empty(r->http, 204);

@@ -409,19 +409,6 @@ void s3_reply_expiration(struct s3_req *r, const struct bucket_row *b,
 
 /* ---- Put/Get/DeleteBucketLifecycleConfiguration ---- */
 
-static int store(struct s3_req *r, const char *xml, struct koala_error **err)
-{
-    sqlite3_stmt *st =
-        db_stmt(r->db, "UPDATE buckets SET lifecycle=? WHERE name=?", err);
-    if (st == NULL)
-        return -1;
-    sqlite3_bind_text(st, 1, xml, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, r->bucket, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    db_stmt_done(st);
-    return rc == SQLITE_DONE ? 0 : db_error(r->db, "storing lifecycle", err);
-}
-
 void s3_put_bucket_lifecycle(struct s3_req *r)
 {
     struct koala_error *err = NULL;
@@ -438,7 +425,7 @@ void s3_put_bucket_lifecycle(struct s3_req *r)
     lc_config_free(&c);
     if (xml == NULL)
         error_set(&err, ENOMEM, NULL, "out of memory");
-    if (xml == NULL || store(r, xml, &err) < 0) {
+    if (xml == NULL || s3_bucket_set_text(r, "lifecycle", xml, &err) < 0) {
         free(xml);
         return s3_fail(r, err);
     }
@@ -470,7 +457,8 @@ void s3_delete_bucket_lifecycle(struct s3_req *r)
 {
     struct koala_error *err = NULL;
     struct bucket_row b;
-    if (s3_bucket_access(r, PERM_OWNER, &b, &err) < 0 || store(r, "", &err) < 0)
+    if (s3_bucket_access(r, PERM_OWNER, &b, &err) < 0 ||
+        s3_bucket_set_text(r, "lifecycle", "", &err) < 0)
         return s3_fail(r, err);
     http_reply_header(r->http, "x-amz-request-id", r->request_id);
     http_reply_empty(r->http, 204);

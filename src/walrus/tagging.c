@@ -309,27 +309,14 @@ static int owner_only(struct s3_req *r, struct bucket_row *b,
     return s3_bucket_access(r, PERM_OWNER, b, err);
 }
 
-static int bucket_tags_store(struct s3_req *r, const char *tags,
-                             struct koala_error **err)
-{
-    sqlite3_stmt *st =
-        db_stmt(r->db, "UPDATE buckets SET tags=? WHERE name=?", err);
-    if (st == NULL)
-        return -1;
-    sqlite3_bind_text(st, 1, tags, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, r->bucket, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    db_stmt_done(st);
-    return rc == SQLITE_DONE ? 0 : db_error(r->db, "storing bucket tags", err);
-}
-
 void s3_put_bucket_tagging(struct s3_req *r)
 {
     struct koala_error *err = NULL;
     struct bucket_row b;
     _cleanup_free_ char *tags = NULL;
-    if (owner_only(r, &b, &err) < 0 || tags_from_xml(r, true, &tags, &err) < 0 ||
-        bucket_tags_store(r, tags, &err) < 0)
+    if (owner_only(r, &b, &err) < 0 ||
+        tags_from_xml(r, true, &tags, &err) < 0 ||
+        s3_bucket_set_text(r, "tags", tags, &err) < 0)
         return s3_fail(r, err);
     http_reply_header(r->http, "x-amz-request-id", r->request_id);
     http_reply_empty(r->http, 204);
@@ -339,7 +326,8 @@ void s3_delete_bucket_tagging(struct s3_req *r)
 {
     struct koala_error *err = NULL;
     struct bucket_row b;
-    if (owner_only(r, &b, &err) < 0 || bucket_tags_store(r, "", &err) < 0)
+    if (owner_only(r, &b, &err) < 0 ||
+        s3_bucket_set_text(r, "tags", "", &err) < 0)
         return s3_fail(r, err);
     http_reply_header(r->http, "x-amz-request-id", r->request_id);
     http_reply_empty(r->http, 204);

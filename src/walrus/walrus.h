@@ -634,6 +634,10 @@ void s3_list_parts(struct s3_req *r);
  * the fuzz target tests/fuzz/fuzz_s3_xml.c calls it too). */
 int s3_parse_location(struct s3_req *r, struct koala_error **err);
 /* Checks that the bucket exists and the caller holds perm on it; fills b. */
+/* Stores text in one of the request's bucket's configuration columns
+ * (cors, lifecycle, tags, encryption, logging); "" clears it. */
+int s3_bucket_set_text(struct s3_req *r, const char *column, const char *text,
+                       struct koala_error **err);
 int s3_bucket_access(struct s3_req *r, unsigned perm, struct bucket_row *b,
                      struct koala_error **err);
 /* Stores an object row as the key's current version inside the caller's
