@@ -34,12 +34,15 @@ struct job {
 typedef int (*job_fn)(struct clc *clc, struct db *db, struct job *j,
                       struct koala_error **err);
 
-/* Runs fn for each row of sql (columns: id, zone, a, b, n). */
+/* Runs fn for each row of sql (columns: id, zone, a, b, n), arg (if any)
+ * bound to ?1. */
 static void each(struct clc *clc, struct db *db, const char *what,
-                 const char *sql, job_fn fn)
+                 const char *sql, const char *arg, job_fn fn)
 {
     struct koala_error *err = NULL;
     sqlite3_stmt *st = db_stmt(db, sql, &err);
+    if (st && arg)
+        sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
     struct job *v = NULL;
     size_t n = 0;
     while (st && sqlite3_step(st) == SQLITE_ROW) {
@@ -522,44 +525,46 @@ static int sync_drop(struct clc *clc, struct db *db, struct job *j,
                     NULL);
 }
 
+/* Attachments to plug (?1: only that volume's; NULL: all). */
+#define ATTACHING                                                              \
+    "SELECT a.volume_id, v.zone, a.instance_id, a.node, 0 FROM attachments"    \
+    " a JOIN volumes v ON v.id = a.volume_id WHERE a.state = 'attaching' AND"  \
+    " (?1 IS NULL OR a.volume_id = ?1)"
+
 void clc_ebs_sync(struct clc *clc, struct db *db)
 {
     each(clc, db, "volume",
          "SELECT v.id, v.zone, COALESCE(s.sc_id, ''), COALESCE(s.zone, ''),"
          " v.size_gb FROM volumes v LEFT JOIN snapshots s ON s.id ="
          " v.snapshot_id WHERE v.state = 'creating'",
-         sync_creating);
+         NULL, sync_creating);
     each(clc, db, "volume",
          "SELECT id, zone, '', '', 0 FROM volumes WHERE state = 'deleting'",
-         sync_deleting);
+         NULL, sync_deleting);
     each(clc, db, "volume",
          "SELECT m.volume_id, v.zone, CASE WHEN m.target_size > v.size_gb"
          " THEN 'grow' ELSE '' END, '', m.target_size FROM volume_mods m"
          " JOIN volumes v ON v.id = m.volume_id WHERE m.state ="
          " 'modifying'",
-         sync_modifying);
+         NULL, sync_modifying);
     each(clc, db, "snapshot",
          "SELECT sc_id, zone, volume_id, '', MAX(sent) FROM snapshots WHERE"
          " state = 'pending' GROUP BY sc_id",
-         sync_snapshot);
+         NULL, sync_snapshot);
     /* Attachments of instances that are over: their node let go. */
     each(clc, db, "attachment",
          "SELECT a.volume_id, '', '', '', 0 FROM attachments a JOIN"
          " instances i ON i.id = a.instance_id WHERE i.state ="
          " 'terminated'",
-         sync_ended);
-    each(clc, db, "attachment",
-         "SELECT a.volume_id, v.zone, a.instance_id, a.node, 0 FROM"
-         " attachments a JOIN volumes v ON v.id = a.volume_id WHERE"
-         " a.state = 'attaching'",
-         sync_attaching);
+         NULL, sync_ended);
+    each(clc, db, "attachment", ATTACHING, NULL, sync_attaching);
     each(clc, db, "attachment",
          "SELECT a.volume_id, v.zone, a.instance_id, '', a.force FROM"
          " attachments a JOIN volumes v ON v.id = a.volume_id WHERE"
          " a.state = 'detaching'",
-         sync_detaching);
+         NULL, sync_detaching);
     each(clc, db, "storage controller",
-         "SELECT '', zone, kind, target, id FROM sc_drops ORDER BY id",
+         "SELECT '', zone, kind, target, id FROM sc_drops ORDER BY id", NULL,
          sync_drop);
 }
 
@@ -567,13 +572,7 @@ void clc_ebs_attach_now(struct clc *clc, struct db *db, const char *volume)
 {
     /* (the same work as the round's: the SC's export and the node's plug
      * are idempotent, so a round doing it at the same time is harmless) */
-    char sql[400];
-    snprintf(sql, sizeof(sql),
-             "SELECT a.volume_id, v.zone, a.instance_id, a.node, 0 FROM"
-             " attachments a JOIN volumes v ON v.id = a.volume_id WHERE"
-             " a.state = 'attaching' AND a.volume_id = '%s'",
-             volume);
-    each(clc, db, "attachment", sql, sync_attaching);
+    each(clc, db, "attachment", ATTACHING, volume, sync_attaching);
 }
 
 void clc_ebs_kick(struct clc *clc)
