@@ -80,6 +80,7 @@ static const struct {
     {"ModifySubnetAttribute", ec2_modify_subnet_attribute},
     {"RebootInstances", ec2_reboot_instances},
     {"RegisterImage", ec2_register_image},
+    {"CreateImage", ec2_create_image},
     {"ReleaseAddress", ec2_release_address},
     {"RunInstances", ec2_run_instances},
     {"StartInstances", ec2_start_instances},

@@ -47,7 +47,7 @@ struct clc_options {
     unsigned poll_interval_ms;
     unsigned pending_timeout_s;
     const char *default_vpc_cidr; /* NULL: 10.96.0.0/12 */
-    bool tunnel_encryption; /* seal the tunnels between clusters */
+    bool tunnel_encryption;       /* seal the tunnels between clusters */
     unsigned address_quota;       /* elastic IPs per account; 0: 5 */
 };
 
@@ -266,6 +266,8 @@ struct clc_image_ref {
     char sha256[65];
     char kernel_id[32];
     char ramdisk_id[32];
+    char root_device_type[16]; /* instance-store | ebs */
+    char root_device_name[32];
 };
 /* An available image the viewer may use: 0, or -1 (InvalidAMIID.NotFound,
  * InvalidAMIID.Unavailable ...). */
@@ -312,8 +314,10 @@ struct instance_row {
     int64_t md_version, md_applied; /* applied once md_applied catches up */
     char subnet_id[32]; /* "" until the account's default VPC exists */
     char vpc_id[32];
-    char public_ip[16];  /* "" without one (addresses.c) */
-    bool public_elastic; /* it is an elastic IP (else auto-assigned) */
+    char public_ip[16];        /* "" without one (addresses.c) */
+    bool public_elastic;       /* it is an elastic IP (else auto-assigned) */
+    char root_device_type[16]; /* instance-store | ebs */
+    char root_device_name[32];
 };
 int ec2_state_code(const char *state);
 void clc_read_instance(sqlite3_stmt *st, struct instance_row *x);
@@ -410,6 +414,7 @@ int clc_md_store_new(struct db *db, const char *id,
 #define CLC_MD_COLS                                                            \
     "i.md_http_tokens, i.md_hop_limit, i.md_http_endpoint, i.md_http_ipv6,"    \
     " i.md_tags, i.md_version, i.md_applied"
+#define CLC_MD_NCOLS 7
 void clc_md_read_cols(sqlite3_stmt *st, int col, struct clc_md_options *o,
                       int64_t *version, int64_t *applied);
 /* <metadataOptions> of DescribeInstances. */
@@ -552,6 +557,8 @@ int clc_apply_instance_states(struct clc *clc, struct db *db,
 /* Sends the clusters the orders their instances still need (terminate,
  * stop, start: what the user wants and the cluster has not done). */
 void clc_resend_orders(struct clc *clc, struct db *db);
+/* The same, from the launch pool, off the caller's request. */
+void clc_resend_orders_kick(struct clc *clc);
 /* An instanceType element (name, cores, memoryMb, diskGb) for a CC. */
 void clc_write_type(struct xml_writer *w, const struct instance_type *t);
 /* Queues the launch of a reservation's instances that no cluster has

@@ -37,7 +37,7 @@ int ec2_state_code(const char *state)
     " (SELECT vpc FROM subnets WHERE id = i.subnet_id),"                       \
     " (SELECT public_ip FROM addresses WHERE instance_id = i.id),"             \
     " (SELECT allocation_id IS NOT NULL FROM addresses WHERE"                  \
-    "  instance_id = i.id)"
+    "  instance_id = i.id), i.root_device_type, i.root_device_name"
 
 void clc_read_instance(sqlite3_stmt *st, struct instance_row *x)
 {
@@ -70,6 +70,8 @@ void clc_read_instance(sqlite3_stmt *st, struct instance_row *x)
     clc_col(x->vpc_id, sizeof(x->vpc_id), st, 31);
     clc_col(x->public_ip, sizeof(x->public_ip), st, 32);
     x->public_elastic = sqlite3_column_int(st, 33) != 0;
+    clc_col(x->root_device_type, sizeof(x->root_device_type), st, 34);
+    clc_col(x->root_device_name, sizeof(x->root_device_name), st, 35);
 }
 
 /* Loads the caller's instances, ordered by launch: all of them, those of
@@ -194,8 +196,8 @@ int ec2_write_instance(struct ec2_req *r, struct xml_writer *w,
         xml_end(w);
     }
     xml_text_element(w, "architecture", "x86_64");
-    xml_text_element(w, "rootDeviceType", "instance-store");
-    xml_text_element(w, "rootDeviceName", "/dev/sda1");
+    xml_text_element(w, "rootDeviceType", x->root_device_type);
+    xml_text_element(w, "rootDeviceName", x->root_device_name);
     xml_start(w, "blockDeviceMapping");
     if (ec2_write_instance_volumes(r, w, x->id, err) < 0) {
         xml_end(w);
@@ -352,7 +354,7 @@ static const char *instance_filter_value(struct ec2_req *r,
     else if (strcmp(f, "architecture") == 0)
         snprintf(tmp, size, "x86_64");
     else if (strcmp(f, "root-device-type") == 0)
-        snprintf(tmp, size, "instance-store");
+        snprintf(tmp, size, "%s", x->root_device_type);
     else
         snprintf(tmp, size, "%s", "");
     return tmp;

@@ -58,8 +58,7 @@ int clc_sc_create_snapshot(struct soap_client *c, const char *id,
                            struct koala_error **err);
 /* 0, 1 unknown to the SC, -1. */
 int clc_sc_describe_snapshot(struct soap_client *c, const char *id,
-                             struct sc_snapshot *out,
-                             struct koala_error **err);
+                             struct sc_snapshot *out, struct koala_error **err);
 int clc_sc_delete_snapshot(struct soap_client *c, const char *id,
                            struct koala_error **err);
 
@@ -92,6 +91,9 @@ void ec2_describe_volume_status(struct ec2_req *r);
 void ec2_modify_volume(struct ec2_req *r);
 void ec2_describe_volumes_modifications(struct ec2_req *r);
 
+/* Does the cloud have the zone (a registered cluster), and an SC there? */
+int clc_zone_known(struct db *db, const char *zone, bool *known, bool *has_sc,
+                   struct koala_error **err);
 /* Checks a volume's type, size, iops and throughput against EC2's
  * bounds (InvalidParameterValue ...). */
 int clc_volume_check_spec(const char *type, int64_t size_gb, int64_t iops,
@@ -163,5 +165,60 @@ void clc_ebs_attach_now(struct clc *clc, struct db *db, const char *volume);
  * naming it that is still pending); sent: the SC has been asked. */
 void clc_ebs_snapshot_update(struct db *db, const char *sc_id,
                              const struct sc_snapshot *s, bool sent);
+
+/* ---- EBS-backed images and instances (ebs_images.c) ---- */
+#define CLC_MAX_BDMS 16 /* mappings per image or instance (the NC's limit) */
+/* One BlockDeviceMapping.N: an EBS volume (a snapshot's, or new and
+ * empty), an instance-store device (VirtualName) or none (NoDevice). */
+struct clc_bdm {
+    char device[64];
+    char virtual_name[16];
+    bool no_device;
+    bool ebs;
+    char snapshot_id[32];
+    int64_t size_gb; /* 0: the snapshot's */
+    char type[16];   /* "": gp2 */
+    int64_t iops, throughput;
+    bool dot, dot_given;             /* DeleteOnTermination (default true) */
+    bool boot;                       /* the root of an EBS-backed instance */
+    char sc_snap[32], snap_zone[64]; /* the snapshot's SC data */
+};
+struct clc_bdms {
+    struct clc_bdm *v;
+    size_t n;
+};
+void clc_bdms_free(struct clc_bdms *b);
+/* BlockDeviceMapping.N of the request (root: the root device's name, or
+ * NULL), checked for form: names, one kind per mapping, no device twice,
+ * no encryption. */
+int clc_bdms_parse(struct ec2_req *r, const char *root, struct clc_bdms *out,
+                   struct koala_error **err);
+/* An image's mapping rows, in the caller's transaction / loaded. */
+int clc_image_bdms_store(struct ec2_req *r, const char *image,
+                         const struct clc_bdms *b, struct koala_error **err);
+int clc_image_bdms_load(struct db *db, const char *image, struct clc_bdms *out,
+                        struct koala_error **err);
+/* <blockDeviceMapping> of DescribeImages. */
+void clc_write_image_bdms(struct xml_writer *w, const struct clc_bdms *b);
+/* A block-device-mapping.* filter against an image's mapping (any row). */
+bool clc_image_bdm_filter(const struct clc_bdms *b, const struct ec2_filter *f);
+/* RegisterImage without ImageLocation: the root is a snapshot. */
+void clc_register_ebs_image(struct ec2_req *r, const char *name,
+                            const char *desc, const char *root);
+/* RunInstances: the volumes each instance gets (the image's EBS devices
+ * with the request's mapping over them, or the request's alone), checked;
+ * and their rows for one instance, in the reservation's transaction. */
+int clc_run_bdms_plan(struct ec2_req *r, const struct clc_image_ref *image,
+                      struct clc_bdms *plan, struct koala_error **err);
+int clc_run_bdms_store(struct ec2_req *r, const struct clc_bdms *plan,
+                       const char *instance, const char *zone,
+                       struct koala_error **err);
+/* The <volume>s (no export: the rounds bring it) of an instance's launch. */
+int clc_write_launch_volumes(struct db *db, struct xml_writer *w,
+                             const char *instance, struct koala_error **err);
+void ec2_create_image(struct ec2_req *r);
+/* Pending images: CreateImage's stop-snapshot-start, then available once
+ * their snapshots are completed (or failed). */
+void clc_ebs_images_sync(struct clc *clc, struct db *db);
 
 #endif

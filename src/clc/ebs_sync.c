@@ -94,12 +94,43 @@ static int volume_state(struct db *db, const char *id, const char *state,
                         const char *sc_state, const char *message,
                         struct koala_error **err)
 {
+    /* (a volume made for a launch is attached already: in-use) */
     char now[24];
     return clc_exec(db,
-                    "UPDATE volumes SET state = ?, sc_state = ?, message = ?,"
-                    " updated = ? WHERE id = ?",
+                    "UPDATE volumes SET state = CASE WHEN ?1 = 'available' AND"
+                    " EXISTS (SELECT 1 FROM attachments WHERE volume_id = ?5)"
+                    " THEN 'in-use' ELSE ?1 END, sc_state = ?2, message = ?3,"
+                    " updated = ?4 WHERE id = ?5",
                     "recording the volume", err, state, sc_state, message,
                     now_arg(now), id, NULL);
+}
+
+/* A volume made for a launch ended in error: its instance, still pending,
+ * fails now rather than at the pending timeout. */
+static void launch_volume_failed(struct clc *clc, struct db *db,
+                                 const char *vol, const char *why)
+{
+    char instance[32] = "";
+    sqlite3_stmt *st = db_stmt(db,
+                               "SELECT a.instance_id FROM attachments a JOIN"
+                               " instances i ON i.id = a.instance_id WHERE"
+                               " a.volume_id = ? AND i.state = 'pending'",
+                               NULL);
+    if (st == NULL)
+        return;
+    sqlite3_bind_text(st, 1, vol, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        clc_col(instance, sizeof(instance), st, 0);
+    db_stmt_done(st);
+    if (*instance == '\0')
+        return;
+    struct koala_error *e = NULL;
+    error_set(&e, EIO, "InternalError", "its volume %s failed: %s", vol,
+              why && *why ? why : "the storage controller could not make it");
+    log_warn("%s: %s", instance, error_message(e));
+    clc_fail_instances(db, NULL, instance, e);
+    error_free(e);
+    clc_resend_orders_kick(clc);
 }
 
 static int sync_creating(struct clc *clc, struct db *db, struct job *j,
@@ -117,6 +148,7 @@ static int sync_creating(struct clc *clc, struct db *db, struct job *j,
                                   &sv, &e);
         if (rc < 0 && refused(e)) {
             rc = volume_state(db, j->id, "error", "", error_message(e), err);
+            launch_volume_failed(clc, db, j->id, error_message(e));
             error_free(e);
             soap_client_free(c);
             return rc;
@@ -128,6 +160,8 @@ static int sync_creating(struct clc *clc, struct db *db, struct job *j,
     soap_client_free(c);
     if (rc < 0)
         return -1;
+    if (strcmp(sv.status, "error") == 0)
+        launch_volume_failed(clc, db, j->id, NULL);
     if (strcmp(sv.status, "available") == 0 || strcmp(sv.status, "error") == 0)
         return volume_state(db, j->id, sv.status, sv.status, "", err);
     return 0;
@@ -251,8 +285,8 @@ static int sync_modifying(struct clc *clc, struct db *db, struct job *j,
         int r2 = clc_exec(db,
                           "UPDATE volume_mods SET state = 'failed', message"
                           " = ?, end_time = ? WHERE volume_id = ?",
-                          "recording the modification", err,
-                          error_message(e), now_arg(now), j->id, NULL);
+                          "recording the modification", err, error_message(e),
+                          now_arg(now), j->id, NULL);
         error_free(e);
         return r2;
     }
@@ -338,7 +372,7 @@ static int sync_snapshot(struct clc *clc, struct db *db, struct job *j,
 /* ---- attachments ---- */
 
 static const char *const export_fields[] = {
-    "volumeId", "transport",   "path",     "host",
+    "volumeId", "transport",  "path",        "host",
     "port",     "exportName", "tlsHostname", "sizeBytes"};
 
 /* The export text ("name\tvalue\n"...) as an <export> element. */
@@ -429,6 +463,13 @@ static int sync_attaching(struct clc *clc, struct db *db, struct job *j,
     soap_client_free(cc);
     if (rc < 0)
         goto fail;
+    /* (a launch's attachment learns its node here: its export goes from
+     * there when it ends) */
+    if (clc_exec(db,
+                 "UPDATE attachments SET node = ? WHERE volume_id = ? AND"
+                 " node = ''",
+                 "recording the attachment", err, j->b, j->id, NULL) < 0)
+        return -1;
     char state[16];
     answered_state(body, j->id, state);
     if (strcmp(state, "attached") == 0)
@@ -525,11 +566,15 @@ static int sync_drop(struct clc *clc, struct db *db, struct job *j,
                     NULL);
 }
 
-/* Attachments to plug (?1: only that volume's; NULL: all). */
+/* Attachments to plug (?1: only that volume's; NULL: all): those of a
+ * launch once the SC made the volume and the cluster placed the instance
+ * (their node is the instance's). */
 #define ATTACHING                                                              \
-    "SELECT a.volume_id, v.zone, a.instance_id, a.node, 0 FROM attachments"    \
-    " a JOIN volumes v ON v.id = a.volume_id WHERE a.state = 'attaching' AND"  \
-    " (?1 IS NULL OR a.volume_id = ?1)"
+    "SELECT a.volume_id, v.zone, a.instance_id, CASE WHEN a.node != '' THEN"   \
+    " a.node ELSE i.node END, 0 FROM attachments a JOIN volumes v ON v.id ="   \
+    " a.volume_id JOIN instances i ON i.id = a.instance_id WHERE a.state ="    \
+    " 'attaching' AND v.state = 'in-use' AND (a.node != '' OR i.node != '')"   \
+    " AND (?1 IS NULL OR a.volume_id = ?1)"
 
 void clc_ebs_sync(struct clc *clc, struct db *db)
 {
@@ -551,6 +596,7 @@ void clc_ebs_sync(struct clc *clc, struct db *db)
          "SELECT sc_id, zone, volume_id, '', MAX(sent) FROM snapshots WHERE"
          " state = 'pending' GROUP BY sc_id",
          NULL, sync_snapshot);
+    clc_ebs_images_sync(clc, db);
     /* Attachments of instances that are over: their node let go. */
     each(clc, db, "attachment",
          "SELECT a.volume_id, '', '', '', 0 FROM attachments a JOIN"

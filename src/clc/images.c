@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "clc.h"
+#include "ebs.h"
 #include "id.h"
 
 struct image {
@@ -34,12 +35,15 @@ struct image {
     char state_reason[256];
     bool public_;
     int64_t created;
+    char root_device_type[16];
+    struct clc_bdms bdms; /* loaded for the ones answered */
 };
 
 #define IMAGE_COLS                                                             \
     "i.id, i.owner, a.number, i.kind, i.name, i.description, i.location,"      \
     " i.format, i.size, i.sha256, i.kernel_id, i.ramdisk_id, i.architecture,"  \
-    " i.root_device_name, i.state, i.state_reason, i.public, i.created"
+    " i.root_device_name, i.state, i.state_reason, i.public, i.created,"       \
+    " i.root_device_type"
 
 static void read_image(sqlite3_stmt *st, struct image *im)
 {
@@ -62,6 +66,7 @@ static void read_image(sqlite3_stmt *st, struct image *im)
     clc_col(im->state_reason, sizeof(im->state_reason), st, 15);
     im->public_ = sqlite3_column_int(st, 16) != 0;
     im->created = sqlite3_column_int64(st, 17);
+    clc_col(im->root_device_type, sizeof(im->root_device_type), st, 18);
 }
 
 int clc_image_get(struct db *db, const char *id, int64_t viewer,
@@ -70,7 +75,8 @@ int clc_image_get(struct db *db, const char *id, int64_t viewer,
     sqlite3_stmt *st =
         db_stmt(db,
                 "SELECT id, owner, kind, location, size, sha256, kernel_id,"
-                " ramdisk_id, state, public FROM images WHERE id = ?",
+                " ramdisk_id, state, public, root_device_type,"
+                " root_device_name FROM images WHERE id = ?",
                 err);
     if (st == NULL)
         return -1;
@@ -86,6 +92,8 @@ int clc_image_get(struct db *db, const char *id, int64_t viewer,
         clc_col(ref->sha256, sizeof(ref->sha256), st, 5);
         clc_col(ref->kernel_id, sizeof(ref->kernel_id), st, 6);
         clc_col(ref->ramdisk_id, sizeof(ref->ramdisk_id), st, 7);
+        clc_col(ref->root_device_type, sizeof(ref->root_device_type), st, 10);
+        clc_col(ref->root_device_name, sizeof(ref->root_device_name), st, 11);
         char state[16];
         clc_col(state, sizeof(state), st, 8);
         bool visible = ref->owner == viewer || sqlite3_column_int(st, 9);
@@ -168,17 +176,6 @@ void ec2_register_image(struct ec2_req *r)
     static const char *const tag_types[] = {"image", NULL};
     if (name == NULL)
         return ec2_fail(r, err);
-    if (location == NULL) {
-        /* EBS-backed images come with the storage controller. */
-        error_set(&err, EINVAL,
-                  ec2_param(r, "BlockDeviceMapping.1.DeviceName")
-                      ? "InvalidParameterCombination"
-                      : "MissingParameter",
-                  "ImageLocation is required: images are objects in "
-                  "Walrus (bucket/key); snapshot-backed images are not "
-                  "supported yet");
-        return ec2_fail(r, err);
-    }
     if (strlen(name) < 3 || strlen(name) > 128) {
         error_set(&err, EINVAL, "InvalidAMIName.Malformed",
                   "AMI names must be between 3 and 128 characters long");
@@ -193,6 +190,17 @@ void ec2_register_image(struct ec2_req *r)
     if (arch && strcmp(arch, "x86_64") != 0) {
         error_set(&err, EINVAL, "InvalidParameterValue",
                   "Architecture '%s' is not supported: x86_64", arch);
+        return ec2_fail(r, err);
+    }
+    if (location == NULL) /* the root is a snapshot (ebs_images.c) */
+        return clc_register_ebs_image(r, name, desc, root);
+    if (ec2_param(r, "BlockDeviceMapping.1.DeviceName")) {
+        /* (EBS devices over an image on Walrus: RunInstances takes them
+         * from the request) */
+        error_set(&err, EINVAL, "InvalidParameterCombination",
+                  "An image in Walrus (ImageLocation) takes no block device "
+                  "mapping here: give the volumes to RunInstances, or "
+                  "register a snapshot as the root");
         return ec2_fail(r, err);
     }
     if ((kernel &&
@@ -295,7 +303,9 @@ static const char *image_filter_value(const struct image *im, const char *f,
     if (strcmp(f, "description") == 0)
         return im->description;
     if (strcmp(f, "root-device-type") == 0)
-        return "instance-store";
+        return im->root_device_type;
+    if (strcmp(f, "root-device-name") == 0)
+        return im->root_device_name;
     if (strcmp(f, "virtualization-type") == 0)
         return "hvm";
     snprintf(tmp, size, "%s", "");
@@ -308,7 +318,8 @@ static void image_item(struct ec2_req *r, struct xml_writer *w,
     char t[25];
     xml_start(w, "item");
     xml_text_element(w, "imageId", im->id);
-    xml_text_element(w, "imageLocation", im->location);
+    if (*im->location)
+        xml_text_element(w, "imageLocation", im->location);
     xml_text_element(w, "imageState", im->state);
     xml_text_element(w, "imageOwnerId", im->owner_number);
     xml_text_element(w, "creationDate", ec2_time(im->created, t));
@@ -322,16 +333,18 @@ static void image_item(struct ec2_req *r, struct xml_writer *w,
     xml_text_element(w, "name", im->name);
     if (*im->description)
         xml_text_element(w, "description", im->description);
-    xml_text_element(w, "rootDeviceType", "instance-store");
+    xml_text_element(w, "rootDeviceType", im->root_device_type);
     xml_text_element(w, "rootDeviceName", im->root_device_name);
-    xml_start(w, "blockDeviceMapping");
-    xml_end(w);
+    clc_write_image_bdms(w, &im->bdms);
     xml_text_element(w, "virtualizationType", "hvm");
     xml_text_element(w, "hypervisor", "xen");
     xml_text_element(w, "platformDetails", "Linux/UNIX");
     if (*im->state_reason) {
         xml_start(w, "stateReason");
-        xml_text_element(w, "code", "Client.InvalidImage");
+        xml_text_element(w, "code",
+                         strcmp(im->state, "failed") == 0
+                             ? "Client.InternalError"
+                             : "Client.InvalidImage");
         xml_text_element(w, "message", im->state_reason);
         xml_end(w);
     }
@@ -354,6 +367,14 @@ void ec2_describe_images(struct ec2_req *r)
                                         "manifest-location",
                                         "description",
                                         "root-device-type",
+                                        "root-device-name",
+                                        "block-device-mapping.device-name",
+                                        "block-device-mapping.snapshot-id",
+                                        "block-device-mapping.volume-size",
+                                        "block-device-mapping.volume-type",
+                                        "block-device-mapping."
+                                        "delete-on-termination",
+                                        "block-device-mapping.encrypted",
                                         "virtualization-type",
                                         "tag-key",
                                         "tag-value",
@@ -394,8 +415,11 @@ void ec2_describe_images(struct ec2_req *r)
     w = ec2_reply_start(r, "DescribeImages");
     xml_start(w, "imagesSet");
     for (size_t i = 0; i < n && err == NULL; i++) {
-        const struct image *im = &all[i];
+        struct image *im = &all[i];
         bool wanted = ids.n == 0 || ec2_id_list_has(&ids, im->id);
+        if (wanted && strcmp(im->root_device_type, "ebs") == 0 &&
+            clc_image_bdms_load(r->db, im->id, &im->bdms, &err) < 0)
+            break;
         if (n_owners) {
             bool ok = false;
             for (size_t j = 0; j < n_owners; j++)
@@ -417,6 +441,8 @@ void ec2_describe_images(struct ec2_req *r)
             char tmp[8];
             wanted = ec2_is_tag_filter(fs.f[j].name)
                          ? ec2_tag_filter(r, im->id, &fs.f[j])
+                     : str_has_prefix(fs.f[j].name, "block-device-mapping.")
+                         ? clc_image_bdm_filter(&im->bdms, &fs.f[j])
                          : ec2_filter_match(
                                &fs.f[j], image_filter_value(im, fs.f[j].name,
                                                             tmp, sizeof(tmp)));
@@ -429,6 +455,8 @@ void ec2_describe_images(struct ec2_req *r)
         error_set(&err, ENOENT, "InvalidAMIID.NotFound",
                   "The image id '[%s]' does not exist", missing);
 out:
+    for (size_t i = 0; i < n; i++)
+        clc_bdms_free(&all[i].bdms);
     free(all);
     ec2_id_list_free(&ids);
     free(owners);

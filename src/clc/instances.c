@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "clc.h"
+#include "ebs.h"
 #include "id.h"
 #include "log.h"
 #include "secgroups.h"
@@ -31,6 +32,8 @@ struct cluster_choice {
     struct ec2_req *r;
     const struct instance_type *type;
     const char *zone; /* Placement.AvailabilityZone, or NULL */
+    bool need_sc;     /* EBS volumes: only zones with a storage controller */
+    bool sc_missing;  /* a zone was passed over for that */
     char best[64];
     long long best_available;
     bool any;
@@ -91,6 +94,14 @@ static int consider_cluster(void *ctx, const struct service *s)
     if (c->zone && strcmp(c->zone, s->name) != 0)
         return 0;
     c->any = true;
+    if (c->need_sc) {
+        bool known, has_sc;
+        if (clc_zone_known(c->r->db, s->name, &known, &has_sc, NULL) < 0 ||
+            !has_sc) {
+            c->sc_missing = true;
+            return 0;
+        }
+    }
     long long avail = 0;
     struct koala_error *e = NULL;
     long long max = 0;
@@ -129,15 +140,15 @@ struct run_args {
     /* NetworkInterface.1.AssociatePublicIpAddress, else the subnet's
      * MapPublicIpOnLaunch (addresses.c assigns it once placed) */
     bool public_ip_given, public_ip;
+    struct clc_bdms volumes; /* EBS volumes of each instance (ebs_images.c) */
 };
 
 static int check_run_args(struct ec2_req *r, struct run_args *a,
                           struct koala_error **err)
 {
     /* "volume": the tags of the instance's EBS volumes (Ansible's
-     * ec2_instance always sends them).  Its root disk is no EBS volume
-     * until the storage controller exists, so they tag nothing yet, as
-     * EC2's do for an instance-store instance. */
+     * ec2_instance always sends them; an instance-store instance without
+     * EBS devices has none, so they tag nothing, as EC2's). */
     static const char *const tag_types[] = {"instance", "volume", NULL};
     const char *type = ec2_param(r, "InstanceType");
     memset(a, 0, sizeof(*a));
@@ -173,6 +184,12 @@ static int check_run_args(struct ec2_req *r, struct run_args *a,
         return error_set(err, EINVAL, "InvalidParameterValue",
                          "%s is a %s image, not a machine image", a->image_id,
                          a->image.kind);
+    if (strcmp(a->image.root_device_type, "ebs") == 0 &&
+        (ec2_param(r, "KernelId") || ec2_param(r, "RamdiskId")))
+        return error_set(err, EINVAL, "InvalidParameterCombination",
+                         "%s boots from its root volume: it takes no KernelId "
+                         "or RamdiskId",
+                         a->image_id);
     a->kernel_id = ec2_param(r, "KernelId");
     a->ramdisk_id = ec2_param(r, "RamdiskId");
     if (a->kernel_id == NULL && *a->image.kernel_id)
@@ -227,11 +244,9 @@ static int check_run_args(struct ec2_req *r, struct run_args *a,
         ec2_param_bool(r, "DisableApiTermination", false,
                        &a->disable_api_termination, err) < 0)
         return -1;
-    if (ec2_param(r, "BlockDeviceMapping.1.DeviceName"))
-        return error_set(err, EINVAL, "InvalidParameterCombination",
-                         "Block device mappings need the storage controller, "
-                         "which this cloud does not have yet");
-    return ec2_check_tag_specs(r, tag_types, err);
+    if (ec2_check_tag_specs(r, tag_types, err) < 0)
+        return -1;
+    return clc_run_bdms_plan(r, &a->image, &a->volumes, err);
 }
 
 static void reply_reservation(struct ec2_req *r, const char *reservation)
@@ -308,6 +323,12 @@ static int insert_reservation(struct ec2_req *r, const struct run_args *a,
                      a->token ? a->token : "", now, now, a->shutdown_behavior,
                      a->disable_api_termination ? "#1" : "#0", a->subnet.id,
                      NULL) < 0 ||
+            clc_exec(r->db,
+                     "UPDATE instances SET root_device_type = ?,"
+                     " root_device_name = ? WHERE id = ?",
+                     "storing instance", err, a->image.root_device_type,
+                     a->image.root_device_name, id, NULL) < 0 ||
+            clc_run_bdms_store(r, &a->volumes, id, cluster, err) < 0 ||
             clc_md_store_new(r->db, id, &a->md, err) < 0 ||
             clc_sg_run_store(r, &a->groups, a->subnet.vpc, id, err) < 0 ||
             ec2_apply_tag_specs(r, "instance", id, err) < 0)
@@ -325,12 +346,24 @@ fail:
     return -1;
 }
 
+static void run_instances(struct ec2_req *r, struct run_args *a_);
+
 void ec2_run_instances(struct ec2_req *r)
 {
     struct koala_error *err = NULL;
     struct run_args a;
-    if (check_run_args(r, &a, &err) < 0)
+    if (check_run_args(r, &a, &err) < 0) {
+        clc_bdms_free(&a.volumes);
         return ec2_fail(r, err);
+    }
+    run_instances(r, &a);
+    clc_bdms_free(&a.volumes);
+}
+
+static void run_instances(struct ec2_req *r, struct run_args *a_)
+{
+    struct koala_error *err = NULL;
+    struct run_args a = *a_;
     /* DryRun answers whether the caller may do it; capacity is not a
      * permission. */
     if (ec2_dry_run(r))
@@ -344,10 +377,19 @@ void ec2_run_instances(struct ec2_req *r)
         if (rc == 0) /* the same request again: the same answer */
             return reply_reservation(r, reservation);
     }
-    struct cluster_choice c = {
-        .r = r, .type = &a.type, .zone = a.zone, .best_available = -1};
+    struct cluster_choice c = {.r = r,
+                               .type = &a.type,
+                               .zone = a.zone,
+                               .need_sc = a.volumes.n > 0,
+                               .best_available = -1};
     if (clc_services_each(r->db, "cluster", consider_cluster, &c, &err) < 0)
         return ec2_fail(r, err);
+    if (c.best_available < 0 && c.sc_missing && c.last_err == NULL) {
+        error_set(&err, EINVAL, "UnsupportedOperation",
+                  "EBS volumes need a zone with a storage controller%s%s",
+                  a.zone ? ": none in " : "", a.zone ? a.zone : "");
+        return ec2_fail(r, err);
+    }
     if (a.zone && !c.any) {
         error_free(c.last_err);
         error_set(&err, EINVAL, "InvalidParameterValue",
@@ -388,6 +430,8 @@ void ec2_run_instances(struct ec2_req *r)
     }
     clc_queue_launch(r->clc, reservation);
     clc_netpolicy_kick(r->clc);
+    if (a.volumes.n > 0)
+        clc_ebs_kick(r->clc); /* the SC makes the volumes meanwhile */
     reply_reservation(r, reservation);
 }
 
@@ -492,8 +536,7 @@ static void orders(void *arg)
     free(job);
 }
 
-/* Sends the pending orders to the clusters now, off the request. */
-static void kick_orders(struct clc *clc)
+void clc_resend_orders_kick(struct clc *clc)
 {
     struct order_job *job = calloc(1, sizeof(*job));
     if (job == NULL)
@@ -501,6 +544,24 @@ static void kick_orders(struct clc *clc)
     job->clc = clc;
     if (workpool_submit(clc->launcher, orders, job) < 0)
         free(job);
+}
+
+/* An EBS-backed instance whose root volume was detached (while stopped). */
+static bool root_missing(struct db *db, const char *id)
+{
+    sqlite3_stmt *st = db_stmt(db,
+                               "SELECT 1 FROM instances i WHERE i.id = ? AND"
+                               " i.root_device_type = 'ebs' AND NOT EXISTS"
+                               " (SELECT 1 FROM attachments a WHERE"
+                               " a.instance_id = i.id AND a.boot = 1 AND"
+                               " a.state != 'detaching')",
+                               NULL);
+    if (st == NULL)
+        return false;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    bool missing = sqlite3_step(st) == SQLITE_ROW;
+    db_stmt_done(st);
+    return missing;
 }
 
 /* Applies a state change to the listed instances: `to` for those in one of
@@ -529,6 +590,12 @@ static void change_states(struct ec2_req *r, const char *action,
                       "The instance '%s' is not in a state from which it "
                       "can be %s (%s).",
                       ch[i].id, reason, ch[i].previous);
+        else if (moves && strcmp(desired, "running") == 0 &&
+                 root_missing(r->db, ch[i].id))
+            error_set(&err, EINVAL, "IncorrectInstanceState",
+                      "The instance '%s' does not have an 'AMI root device' "
+                      "volume attached.",
+                      ch[i].id);
         else if (moves && ch[i].protected && strcmp(desired, "terminated") == 0)
             error_set(&err, EPERM, "OperationNotPermitted",
                       "The instance '%s' may not be terminated. Modify its "
@@ -571,7 +638,7 @@ static void change_states(struct ec2_req *r, const char *action,
         free(ch);
         return ec2_fail(r, err);
     }
-    kick_orders(r->clc);
+    clc_resend_orders_kick(r->clc);
     reply_changes(r, action, ch, n);
     free(ch);
 }

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "clc.h"
+#include "ebs.h"
 #include "log.h"
 #include "secgroups.h"
 #include "soap.h"
@@ -96,7 +97,7 @@ static int send_launch(struct clc *clc, struct db *db, const char *reservation,
     static const char sql[] =
         "SELECT i.id, i.launch_index, i.owner, a.number, i.image_id,"
         " i.kernel_id, i.ramdisk_id, i.instance_type, i.key_name,"
-        " i.user_data, i.cluster, " CLC_MD_COLS
+        " i.user_data, i.cluster, " CLC_MD_COLS ", i.root_device_type"
         " FROM instances i JOIN accounts a ON"
         " a.id = i.owner WHERE i.reservation = ? AND i.state = 'pending' AND"
         " i.node = '' ORDER BY i.launch_index";
@@ -106,7 +107,8 @@ static int send_launch(struct clc *clc, struct db *db, const char *reservation,
     sqlite3_bind_text(st, 1, reservation, -1, SQLITE_STATIC);
     struct xml_writer *w = NULL;
     char cluster[64] = "", image[32] = "", kernel[32] = "", ramdisk[32] = "",
-         type[32] = "", key[256] = "", owner_number[16] = "";
+         type[32] = "", key[256] = "", owner_number[16] = "",
+         root_type[16] = "";
     int64_t owner = 0, md_version = 0, md_applied = 0;
     struct clc_md_options md;
     clc_md_defaults(&md);
@@ -125,6 +127,7 @@ static int send_launch(struct clc *clc, struct db *db, const char *reservation,
             buf_append_str(&user_data, ud ? (const char *)ud : "");
             clc_col(cluster, sizeof(cluster), st, 10);
             clc_md_read_cols(st, 11, &md, &md_version, &md_applied);
+            clc_col(root_type, sizeof(root_type), st, 11 + CLC_MD_NCOLS);
         }
         buf_printf(&instances, "%s %d\n",
                    (const char *)sqlite3_column_text(st, 0),
@@ -148,7 +151,10 @@ static int send_launch(struct clc *clc, struct db *db, const char *reservation,
     xml_text_element(w, "reservationId", reservation);
     xml_text_element(w, "ownerId", owner_number);
     clc_write_type(w, &t);
-    if (write_image_ref(clc, db, w, "image", image, owner, err) < 0 ||
+    /* An EBS-backed instance boots from its root volume: no image. */
+    bool ebs_root = strcmp(root_type, "ebs") == 0;
+    if ((!ebs_root &&
+         write_image_ref(clc, db, w, "image", image, owner, err) < 0) ||
         (*kernel &&
          write_image_ref(clc, db, w, "kernel", kernel, owner, err) < 0) ||
         (*ramdisk &&
@@ -177,6 +183,8 @@ static int send_launch(struct clc *clc, struct db *db, const char *reservation,
         xml_start(w, "instance");
         xml_text_element(w, "instanceId", id);
         xml_u64_element(w, "launchIndex", (uint64_t)index);
+        if (clc_write_launch_volumes(db, w, id, err) < 0)
+            goto out;
         xml_end(w);
     }
     size_t len;
@@ -195,6 +203,8 @@ static int send_launch(struct clc *clc, struct db *db, const char *reservation,
         clc_md_launch_acked(db, body);
     if (rc == 0)
         clc_eip_kick(clc); /* a public address auto-assigned at launch */
+    if (rc == 0)
+        clc_ebs_kick(clc); /* placed: its volumes can be exported now */
 out:
     free(groups);
     xml_writer_free(w);

@@ -427,10 +427,42 @@ static const char schema_v10[] =
     "CREATE INDEX image_block_devices_snapshot ON"
     "  image_block_devices(snapshot_id);";
 
-const char *const clc_migrations[] = {schema_v1, schema_v2, schema_v3,
-                                      schema_v4, schema_v5, schema_v6,
-                                      schema_v7, schema_v8, schema_v9,
-                                      schema_v10};
+/* EBS-backed images and instances (ebs_images.c): the root device of
+ * each, the attachment an instance boots from, the mapping's other kinds
+ * of rows, and CreateImage's stop-snapshot-start ('reboot': the instance
+ * to start again once the snapshots are taken; 'phase': '' none,
+ * 'stopping', 'started'). */
+static const char schema_v11[] =
+    "ALTER TABLE images ADD COLUMN root_device_type TEXT NOT NULL"
+    "  DEFAULT 'instance-store';"
+    "ALTER TABLE images ADD COLUMN reboot_instance TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE images ADD COLUMN reboot_phase TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE instances ADD COLUMN root_device_type TEXT NOT NULL"
+    "  DEFAULT 'instance-store';"
+    "ALTER TABLE instances ADD COLUMN root_device_name TEXT NOT NULL"
+    "  DEFAULT '/dev/sda1';"
+    "ALTER TABLE attachments ADD COLUMN boot INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE image_block_devices ADD COLUMN virtual_name TEXT NOT NULL"
+    "  DEFAULT '';"
+    "ALTER TABLE image_block_devices ADD COLUMN no_device INTEGER NOT NULL"
+    "  DEFAULT 0;"
+    "ALTER TABLE image_block_devices ADD COLUMN iops INTEGER NOT NULL"
+    "  DEFAULT 0;"
+    "ALTER TABLE image_block_devices ADD COLUMN throughput INTEGER NOT NULL"
+    "  DEFAULT 0;"
+    "ALTER TABLE image_block_devices ADD COLUMN position INTEGER NOT NULL"
+    "  DEFAULT 0;"
+    /* CreateImage's TagSpecifications for its snapshots, until they are
+     * made (a stop first may take a while) */
+    "CREATE TABLE image_snapshot_tags ("
+    "  image_id TEXT NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  value TEXT NOT NULL,"
+    "  PRIMARY KEY(image_id, key));";
+
+const char *const clc_migrations[] = {
+    schema_v1, schema_v2, schema_v3, schema_v4,  schema_v5, schema_v6,
+    schema_v7, schema_v8, schema_v9, schema_v10, schema_v11};
 const size_t clc_n_migrations = ARRAY_SIZE(clc_migrations);
 
 struct db_pool *clc_open_db(const char *data_dir, unsigned conns,

@@ -208,7 +208,10 @@ void ec2_attach_volume(struct ec2_req *r)
     }
     if (clc_exec(r->db,
                  "INSERT INTO attachments (volume_id, instance_id, device,"
-                 " state, node, attach_time) VALUES (?,?,?,'attaching',?,?)",
+                 " state, node, attach_time, boot) VALUES (?1,?2,?3,"
+                 "'attaching',?4,?5, EXISTS (SELECT 1 FROM instances i WHERE"
+                 " i.id = ?2 AND i.root_device_type = 'ebs' AND"
+                 " i.root_device_name = ?3))",
                  "attaching the volume", &err, v.id, in.id, device, in.node,
                  now, NULL) < 0 ||
         db_commit(r->db, &err) < 0)
@@ -247,8 +250,27 @@ void ec2_detach_volume(struct ec2_req *r)
         char shown[80];
         snprintf(shown, sizeof(shown), "%s", iid ? iid : device);
         error_set(&err, ENOENT, "InvalidAttachment.NotFound",
-                  "Attachment of volume '%s' to '%s' not found.", v.id,
-                  shown);
+                  "Attachment of volume '%s' to '%s' not found.", v.id, shown);
+        return ec2_fail(r, err);
+    }
+    /* The root of an instance that runs (or will): EC2's words. */
+    sqlite3_stmt *st = db_stmt(r->db,
+                               "SELECT i.state FROM attachments a JOIN"
+                               " instances i ON i.id = a.instance_id WHERE"
+                               " a.volume_id = ? AND a.boot = 1",
+                               &err);
+    if (st == NULL)
+        return ec2_fail(r, err);
+    sqlite3_bind_text(st, 1, v.id, -1, SQLITE_STATIC);
+    char istate[16] = "";
+    if (sqlite3_step(st) == SQLITE_ROW)
+        clc_col(istate, sizeof(istate), st, 0);
+    db_stmt_done(st);
+    if (*istate && strcmp(istate, "stopped") != 0 &&
+        strcmp(istate, "terminated") != 0) {
+        error_set(&err, EINVAL, "IncorrectState",
+                  "Unable to detach root volume '%s' from instance '%s'", v.id,
+                  v.instance_id);
         return ec2_fail(r, err);
     }
     if (strcmp(v.attach_state, "detaching") == 0 && !force) {
@@ -264,8 +286,8 @@ void ec2_detach_volume(struct ec2_req *r)
                  "detaching the volume", &err, force ? "#1" : "#0", v.id,
                  NULL) < 0)
         return ec2_fail(r, err);
-    log_info("account %lld: detaching %s from %s%s", (long long)r->who.id,
-             v.id, v.instance_id, force ? " (forced)" : "");
+    log_info("account %lld: detaching %s from %s%s", (long long)r->who.id, v.id,
+             v.instance_id, force ? " (forced)" : "");
     struct xml_writer *w = ec2_reply_start(r, "DetachVolume");
     write_attachment(w, v.id, v.instance_id, v.device, "detaching",
                      v.attach_time, v.delete_on_termination);
@@ -294,8 +316,7 @@ int ec2_write_instance_volumes(struct ec2_req *r, struct xml_writer *w,
         xml_start(w, "ebs");
         xml_text_element(w, "volumeId",
                          (const char *)sqlite3_column_text(st, 0));
-        xml_text_element(w, "status",
-                         (const char *)sqlite3_column_text(st, 2));
+        xml_text_element(w, "status", (const char *)sqlite3_column_text(st, 2));
         xml_text_element(w, "attachTime",
                          ec2_time(sqlite3_column_int64(st, 3), t));
         xml_bool_element(w, "deleteOnTermination",
@@ -322,8 +343,8 @@ int clc_ebs_modify_instance_bdm(struct ec2_req *r, const char *instance_id,
                  "BlockDeviceMapping.%d.Ebs.DeleteOnTermination", i);
         if (ec2_param_bool(r, name, false, &dot, err) < 0)
             goto fail;
-        const char *vol = ec2_paramf(r, "BlockDeviceMapping.%d.Ebs.VolumeId",
-                                     i);
+        const char *vol =
+            ec2_paramf(r, "BlockDeviceMapping.%d.Ebs.VolumeId", i);
         if (clc_exec(r->db,
                      "UPDATE attachments SET delete_on_termination = ? WHERE"
                      " instance_id = ? AND device = ? AND (?4 = '' OR"
@@ -335,8 +356,7 @@ int clc_ebs_modify_instance_bdm(struct ec2_req *r, const char *instance_id,
             char shown[80];
             snprintf(shown, sizeof(shown), "%s", dev);
             error_set(err, EINVAL, "InvalidInstanceAttributeValue",
-                      "No device named %s is mapped on %s", shown,
-                      instance_id);
+                      "No device named %s is mapped on %s", shown, instance_id);
             goto fail;
         }
     }
@@ -364,14 +384,16 @@ static int attachment_done_tx(struct db *db, const char *volume,
     if (clc_exec(db,
                  "INSERT INTO sc_drops (zone, kind, target, node) SELECT"
                  " v.zone, 'export', a.volume_id, a.node FROM attachments a"
-                 " JOIN volumes v ON v.id = a.volume_id WHERE a.volume_id = ?",
+                 " JOIN volumes v ON v.id = a.volume_id WHERE a.volume_id = ?"
+                 " AND a.node != ''",
                  "recording the export to drop", err, volume, NULL) < 0 ||
         clc_exec(db,
                  "UPDATE volumes SET updated = ?, state = CASE WHEN"
                  " (SELECT delete_on_termination FROM attachments WHERE"
                  " volume_id = ?2) = 1 AND (SELECT state FROM instances"
                  " WHERE id = (SELECT instance_id FROM attachments WHERE"
-                 " volume_id = ?2)) = 'terminated' THEN 'deleting' ELSE"
+                 " volume_id = ?2)) = 'terminated' THEN 'deleting' WHEN"
+                 " state IN ('creating', 'error') THEN state ELSE"
                  " 'available' END WHERE id = ?2",
                  "freeing the volume", err, now, volume, NULL) < 0 ||
         clc_exec(db, "DELETE FROM attachments WHERE volume_id = ?",
@@ -425,8 +447,8 @@ int clc_ebs_apply_instance(struct clc *clc, struct db *db, const char *iid,
         /* What the node says of this volume ("" when it does not list
          * it). */
         char reported[16] = "";
-        for (const struct xml_node *x = xml_next_child(inst, NULL, "volume");
-             x; x = xml_next_child(inst, x, "volume")) {
+        for (const struct xml_node *x = xml_next_child(inst, NULL, "volume"); x;
+             x = xml_next_child(inst, x, "volume")) {
             _cleanup_free_ char *vid = xml_child_text(x, "volumeId");
             _cleanup_free_ char *vs = xml_child_text(x, "state");
             if (vid && vs && strcmp(str_trim(vid), v[i].vol) == 0)
@@ -439,9 +461,9 @@ int clc_ebs_apply_instance(struct clc *clc, struct db *db, const char *iid,
                           "UPDATE attachments SET state = 'attached' WHERE"
                           " volume_id = ? AND state = 'attaching'",
                           "recording the attachment", err, v[i].vol, NULL);
-        else if (over || (strcmp(v[i].state, "detaching") == 0 &&
-                          (strcmp(reported, "detached") == 0 ||
-                           *reported == '\0')))
+        else if (over ||
+                 (strcmp(v[i].state, "detaching") == 0 &&
+                  (strcmp(reported, "detached") == 0 || *reported == '\0')))
             rc = attachment_done_tx(db, v[i].vol, err);
     }
     free(v);

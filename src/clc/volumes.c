@@ -161,9 +161,8 @@ int clc_volume_check_spec(const char *type, int64_t size_gb, int64_t iops,
 
 /* ---- CreateVolume ---- */
 
-/* Does the cloud have the zone (a registered cluster)? */
-static int zone_known(struct db *db, const char *zone, bool *known,
-                      bool *has_sc, struct koala_error **err)
+int clc_zone_known(struct db *db, const char *zone, bool *known,
+                   bool *has_sc, struct koala_error **err)
 {
     sqlite3_stmt *st = db_stmt(
         db,
@@ -350,7 +349,7 @@ void ec2_create_volume(struct ec2_req *r)
         }
     }
     bool known, has_sc;
-    if (zone_known(r->db, zone, &known, &has_sc, &err) < 0)
+    if (clc_zone_known(r->db, zone, &known, &has_sc, &err) < 0)
         return ec2_fail(r, err);
     char shown[80];
     snprintf(shown, sizeof(shown), "%s", zone);
