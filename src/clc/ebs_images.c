@@ -111,6 +111,12 @@ int clc_bdms_parse(struct ec2_req *r, const char *root, struct clc_bdms *out,
             ebs |= ec2_paramf(r, "BlockDeviceMapping.%d.Ebs.%s", i,
                               ebs_fields[k]) != NULL;
         b->no_device = nodev != NULL;
+        if ((int)b->no_device + (vn != NULL) + ebs == 0) {
+            bad_mapping(err, "The mapping of %.64s gives none of Ebs, "
+                             "VirtualName and NoDevice",
+                        dev);
+            goto fail;
+        }
         if ((int)b->no_device + (vn != NULL) + ebs > 1) {
             bad_mapping(err,
                         "The mapping of %.64s gives more than one of Ebs, "
