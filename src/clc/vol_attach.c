@@ -302,8 +302,8 @@ int ec2_write_instance_volumes(struct ec2_req *r, struct xml_writer *w,
     sqlite3_stmt *st = db_stmt(r->db,
                                "SELECT volume_id, device, state, attach_time,"
                                " delete_on_termination FROM attachments"
-                               " WHERE instance_id = ? ORDER BY attach_time,"
-                               " volume_id",
+                               " WHERE instance_id = ? ORDER BY boot DESC,"
+                               " attach_time, device",
                                err);
     if (st == NULL)
         return -1;
