@@ -375,6 +375,33 @@ static int settle_image(struct db *db, const char *image,
         "settling the image", err, image, NULL);
 }
 
+/* A new EBS-backed image row, `pending` (in the caller's transaction):
+ * its id into id; reboot: CreateImage's instance to stop first, or "". */
+static int insert_image(struct ec2_req *r, char id[32], const char *name,
+                        const char *desc, const char *root,
+                        const char *reboot, struct koala_error **err)
+{
+    char owner[24], now[24];
+    if (id_resource(id, 32, "ami") < 0)
+        return error_set_errno(err, "getrandom");
+    snprintf(owner, sizeof(owner), "#%lld", (long long)r->who.id);
+    snprintf(now, sizeof(now), "#%lld", (long long)time_now_ms());
+    if (clc_exec(r->db,
+                 "INSERT INTO images(id, owner, kind, name, description,"
+                 " location, root_device_name, root_device_type, state,"
+                 " created, reboot_instance, reboot_phase) VALUES(?,?,"
+                 "'machine',?,?,'',?,'ebs','pending',?,?,?)",
+                 "registering image", err, id, owner, name, desc ? desc : "",
+                 root, now, reboot, *reboot ? "stopping" : "", NULL) == 0)
+        return 0;
+    if (*err && (*err)->errnum == EEXIST) {
+        error_clear(err);
+        error_set(err, EEXIST, "InvalidAMIName.Duplicate",
+                  "AMI name %s is already in use by AMI", name);
+    }
+    return -1;
+}
+
 void clc_register_ebs_image(struct ec2_req *r, const char *name,
                             const char *desc, const char *root)
 {
@@ -415,30 +442,14 @@ void clc_register_ebs_image(struct ec2_req *r, const char *name,
             goto out;
     if (ec2_dry_run(r))
         goto out;
-    char id[32], owner[24], now[24];
-    if (id_resource(id, sizeof(id), "ami") < 0) {
-        error_set_errno(&err, "getrandom");
-        goto out;
-    }
-    snprintf(owner, sizeof(owner), "#%lld", (long long)r->who.id);
-    snprintf(now, sizeof(now), "#%lld", (long long)time_now_ms());
+    char id[32];
     if (db_begin(r->db, &err) < 0)
         goto out;
-    if (clc_exec(r->db,
-                 "INSERT INTO images(id, owner, kind, name, description,"
-                 " location, root_device_name, root_device_type, state,"
-                 " created) VALUES(?,?,'machine',?,?,'',?,'ebs','pending',?)",
-                 "registering image", &err, id, owner, name, desc ? desc : "",
-                 root, now, NULL) < 0 ||
+    if (insert_image(r, id, name, desc, root, "", &err) < 0 ||
         clc_image_bdms_store(r, id, &b, &err) < 0 ||
         ec2_apply_tag_specs(r, "image", id, &err) < 0 ||
         settle_image(r->db, id, &err) < 0) {
         db_rollback(r->db);
-        if (err && err->errnum == EEXIST) {
-            error_clear(&err);
-            error_set(&err, EEXIST, "InvalidAMIName.Duplicate",
-                      "AMI name %s is already in use by AMI", name);
-        }
         goto out;
     }
     if (db_commit(r->db, &err) < 0)
@@ -771,17 +782,8 @@ void ec2_create_image(struct ec2_req *r)
         ec2_param_bool(r, "NoReboot", false, &no_reboot, &err) < 0 ||
         ec2_check_tag_specs(r, tag_types, &err) < 0)
         goto out;
-    if (strlen(name) < 3 || strlen(name) > 128) {
-        error_set(&err, EINVAL, "InvalidAMIName.Malformed",
-                  "AMI names must be between 3 and 128 characters long");
+    if (clc_image_name_check(name, desc, &err) < 0)
         goto out;
-    }
-    if (desc &&
-        (!str_valid_utf8(desc, strlen(desc)) || str_utf8_chars(desc) > 255)) {
-        error_set(&err, EINVAL, "InvalidParameterValue",
-                  "Descriptions are up to 255 UTF-8 characters");
-        goto out;
-    }
     char state[16] = "", root_type[16] = "", root[32] = "";
     sqlite3_stmt *st = db_stmt(r->db,
                                "SELECT state, root_device_type,"
@@ -848,23 +850,11 @@ void ec2_create_image(struct ec2_req *r)
     if (ec2_dry_run(r))
         goto out;
     bool reboot = !no_reboot && strcmp(state, "running") == 0;
-    char id[32], owner[24], now[24];
-    if (id_resource(id, sizeof(id), "ami") < 0) {
-        error_set_errno(&err, "getrandom");
-        goto out;
-    }
-    snprintf(owner, sizeof(owner), "#%lld", (long long)r->who.id);
+    char id[32], now[24];
     snprintf(now, sizeof(now), "#%lld", (long long)time_now_ms());
     if (db_begin(r->db, &err) < 0)
         goto out;
-    if (clc_exec(r->db,
-                 "INSERT INTO images(id, owner, kind, name, description,"
-                 " location, root_device_name, root_device_type, state,"
-                 " created, reboot_instance, reboot_phase) VALUES(?,?,"
-                 "'machine',?,?,'',?,'ebs','pending',?,?,?)",
-                 "registering image", &err, id, owner, name, desc ? desc : "",
-                 root, now, reboot ? iid : "", reboot ? "stopping" : "",
-                 NULL) < 0 ||
+    if (insert_image(r, id, name, desc, root, reboot ? iid : "", &err) < 0 ||
         ec2_apply_tag_specs(r, "image", id, &err) < 0 ||
         snapshot_tags_keep(r, id, &err) < 0)
         goto rollback;
@@ -901,11 +891,6 @@ void ec2_create_image(struct ec2_req *r)
     goto out;
 rollback:
     db_rollback(r->db);
-    if (err && err->errnum == EEXIST) {
-        error_clear(&err);
-        error_set(&err, EEXIST, "InvalidAMIName.Duplicate",
-                  "AMI name %s is already in use by AMI", name);
-    }
 out:
     clc_bdms_free(&req);
     buf_free(&nodev);

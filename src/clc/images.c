@@ -163,6 +163,20 @@ int clc_check_boot_image(struct db *db, const char *id, const char *kind,
     return 0;
 }
 
+int clc_image_name_check(const char *name, const char *desc,
+                         struct koala_error **err)
+{
+    if (strlen(name) < 3 || strlen(name) > 128)
+        return error_set(err, EINVAL, "InvalidAMIName.Malformed",
+                         "AMI names must be between 3 and 128 characters "
+                         "long");
+    if (desc &&
+        (!str_valid_utf8(desc, strlen(desc)) || str_utf8_chars(desc) > 255))
+        return error_set(err, EINVAL, "InvalidParameterValue",
+                         "Descriptions are up to 255 UTF-8 characters");
+    return 0;
+}
+
 void ec2_register_image(struct ec2_req *r)
 {
     struct koala_error *err = NULL;
@@ -176,17 +190,8 @@ void ec2_register_image(struct ec2_req *r)
     static const char *const tag_types[] = {"image", NULL};
     if (name == NULL)
         return ec2_fail(r, err);
-    if (strlen(name) < 3 || strlen(name) > 128) {
-        error_set(&err, EINVAL, "InvalidAMIName.Malformed",
-                  "AMI names must be between 3 and 128 characters long");
+    if (clc_image_name_check(name, desc, &err) < 0)
         return ec2_fail(r, err);
-    }
-    if (desc &&
-        (!str_valid_utf8(desc, strlen(desc)) || str_utf8_chars(desc) > 255)) {
-        error_set(&err, EINVAL, "InvalidParameterValue",
-                  "Descriptions are up to 255 UTF-8 characters");
-        return ec2_fail(r, err);
-    }
     if (arch && strcmp(arch, "x86_64") != 0) {
         error_set(&err, EINVAL, "InvalidParameterValue",
                   "Architecture '%s' is not supported: x86_64", arch);
