@@ -112,8 +112,9 @@ int clc_bdms_parse(struct ec2_req *r, const char *root, struct clc_bdms *out,
                               ebs_fields[k]) != NULL;
         b->no_device = nodev != NULL;
         if ((int)b->no_device + (vn != NULL) + ebs == 0) {
-            bad_mapping(err, "The mapping of %.64s gives none of Ebs, "
-                             "VirtualName and NoDevice",
+            bad_mapping(err,
+                        "The mapping of %.64s gives none of Ebs, "
+                        "VirtualName and NoDevice",
                         dev);
             goto fail;
         }
@@ -378,8 +379,8 @@ static int settle_image(struct db *db, const char *image,
 /* A new EBS-backed image row, `pending` (in the caller's transaction):
  * its id into id; reboot: CreateImage's instance to stop first, or "". */
 static int insert_image(struct ec2_req *r, char id[32], const char *name,
-                        const char *desc, const char *root,
-                        const char *reboot, struct koala_error **err)
+                        const char *desc, const char *root, const char *reboot,
+                        struct koala_error **err)
 {
     char owner[24], now[24];
     if (id_resource(id, 32, "ami") < 0)
