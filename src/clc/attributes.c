@@ -62,6 +62,7 @@ struct attrs {
     char *user_data; /* base64, NULL: none */
     char shutdown[16];
     bool protected;
+    char root_device[32];
 };
 
 static int load_attrs(struct ec2_req *r, const char *id, struct attrs *a,
@@ -71,8 +72,8 @@ static int load_attrs(struct ec2_req *r, const char *id, struct attrs *a,
     sqlite3_stmt *st =
         db_stmt(r->db,
                 "SELECT state, instance_type, kernel_id, ramdisk_id,"
-                " user_data, shutdown_behavior, disable_api_termination"
-                " FROM instances WHERE id = ? AND owner = ?",
+                " user_data, shutdown_behavior, disable_api_termination,"
+                " root_device_name FROM instances WHERE id = ? AND owner = ?",
                 err);
     if (st == NULL)
         return -1;
@@ -90,6 +91,7 @@ static int load_attrs(struct ec2_req *r, const char *id, struct attrs *a,
             rc = error_set(err, ENOMEM, NULL, "out of memory");
         clc_col(a->shutdown, sizeof(a->shutdown), st, 5);
         a->protected = sqlite3_column_int(st, 6) != 0;
+        clc_col(a->root_device, sizeof(a->root_device), st, 7);
     }
     db_stmt_done(st);
     if (rc == 1)
@@ -170,7 +172,7 @@ void ec2_describe_instance_attribute(struct ec2_req *r)
     else if (strcmp(name, "instanceInitiatedShutdownBehavior") == 0)
         attr_value(w, name, a.shutdown);
     else if (strcmp(name, "rootDeviceName") == 0)
-        attr_value(w, name, "/dev/sda1"); /* as DescribeInstances says */
+        attr_value(w, name, a.root_device);
     else if (strcmp(name, "sriovNetSupport") == 0)
         attr_value(w, name, NULL);
     else if (strcmp(name, "enclaveOptions") == 0) {

@@ -192,6 +192,9 @@ def test_boot_from_ebs_image_stop_start_create_image(cloud):
     inst = boot(cloud, ec2, [b])[b]
     assert inst["RootDeviceType"] == "ebs"
     assert inst["RootDeviceName"] == "/dev/sda1"
+    assert ec2.describe_instance_attribute(
+        InstanceId=b, Attribute="rootDeviceName")["RootDeviceName"] == {
+            "Value": "/dev/sda1"}
     root, extra = volume_of(inst, "/dev/sda1"), volume_of(inst, "/dev/sdf")
     vols = {v["VolumeId"]: v for v in ec2.describe_volumes(
         VolumeIds=[root, extra])["Volumes"]}
