@@ -2,6 +2,7 @@
  * DescribeResources, docs/wsdl/sc.wsdl), the records they answer with, and
  * what a restarted SC takes up again (sc_recover). */
 #define LOG_MODULE "sc"
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
@@ -13,6 +14,7 @@
 
 #include "id.h"
 #include "log.h"
+#include "manifest.h"
 #include "sc.h"
 #include "soap.h"
 
@@ -141,6 +143,53 @@ static void reply_volume(struct sc_req *r, const char *op,
 
 /* ---- CreateVolume ---- */
 
+/* A zone name as sc.zone allows it, starting with a letter or digit (it
+ * becomes a key prefix in Walrus). */
+static bool zone_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    return n > 0 && n < 64 && isalnum((unsigned char)s[0]) &&
+           strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                     "0123456789-_.") == n;
+}
+
+/* Another zone's snapshot, which this SC has no record of: its manifest
+ * in Walrus (under that zone's prefix) says that it is there and its
+ * size.  The CLC keeps that zone's SC from deleting it while the volume
+ * is creating (docs/storage.md, "A volume from another zone's
+ * snapshot"). */
+static int foreign_snapshot_check(struct sc *sc, const char *zone,
+                                  const char *sid, uint64_t size,
+                                  struct koala_error **err)
+{
+    if (!zone_name_ok(zone))
+        return error_set(err, EINVAL, "InvalidParameterValue",
+                         "Invalid zone name \"%.64s\"", zone);
+    if (sc->s3 == NULL)
+        return error_set(err, ENOTSUP, "UnsupportedOperation",
+                         "this storage controller has no Walrus");
+    struct sc_manifest m;
+    struct koala_error *e = NULL;
+    if (sc_manifest_load_zone(sc, zone, sid, &m, &e) < 0) {
+        if (e->errnum == ENOENT) {
+            error_free(e);
+            return error_set(err, ENOENT, "InvalidSnapshot.NotFound",
+                             "The snapshot '%s' does not exist.", sid);
+        }
+        *err = e;
+        return -1;
+    }
+    uint64_t need = m.volume_size;
+    sc_manifest_clear(&m);
+    if (size < need)
+        return error_set(err, EINVAL, "InvalidParameterValue",
+                         "Volume of %llu GiB is smaller than snapshot "
+                         "'%s' (%llu GiB)",
+                         (unsigned long long)(size / SC_GIB), sid,
+                         (unsigned long long)((need + SC_GIB - 1) / SC_GIB));
+    return 0;
+}
+
 static int create_volume(struct sc_req *r, struct sc_volume *v,
                          struct koala_error **err)
 {
@@ -154,10 +203,23 @@ static int create_volume(struct sc_req *r, struct sc_volume *v,
         free(snap);
         snap = NULL;
     }
+    /* the snapshot's zone: another zone's is read from its prefix */
+    _cleanup_free_ char *szone = xml_child_text(r->op, "snapshotZone");
+    const char *from = szone ? str_trim(szone) : "";
+    if (snap == NULL || strcmp(from, sc->opt.zone) == 0)
+        from = "";
     struct db *db = sc_req_db(r, err);
     if (db == NULL)
         return -1;
-    if (snap) {
+    if (snap && *from) {
+        const char *sid = str_trim(snap);
+        if (!id_resource_valid(sid, "snap-"))
+            return error_set(err, EINVAL, "InvalidSnapshot.Malformed",
+                             "Invalid id: \"%s\" (expecting \"snap-...\")",
+                             sid);
+        if (foreign_snapshot_check(sc, from, sid, size, err) < 0)
+            return -1;
+    } else if (snap) {
         const char *sid = str_trim(snap);
         if (!id_resource_valid(sid, "snap-"))
             return error_set(err, EINVAL, "InvalidSnapshot.Malformed",
@@ -189,6 +251,7 @@ static int create_volume(struct sc_req *r, struct sc_volume *v,
     if (rc == 0) {
         pthread_mutex_unlock(&sc->lock);
         if (v->size == size && strcmp(v->snapshot_id, snap ? snap : "") == 0 &&
+            strcmp(v->snapshot_zone, from) == 0 &&
             strcmp(v->status, "deleted") != 0)
             return 0; /* the same request again */
         return error_set(err, EEXIST, "IdempotentParameterMismatch",
@@ -203,6 +266,7 @@ static int create_volume(struct sc_req *r, struct sc_volume *v,
     v->size = size;
     snprintf(v->status, sizeof(v->status), "creating");
     snprintf(v->snapshot_id, sizeof(v->snapshot_id), "%s", snap ? snap : "");
+    snprintf(v->snapshot_zone, sizeof(v->snapshot_zone), "%s", from);
     v->create_ms = sc_now_ms();
     /* recorded before the file is made: a restart finishes it */
     rc = sc_volume_put(db, v, err);

@@ -4,7 +4,14 @@
  * holes); then the volume's qcow2 overlay is made on top of it with a
  * bitmap koala-SNAPID, so that the volume's first snapshot is incremental
  * against the one it came from.  The volume is `creating` with progress
- * until then.  Blocks are fetched by a few threads at once (FETCHERS).  A restarted SC starts the fill again from the beginning. */
+ * until then.  Blocks are fetched by a few threads at once (FETCHERS).  A
+ * restarted SC starts the fill again from the beginning.
+ *
+ * A snapshot of another zone (v->snapshot_zone) is read from that zone's
+ * prefix in the same bucket.  Its volume gets no bitmap: an incremental
+ * snapshot would name the other zone's blocks in a manifest of this
+ * zone, whose reference counts and deletions are this SC's alone; so its
+ * first snapshot is full and stores its blocks under this zone. */
 #define LOG_MODULE "sc"
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +40,7 @@ struct fill {
     struct sc *sc;
     const struct sc_manifest *m;
     const char *snapshot_id;
+    const char *zone; /* where the blocks are: "" this SC's own zone */
     int fd;
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -46,7 +54,7 @@ static int fetch_one(struct fill *f, size_t i, struct koala_error **err)
 {
     struct sc *sc = f->sc;
     char key[256], hash[65];
-    snprintf(key, sizeof(key), "%s/blocks/%s", sc->opt.zone, f->m->hash[i]);
+    sc_zone_key(sc, f->zone, "blocks", f->m->hash[i], key, sizeof(key));
     _cleanup_buf_ struct buf b = {0};
     int g = sc_s3_get(sc->s3, SC_BUCKET, key, &b, f->m->block_size, err);
     if (g == 1)
@@ -101,10 +109,16 @@ static int fill(struct sc *sc, struct db *db, const struct sc_volume *v,
                 struct koala_error **err)
 {
     struct sc_manifest m;
-    if (sc_manifest_load(sc, v->snapshot_id, &m, err) < 0)
+    if (sc_manifest_load_zone(sc, v->snapshot_zone, v->snapshot_id, &m,
+                              err) < 0)
         return -1;
     char base[4200];
     int rc = -1, fd = -1;
+    if (m.volume_size > v->size) {
+        error_set(err, EINVAL, "InvalidParameterValue",
+                  "snapshot %s is larger than the volume", v->snapshot_id);
+        goto out;
+    }
     if (sc->store->ops->base_path(sc->store, v->id, base, sizeof(base), err) <
         0)
         goto out;
@@ -117,7 +131,7 @@ static int fill(struct sc *sc, struct db *db, const struct sc_volume *v,
     for (size_t i = 0; i < m.n; i++)
         nonzero += m.hash[i][0] != '\0';
     struct fill f = {.sc = sc, .m = &m, .snapshot_id = v->snapshot_id,
-                     .fd = fd};
+                     .zone = v->snapshot_zone, .fd = fd};
     pthread_mutex_init(&f.lock, NULL);
     pthread_cond_init(&f.cond, NULL);
     pthread_t th[FETCHERS];
@@ -160,15 +174,18 @@ static int fill(struct sc *sc, struct db *db, const struct sc_volume *v,
         error_set_errno(err, "fsync %s", base);
         goto out;
     }
+    /* another zone's snapshot: no bitmap (see atop) */
+    bool foreign = v->snapshot_zone[0] != '\0';
     char bitmap[64];
     snprintf(bitmap, sizeof(bitmap), "koala-%s", v->snapshot_id);
-    if (sc->store->ops->create(sc->store, v->id, v->size, base, bitmap, err) <
-            0 ||
-        sc_volume_set_bitmap(db, v->id, bitmap, v->snapshot_id, err) < 0 ||
+    if (sc->store->ops->create(sc->store, v->id, v->size, base,
+                               foreign ? NULL : bitmap, err) < 0 ||
+        sc_volume_set_bitmap(db, v->id, foreign ? "" : bitmap,
+                             foreign ? "" : v->snapshot_id, err) < 0 ||
         sc_volume_set_status(db, v->id, "available", 100, NULL, err) < 0)
         goto out;
-    log_info("%s: filled from %s (%zu blocks)", v->id, v->snapshot_id,
-             nonzero);
+    log_info("%s: filled from %s%s%s (%zu blocks)", v->id, v->snapshot_id,
+             foreign ? " of " : "", v->snapshot_zone, nonzero);
     rc = 0;
 out:
     if (fd >= 0)

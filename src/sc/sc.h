@@ -135,6 +135,8 @@ struct sc_volume {
     uint64_t size;
     char status[16]; /* creating available deleting deleted error */
     char snapshot_id[32];
+    char snapshot_zone[64]; /* the zone whose blocks it is filled from, if
+                               not this SC's own ("") */
     int progress;
     int64_t create_ms;
     char message[256];
@@ -254,6 +256,9 @@ void sc_manifest_path(struct sc *sc, const char *snapshot_id, char *out,
                       size_t size);
 void sc_object_key(struct sc *sc, const char *kind, const char *name,
                    char *out, size_t size);
+/* The same key under another zone's prefix (NULL or "": this SC's). */
+void sc_zone_key(struct sc *sc, const char *zone, const char *kind,
+                 const char *name, char *out, size_t size);
 /* Writes <volume> / <snapshot> / <export> into w. */
 void sc_write_volume(struct xml_writer *w, const struct sc_volume *v);
 void sc_write_snapshot(struct xml_writer *w, const struct sc_snapshot *s);
@@ -268,10 +273,14 @@ int sc_restore_start(struct sc *sc, const char *volume_id,
                      struct koala_error **err);
 
 /* The manifest of a completed snapshot: the local copy, or Walrus'
- * (snapshot.c). */
+ * (snapshot.c).  _zone: a snapshot of that zone (NULL or "": this SC's
+ * own), read from Walrus under that zone's prefix. */
 struct sc_manifest;
 int sc_manifest_load(struct sc *sc, const char *snapshot_id,
                      struct sc_manifest *m, struct koala_error **err);
+int sc_manifest_load_zone(struct sc *sc, const char *zone,
+                          const char *snapshot_id, struct sc_manifest *m,
+                          struct koala_error **err);
 
 int64_t sc_now_ms(void);
 

@@ -42,20 +42,35 @@ void sc_manifest_path(struct sc *sc, const char *snap, char *out,
     snprintf(out, size, "%s/manifests/%s.json", sc->opt.data_dir, snap);
 }
 
+void sc_zone_key(struct sc *sc, const char *zone, const char *kind,
+                 const char *name, char *out, size_t size)
+{
+    snprintf(out, size, "%s/%s/%s", zone && *zone ? zone : sc->opt.zone,
+             kind, name);
+}
+
 void sc_object_key(struct sc *sc, const char *kind, const char *name,
                    char *out, size_t size)
 {
-    snprintf(out, size, "%s/%s/%s", sc->opt.zone, kind, name);
+    sc_zone_key(sc, NULL, kind, name, out, size);
 }
 
-/* The manifest of a completed snapshot: the local copy, or Walrus'. */
 int sc_manifest_load(struct sc *sc, const char *snap, struct sc_manifest *m,
                      struct koala_error **err)
 {
+    return sc_manifest_load_zone(sc, NULL, snap, m, err);
+}
+
+/* The manifest of a completed snapshot: the local copy (of this SC's own
+ * snapshots only), or Walrus'. */
+int sc_manifest_load_zone(struct sc *sc, const char *zone, const char *snap,
+                          struct sc_manifest *m, struct koala_error **err)
+{
     char path[4200], key[256];
+    bool own = zone == NULL || *zone == '\0' || strcmp(zone, sc->opt.zone) == 0;
     sc_manifest_path(sc, snap, path, sizeof(path));
     _cleanup_buf_ struct buf b = {0};
-    FILE *f = fopen(path, "re");
+    FILE *f = own ? fopen(path, "re") : NULL;
     if (f) {
         char chunk[65536];
         size_t n;
@@ -63,7 +78,7 @@ int sc_manifest_load(struct sc *sc, const char *snap, struct sc_manifest *m,
             buf_append(&b, chunk, n);
         fclose(f);
     } else {
-        sc_object_key(sc, "manifests", snap, key, sizeof(key));
+        sc_zone_key(sc, zone, "manifests", snap, key, sizeof(key));
         int rc = sc->s3 ? sc_s3_get(sc->s3, SC_BUCKET, key, &b, 1u << 30, err)
                         : error_set(err, ENOTSUP, NULL, "no Walrus");
         if (rc == 1)

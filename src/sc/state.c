@@ -33,6 +33,9 @@ const char *const sc_migrations[] = {
     "CREATE TABLE manifest_blocks (snapshot_id TEXT NOT NULL, hash TEXT NOT"
     " NULL, PRIMARY KEY (snapshot_id, hash)) WITHOUT ROWID;"
     "CREATE INDEX manifest_blocks_hash ON manifest_blocks(hash);",
+    /* a volume filled from another zone's snapshot reads that zone's
+     * manifest and blocks (restore.c) */
+    "ALTER TABLE volumes ADD COLUMN snapshot_zone TEXT NOT NULL DEFAULT '';",
 };
 const size_t sc_n_migrations = ARRAY_SIZE(sc_migrations);
 
@@ -44,7 +47,7 @@ static void col(char *dst, size_t size, sqlite3_stmt *st, int i)
 
 #define VOLUME_COLS                                                            \
     "id, size, status, snapshot_id, progress, create_ms, message, bitmap,"     \
-    " base_snapshot"
+    " base_snapshot, snapshot_zone"
 
 static void volume_row(sqlite3_stmt *st, struct sc_volume *v)
 {
@@ -58,6 +61,7 @@ static void volume_row(sqlite3_stmt *st, struct sc_volume *v)
     col(v->message, sizeof(v->message), st, 6);
     col(v->bitmap, sizeof(v->bitmap), st, 7);
     col(v->base_snapshot, sizeof(v->base_snapshot), st, 8);
+    col(v->snapshot_zone, sizeof(v->snapshot_zone), st, 9);
 }
 
 int sc_volume_get(struct db *db, const char *id, struct sc_volume *v,
@@ -80,7 +84,7 @@ int sc_volume_put(struct db *db, const struct sc_volume *v,
 {
     sqlite3_stmt *st = db_stmt(
         db, "INSERT OR REPLACE INTO volumes (" VOLUME_COLS ")"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", err);
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", err);
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, v->id, -1, SQLITE_TRANSIENT);
@@ -92,6 +96,7 @@ int sc_volume_put(struct db *db, const struct sc_volume *v,
     sqlite3_bind_text(st, 7, v->message, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 8, v->bitmap, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 9, v->base_snapshot, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 10, v->snapshot_zone, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(st) == SQLITE_DONE
                  ? 0
                  : db_error(db, "writing a volume", err);
