@@ -149,6 +149,12 @@ int clc_snapshot_own(struct db *db, int64_t owner, const char *id,
 int clc_snapshot_usable(struct db *db, int64_t viewer, const char *id,
                         char sc_id[32], char zone[64], int64_t *size_gb,
                         struct koala_error **err);
+/* In the transaction that records a volume from snapshot id: it is still
+ * there (a DeleteSnapshot may have come in since it was checked), so
+ * that its SC data is held until the volume is filled (ebs_sync.c).  0,
+ * or -1 with InvalidSnapshot.NotFound. */
+int clc_snapshot_still_there(struct db *db, const char *id,
+                             struct koala_error **err);
 
 /* ---- the work towards SCs and clusters (ebs_sync.c) ---- */
 /* One round: volumes creating / deleting, snapshots pending, attachments

@@ -585,12 +585,19 @@ int clc_run_bdms_store(struct ec2_req *r, const struct clc_bdms *plan,
         snprintf(gb, sizeof(gb), "#%lld", (long long)b->size_gb);
         snprintf(io, sizeof(io), "#%lld", (long long)b->iops);
         snprintf(tp, sizeof(tp), "#%lld", (long long)b->throughput);
+        /* the snapshot's SC data and its zone (any zone's), as
+         * CreateVolume records them (volumes.c) */
         if (clc_exec(r->db,
                      "INSERT INTO volumes (id, owner, zone, size_gb,"
-                     " snapshot_id, type, iops, throughput, state, created,"
-                     " updated) VALUES (?,?,?,?,?,?,?,?,'creating',?,?)",
+                     " snapshot_id, sc_snapshot, snapshot_zone, type, iops,"
+                     " throughput, state, created, updated) VALUES"
+                     " (?,?,?,?,?,?,?,?,?,?,'creating',?,?)",
                      "recording the volume", err, vol, owner, zone, gb,
-                     b->snapshot_id, b->type, io, tp, now, now, NULL) < 0 ||
+                     b->snapshot_id, b->snapshot_id[0] ? b->sc_snap : "",
+                     b->snapshot_id[0] ? b->snap_zone : "", b->type, io, tp,
+                     now, now, NULL) < 0 ||
+            (b->snapshot_id[0] &&
+             clc_snapshot_still_there(r->db, b->snapshot_id, err) < 0) ||
             clc_exec(r->db,
                      "INSERT INTO attachments (volume_id, instance_id, device,"
                      " state, node, delete_on_termination, boot, attach_time)"

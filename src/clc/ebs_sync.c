@@ -538,11 +538,36 @@ static int sync_ended(struct clc *clc, struct db *db, struct job *j,
 
 /* ---- SC work that outlived its row ---- */
 
+/* A snapshot's data is kept while a volume of any zone is still being
+ * filled from it: the SC of another zone reads its blocks, and only the
+ * CLC knows of that volume (docs/storage.md).  1 held, 0 not, -1. */
+static int snapshot_held(struct db *db, struct job *j,
+                         struct koala_error **err)
+{
+    sqlite3_stmt *st = db_stmt(db,
+                               "SELECT 1 FROM volumes WHERE state ="
+                               " 'creating' AND sc_snapshot = ? AND"
+                               " snapshot_zone = ? LIMIT 1",
+                               err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, j->b, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, j->zone, -1, SQLITE_STATIC);
+    int rc = db_step_row(db, st, "looking up volumes", err);
+    db_stmt_done(st);
+    return rc < 0 ? -1 : rc == 0;
+}
+
 static int sync_drop(struct clc *clc, struct db *db, struct job *j,
                      struct koala_error **err)
 {
     /* id: the row's number, a: kind, b: target (node: read here) */
     char node[64] = "";
+    if (strcmp(j->a, "snapshot") == 0) {
+        int held = snapshot_held(db, j, err);
+        if (held != 0)
+            return held < 0 ? -1 : 0; /* asked again next round */
+    }
     sqlite3_stmt *st =
         db_stmt(db, "SELECT node FROM sc_drops WHERE id = ?", err);
     if (st == NULL)
@@ -579,9 +604,8 @@ static int sync_drop(struct clc *clc, struct db *db, struct job *j,
 void clc_ebs_sync(struct clc *clc, struct db *db)
 {
     each(clc, db, "volume",
-         "SELECT v.id, v.zone, COALESCE(s.sc_id, ''), COALESCE(s.zone, ''),"
-         " v.size_gb FROM volumes v LEFT JOIN snapshots s ON s.id ="
-         " v.snapshot_id WHERE v.state = 'creating'",
+         "SELECT id, zone, sc_snapshot, snapshot_zone, size_gb FROM volumes"
+         " WHERE state = 'creating'",
          NULL, sync_creating);
     each(clc, db, "volume",
          "SELECT id, zone, '', '', 0 FROM volumes WHERE state = 'deleting'",

@@ -460,9 +460,23 @@ static const char schema_v11[] =
     "  value TEXT NOT NULL,"
     "  PRIMARY KEY(image_id, key));";
 
+/* A volume records the SC snapshot it is filled from and that
+ * snapshot's zone (any zone's: docs/storage.md), so that its SC can be
+ * asked again, and the snapshot's data kept until it is filled, after
+ * the snapshot rows that named the data are deleted. */
+static const char schema_v12[] =
+    "ALTER TABLE volumes ADD COLUMN sc_snapshot TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE volumes ADD COLUMN snapshot_zone TEXT NOT NULL DEFAULT '';"
+    "UPDATE volumes SET"
+    "  sc_snapshot = COALESCE((SELECT s.sc_id FROM snapshots s WHERE"
+    "    s.id = volumes.snapshot_id), ''),"
+    "  snapshot_zone = COALESCE((SELECT s.zone FROM snapshots s WHERE"
+    "    s.id = volumes.snapshot_id), '')"
+    "  WHERE snapshot_id != '';";
+
 const char *const clc_migrations[] = {
-    schema_v1, schema_v2, schema_v3, schema_v4,  schema_v5, schema_v6,
-    schema_v7, schema_v8, schema_v9, schema_v10, schema_v11};
+    schema_v1, schema_v2, schema_v3, schema_v4,  schema_v5,  schema_v6,
+    schema_v7, schema_v8, schema_v9, schema_v10, schema_v11, schema_v12};
 const size_t clc_n_migrations = ARRAY_SIZE(clc_migrations);
 
 struct db_pool *clc_open_db(const char *data_dir, unsigned conns,

@@ -133,6 +133,20 @@ int clc_snapshot_usable(struct db *db, int64_t viewer, const char *id,
     return 0;
 }
 
+int clc_snapshot_still_there(struct db *db, const char *id,
+                             struct koala_error **err)
+{
+    sqlite3_stmt *st = db_stmt(
+        db, "SELECT 1 FROM snapshots WHERE id = ? AND state = 'completed'",
+        err);
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int rc = db_step_row(db, st, "looking up snapshot", err);
+    db_stmt_done(st);
+    return rc == 1 ? not_found(id, err) : rc;
+}
+
 static void write_snap(struct ec2_req *r, struct xml_writer *w,
                        const struct snap_row *x, struct koala_error **err)
 {

@@ -370,16 +370,6 @@ void ec2_create_volume(struct ec2_req *r)
     if (snap && clc_snapshot_usable(r->db, r->who.id, snap, sc_snap,
                                     snap_zone, &snap_gb, &err) < 0)
         return ec2_fail(r, err);
-    if (snap && strcmp(snap_zone, zone) != 0) {
-        /* The SC of a zone reads only its own zone's blocks (docs/
-         * storage.md); copying a snapshot's blocks between zones is not
-         * built yet. */
-        error_set(&err, EINVAL, "UnsupportedOperation",
-                  "Snapshot '%s' is stored in zone %s: volumes from it can "
-                  "be created in %s only (for now)",
-                  snap, snap_zone, snap_zone);
-        return ec2_fail(r, err);
-    }
     if (snap && ec2_param(r, "Size") == NULL)
         size = snap_gb;
     if (snap && size < snap_gb) {
@@ -416,14 +406,18 @@ void ec2_create_volume(struct ec2_req *r)
     snprintf(now, sizeof(now), "#%lld", (long long)v.created);
     if (db_begin(r->db, &err) < 0)
         return ec2_fail(r, err);
+    /* the snapshot's SC data and zone: its SC keeps them until the
+     * volume is filled (ebs_sync.c), so the snapshot must still be there
+     * in this transaction (a DeleteSnapshot may have come in between) */
     if (clc_exec(r->db,
                  "INSERT INTO volumes (id, owner, zone, size_gb, snapshot_id,"
-                 " type, iops, throughput, state, client_token, created,"
-                 " updated) VALUES (?,?,?,?,?,?,?,?,'creating',NULLIF(?,''),"
-                 " ?,?)",
+                 " sc_snapshot, snapshot_zone, type, iops, throughput, state,"
+                 " client_token, created, updated) VALUES"
+                 " (?,?,?,?,?,?,?,?,?,?,'creating',NULLIF(?,''),?,?)",
                  "recording the volume", &err, v.id, owner, v.zone, gb,
-                 v.snapshot_id, v.type, io, tp, token ? token : "", now, now,
-                 NULL) < 0 ||
+                 v.snapshot_id, sc_snap, snap_zone, v.type, io, tp,
+                 token ? token : "", now, now, NULL) < 0 ||
+        (snap && clc_snapshot_still_there(r->db, snap, &err) < 0) ||
         ec2_apply_tag_specs(r, "volume", v.id, &err) < 0 ||
         db_commit(r->db, &err) < 0) {
         db_rollback(r->db);
