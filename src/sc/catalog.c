@@ -123,6 +123,27 @@ static int delete_snapshot(struct sc_req *r, struct koala_error **err)
                          snap);
     pthread_mutex_lock(&sc->gc_lock);
     rc = -1;
+    /* A volume's bitmap counts writes since its base snapshot, whose
+     * manifest gives an incremental snapshot the hashes of the blocks
+     * left unchanged.  The manifest goes now, so such a volume's next
+     * snapshot is full (the base is cleared below); one being taken
+     * from it now is waited for (the CLC asks again). */
+    st = db_stmt(db, "SELECT count(*) FROM snapshots s JOIN volumes v ON"
+                     " v.id = s.volume_id WHERE s.status = 'pending' AND"
+                     " v.base_snapshot = ?", err);
+    if (st == NULL)
+        goto out;
+    sqlite3_bind_text(st, 1, snap, -1, SQLITE_TRANSIENT);
+    int x = db_step_row(db, st, "reading snapshots", err);
+    int64_t based = x == 0 ? sqlite3_column_int64(st, 0) : 0;
+    db_stmt_done(st);
+    if (x < 0)
+        goto out;
+    if (based) {
+        error_set(err, EBUSY, "IncorrectState",
+                  "Snapshot '%s' is the base of a snapshot in progress", snap);
+        goto out;
+    }
     char key[256], path[4200];
     sc_object_key(sc, "manifests", snap, key, sizeof(key));
     sc_manifest_path(sc, snap, path, sizeof(path));
@@ -141,6 +162,17 @@ static int delete_snapshot(struct sc_req *r, struct koala_error **err)
         sqlite3_bind_text(st, 1, snap, -1, SQLITE_TRANSIENT);
         int ok = sqlite3_step(st) == SQLITE_DONE;
         db_stmt_done(st);
+        st = ok ? db_stmt(db, "UPDATE volumes SET base_snapshot = '' WHERE"
+                              " base_snapshot = ?", err)
+                : NULL;
+        if (st) {
+            sqlite3_bind_text(st, 1, snap, -1, SQLITE_TRANSIENT);
+            ok = sqlite3_step(st) == SQLITE_DONE;
+            db_stmt_done(st);
+        } else if (ok) {
+            db_rollback(db);
+            goto out;
+        }
         snprintf(s.status, sizeof(s.status), "deleted");
         if (!ok || sc_snapshot_put(db, &s, err) < 0 || db_commit(db, err) < 0) {
             if (!ok)

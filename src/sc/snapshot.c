@@ -599,20 +599,27 @@ static int create_snapshot(struct sc_req *r, struct sc_snapshot *out,
     if (a == NULL)
         goto out;
     a->users++;
-    /* the QSD may have dropped a bitmap left inconsistent */
-    if (sc_volume_get(db, vol, &v, err) != 0)
-        goto release;
-    snprintf(j->old_bitmap, sizeof(j->old_bitmap), "%s", v.bitmap);
-    snprintf(j->base, sizeof(j->base), "%s", v.base_snapshot);
-    j->full = v.bitmap[0] == '\0' || v.base_snapshot[0] == '\0';
+    /* The volume read again (the QSD may have dropped a bitmap left
+     * inconsistent), under gc_lock: a DeleteSnapshot of its base clears
+     * the base under that lock (its manifest goes), and refuses while the
+     * pending row written here names the volume (catalog.c). */
     struct sc_snapshot *s = &j->snap;
-    snprintf(s->id, sizeof(s->id), "%s", snap);
-    snprintf(s->volume_id, sizeof(s->volume_id), "%s", vol);
-    s->volume_size = v.size;
-    snprintf(s->status, sizeof(s->status), "pending");
-    s->start_ms = sc_now_ms();
     pthread_mutex_lock(&sc->gc_lock);
-    int put = sc_snapshot_put(db, s, err);
+    int put = sc_volume_get(db, vol, &v, err);
+    if (put == 1)
+        put = error_set(err, ENOENT, "InvalidVolume.NotFound",
+                        "The volume '%s' does not exist.", vol);
+    if (put == 0) {
+        snprintf(j->old_bitmap, sizeof(j->old_bitmap), "%s", v.bitmap);
+        snprintf(j->base, sizeof(j->base), "%s", v.base_snapshot);
+        j->full = v.bitmap[0] == '\0' || v.base_snapshot[0] == '\0';
+        snprintf(s->id, sizeof(s->id), "%s", snap);
+        snprintf(s->volume_id, sizeof(s->volume_id), "%s", vol);
+        s->volume_size = v.size;
+        snprintf(s->status, sizeof(s->status), "pending");
+        s->start_ms = sc_now_ms();
+        put = sc_snapshot_put(db, s, err);
+    }
     pthread_mutex_unlock(&sc->gc_lock);
     if (put < 0)
         goto release;

@@ -598,6 +598,43 @@ def test_kill9_during_snapshot(cloud, tmp_path):
     assert stored_blocks(s3, cloud.cluster) == before
 
 
+def test_snapshot_after_its_base_is_deleted(cloud, tmp_path):
+    """A volume's bitmap counts from its last snapshot (or the one it was
+    made from); once that snapshot is deleted (its manifest gone), the
+    volume's next snapshot is full and right, not an error."""
+    sc = cloud.sc_soap()
+    vid = create(sc)
+    e = export(sc, vid, "n1")
+    n1 = tls_dir(cloud, tmp_path, "n1")
+    ref = tmp_path / "ref.raw"
+    with open(ref, "wb") as f:
+        f.truncate(GIB)
+    write_random(tmp_path, n1, e, ref, 0, 4 * MIB)
+    s1, _ = snapshot(sc, vid)
+    v = restored(sc, s1)  # its bitmap counts from s1 too
+    ref1 = tmp_path / "ref1.raw"
+    subprocess.run(["cp", "--sparse=always", ref, ref1], check=True)
+    call(sc, "DeleteSnapshot", snapshotId=s1)
+    write_random(tmp_path, n1, e, ref, 8 * MIB, MIB)
+    s2, st2 = snapshot(sc, vid)
+    s3_, st3 = snapshot(sc, v)
+    log = (cloud.base / "sc.log").read_text()
+    assert f"{s2}: completed (full of {vid}" in log
+    assert f"{s3_}: completed (full of {v}" in log
+    for sid, want in ((s2, ref), (s3_, ref1)):
+        r = restored(sc, sid)
+        er = export(sc, r, "n1")
+        ok, out = same_bytes(n1, er, want)
+        assert ok, out
+        call(sc, "UnexportVolume", volumeId=r, node="n1")
+        call(sc, "DeleteVolume", volumeId=r)
+    call(sc, "UnexportVolume", volumeId=vid, node="n1")
+    for x in (s2, s3_):
+        call(sc, "DeleteSnapshot", snapshotId=x)
+    for x in (v, vid):
+        call(sc, "DeleteVolume", volumeId=x)
+
+
 def test_one_sc_per_zone(tmp_path):
     """ZonesCloud(sc=True): an SC for each zone, each answering for its
     own; a second SC for a zone is refused at registration."""
