@@ -541,8 +541,7 @@ static int sync_ended(struct clc *clc, struct db *db, struct job *j,
 /* A snapshot's data is kept while a volume of any zone is still being
  * filled from it: the SC of another zone reads its blocks, and only the
  * CLC knows of that volume (docs/storage.md).  1 held, 0 not, -1. */
-static int snapshot_held(struct db *db, struct job *j,
-                         struct koala_error **err)
+static int snapshot_held(struct db *db, struct job *j, struct koala_error **err)
 {
     sqlite3_stmt *st = db_stmt(db,
                                "SELECT 1 FROM volumes WHERE state ="

@@ -128,9 +128,11 @@ static int delete_snapshot(struct sc_req *r, struct koala_error **err)
      * left unchanged.  The manifest goes now, so such a volume's next
      * snapshot is full (the base is cleared below); one being taken
      * from it now is waited for (the CLC asks again). */
-    st = db_stmt(db, "SELECT count(*) FROM snapshots s JOIN volumes v ON"
-                     " v.id = s.volume_id WHERE s.status = 'pending' AND"
-                     " v.base_snapshot = ?", err);
+    st = db_stmt(db,
+                 "SELECT count(*) FROM snapshots s JOIN volumes v ON"
+                 " v.id = s.volume_id WHERE s.status = 'pending' AND"
+                 " v.base_snapshot = ?",
+                 err);
     if (st == NULL)
         goto out;
     sqlite3_bind_text(st, 1, snap, -1, SQLITE_TRANSIENT);
@@ -162,8 +164,10 @@ static int delete_snapshot(struct sc_req *r, struct koala_error **err)
         sqlite3_bind_text(st, 1, snap, -1, SQLITE_TRANSIENT);
         int ok = sqlite3_step(st) == SQLITE_DONE;
         db_stmt_done(st);
-        st = ok ? db_stmt(db, "UPDATE volumes SET base_snapshot = '' WHERE"
-                              " base_snapshot = ?", err)
+        st = ok ? db_stmt(db,
+                          "UPDATE volumes SET base_snapshot = '' WHERE"
+                          " base_snapshot = ?",
+                          err)
                 : NULL;
         if (st) {
             sqlite3_bind_text(st, 1, snap, -1, SQLITE_TRANSIENT);

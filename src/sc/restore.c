@@ -109,8 +109,8 @@ static int fill(struct sc *sc, struct db *db, const struct sc_volume *v,
                 struct koala_error **err)
 {
     struct sc_manifest m;
-    if (sc_manifest_load_zone(sc, v->snapshot_zone, v->snapshot_id, &m,
-                              err) < 0)
+    if (sc_manifest_load_zone(sc, v->snapshot_zone, v->snapshot_id, &m, err) <
+        0)
         return -1;
     char base[4200];
     int rc = -1, fd = -1;
@@ -130,8 +130,11 @@ static int fill(struct sc *sc, struct db *db, const struct sc_volume *v,
     size_t nonzero = 0;
     for (size_t i = 0; i < m.n; i++)
         nonzero += m.hash[i][0] != '\0';
-    struct fill f = {.sc = sc, .m = &m, .snapshot_id = v->snapshot_id,
-                     .zone = v->snapshot_zone, .fd = fd};
+    struct fill f = {.sc = sc,
+                     .m = &m,
+                     .snapshot_id = v->snapshot_id,
+                     .zone = v->snapshot_zone,
+                     .fd = fd};
     pthread_mutex_init(&f.lock, NULL);
     pthread_cond_init(&f.cond, NULL);
     pthread_t th[FETCHERS];

@@ -45,8 +45,8 @@ void sc_manifest_path(struct sc *sc, const char *snap, char *out,
 void sc_zone_key(struct sc *sc, const char *zone, const char *kind,
                  const char *name, char *out, size_t size)
 {
-    snprintf(out, size, "%s/%s/%s", zone && *zone ? zone : sc->opt.zone,
-             kind, name);
+    snprintf(out, size, "%s/%s/%s", zone && *zone ? zone : sc->opt.zone, kind,
+             name);
 }
 
 void sc_object_key(struct sc *sc, const char *kind, const char *name,

@@ -82,9 +82,11 @@ int sc_volume_get(struct db *db, const char *id, struct sc_volume *v,
 int sc_volume_put(struct db *db, const struct sc_volume *v,
                   struct koala_error **err)
 {
-    sqlite3_stmt *st = db_stmt(
-        db, "INSERT OR REPLACE INTO volumes (" VOLUME_COLS ")"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", err);
+    sqlite3_stmt *st =
+        db_stmt(db,
+                "INSERT OR REPLACE INTO volumes (" VOLUME_COLS ")"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                err);
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, v->id, -1, SQLITE_TRANSIENT);
