@@ -11,8 +11,11 @@ whose DeleteOnTermination was turned off; DeregisterImage leaves the
 snapshots.  And the bad input EC2 refuses, each with its code, changing
 nothing."""
 import base64
+import hashlib
 import json
+import pathlib
 import subprocess
+import tempfile
 
 import botocore.exceptions
 import pytest
@@ -99,9 +102,11 @@ def read_mark(cloud, iid, dev, n, skip_kib):
 def disk_extents():
     """The data extents of the whole-disk test image, as raw bytes:
     [(offset, bytes)] (the rest of its 64 MiB is zeros)."""
-    raw = subprocess.run(["qemu-img", "convert", "-O", "raw",
-                          str(IMAGES / "disk.qcow2"), "/dev/stdout"],
-                         capture_output=True, check=True).stdout
+    with tempfile.TemporaryDirectory() as d:
+        subprocess.run(["qemu-img", "convert", "-O", "raw",
+                        str(IMAGES / "disk.qcow2"), f"{d}/disk.raw"],
+                       capture_output=True, check=True)
+        raw = pathlib.Path(f"{d}/disk.raw").read_bytes()
     m = json.loads(subprocess.run(
         ["qemu-img", "map", "--output=json", str(IMAGES / "disk.qcow2")],
         capture_output=True, check=True, text=True).stdout)
@@ -152,7 +157,7 @@ def test_boot_from_ebs_image_stop_start_create_image(cloud):
     raw = write_image_onto(cloud, a, dev)
     rc, out = run(cloud, a, f"dd if=/dev/{dev} bs=1M count=64 2>/dev/null"
                   " | sha256sum")
-    assert rc == 0 and out.split()[0] == __import__("hashlib").sha256(
+    assert rc == 0 and out.split()[0] == hashlib.sha256(
         raw).hexdigest(), out
     ec2.detach_volume(VolumeId=vid)
     ec2.get_waiter("volume_available").wait(VolumeIds=[vid],
