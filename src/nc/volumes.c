@@ -558,7 +558,24 @@ char **nc_volumes_qemu_args_locked(const struct nc *nc,
         a[n++] = strdup("-blockdev");
         push_json(a, &n, nc_volume_format(v));
         a[n++] = strdup("-device");
-        push_json(a, &n, nc_volume_device(v, microvm));
+        if (v->boot && !microvm) {
+            /* QEMU creates the -device of the key=value syntax before the
+             * JSON ones: in this one the boot volume takes the first PCI
+             * slot of the disks, before the ephemeral one (the guest's
+             * first disk, as the root device is on EC2).  Its names are
+             * plain (hex ids). */
+            char node[40], serial[24];
+            nc_volume_node(v, "raw", node);
+            nc_volume_serial(v->id, serial);
+            if (asprintf(&a[n],
+                         "virtio-blk-pci,drive=%s,id=%s,serial=%s,"
+                         "bootindex=0",
+                         node, v->id, serial) < 0)
+                a[n] = NULL;
+            n++;
+        } else {
+            push_json(a, &n, nc_volume_device(v, microvm));
+        }
     }
     free(order);
     for (size_t i = 0; i < n; i++)

@@ -406,9 +406,11 @@ static void test_qemu_args(void **s)
     assert_string_equal(a[0], "-object");
     assert_non_null(strstr(a[3], "nbd-vol-0000000000000000e"));
     assert_string_equal(a[6], "-device");
-    assert_non_null(strstr(a[7], "\"drive\":\"raw-vol-0000000000000000e\""));
-    assert_non_null(strstr(a[7], "\"bootindex\":0"));
-    assert_non_null(strstr(a[7], "\"driver\":\"virtio-blk-pci\""));
+    /* (key=value: QEMU makes these devices before the JSON ones, so the
+     * boot volume is the first disk) */
+    assert_string_equal(a[7], "virtio-blk-pci,drive=raw-vol-0000000000000000e,"
+                              "id=vol-0000000000000000e,serial="
+                              "vol0000000000000000e,bootindex=0");
     assert_non_null(strstr(a[13], "raw-vol-0000000000000000a"));
     assert_null(strstr(a[13], "bootindex"));
     n = 0;
