@@ -35,6 +35,8 @@ struct run_req {
     struct cc_imeta meta; /* what the metadata service serves */
     struct image_ref image, kernel, ramdisk;
     bool have_image, have_kernel, have_ramdisk;
+    char image_id[32]; /* without image: the EBS-backed image's id, kept
+                        * for DescribeInstances and ami-id (optional) */
     size_t n;
     char ids[CC_MAX_INSTANCES][32];
     int64_t launch_index[CC_MAX_INSTANCES];
@@ -136,6 +138,13 @@ static int parse_run(const struct xml_node *op, struct run_req *q,
         (img && parse_image(img, "image", &q->image, err) < 0))
         return -1;
     q->have_image = img != NULL;
+    _cleanup_free_ char *ebs_image = img ? NULL : xml_child_text(op, "imageId");
+    if (ebs_image && (*str_trim(ebs_image) == '\0' ||
+                      strlen(str_trim(ebs_image)) >= sizeof(q->image_id)))
+        return error_set(err, EINVAL, "InvalidParameterValue",
+                         "imageId must be an image id");
+    snprintf(q->image_id, sizeof(q->image_id), "%s",
+             ebs_image ? str_trim(ebs_image) : "");
     const struct xml_node *k = xml_child(op, "kernel");
     const struct xml_node *rd = xml_child(op, "ramdisk");
     if (img == NULL && (k || rd))
@@ -355,8 +364,8 @@ static int place(struct cc *cc, struct db *db, struct run_req *q, size_t *n_new,
         in->launch_index = q->launch_index[i];
         snprintf(in->state, sizeof(in->state), "pending");
         in->type = q->type;
-        if (q->have_image)
-            snprintf(in->image_id, sizeof(in->image_id), "%s", q->image.id);
+        snprintf(in->image_id, sizeof(in->image_id), "%s",
+                 q->have_image ? q->image.id : q->image_id);
         if (q->have_kernel)
             snprintf(in->kernel_id, sizeof(in->kernel_id), "%s", q->kernel.id);
         if (q->have_ramdisk)

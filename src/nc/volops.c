@@ -558,6 +558,10 @@ static int export_arrives_locked(struct nc *nc, struct nc_instance *inst,
         return error_set(
             err, EIO, held->error_code[0] ? held->error_code : NULL,
             "attaching %s to %s: %s", held->id, inst->id, held->error);
+    if (held->boot && inst->state == NC_TERMINATED) /* its launch failed */
+        return error_set(
+            err, EIO, NULL, "booting %s from %s: %s", inst->id, held->id,
+            inst->reason_message ? inst->reason_message : "terminated");
     reply(w, inst, held);
     return 0;
 }

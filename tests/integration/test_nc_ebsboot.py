@@ -15,7 +15,8 @@ is refused (IncorrectState); stop/start boots it again from the volume;
 detached while stopped, a start is refused (IncorrectInstanceState).  An
 export already recorded when koala-nc starts launches at load.  Through
 koala-cc: RunInstances without an image needs a boot volume per instance;
-AttachVolume's export boots it; DescribeInstances shows it attached.
+AttachVolume's export boots it; DescribeInstances shows it attached
+(and the imageId the request named).
 
 Every process is started here and stopped by its PID.
 """
@@ -210,7 +211,7 @@ def test_export_recorded_before_a_restart_launches_at_load(node, storage,
     """The export reached instance.json but koala-nc went away before the
     launch (as a kill between the two leaves it): the loaded instance
     launches.  Also: terminate of an instance waiting for its export is
-    at once."""
+    at once; an export that cannot be reached fails the launch."""
     vol = boot_volume(storage, images)
     iid = run_from_volume(node, vol)["instanceId"]
     ex = storage.serve(vol, "unix")
@@ -234,6 +235,18 @@ def test_export_recorded_before_a_restart_launches_at_load(node, storage,
     node.call("ncTerminateInstance", instanceId=iid)
     node.wait_state(iid, "terminated", timeout=10)
     assert time.monotonic() - t0 < 5
+
+    # An export that cannot be reached: the attach is a fault with the
+    # reason, the instance ends terminated (QEMU could not open its root).
+    vol = new_vol()
+    iid = run_from_volume(node, vol)["instanceId"]
+    gone = {"transport": "unix", "path": str(storage.base / "none.sock"),
+            "exportName": vol, "tlsHostname": "koala-sc-test"}
+    f = fault(node.attach, iid, vol, "/dev/xvda", gone)
+    assert "booting" in f.message, f.message
+    st = node.wait_state(iid, "terminated", timeout=30)
+    assert st["stateReasonCode"] == "Server.InternalError"
+    assert node.volumes(iid)[vol]["state"] == "detached"
 
 
 def test_through_the_cc(node, pki, storage, images, tmp_path):
@@ -273,11 +286,14 @@ def test_through_the_cc(node, pki, storage, images, tmp_path):
                                           ("device", "/dev/xvdb"),
                                           ("boot", "true")])])])
         assert e.value.code == "InvalidParameterValue"
+        # (imageId: the EBS-backed image's, only recorded)
         cc.call("RunInstances", items + [
+            ("imageId", "emi-0000eb01"),
             ("instance", [("instanceId", iid), ("launchIndex", 0),
                           ("volume", [("volumeId", vol),
                                       ("device", "/dev/xvda"),
                                       ("boot", "true")])])])
+        assert cc.describe(iid)[iid]["imageId"] == "emi-0000eb01"
         assert node.state(iid) == "pending"
         assert node.volumes(iid)[vol]["state"] == "attaching"
         assert cc.describe(iid)[iid]["state"] == "pending"
