@@ -576,8 +576,12 @@ void cc_volumes_from_xml(const struct xml_node *inst, char *out, size_t size);
 void cc_volumes_write(struct xml_writer *w, const char *text);
 /* Writes n and what it holds (elements and text) into w. */
 void cc_xml_copy(struct xml_writer *w, const struct xml_node *n);
-/* A <volume> (attachment with its export) has what a node needs. */
-int cc_volume_check(const struct xml_node *v, struct koala_error **err);
+/* A <volume> (attachment with its export) has what a node needs; in
+ * RunInstances (need_export false) the export may come later
+ * (AttachVolume), and *boot (when asked) says whether it is the
+ * instance's boot volume (<boot>true</boot>). */
+int cc_volume_check(const struct xml_node *v, bool need_export, bool *boot,
+                    struct koala_error **err);
 struct cc_req;
 void cc_op_attach_volume(struct cc_req *r);
 void cc_op_detach_volume(struct cc_req *r);

@@ -5,6 +5,11 @@
  * lease, then send the NCs ncRunInstance in parallel.  An instance its NC
  * refused ends terminated with the NC's reason.
  *
+ * Booting from EBS (docs/storage.md): an instance whose <volume> has
+ * <boot>true</boot> (at most one; its export may come later through
+ * AttachVolume) has no image; a request without an image needs one for
+ * every instance, one with an image none.
+ *
  * Retries are safe: instances of the same reservation that are already
  * recorded are reported as they are and not placed again; those still
  * pending are sent to their node again, in case this CC died between
@@ -29,7 +34,9 @@ struct run_req {
     struct cc_itype type;
     struct cc_imeta meta; /* what the metadata service serves */
     struct image_ref image, kernel, ramdisk;
-    bool have_kernel, have_ramdisk;
+    bool have_image, have_kernel, have_ramdisk;
+    char image_id[32]; /* without image: the EBS-backed image's id, kept
+                        * for DescribeInstances and ami-id (optional) */
     size_t n;
     char ids[CC_MAX_INSTANCES][32];
     int64_t launch_index[CC_MAX_INSTANCES];
@@ -123,15 +130,26 @@ static int parse_run(const struct xml_node *op, struct run_req *q,
                          "not empty");
     const struct xml_node *t = xml_child(op, "instanceType");
     const struct xml_node *img = xml_child(op, "image");
-    if (t == NULL || img == NULL)
+    if (t == NULL)
         return error_set(err, EINVAL, "MissingParameter",
-                         "The request must contain the parameter %s",
-                         t ? "image" : "instanceType");
+                         "The request must contain the parameter "
+                         "instanceType");
     if (cc_parse_itype(t, &q->type, err) < 0 ||
-        parse_image(img, "image", &q->image, err) < 0)
+        (img && parse_image(img, "image", &q->image, err) < 0))
         return -1;
+    q->have_image = img != NULL;
+    _cleanup_free_ char *ebs_image = img ? NULL : xml_child_text(op, "imageId");
+    if (ebs_image && (*str_trim(ebs_image) == '\0' ||
+                      strlen(str_trim(ebs_image)) >= sizeof(q->image_id)))
+        return error_set(err, EINVAL, "InvalidParameterValue",
+                         "imageId must be an image id");
+    snprintf(q->image_id, sizeof(q->image_id), "%s",
+             ebs_image ? str_trim(ebs_image) : "");
     const struct xml_node *k = xml_child(op, "kernel");
     const struct xml_node *rd = xml_child(op, "ramdisk");
+    if (img == NULL && (k || rd))
+        return error_set(err, EINVAL, "InvalidParameterValue",
+                         "a kernel or ramdisk needs an image");
     if ((k && parse_image(k, "kernel", &q->kernel, err) < 0) ||
         (rd && parse_image(rd, "ramdisk", &q->ramdisk, err) < 0))
         return -1;
@@ -168,10 +186,28 @@ static int parse_run(const struct xml_node *op, struct run_req *q,
             if (strcmp(q->ids[j], id) == 0)
                 return error_set(err, EINVAL, "InvalidParameterValue",
                                  "instance %s is listed twice", id);
+        size_t boots = 0;
         for (const struct xml_node *v = xml_next_child(i, NULL, "volume"); v;
-             v = xml_next_child(i, v, "volume"))
-            if (cc_volume_check(v, err) < 0)
+             v = xml_next_child(i, v, "volume")) {
+            bool boot = false;
+            if (cc_volume_check(v, false, &boot, err) < 0)
                 return -1;
+            boots += boot;
+        }
+        if (boots > 1)
+            return error_set(err, EINVAL, "InvalidParameterValue",
+                             "instance %s has %zu boot volumes: at most one",
+                             id, boots);
+        if (boots == 0 && img == NULL)
+            return error_set(err, EINVAL, "MissingParameter",
+                             "The request must contain the parameter image, "
+                             "or a boot volume for instance %s",
+                             id);
+        if (boots == 1 && img)
+            return error_set(err, EINVAL, "InvalidParameterValue",
+                             "instance %s boots from a volume: the request "
+                             "has no image then",
+                             id);
         snprintf(q->ids[q->n], sizeof(q->ids[0]), "%s", id);
         q->inst_el[q->n] = i;
         q->launch_index[q->n++] = li;
@@ -234,7 +270,8 @@ static char *launch_request(const struct cc *cc, const struct run_req *q,
     xml_u64_element(w, "memoryMb", (uint64_t)q->type.memory_mb);
     xml_u64_element(w, "diskGb", (uint64_t)q->type.disk_gb);
     xml_end(w);
-    write_image(w, "image", &q->image);
+    if (q->have_image) /* else it boots from its boot volume */
+        write_image(w, "image", &q->image);
     if (q->have_kernel)
         write_image(w, "kernel", &q->kernel);
     if (q->have_ramdisk)
@@ -327,7 +364,8 @@ static int place(struct cc *cc, struct db *db, struct run_req *q, size_t *n_new,
         in->launch_index = q->launch_index[i];
         snprintf(in->state, sizeof(in->state), "pending");
         in->type = q->type;
-        snprintf(in->image_id, sizeof(in->image_id), "%s", q->image.id);
+        snprintf(in->image_id, sizeof(in->image_id), "%s",
+                 q->have_image ? q->image.id : q->image_id);
         if (q->have_kernel)
             snprintf(in->kernel_id, sizeof(in->kernel_id), "%s", q->kernel.id);
         if (q->have_ramdisk)

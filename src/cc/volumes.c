@@ -100,17 +100,29 @@ void cc_xml_copy(struct xml_writer *w, const struct xml_node *n)
     xml_end(w);
 }
 
-int cc_volume_check(const struct xml_node *v, struct koala_error **err)
+int cc_volume_check(const struct xml_node *v, bool need_export, bool *boot,
+                    struct koala_error **err)
 {
     _cleanup_free_ char *id = xml_child_text(v, "volumeId");
     _cleanup_free_ char *dev = xml_child_text(v, "device");
+    _cleanup_free_ char *b = xml_child_text(v, "boot");
     if (id == NULL || *str_trim(id) == '\0' || dev == NULL ||
-        *str_trim(dev) == '\0' || xml_child(v, "export") == NULL)
+        *str_trim(dev) == '\0' ||
+        (need_export && xml_child(v, "export") == NULL))
         return error_set(err, EINVAL, "MissingParameter",
-                         "a volume needs volumeId, device and export");
+                         need_export
+                             ? "a volume needs volumeId, device and export"
+                             : "a volume needs volumeId and device");
     if (strlen(str_trim(id)) >= 32 || !str_has_prefix(str_trim(id), "vol-"))
         return error_set(err, EINVAL, "InvalidVolumeID.Malformed",
                          "Invalid id: \"%s\"", str_trim(id));
+    const char *t = b ? str_trim(b) : "false";
+    bool yes = strcmp(t, "true") == 0 || strcmp(t, "1") == 0;
+    if (!yes && strcmp(t, "false") != 0 && strcmp(t, "0") != 0)
+        return error_set(err, EINVAL, "InvalidParameterValue",
+                         "boot must be true or false, not %s", t);
+    if (boot)
+        *boot = yes;
     return 0;
 }
 
@@ -189,7 +201,7 @@ static void forward(struct cc_req *r, const char *nc_op, const char *reply_op)
 void cc_op_attach_volume(struct cc_req *r)
 {
     struct koala_error *err = NULL;
-    if (cc_volume_check(r->op, &err) < 0)
+    if (cc_volume_check(r->op, true, NULL, &err) < 0)
         return cc_fail(r, err);
     forward(r, "ncAttachVolume", "AttachVolumeResponse");
 }

@@ -141,7 +141,8 @@ char *nc_instance_to_json(const struct nc_instance *i)
                                   (json_int_t)i->type.cores, "memoryMb",
                                   (json_int_t)i->type.memory_mb, "diskGb",
                                   (json_int_t)i->type.disk_gb));
-    json_object_set_new(o, "image", image_json(&i->image));
+    if (i->image.id) /* else: boots from its boot volume */
+        json_object_set_new(o, "image", image_json(&i->image));
     if (i->kernel.id)
         json_object_set_new(o, "kernel", image_json(&i->kernel));
     if (i->ramdisk.id)
@@ -227,7 +228,8 @@ struct nc_instance *nc_instance_from_json(const char *text, size_t len,
     i->type.cores = json_integer_value(json_object_get(t, "cores"));
     i->type.memory_mb = json_integer_value(json_object_get(t, "memoryMb"));
     i->type.disk_gb = json_integer_value(json_object_get(t, "diskGb"));
-    bad |= get_image(json_object_get(o, "image"), &i->image);
+    if (json_object_get(o, "image"))
+        bad |= get_image(json_object_get(o, "image"), &i->image);
     if (json_object_get(o, "kernel"))
         bad |= get_image(json_object_get(o, "kernel"), &i->kernel);
     if (json_object_get(o, "ramdisk"))
@@ -306,7 +308,8 @@ void nc_instance_describe(struct nc *nc, const struct nc_instance *i,
     if (i->reason_message)
         xml_text_element(w, "stateReasonMessage", i->reason_message);
     xml_text_element(w, "instanceType", i->type.name);
-    xml_text_element(w, "imageId", i->image.id);
+    if (i->image.id)
+        xml_text_element(w, "imageId", i->image.id);
     if (i->kernel.id)
         xml_text_element(w, "kernelId", i->kernel.id);
     if (i->ramdisk.id)

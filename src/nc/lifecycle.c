@@ -9,6 +9,13 @@
  * that fails goes back to stopped.  A guest that powers itself off is
  * stopped (EC2's instance-initiated shutdown behaviour "stop"); a QEMU that
  * dies any other way is terminated with Server.InternalError.
+ *
+ * An instance without an image boots from its boot volume (volumes.c):
+ * its launch downloads nothing, makes no root disk and gives QEMU the
+ * volume as its first disk.  Until the volume's export came (through
+ * ncAttachVolume) the launch ends at once leaving the instance pending
+ * and `awaiting_export`; settling starts it again once the export is
+ * there (after a restart of koala-nc the loaded launch does the same).
  */
 #define LOG_MODULE "nc"
 #include <errno.h>
@@ -274,7 +281,7 @@ static int qemu_start(struct nc *nc, struct nc_instance *inst, enum nc_hv hv,
 {
     _cleanup_free_ char *root = NULL, *eph = NULL, *kernel = NULL,
                         *initrd = NULL, *sock = NULL, *append = NULL;
-    if (asprintf(&root, "%s/root.qcow2", inst->dir) < 0 ||
+    if ((inst->image.id && asprintf(&root, "%s/root.qcow2", inst->dir) < 0) ||
         asprintf(&eph, "%s/ephemeral.qcow2", inst->dir) < 0 ||
         asprintf(&sock, "%s/qmp.sock", inst->dir) < 0 ||
         (append = nc_hv_append(nc, hv)) == NULL)
@@ -477,7 +484,22 @@ static void stop_now(struct nc *nc, struct nc_instance *inst, const char *code,
     antispoof_resync(nc, inst);
 }
 
-enum action { ACT_NONE, ACT_TERMINATE, ACT_GUEST_STOP, ACT_CRASH, ACT_VOLUMES };
+enum action {
+    ACT_NONE,
+    ACT_TERMINATE,
+    ACT_GUEST_STOP,
+    ACT_CRASH,
+    ACT_VOLUMES,
+    ACT_LAUNCH,
+};
+
+/* A launch waited for its boot volume's export, which is there now. */
+static bool export_came_locked(const struct nc_instance *inst)
+{
+    const struct nc_volume *v = nc_boot_volume(inst);
+    return inst->state == NC_PENDING && inst->awaiting_export && v &&
+           nc_volume_has_export(v);
+}
 
 static enum action next_action_locked(struct nc *nc, struct nc_instance *inst)
 {
@@ -490,10 +512,13 @@ static enum action next_action_locked(struct nc *nc, struct nc_instance *inst)
     if (inst->state == NC_RUNNING && inst->qemu_gone)
         return ACT_CRASH;
     /* Attachments to plug or unplug (volops.c), with its QEMU running or
-     * none at all. */
-    if ((inst->state == NC_RUNNING || inst->state == NC_STOPPED) &&
+     * none at all (stopped, or a launch waiting for its boot volume). */
+    if ((inst->state == NC_RUNNING || inst->state == NC_STOPPED ||
+         (inst->state == NC_PENDING && inst->awaiting_export)) &&
         nc_volumes_pending_locked(inst))
         return ACT_VOLUMES;
+    if (export_came_locked(inst))
+        return ACT_LAUNCH;
     return ACT_NONE;
 }
 
@@ -528,6 +553,9 @@ static void settle(struct nc *nc, struct nc_instance *inst)
         case ACT_VOLUMES:
             nc_volumes_converge(nc, inst);
             break;
+        case ACT_LAUNCH:
+            nc_launch_job(nc, inst);
+            break;
         case ACT_NONE:
             break;
         }
@@ -544,6 +572,18 @@ void nc_launch_job(struct nc *nc, struct nc_instance *inst)
     _cleanup_free_ char *image_path = NULL;
     const char *image_format = "raw";
     int64_t t0 = time_mono_ms();
+    pthread_mutex_lock(&nc->lock);
+    const struct nc_volume *bv = nc_boot_volume(inst);
+    bool from_volume = inst->image.id == NULL;
+    inst->awaiting_export =
+        from_volume && (bv == NULL || !nc_volume_has_export(bv));
+    bool wait = inst->awaiting_export;
+    pthread_mutex_unlock(&nc->lock);
+    if (wait) { /* pending until ncAttachVolume brings it (settle) */
+        log_info("instance %s: waiting for the export of its boot volume",
+                 inst->id);
+        return;
+    }
     for (int i = 0; i < 3; i++) {
         if (refs[i]->id == NULL)
             continue;
@@ -583,6 +623,7 @@ void nc_launch_job(struct nc *nc, struct nc_instance *inst)
         goto fail;
     pthread_mutex_lock(&nc->lock);
     inst->booted = true;
+    nc_volumes_booted_locked(nc, inst);
     nc_set_state_locked(nc, inst, NC_RUNNING, NULL, NULL);
     pthread_mutex_unlock(&nc->lock);
     nc_save(nc, inst);
@@ -605,7 +646,15 @@ void nc_start_job(struct nc *nc, struct nc_instance *inst)
 {
     struct koala_error *err = NULL;
     nc_save(nc, inst);
-    if (boot(nc, inst, &err) < 0) {
+    pthread_mutex_lock(&nc->lock);
+    const struct nc_volume *bv = nc_boot_volume(inst);
+    bool no_root =
+        inst->image.id == NULL && (bv == NULL || !nc_volume_has_export(bv));
+    pthread_mutex_unlock(&nc->lock);
+    if (no_root) /* its boot volume was detached meanwhile */
+        error_set(&err, EINVAL, "Client.IncorrectInstanceState",
+                  "%s has no root volume", inst->id);
+    if (no_root || boot(nc, inst, &err) < 0) {
         log_warn("instance %s: start failed: %s", inst->id, error_message(err));
         set_state(nc, inst, NC_STOPPED, reason_code(err), error_message(err));
         nc_save(nc, inst);

@@ -132,6 +132,10 @@ struct nc_volume {
                           * 0 none */
     char *grow_error;    /* why the last growth failed */
     char grow_code[48];  /* its EC2 code */
+    bool boot;           /* the instance's root disk (ncRunInstance's
+                          * <boot>true</boot>): booted from, never
+                          * detached while it runs; a launch waits for
+                          * its export (ncAttachVolume) */
     struct nc_volume *next;
 };
 
@@ -149,7 +153,8 @@ struct nc_instance {
     char *owner_id;
     int64_t launch_index;
     struct nc_type type;
-    struct nc_image_ref image;
+    struct nc_image_ref image;   /* id NULL: none (boots from its boot
+                                  * volume) */
     struct nc_image_ref kernel;  /* id NULL: none (whole-disk boot) */
     struct nc_image_ref ramdisk; /* id NULL: none */
     char *mac;
@@ -178,6 +183,8 @@ struct nc_instance {
     bool watching;       /* a watcher thread runs */
     bool busy;           /* a job runs */
     bool want_terminate; /* terminate once the running job is done */
+    bool awaiting_export; /* pending: its launch waits for the boot
+                           * volume's export (ncAttachVolume) */
     bool guest_shutdown; /* the guest powered off (SHUTDOWN, guest) */
     bool qemu_gone;      /* QEMU exited (QMP EOF, pid gone) */
     bool pinned[3];      /* image, kernel, ramdisk pinned in the cache */
@@ -274,7 +281,9 @@ struct nc_vm_spec {
     int netns_fd;
     bool paused; /* -S: the guest waits for nc_vm_resume(), which also
                   * gives QEMU its niceness (vm.c) */
-    char *const *extra; /* more arguments (volumes.c), NULL-terminated */
+    char *const *extra; /* more arguments (volumes.c), NULL-terminated;
+                         * without a root disk they come where it would
+                         * (a boot volume is then the first disk) */
 };
 /* The SMBIOS system UUID (and serial) of a whole-disk boot: "ec2" and the
  * instance id's hex digits, as a UUID string (36 characters and NUL). */
@@ -300,7 +309,8 @@ int nc_tap_add(struct nc *nc, const char *tap, const char *bridge,
                struct koala_error **err);
 int nc_tap_del(struct nc *nc, const char *tap, struct koala_error **err);
 /* root.qcow2 over the cached image (of disk_gb where the image is
- * smaller), ephemeral.qcow2 of disk_gb. */
+ * smaller; none when image_path is NULL: the root is a volume),
+ * ephemeral.qcow2 of disk_gb. */
 int nc_disks_create(struct nc *nc, struct nc_instance *inst,
                     const char *image_path, const char *image_format,
                     struct koala_error **err);
@@ -368,10 +378,21 @@ void nc_volume_free(struct nc_volume *v); /* one record; NULL-safe */
 void nc_volumes_free(struct nc_volume *list);
 struct nc_volume *nc_volume_find(const struct nc_instance *inst,
                                  const char *volume_id);
-/* A <volume> of a request: volumeId, device and (need_export or present)
- * export.  *out malloc'd. */
+/* A <volume> of a request: volumeId, device, boot? (true|false) and
+ * (need_export or present) export.  *out malloc'd. */
 int nc_volume_parse(const struct xml_node *n, bool need_export,
                     struct nc_volume **out, struct koala_error **err);
+/* ncRunInstance's volume* into inst->volumes: the same one twice, more
+ * than NC_MAX_VOLUMES or more than one with boot true are refused; one
+ * without its export, and the boot volume, are attaching, the others
+ * attached. */
+int nc_volumes_parse_run(const struct xml_node *op, struct nc_instance *inst,
+                         struct koala_error **err);
+/* Whether v has its export (one given in ncRunInstance may come later,
+ * through ncAttachVolume). */
+bool nc_volume_has_export(const struct nc_volume *v);
+/* inst's boot volume (not detached), or NULL. */
+struct nc_volume *nc_boot_volume(const struct nc_instance *inst);
 /* Every <volume> (attachment) of inst into w.  Lock held. */
 void nc_volumes_describe(const struct nc_instance *inst, struct xml_writer *w);
 /* instance.json's "volumes" (the records not detached) and back. */
@@ -380,8 +401,9 @@ int nc_volumes_from_json(const json_t *arr, struct nc_instance *inst,
                          struct koala_error **err);
 /* The QEMU arguments of inst's volumes at launch: the disk bus a microvm
  * needs for hot-plugging later, the TLS credentials and each attached
- * volume's -blockdev and -device (malloc'd vector, NULL-terminated; free
- * with nc_strv_free).  Lock held. */
+ * volume's -blockdev and -device, the boot volume (attaching while its
+ * launch runs, with its export) first with bootindex=0 (malloc'd vector,
+ * NULL-terminated; free with nc_strv_free).  Lock held. */
 char **nc_volumes_qemu_args_locked(const struct nc *nc,
                                    const struct nc_instance *inst);
 void nc_strv_free(char **v);
@@ -438,6 +460,8 @@ int nc_volume_grow(struct qmp *q, const struct nc_volume *v, int64_t min_bytes,
 bool nc_volumes_pending_locked(const struct nc_instance *inst);
 /* The job part of settling: plugs and unplugs what waits. */
 void nc_volumes_converge(struct nc *nc, struct nc_instance *inst);
+/* QEMU runs with the boot volume: it is attached.  Lock held. */
+void nc_volumes_booted_locked(struct nc *nc, struct nc_instance *inst);
 /* QEMU is gone: attachments being undone are (detaching -> detached);
  * with all, every one is (the instance terminated).  Lock held. */
 void nc_volumes_qemu_gone_locked(struct nc *nc, struct nc_instance *inst,

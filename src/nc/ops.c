@@ -127,8 +127,12 @@ int nc_run_instance(struct nc *nc, struct nc_instance *inst,
         nc_rmtree(inst->dir, NULL);
         return -1;
     }
-    log_info("instance %s: pending (%s, image %s)", inst->id, inst->type.name,
-             inst->image.id);
+    const struct nc_volume *bv = nc_boot_volume(inst);
+    log_info("instance %s: pending (%s, %s %s)", inst->id, inst->type.name,
+             inst->image.id ? "image" : "boot volume",
+             inst->image.id ? inst->image.id
+             : bv           ? bv->id
+                            : "?");
     nc_notify_locked(nc, inst);
     inst->busy = false;
     if (nc_job_spawn_locked(nc, inst, nc_launch_job) < 0) {
@@ -218,6 +222,21 @@ int nc_stop_instance(struct nc *nc, const char *id, struct xml_writer *w,
 int nc_start_instance(struct nc *nc, const char *id, struct xml_writer *w,
                       struct koala_error **err)
 {
+    /* One that boots from a volume needs it (it may have been detached
+     * while stopped).  A detach while the start is under way is refused
+     * (volops.c), so this holds once it starts. */
+    pthread_mutex_lock(&nc->lock);
+    struct nc_instance *inst = nc_find_locked(nc, id);
+    const struct nc_volume *bv = inst ? nc_boot_volume(inst) : NULL;
+    bool no_root = inst && inst->state == NC_STOPPED &&
+                   inst->image.id == NULL &&
+                   (bv == NULL || !nc_volume_has_export(bv));
+    pthread_mutex_unlock(&nc->lock);
+    if (no_root)
+        return error_set(err, EINVAL, "IncorrectInstanceState",
+                         "The instance '%s' has no root volume: it cannot "
+                         "be started",
+                         id);
     return simple_op(nc, id, NC_STOPPED, NC_PENDING,
                      1u << NC_PENDING | 1u << NC_RUNNING, nc_start_job,
                      "started", w, err);
@@ -352,7 +371,7 @@ static struct nc_instance *load_one(struct nc *nc, const char *id)
         nc_instance_free(inst);
         return NULL;
     }
-    const char *shas[3] = {inst->image.sha256,
+    const char *shas[3] = {inst->image.id ? inst->image.sha256 : NULL,
                            inst->kernel.id ? inst->kernel.sha256 : NULL,
                            inst->ramdisk.id ? inst->ramdisk.sha256 : NULL};
     for (int i = 0; i < 3; i++) {
@@ -387,6 +406,7 @@ static void take_over(struct nc *nc, struct nc_instance *inst)
     case NC_PENDING:
         if (adopted) {
             inst->booted = true;
+            nc_volumes_booted_locked(nc, inst);
             nc_set_state_locked(nc, inst, NC_RUNNING, NULL, NULL);
         } else {
             fn = inst->booted ? nc_start_job : nc_launch_job;

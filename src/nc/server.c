@@ -131,34 +131,6 @@ static int instance_id(const struct xml_node *op, char **id,
     return 0;
 }
 
-/* volume*: attachments (with their exports) the instance has from its
- * start: a stopped instance started again, or one booting from a volume. */
-static int parse_run_volumes(const struct xml_node *op, struct nc_instance *i,
-                             struct koala_error **err)
-{
-    struct nc_volume **tail = &i->volumes;
-    size_t count = 0;
-    for (const struct xml_node *n = xml_next_child(op, NULL, "volume"); n;
-         n = xml_next_child(op, n, "volume")) {
-        struct nc_volume *v = NULL;
-        if (nc_volume_parse(n, true, &v, err) < 0)
-            return -1;
-        *tail = v;
-        tail = &v->next;
-        v->state = NC_VOL_ATTACHED;
-        for (struct nc_volume *o = i->volumes; o != v; o = o->next)
-            if (strcmp(o->id, v->id) == 0 || strcmp(o->device, v->device) == 0)
-                return error_set(err, EINVAL, "InvalidParameterValue",
-                                 "volume %s (%s) is given twice", v->id,
-                                 v->device);
-        if (++count > NC_MAX_VOLUMES)
-            return error_set(err, ENOSPC, "AttachmentLimitExceeded",
-                             "at most %d volumes per instance",
-                             NC_MAX_VOLUMES);
-    }
-    return 0;
-}
-
 static int parse_run(struct nc *nc, const struct xml_node *op,
                      struct nc_instance *i, struct koala_error **err)
 {
@@ -186,7 +158,21 @@ static int parse_run(struct nc *nc, const struct xml_node *op,
         need_int(t, "memoryMb", 16, 16 << 20, &i->type.memory_mb, err) < 0 ||
         need_int(t, "diskGb", 0, 1 << 20, &i->type.disk_gb, err) < 0)
         return -1;
-    if (parse_image(op, "image", &i->image, err) < 0)
+    if (nc_volumes_parse_run(op, i, err) < 0)
+        return -1;
+    /* An image, or a boot volume instead (no kernel, no ramdisk). */
+    bool from_volume = nc_boot_volume(i) != NULL;
+    if (from_volume && (xml_child(op, "image") || xml_child(op, "kernel") ||
+                        xml_child(op, "ramdisk")))
+        return error_set(err, EINVAL, "InvalidParameterValue",
+                         "an instance booting from volume %s has no image, "
+                         "kernel or ramdisk",
+                         nc_boot_volume(i)->id);
+    if (!from_volume && xml_child(op, "image") == NULL)
+        return error_set(err, EINVAL, "MissingParameter",
+                         "The request must contain the parameter image "
+                         "(or a volume with boot true)");
+    if (!from_volume && parse_image(op, "image", &i->image, err) < 0)
         return -1;
     if (xml_child(op, "kernel") &&
         parse_image(op, "kernel", &i->kernel, err) < 0)
@@ -234,7 +220,7 @@ static int parse_run(struct nc *nc, const struct xml_node *op,
     i->key_name = opt_text(op, "keyName");
     i->public_key = opt_text(op, "publicKey");
     (void)nc;
-    return parse_run_volumes(op, i, err);
+    return 0;
 }
 
 /* ---- operations ---- */

@@ -183,6 +183,9 @@ int nc_vm_launch(const struct nc_vm_spec *s, pid_t *pid,
     arg(&b, "chardev:console");
     arg(&b, "-qmp");
     arg(&b, "unix:qmp.sock,server=on,wait=off");
+    if (s->root == NULL)
+        for (char *const *x = s->extra; x && *x; x++)
+            arg(&b, *x);
     if (s->root) {
         _cleanup_free_ char *f = qemu_escape(s->root);
         arg(&b, "-drive");
@@ -203,7 +206,7 @@ int nc_vm_launch(const struct nc_vm_spec *s, pid_t *pid,
         arg(&b, "-device");
         argf(&b, "%s,netdev=net0,mac=%s", nic, s->mac);
     }
-    for (char *const *x = s->extra; x && *x; x++)
+    for (char *const *x = s->extra; s->root && x && *x; x++)
         arg(&b, *x);
     arg(&b, "-daemonize");
     arg(&b, "-pidfile");
@@ -424,20 +427,14 @@ static int64_t image_virtual_size(const char *path, const char *format)
     return size;
 }
 
-int nc_disks_create(struct nc *nc, struct nc_instance *inst,
-                    const char *image_path, const char *image_format,
-                    struct koala_error **err)
+/* root.qcow2: a copy-on-write overlay on the image; creating it copies
+ * nothing.  It is the type's disk size where the image is smaller (a
+ * cloud image is made small, and cloud-init grows its file system to the
+ * disk), never smaller than the image. */
+static int root_create(struct nc *nc, struct nc_instance *inst,
+                       const char *root, const char *image_path,
+                       const char *image_format, struct koala_error **err)
 {
-    _cleanup_free_ char *root = NULL, *eph = NULL;
-    if (asprintf(&root, "%s/root.qcow2", inst->dir) < 0 ||
-        asprintf(&eph, "%s/ephemeral.qcow2", inst->dir) < 0)
-        return error_set(err, ENOMEM, NULL, "out of memory");
-    unlink(root);
-    unlink(eph);
-    /* The root disk: a copy-on-write overlay; creating it copies nothing.
-     * It is the type's disk size where the image is smaller (a cloud image
-     * is made small, and cloud-init grows its file system to the disk),
-     * never smaller than the image. */
     char root_size[32] = "";
     int64_t want = inst->type.disk_gb * (1LL << 30);
     int64_t have = image_virtual_size(image_path, image_format);
@@ -462,6 +459,23 @@ int nc_disks_create(struct nc *nc, struct nc_instance *inst,
         error_prefix(*err, "root disk");
         return -1;
     }
+    return 0;
+}
+
+int nc_disks_create(struct nc *nc, struct nc_instance *inst,
+                    const char *image_path, const char *image_format,
+                    struct koala_error **err)
+{
+    _cleanup_free_ char *root = NULL, *eph = NULL;
+    if (asprintf(&root, "%s/root.qcow2", inst->dir) < 0 ||
+        asprintf(&eph, "%s/ephemeral.qcow2", inst->dir) < 0)
+        return error_set(err, ENOMEM, NULL, "out of memory");
+    unlink(root);
+    unlink(eph);
+    /* No image: the root is the boot volume. */
+    if (image_path &&
+        root_create(nc, inst, root, image_path, image_format, err) < 0)
+        return -1;
     if (inst->type.disk_gb > 0) {
         char size[32];
         snprintf(size, sizeof(size), "%lldG", (long long)inst->type.disk_gb);

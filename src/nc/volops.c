@@ -24,6 +24,14 @@
  * instance.json is simply taken up again.  A stopped instance has no
  * QEMU: its attachments are only records, given to QEMU on the command
  * line at the next start (volumes.c).
+ *
+ * Boot volumes (volumes.c) are never plugged or unplugged here: the
+ * launch puts one on QEMU's command line once its export came (the
+ * ncAttachVolume that brings it only fills the record in and lets the
+ * instance's settling start the launch), and it cannot be detached while
+ * the instance has a QEMU (EC2: "Unable to detach root volume").  A
+ * volume of ncRunInstance without its export waits for ncAttachVolume in
+ * the same way, attaching, with nothing to plug yet.
  */
 #define LOG_MODULE "nc"
 #include <errno.h>
@@ -319,6 +327,8 @@ static void set_vol_state(struct nc *nc, struct nc_instance *inst,
  * stuck one: that waits for a new request), growing. */
 static bool wants_work(const struct nc_volume *v)
 {
+    if (v->state == NC_VOL_ATTACHING && (v->boot || !nc_volume_has_export(v)))
+        return false; /* the launch's, or waiting for its export */
     return v->state == NC_VOL_ATTACHING ||
            (v->state == NC_VOL_DETACHING && !v->stuck) ||
            (v->state == NC_VOL_ATTACHED && v->grow_to > 0);
@@ -354,6 +364,13 @@ static void grow_done_locked(struct nc *nc, struct nc_instance *inst,
     if (v->grow_to <= to)
         v->grow_to = 0;
     pthread_cond_broadcast(&nc->cond);
+}
+
+void nc_volumes_booted_locked(struct nc *nc, struct nc_instance *inst)
+{
+    struct nc_volume *v = nc_boot_volume(inst);
+    if (v && v->state == NC_VOL_ATTACHING && nc_volume_has_export(v))
+        set_vol_state(nc, inst, v, NC_VOL_ATTACHED, NULL);
 }
 
 void nc_volumes_qemu_gone_locked(struct nc *nc, struct nc_instance *inst,
@@ -506,6 +523,49 @@ static void reply(struct xml_writer *w, const struct nc_instance *inst,
     xml_end(w);
 }
 
+/* ncAttachVolume brings the export of held, a record of ncRunInstance
+ * without one (v: the request's).  A boot volume's waiting launch then
+ * starts (settling the instance does it); another volume is plugged as
+ * any attach.  Waits a while for the outcome, as an attach.  Lock held. */
+static int export_arrives_locked(struct nc *nc, struct nc_instance *inst,
+                                 struct nc_volume *held, struct nc_volume *v,
+                                 struct xml_writer *w, struct koala_error **err)
+{
+    if (strcmp(held->device, v->device) != 0) {
+        for (struct nc_volume *o = inst->volumes; o; o = o->next)
+            if (o != held && o->state != NC_VOL_DETACHED &&
+                strcmp(o->device, v->device) == 0)
+                return error_set(err, EINVAL, "InvalidParameterValue",
+                                 "Invalid value '%s' for unixDevice. "
+                                 "Attachment point %s is already in use",
+                                 v->device, v->device);
+        free(held->device);
+        held->device = v->device;
+        v->device = NULL;
+    }
+    export_clear_move(&held->ex, &v->ex);
+    log_info("instance %s: the export of %s%s came", inst->id, held->id,
+             held->boot ? " (its boot volume)" : "");
+    nc_notify_locked(nc, inst);
+    if (kick_locked(nc, inst, err) < 0)
+        return -1;
+    pthread_mutex_unlock(&nc->lock);
+    nc_save(nc, inst);
+    pthread_mutex_lock(&nc->lock);
+    wait_leaves_locked(nc, held, NC_VOL_ATTACHING,
+                       time_mono_ms() + NC_ATTACH_WAIT_MS);
+    if (held->state == NC_VOL_DETACHED && held->error)
+        return error_set(
+            err, EIO, held->error_code[0] ? held->error_code : NULL,
+            "attaching %s to %s: %s", held->id, inst->id, held->error);
+    if (held->boot && inst->state == NC_TERMINATED) /* its launch failed */
+        return error_set(
+            err, EIO, NULL, "booting %s from %s: %s", inst->id, held->id,
+            inst->reason_message ? inst->reason_message : "terminated");
+    reply(w, inst, held);
+    return 0;
+}
+
 int nc_attach_volume(struct nc *nc, const char *instance_id,
                      struct nc_volume *v, struct xml_writer *w,
                      struct koala_error **err)
@@ -525,11 +585,19 @@ int nc_attach_volume(struct nc *nc, const char *instance_id,
             used |=
                 strcmp(o->device, v->device) == 0 && strcmp(o->id, v->id) != 0;
         }
-    if (holder == inst && strcmp(held->device, v->device) == 0 &&
-        held->state != NC_VOL_DETACHING) {
+    if (holder == inst && !nc_volume_has_export(held)) {
+        /* The export of a volume ncRunInstance gave without one. */
+        rc = export_arrives_locked(nc, inst, held, v, w, err);
+    } else if (holder == inst && strcmp(held->device, v->device) == 0 &&
+               held->state != NC_VOL_DETACHING) {
         /* The same request again (a retry): the same answer. */
         reply(w, inst, held);
         rc = 0;
+    } else if (v->boot) {
+        error_set(err, EINVAL, "InvalidParameterValue",
+                  "%s is not a boot volume of %s: a boot volume is given "
+                  "by ncRunInstance",
+                  v->id, inst->id);
     } else if (holder) {
         error_set(err, EBUSY, "VolumeInUse", "%s is already attached to %s",
                   v->id, holder->id);
@@ -615,6 +683,21 @@ int nc_detach_volume(struct nc *nc, const char *instance_id,
         error_set(err, ENOENT, "InvalidAttachment.NotFound",
                   "The volume '%s' is not attached to instance '%s'", volume_id,
                   instance_id);
+    } else if (v->boot && v->state != NC_VOL_DETACHED &&
+               inst->state != NC_STOPPED) {
+        /* The root disk: only of a stopped instance (EC2's words). */
+        error_set(err, EINVAL, "IncorrectState",
+                  "Unable to detach root volume '%s' from instance '%s'",
+                  volume_id, instance_id);
+    } else if (v->state == NC_VOL_ATTACHING && !nc_volume_has_export(v) &&
+               !v->boot) {
+        /* Its export never came: only a record to let go of. */
+        set_vol_state(nc, inst, v, NC_VOL_DETACHED, NULL);
+        pthread_mutex_unlock(&nc->lock);
+        nc_save(nc, inst);
+        pthread_mutex_lock(&nc->lock);
+        reply(w, inst, v);
+        rc = 0;
     } else if (v->state == NC_VOL_ATTACHING) {
         error_set(err, EINVAL, "IncorrectState",
                   "Volume '%s' is still being attached to '%s'", volume_id,

@@ -20,6 +20,13 @@
  * needs nothing of the guest).  A pc (whole-disk boot) hot-plugs
  * virtio-blk-pci.  The disk's serial is the volume id without the dash,
  * which is what the guest sees (as on Nitro).
+ *
+ * Boot volumes (an instance without an image, docs/storage.md): a pc
+ * whose first disk is the volume's virtio-blk-pci with bootindex=0, on
+ * the command line of every launch and start (never hot-plugged).  The
+ * record may come without its export (ncRunInstance; the SC exports to
+ * a node only once the CC picked it): it stays attaching until
+ * ncAttachVolume brings the export and the launch has QEMU running.
  */
 #define LOG_MODULE "nc"
 #include <errno.h>
@@ -109,6 +116,19 @@ void nc_volumes_free(struct nc_volume *list)
         list = v->next;
         nc_volume_free(v);
     }
+}
+
+bool nc_volume_has_export(const struct nc_volume *v)
+{
+    return v->ex.transport != NULL;
+}
+
+struct nc_volume *nc_boot_volume(const struct nc_instance *inst)
+{
+    for (struct nc_volume *v = inst->volumes; v; v = v->next)
+        if (v->boot && v->state != NC_VOL_DETACHED)
+            return v;
+    return NULL;
 }
 
 struct nc_volume *nc_volume_find(const struct nc_instance *inst,
@@ -224,6 +244,7 @@ int nc_volume_parse(const struct xml_node *n, bool need_export,
     if (v == NULL)
         return error_set(err, ENOMEM, NULL, "out of memory");
     _cleanup_free_ char *id = child_text(n, "volumeId");
+    _cleanup_free_ char *boot = child_text(n, "boot");
     v->device = child_text(n, "device");
     const struct xml_node *e = xml_child(n, "export");
     int rc = -1;
@@ -239,12 +260,17 @@ int nc_volume_parse(const struct xml_node *n, bool need_export,
                   "Value (%s) for parameter device is invalid. %s is not a "
                   "valid EBS device name.",
                   v->device, v->device);
+    } else if (boot && strcmp(boot, "true") != 0 && strcmp(boot, "1") != 0 &&
+               strcmp(boot, "false") != 0 && strcmp(boot, "0") != 0) {
+        error_set(err, EINVAL, "InvalidParameterValue",
+                  "boot must be true or false, not %s", boot);
     } else if (e == NULL && need_export) {
         missing(err, "export");
     } else if (e && parse_export(e, &v->ex, err) < 0) {
         /* err set */
     } else {
         snprintf(v->id, sizeof(v->id), "%s", id);
+        v->boot = boot && (strcmp(boot, "true") == 0 || strcmp(boot, "1") == 0);
         rc = 0;
     }
     if (rc < 0)
@@ -252,6 +278,43 @@ int nc_volume_parse(const struct xml_node *n, bool need_export,
     else
         *out = v;
     return rc;
+}
+
+/* volume*: attachments the instance has from its start: a stopped
+ * instance started again, or one booting from a volume (boot true, at
+ * most one).  One without its export (it comes with ncAttachVolume) is
+ * attaching; so is the boot volume until QEMU runs with it. */
+int nc_volumes_parse_run(const struct xml_node *op, struct nc_instance *i,
+                         struct koala_error **err)
+{
+    struct nc_volume **tail = &i->volumes;
+    size_t count = 0;
+    bool boot = false;
+    for (const struct xml_node *n = xml_next_child(op, NULL, "volume"); n;
+         n = xml_next_child(op, n, "volume")) {
+        struct nc_volume *v = NULL;
+        if (nc_volume_parse(n, false, &v, err) < 0)
+            return -1;
+        *tail = v;
+        tail = &v->next;
+        v->state = v->boot || !nc_volume_has_export(v) ? NC_VOL_ATTACHING
+                                                       : NC_VOL_ATTACHED;
+        if (v->boot && boot)
+            return error_set(err, EINVAL, "InvalidParameterValue",
+                             "at most one boot volume per instance (%s is "
+                             "another)",
+                             v->id);
+        boot |= v->boot;
+        for (struct nc_volume *o = i->volumes; o != v; o = o->next)
+            if (strcmp(o->id, v->id) == 0 || strcmp(o->device, v->device) == 0)
+                return error_set(err, EINVAL, "InvalidParameterValue",
+                                 "volume %s (%s) is given twice", v->id,
+                                 v->device);
+        if (++count > NC_MAX_VOLUMES)
+            return error_set(err, ENOSPC, "AttachmentLimitExceeded",
+                             "at most %d volumes per instance", NC_MAX_VOLUMES);
+    }
+    return 0;
 }
 
 /* ---- replies ---- */
@@ -268,6 +331,8 @@ void nc_volumes_describe(const struct nc_instance *inst, struct xml_writer *w)
         xml_text_element(w, "serial", serial);
         if (v->error)
             xml_text_element(w, "statusMessage", v->error);
+        if (v->boot)
+            xml_text_element(w, "boot", "true");
         xml_end(w);
     }
 }
@@ -291,6 +356,8 @@ json_t *nc_volumes_to_json(const struct nc_instance *inst)
         set_str(o, "device", v->device);
         set_str(o, "state", nc_vol_state_name(v->state));
         json_object_set_new(o, "force", json_boolean(v->force));
+        if (v->boot)
+            json_object_set_new(o, "boot", json_true());
         set_str(e, "transport", v->ex.transport);
         set_str(e, "path", v->ex.path);
         set_str(e, "host", v->ex.host);
@@ -298,7 +365,10 @@ json_t *nc_volumes_to_json(const struct nc_instance *inst)
         set_str(e, "exportName", v->ex.export_name);
         set_str(e, "tlsHostname", v->ex.tls_hostname);
         json_object_set_new(e, "sizeBytes", json_integer(v->ex.size_bytes));
-        json_object_set_new(o, "export", e);
+        if (nc_volume_has_export(v)) /* else: still to come */
+            json_object_set_new(o, "export", e);
+        else
+            json_decref(e);
         if (v->grow_to > 0) /* a growth to take up again after a restart */
             json_object_set_new(o, "growTo", json_integer(v->grow_to));
         json_array_append_new(a, o);
@@ -335,6 +405,7 @@ int nc_volumes_from_json(const json_t *arr, struct nc_instance *inst,
         const json_t *e = json_object_get(o, "export");
         v->device = jstr(o, "device");
         v->force = json_is_true(json_object_get(o, "force"));
+        v->boot = json_is_true(json_object_get(o, "boot"));
         v->ex.transport = jstr(e, "transport");
         v->ex.path = jstr(e, "path");
         v->ex.host = jstr(e, "host");
@@ -343,9 +414,14 @@ int nc_volumes_from_json(const json_t *arr, struct nc_instance *inst,
         v->ex.tls_hostname = jstr(e, "tlsHostname");
         v->ex.size_bytes = json_integer_value(json_object_get(e, "sizeBytes"));
         v->grow_to = json_integer_value(json_object_get(o, "growTo"));
+        /* No export: one still to come, only while attaching. */
+        bool no_export = v->ex.transport == NULL && v->ex.export_name == NULL &&
+                         v->ex.tls_hostname == NULL;
         if (!nc_valid_volume_id(id) || vol_state_parse(st, &v->state) < 0 ||
-            v->device == NULL || v->ex.transport == NULL ||
-            v->ex.export_name == NULL || v->ex.tls_hostname == NULL) {
+            v->device == NULL ||
+            (no_export ? v->state != NC_VOL_ATTACHING
+                       : v->ex.transport == NULL || v->ex.export_name == NULL ||
+                             v->ex.tls_hostname == NULL)) {
             /* Only that attachment is lost, never the instance (whose
              * loading would remove it). */
             log_error("instance.json of %s: volume %zu is incomplete: "
@@ -404,6 +480,10 @@ json_t *nc_volume_device(const struct nc_volume *v, bool microvm)
         return json_pack("{s:s, s:s, s:s, s:s, s:s}", "driver", "scsi-hd",
                          "bus", "vscsi.0", "drive", node, "id", v->id, "serial",
                          serial);
+    if (v->boot) /* SeaBIOS boots from it */
+        return json_pack("{s:s, s:s, s:s, s:s, s:i}", "driver",
+                         "virtio-blk-pci", "drive", node, "id", v->id, "serial",
+                         serial, "bootindex", 0);
     return json_pack("{s:s, s:s, s:s, s:s}", "driver", "virtio-blk-pci",
                      "drive", node, "id", v->id, "serial", serial);
 }
@@ -430,6 +510,14 @@ static void push_json(char **v, size_t *n, json_t *j)
     v[(*n)++] = s ? s : strdup("{}");
 }
 
+/* Whether v is on the command line of a launch: attached, or the boot
+ * volume with its export (attaching until QEMU runs). */
+static bool on_command_line(const struct nc_volume *v)
+{
+    return v->state == NC_VOL_ATTACHED ||
+           (v->boot && v->state == NC_VOL_ATTACHING && nc_volume_has_export(v));
+}
+
 char **nc_volumes_qemu_args_locked(const struct nc *nc,
                                    const struct nc_instance *inst)
 {
@@ -438,17 +526,28 @@ char **nc_volumes_qemu_args_locked(const struct nc *nc,
     for (const struct nc_volume *v = inst->volumes; v; v = v->next)
         count++;
     char **a = calloc(6 * count + 5, sizeof(char *));
-    if (a == NULL)
+    const struct nc_volume **order = calloc(count + 1, sizeof(*order));
+    if (a == NULL || order == NULL) {
+        free(a);
+        free(order);
         return NULL;
+    }
+    /* The boot volume first: the guest's first disk. */
+    size_t k = 0;
+    for (const struct nc_volume *v = inst->volumes; v; v = v->next)
+        if (v->boot && on_command_line(v))
+            order[k++] = v;
+    for (const struct nc_volume *v = inst->volumes; v; v = v->next)
+        if (!v->boot && on_command_line(v))
+            order[k++] = v;
     size_t n = 0;
     if (microvm) {
         a[n++] = strdup("-device");
         a[n++] = strdup("virtio-scsi-device,id=vscsi");
     }
     bool creds = false;
-    for (const struct nc_volume *v = inst->volumes; v; v = v->next) {
-        if (v->state != NC_VOL_ATTACHED)
-            continue;
+    for (size_t j = 0; j < k; j++) {
+        const struct nc_volume *v = order[j];
         if (!creds) {
             a[n++] = strdup("-object");
             push_json(a, &n, nc_volume_tls_object(nc));
@@ -459,8 +558,26 @@ char **nc_volumes_qemu_args_locked(const struct nc *nc,
         a[n++] = strdup("-blockdev");
         push_json(a, &n, nc_volume_format(v));
         a[n++] = strdup("-device");
-        push_json(a, &n, nc_volume_device(v, microvm));
+        if (v->boot && !microvm) {
+            /* QEMU creates the -device of the key=value syntax before the
+             * JSON ones: in this one the boot volume takes the first PCI
+             * slot of the disks, before the ephemeral one (the guest's
+             * first disk, as the root device is on EC2).  Its names are
+             * plain (hex ids). */
+            char node[40], serial[24];
+            nc_volume_node(v, "raw", node);
+            nc_volume_serial(v->id, serial);
+            if (asprintf(&a[n],
+                         "virtio-blk-pci,drive=%s,id=%s,serial=%s,"
+                         "bootindex=0",
+                         node, v->id, serial) < 0)
+                a[n] = NULL;
+            n++;
+        } else {
+            push_json(a, &n, nc_volume_device(v, microvm));
+        }
     }
+    free(order);
     for (size_t i = 0; i < n; i++)
         if (a[i] == NULL) {
             nc_strv_free(a);
