@@ -153,6 +153,8 @@ static int send_launch(struct clc *clc, struct db *db, const char *reservation,
     clc_write_type(w, &t);
     /* An EBS-backed instance boots from its root volume: no image. */
     bool ebs_root = strcmp(root_type, "ebs") == 0;
+    if (ebs_root) /* (only named: the metadata's ami-id) */
+        xml_text_element(w, "imageId", image);
     if ((!ebs_root &&
          write_image_ref(clc, db, w, "image", image, owner, err) < 0) ||
         (*kernel &&
