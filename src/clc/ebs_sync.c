@@ -430,13 +430,16 @@ static int sync_attaching(struct clc *clc, struct db *db, struct job *j,
     /* id: volume, zone, a: instance, b: node, n: unused; the device is
      * read here (it may be longer than b). */
     char device[64] = "";
-    sqlite3_stmt *st =
-        db_stmt(db, "SELECT device FROM attachments WHERE volume_id = ?", err);
+    bool boot = false;
+    sqlite3_stmt *st = db_stmt(
+        db, "SELECT device, boot FROM attachments WHERE volume_id = ?", err);
     if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, j->id, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW)
+    if (sqlite3_step(st) == SQLITE_ROW) {
         clc_col(device, sizeof(device), st, 0);
+        boot = sqlite3_column_int(st, 1) != 0;
+    }
     db_stmt_done(st);
     struct koala_error *e = NULL;
     _cleanup_free_ char *export = NULL;
@@ -456,6 +459,8 @@ static int sync_attaching(struct clc *clc, struct db *db, struct job *j,
     xml_text_element(w, "instanceId", j->a);
     xml_text_element(w, "volumeId", j->id);
     xml_text_element(w, "device", device);
+    if (boot) /* the root of an EBS-backed instance */
+        xml_text_element(w, "boot", "true");
     write_export(w, export);
     size_t len;
     char *rq = soap_finish(w, &len);

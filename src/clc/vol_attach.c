@@ -58,6 +58,7 @@ struct att_instance {
     char state[16];
     char cluster[64];
     char node[64];
+    char root[32]; /* its root device's name, of an EBS-backed one */
 };
 
 static int get_instance(struct ec2_req *r, const char *id,
@@ -73,7 +74,9 @@ static int get_instance(struct ec2_req *r, const char *id,
         return error_set(err, EINVAL, "InvalidInstanceID.Malformed",
                          "Invalid id: \"%s\"", shown);
     sqlite3_stmt *st = db_stmt(r->db,
-                               "SELECT id, state, cluster, node FROM"
+                               "SELECT id, state, cluster, node, CASE WHEN"
+                               " root_device_type = 'ebs' THEN"
+                               " root_device_name ELSE '' END FROM"
                                " instances WHERE id = ? AND owner = ? AND"
                                " state != 'terminated'",
                                err);
@@ -87,6 +90,7 @@ static int get_instance(struct ec2_req *r, const char *id,
         clc_col(out->state, sizeof(out->state), st, 1);
         clc_col(out->cluster, sizeof(out->cluster), st, 2);
         clc_col(out->node, sizeof(out->node), st, 3);
+        clc_col(out->root, sizeof(out->root), st, 4);
     }
     db_stmt_done(st);
     if (rc == 1)
@@ -95,14 +99,18 @@ static int get_instance(struct ec2_req *r, const char *id,
     return rc;
 }
 
-/* Is device taken on the instance (by another volume, or its root)? */
+/* Is device taken on the instance (by another volume, or its root)?
+ * root: the name of its root volume (an EBS-backed instance's), free
+ * while that is detached; "" for an instance-store root. */
 static int device_taken(struct db *db, const char *iid, const char *device,
-                        bool *taken, struct koala_error **err)
+                        const char *root, bool *taken,
+                        struct koala_error **err)
 {
     /* "/dev/sdf" and "sdf" are one device */
     const char *bare = str_has_prefix(device, "/dev/") ? device + 5 : device;
-    *taken = strcmp(bare, "sda1") == 0 || strcmp(bare, "sda") == 0 ||
-             strcmp(bare, "xvda") == 0;
+    *taken = (strcmp(bare, "sda1") == 0 || strcmp(bare, "sda") == 0 ||
+              strcmp(bare, "xvda") == 0) &&
+             strcmp(device, root) != 0;
     sqlite3_stmt *st =
         db_stmt(db,
                 "SELECT 1 FROM attachments WHERE instance_id = ? AND"
@@ -145,7 +153,7 @@ void ec2_attach_volume(struct ec2_req *r)
         return ec2_fail(r, err);
     char shown[80];
     snprintf(shown, sizeof(shown), "%s", device);
-    if (!clc_device_name_valid(device)) {
+    if (!clc_device_name_valid(device) && strcmp(device, in.root) != 0) {
         error_set(&err, EINVAL, "InvalidParameterValue",
                   "Value (%s) for parameter device is invalid. %s is not a "
                   "valid EBS device name.",
@@ -177,7 +185,7 @@ void ec2_attach_volume(struct ec2_req *r)
         return ec2_fail(r, err);
     }
     bool taken;
-    if (device_taken(r->db, in.id, device, &taken, &err) < 0)
+    if (device_taken(r->db, in.id, device, in.root, &taken, &err) < 0)
         return ec2_fail(r, err);
     if (taken) {
         error_set(&err, EINVAL, "InvalidParameterValue",

@@ -324,10 +324,13 @@ static void set_vol_state(struct nc *nc, struct nc_instance *inst,
 }
 
 /* Whether v waits for the instance's job: plugging, unplugging (not a
- * stuck one: that waits for a new request), growing. */
-static bool wants_work(const struct nc_volume *v)
+ * stuck one: that waits for a new request), growing.  A boot volume
+ * attaching is the launch's, except on a stopped instance (its root
+ * attached again: recorded for the next start). */
+static bool wants_work(const struct nc_volume *v, bool stopped)
 {
-    if (v->state == NC_VOL_ATTACHING && (v->boot || !nc_volume_has_export(v)))
+    if (v->state == NC_VOL_ATTACHING &&
+        ((v->boot && !stopped) || !nc_volume_has_export(v)))
         return false; /* the launch's, or waiting for its export */
     return v->state == NC_VOL_ATTACHING ||
            (v->state == NC_VOL_DETACHING && !v->stuck) ||
@@ -337,7 +340,7 @@ static bool wants_work(const struct nc_volume *v)
 bool nc_volumes_pending_locked(const struct nc_instance *inst)
 {
     for (const struct nc_volume *v = inst->volumes; v; v = v->next)
-        if (wants_work(v))
+        if (wants_work(v, inst->state == NC_STOPPED))
             return true;
     return false;
 }
@@ -388,7 +391,7 @@ void nc_volumes_converge(struct nc *nc, struct nc_instance *inst)
     for (;;) {
         pthread_mutex_lock(&nc->lock);
         struct nc_volume *v = inst->volumes;
-        while (v && !wants_work(v))
+        while (v && !wants_work(v, inst->state == NC_STOPPED))
             v = v->next;
         struct qmp *q = inst->qmp;
         bool running = inst->state == NC_RUNNING && q && !inst->qemu_gone;
@@ -593,10 +596,13 @@ int nc_attach_volume(struct nc *nc, const char *instance_id,
         /* The same request again (a retry): the same answer. */
         reply(w, inst, held);
         rc = 0;
-    } else if (v->boot) {
+    } else if (v->boot && (inst->state != NC_STOPPED || nc_boot_volume(inst))) {
+        /* (a root detached from a stopped instance may come back as its
+         * root; otherwise the boot volume is ncRunInstance's) */
         error_set(err, EINVAL, "InvalidParameterValue",
                   "%s is not a boot volume of %s: a boot volume is given "
-                  "by ncRunInstance",
+                  "by ncRunInstance, or attached again to a stopped "
+                  "instance that has none",
                   v->id, inst->id);
     } else if (holder) {
         error_set(err, EBUSY, "VolumeInUse", "%s is already attached to %s",
@@ -632,6 +638,7 @@ int nc_attach_volume(struct nc *nc, const char *instance_id,
             old->error_code[0] = '\0';
             old->force = old->stuck = false;
             old->grow_to = 0;
+            old->boot = v->boot;
             old->state = NC_VOL_ATTACHING;
             held = old;
         } else {

@@ -224,6 +224,22 @@ def test_boot_from_ebs_image_stop_start_create_image(cloud):
     ec2.stop_instances(InstanceIds=[b])
     ec2.get_waiter("instance_stopped").wait(InstanceIds=[b],
                                             WaiterConfig=FAST)
+    # A stopped instance lets its root go, will not start without it,
+    # and takes it back as its root.
+    ec2.detach_volume(VolumeId=root)
+    ec2.get_waiter("volume_available").wait(VolumeIds=[root],
+                                            WaiterConfig=FAST)
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ec2.start_instances(InstanceIds=[b])
+    assert code(e) == "IncorrectInstanceState"
+    ec2.attach_volume(VolumeId=root, InstanceId=b, Device="/dev/sda1")
+    wait_until(lambda: ec2.describe_volumes(VolumeIds=[root])["Volumes"][0][
+        "Attachments"][0]["State"] == "attached", 60, 0.5, "root attached")
+    # (attached by hand, it stays on termination unless told, as EC2's)
+    assert ec2.describe_volumes(VolumeIds=[root])["Volumes"][0][
+        "Attachments"][0]["DeleteOnTermination"] is False
+    ec2.modify_instance_attribute(InstanceId=b, BlockDeviceMappings=[{
+        "DeviceName": "/dev/sda1", "Ebs": {"DeleteOnTermination": True}}])
     ec2.start_instances(InstanceIds=[b])
     boot(cloud, ec2, [b])
     seen = disks(cloud, b)
