@@ -459,6 +459,12 @@ int ec2_apply_tag_specs(struct ec2_req *r, const char *resource_type,
                         const char *id, struct koala_error **err);
 int ec2_check_tag_specs(struct ec2_req *r, const char *const *types,
                         struct koala_error **err);
+/* fn for each tag (key, value: "" or NULL) TagSpecification.N gives
+ * resource_type; stops at fn's -1. */
+typedef int (*ec2_tag_fn)(struct ec2_req *r, void *ctx, const char *key,
+                          const char *value, struct koala_error **err);
+int ec2_tag_specs_each(struct ec2_req *r, const char *resource_type,
+                       ec2_tag_fn fn, void *ctx, struct koala_error **err);
 /* A tag:KEY, tag-key or tag-value filter against a resource's tags. */
 bool ec2_tag_filter(struct ec2_req *r, const char *resource_id,
                     const struct ec2_filter *f);

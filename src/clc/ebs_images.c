@@ -683,30 +683,20 @@ static int instance_vols(struct db *db, const char *instance,
 
 /* CreateImage's TagSpecification.N for `snapshot`, kept for the
  * snapshots (made now, or once the instance stopped). */
+static int keep_tag(struct ec2_req *r, void *image, const char *key,
+                    const char *value, struct koala_error **err)
+{
+    return clc_exec(r->db,
+                    "INSERT OR REPLACE INTO image_snapshot_tags (image_id,"
+                    " key, value) VALUES (?,?,?)",
+                    "recording the tags", err, (const char *)image, key,
+                    value ? value : "", NULL);
+}
+
 static int snapshot_tags_keep(struct ec2_req *r, const char *image,
                               struct koala_error **err)
 {
-    for (int i = 1;; i++) {
-        const char *type = ec2_paramf(r, "TagSpecification.%d.ResourceType", i);
-        if (type == NULL)
-            return 0;
-        if (strcmp(type, "snapshot") != 0)
-            continue;
-        for (int j = 1;; j++) {
-            const char *k =
-                ec2_paramf(r, "TagSpecification.%d.Tag.%d.Key", i, j);
-            if (k == NULL)
-                break;
-            const char *v =
-                ec2_paramf(r, "TagSpecification.%d.Tag.%d.Value", i, j);
-            if (clc_exec(r->db,
-                         "INSERT OR REPLACE INTO image_snapshot_tags"
-                         " (image_id, key, value) VALUES (?,?,?)",
-                         "recording the tags", err, image, k, v ? v : "",
-                         NULL) < 0)
-                return -1;
-        }
-    }
+    return ec2_tag_specs_each(r, "snapshot", keep_tag, (void *)image, err);
 }
 
 /* Snapshots of the instance's volumes under image (in the caller's

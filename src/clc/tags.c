@@ -177,8 +177,8 @@ int ec2_check_tag_specs(struct ec2_req *r, const char *const *types,
     }
 }
 
-int ec2_apply_tag_specs(struct ec2_req *r, const char *resource_type_name,
-                        const char *id, struct koala_error **err)
+int ec2_tag_specs_each(struct ec2_req *r, const char *resource_type_name,
+                       ec2_tag_fn fn, void *ctx, struct koala_error **err)
 {
     for (int i = 1;; i++) {
         const char *type = ec2_paramf(r, "TagSpecification.%d.ResourceType", i);
@@ -193,10 +193,28 @@ int ec2_apply_tag_specs(struct ec2_req *r, const char *resource_type_name,
                 break;
             const char *v =
                 ec2_paramf(r, "TagSpecification.%d.Tag.%d.Value", i, j);
-            if (put_tag(r, id, resource_type_name, k, v, err) < 0)
+            if (fn(r, ctx, k, v, err) < 0)
                 return -1;
         }
     }
+}
+
+struct apply_ctx {
+    const char *type, *id;
+};
+
+static int apply_one(struct ec2_req *r, void *ctx, const char *key,
+                     const char *value, struct koala_error **err)
+{
+    struct apply_ctx *a = ctx;
+    return put_tag(r, a->id, a->type, key, value, err);
+}
+
+int ec2_apply_tag_specs(struct ec2_req *r, const char *resource_type_name,
+                        const char *id, struct koala_error **err)
+{
+    struct apply_ctx a = {resource_type_name, id};
+    return ec2_tag_specs_each(r, resource_type_name, apply_one, &a, err);
 }
 
 int ec2_write_tag_set(struct ec2_req *r, struct xml_writer *w,
