@@ -14,14 +14,20 @@
 #            times, alternating with bare QEMU on a tap of the node's
 #            bridge as a stopped instance (so the cloud's DHCP and metadata
 #            service give it its address and key); ratio Koala/bare.
+#   ebs      the busybox guest's whole disk as an EBS-backed image (its
+#            root volume made by koala-sc from a snapshot, booted over
+#            NBD) against the same disk as an instance-store image
+#            (ebs.py): RunInstances -> running -> first console line ->
+#            DHCP lease, ROUNDS times alternating; ratio EBS/store.
 #   GUEST=debian ROUNDS=3 HYPERVISOR=auto bench/launch/run.sh
 #   GUEST=busybox LAUNCHES=10 CONCURRENT=20 bench/launch/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 GUEST=${GUEST:-all}
 case "$GUEST" in
-  busybox|debian|all) ;;
-  *) echo "run.sh: GUEST is busybox, debian or all, not $GUEST" >&2; exit 2 ;;
+  busybox|debian|ebs|all) ;;
+  *) echo "run.sh: GUEST is busybox, debian, ebs or all, not $GUEST" >&2
+     exit 2 ;;
 esac
 bash scripts/deps.sh
 # Benchmarks run on a release build of their own, never on the ASan one.
@@ -33,11 +39,15 @@ ninja -C "$KOALA_BUILD_DIR" -j "${JOBS:-2}"
 images=${KOALA_IMAGES:-$PWD/build/images}
 export KOALA_IMAGES=$images
 rc=0
-if [ "$GUEST" != debian ]; then
+if [ "$GUEST" = busybox ] || [ "$GUEST" = all ]; then
   bash tests/images/build.sh "$images"
   /usr/bin/python3 bench/launch/launch.py || rc=$?
 fi
-if [ "$GUEST" != busybox ]; then
+if [ "$GUEST" = ebs ] || [ "$GUEST" = all ]; then
+  bash tests/images/build.sh "$images"
+  /usr/bin/python3 bench/launch/ebs.py || rc=$?
+fi
+if [ "$GUEST" = debian ] || [ "$GUEST" = all ]; then
   bash tests/images/debian.sh "$images/debian"
   /usr/bin/python3 bench/launch/debian.py || rc=$?
 fi
