@@ -269,7 +269,8 @@ struct clc_image_ref {
     char root_device_type[16]; /* instance-store | ebs */
     char root_device_name[32];
 };
-/* An available image the viewer may use: 0, or -1 (InvalidAMIID.NotFound,
+/* An available image the viewer may use (its own, a public one, or one
+ * shared with it): 0, or -1 (InvalidAMIID.NotFound,
  * InvalidAMIID.Unavailable ...). */
 int clc_image_get(struct db *db, const char *id, int64_t viewer,
                   struct clc_image_ref *ref, struct koala_error **err);
@@ -353,6 +354,14 @@ void ec2_describe_tags(struct ec2_req *r);
 void ec2_register_image(struct ec2_req *r);
 void ec2_describe_images(struct ec2_req *r);
 void ec2_deregister_image(struct ec2_req *r);
+/* image_attrs.c: an image's attributes and launch permissions. */
+void ec2_describe_image_attribute(struct ec2_req *r);
+void ec2_modify_image_attribute(struct ec2_req *r);
+void ec2_reset_image_attribute(struct ec2_req *r);
+/* Whether the image is shared with the account of that number: 1 or 0,
+ * or -1. */
+int clc_image_shared_with(struct db *db, const char *image_id,
+                          const char *number, struct koala_error **err);
 void ec2_run_instances(struct ec2_req *r);
 void ec2_describe_instances(struct ec2_req *r);
 /* Describe* paging over (time, id) order: a NextToken names the position

@@ -5,7 +5,13 @@
  * qcow2 disk) as a machine image, ami-, booted with KernelId/RamdiskId when
  * given and from its own boot loader otherwise.  Registering reads the
  * object once for its size and SHA-256, which the NCs check downloads
- * against. */
+ * against.
+ *
+ * Who may use an image: its owner, every account when it is public (the
+ * launch permission of the group `all`), and the accounts it is shared
+ * with (image_launch_perms, image_attrs.c); the kernel and ramdisk of
+ * such an image go with it.  A deregistered image's row stays (instances
+ * name it); DescribeImages answers nothing for its id. */
 #define LOG_MODULE "clc"
 #include <errno.h>
 #include <stdio.h>
@@ -36,6 +42,7 @@ struct image {
     bool public_;
     int64_t created;
     char root_device_type[16];
+    bool granted;         /* shared with the viewer */
     struct clc_bdms bdms; /* loaded for the ones answered */
 };
 
@@ -44,6 +51,13 @@ struct image {
     " i.format, i.size, i.sha256, i.kernel_id, i.ramdisk_id, i.architecture,"  \
     " i.root_device_name, i.state, i.state_reason, i.public, i.created,"       \
     " i.root_device_type"
+
+/* Whether the image i (m) is shared with the account whose id is ?1. */
+#define SHARED_P                                                               \
+    " EXISTS (SELECT 1 FROM image_launch_perms p WHERE p.account = (SELECT"    \
+    " number FROM accounts WHERE id = ?1) AND p.image_id ="
+#define GRANTED_I SHARED_P " i.id)"
+#define GRANTED_M SHARED_P " m.id)"
 
 static void read_image(sqlite3_stmt *st, struct image *im)
 {
@@ -67,20 +81,26 @@ static void read_image(sqlite3_stmt *st, struct image *im)
     im->public_ = sqlite3_column_int(st, 16) != 0;
     im->created = sqlite3_column_int64(st, 17);
     clc_col(im->root_device_type, sizeof(im->root_device_type), st, 18);
+    im->granted = sqlite3_column_int(st, 19) != 0;
 }
 
 int clc_image_get(struct db *db, const char *id, int64_t viewer,
                   struct clc_image_ref *ref, struct koala_error **err)
 {
-    sqlite3_stmt *st =
-        db_stmt(db,
-                "SELECT id, owner, kind, location, size, sha256, kernel_id,"
-                " ramdisk_id, state, public, root_device_type,"
-                " root_device_name FROM images WHERE id = ?",
-                err);
+    /* (the kernel and ramdisk an image boots with are lent with it: who
+     * may launch the image may launch them) */
+    static const char sql[] =
+        "SELECT i.id, i.owner, i.kind, i.location, i.size, i.sha256,"
+        " i.kernel_id, i.ramdisk_id, i.state, i.public, i.root_device_type,"
+        " i.root_device_name," GRANTED_I ", EXISTS (SELECT 1 FROM images m"
+        " WHERE (m.kernel_id = i.id OR m.ramdisk_id = i.id) AND m.owner ="
+        " i.owner AND m.state != 'deregistered' AND (m.public = 1"
+        " OR" GRANTED_M ")) FROM images i WHERE i.id = ?2";
+    sqlite3_stmt *st = db_stmt(db, sql, err);
     if (st == NULL)
         return -1;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 1, viewer);
+    sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
     int rc = db_step_row(db, st, "looking up image", err);
     if (rc == 0) {
         memset(ref, 0, sizeof(*ref));
@@ -96,7 +116,8 @@ int clc_image_get(struct db *db, const char *id, int64_t viewer,
         clc_col(ref->root_device_name, sizeof(ref->root_device_name), st, 11);
         char state[16];
         clc_col(state, sizeof(state), st, 8);
-        bool visible = ref->owner == viewer || sqlite3_column_int(st, 9);
+        bool visible = ref->owner == viewer || sqlite3_column_int(st, 9) ||
+                       sqlite3_column_int(st, 12) || sqlite3_column_int(st, 13);
         if (!visible || strcmp(state, "deregistered") == 0)
             rc = 1;
         else if (strcmp(state, "available") != 0)
@@ -357,6 +378,31 @@ static void image_item(struct ec2_req *r, struct xml_writer *w,
     xml_end(w);
 }
 
+/* ExecutableBy: self (or the caller's number) for the images it owns or
+ * that are shared with it, all for public ones, another account's number
+ * for the caller's images shared with that account. */
+static int executable_by(struct ec2_req *r, const struct image *im,
+                         const char **users, size_t n, bool *wanted,
+                         struct koala_error **err)
+{
+    bool ok = false;
+    for (size_t j = 0; j < n && !ok; j++) {
+        const char *u = users[j];
+        if (strcmp(u, "self") == 0 || strcmp(u, r->who.number) == 0)
+            ok = im->owner == r->who.id || im->granted;
+        else if (strcmp(u, "all") == 0)
+            ok = im->public_;
+        else if (im->owner == r->who.id) {
+            int rc = clc_image_shared_with(r->db, im->id, u, err);
+            if (rc < 0)
+                return -1;
+            ok = rc == 1;
+        }
+    }
+    *wanted = ok;
+    return 0;
+}
+
 void ec2_describe_images(struct ec2_req *r)
 {
     struct koala_error *err = NULL;
@@ -401,14 +447,18 @@ void ec2_describe_images(struct ec2_req *r)
         goto out;
     if (ec2_dry_run(r))
         goto out;
+    /* Deregistered images only when ids are named: they are found, and
+     * not shown (EC2's "recently deregistered images ... return empty
+     * results"). */
     static const char sql[] =
-        "SELECT " IMAGE_COLS " FROM images i JOIN accounts a ON a.id ="
-        " i.owner WHERE (i.owner = ? OR i.public = 1) AND i.state !="
-        " 'deregistered' ORDER BY i.id";
+        "SELECT " IMAGE_COLS "," GRANTED_I " FROM images i JOIN accounts a ON"
+        " a.id = i.owner WHERE (i.owner = ?1 OR i.public = 1 OR" GRANTED_I ")"
+        " AND (i.state != 'deregistered' OR ?2) ORDER BY i.id";
     sqlite3_stmt *st = db_stmt(r->db, sql, &err);
     if (st == NULL)
         goto out;
     sqlite3_bind_int64(st, 1, r->who.id);
+    sqlite3_bind_int(st, 2, ids.n > 0);
     while (sqlite3_step(st) == SQLITE_ROW) {
         struct image *na = realloc(all, (n + 1) * sizeof(*na));
         if (na == NULL)
@@ -422,6 +472,8 @@ void ec2_describe_images(struct ec2_req *r)
     for (size_t i = 0; i < n && err == NULL; i++) {
         struct image *im = &all[i];
         bool wanted = ids.n == 0 || ec2_id_list_has(&ids, im->id);
+        if (strcmp(im->state, "deregistered") == 0)
+            continue;
         if (wanted && strcmp(im->root_device_type, "ebs") == 0 &&
             clc_image_bdms_load(r->db, im->id, &im->bdms, &err) < 0)
             break;
@@ -433,15 +485,9 @@ void ec2_describe_images(struct ec2_req *r)
                       strcmp(owners[j], im->owner_number) == 0;
             wanted &= ok;
         }
-        if (n_users) {
-            bool ok = false;
-            for (size_t j = 0; j < n_users; j++)
-                ok |= ((strcmp(users[j], "self") == 0 ||
-                        strcmp(users[j], r->who.number) == 0) &&
-                       (im->owner == r->who.id || im->public_)) ||
-                      (strcmp(users[j], "all") == 0 && im->public_);
-            wanted &= ok;
-        }
+        if (wanted && n_users &&
+            executable_by(r, im, users, n_users, &wanted, &err) < 0)
+            break;
         for (size_t j = 0; wanted && j < fs.n; j++) {
             char tmp[8];
             wanted = ec2_is_tag_filter(fs.f[j].name)

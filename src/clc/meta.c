@@ -474,9 +474,22 @@ static const char schema_v12[] =
     "    s.id = volumes.snapshot_id), '')"
     "  WHERE snapshot_id != '';";
 
+/* Image launch permissions (image_attrs.c): the accounts, by number, an
+ * image is shared with (the group `all` is images.public); and the
+ * instances of an image, for its lastLaunchedTime. */
+static const char schema_v13[] =
+    "CREATE TABLE image_launch_perms ("
+    "  image_id TEXT NOT NULL,"
+    "  account TEXT NOT NULL,"
+    "  PRIMARY KEY(image_id, account));"
+    "CREATE INDEX image_launch_perms_account ON"
+    "  image_launch_perms(account, image_id);"
+    "CREATE INDEX instances_image ON instances(image_id, launch_time);";
+
 const char *const clc_migrations[] = {
-    schema_v1, schema_v2, schema_v3, schema_v4,  schema_v5,  schema_v6,
-    schema_v7, schema_v8, schema_v9, schema_v10, schema_v11, schema_v12};
+    schema_v1,  schema_v2,  schema_v3, schema_v4, schema_v5,
+    schema_v6,  schema_v7,  schema_v8, schema_v9, schema_v10,
+    schema_v11, schema_v12, schema_v13};
 const size_t clc_n_migrations = ARRAY_SIZE(clc_migrations);
 
 struct db_pool *clc_open_db(const char *data_dir, unsigned conns,
