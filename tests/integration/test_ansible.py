@@ -12,7 +12,12 @@ the playbook run again changes nothing.
 Then tests/integration/ansible/ebs.yml (issue 11): ec2_vol makes a data
 volume for that instance and attaches it (DeleteOnTermination through
 ModifyInstanceAttribute), ec2_snapshot snapshots it, ec2_vol detaches it,
-makes a volume from the snapshot, and both go.
+makes a volume from the snapshot, and both go.  Before the snapshot goes,
+ec2_ami registers an image with it as the root (waiting for it, tagging
+it, sharing it with an account through ModifyImageAttribute), a second
+ec2_ami takes the share back (DescribeImageAttribute launchPermission and
+productCodes on every look), ec2_ami_info finds it, and ec2_ami deregisters
+it, waiting until DescribeImages answers nothing for its id.
 """
 import json
 import os
@@ -118,6 +123,26 @@ def test_ebs_playbook(cloud, tmp_path):
     assert r["detached_changed"], r
     assert r["restored_snapshot"] == r["snapshot"], r
     assert r["snapshot_gone"] and r["volumes_gone"] == [True, True], r
+    # the image: registered from the snapshot, shared, taken back, found,
+    # deregistered
+    assert r["image_changed"] and r["image"].startswith("ami-"), r
+    assert r["image_state"] == "available", r
+    assert (r["image_root"], r["image_root_type"]) == ("/dev/xvda", "ebs"), r
+    assert r["image_mappings"] == {"/dev/xvda": {
+        "size": 1, "snapshot_id": r["snapshot"], "volume_type": "gp3",
+        "encrypted": False, "delete_on_termination": True}}, r
+    assert r["image_tags"] == {"role": "image"}, r
+    assert r["image_perms"] == [{"user_id": "111122223333"}], r
+    assert r["image_description"] == "the nightly data", r
+    assert r["unshared_changed"] and r["unshared_perms"] == [], r
+    assert not r["unshared_again_changed"], r
+    assert r["info_ids"] == [r["image"]] and r["info_perms"] == [[]], r
+    assert r["image_gone"] and not r["image_gone_again"], r
+    assert ec2.describe_images(ImageIds=[r["image"]])["Images"] == []
+    # the image the web instance was launched from knows when
+    last = ec2.describe_image_attribute(
+        ImageId=cloud.ami, Attribute="lastLaunchedTime")["LastLaunchedTime"]
+    assert last["Value"].startswith("20"), last
     for vid in (r["volume"], r["restored"]):
         ec2.get_waiter("volume_deleted").wait(
             VolumeIds=[vid], WaiterConfig={"Delay": 1, "MaxAttempts": 60})
