@@ -36,7 +36,8 @@ ACTIONS = ["CreateKeyPair", "CreateTags", "DeleteKeyPair", "DeleteTags",
            "DescribeRegions", "DescribeTags", "GetConsoleOutput",
            "ImportKeyPair", "ModifyInstanceAttribute", "RebootInstances",
            "RegisterImage", "RunInstances", "StartInstances",
-           "StopInstances", "TerminateInstances"]
+           "StopInstances", "TerminateInstances", "DescribeImageAttribute",
+           "ModifyImageAttribute", "ResetImageAttribute"]
 
 
 @pytest.fixture(scope="module")
@@ -202,6 +203,21 @@ class EC2Gen:
                   ("KernelId", self.value(r)), ("RamdiskId", self.value(r)),
                   ("Architecture", self.value(r)),
                   ("BlockDeviceMapping.1.DeviceName", hostile_text(r))]
+        elif k == 12:   # image attributes, of the admin's image too
+            image = r.choice([self.c.canary[1][0]["ImageId"].encode(),
+                              self.value(r)])
+            p += [("ImageId", image), ("Attribute", r.choice(
+                [b"launchPermission", b"description", b"Description ",
+                 b"blockDeviceMapping", b"lastLaunchedTime",
+                 self.value(r)])),
+                  (r.choice(["LaunchPermission.Add.1.UserId",
+                             "LaunchPermission.Remove.1.Group",
+                             "LaunchPermission.Add.1.Group", "UserId.1",
+                             "UserGroup.1", "Description.Value", "Value",
+                             "ProductCode.1"]),
+                   r.choice([b"all", b"000000000001", self.value(r)])),
+                  ("OperationType", r.choice([b"add", b"remove",
+                                              self.value(r)]))]
         else:           # a few plausible parameters with hostile values
             for name in r.sample(["InstanceId.1", "ImageId.1", "KeyName.1",
                                   "KeyName", "DryRun", "Owner.1",
