@@ -374,7 +374,12 @@ static void image_item(struct ec2_req *r, struct xml_writer *w,
         xml_text_element(w, "message", im->state_reason);
         xml_end(w);
     }
-    ec2_write_tag_set(r, w, im->id, err);
+    if (im->owner == r->who.id)
+        ec2_write_tag_set(r, w, im->id, err);
+    else { /* tags are the owner's own, as EC2's: not shared */
+        xml_start(w, "tagSet");
+        xml_end(w);
+    }
     xml_end(w);
 }
 
@@ -491,7 +496,8 @@ void ec2_describe_images(struct ec2_req *r)
         for (size_t j = 0; wanted && j < fs.n; j++) {
             char tmp[8];
             wanted = ec2_is_tag_filter(fs.f[j].name)
-                         ? ec2_tag_filter(r, im->id, &fs.f[j])
+                         ? im->owner == r->who.id &&
+                               ec2_tag_filter(r, im->id, &fs.f[j])
                      : str_has_prefix(fs.f[j].name, "block-device-mapping.")
                          ? clc_image_bdm_filter(&im->bdms, &fs.f[j])
                          : ec2_filter_match(

@@ -173,6 +173,14 @@ def test_shared_with_an_account(cloud, bob):
     assert sees(bob, ami) and launchable(bob, ami)
     (im,) = bob.describe_images(ImageIds=[ami])["Images"]
     assert im["OwnerId"] == cloud.account and im["Public"] is False
+    # the owner's tags stay its own (EC2 shares none)
+    ec2.create_tags(Resources=[ami], Tags=[{"Key": "team", "Value": "a"}])
+    (im,) = bob.describe_images(ImageIds=[ami])["Images"]
+    assert im.get("Tags", []) == []
+    assert bob.describe_images(Filters=[
+        {"Name": "tag:team", "Values": ["a"]}])["Images"] == []
+    assert ids(ec2.describe_images(Filters=[
+        {"Name": "tag:team", "Values": ["a"]}])["Images"]) == [ami]
     for kw in (dict(ExecutableUsers=["self"]),
                dict(ExecutableUsers=[bob.account]),
                dict(Owners=[cloud.account])):
