@@ -272,8 +272,10 @@ def test_images(cloud):
     assert "t-dry" not in [i["Name"] for i in
                            ec2.describe_images(Owners=["self"])["Images"]]
     ec2.deregister_image(ImageId=ami)
+    # EC2: "recently deregistered images ... return empty results"
+    assert ec2.describe_images(ImageIds=[ami])["Images"] == []
     with pytest.raises(botocore.exceptions.ClientError) as e:
-        ec2.describe_images(ImageIds=[ami])
+        ec2.describe_images(ImageIds=["ami-0123456789abcdef0"])
     assert code(e) == "InvalidAMIID.NotFound"
     with pytest.raises(botocore.exceptions.ClientError) as e:
         ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1)
