@@ -274,7 +274,7 @@ struct clc_image_ref {
  * InvalidAMIID.Unavailable ...). */
 int clc_image_get(struct db *db, const char *id, int64_t viewer,
                   struct clc_image_ref *ref, struct koala_error **err);
-/* An AMI name (3 to 128 characters) and description (255 UTF-8
+/* An AMI name (3 to 128 characters, or NULL) and description (255 UTF-8
  * characters at most, or NULL). */
 int clc_image_name_check(const char *name, const char *desc,
                          struct koala_error **err);

@@ -439,13 +439,8 @@ void ec2_modify_image_attribute(struct ec2_req *r)
                   "Product codes are AWS Marketplace's: there is none here");
         goto out;
     }
-    if (desc &&
-        (!str_valid_utf8(desc, strlen(desc)) || str_utf8_chars(desc) > 255)) {
-        error_set(&err, EINVAL, "InvalidParameterValue",
-                  "Descriptions are up to 255 UTF-8 characters");
-        goto out;
-    }
-    if (check_grants(&g, &err) < 0 || ec2_dry_run(r))
+    if (clc_image_name_check(NULL, desc, &err) < 0 ||
+        check_grants(&g, &err) < 0 || ec2_dry_run(r))
         goto out;
     if (db_begin(r->db, &err) < 0)
         goto out;

@@ -187,7 +187,7 @@ int clc_check_boot_image(struct db *db, const char *id, const char *kind,
 int clc_image_name_check(const char *name, const char *desc,
                          struct koala_error **err)
 {
-    if (strlen(name) < 3 || strlen(name) > 128)
+    if (name && (strlen(name) < 3 || strlen(name) > 128))
         return error_set(err, EINVAL, "InvalidAMIName.Malformed",
                          "AMI names must be between 3 and 128 characters "
                          "long");
