@@ -302,11 +302,11 @@ void ec2_allocate_address(struct ec2_req *r)
     if (rc == 0 && id_resource(alloc, sizeof(alloc), "eipalloc") < 0)
         rc = error_set(&err, EIO, NULL, "no randomness");
     char owner[24], now[24], num[24];
-    snprintf(owner, sizeof(owner), "#%lld", (long long)r->who.id);
-    snprintf(now, sizeof(now), "#%lld", (long long)time_now_ms());
+    snprintf(owner, sizeof(owner), CLC_INT "%lld", (long long)r->who.id);
+    snprintf(now, sizeof(now), CLC_INT "%lld", (long long)time_now_ms());
     struct in_addr a;
     inet_pton(AF_INET, ip, &a);
-    snprintf(num, sizeof(num), "#%lu", (unsigned long)ntohl(a.s_addr));
+    snprintf(num, sizeof(num), CLC_INT "%lu", (unsigned long)ntohl(a.s_addr));
     if (rc == 0 &&
         (clc_exec(r->db,
                   "INSERT INTO addresses (public_ip, ip, cluster, owner,"
@@ -730,9 +730,9 @@ static int autoassign_one(struct db *db, const char *iid, const char *cluster,
     }
     struct in_addr a;
     inet_pton(AF_INET, ip, &a);
-    snprintf(num, sizeof(num), "#%lu", (unsigned long)ntohl(a.s_addr));
-    snprintf(who, sizeof(who), "#%lld", (long long)owner);
-    snprintf(now, sizeof(now), "#%lld", (long long)time_now_ms());
+    snprintf(num, sizeof(num), CLC_INT "%lu", (unsigned long)ntohl(a.s_addr));
+    snprintf(who, sizeof(who), CLC_INT "%lld", (long long)owner);
+    snprintf(now, sizeof(now), CLC_INT "%lld", (long long)time_now_ms());
     if (clc_exec(db,
                  "INSERT INTO addresses (public_ip, ip, cluster, owner,"
                  " instance_id, created) VALUES (?,?,?,?,?,?)",
@@ -814,7 +814,7 @@ void ec2_modify_subnet_attribute(struct ec2_req *r)
     if (ec2_dry_run(r))
         return;
     if (clc_exec(r->db, "UPDATE subnets SET map_public_ip = ? WHERE id = ?",
-                 "changing the subnet", &err, on ? "#1" : "#0", sn.id,
+                 "changing the subnet", &err, on ? CLC_INT "1" : CLC_INT "0", sn.id,
                  NULL) < 0)
         return ec2_fail(r, err);
     struct xml_writer *w = ec2_reply_start(r, "ModifySubnetAttribute");

@@ -267,7 +267,7 @@ void ec2_modify_instance_attribute(struct ec2_req *r)
         if (ec2_param_bool(r, c.param, false, &flag, &err) < 0)
             goto out;
         column = "disable_api_termination";
-        value = flag ? "#1" : "#0";
+        value = flag ? CLC_INT "1" : CLC_INT "0";
     } else if (strcmp(c.attribute, "instanceInitiatedShutdownBehavior") == 0) {
         if (clc_check_shutdown_behavior(c.value, &err) < 0)
             goto out;

@@ -194,8 +194,13 @@ int ec2_status_for(const char *code);
 char *ec2_time(int64_t ms, char out[25]);
 
 /* ---- data (meta.c) ---- */
+/* The mark of an integer argument of clc_exec: CLC_INT "123" (or
+ * snprintf(buf, n, CLC_INT "%lld", x)) binds the integer 123.  A byte
+ * that valid UTF-8 never holds, so that no user's text ("#7 nightly")
+ * is ever taken for a number. */
+#define CLC_INT "\xff"
 /* Runs sql binding the NULL-terminated string arguments in order (a string
- * "#123" binds the integer 123).  A constraint violation is
+ * CLC_INT "123" binds the integer 123).  A constraint violation is
  * EntityAlreadyExists (errnum EEXIST). */
 int clc_exec(struct db *db, const char *sql, const char *what,
              struct koala_error **err, ...) __attribute__((sentinel));

@@ -147,7 +147,7 @@ static int apply_one(struct db *db, const char *cluster,
     bool keep_reason = strcmp(desired, "terminated") == 0 &&
                        strcmp(cur_reason, INSTANCE_INITIATED) == 0;
     char now[24];
-    snprintf(now, sizeof(now), "#%lld", (long long)time_now_ms());
+    snprintf(now, sizeof(now), CLC_INT "%lld", (long long)time_now_ms());
     int rc2 = clc_exec(
         db,
         "UPDATE instances SET state = ?, reported = ?, desired = ?,"
@@ -217,7 +217,7 @@ static int reap_missing(struct clc *clc, struct db *db, const char *cluster,
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (gone[i].wanted_gone) {
             char t[24];
-            snprintf(t, sizeof(t), "#%lld", (long long)now);
+            snprintf(t, sizeof(t), CLC_INT "%lld", (long long)now);
             rc = clc_exec(db,
                           "UPDATE instances SET state = 'terminated',"
                           " reported = 'terminated', updated = ? WHERE id = ?",
@@ -478,8 +478,8 @@ static void expire_pending(struct clc *clc, struct db *db)
 {
     char before[24], now[24];
     int64_t t = time_now_ms();
-    snprintf(now, sizeof(now), "#%lld", (long long)t);
-    snprintf(before, sizeof(before), "#%lld",
+    snprintf(now, sizeof(now), CLC_INT "%lld", (long long)t);
+    snprintf(before, sizeof(before), CLC_INT "%lld",
              (long long)(t - (int64_t)clc->opt.pending_timeout_s * 1000));
     char msg[128];
     snprintf(msg, sizeof(msg), "the instance did not start within %u seconds",

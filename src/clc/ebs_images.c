@@ -230,10 +230,10 @@ int clc_image_bdms_store(struct ec2_req *r, const char *image,
     for (size_t i = 0; i < b->n; i++) {
         const struct clc_bdm *x = &b->v[i];
         char gb[24], io[24], tp[24], pos[24];
-        snprintf(gb, sizeof(gb), "#%lld", (long long)x->size_gb);
-        snprintf(io, sizeof(io), "#%lld", (long long)x->iops);
-        snprintf(tp, sizeof(tp), "#%lld", (long long)x->throughput);
-        snprintf(pos, sizeof(pos), "#%zu", i);
+        snprintf(gb, sizeof(gb), CLC_INT "%lld", (long long)x->size_gb);
+        snprintf(io, sizeof(io), CLC_INT "%lld", (long long)x->iops);
+        snprintf(tp, sizeof(tp), CLC_INT "%lld", (long long)x->throughput);
+        snprintf(pos, sizeof(pos), CLC_INT "%zu", i);
         if (clc_exec(r->db,
                      "INSERT INTO image_block_devices (image_id, device,"
                      " snapshot_id, volume_size_gb, volume_type,"
@@ -241,8 +241,8 @@ int clc_image_bdms_store(struct ec2_req *r, const char *image,
                      " throughput, position) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                      "recording the block device mapping", err, image,
                      x->device, x->snapshot_id, gb, *x->type ? x->type : "gp2",
-                     x->dot ? "#1" : "#0", x->virtual_name,
-                     x->no_device ? "#1" : "#0", io, tp, pos, NULL) < 0)
+                     x->dot ? CLC_INT "1" : CLC_INT "0", x->virtual_name,
+                     x->no_device ? CLC_INT "1" : CLC_INT "0", io, tp, pos, NULL) < 0)
             return -1;
     }
     return 0;
@@ -385,8 +385,8 @@ static int insert_image(struct ec2_req *r, char id[32], const char *name,
     char owner[24], now[24];
     if (id_resource(id, 32, "ami") < 0)
         return error_set_errno(err, "getrandom");
-    snprintf(owner, sizeof(owner), "#%lld", (long long)r->who.id);
-    snprintf(now, sizeof(now), "#%lld", (long long)time_now_ms());
+    snprintf(owner, sizeof(owner), CLC_INT "%lld", (long long)r->who.id);
+    snprintf(now, sizeof(now), CLC_INT "%lld", (long long)time_now_ms());
     if (clc_exec(r->db,
                  "INSERT INTO images(id, owner, kind, name, description,"
                  " location, root_device_name, root_device_type, state,"
@@ -575,16 +575,16 @@ int clc_run_bdms_store(struct ec2_req *r, const struct clc_bdms *plan,
 {
     char owner[24], now[24];
     int64_t t = time_now_ms();
-    snprintf(owner, sizeof(owner), "#%lld", (long long)r->who.id);
-    snprintf(now, sizeof(now), "#%lld", (long long)t);
+    snprintf(owner, sizeof(owner), CLC_INT "%lld", (long long)r->who.id);
+    snprintf(now, sizeof(now), CLC_INT "%lld", (long long)t);
     for (size_t i = 0; i < plan->n; i++) {
         const struct clc_bdm *b = &plan->v[i];
         char vol[32], gb[24], io[24], tp[24];
         if (id_resource(vol, sizeof(vol), "vol") < 0)
             return error_set(err, EIO, NULL, "cannot make a volume id");
-        snprintf(gb, sizeof(gb), "#%lld", (long long)b->size_gb);
-        snprintf(io, sizeof(io), "#%lld", (long long)b->iops);
-        snprintf(tp, sizeof(tp), "#%lld", (long long)b->throughput);
+        snprintf(gb, sizeof(gb), CLC_INT "%lld", (long long)b->size_gb);
+        snprintf(io, sizeof(io), CLC_INT "%lld", (long long)b->iops);
+        snprintf(tp, sizeof(tp), CLC_INT "%lld", (long long)b->throughput);
         /* the snapshot's SC data and its zone (any zone's), as
          * CreateVolume records them (volumes.c) */
         if (clc_exec(r->db,
@@ -603,7 +603,7 @@ int clc_run_bdms_store(struct ec2_req *r, const struct clc_bdms *plan,
                      " state, node, delete_on_termination, boot, attach_time)"
                      " VALUES (?,?,?,'attaching','',?,?,?)",
                      "recording the attachment", err, vol, instance, b->device,
-                     b->dot ? "#1" : "#0", b->boot ? "#1" : "#0", now,
+                     b->dot ? CLC_INT "1" : CLC_INT "0", b->boot ? CLC_INT "1" : CLC_INT "0", now,
                      NULL) < 0 ||
             ec2_apply_tag_specs(r, "volume", vol, err) < 0)
             return -1;
@@ -714,8 +714,8 @@ static int snapshot_instance(struct clc *clc, struct db *db, int64_t owner,
         return -1;
     int rc = 0;
     char own[24], now[24], desc[128];
-    snprintf(own, sizeof(own), "#%lld", (long long)owner);
-    snprintf(now, sizeof(now), "#%lld", (long long)time_now_ms());
+    snprintf(own, sizeof(own), CLC_INT "%lld", (long long)owner);
+    snprintf(now, sizeof(now), CLC_INT "%lld", (long long)time_now_ms());
     snprintf(desc, sizeof(desc), "Created by CreateImage(%s) for %s", instance,
              image);
     for (size_t i = 0; i < n && rc == 0; i++) {
@@ -729,7 +729,7 @@ static int snapshot_instance(struct clc *clc, struct db *db, int64_t owner,
             rc = error_set(err, EIO, NULL, "cannot make a snapshot id");
             break;
         }
-        snprintf(pos, sizeof(pos), "#%zu", i);
+        snprintf(pos, sizeof(pos), CLC_INT "%zu", i);
         rc = clc_exec(
             db,
             "INSERT INTO snapshots (id, owner, volume_id, volume_size_gb,"
@@ -747,7 +747,7 @@ static int snapshot_instance(struct clc *clc, struct db *db, int64_t owner,
                 " ?1, ?2, ?3, v.size_gb, v.type, ?4, v.iops, v.throughput, ?5"
                 " FROM volumes v WHERE v.id = ?6",
                 "recording the block device mapping", err, image, v[i].device,
-                snap, v[i].dot ? "#1" : "#0", pos, v[i].volume, NULL);
+                snap, v[i].dot ? CLC_INT "1" : CLC_INT "0", pos, v[i].volume, NULL);
         if (rc == 0)
             rc = clc_exec(db,
                           "INSERT OR IGNORE INTO tags (resource_id,"
@@ -849,7 +849,7 @@ void ec2_create_image(struct ec2_req *r)
         goto out;
     bool reboot = !no_reboot && strcmp(state, "running") == 0;
     char id[32], now[24];
-    snprintf(now, sizeof(now), "#%lld", (long long)time_now_ms());
+    snprintf(now, sizeof(now), CLC_INT "%lld", (long long)time_now_ms());
     if (db_begin(r->db, &err) < 0)
         goto out;
     if (insert_image(r, id, name, desc, root, reboot ? iid : "", &err) < 0 ||
@@ -875,7 +875,7 @@ void ec2_create_image(struct ec2_req *r)
                      "UPDATE image_block_devices SET delete_on_termination"
                      " = ? WHERE image_id = ? AND device = ?",
                      "recording the block device mapping", &err,
-                     req.v[i].dot ? "#1" : "#0", id, req.v[i].device, NULL) < 0)
+                     req.v[i].dot ? CLC_INT "1" : CLC_INT "0", id, req.v[i].device, NULL) < 0)
             goto rollback;
     if (db_commit(r->db, &err) < 0)
         goto out;
@@ -918,7 +918,7 @@ static void reboot_step(struct clc *clc, struct db *db, const char *image,
     if (!gone && strcmp(state, "stopped") != 0)
         goto out; /* still stopping */
     char now[24];
-    snprintf(now, sizeof(now), "#%lld", (long long)time_now_ms());
+    snprintf(now, sizeof(now), CLC_INT "%lld", (long long)time_now_ms());
     if (db_begin(db, &err) < 0)
         goto out;
     if (gone) {

@@ -75,7 +75,7 @@ static void each(struct clc *clc, struct db *db, const char *what,
 
 static char *now_arg(char buf[24])
 {
-    snprintf(buf, 24, "#%lld", (long long)time_now_ms());
+    snprintf(buf, 24, CLC_INT "%lld", (long long)time_now_ms());
     return buf;
 }
 
@@ -324,8 +324,8 @@ void clc_ebs_snapshot_update(struct db *db, const char *sc_id,
     int p = s->progress < 0 ? 0 : s->progress > 100 ? 100 : s->progress;
     if (strcmp(state, "completed") == 0)
         p = 100;
-    snprintf(progress, sizeof(progress), "#%d", p);
-    snprintf(size, sizeof(size), "#%llu", (unsigned long long)s->total);
+    snprintf(progress, sizeof(progress), CLC_INT "%d", p);
+    snprintf(size, sizeof(size), CLC_INT "%llu", (unsigned long long)s->total);
     if (clc_exec(db,
                  "UPDATE snapshots SET state = ?, progress = ?, data_size = ?,"
                  " message = ?, sent = CASE WHEN ? = '1' THEN 1 ELSE sent END"
@@ -590,7 +590,7 @@ static int sync_drop(struct clc *clc, struct db *db, struct job *j,
     if (rc < 0)
         return -1;
     char num[24];
-    snprintf(num, sizeof(num), "#%lld", (long long)j->n);
+    snprintf(num, sizeof(num), CLC_INT "%lld", (long long)j->n);
     return clc_exec(db, "DELETE FROM sc_drops WHERE id = ?", "", err, num,
                     NULL);
 }

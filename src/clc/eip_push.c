@@ -89,8 +89,8 @@ static int record_pool(struct db *db, const char *cluster,
         long long x, y;
         if (sscanf(item, "%lld-%lld", &x, &y) != 2)
             continue;
-        snprintf(a, sizeof(a), "#%lld", x);
-        snprintf(b, sizeof(b), "#%lld", y);
+        snprintf(a, sizeof(a), CLC_INT "%lld", x);
+        snprintf(b, sizeof(b), CLC_INT "%lld", y);
         rc = clc_exec(db,
                       "INSERT INTO public_pools (cluster, first, last)"
                       " VALUES (?, ?, ?)",
@@ -123,7 +123,7 @@ void clc_eip_poll(struct clc *clc, struct db *db, const char *cluster,
         record_pool(db, cluster, body, &err) < 0)
         goto out;
     char h[24];
-    snprintf(h, sizeof(h), "#%lld", held);
+    snprintf(h, sizeof(h), CLC_INT "%lld", held);
     /* A CC behind what it acknowledged lost it: push again; one ahead of
      * the CLC: the CLC's next version must pass it. */
     if (clc_exec(db,
@@ -244,8 +244,8 @@ void clc_eip_round(struct clc *clc, struct db *db)
             continue;
         }
         char s[24], h[24];
-        snprintf(s, sizeof(s), "#%lld", (long long)sent);
-        snprintf(h, sizeof(h), "#%lld", (long long)held);
+        snprintf(s, sizeof(s), CLC_INT "%lld", (long long)sent);
+        snprintf(h, sizeof(h), CLC_INT "%lld", (long long)held);
         /* Held past what was sent: the CC has a newer map than this CLC
          * knows of; the next version passes it. */
         if (clc_exec(db,

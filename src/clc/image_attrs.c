@@ -362,7 +362,7 @@ static int apply_grants(struct ec2_req *r, const char *id,
     return 0;
 }
 
-/* (Bound as text: clc_exec would take a description "#1" for a number.) */
+/* (Bound as text: clc_exec would take a description CLC_INT "1" for a number.) */
 static int set_description(struct ec2_req *r, const char *id, const char *desc,
                            struct koala_error **err)
 {

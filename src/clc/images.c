@@ -269,9 +269,9 @@ void ec2_register_image(struct ec2_req *r)
         error_set_errno(&err, "getrandom");
         return ec2_fail(r, err);
     }
-    snprintf(owner, sizeof(owner), "#%lld", (long long)r->who.id);
-    snprintf(size_s, sizeof(size_s), "#%llu", (unsigned long long)size);
-    snprintf(now, sizeof(now), "#%lld", (long long)time_now_ms());
+    snprintf(owner, sizeof(owner), CLC_INT "%lld", (long long)r->who.id);
+    snprintf(size_s, sizeof(size_s), CLC_INT "%llu", (unsigned long long)size);
+    snprintf(now, sizeof(now), CLC_INT "%lld", (long long)time_now_ms());
     if (db_begin(r->db, &err) < 0)
         return ec2_fail(r, err);
     int rc = clc_exec(

@@ -288,8 +288,8 @@ static int insert_reservation(struct ec2_req *r, const struct run_args *a,
 {
     char owner[24], now[24], idx[24];
     int64_t t = time_now_ms();
-    snprintf(owner, sizeof(owner), "#%lld", (long long)r->who.id);
-    snprintf(now, sizeof(now), "#%lld", (long long)t);
+    snprintf(owner, sizeof(owner), CLC_INT "%lld", (long long)r->who.id);
+    snprintf(now, sizeof(now), CLC_INT "%lld", (long long)t);
     if (id_resource(reservation, 32, "r") < 0)
         return error_set_errno(err, "getrandom");
     if (db_begin(r->db, err) < 0)
@@ -306,7 +306,7 @@ static int insert_reservation(struct ec2_req *r, const struct run_args *a,
             error_set_errno(err, "getrandom");
             goto fail;
         }
-        snprintf(idx, sizeof(idx), "#%lld", i);
+        snprintf(idx, sizeof(idx), CLC_INT "%lld", i);
         if (clc_exec(r->db,
                      "INSERT INTO instances(id, reservation, owner,"
                      " launch_index, image_id, kernel_id, ramdisk_id,"
@@ -321,7 +321,7 @@ static int insert_reservation(struct ec2_req *r, const struct run_args *a,
                      a->key_name ? a->key_name : "",
                      a->user_data ? a->user_data : "", cluster,
                      a->token ? a->token : "", now, now, a->shutdown_behavior,
-                     a->disable_api_termination ? "#1" : "#0", a->subnet.id,
+                     a->disable_api_termination ? CLC_INT "1" : CLC_INT "0", a->subnet.id,
                      NULL) < 0 ||
             clc_exec(r->db,
                      "UPDATE instances SET root_device_type = ?,"
@@ -610,7 +610,7 @@ static void change_states(struct ec2_req *r, const char *action,
         return;
     }
     char now[24];
-    snprintf(now, sizeof(now), "#%lld", (long long)time_now_ms());
+    snprintf(now, sizeof(now), CLC_INT "%lld", (long long)time_now_ms());
     if (db_begin(r->db, &err) < 0) {
         free(ch);
         return ec2_fail(r, err);

@@ -206,8 +206,8 @@ static int store_key(struct ec2_req *r, const char *name,
                      const struct new_key *k, struct koala_error **err)
 {
     char owner[24], now[24];
-    snprintf(owner, sizeof(owner), "#%lld", (long long)r->who.id);
-    snprintf(now, sizeof(now), "#%lld", (long long)time_now_ms());
+    snprintf(owner, sizeof(owner), CLC_INT "%lld", (long long)r->who.id);
+    snprintf(now, sizeof(now), CLC_INT "%lld", (long long)time_now_ms());
     if (db_begin(r->db, err) < 0)
         return -1;
     if (clc_exec(r->db,
@@ -547,7 +547,7 @@ void ec2_delete_key_pair(struct ec2_req *r)
     if (ec2_dry_run(r))
         return;
     char owner[24];
-    snprintf(owner, sizeof(owner), "#%lld", (long long)r->who.id);
+    snprintf(owner, sizeof(owner), CLC_INT "%lld", (long long)r->who.id);
     if (db_begin(r->db, &err) < 0)
         return ec2_fail(r, err);
     if (clc_exec(r->db,

@@ -56,7 +56,7 @@ int clc_fail_instances(struct db *db, const char *reservation,
                  ? "InsufficientInstanceCapacity"
                  : "InternalError");
     char now[24];
-    snprintf(now, sizeof(now), "#%lld", (long long)time_now_ms());
+    snprintf(now, sizeof(now), CLC_INT "%lld", (long long)time_now_ms());
     struct koala_error *e = NULL;
     int rc = clc_exec(
         db,

@@ -609,7 +609,7 @@ int clc_exec(struct db *db, const char *sql, const char *what,
     int i = 1;
     for (const char *v = va_arg(ap, const char *); v;
          v = va_arg(ap, const char *), i++) {
-        if (v[0] == '#')
+        if (v[0] == CLC_INT[0])
             sqlite3_bind_int64(st, i, strtoll(v + 1, NULL, 10));
         else
             sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
@@ -638,7 +638,7 @@ int clc_account_create(struct db *db, const char *name, char access_key[21],
     snprintf(number, sizeof(number), "%012llu",
              (unsigned long long)(v % 1000000000000ull));
     char now[24], acct[24], user[24];
-    snprintf(now, sizeof(now), "#%lld", (long long)time(NULL));
+    snprintf(now, sizeof(now), CLC_INT "%lld", (long long)time(NULL));
     if (db_begin(db, err) < 0)
         return -1;
     if (clc_exec(db,
@@ -646,12 +646,12 @@ int clc_account_create(struct db *db, const char *name, char access_key[21],
                  " VALUES(?,?,?,?)",
                  "account", err, name, number, canonical, now, NULL) < 0)
         goto fail;
-    snprintf(acct, sizeof(acct), "#%lld",
+    snprintf(acct, sizeof(acct), CLC_INT "%lld",
              (long long)sqlite3_last_insert_rowid(db_handle(db)));
     if (clc_exec(db, "INSERT INTO users(account, name, created) VALUES(?,?,?)",
                  "user", err, acct, "admin", now, NULL) < 0)
         goto fail;
-    snprintf(user, sizeof(user), "#%lld",
+    snprintf(user, sizeof(user), CLC_INT "%lld",
              (long long)sqlite3_last_insert_rowid(db_handle(db)));
     if (clc_exec(db,
                  "INSERT INTO access_keys(access_key, secret, user, created)"
@@ -752,7 +752,7 @@ int clc_service_set_state(struct db *db, const char *kind, const char *name,
                           struct koala_error **err)
 {
     char now[24];
-    snprintf(now, sizeof(now), "#%lld", (long long)time_now_ms());
+    snprintf(now, sizeof(now), CLC_INT "%lld", (long long)time_now_ms());
     const char *msg = message ? message : "";
     if (strcmp(state, "ENABLED") == 0)
         return clc_exec(db,

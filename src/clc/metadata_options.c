@@ -129,7 +129,7 @@ int clc_md_store_new(struct db *db, const char *id,
                      const struct clc_md_options *o, struct koala_error **err)
 {
     char hop[16];
-    snprintf(hop, sizeof(hop), "#%d", o->hop_limit);
+    snprintf(hop, sizeof(hop), CLC_INT "%d", o->hop_limit);
     return clc_exec(db,
                     "UPDATE instances SET md_http_tokens = ?, md_hop_limit"
                     " = ?, md_http_endpoint = ?, md_http_ipv6 = ?, md_tags ="
@@ -292,7 +292,7 @@ void ec2_modify_instance_metadata_options(struct ec2_req *r)
         return;
     }
     char hop[16];
-    snprintf(hop, sizeof(hop), "#%d", o.hop_limit);
+    snprintf(hop, sizeof(hop), CLC_INT "%d", o.hop_limit);
     if (clc_exec(r->db,
                  "UPDATE instances SET md_http_tokens = ?, md_hop_limit = ?,"
                  " md_http_endpoint = ?, md_http_ipv6 = ?, md_tags = ?,"
@@ -392,7 +392,7 @@ static int push_one(struct clc *clc, struct db *db, struct soap_client *c,
                          "SetInstanceMetadata for %s answered for %s", id,
                          echo);
     char v[24];
-    snprintf(v, sizeof(v), "#%lld", (long long)version);
+    snprintf(v, sizeof(v), CLC_INT "%lld", (long long)version);
     rc = clc_exec(db,
                   "UPDATE instances SET md_applied = MAX(md_applied, ?)"
                   " WHERE id = ?",

@@ -283,7 +283,7 @@ static int push_one(struct clc *clc, struct db *db, const char *cluster,
         return -1;
     /* The CC holds what it answers; never more than was sent. */
     char v[24];
-    snprintf(v, sizeof(v), "#%lld", acked < version ? acked : version);
+    snprintf(v, sizeof(v), CLC_INT "%lld", acked < version ? acked : version);
     if (clc_exec(db,
                  "INSERT INTO netpolicy_clusters(cluster, applied)"
                  " VALUES(?1, ?2) ON CONFLICT(cluster) DO UPDATE SET"

@@ -45,7 +45,7 @@ static int insert_rule(struct db *db, const char *group, bool egress,
                     "INSERT INTO sg_rules(id, grp, egress, proto, from_port,"
                     " to_port, cidr, ref_group, created) VALUES(?,?,?,'-1',"
                     " -1, -1, NULLIF(?, ''), NULLIF(?, ''), ?)",
-                    "storing rule", err, id, group, egress ? "#1" : "#0",
+                    "storing rule", err, id, group, egress ? CLC_INT "1" : CLC_INT "0",
                     cidr ? cidr : "", ref ? ref : "", now, NULL);
 }
 
@@ -55,8 +55,8 @@ int clc_sg_ensure_default(struct db *db, int64_t owner, const char *vpc,
     char id[32], o[24], now[24];
     if (id_resource(id, sizeof(id), "sg") < 0)
         return error_set_errno(err, "getrandom");
-    snprintf(o, sizeof(o), "#%lld", (long long)owner);
-    snprintf(now, sizeof(now), "#%lld", (long long)time_now_ms());
+    snprintf(o, sizeof(o), CLC_INT "%lld", (long long)owner);
+    snprintf(now, sizeof(now), CLC_INT "%lld", (long long)time_now_ms());
     if (clc_exec(db,
                  "INSERT OR IGNORE INTO security_groups(id, owner, vpc, name,"
                  " description, created) VALUES(?,?,?,'default',"
@@ -280,8 +280,8 @@ void ec2_create_security_group(struct ec2_req *r)
         error_set_errno(&err, "getrandom");
         return ec2_fail(r, err);
     }
-    snprintf(o, sizeof(o), "#%lld", (long long)r->who.id);
-    snprintf(now, sizeof(now), "#%lld", (long long)time_now_ms());
+    snprintf(o, sizeof(o), CLC_INT "%lld", (long long)r->who.id);
+    snprintf(now, sizeof(now), CLC_INT "%lld", (long long)time_now_ms());
     int64_t n = 0;
     if (db_begin(r->db, &err) < 0)
         return ec2_fail(r, err);

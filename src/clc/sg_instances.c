@@ -111,7 +111,7 @@ static int store(struct ec2_req *r, const struct clc_sg_set *s, const char *vpc,
                              "Security group %s and the instance's subnet "
                              "belong to different networks (%s, %s).",
                              s->ids[i], gv, vpc);
-        snprintf(pos, sizeof(pos), "#%zu", i);
+        snprintf(pos, sizeof(pos), CLC_INT "%zu", i);
         if (clc_exec(r->db,
                      "INSERT INTO instance_groups(instance, grp, position)"
                      " VALUES(?,?,?)",

@@ -514,14 +514,14 @@ int sg_rule_insert(struct db *db, struct sg_rule *x, struct koala_error **err)
     char from[16], to[16], now[24];
     if (id_resource(x->id, sizeof(x->id), "sgr") < 0)
         return error_set_errno(err, "getrandom");
-    snprintf(from, sizeof(from), "#%d", x->from);
-    snprintf(to, sizeof(to), "#%d", x->to);
-    snprintf(now, sizeof(now), "#%lld", (long long)time_now_ms());
+    snprintf(from, sizeof(from), CLC_INT "%d", x->from);
+    snprintf(to, sizeof(to), CLC_INT "%d", x->to);
+    snprintf(now, sizeof(now), CLC_INT "%lld", (long long)time_now_ms());
     if (clc_exec(db,
                  "INSERT INTO sg_rules(id, grp, egress, proto, from_port,"
                  " to_port, cidr, ref_group, description, created)"
                  " VALUES(?,?,?,?,?,?,NULLIF(?, ''),NULLIF(?, ''),?,?)",
-                 "storing rule", err, x->id, x->group, x->egress ? "#1" : "#0",
+                 "storing rule", err, x->id, x->group, x->egress ? CLC_INT "1" : CLC_INT "0",
                  x->proto, from, to, x->cidr, x->ref_group, x->description, now,
                  NULL) == 0)
         return 0;

@@ -89,12 +89,12 @@ static int revoke_rules(struct ec2_req *r, const struct sg_group *g,
                         bool egress, const struct sg_rule *rules, size_t n,
                         struct koala_error **err)
 {
-    const char *eg = egress ? "#1" : "#0";
+    const char *eg = egress ? CLC_INT "1" : CLC_INT "0";
     for (size_t i = 0; i < n; i++) {
         const struct sg_rule *x = &rules[i];
         char from[16], to[16];
-        snprintf(from, sizeof(from), "#%d", x->from);
-        snprintf(to, sizeof(to), "#%d", x->to);
+        snprintf(from, sizeof(from), CLC_INT "%d", x->from);
+        snprintf(to, sizeof(to), CLC_INT "%d", x->to);
         if (clc_exec(r->db,
                      "DELETE FROM tags WHERE resource_id IN (SELECT id FROM"
                      " sg_rules WHERE grp = ? AND egress = ? AND proto = ? AND"
@@ -303,8 +303,8 @@ void ec2_modify_security_group_rules(struct ec2_req *r)
         char from[16], to[16];
         if (sg_rule_modified(r, i, &x, &err) < 0)
             goto fail;
-        snprintf(from, sizeof(from), "#%d", x.from);
-        snprintf(to, sizeof(to), "#%d", x.to);
+        snprintf(from, sizeof(from), CLC_INT "%d", x.from);
+        snprintf(to, sizeof(to), CLC_INT "%d", x.to);
         if (clc_exec(r->db,
                      "UPDATE sg_rules SET proto = ?, from_port = ?,"
                      " to_port = ?, cidr = NULLIF(?, ''),"

@@ -208,9 +208,9 @@ static int new_snapshot(struct ec2_req *r, const struct volume_row *v,
              description ? description : "");
     s->start_time = time_now_ms();
     char owner[24], gb[24], now[24];
-    snprintf(owner, sizeof(owner), "#%lld", (long long)s->owner);
-    snprintf(gb, sizeof(gb), "#%lld", (long long)s->volume_size_gb);
-    snprintf(now, sizeof(now), "#%lld", (long long)s->start_time);
+    snprintf(owner, sizeof(owner), CLC_INT "%lld", (long long)s->owner);
+    snprintf(gb, sizeof(gb), CLC_INT "%lld", (long long)s->volume_size_gb);
+    snprintf(now, sizeof(now), CLC_INT "%lld", (long long)s->start_time);
     if (clc_exec(r->db,
                  "INSERT INTO snapshots (id, owner, volume_id, volume_size_gb,"
                  " zone, sc_id, state, description, start_time) VALUES"
@@ -659,10 +659,10 @@ void ec2_copy_snapshot(struct ec2_req *r)
         error_set(&err, EIO, NULL, "cannot make a snapshot id");
         return ec2_fail(r, err);
     }
-    snprintf(owner, sizeof(owner), "#%lld", (long long)r->who.id);
-    snprintf(gb, sizeof(gb), "#%lld", (long long)src.volume_size_gb);
-    snprintf(now, sizeof(now), "#%lld", (long long)time_now_ms());
-    snprintf(size, sizeof(size), "#%lld", (long long)src.data_size);
+    snprintf(owner, sizeof(owner), CLC_INT "%lld", (long long)r->who.id);
+    snprintf(gb, sizeof(gb), CLC_INT "%lld", (long long)src.volume_size_gb);
+    snprintf(now, sizeof(now), CLC_INT "%lld", (long long)time_now_ms());
+    snprintf(size, sizeof(size), CLC_INT "%lld", (long long)src.data_size);
     char description[300];
     snprintf(description, sizeof(description), "%s",
              desc ? desc : src.description);

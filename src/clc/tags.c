@@ -126,7 +126,7 @@ static int put_tag(struct ec2_req *r, const char *id, const char *type,
                    const char *key, const char *value, struct koala_error **err)
 {
     char owner[24];
-    snprintf(owner, sizeof(owner), "#%lld", (long long)r->who.id);
+    snprintf(owner, sizeof(owner), CLC_INT "%lld", (long long)r->who.id);
     if (clc_exec(r->db,
                  "INSERT INTO tags(resource_id, resource_type, owner, key,"
                  " value) VALUES(?,?,?,?,?) ON CONFLICT(resource_id, key)"

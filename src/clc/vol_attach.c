@@ -198,7 +198,7 @@ void ec2_attach_volume(struct ec2_req *r)
         return;
     int64_t now_ms = time_now_ms();
     char now[24];
-    snprintf(now, sizeof(now), "#%lld", (long long)now_ms);
+    snprintf(now, sizeof(now), CLC_INT "%lld", (long long)now_ms);
     if (db_begin(r->db, &err) < 0)
         return ec2_fail(r, err);
     /* (the volume is checked again inside the transaction) */
@@ -291,7 +291,7 @@ void ec2_detach_volume(struct ec2_req *r)
     if (clc_exec(r->db,
                  "UPDATE attachments SET state = 'detaching', force = ?"
                  " WHERE volume_id = ?",
-                 "detaching the volume", &err, force ? "#1" : "#0", v.id,
+                 "detaching the volume", &err, force ? CLC_INT "1" : CLC_INT "0", v.id,
                  NULL) < 0)
         return ec2_fail(r, err);
     log_info("account %lld: detaching %s from %s%s", (long long)r->who.id, v.id,
@@ -357,7 +357,7 @@ int clc_ebs_modify_instance_bdm(struct ec2_req *r, const char *instance_id,
                      "UPDATE attachments SET delete_on_termination = ? WHERE"
                      " instance_id = ? AND device = ? AND (?4 = '' OR"
                      " volume_id = ?4)",
-                     "changing the mapping", err, dot ? "#1" : "#0",
+                     "changing the mapping", err, dot ? CLC_INT "1" : CLC_INT "0",
                      instance_id, dev, vol ? vol : "", NULL) < 0)
             goto fail;
         if (sqlite3_changes(db_handle(r->db)) == 0) {
@@ -388,7 +388,7 @@ static int attachment_done_tx(struct db *db, const char *volume,
      * goes, the volume is available again, or deleted if it was to go
      * with its instance. */
     char now[24];
-    snprintf(now, sizeof(now), "#%lld", (long long)time_now_ms());
+    snprintf(now, sizeof(now), CLC_INT "%lld", (long long)time_now_ms());
     if (clc_exec(db,
                  "INSERT INTO sc_drops (zone, kind, target, node) SELECT"
                  " v.zone, 'export', a.volume_id, a.node FROM attachments a"

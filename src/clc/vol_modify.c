@@ -153,13 +153,13 @@ void ec2_modify_volume(struct ec2_req *r)
     m.start_time = time_now_ms();
     snprintf(m.state, sizeof(m.state), "modifying");
     char os[24], ts[24], oi[24], ti[24], ot[24], tt[24], now[24];
-    snprintf(os, sizeof(os), "#%lld", (long long)m.orig_size);
-    snprintf(ts, sizeof(ts), "#%lld", (long long)m.target_size);
-    snprintf(oi, sizeof(oi), "#%lld", (long long)m.orig_iops);
-    snprintf(ti, sizeof(ti), "#%lld", (long long)m.target_iops);
-    snprintf(ot, sizeof(ot), "#%lld", (long long)m.orig_tput);
-    snprintf(tt, sizeof(tt), "#%lld", (long long)m.target_tput);
-    snprintf(now, sizeof(now), "#%lld", (long long)m.start_time);
+    snprintf(os, sizeof(os), CLC_INT "%lld", (long long)m.orig_size);
+    snprintf(ts, sizeof(ts), CLC_INT "%lld", (long long)m.target_size);
+    snprintf(oi, sizeof(oi), CLC_INT "%lld", (long long)m.orig_iops);
+    snprintf(ti, sizeof(ti), CLC_INT "%lld", (long long)m.target_iops);
+    snprintf(ot, sizeof(ot), CLC_INT "%lld", (long long)m.orig_tput);
+    snprintf(tt, sizeof(tt), CLC_INT "%lld", (long long)m.target_tput);
+    snprintf(now, sizeof(now), CLC_INT "%lld", (long long)m.start_time);
     if (clc_exec(r->db,
                  "INSERT OR REPLACE INTO volume_mods (volume_id, state,"
                  " orig_size, target_size, orig_type, target_type, orig_iops,"

@@ -229,7 +229,7 @@ static int ask_sc(struct ec2_req *r, const struct volume_row *v,
     soap_client_free(c);
     if (rc == 0) {
         char now[24];
-        snprintf(now, sizeof(now), "#%lld", (long long)time_now_ms());
+        snprintf(now, sizeof(now), CLC_INT "%lld", (long long)time_now_ms());
         const char *state = strcmp(sv.status, "available") == 0 ? "available"
                             : strcmp(sv.status, "error") == 0   ? "error"
                                                                 : "creating";
@@ -399,11 +399,11 @@ void ec2_create_volume(struct ec2_req *r)
         return ec2_fail(r, err);
     }
     char owner[24], gb[24], io[24], tp[24], now[24];
-    snprintf(owner, sizeof(owner), "#%lld", (long long)v.owner);
-    snprintf(gb, sizeof(gb), "#%lld", (long long)v.size_gb);
-    snprintf(io, sizeof(io), "#%lld", (long long)v.iops);
-    snprintf(tp, sizeof(tp), "#%lld", (long long)v.throughput);
-    snprintf(now, sizeof(now), "#%lld", (long long)v.created);
+    snprintf(owner, sizeof(owner), CLC_INT "%lld", (long long)v.owner);
+    snprintf(gb, sizeof(gb), CLC_INT "%lld", (long long)v.size_gb);
+    snprintf(io, sizeof(io), CLC_INT "%lld", (long long)v.iops);
+    snprintf(tp, sizeof(tp), CLC_INT "%lld", (long long)v.throughput);
+    snprintf(now, sizeof(now), CLC_INT "%lld", (long long)v.created);
     if (db_begin(r->db, &err) < 0)
         return ec2_fail(r, err);
     /* the snapshot's SC data and zone: its SC keeps them until the
@@ -455,7 +455,7 @@ void ec2_delete_volume(struct ec2_req *r)
     if (ec2_dry_run(r))
         return;
     char now[24];
-    snprintf(now, sizeof(now), "#%lld", (long long)time_now_ms());
+    snprintf(now, sizeof(now), CLC_INT "%lld", (long long)time_now_ms());
     if (clc_exec(r->db,
                  "UPDATE volumes SET state = 'deleting', updated = ? WHERE"
                  " id = ? AND NOT EXISTS (SELECT 1 FROM attachments WHERE"

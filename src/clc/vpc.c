@@ -125,7 +125,7 @@ static int zone_slice(struct clc *clc, struct db *db, const char *zone,
         clc->vpc_net + ((uint32_t)(slots - 1 - slot) << (32 - slice));
     cidr_format(net, slice, cidr);
     char s[24];
-    snprintf(s, sizeof(s), "#%lld", (long long)slot);
+    snprintf(s, sizeof(s), CLC_INT "%lld", (long long)slot);
     log_info("zone %s: default subnet %s", zone, cidr);
     return clc_exec(db,
                     "INSERT INTO zone_networks(zone, slot, cidr)"
@@ -194,8 +194,8 @@ int clc_vpc_ensure(struct clc *clc, struct db *db, int64_t owner, char *vpc_id,
         return 0;
     }
     char o[24], now[24], cidr[20], assoc[48], dopt[32];
-    snprintf(o, sizeof(o), "#%lld", (long long)owner);
-    snprintf(now, sizeof(now), "#%lld", (long long)time_now_ms());
+    snprintf(o, sizeof(o), CLC_INT "%lld", (long long)owner);
+    snprintf(now, sizeof(now), CLC_INT "%lld", (long long)time_now_ms());
     vpc_cidr(clc, cidr);
     if (id_resource(id, sizeof(id), "vpc") < 0 ||
         id_resource(assoc, sizeof(assoc), "vpc-cidr-assoc") < 0 ||

@@ -409,3 +409,21 @@ def test_ebs_image_shared(cloud, bob):
     ec2.deregister_image(ImageId=ami)
     ec2.delete_snapshot(SnapshotId=sid)
     ec2.delete_volume(VolumeId=vid)
+
+
+def test_text_that_looks_like_a_number_stays_text(cloud):
+    """User text beginning with '#' is text: the CLC's integer arguments
+    carry a mark no UTF-8 text holds (it once stored "#7 nightly" as 7)."""
+    ec2 = cloud.ec2()
+    iid = new_image(cloud, Description="#7 nightly")
+    ec2.create_tags(Resources=[iid], Tags=[{"Key": "#k", "Value": "#abc"}])
+    im = ec2.describe_images(ImageIds=[iid])["Images"][0]
+    assert im["Description"] == "#7 nightly"
+    assert im["Tags"] == [{"Key": "#k", "Value": "#abc"}]
+    vid = ec2.create_volume(
+        AvailabilityZone=cloud.cluster, Size=1, TagSpecifications=[{
+            "ResourceType": "volume", "Tags": [{"Key": "Name",
+                                                "Value": "#1"}]}])["VolumeId"]
+    assert ec2.describe_volumes(VolumeIds=[vid])["Volumes"][0]["Tags"] == [
+        {"Key": "Name", "Value": "#1"}]
+    ec2.delete_volume(VolumeId=vid)
