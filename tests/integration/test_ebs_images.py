@@ -14,6 +14,7 @@ import base64
 import hashlib
 import json
 import pathlib
+import signal
 import subprocess
 import tempfile
 
@@ -140,6 +141,11 @@ def write_image_onto(cloud, iid, dev):
     return raw
 
 
+def kill9_clc(cloud):
+    cloud.daemons["clc"].stop(signal.SIGKILL)
+    cloud.daemons["clc"].start()
+
+
 def test_boot_from_ebs_image_stop_start_create_image(cloud):
     ec2 = cloud.ec2()
     # A volume holding the whole-disk image, written from inside a guest.
@@ -256,6 +262,9 @@ def test_boot_from_ebs_image_stop_start_create_image(cloud):
             {"ResourceType": "image", "Tags": [{"Key": "k", "Value": "i"}]},
             {"ResourceType": "snapshot",
              "Tags": [{"Key": "k", "Value": "s"}]}])["ImageId"]
+    # (the CLC killed while the instance stops: its restart carries on)
+    kill9_clc(cloud)
+    ec2 = cloud.ec2()
     ec2.get_waiter("image_available").wait(ImageIds=[ami2],
                                            WaiterConfig=FAST)
     im2 = ec2.describe_images(ImageIds=[ami2])["Images"][0]
@@ -277,6 +286,8 @@ def test_boot_from_ebs_image_stop_start_create_image(cloud):
     (c,) = [i["InstanceId"] for i in ec2.run_instances(
         ImageId=ami2, MinCount=1, MaxCount=1,
         InstanceType="m1.small")["Instances"]]
+    kill9_clc(cloud)  # (its volumes and launch are rows: they go on)
+    ec2 = cloud.ec2()
     inst = boot(cloud, ec2, [c])[c]
     croot, cextra = volume_of(inst, "/dev/sda1"), volume_of(inst, "/dev/sdf")
     seen = disks(cloud, c)
@@ -284,6 +295,21 @@ def test_boot_from_ebs_image_stop_start_create_image(cloud):
                      MARK_KIB) == "root-for-image"
     assert read_mark(cloud, c, seen[serial(cextra)], 17,
                      0) == "extra-before-stop"
+
+    # NoReboot: the snapshots at once, the instance running throughout.
+    ami3 = ec2.create_image(InstanceId=c, Name="busybox-ebs-3",
+                            NoReboot=True)["ImageId"]
+    assert ec2.describe_instances(InstanceIds=[c])["Reservations"][0][
+        "Instances"][0]["State"]["Name"] == "running"
+    ec2.get_waiter("image_available").wait(ImageIds=[ami3],
+                                           WaiterConfig=FAST)
+    maps3 = {m["DeviceName"]: m["Ebs"]["SnapshotId"] for m in
+             ec2.describe_images(ImageIds=[ami3])["Images"][0][
+                 "BlockDeviceMappings"]}
+    assert set(maps3) == {"/dev/sda1", "/dev/sdf"}
+    assert ec2.describe_instances(InstanceIds=[c])["Reservations"][0][
+        "Instances"][0]["State"]["Name"] == "running"
+    assert run(cloud, c, "true")[0] == 0
 
     # Terminate: roots deleted, the extra volumes kept (as mapped).
     ec2.terminate_instances(InstanceIds=[b, c])
@@ -295,10 +321,11 @@ def test_boot_from_ebs_image_stop_start_create_image(cloud):
                                             WaiterConfig=FAST)
 
     # Deregistered, the images leave their snapshots, which may go now.
-    for i in (ami, ami2):
+    for i in (ami, ami2, ami3):
         ec2.deregister_image(ImageId=i)
-    left = [snap] + [m["SnapshotId"] for m in maps.values()]
-    assert len(ec2.describe_snapshots(SnapshotIds=left)["Snapshots"]) == 3
+    left = ([snap] + [m["SnapshotId"] for m in maps.values()] +
+            list(maps3.values()))
+    assert len(ec2.describe_snapshots(SnapshotIds=left)["Snapshots"]) == 5
     for s in left:
         ec2.delete_snapshot(SnapshotId=s)
     for v in (vid, extra, cextra):
