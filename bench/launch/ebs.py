@@ -18,6 +18,8 @@ after mounting its disks (KOALA-GUEST-DISKS) and its DHCP lease
 volume to be deleted).  p50 and p95 over ROUNDS rounds; ratio EBS /
 instance-store.
 
+The CLC polls at its default interval (2 s), as a cloud would.
+
 Environment: KOALA_BUILD_DIR, KOALA_IMAGES, ROUNDS (8), KEEP=1 keeps the
 cloud's directory.
 """
@@ -113,7 +115,7 @@ def one(cloud, ec2, ami, timeout=300):
 def main():
     base = Path(tempfile.mkdtemp(prefix="koala-bench-ebs-"))
     cloud = Cloud(base, n_nodes=1, node_cores=4, node_memory_mb=2048,
-                  sc=True, clc_args=["--poll-interval-ms", "500"]).start()
+                  sc=True).start()
     try:
         cloud.ami, _, _ = cloud.upload_images()
         cloud.ip = {}

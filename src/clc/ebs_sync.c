@@ -14,9 +14,11 @@
  */
 #define LOG_MODULE "clc"
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ebs.h"
 #include "log.h"
@@ -133,6 +135,27 @@ static void launch_volume_failed(struct clc *clc, struct db *db,
     clc_resend_orders_kick(clc);
 }
 
+/* A launch waits on a volume its SC is still filling (from a snapshot):
+ * the round comes again shortly rather than at the next poll, so that an
+ * EBS-backed instance boots as soon as its root volume is there. */
+#define FILLING_RECHECK_MS 150
+static atomic_bool launch_filling;
+
+static bool launch_waits(struct db *db, const char *vol)
+{
+    sqlite3_stmt *st = db_stmt(db,
+                               "SELECT 1 FROM attachments a JOIN instances i"
+                               " ON i.id = a.instance_id WHERE a.volume_id ="
+                               " ? AND i.state = 'pending'",
+                               NULL);
+    if (st == NULL)
+        return false;
+    sqlite3_bind_text(st, 1, vol, -1, SQLITE_STATIC);
+    bool yes = sqlite3_step(st) == SQLITE_ROW;
+    db_stmt_done(st);
+    return yes;
+}
+
 static int sync_creating(struct clc *clc, struct db *db, struct job *j,
                          struct koala_error **err)
 {
@@ -164,6 +187,8 @@ static int sync_creating(struct clc *clc, struct db *db, struct job *j,
         launch_volume_failed(clc, db, j->id, NULL);
     if (strcmp(sv.status, "available") == 0 || strcmp(sv.status, "error") == 0)
         return volume_state(db, j->id, sv.status, sv.status, "", err);
+    if (launch_waits(db, j->id))
+        atomic_store(&launch_filling, true);
     return 0;
 }
 
@@ -607,6 +632,7 @@ static int sync_drop(struct clc *clc, struct db *db, struct job *j,
 
 void clc_ebs_sync(struct clc *clc, struct db *db)
 {
+    atomic_store(&launch_filling, false);
     each(clc, db, "volume",
          "SELECT id, zone, sc_snapshot, snapshot_zone, size_gb FROM volumes"
          " WHERE state = 'creating'",
@@ -640,6 +666,11 @@ void clc_ebs_sync(struct clc *clc, struct db *db)
     each(clc, db, "storage controller",
          "SELECT '', zone, kind, target, id FROM sc_drops ORDER BY id", NULL,
          sync_drop);
+    if (atomic_load(&launch_filling)) {
+        struct timespec ts = {0, FILLING_RECHECK_MS * 1000000L};
+        nanosleep(&ts, NULL);
+        clc_ebs_kick(clc);
+    }
 }
 
 void clc_ebs_attach_now(struct clc *clc, struct db *db, const char *volume)
