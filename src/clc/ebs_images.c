@@ -242,7 +242,8 @@ int clc_image_bdms_store(struct ec2_req *r, const char *image,
                      "recording the block device mapping", err, image,
                      x->device, x->snapshot_id, gb, *x->type ? x->type : "gp2",
                      x->dot ? CLC_INT "1" : CLC_INT "0", x->virtual_name,
-                     x->no_device ? CLC_INT "1" : CLC_INT "0", io, tp, pos, NULL) < 0)
+                     x->no_device ? CLC_INT "1" : CLC_INT "0", io, tp, pos,
+                     NULL) < 0)
             return -1;
     }
     return 0;
@@ -257,7 +258,7 @@ int clc_image_bdms_load(struct db *db, const char *image, struct clc_bdms *out,
                                " volume_type, delete_on_termination,"
                                " virtual_name, no_device, iops, throughput"
                                " FROM image_block_devices WHERE image_id = ?"
-                               " ORDER BY position, device",
+                               " AND position >= 0 ORDER BY position, device",
                                err);
     if (st == NULL)
         return -1;
@@ -603,8 +604,8 @@ int clc_run_bdms_store(struct ec2_req *r, const struct clc_bdms *plan,
                      " state, node, delete_on_termination, boot, attach_time)"
                      " VALUES (?,?,?,'attaching','',?,?,?)",
                      "recording the attachment", err, vol, instance, b->device,
-                     b->dot ? CLC_INT "1" : CLC_INT "0", b->boot ? CLC_INT "1" : CLC_INT "0", now,
-                     NULL) < 0 ||
+                     b->dot ? CLC_INT "1" : CLC_INT "0",
+                     b->boot ? CLC_INT "1" : CLC_INT "0", now, NULL) < 0 ||
             ec2_apply_tag_specs(r, "volume", vol, err) < 0)
             return -1;
         log_info("%s: volume %s (%lld GiB%s%s) as %s%s", instance, vol,
@@ -701,13 +702,13 @@ static int snapshot_tags_keep(struct ec2_req *r, const char *image,
 
 /* Snapshots of the instance's volumes under image (in the caller's
  * transaction): a snapshot row `pending` per volume (the rounds ask its
- * SC) and the image's mapping naming it; the mapping rows CreateImage's
- * request added (NoDevice, VirtualName, DeleteOnTermination) over it. */
-static int snapshot_instance(struct clc *clc, struct db *db, int64_t owner,
-                             const char *image, const char *instance,
-                             const char *request_bdms, struct koala_error **err)
+ * SC) and the image's mapping naming it.  CreateImage's request left its
+ * own rows there first (request_overrides): a device it mapped to nothing
+ * is left out, one it gave a DeleteOnTermination keeps it; those rows
+ * go then. */
+static int snapshot_instance(struct db *db, int64_t owner, const char *image,
+                             const char *instance, struct koala_error **err)
 {
-    (void)clc;
     struct image_vol *v = NULL;
     size_t n = 0;
     if (instance_vols(db, instance, &v, &n, err) < 0)
@@ -718,11 +719,19 @@ static int snapshot_instance(struct clc *clc, struct db *db, int64_t owner,
     snprintf(now, sizeof(now), CLC_INT "%lld", (long long)time_now_ms());
     snprintf(desc, sizeof(desc), "Created by CreateImage(%s) for %s", instance,
              image);
+    sqlite3_stmt *st = db_stmt(db,
+                               "SELECT no_device FROM image_block_devices"
+                               " WHERE image_id = ? AND device = ?",
+                               err);
+    if (st == NULL)
+        rc = -1;
     for (size_t i = 0; i < n && rc == 0; i++) {
-        /* A device the request mapped to nothing is left out. */
-        char line[128];
-        snprintf(line, sizeof(line), "\n%s\tnodevice\n", v[i].device);
-        if (request_bdms && strstr(request_bdms, line))
+        sqlite3_bind_text(st, 1, image, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, v[i].device, -1, SQLITE_STATIC);
+        bool left_out =
+            sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) != 0;
+        sqlite3_reset(st);
+        if (left_out)
             continue;
         char snap[32], pos[24];
         if (id_resource(snap, sizeof(snap), "snap") < 0) {
@@ -745,9 +754,14 @@ static int snapshot_instance(struct clc *clc, struct db *db, int64_t owner,
                 " snapshot_id, volume_size_gb, volume_type,"
                 " delete_on_termination, iops, throughput, position) SELECT"
                 " ?1, ?2, ?3, v.size_gb, v.type, ?4, v.iops, v.throughput, ?5"
-                " FROM volumes v WHERE v.id = ?6",
+                " FROM volumes v WHERE v.id = ?6 ON CONFLICT (image_id,"
+                " device) DO UPDATE SET snapshot_id = excluded.snapshot_id,"
+                " volume_size_gb = excluded.volume_size_gb, volume_type ="
+                " excluded.volume_type, iops = excluded.iops, throughput ="
+                " excluded.throughput, position = excluded.position",
                 "recording the block device mapping", err, image, v[i].device,
-                snap, v[i].dot ? CLC_INT "1" : CLC_INT "0", pos, v[i].volume, NULL);
+                snap, v[i].dot ? CLC_INT "1" : CLC_INT "0", pos, v[i].volume,
+                NULL);
         if (rc == 0)
             rc = clc_exec(db,
                           "INSERT OR IGNORE INTO tags (resource_id,"
@@ -759,11 +773,42 @@ static int snapshot_instance(struct clc *clc, struct db *db, int64_t owner,
             log_info("%s: snapshot %s of %s (%s)", image, snap, v[i].volume,
                      v[i].device);
     }
+    if (st)
+        db_stmt_done(st);
     free(v);
+    if (rc == 0)
+        rc = clc_exec(db,
+                      "DELETE FROM image_block_devices WHERE image_id = ? AND"
+                      " position < 0",
+                      "recording the block device mapping", err, image, NULL);
     if (rc == 0)
         rc = clc_exec(db, "DELETE FROM image_snapshot_tags WHERE image_id = ?",
                       "", err, image, NULL);
     return rc;
+}
+
+/* CreateImage's BlockDeviceMapping.N, as rows of the image that
+ * snapshot_instance finds: NoDevice, or a DeleteOnTermination over the
+ * volume's (in the caller's transaction).  Position -1 marks them: the
+ * image's mapping (clc_image_bdms_load) leaves them out. */
+static int request_overrides(struct db *db, const char *image,
+                             const struct clc_bdms *req,
+                             struct koala_error **err)
+{
+    for (size_t i = 0; i < req->n; i++) {
+        const struct clc_bdm *b = &req->v[i];
+        if (!b->no_device && !(b->ebs && b->dot_given))
+            continue;
+        if (clc_exec(db,
+                     "INSERT INTO image_block_devices (image_id, device,"
+                     " no_device, delete_on_termination, position) VALUES"
+                     " (?,?,?,?,-1)",
+                     "recording the block device mapping", err, image,
+                     b->device, b->no_device ? CLC_INT "1" : CLC_INT "0",
+                     b->dot ? CLC_INT "1" : CLC_INT "0", NULL) < 0)
+            return -1;
+    }
+    return 0;
 }
 
 void ec2_create_image(struct ec2_req *r)
@@ -775,7 +820,6 @@ void ec2_create_image(struct ec2_req *r)
     const char *desc = ec2_param(r, "Description");
     bool no_reboot = false;
     struct clc_bdms req = {0};
-    struct buf nodev = {0};
     if (name == NULL ||
         ec2_param_bool(r, "NoReboot", false, &no_reboot, &err) < 0 ||
         ec2_check_tag_specs(r, tag_types, &err) < 0)
@@ -825,17 +869,10 @@ void ec2_create_image(struct ec2_req *r)
      * DeleteOnTermination are taken; new EBS devices are refused. */
     if (clc_bdms_parse(r, root, &req, &err) < 0)
         goto out;
-    buf_append_str(&nodev, "\n");
     for (size_t i = 0; i < req.n; i++) {
-        if (req.v[i].no_device) {
-            if (strcmp(req.v[i].device, root) == 0) {
-                bad_mapping(&err,
-                            "The root device %.64s cannot be left "
-                            "out",
-                            root);
-                goto out;
-            }
-            buf_printf(&nodev, "%s\tnodevice\n", req.v[i].device);
+        if (req.v[i].no_device && strcmp(req.v[i].device, root) == 0) {
+            bad_mapping(&err, "The root device %.64s cannot be left out", root);
+            goto out;
         } else if (req.v[i].ebs &&
                    (*req.v[i].snapshot_id || req.v[i].size_gb)) {
             bad_mapping(&err,
@@ -854,7 +891,8 @@ void ec2_create_image(struct ec2_req *r)
         goto out;
     if (insert_image(r, id, name, desc, root, reboot ? iid : "", &err) < 0 ||
         ec2_apply_tag_specs(r, "image", id, &err) < 0 ||
-        snapshot_tags_keep(r, id, &err) < 0)
+        snapshot_tags_keep(r, id, &err) < 0 ||
+        request_overrides(r->db, id, &req, &err) < 0)
         goto rollback;
     if (reboot) {
         /* Stopped first: the snapshots are taken once it is (round). */
@@ -864,19 +902,9 @@ void ec2_create_image(struct ec2_req *r)
                      " updated = ? WHERE id = ? AND state = 'running'",
                      "stopping the instance", &err, now, iid, NULL) < 0)
             goto rollback;
-    } else if (snapshot_instance(r->clc, r->db, r->who.id, id, iid, nodev.data,
-                                 &err) < 0) {
+    } else if (snapshot_instance(r->db, r->who.id, id, iid, &err) < 0) {
         goto rollback;
     }
-    /* DeleteOnTermination the request gave, over the volumes'. */
-    for (size_t i = 0; i < req.n; i++)
-        if (req.v[i].ebs && req.v[i].dot_given &&
-            clc_exec(r->db,
-                     "UPDATE image_block_devices SET delete_on_termination"
-                     " = ? WHERE image_id = ? AND device = ?",
-                     "recording the block device mapping", &err,
-                     req.v[i].dot ? CLC_INT "1" : CLC_INT "0", id, req.v[i].device, NULL) < 0)
-            goto rollback;
     if (db_commit(r->db, &err) < 0)
         goto out;
     log_info("account %lld: image %s of %s%s", (long long)r->who.id, id, iid,
@@ -891,7 +919,6 @@ rollback:
     db_rollback(r->db);
 out:
     clc_bdms_free(&req);
-    buf_free(&nodev);
     if (err)
         ec2_fail(r, err);
 }
@@ -926,10 +953,13 @@ static void reboot_step(struct clc *clc, struct db *db, const char *image,
                      "UPDATE images SET state = 'failed', state_reason ="
                      " 'The instance was terminated before its volumes were"
                      " snapshotted', reboot_phase = '' WHERE id = ?",
+                     "failing the image", &err, image, NULL) < 0 ||
+            clc_exec(db,
+                     "DELETE FROM image_block_devices WHERE image_id = ? AND"
+                     " position < 0",
                      "failing the image", &err, image, NULL) < 0)
             goto rollback;
-    } else if (snapshot_instance(clc, db, owner, image, instance, NULL, &err) <
-                   0 ||
+    } else if (snapshot_instance(db, owner, image, instance, &err) < 0 ||
                clc_exec(db,
                         "UPDATE images SET reboot_phase = 'started' WHERE"
                         " id = ?",
