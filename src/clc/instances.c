@@ -312,22 +312,19 @@ static int insert_reservation(struct ec2_req *r, const struct run_args *a,
                      " launch_index, image_id, kernel_id, ramdisk_id,"
                      " instance_type, key_name, user_data, cluster, state,"
                      " client_token, launch_time, updated, shutdown_behavior,"
-                     " disable_api_termination, subnet_id) VALUES(?,?,?,?,?,"
-                     " NULLIF(?, ''), NULLIF(?, ''),?,NULLIF(?, ''),"
-                     " NULLIF(?, ''),?,'pending',NULLIF(?, ''),?,?,?,?,?)",
+                     " disable_api_termination, subnet_id, root_device_type,"
+                     " root_device_name) VALUES(?,?,?,?,?, NULLIF(?, ''),"
+                     " NULLIF(?, ''),?,NULLIF(?, ''), NULLIF(?, ''),?,"
+                     "'pending',NULLIF(?, ''),?,?,?,?,?,?,?)",
                      "storing instance", err, id, reservation, owner, idx,
                      a->image_id, a->kernel_id ? a->kernel_id : "",
                      a->ramdisk_id ? a->ramdisk_id : "", a->type.name,
                      a->key_name ? a->key_name : "",
                      a->user_data ? a->user_data : "", cluster,
                      a->token ? a->token : "", now, now, a->shutdown_behavior,
-                     a->disable_api_termination ? CLC_INT "1" : CLC_INT "0", a->subnet.id,
-                     NULL) < 0 ||
-            clc_exec(r->db,
-                     "UPDATE instances SET root_device_type = ?,"
-                     " root_device_name = ? WHERE id = ?",
-                     "storing instance", err, a->image.root_device_type,
-                     a->image.root_device_name, id, NULL) < 0 ||
+                     a->disable_api_termination ? CLC_INT "1" : CLC_INT "0",
+                     a->subnet.id, a->image.root_device_type,
+                     a->image.root_device_name, NULL) < 0 ||
             clc_run_bdms_store(r, &a->volumes, id, cluster, err) < 0 ||
             clc_md_store_new(r->db, id, &a->md, err) < 0 ||
             clc_sg_run_store(r, &a->groups, a->subnet.vpc, id, err) < 0 ||
@@ -346,7 +343,80 @@ fail:
     return -1;
 }
 
-static void run_instances(struct ec2_req *r, struct run_args *a_);
+static void run_instances(struct ec2_req *r, struct run_args *a)
+{
+    struct koala_error *err = NULL;
+    /* DryRun answers whether the caller may do it; capacity is not a
+     * permission. */
+    if (ec2_dry_run(r))
+        return;
+    char reservation[32];
+    if (a->token) {
+        int rc = token_reservation(r, a->token, reservation,
+                                   sizeof(reservation), &err);
+        if (rc < 0)
+            return ec2_fail(r, err);
+        if (rc == 0) /* the same request again: the same answer */
+            return reply_reservation(r, reservation);
+    }
+    struct cluster_choice c = {.r = r,
+                               .type = &a->type,
+                               .zone = a->zone,
+                               .need_sc = a->volumes.n > 0,
+                               .best_available = -1};
+    if (clc_services_each(r->db, "cluster", consider_cluster, &c, &err) < 0)
+        return ec2_fail(r, err);
+    if (c.best_available < 0 && c.sc_missing && c.last_err == NULL) {
+        error_set(&err, EINVAL, "UnsupportedOperation",
+                  "EBS volumes need a zone with a storage controller%s%s",
+                  a->zone ? ": none in " : "", a->zone ? a->zone : "");
+        return ec2_fail(r, err);
+    }
+    if (a->zone && !c.any) {
+        error_free(c.last_err);
+        error_set(&err, EINVAL, "InvalidParameterValue",
+                  "Invalid availability zone: [%s]", a->zone);
+        return ec2_fail(r, err);
+    }
+    if (c.best_available < a->min) {
+        if (c.best_available < 0 && c.last_err)
+            error_set(&err, EIO, "InsufficientInstanceCapacity",
+                      "There is not enough capacity to fulfill your request: "
+                      "no cluster answered (%s)",
+                      error_message(c.last_err));
+        else
+            error_set(&err, ENOSPC, "InsufficientInstanceCapacity",
+                      "There is not enough capacity to fulfill your request: "
+                      "%lld %s at most",
+                      c.best_available < 0 ? 0 : c.best_available,
+                      a->type.name);
+        error_free(c.last_err);
+        return ec2_fail(r, err);
+    }
+    error_free(c.last_err);
+    long long count = c.best_available < a->max ? c.best_available : a->max;
+    if (!a->subnet_given && clc_default_subnet(r->clc, r->db, r->who.id, c.best,
+                                               &a->subnet, &err) < 0)
+        return ec2_fail(r, err);
+    if (!a->public_ip_given &&
+        clc_subnet_maps_public_ip(r->db, a->subnet.id, &a->public_ip, &err) < 0)
+        return ec2_fail(r, err);
+    if (insert_reservation(r, a, c.best, count, reservation, &err) < 0) {
+        /* A concurrent request with the same ClientToken won the race. */
+        if (a->token && err && err->errnum == EEXIST &&
+            token_reservation(r, a->token, reservation, sizeof(reservation),
+                              NULL) == 0) {
+            error_free(err);
+            return reply_reservation(r, reservation);
+        }
+        return ec2_fail(r, err);
+    }
+    clc_queue_launch(r->clc, reservation);
+    clc_netpolicy_kick(r->clc);
+    if (a->volumes.n > 0)
+        clc_ebs_kick(r->clc); /* the SC makes the volumes meanwhile */
+    reply_reservation(r, reservation);
+}
 
 void ec2_run_instances(struct ec2_req *r)
 {
@@ -358,81 +428,6 @@ void ec2_run_instances(struct ec2_req *r)
     }
     run_instances(r, &a);
     clc_bdms_free(&a.volumes);
-}
-
-static void run_instances(struct ec2_req *r, struct run_args *a_)
-{
-    struct koala_error *err = NULL;
-    struct run_args a = *a_;
-    /* DryRun answers whether the caller may do it; capacity is not a
-     * permission. */
-    if (ec2_dry_run(r))
-        return;
-    char reservation[32];
-    if (a.token) {
-        int rc = token_reservation(r, a.token, reservation, sizeof(reservation),
-                                   &err);
-        if (rc < 0)
-            return ec2_fail(r, err);
-        if (rc == 0) /* the same request again: the same answer */
-            return reply_reservation(r, reservation);
-    }
-    struct cluster_choice c = {.r = r,
-                               .type = &a.type,
-                               .zone = a.zone,
-                               .need_sc = a.volumes.n > 0,
-                               .best_available = -1};
-    if (clc_services_each(r->db, "cluster", consider_cluster, &c, &err) < 0)
-        return ec2_fail(r, err);
-    if (c.best_available < 0 && c.sc_missing && c.last_err == NULL) {
-        error_set(&err, EINVAL, "UnsupportedOperation",
-                  "EBS volumes need a zone with a storage controller%s%s",
-                  a.zone ? ": none in " : "", a.zone ? a.zone : "");
-        return ec2_fail(r, err);
-    }
-    if (a.zone && !c.any) {
-        error_free(c.last_err);
-        error_set(&err, EINVAL, "InvalidParameterValue",
-                  "Invalid availability zone: [%s]", a.zone);
-        return ec2_fail(r, err);
-    }
-    if (c.best_available < a.min) {
-        if (c.best_available < 0 && c.last_err)
-            error_set(&err, EIO, "InsufficientInstanceCapacity",
-                      "There is not enough capacity to fulfill your request: "
-                      "no cluster answered (%s)",
-                      error_message(c.last_err));
-        else
-            error_set(&err, ENOSPC, "InsufficientInstanceCapacity",
-                      "There is not enough capacity to fulfill your request: "
-                      "%lld %s at most",
-                      c.best_available < 0 ? 0 : c.best_available, a.type.name);
-        error_free(c.last_err);
-        return ec2_fail(r, err);
-    }
-    error_free(c.last_err);
-    long long count = c.best_available < a.max ? c.best_available : a.max;
-    if (!a.subnet_given && clc_default_subnet(r->clc, r->db, r->who.id, c.best,
-                                              &a.subnet, &err) < 0)
-        return ec2_fail(r, err);
-    if (!a.public_ip_given &&
-        clc_subnet_maps_public_ip(r->db, a.subnet.id, &a.public_ip, &err) < 0)
-        return ec2_fail(r, err);
-    if (insert_reservation(r, &a, c.best, count, reservation, &err) < 0) {
-        /* A concurrent request with the same ClientToken won the race. */
-        if (a.token && err && err->errnum == EEXIST &&
-            token_reservation(r, a.token, reservation, sizeof(reservation),
-                              NULL) == 0) {
-            error_free(err);
-            return reply_reservation(r, reservation);
-        }
-        return ec2_fail(r, err);
-    }
-    clc_queue_launch(r->clc, reservation);
-    clc_netpolicy_kick(r->clc);
-    if (a.volumes.n > 0)
-        clc_ebs_kick(r->clc); /* the SC makes the volumes meanwhile */
-    reply_reservation(r, reservation);
 }
 
 /* ---- Terminate / Stop / Start / Reboot ---- */
