@@ -107,24 +107,32 @@ static int volume_state(struct db *db, const char *id, const char *state,
                     now_arg(now), id, NULL);
 }
 
-/* A volume made for a launch ended in error: its instance, still pending,
- * fails now rather than at the pending timeout. */
-static void launch_volume_failed(struct clc *clc, struct db *db,
-                                 const char *vol, const char *why)
+/* The pending instance whose launch made vol (into instance): true, or
+ * false when the volume is no launch's or its instance is past pending. */
+static bool pending_launch(struct db *db, const char *vol, char instance[32])
 {
-    char instance[32] = "";
+    instance[0] = '\0';
     sqlite3_stmt *st = db_stmt(db,
                                "SELECT a.instance_id FROM attachments a JOIN"
                                " instances i ON i.id = a.instance_id WHERE"
                                " a.volume_id = ? AND i.state = 'pending'",
                                NULL);
     if (st == NULL)
-        return;
+        return false;
     sqlite3_bind_text(st, 1, vol, -1, SQLITE_STATIC);
     if (sqlite3_step(st) == SQLITE_ROW)
-        clc_col(instance, sizeof(instance), st, 0);
+        clc_col(instance, 32, st, 0);
     db_stmt_done(st);
-    if (*instance == '\0')
+    return instance[0] != '\0';
+}
+
+/* A volume made for a launch ended in error: its instance, still pending,
+ * fails now rather than at the pending timeout. */
+static void launch_volume_failed(struct clc *clc, struct db *db,
+                                 const char *vol, const char *why)
+{
+    char instance[32];
+    if (!pending_launch(db, vol, instance))
         return;
     struct koala_error *e = NULL;
     error_set(&e, EIO, "InternalError", "its volume %s failed: %s", vol,
@@ -140,21 +148,6 @@ static void launch_volume_failed(struct clc *clc, struct db *db,
  * EBS-backed instance boots as soon as its root volume is there. */
 #define FILLING_RECHECK_MS 150
 static atomic_bool launch_filling;
-
-static bool launch_waits(struct db *db, const char *vol)
-{
-    sqlite3_stmt *st = db_stmt(db,
-                               "SELECT 1 FROM attachments a JOIN instances i"
-                               " ON i.id = a.instance_id WHERE a.volume_id ="
-                               " ? AND i.state = 'pending'",
-                               NULL);
-    if (st == NULL)
-        return false;
-    sqlite3_bind_text(st, 1, vol, -1, SQLITE_STATIC);
-    bool yes = sqlite3_step(st) == SQLITE_ROW;
-    db_stmt_done(st);
-    return yes;
-}
 
 static int sync_creating(struct clc *clc, struct db *db, struct job *j,
                          struct koala_error **err)
@@ -187,7 +180,8 @@ static int sync_creating(struct clc *clc, struct db *db, struct job *j,
         launch_volume_failed(clc, db, j->id, NULL);
     if (strcmp(sv.status, "available") == 0 || strcmp(sv.status, "error") == 0)
         return volume_state(db, j->id, sv.status, sv.status, "", err);
-    if (launch_waits(db, j->id))
+    char instance[32];
+    if (pending_launch(db, j->id, instance))
         atomic_store(&launch_filling, true);
     return 0;
 }
