@@ -573,10 +573,7 @@ void nc_launch_job(struct nc *nc, struct nc_instance *inst)
     const char *image_format = "raw";
     int64_t t0 = time_mono_ms();
     pthread_mutex_lock(&nc->lock);
-    const struct nc_volume *bv = nc_boot_volume(inst);
-    bool from_volume = inst->image.id == NULL;
-    inst->awaiting_export =
-        from_volume && (bv == NULL || !nc_volume_has_export(bv));
+    inst->awaiting_export = nc_boot_volume_missing(inst);
     bool wait = inst->awaiting_export;
     pthread_mutex_unlock(&nc->lock);
     if (wait) { /* pending until ncAttachVolume brings it (settle) */
@@ -647,9 +644,7 @@ void nc_start_job(struct nc *nc, struct nc_instance *inst)
     struct koala_error *err = NULL;
     nc_save(nc, inst);
     pthread_mutex_lock(&nc->lock);
-    const struct nc_volume *bv = nc_boot_volume(inst);
-    bool no_root =
-        inst->image.id == NULL && (bv == NULL || !nc_volume_has_export(bv));
+    bool no_root = nc_boot_volume_missing(inst);
     pthread_mutex_unlock(&nc->lock);
     if (no_root) /* its boot volume was detached meanwhile */
         error_set(&err, EINVAL, "Client.IncorrectInstanceState",

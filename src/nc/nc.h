@@ -393,6 +393,9 @@ int nc_volumes_parse_run(const struct xml_node *op, struct nc_instance *inst,
 bool nc_volume_has_export(const struct nc_volume *v);
 /* inst's boot volume (not detached), or NULL. */
 struct nc_volume *nc_boot_volume(const struct nc_instance *inst);
+/* inst boots from a volume (it has no image) that is not there to boot
+ * from: detached, or its export not come yet.  Lock held. */
+bool nc_boot_volume_missing(const struct nc_instance *inst);
 /* Every <volume> (attachment) of inst into w.  Lock held. */
 void nc_volumes_describe(const struct nc_instance *inst, struct xml_writer *w);
 /* instance.json's "volumes" (the records not detached) and back. */

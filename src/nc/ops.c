@@ -227,10 +227,8 @@ int nc_start_instance(struct nc *nc, const char *id, struct xml_writer *w,
      * (volops.c), so this holds once it starts. */
     pthread_mutex_lock(&nc->lock);
     struct nc_instance *inst = nc_find_locked(nc, id);
-    const struct nc_volume *bv = inst ? nc_boot_volume(inst) : NULL;
-    bool no_root = inst && inst->state == NC_STOPPED &&
-                   inst->image.id == NULL &&
-                   (bv == NULL || !nc_volume_has_export(bv));
+    bool no_root =
+        inst && inst->state == NC_STOPPED && nc_boot_volume_missing(inst);
     pthread_mutex_unlock(&nc->lock);
     if (no_root)
         return error_set(err, EINVAL, "IncorrectInstanceState",

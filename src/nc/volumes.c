@@ -131,6 +131,12 @@ struct nc_volume *nc_boot_volume(const struct nc_instance *inst)
     return NULL;
 }
 
+bool nc_boot_volume_missing(const struct nc_instance *inst)
+{
+    const struct nc_volume *v = nc_boot_volume(inst);
+    return inst->image.id == NULL && (v == NULL || !nc_volume_has_export(v));
+}
+
 struct nc_volume *nc_volume_find(const struct nc_instance *inst,
                                  const char *volume_id)
 {
@@ -480,10 +486,6 @@ json_t *nc_volume_device(const struct nc_volume *v, bool microvm)
         return json_pack("{s:s, s:s, s:s, s:s, s:s}", "driver", "scsi-hd",
                          "bus", "vscsi.0", "drive", node, "id", v->id, "serial",
                          serial);
-    if (v->boot) /* SeaBIOS boots from it */
-        return json_pack("{s:s, s:s, s:s, s:s, s:i}", "driver",
-                         "virtio-blk-pci", "drive", node, "id", v->id, "serial",
-                         serial, "bootindex", 0);
     return json_pack("{s:s, s:s, s:s, s:s}", "driver", "virtio-blk-pci",
                      "drive", node, "id", v->id, "serial", serial);
 }
