@@ -362,22 +362,6 @@ static int apply_grants(struct ec2_req *r, const char *id,
     return 0;
 }
 
-/* (Bound as text: clc_exec would take a description CLC_INT "1" for a number.) */
-static int set_description(struct ec2_req *r, const char *id, const char *desc,
-                           struct koala_error **err)
-{
-    sqlite3_stmt *st =
-        db_stmt(r->db, "UPDATE images SET description = ? WHERE id = ?", err);
-    if (st == NULL)
-        return -1;
-    sqlite3_bind_text(st, 1, desc, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    db_stmt_done(st);
-    return rc == SQLITE_DONE ? 0
-                             : db_error(r->db, "changing the description", err);
-}
-
 /* Attribute names as clients send them: ec2_ami says "LaunchPermission"
  * and "Description " (with its space). */
 static bool attr_is(const char *attr, const char *name)
@@ -444,8 +428,10 @@ void ec2_modify_image_attribute(struct ec2_req *r)
         goto out;
     if (db_begin(r->db, &err) < 0)
         goto out;
-    int rc = desc ? set_description(r, id, desc, &err)
-                  : apply_grants(r, id, &g, &err);
+    int rc =
+        desc ? clc_exec(r->db, "UPDATE images SET description = ? WHERE id = ?",
+                        "changing the description", &err, desc, id, NULL)
+             : apply_grants(r, id, &g, &err);
     if (rc < 0 || db_commit(r->db, &err) < 0) {
         db_rollback(r->db);
         goto out;

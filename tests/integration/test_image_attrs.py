@@ -420,6 +420,10 @@ def test_text_that_looks_like_a_number_stays_text(cloud):
     im = ec2.describe_images(ImageIds=[iid])["Images"][0]
     assert im["Description"] == "#7 nightly"
     assert im["Tags"] == [{"Key": "#k", "Value": "#abc"}]
+    ec2.modify_image_attribute(ImageId=iid, Description={"Value": "#8"})
+    assert ec2.describe_image_attribute(
+        ImageId=iid, Attribute="description")["Description"] == {
+            "Value": "#8"}
     vid = ec2.create_volume(
         AvailabilityZone=cloud.cluster, Size=1, TagSpecifications=[{
             "ResourceType": "volume", "Tags": [{"Key": "Name",
