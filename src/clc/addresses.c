@@ -814,8 +814,8 @@ void ec2_modify_subnet_attribute(struct ec2_req *r)
     if (ec2_dry_run(r))
         return;
     if (clc_exec(r->db, "UPDATE subnets SET map_public_ip = ? WHERE id = ?",
-                 "changing the subnet", &err, on ? CLC_INT "1" : CLC_INT "0", sn.id,
-                 NULL) < 0)
+                 "changing the subnet", &err, on ? CLC_INT "1" : CLC_INT "0",
+                 sn.id, NULL) < 0)
         return ec2_fail(r, err);
     struct xml_writer *w = ec2_reply_start(r, "ModifySubnetAttribute");
     xml_bool_element(w, "return", true);

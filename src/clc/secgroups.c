@@ -45,8 +45,9 @@ static int insert_rule(struct db *db, const char *group, bool egress,
                     "INSERT INTO sg_rules(id, grp, egress, proto, from_port,"
                     " to_port, cidr, ref_group, created) VALUES(?,?,?,'-1',"
                     " -1, -1, NULLIF(?, ''), NULLIF(?, ''), ?)",
-                    "storing rule", err, id, group, egress ? CLC_INT "1" : CLC_INT "0",
-                    cidr ? cidr : "", ref ? ref : "", now, NULL);
+                    "storing rule", err, id, group,
+                    egress ? CLC_INT "1" : CLC_INT "0", cidr ? cidr : "",
+                    ref ? ref : "", now, NULL);
 }
 
 int clc_sg_ensure_default(struct db *db, int64_t owner, const char *vpc,

@@ -521,9 +521,9 @@ int sg_rule_insert(struct db *db, struct sg_rule *x, struct koala_error **err)
                  "INSERT INTO sg_rules(id, grp, egress, proto, from_port,"
                  " to_port, cidr, ref_group, description, created)"
                  " VALUES(?,?,?,?,?,?,NULLIF(?, ''),NULLIF(?, ''),?,?)",
-                 "storing rule", err, x->id, x->group, x->egress ? CLC_INT "1" : CLC_INT "0",
-                 x->proto, from, to, x->cidr, x->ref_group, x->description, now,
-                 NULL) == 0)
+                 "storing rule", err, x->id, x->group,
+                 x->egress ? CLC_INT "1" : CLC_INT "0", x->proto, from, to,
+                 x->cidr, x->ref_group, x->description, now, NULL) == 0)
         return 0;
     if (err && *err && (*err)->errnum == EEXIST) {
         error_free(*err);
