@@ -371,6 +371,20 @@ class Cloud:
                 "AWS_SECRET_ACCESS_KEY": self.secret,
                 "AWS_DEFAULT_REGION": REGION}
 
+    def create_account(self, name):
+        """A new account (`koala account create`): its (key, secret)."""
+        out = sh(KOALA_BIN, "account", "create", name,
+                 "--data-dir", self.dir).stdout
+        kv = dict(line.split("=", 1) for line in out.split())
+        return kv["AWS_ACCESS_KEY_ID"], kv["AWS_SECRET_ACCESS_KEY"]
+
+    def account_ec2(self, name):
+        """An EC2 client of a new account, its number as .account."""
+        ec2 = self.ec2(*self.create_account(name))
+        ec2.account = ec2.describe_security_groups(
+            GroupNames=["default"])["SecurityGroups"][0]["OwnerId"]
+        return ec2
+
     def ec2(self, key=None, secret=None):
         return boto3.client(
             "ec2", endpoint_url=self.ec2_endpoint, region_name=REGION,

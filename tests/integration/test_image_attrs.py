@@ -15,7 +15,6 @@ import botocore.exceptions
 import pytest
 
 from cloud import Cloud
-from conftest import KOALA_BIN, sh
 
 FAST = {"Delay": 1, "MaxAttempts": 120}
 
@@ -38,13 +37,7 @@ def cloud(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def bob(cloud):
-    out = sh(KOALA_BIN, "account", "create", "bob",
-             "--data-dir", cloud.dir).stdout
-    kv = dict(line.split("=", 1) for line in out.split())
-    ec2 = cloud.ec2(kv["AWS_ACCESS_KEY_ID"], kv["AWS_SECRET_ACCESS_KEY"])
-    ec2.account = ec2.describe_security_groups(
-        GroupNames=["default"])["SecurityGroups"][0]["OwnerId"]
-    return ec2
+    return cloud.account_ec2("bob")
 
 
 def code(e):

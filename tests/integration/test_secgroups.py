@@ -26,7 +26,6 @@ import botocore.exceptions
 import pytest
 
 from cloud import IMAGES, Cloud
-from conftest import KOALA_BIN, sh
 from soapclient import SoapFault, text
 from test_metadata_options import FakeCC, wait_applied, wait_for
 from test_compute import wait_state
@@ -88,15 +87,12 @@ def cloud(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def bob(cloud):
-    out = sh(KOALA_BIN, "account", "create", "bob",
-             "--data-dir", cloud.dir).stdout
-    kv = dict(line.split("=", 1) for line in out.split())
-    ec2 = cloud.ec2(kv["AWS_ACCESS_KEY_ID"], kv["AWS_SECRET_ACCESS_KEY"])
+    key, secret = cloud.create_account("bob")
+    ec2 = cloud.ec2(key, secret)
     # an image of bob's own, so that his launches get as far as the groups
     s3 = boto3.client("s3", endpoint_url=cloud.s3_endpoint,
                       region_name="us-east-1",
-                      aws_access_key_id=kv["AWS_ACCESS_KEY_ID"],
-                      aws_secret_access_key=kv["AWS_SECRET_ACCESS_KEY"],
+                      aws_access_key_id=key, aws_secret_access_key=secret,
                       config=botocore.config.Config(
                           s3={"addressing_style": "path"}))
     s3.create_bucket(Bucket="bob-images")

@@ -30,10 +30,7 @@ def cloud(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def bob(cloud):
-    out = sh(KOALA_BIN, "account", "create", "bob",
-             "--data-dir", cloud.dir).stdout
-    kv = dict(line.split("=", 1) for line in out.split())
-    return kv["AWS_ACCESS_KEY_ID"], kv["AWS_SECRET_ACCESS_KEY"]
+    return cloud.create_account("bob")
 
 
 def code(e):
